@@ -1,0 +1,10 @@
+//! Map keys, values, names and sizes shared by the kernel programs
+//! (`netd-ebpf`) and user space (`netd`).
+//!
+//! Every type is `#[repr(C)]` with explicit, zeroed padding so that both sides
+//! agree on the byte layout and no uninitialised byte ever reaches a map key.
+#![no_std]
+
+pub mod counters;
+pub mod filter;
+pub mod maps;

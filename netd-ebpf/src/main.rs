@@ -1,0 +1,28 @@
+//! netd's TC programs. Each entry point reads like the packet's journey:
+//! parse, decide, count, return a verdict.
+#![no_std]
+#![no_main]
+
+mod counters;
+mod filter;
+mod parse;
+
+use aya_ebpf::{macros::classifier, programs::TcContext};
+
+/// The first program: drops IPv4 packets whose destination is in the
+/// blocked-destination map and counts every verdict.
+#[classifier]
+pub fn netd_filter(ctx: TcContext) -> i32 {
+    filter::run(&ctx)
+}
+
+// The verifier rejects programs that could panic, so this is never reached.
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,3 @@
+fn main() {
+    println!("netd {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,294 @@
+//! A thin, typed layer over rtnetlink for the few link, address and route
+//! operations netd needs. One `Netlink` talks to one network namespace: its
+//! socket is opened inside that namespace and stays bound to it.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result, anyhow};
+use futures::TryStreamExt;
+use ipnetwork::Ipv4Network;
+use rtnetlink::{
+    Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    packet_route::{
+        AddressFamily,
+        address::AddressAttribute,
+        link::{LinkAttribute, LinkFlags, LinkMessage},
+        route::{RouteAddress, RouteAttribute},
+    },
+};
+
+use crate::netns::Netns;
+
+/// A netlink route socket in one namespace.
+pub struct Netlink {
+    handle: Handle,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+/// A link as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub up: bool,
+    /// Index of the bridge it is enslaved to, if any.
+    pub controller: Option<u32>,
+}
+
+/// An IPv4 route as the kernel reports it (main table only).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RouteInfo {
+    pub destination: Ipv4Network,
+    pub gateway: Option<Ipv4Addr>,
+    pub output_index: Option<u32>,
+}
+
+impl Netlink {
+    /// Opens a socket in `netns`, or in the caller's namespace when `None`.
+    /// Must be called inside a tokio runtime, which then drives the socket.
+    pub async fn connect(netns: Option<&Netns>) -> Result<Netlink> {
+        let runtime = tokio::runtime::Handle::current();
+        let open = move || {
+            let _entered = runtime.enter();
+            rtnetlink::new_connection()
+        };
+        let (connection, handle, _) = match netns {
+            Some(ns) => ns.run_in(open)?,
+            None => open(),
+        }
+        .context("opening a netlink socket")?;
+        Ok(Netlink {
+            handle,
+            connection: tokio::spawn(connection),
+        })
+    }
+
+    pub async fn links(&self) -> Result<Vec<LinkInfo>> {
+        let messages: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .context("listing links")?;
+        Ok(messages.iter().map(link_info).collect())
+    }
+
+    pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
+        let mut stream = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match stream.try_next().await {
+            Ok(message) => Ok(message.as_ref().map(link_info)),
+            // ENODEV: no such link.
+            Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ENODEV => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("looking up link {name}")),
+        }
+    }
+
+    pub async fn index(&self, name: &str) -> Result<u32> {
+        self.link(name)
+            .await?
+            .map(|link| link.index)
+            .ok_or_else(|| anyhow!("no link named {name}"))
+    }
+
+    /// Creates a veth pair `name` <-> `peer` in this namespace.
+    pub async fn add_veth(&self, name: &str, peer: &str) -> Result<()> {
+        self.handle
+            .link()
+            .add(LinkVeth::new(name, peer).build())
+            .execute()
+            .await
+            .with_context(|| format!("creating veth pair {name} <-> {peer}"))
+    }
+
+    pub async fn add_bridge(&self, name: &str) -> Result<()> {
+        self.handle
+            .link()
+            .add(LinkBridge::new(name).build())
+            .execute()
+            .await
+            .with_context(|| format!("creating bridge {name}"))
+    }
+
+    /// Moves a link into another namespace, renaming it there if `new_name` is set.
+    pub async fn move_to(&self, name: &str, target: &Netns, new_name: Option<&str>) -> Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let index = self.index(name).await?;
+        let mut message = LinkUnspec::new_with_index(index).setns_by_fd(target.as_fd().as_raw_fd());
+        if let Some(new_name) = new_name {
+            message = message.name(new_name.to_string());
+        }
+        self.handle
+            .link()
+            .set(message.build())
+            .execute()
+            .await
+            .with_context(|| format!("moving link {name} into namespace {}", target.name()))
+    }
+
+    pub async fn set_up(&self, name: &str) -> Result<()> {
+        let index = self.index(name).await?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .with_context(|| format!("setting link {name} up"))
+    }
+
+    /// Enslaves `port` to `bridge`.
+    pub async fn set_controller(&self, port: &str, bridge: &str) -> Result<()> {
+        let port_index = self.index(port).await?;
+        let bridge_index = self.index(bridge).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(port_index)
+                    .controller(bridge_index)
+                    .build(),
+            )
+            .execute()
+            .await
+            .with_context(|| format!("attaching {port} to bridge {bridge}"))
+    }
+
+    pub async fn delete_link(&self, name: &str) -> Result<()> {
+        let Some(link) = self.link(name).await? else {
+            return Ok(());
+        };
+        self.handle
+            .link()
+            .del(link.index)
+            .execute()
+            .await
+            .with_context(|| format!("deleting link {name}"))
+    }
+
+    pub async fn add_address(&self, link: &str, address: Ipv4Network) -> Result<()> {
+        let index = self.index(link).await?;
+        self.handle
+            .address()
+            .add(index, address.ip().into(), address.prefix())
+            .execute()
+            .await
+            .with_context(|| format!("adding address {address} to {link}"))
+    }
+
+    /// IPv4 addresses per link index.
+    pub async fn addresses(&self) -> Result<Vec<(u32, Ipv4Network)>> {
+        let messages: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .context("listing addresses")?;
+        let mut out = Vec::new();
+        for message in messages {
+            if message.header.family != AddressFamily::Inet {
+                continue;
+            }
+            for attribute in &message.attributes {
+                if let AddressAttribute::Address(std::net::IpAddr::V4(ip)) = attribute {
+                    if let Ok(net) = Ipv4Network::new(*ip, message.header.prefix_len) {
+                        out.push((message.header.index, net));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds a route to `destination` via `gateway` (or on-link through `link`).
+    pub async fn add_route(
+        &self,
+        destination: Ipv4Network,
+        gateway: Option<Ipv4Addr>,
+        link: Option<&str>,
+    ) -> Result<()> {
+        let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(destination.network(), destination.prefix());
+        if let Some(gateway) = gateway {
+            builder = builder.gateway(gateway);
+        }
+        if let Some(link) = link {
+            builder = builder.output_interface(self.index(link).await?);
+        }
+        self.handle
+            .route()
+            .add(builder.build())
+            .execute()
+            .await
+            .with_context(|| format!("adding route to {destination}"))
+    }
+
+    /// IPv4 routes of the main table.
+    pub async fn routes(&self) -> Result<Vec<RouteInfo>> {
+        let messages: Vec<_> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .context("listing routes")?;
+        let mut out = Vec::new();
+        for message in messages {
+            if message.header.table != 254 {
+                continue;
+            }
+            let mut destination = Ipv4Addr::UNSPECIFIED;
+            let mut gateway = None;
+            let mut output_index = None;
+            for attribute in &message.attributes {
+                match attribute {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => destination = *ip,
+                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
+                    RouteAttribute::Oif(index) => output_index = Some(*index),
+                    _ => {}
+                }
+            }
+            if let Ok(destination) =
+                Ipv4Network::new(destination, message.header.destination_prefix_length)
+            {
+                out.push(RouteInfo {
+                    destination,
+                    gateway,
+                    output_index,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Netlink {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+fn link_info(message: &LinkMessage) -> LinkInfo {
+    let mut name = String::new();
+    let mut controller = None;
+    for attribute in &message.attributes {
+        match attribute {
+            LinkAttribute::IfName(n) => name = n.clone(),
+            LinkAttribute::Controller(index) => controller = Some(*index),
+            _ => {}
+        }
+    }
+    LinkInfo {
+        index: message.header.index,
+        name,
+        up: message.header.flags.contains(LinkFlags::Up),
+        controller,
+    }
+}

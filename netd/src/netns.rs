@@ -1,0 +1,224 @@
+//! Named network namespaces, compatible with `ip netns`: a namespace is kept
+//! alive by a bind mount of its nsfs file on `/run/netns/NAME`.
+//!
+//! Work inside a namespace runs on a short-lived thread that `setns`es into it,
+//! so the calling thread (and the tokio runtime) never changes namespace.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io,
+    os::{
+        fd::{AsFd, AsRawFd, BorrowedFd},
+        unix::{fs::MetadataExt, process::CommandExt},
+    },
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use nix::{
+    mount::{MntFlags, MsFlags, mount, umount2},
+    sched::{CloneFlags, setns, unshare},
+};
+
+/// Where `ip netns` keeps its names.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// An open handle on a network namespace.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+    path: PathBuf,
+    file: File,
+}
+
+impl Netns {
+    /// Creates a new named namespace (visible to `ip netns`) with its loopback up
+    /// left to the caller. Fails if the name is taken.
+    pub fn create(name: &str) -> Result<Netns> {
+        validate_name(name)?;
+        ensure_run_dir()?;
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| {
+                format!("creating {}: is the namespace name taken?", path.display())
+            })?;
+        let bind_target = path.clone();
+        let made = std::thread::spawn(move || -> Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &bind_target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .with_context(|| {
+                format!(
+                    "bind-mounting the new namespace on {}",
+                    bind_target.display()
+                )
+            })?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("namespace creation thread panicked"))?;
+        if let Err(err) = made {
+            let _ = fs::remove_file(&path);
+            return Err(err);
+        }
+        Self::open_path(name, &path)
+    }
+
+    /// Opens an existing namespace by its `ip netns` name.
+    pub fn open(name: &str) -> Result<Netns> {
+        validate_name(name)?;
+        Self::open_path(name, &Path::new(NETNS_RUN_DIR).join(name))
+    }
+
+    /// Opens a namespace by any nsfs path (`/proc/PID/ns/net`, a runtime's bind mount).
+    pub fn open_path(name: &str, path: &Path) -> Result<Netns> {
+        let file = File::open(path)
+            .with_context(|| format!("opening network namespace {}", path.display()))?;
+        Ok(Netns {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Whether a namespace of that name exists in `/run/netns`.
+    pub fn exists(name: &str) -> bool {
+        Path::new(NETNS_RUN_DIR).join(name).exists()
+    }
+
+    /// Removes a named namespace. The kernel frees it once no process, socket
+    /// or open handle refers to it any more. Missing names are not an error.
+    pub fn delete(name: &str) -> Result<()> {
+        validate_name(name)?;
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        if !path.exists() {
+            return Ok(());
+        }
+        match umount2(&path, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(err) => return Err(err).with_context(|| format!("unmounting {}", path.display())),
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+
+    /// Names in `/run/netns` that start with `prefix`, sorted.
+    pub fn list_with_prefix(prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(NETNS_RUN_DIR)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| name.starts_with(prefix))
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The nsfs inode: two handles on the same namespace share it.
+    pub fn inode(&self) -> Result<u64> {
+        Ok(self.file.metadata()?.ino())
+    }
+
+    /// Runs `f` on a thread that has entered this namespace and returns its
+    /// result. Sockets made inside stay bound to the namespace afterwards.
+    pub fn run_in<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
+        let fd = self.file.as_fd();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || -> Result<R> {
+                    setns(fd, CloneFlags::CLONE_NEWNET)
+                        .with_context(|| format!("entering network namespace {}", self.name))?;
+                    Ok(f())
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// A command that will run inside this namespace (like `ip netns exec`,
+    /// without remounting /sys).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        let fd = self.file.as_raw_fd();
+        // SAFETY: setns is async-signal-safe; the fd outlives the fork since the
+        // parent keeps `self` alive while spawning.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Same as [`Netns::command`], for tokio.
+    pub fn tokio_command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        tokio::process::Command::from(self.command(program))
+    }
+}
+
+impl AsFd for Netns {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// Namespace names become file names under /run/netns.
+fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 || name.contains('/') || name.starts_with('.') {
+        bail!("invalid namespace name {name:?}: use 1-64 characters, no '/' and no leading '.'");
+    }
+    Ok(())
+}
+
+/// Makes /run/netns a shared mount point, as iproute2 does, so that namespaces
+/// created here are visible in other mount namespaces too.
+fn ensure_run_dir() -> Result<()> {
+    fs::create_dir_all(NETNS_RUN_DIR).with_context(|| format!("creating {NETNS_RUN_DIR}"))?;
+    let shared = || {
+        mount(
+            None::<&str>,
+            NETNS_RUN_DIR,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    if shared().is_ok() {
+        return Ok(());
+    }
+    // Not a mount point yet: bind it onto itself first.
+    mount(
+        Some(NETNS_RUN_DIR),
+        NETNS_RUN_DIR,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind-mounting {NETNS_RUN_DIR} onto itself"))?;
+    shared().with_context(|| format!("making {NETNS_RUN_DIR} a shared mount"))?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Test support for netd: the sandbox every root test and the demo run in.
+
+pub mod sandbox;
+pub mod traffic;
+
+pub use sandbox::Sandbox;

@@ -1,0 +1,57 @@
+//! Real traffic between sandbox namespaces, through the ordinary tools.
+
+use std::{net::Ipv4Addr, process::Command};
+
+use netd::netns::Netns;
+
+/// Sends `count` ICMP echo requests from `from` to `to` (200 ms apart, 1 s
+/// deadline per reply) and returns how many replies came back.
+pub fn ping(from: &Netns, to: Ipv4Addr, count: u32) -> u32 {
+    let output = from
+        .command("ping")
+        .args(["-n", "-q", "-i", "0.2", "-W", "1", "-c"])
+        .arg(count.to_string())
+        .arg(to.to_string())
+        .output()
+        .expect("running ping (is iputils-ping installed? `cargo xtask setup`)");
+    parse_received(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Whether a single echo from `from` to `to` is answered.
+pub fn reachable(from: &Netns, to: Ipv4Addr) -> bool {
+    ping(from, to, 1) == 1
+}
+
+/// Reads "N received" from ping's summary line.
+fn parse_received(summary: &str) -> u32 {
+    summary
+        .split(',')
+        .find_map(|part| part.trim().strip_suffix(" received")?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs a command to completion and returns its stdout, panicking with its
+/// stderr if it failed.
+pub fn run_ok(mut command: Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_received;
+
+    #[test]
+    fn reads_the_received_count_from_ping_summary() {
+        let summary = "--- 203.0.113.10 ping statistics ---\n3 packets transmitted, 2 received, 33.3333% packet loss, time 401ms\n";
+        assert_eq!(parse_received(summary), 2);
+        assert_eq!(parse_received("garbage"), 0);
+    }
+}
