@@ -188,8 +188,8 @@ impl AsFd for Netns {
 
 /// Namespace names become file names under /run/netns.
 fn validate_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 64 || name.contains('/') || name.starts_with('.') {
-        bail!("invalid namespace name {name:?}: use 1-64 characters, no '/' and no leading '.'");
+    if name.is_empty() || name.len() > 200 || name.contains('/') || name.starts_with('.') {
+        bail!("invalid namespace name {name:?}: use 1-200 characters, no '/' and no leading '.'");
     }
     Ok(())
 }
