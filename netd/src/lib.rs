@@ -2,9 +2,15 @@
 //! TC eBPF programs configured through BPF maps.
 //!
 //! Side effects live in thin modules (`netns`, `netlink`, `bpffs`, `ebpf`);
-//! decisions live in pure ones, unit-tested without root.
+//! decisions live in pure ones (`model`, `ipam`, `ifname`, `config`),
+//! unit-tested without root.
 
 pub mod bpffs;
+pub mod config;
 pub mod ebpf;
+pub mod ifname;
+pub mod ipam;
+pub mod model;
 pub mod netlink;
 pub mod netns;
+pub mod store;

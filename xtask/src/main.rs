@@ -1,1 +1,45 @@
-fn main() {}
+//! netd's developer tasks. `cargo xtask --help` lists them.
+
+mod demo;
+mod setup;
+mod shell;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "netd developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building, testing, the demo and the benchmarks need
+    /// (Debian packages, nightly rust-src, bpf-linker). Idempotent.
+    Setup,
+    /// Setup, then formatting, clippy (user space and eBPF), unit tests and
+    /// the root integration tests.
+    Test {
+        /// Extra arguments for the test runner (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Setup, build, then show netd's main job in a sandbox.
+    Demo,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.task {
+        Task::Setup => setup::run(),
+        Task::Test { args } => test::run(&args),
+        Task::Demo => demo::run(),
+    };
+    if let Err(err) = result {
+        eprintln!("xtask: {err:#}");
+        std::process::exit(1);
+    }
+}
