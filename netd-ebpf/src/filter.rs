@@ -33,7 +33,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     };
     let key = Ipv4Key::new(ip.dst);
     // SAFETY: the value is copied out before any other map operation.
-    let verdict = unsafe { NETD_BLOCKED_DST.get(&key) }.map(|rule| rule.verdict);
+    let verdict = unsafe { NETD_BLOCKED_DST.get(key) }.map(|rule| rule.verdict);
     if verdict == Some(VERDICT_DROP) {
         counters::bump(Counter::DroppedBlockedDst);
         debug!(

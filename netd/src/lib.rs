@@ -6,7 +6,9 @@
 //! unit-tested without root.
 
 pub mod bpffs;
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod ebpf;
 pub mod ifname;
 pub mod ipam;
@@ -14,3 +16,4 @@ pub mod model;
 pub mod netlink;
 pub mod netns;
 pub mod store;
+pub mod topology;

@@ -1,3 +1,8 @@
+//! The `netd` binary: the daemon, and the CLI that talks to it.
+
+mod cli;
+
 fn main() {
-    println!("netd {}", env!("CARGO_PKG_VERSION"));
+    let code = cli::main();
+    std::process::exit(code);
 }

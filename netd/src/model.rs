@@ -1,0 +1,363 @@
+//! The desired state: what networks and guests should exist. The daemon
+//! persists it and reconciles the kernel to it; nothing here touches the
+//! kernel.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::Ipv4Addr,
+    path::PathBuf,
+};
+
+use ipnetwork::Ipv4Network;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ipam;
+
+/// The subnet of a network made without `--subnet`. Not routable, so every
+/// such network may use it: each lives in its own namespace.
+pub const DEFAULT_SUBNET: &str = "172.18.0.0/24";
+
+/// As many networks as the default uplink pool (172.18.192.0/19) has /30s.
+pub const MAX_NETWORKS: usize = 2048;
+
+/// Names become parts of namespace names and of `ip netns` paths, so they are
+/// kept short and free of anything a shell or a path would interpret.
+pub const MAX_NAME_LEN: usize = 32;
+
+/// Everything netd should have built.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct State {
+    pub networks: BTreeMap<String, Network>,
+    /// The last uplink slot handed out: the next allocation starts after it,
+    /// so a freed slot is reused as late as possible.
+    #[serde(default)]
+    pub uplink_cursor: Option<u16>,
+}
+
+impl State {
+    /// The uplink slots held by networks, as `UplinkPool::allocate` wants them.
+    pub fn used_uplink_slots(&self) -> BTreeSet<u16> {
+        self.networks
+            .values()
+            .map(|network| network.uplink_slot)
+            .collect()
+    }
+}
+
+/// A network: a namespace with a bridge for its guests, linked to the gateway.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Network {
+    pub name: String,
+    pub subnet: Ipv4Network,
+    /// Whether the host routes to `subnet` (then it may collide with nothing
+    /// on the host), rather than reaching guests through published ports only.
+    pub routable: bool,
+    pub uplink_slot: u16,
+    pub guests: BTreeMap<String, Guest>,
+    /// The last guest address handed out, for wrap-around allocation.
+    #[serde(default)]
+    pub guest_cursor: Option<Ipv4Addr>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+impl Network {
+    /// The bridge's address: the last usable host of the subnet
+    /// (172.18.0.254 in 172.18.0.0/24), the guests' default gateway.
+    pub fn bridge_ip(&self) -> Ipv4Addr {
+        ipam::bridge_ip(self.subnet)
+    }
+
+    /// The guests' addresses, as `ipam::allocate_guest_ip` wants them.
+    pub fn used_ips(&self) -> BTreeSet<Ipv4Addr> {
+        self.guests.values().map(|guest| guest.ip).collect()
+    }
+
+    /// The guest that has `ip`, so that `ipam::check_guest_ip` can name it.
+    pub fn guest_with_ip(&self, ip: Ipv4Addr) -> Option<&Guest> {
+        self.guests.values().find(|guest| guest.ip == ip)
+    }
+}
+
+/// A guest: one network namespace with `eth0` plugged into its network's bridge.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Guest {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub netns: GuestNetns,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// Whose namespace the guest lives in: it decides whether removing the guest
+/// removes the namespace too.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GuestNetns {
+    /// netd made it and named it, and removes it with the guest.
+    Owned,
+    /// A runtime's namespace passed with `--netns`; netd only removes the
+    /// interface it put there.
+    External { path: PathBuf },
+}
+
+/// What a name is for, so that its error says which name is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Network,
+    Guest,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Network => "network",
+            NameKind::Guest => "guest",
+        })
+    }
+}
+
+/// Why a request does not fit the model.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ModelError {
+    #[error(
+        "invalid {kind} name {name:?}: use 1-{MAX_NAME_LEN} characters from a-z, 0-9, \
+         '-' and '_', starting with a letter or digit"
+    )]
+    InvalidName { kind: NameKind, name: String },
+}
+
+/// Checks a network or guest name: 1 to 32 bytes of `a-z`, `0-9`, `-` and
+/// `_`, starting with a letter or digit (so that it never reads as an option
+/// or a hidden file).
+pub fn validate_name(kind: NameKind, name: &str) -> Result<(), ModelError> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidName {
+            kind,
+            name: name.to_owned(),
+        })
+    }
+}
+
+fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let allowed = |byte: &u8| matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_');
+    let starts_well = |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit();
+    (1..=MAX_NAME_LEN).contains(&bytes.len())
+        && bytes.first().is_some_and(starts_well)
+        && bytes.iter().all(allowed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_state() -> State {
+        let owned = Guest {
+            name: "web1".to_owned(),
+            ip: Ipv4Addr::new(172, 18, 0, 1),
+            netns: GuestNetns::Owned,
+            created_at: 1_700_000_000,
+        };
+        let external = Guest {
+            name: "db".to_owned(),
+            ip: Ipv4Addr::new(172, 18, 0, 7),
+            netns: GuestNetns::External {
+                path: PathBuf::from("/proc/4242/ns/net"),
+            },
+            created_at: 1_700_000_100,
+        };
+        let web = Network {
+            name: "web".to_owned(),
+            subnet: DEFAULT_SUBNET.parse().unwrap(),
+            routable: false,
+            uplink_slot: 0,
+            guests: BTreeMap::from([
+                (owned.name.clone(), owned),
+                (external.name.clone(), external),
+            ]),
+            guest_cursor: Some(Ipv4Addr::new(172, 18, 0, 7)),
+            created_at: 1_699_999_999,
+        };
+        let routed = Network {
+            name: "routed".to_owned(),
+            subnet: "10.20.0.0/16".parse().unwrap(),
+            routable: true,
+            uplink_slot: 5,
+            guests: BTreeMap::new(),
+            guest_cursor: None,
+            created_at: 1_700_000_200,
+        };
+        State {
+            networks: BTreeMap::from([(web.name.clone(), web), (routed.name.clone(), routed)]),
+            uplink_cursor: Some(5),
+        }
+    }
+
+    #[test]
+    fn state_survives_a_json_round_trip() {
+        let state = sample_state();
+        let json = serde_json::to_string_pretty(&state).unwrap();
+        let back: State = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, state);
+    }
+
+    #[test]
+    fn an_empty_state_round_trips_and_has_no_cursor() {
+        let json = serde_json::to_string(&State::default()).unwrap();
+        assert_eq!(json, r#"{"networks":{},"uplink_cursor":null}"#);
+        assert_eq!(
+            serde_json::from_str::<State>(&json).unwrap(),
+            State::default()
+        );
+    }
+
+    #[test]
+    fn missing_cursors_read_as_none() {
+        let state: State = serde_json::from_str(r#"{"networks":{}}"#).unwrap();
+        assert_eq!(state.uplink_cursor, None);
+    }
+
+    #[test]
+    fn subnets_and_addresses_serialize_as_plain_text() {
+        let state = sample_state();
+        let json = serde_json::to_value(&state).unwrap();
+        let web = &json["networks"]["web"];
+        assert_eq!(web["subnet"], "172.18.0.0/24");
+        assert_eq!(web["guests"]["web1"]["ip"], "172.18.0.1");
+        assert_eq!(web["guest_cursor"], "172.18.0.7");
+    }
+
+    #[test]
+    fn guest_netns_is_tagged_by_kind() {
+        let owned = serde_json::to_value(GuestNetns::Owned).unwrap();
+        assert_eq!(owned, serde_json::json!({ "kind": "owned" }));
+        let external = serde_json::to_value(GuestNetns::External {
+            path: PathBuf::from("/run/netns/cni-1234"),
+        })
+        .unwrap();
+        assert_eq!(
+            external,
+            serde_json::json!({ "kind": "external", "path": "/run/netns/cni-1234" })
+        );
+    }
+
+    #[test]
+    fn an_unknown_netns_kind_is_refused_on_load() {
+        let result = serde_json::from_str::<GuestNetns>(r#"{"kind":"borrowed"}"#);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn bridge_ip_is_the_last_usable_host() {
+        let state = sample_state();
+        assert_eq!(
+            state.networks["web"].bridge_ip(),
+            Ipv4Addr::new(172, 18, 0, 254)
+        );
+        assert_eq!(
+            state.networks["routed"].bridge_ip(),
+            Ipv4Addr::new(10, 20, 255, 254)
+        );
+    }
+
+    #[test]
+    fn used_ips_lists_every_guest_address() {
+        let used = sample_state().networks["web"].used_ips();
+        let expected = BTreeSet::from([Ipv4Addr::new(172, 18, 0, 1), Ipv4Addr::new(172, 18, 0, 7)]);
+        assert_eq!(used, expected);
+    }
+
+    #[test]
+    fn guest_with_ip_finds_the_holder_of_an_address() {
+        let state = sample_state();
+        let web = &state.networks["web"];
+        let holder = web.guest_with_ip(Ipv4Addr::new(172, 18, 0, 7));
+        assert_eq!(holder.map(|guest| guest.name.as_str()), Some("db"));
+        assert_eq!(web.guest_with_ip(Ipv4Addr::new(172, 18, 0, 2)), None);
+    }
+
+    #[test]
+    fn used_uplink_slots_lists_every_network_slot() {
+        assert_eq!(sample_state().used_uplink_slots(), BTreeSet::from([0, 5]));
+    }
+
+    #[test]
+    fn default_subnet_is_a_valid_subnet() {
+        let subnet: Ipv4Network = DEFAULT_SUBNET.parse().unwrap();
+        assert_eq!(ipam::validate_subnet(subnet), Ok(()));
+    }
+
+    #[test]
+    fn valid_names_are_accepted() {
+        let thirty_two = "a".repeat(32);
+        let names = [
+            "a",
+            "0",
+            "web",
+            "web-1",
+            "db_primary",
+            "9lives",
+            "a-_-b",
+            &thirty_two,
+        ];
+        for name in names {
+            assert_eq!(validate_name(NameKind::Network, name), Ok(()), "{name:?}");
+            assert_eq!(validate_name(NameKind::Guest, name), Ok(()), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_names_are_refused() {
+        let thirty_three = "a".repeat(33);
+        let names = [
+            "",
+            "-web",
+            "_web",
+            "Web",
+            "web!",
+            "web.1",
+            "web 1",
+            "web/1",
+            "../etc",
+            "wéb",
+            "web\n",
+            &thirty_three,
+        ];
+        for name in names {
+            assert!(validate_name(NameKind::Network, name).is_err(), "{name:?}");
+            assert!(validate_name(NameKind::Guest, name).is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn name_errors_say_which_kind_quote_the_name_and_state_the_rule() {
+        let err = validate_name(NameKind::Network, "Foo!").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid network name \"Foo!\": use 1-32 characters from a-z, 0-9, '-' and '_', \
+             starting with a letter or digit"
+        );
+        let err = validate_name(NameKind::Guest, "").unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid guest name \"\": "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn name_errors_escape_control_characters() {
+        let err = validate_name(NameKind::Guest, "a\nb").unwrap_err();
+        assert!(err.to_string().contains(r#""a\nb""#), "{err}");
+    }
+
+    #[test]
+    fn model_errors_can_cross_threads_and_box_as_std_errors() {
+        fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+        assert_error::<ModelError>();
+    }
+}

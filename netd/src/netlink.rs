@@ -292,3 +292,17 @@ fn link_info(message: &LinkMessage) -> LinkInfo {
         controller,
     }
 }
+
+impl Netlink {
+    /// Deletes the main-table route to `destination`, if there is one.
+    pub async fn delete_route(&self, destination: Ipv4Network) -> Result<()> {
+        let message = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(destination.network(), destination.prefix())
+            .build();
+        match self.handle.route().del(message).execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ESRCH => Ok(()),
+            Err(err) => Err(err).with_context(|| format!("deleting route to {destination}")),
+        }
+    }
+}

@@ -13,5 +13,8 @@ pub fn run() -> Result<()> {
     build.args(["build", "--workspace", "--exclude", "netd-ebpf", "--bins"]);
     shell::run(build, "the build failed")?;
     let demo = workspace_root().join("target/debug/netd-demo");
-    shell::run(std::process::Command::new(demo), "the demo failed: see above")
+    shell::run(
+        std::process::Command::new(demo),
+        "the demo failed: see above",
+    )
 }

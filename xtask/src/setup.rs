@@ -9,7 +9,10 @@ use crate::shell::{self, output};
 
 /// Debian packages, and why each is needed.
 const PACKAGES: &[(&str, &str)] = &[
-    ("llvm-22-dev", "bpf-linker links the eBPF programs with LLVM 22"),
+    (
+        "llvm-22-dev",
+        "bpf-linker links the eBPF programs with LLVM 22",
+    ),
     ("libpolly-22-dev", "LLVM 22's static libraries need Polly"),
     ("libzstd-dev", "LLVM 22 links against zstd"),
     ("zlib1g-dev", "LLVM 22 links against zlib"),
@@ -57,7 +60,10 @@ fn apt_packages() -> Result<()> {
     }
     let mut update = Command::new("apt-get");
     update.args(["update", "-q"]);
-    shell::run(update, "apt-get update failed: check the machine's Debian mirror access")?;
+    shell::run(
+        update,
+        "apt-get update failed: check the machine's Debian mirror access",
+    )?;
     let mut install = Command::new("apt-get");
     install
         .args(["install", "-y", "-q", "--no-install-recommends"])
@@ -72,7 +78,10 @@ fn dpkg_installed(name: &str) -> bool {
 }
 
 fn nightly_rust_src() -> Result<()> {
-    let installed = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"]);
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    );
     match installed {
         Some(list) if list.lines().any(|l| l.starts_with("rust-src")) => {
             println!("setup: nightly toolchain with rust-src present");

@@ -17,7 +17,16 @@ pub fn run(extra: &[String]) -> Result<()> {
     shell::run(fmt, "formatting differs: run `cargo fmt --all`")?;
 
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--exclude", "netd-ebpf", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "netd-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     shell::run(clippy, "clippy found problems in user space")?;
 
     let mut clippy_ebpf = Command::new("rustup");
@@ -34,11 +43,24 @@ pub fn run(extra: &[String]) -> Result<()> {
 
     let mut tests = if output("cargo", &["nextest", "--version"]).is_some() {
         let mut nextest = cargo();
-        nextest.args(["nextest", "run", "--workspace", "--exclude", "netd-ebpf", "--no-fail-fast"]);
+        nextest.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--exclude",
+            "netd-ebpf",
+            "--no-fail-fast",
+        ]);
         nextest
     } else {
         let mut test = cargo();
-        test.args(["test", "--workspace", "--exclude", "netd-ebpf", "--no-fail-fast"]);
+        test.args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "netd-ebpf",
+            "--no-fail-fast",
+        ]);
         test
     };
     tests.args(extra);

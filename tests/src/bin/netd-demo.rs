@@ -34,13 +34,22 @@ fn ebpf_filter(sb: &Sandbox) {
         .attach(&sb.internet, UPLINK, Direction::Ingress)
         .expect("attaching netd_filter");
     println!("loaded netd_filter and attached it to {UPLINK} ingress in the internet namespace");
-    println!("ping host -> {INTERNET_SERVER}: {}/3 replies", ping(&sb.host, INTERNET_SERVER, 3));
+    println!(
+        "ping host -> {INTERNET_SERVER}: {}/3 replies",
+        ping(&sb.host, INTERNET_SERVER, 3)
+    );
     filter.block(INTERNET_SERVER).expect("map update");
     println!("map update: block {INTERNET_SERVER}");
-    println!("ping host -> {INTERNET_SERVER}: {}/3 replies", ping(&sb.host, INTERNET_SERVER, 3));
+    println!(
+        "ping host -> {INTERNET_SERVER}: {}/3 replies",
+        ping(&sb.host, INTERNET_SERVER, 3)
+    );
     filter.unblock(INTERNET_SERVER).expect("map update");
     println!("map update: unblock {INTERNET_SERVER}");
-    println!("ping host -> {INTERNET_SERVER}: {}/3 replies", ping(&sb.host, INTERNET_SERVER, 3));
+    println!(
+        "ping host -> {INTERNET_SERVER}: {}/3 replies",
+        ping(&sb.host, INTERNET_SERVER, 3)
+    );
     println!("per-CPU counters, summed:");
     for (name, value) in filter.counters().expect("reading counters") {
         println!("  {name:<22} {value}");

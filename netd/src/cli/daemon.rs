@@ -1,0 +1,74 @@
+//! `netd daemon`
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use netd::{
+    config::{DEFAULT_CONFIG_PATH, Dataplane},
+    daemon::{self, Overrides},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Configuration file.
+    #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Directory of the persisted desired state.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Directory for runtime files.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// bpffs directory for pins (mounted as bpffs if it is not one).
+    #[arg(long)]
+    bpffs_dir: Option<PathBuf>,
+    /// Prefix of every namespace this instance creates.
+    #[arg(long)]
+    netns_prefix: Option<String>,
+    /// ebpf or nftables.
+    #[arg(long)]
+    dataplane: Option<Dataplane>,
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    // The socket is the global --socket; it overrides the file only when
+    // given explicitly (clap fills the default otherwise).
+    let socket = std::env::args()
+        .any(|a| a == "--socket" || a.starts_with("--socket="))
+        .then(socket_from_args)
+        .flatten()
+        .or_else(|| std::env::var_os("NETD_SOCKET").map(PathBuf::from));
+    let overrides = Overrides {
+        socket,
+        state_dir: args.state_dir,
+        run_dir: args.run_dir,
+        bpffs_dir: args.bpffs_dir,
+        netns_prefix: args.netns_prefix,
+        dataplane: args.dataplane,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = daemon::effective_config(&args.config, &overrides)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(daemon::run(config))?;
+    Ok(0)
+}
+
+fn socket_from_args() -> Option<PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().enumerate().find_map(|(i, a)| {
+        if let Some(v) = a.strip_prefix("--socket=") {
+            Some(PathBuf::from(v))
+        } else if a == "--socket" {
+            args.get(i + 1).map(PathBuf::from)
+        } else {
+            None
+        }
+    })
+}

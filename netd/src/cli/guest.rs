@@ -1,0 +1,81 @@
+//! `netd guest add|rm|ls`
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use netd::{
+    client::{Client, segment},
+    daemon::requests::{AddGuest, GuestView},
+};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Add a guest: a namespace (or --netns) with eth0 on the network's bridge.
+    Add {
+        network: String,
+        name: String,
+        /// Address in the network's subnet; the next free one if omitted.
+        #[arg(long)]
+        ip: Option<String>,
+        /// An existing network namespace (a container runtime's) to plug in
+        /// instead of creating one.
+        #[arg(long)]
+        netns: Option<PathBuf>,
+    },
+    /// Remove a guest (and its namespace, if netd made it).
+    Rm { network: String, name: String },
+    /// List a network's guests.
+    Ls {
+        network: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(client: &Client, command: Command) -> Result<i32> {
+    match command {
+        Command::Add {
+            network,
+            name,
+            ip,
+            netns,
+        } => {
+            let g: GuestView = client.post(
+                &format!("/v1/networks/{}/guests", segment(&network)),
+                &AddGuest { name, ip, netns },
+            )?;
+            println!(
+                "guest {}/{} {} in {}",
+                g.network,
+                g.name,
+                g.ip,
+                g.netns.display()
+            );
+        }
+        Command::Rm { network, name } => {
+            client.delete(&format!(
+                "/v1/networks/{}/guests/{}",
+                segment(&network),
+                segment(&name)
+            ))?;
+            println!("removed guest {network}/{name}");
+        }
+        Command::Ls { network, json } => {
+            let guests: Vec<GuestView> =
+                client.get(&format!("/v1/networks/{}/guests", segment(&network)))?;
+            super::print(json, &guests, |guests| {
+                println!("{:<20} {:<18} {:<15} NAMESPACE", "NAME", "ADDRESS", "PORT");
+                for g in guests {
+                    println!(
+                        "{:<20} {:<18} {:<15} {}",
+                        g.name,
+                        g.ip,
+                        g.bridge_port,
+                        g.netns.display()
+                    );
+                }
+            });
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,83 @@
+//! The command line. One subcommand per file; each has a single entry point.
+
+mod cleanup;
+mod daemon;
+mod exec;
+mod guest;
+mod network;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use netd::client::Client;
+
+#[derive(Parser)]
+#[command(
+    name = "netd",
+    version,
+    about = "Container networking: namespaces, bridges and an eBPF dataplane"
+)]
+pub struct Cli {
+    /// The daemon's API socket.
+    #[arg(
+        long,
+        global = true,
+        env = "NETD_SOCKET",
+        default_value = "/run/netd/netd.sock"
+    )]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (systemd Type=notify).
+    Daemon(daemon::Args),
+    /// Create, remove, list and inspect networks.
+    #[command(subcommand)]
+    Network(network::Command),
+    /// Add, remove and list a network's guests.
+    #[command(subcommand)]
+    Guest(guest::Command),
+    /// Run a command in a guest's network namespace.
+    Exec(exec::Args),
+    /// The live kernel state of everything this daemon owns, and any drift.
+    Status(status::Args),
+    /// Remove everything this daemon instance owns, and nothing else.
+    Cleanup,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let client = Client::new(&cli.socket);
+    let result = match cli.command {
+        Command::Daemon(args) => daemon::run(args),
+        Command::Network(cmd) => network::run(&client, cmd),
+        Command::Guest(cmd) => guest::run(&client, cmd),
+        Command::Exec(args) => exec::run(&client, args),
+        Command::Status(args) => status::run(&client, args),
+        Command::Cleanup => cleanup::run(&client),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("netd: {err:#}");
+            1
+        }
+    }
+}
+
+/// Prints `value` as JSON, or through `human` for people.
+pub fn print<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("serializable")
+        );
+    } else {
+        human(value);
+    }
+}

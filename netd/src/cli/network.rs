@@ -1,0 +1,93 @@
+//! `netd network create|rm|ls|inspect`
+
+use anyhow::Result;
+use netd::{
+    client::{Client, segment},
+    daemon::requests::{CreateNetwork, NetworkView},
+};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Create a network (idempotent: repeating an identical create changes nothing).
+    Create {
+        name: String,
+        /// CIDR, or `auto` for the first free /24; makes the network routable
+        /// from the host. Without it, guests get the default subnet, which
+        /// may overlap other networks'.
+        #[arg(long)]
+        subnet: Option<String>,
+    },
+    /// Remove a network with all its guests.
+    Rm { name: String },
+    /// List networks.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one network and its guests.
+    Inspect {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(client: &Client, command: Command) -> Result<i32> {
+    match command {
+        Command::Create { name, subnet } => {
+            let net: NetworkView = client.post("/v1/networks", &CreateNetwork { name, subnet })?;
+            println!(
+                "network {} {} (bridge {})",
+                net.name, net.subnet, net.bridge_ip
+            );
+        }
+        Command::Rm { name } => {
+            client.delete(&format!("/v1/networks/{}", segment(&name)))?;
+            println!("removed network {name}");
+        }
+        Command::Ls { json } => {
+            let nets: Vec<NetworkView> = client.get("/v1/networks")?;
+            super::print(json, &nets, |nets| {
+                println!(
+                    "{:<20} {:<18} {:<9} {:>6}  NAMESPACE",
+                    "NAME", "SUBNET", "ROUTABLE", "GUESTS"
+                );
+                for n in nets {
+                    println!(
+                        "{:<20} {:<18} {:<9} {:>6}  {}",
+                        n.name,
+                        n.subnet,
+                        if n.routable { "yes" } else { "no" },
+                        n.guests.len(),
+                        n.netns
+                    );
+                }
+            });
+        }
+        Command::Inspect { name, json } => {
+            let net: NetworkView = client.get(&format!("/v1/networks/{}", segment(&name)))?;
+            super::print(json, &net, |n| {
+                println!("network   {}", n.name);
+                println!(
+                    "subnet    {}{}",
+                    n.subnet,
+                    if n.routable { " (routable)" } else { "" }
+                );
+                println!("bridge    {}", n.bridge_ip);
+                println!("uplink    {}", n.uplink);
+                println!("namespace {}", n.netns);
+                println!("guests    {}", n.guests.len());
+                for g in &n.guests {
+                    println!(
+                        "  {:<20} {:<18} port {:<15} {}",
+                        g.name,
+                        g.ip,
+                        g.bridge_port,
+                        g.netns.display()
+                    );
+                }
+            });
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,49 @@
+//! `netd status`
+
+use anyhow::Result;
+use netd::{client::Client, daemon::status::Status};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(client: &Client, args: Args) -> Result<i32> {
+    let status: Status = client.get("/v1/status")?;
+    super::print(args.json, &status, |s| {
+        println!("dataplane {}", s.dataplane);
+        for ns in &s.namespaces {
+            println!("namespace {}", ns.name);
+            for l in &ns.links {
+                let mut line =
+                    format!("  link {:<15} {}", l.name, if l.up { "up" } else { "DOWN" });
+                if let Some(b) = &l.bridge {
+                    line.push_str(&format!(" bridge {b}"));
+                }
+                if !l.addresses.is_empty() {
+                    line.push_str(&format!(" {}", l.addresses.join(" ")));
+                }
+                if !l.tc_programs.is_empty() {
+                    line.push_str(&format!(" tc [{}]", l.tc_programs.join(" ")));
+                }
+                println!("{line}");
+            }
+            for r in &ns.routes {
+                println!("  route {r}");
+            }
+            for t in &ns.nft_tables {
+                println!("  nft table {t}");
+            }
+        }
+        if s.drift.is_empty() {
+            println!("no drift: the kernel matches the desired state");
+        } else {
+            println!("DRIFT:");
+            for d in &s.drift {
+                println!("  {d}");
+            }
+        }
+    });
+    Ok(if status.drift.is_empty() { 0 } else { 3 })
+}

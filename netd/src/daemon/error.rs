@@ -1,0 +1,67 @@
+//! What a request can fail with, and the HTTP status each maps to.
+
+use std::fmt;
+
+/// A failed request: the kind decides the HTTP status; the message is one
+/// line that says what failed and how to fix it.
+#[derive(Debug)]
+pub enum ServiceError {
+    /// The request itself is wrong (bad name, bad CIDR, address taken...).
+    Invalid(String),
+    /// It names a network or guest that does not exist.
+    NotFound(String),
+    /// It contradicts what exists (same name, different settings).
+    Conflict(String),
+    /// The kernel or the disk failed; nothing half-done was left.
+    Internal(anyhow::Error),
+}
+
+impl ServiceError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ServiceError::Invalid(_) => 400,
+            ServiceError::NotFound(_) => 404,
+            ServiceError::Conflict(_) => 409,
+            ServiceError::Internal(_) => 500,
+        }
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceError::Invalid(m) | ServiceError::NotFound(m) | ServiceError::Conflict(m) => {
+                f.write_str(m)
+            }
+            ServiceError::Internal(err) => write!(f, "{err:#}"),
+        }
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+impl From<anyhow::Error> for ServiceError {
+    fn from(err: anyhow::Error) -> Self {
+        ServiceError::Internal(err)
+    }
+}
+
+impl From<crate::ipam::IpamError> for ServiceError {
+    fn from(err: crate::ipam::IpamError) -> Self {
+        ServiceError::Invalid(err.to_string())
+    }
+}
+
+impl From<crate::model::ModelError> for ServiceError {
+    fn from(err: crate::model::ModelError) -> Self {
+        ServiceError::Invalid(err.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ServiceError {
+    fn from(err: crate::store::StoreError) -> Self {
+        ServiceError::Internal(err.into())
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;

@@ -1,0 +1,164 @@
+//! `netd daemon`: reconciles the kernel to the persisted desired state, then
+//! serves the API on a unix socket until SIGTERM/SIGINT. The kernel state
+//! outlives the daemon: stopping it removes nothing.
+
+pub mod api;
+pub mod error;
+pub mod requests;
+pub mod service;
+pub mod status;
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::{Context, Result};
+use tokio::{net::UnixListener, sync::Mutex};
+use tracing::info;
+
+use crate::{
+    bpffs,
+    config::{Config, Dataplane},
+    model::State,
+    netlink::Netlink,
+    store::Store,
+    topology::Topology,
+};
+
+/// Command-line overrides of the configuration file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub run_dir: Option<PathBuf>,
+    pub bpffs_dir: Option<PathBuf>,
+    pub netns_prefix: Option<String>,
+    pub dataplane: Option<Dataplane>,
+}
+
+pub fn effective_config(config_file: &Path, overrides: &Overrides) -> Result<Config> {
+    let mut config = Config::load(config_file)?;
+    if let Some(v) = &overrides.socket {
+        config.socket = v.clone();
+    }
+    if let Some(v) = &overrides.state_dir {
+        config.state_dir = v.clone();
+    }
+    if let Some(v) = &overrides.run_dir {
+        config.run_dir = v.clone();
+    }
+    if let Some(v) = &overrides.bpffs_dir {
+        config.bpffs_dir = v.clone();
+    }
+    if let Some(v) = &overrides.netns_prefix {
+        config.netns_prefix = v.clone();
+    }
+    if let Some(v) = overrides.dataplane {
+        config.dataplane = v;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    check_host(&config).await?;
+    let store = Store::new(&config.state_dir);
+    let _lock = store.lock()?;
+    bpffs::ensure_mounted(&config.bpffs_dir)?;
+    std::fs::create_dir_all(&config.run_dir)
+        .with_context(|| format!("creating run dir {}", config.run_dir.display()))?;
+    let state: State = store.load()?.unwrap_or_default();
+    let socket = config.socket.clone();
+    let mut service = service::Service::new(Topology::new(config)?, store, state);
+    service.reconcile().await;
+    info!(
+        networks = service.state.networks.len(),
+        "reconciled the kernel to the desired state"
+    );
+
+    let listener = bind(&socket)?;
+    let shared = Arc::new(Mutex::new(service));
+    notify_ready();
+    info!(socket = %socket.display(), "serving the API");
+    let served = axum::serve(listener, api::router(shared))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    let _ = std::fs::remove_file(&socket);
+    served.context("serving the API")?;
+    info!("stopped; the networks stay in place");
+    Ok(())
+}
+
+/// Fails early, naming the setting, if the host already uses netd's ranges.
+async fn check_host(config: &Config) -> Result<()> {
+    let host = Netlink::connect(None).await?;
+    let links = host.links().await?;
+    let name = |index: u32| {
+        links
+            .iter()
+            .find(|l| l.index == index)
+            .map_or_else(String::new, |l| l.name.clone())
+    };
+    let addrs: Vec<_> = host
+        .addresses()
+        .await?
+        .into_iter()
+        .map(|(index, net)| (net, name(index)))
+        .collect();
+    let routes: Vec<_> = host
+        .routes()
+        .await?
+        .into_iter()
+        .map(|r| (r.destination, r.output_index.map(name).unwrap_or_default()))
+        .collect();
+    config.check_host_conflicts(&addrs, &routes, &config.host_link)?;
+    Ok(())
+}
+
+fn bind(socket: &Path) -> Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A socket file left by a daemon that was killed: the state lock (held
+    // above) proves no live daemon uses it.
+    let _ = std::fs::remove_file(socket);
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod 0660 {}", socket.display()))?;
+    Ok(listener)
+}
+
+/// systemd `Type=notify`: READY=1 once the start-up reconcile is done.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| socket.send_to_addr(b"READY=1", &addr))
+    } else {
+        socket.send_to(b"READY=1", &path)
+    };
+    if let Err(err) = sent {
+        tracing::warn!("sd_notify READY=1: {err}");
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,176 @@
+//! `netd status`: the live kernel state of every namespace this instance
+//! owns (what is there, not what was asked), and where it drifts from the
+//! desired state.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::service::{Service, bridge_ports};
+use crate::{netlink::Netlink, netns::Netns};
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Status {
+    pub dataplane: String,
+    pub namespaces: Vec<NamespaceStatus>,
+    /// Differences between desired and live state; empty when all is well.
+    pub drift: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct NamespaceStatus {
+    pub name: String,
+    pub links: Vec<LinkStatus>,
+    pub routes: Vec<String>,
+    pub nft_tables: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct LinkStatus {
+    pub name: String,
+    pub up: bool,
+    pub bridge: Option<String>,
+    pub addresses: Vec<String>,
+    /// TC programs attached through TCX, by direction.
+    pub tc_programs: Vec<String>,
+}
+
+pub async fn collect(service: &Service) -> Status {
+    let prefix = service.topology.names.prefix();
+    let mut namespaces = Vec::new();
+    let live: BTreeSet<String> = Netns::list_with_prefix(prefix).into_iter().collect();
+    for name in &live {
+        match namespace_status(name).await {
+            Ok(status) => namespaces.push(status),
+            Err(err) => namespaces.push(NamespaceStatus {
+                name: format!("{name} (unreadable: {err:#})"),
+                links: vec![],
+                routes: vec![],
+                nft_tables: vec![],
+            }),
+        }
+    }
+    let mut drift = Vec::new();
+    let wanted = service.wanted_namespaces();
+    for missing in wanted.difference(&live) {
+        drift.push(format!("namespace {missing} is missing"));
+    }
+    for orphan in live.difference(&wanted) {
+        drift.push(format!(
+            "namespace {orphan} is not in the desired state (orphan)"
+        ));
+    }
+    for net in service.state.networks.values() {
+        if live.contains(&service.topology.names.network_ns(&net.name))
+            && !service.topology.network_intact(net).await
+        {
+            drift.push(format!(
+                "network {}: bridge or uplink missing or down",
+                net.name
+            ));
+        }
+        let ports = bridge_ports(net);
+        for guest in net.guests.values() {
+            if !service
+                .topology
+                .guest_intact(net, guest, &ports[&guest.name])
+                .await
+            {
+                drift.push(format!(
+                    "guest {}/{}: eth0 or bridge port {} missing or down",
+                    net.name, guest.name, ports[&guest.name]
+                ));
+            }
+        }
+    }
+    Status {
+        dataplane: service.topology.config.dataplane.to_string(),
+        namespaces,
+        drift,
+    }
+}
+
+async fn namespace_status(name: &str) -> anyhow::Result<NamespaceStatus> {
+    let ns = Netns::open(name)?;
+    let nl = Netlink::connect(Some(&ns)).await?;
+    let links = nl.links().await?;
+    let addresses = nl.addresses().await?;
+    let routes = nl.routes().await?;
+    let link_name = |index: u32| {
+        links
+            .iter()
+            .find(|l| l.index == index)
+            .map_or_else(|| format!("#{index}"), |l| l.name.clone())
+    };
+    let mut link_statuses = Vec::new();
+    for link in &links {
+        let tc_programs = ns
+            .run_in(|| attached_programs(&link.name))
+            .unwrap_or_default();
+        link_statuses.push(LinkStatus {
+            name: link.name.clone(),
+            up: link.up,
+            bridge: link.controller.map(link_name),
+            addresses: addresses
+                .iter()
+                .filter(|(index, _)| *index == link.index)
+                .map(|(_, net)| net.to_string())
+                .collect(),
+            tc_programs,
+        });
+    }
+    let routes = routes
+        .iter()
+        .map(|r| {
+            let mut text = if r.destination.prefix() == 0 {
+                "default".to_string()
+            } else {
+                r.destination.to_string()
+            };
+            if let Some(gw) = r.gateway {
+                text.push_str(&format!(" via {gw}"));
+            }
+            if let Some(index) = r.output_index {
+                text.push_str(&format!(" dev {}", link_name(index)));
+            }
+            text
+        })
+        .collect();
+    let nft_tables = ns
+        .command("nft")
+        .args(["list", "tables"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| l.trim_start_matches("table ").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(NamespaceStatus {
+        name: name.to_string(),
+        links: link_statuses,
+        routes,
+        nft_tables,
+    })
+}
+
+/// Names of the programs attached to `link` through TCX (current namespace).
+fn attached_programs(link: &str) -> Vec<String> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let mut out = Vec::new();
+    for (direction, attach) in [
+        ("ingress", TcAttachType::Ingress),
+        ("egress", TcAttachType::Egress),
+    ] {
+        if let Ok((_, programs)) = SchedClassifier::query_tcx(link, attach) {
+            for program in programs {
+                let name = program.name_as_str().unwrap_or("?").to_string();
+                out.push(format!("{direction}:{name}"));
+            }
+        }
+    }
+    out
+}

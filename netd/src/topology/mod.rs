@@ -1,0 +1,288 @@
+//! Builds and removes the host-gateway-network-guest topology over netlink.
+//!
+//! ```text
+//! host ns        gateway ns            network ns "NAME"          guest ns
+//! netd0 <------> host0                 uplink (.4i+2/30)
+//!                nu<i> (.4i+1/30) <--> ...  br0 (bridge .254) <--- g-GUEST <--> eth0
+//! ```
+//!
+//! Every build step is undone by the matching teardown, which is idempotent
+//! and goes on past failures, so a failed build is rolled back by calling it.
+
+pub mod names;
+
+use std::{fs, net::Ipv4Addr, path::Path};
+
+use anyhow::{Context, Result, bail};
+use ipnetwork::Ipv4Network;
+
+use crate::{
+    config::Config,
+    ifname,
+    ipam::UplinkPool,
+    model::{Guest, GuestNetns, Network},
+    netlink::Netlink,
+    netns::Netns,
+};
+pub use names::Names;
+use names::{GATEWAY_HOST_SIDE, GUEST_ETH, NETWORK_BRIDGE, NETWORK_UPLINK};
+
+fn default_route() -> Ipv4Network {
+    Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0 is valid")
+}
+
+pub struct Topology {
+    pub config: Config,
+    pub names: Names,
+    uplinks: UplinkPool,
+}
+
+impl Topology {
+    pub fn new(config: Config) -> Result<Topology> {
+        let uplinks = UplinkPool::new(config.uplink_pool)?;
+        Ok(Topology {
+            names: Names::new(&config.netns_prefix),
+            config,
+            uplinks,
+        })
+    }
+
+    /// The gateway namespace and the host's veth into it. Idempotent: an
+    /// intact gateway is left alone, a damaged one rebuilt.
+    pub async fn ensure_gateway(&self) -> Result<()> {
+        let gw_name = self.names.gateway_ns();
+        let host = Netlink::connect(None).await?;
+        if Netns::exists(&gw_name) && host.link(&self.config.host_link).await?.is_some() {
+            return Ok(());
+        }
+        self.teardown_gateway().await;
+        let result = self.build_gateway(&host).await;
+        if result.is_err() {
+            self.teardown_gateway().await;
+        }
+        result
+    }
+
+    async fn build_gateway(&self, host: &Netlink) -> Result<()> {
+        let gw = Netns::create(&self.names.gateway_ns())?;
+        enable_forwarding(&gw)?;
+        let gw_nl = Netlink::connect(Some(&gw)).await?;
+        gw_nl.set_up("lo").await?;
+        let host_link = &self.config.host_link;
+        host.add_veth(host_link, GATEWAY_HOST_SIDE).await?;
+        host.move_to(GATEWAY_HOST_SIDE, &gw, None).await?;
+        host.add_address(host_link, self.config.host_addr()).await?;
+        host.set_up(host_link).await?;
+        gw_nl
+            .add_address(GATEWAY_HOST_SIDE, self.config.gateway_addr())
+            .await?;
+        gw_nl.set_up(GATEWAY_HOST_SIDE).await?;
+        gw_nl
+            .add_route(default_route(), Some(self.config.host_ip()), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the gateway namespace (and with it the host's veth).
+    pub async fn teardown_gateway(&self) {
+        let _ = Netns::delete(&self.names.gateway_ns());
+        if let Ok(host) = Netlink::connect(None).await {
+            let _ = host.delete_link(&self.config.host_link).await;
+        }
+    }
+
+    /// Builds a network's namespace, bridge and uplink. On failure, what was
+    /// built is removed again.
+    pub async fn build_network(&self, net: &Network) -> Result<()> {
+        let result = self.try_build_network(net).await;
+        if result.is_err() {
+            self.teardown_network(net).await;
+        }
+        result
+    }
+
+    async fn try_build_network(&self, net: &Network) -> Result<()> {
+        let addrs = self.uplinks.addresses(net.uplink_slot)?;
+        let gw = Netns::open(&self.names.gateway_ns())?;
+        let gw_nl = Netlink::connect(Some(&gw)).await?;
+        let ns = Netns::create(&self.names.network_ns(&net.name))?;
+        enable_forwarding(&ns)?;
+        let nl = Netlink::connect(Some(&ns)).await?;
+        nl.set_up("lo").await?;
+
+        let gw_port = ifname::gateway_port(net.uplink_slot);
+        gw_nl.add_veth(&gw_port, NETWORK_UPLINK).await?;
+        fail_point("network-after-uplink-veth")?;
+        gw_nl.move_to(NETWORK_UPLINK, &ns, None).await?;
+        gw_nl.add_address(&gw_port, addrs.gateway_side).await?;
+        gw_nl.set_up(&gw_port).await?;
+        nl.add_address(NETWORK_UPLINK, addrs.network_side).await?;
+        nl.set_up(NETWORK_UPLINK).await?;
+        nl.add_route(default_route(), Some(addrs.gateway_side.ip()), None)
+            .await?;
+
+        nl.add_bridge(NETWORK_BRIDGE).await?;
+        nl.add_address(
+            NETWORK_BRIDGE,
+            Ipv4Network::new(net.bridge_ip(), net.subnet.prefix())?,
+        )
+        .await?;
+        nl.set_up(NETWORK_BRIDGE).await?;
+
+        if net.routable {
+            gw_nl
+                .add_route(net.subnet, Some(addrs.network_side.ip()), Some(&gw_port))
+                .await?;
+            Netlink::connect(None)
+                .await?
+                .add_route(
+                    net.subnet,
+                    Some(self.config.gateway_ip()),
+                    Some(&self.config.host_link),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a network's namespace (its bridge, ports and uplink end go
+    /// with it), its gateway port and host route. Guests' own namespaces are
+    /// the caller's to remove first. Idempotent.
+    pub async fn teardown_network(&self, net: &Network) {
+        let _ = Netns::delete(&self.names.network_ns(&net.name));
+        if let Ok(gw) = Netns::open(&self.names.gateway_ns()) {
+            if let Ok(gw_nl) = Netlink::connect(Some(&gw)).await {
+                let _ = gw_nl
+                    .delete_link(&ifname::gateway_port(net.uplink_slot))
+                    .await;
+            }
+        }
+        if net.routable {
+            if let Ok(host) = Netlink::connect(None).await {
+                let _ = host.delete_route(net.subnet).await;
+            }
+        }
+    }
+
+    /// Whether the network's namespace, bridge and uplink are all there.
+    pub async fn network_intact(&self, net: &Network) -> bool {
+        let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
+            return false;
+        };
+        let Ok(nl) = Netlink::connect(Some(&ns)).await else {
+            return false;
+        };
+        for link in [NETWORK_UPLINK, NETWORK_BRIDGE] {
+            if !matches!(nl.link(link).await, Ok(Some(l)) if l.up) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The guest's namespace handle: netd's own, or the runtime's.
+    pub fn guest_netns_path(&self, net: &Network, guest: &Guest) -> std::path::PathBuf {
+        match &guest.netns {
+            GuestNetns::Owned => Path::new(crate::netns::NETNS_RUN_DIR)
+                .join(self.names.guest_ns(&net.name, &guest.name)),
+            GuestNetns::External { path } => path.clone(),
+        }
+    }
+
+    /// Plugs a guest into its network's bridge. On failure, what was built is
+    /// removed again.
+    pub async fn build_guest(&self, net: &Network, guest: &Guest, port: &str) -> Result<()> {
+        let result = self.try_build_guest(net, guest, port).await;
+        if result.is_err() {
+            self.teardown_guest(net, guest, port).await;
+        }
+        result
+    }
+
+    async fn try_build_guest(&self, net: &Network, guest: &Guest, port: &str) -> Result<()> {
+        let net_ns = Netns::open(&self.names.network_ns(&net.name))?;
+        let nl = Netlink::connect(Some(&net_ns)).await?;
+        let guest_ns = match &guest.netns {
+            GuestNetns::Owned => Netns::create(&self.names.guest_ns(&net.name, &guest.name))?,
+            GuestNetns::External { path } => {
+                Netns::open_path(&guest.name, path).context("opening the guest's --netns")?
+            }
+        };
+        let guest_nl = Netlink::connect(Some(&guest_ns)).await?;
+        if guest_nl.link(GUEST_ETH).await?.is_some() {
+            bail!(
+                "namespace {} already has an {GUEST_ETH}: give netd a namespace without one",
+                guest_ns.path().display()
+            );
+        }
+        // A temporary peer name that cannot clash inside the network namespace.
+        let peer = format!("{port}p");
+        let peer = if peer.len() > ifname::IFNAMSIZ_MAX {
+            "guestpeer".to_string()
+        } else {
+            peer
+        };
+        nl.add_veth(port, &peer).await?;
+        fail_point("guest-after-veth")?;
+        nl.move_to(&peer, &guest_ns, Some(GUEST_ETH)).await?;
+        nl.set_controller(port, NETWORK_BRIDGE).await?;
+        nl.set_up(port).await?;
+        guest_nl.set_up("lo").await?;
+        guest_nl
+            .add_address(GUEST_ETH, Ipv4Network::new(guest.ip, net.subnet.prefix())?)
+            .await?;
+        guest_nl.set_up(GUEST_ETH).await?;
+        guest_nl
+            .add_route(default_route(), Some(net.bridge_ip()), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Unplugs a guest: removes its bridge port (the veth pair, so its `eth0`
+    /// goes too) and, if netd made it, its namespace. Idempotent.
+    pub async fn teardown_guest(&self, net: &Network, guest: &Guest, port: &str) {
+        if let Ok(net_ns) = Netns::open(&self.names.network_ns(&net.name)) {
+            if let Ok(nl) = Netlink::connect(Some(&net_ns)).await {
+                let _ = nl.delete_link(port).await;
+            }
+        }
+        if guest.netns == GuestNetns::Owned {
+            let _ = Netns::delete(&self.names.guest_ns(&net.name, &guest.name));
+        }
+    }
+
+    /// Whether the guest's namespace holds its `eth0` and its bridge port exists.
+    pub async fn guest_intact(&self, net: &Network, guest: &Guest, port: &str) -> bool {
+        let path = self.guest_netns_path(net, guest);
+        let Ok(guest_ns) = Netns::open_path(&guest.name, &path) else {
+            return false;
+        };
+        let Ok(net_ns) = Netns::open(&self.names.network_ns(&net.name)) else {
+            return false;
+        };
+        let (Ok(guest_nl), Ok(nl)) = (
+            Netlink::connect(Some(&guest_ns)).await,
+            Netlink::connect(Some(&net_ns)).await,
+        ) else {
+            return false;
+        };
+        matches!(guest_nl.link(GUEST_ETH).await, Ok(Some(l)) if l.up)
+            && matches!(nl.link(port).await, Ok(Some(l)) if l.up)
+    }
+}
+
+/// Lets netd's own namespaces route between their interfaces. /proc/sys/net
+/// belongs to the namespace of the thread that opens it.
+fn enable_forwarding(ns: &Netns) -> Result<()> {
+    ns.run_in(|| fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "1"))?
+        .with_context(|| format!("enabling IPv4 forwarding in {}", ns.name()))
+}
+
+/// Test hook: `NETD_FAIL_AT=<point>` makes the named step fail, so tests can
+/// show that a failure half-way leaves nothing behind.
+fn fail_point(point: &str) -> Result<()> {
+    if std::env::var("NETD_FAIL_AT").is_ok_and(|p| p == point) {
+        bail!("injected failure at {point} (NETD_FAIL_AT)");
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! A netd daemon running inside a sandbox's host namespace, with the
+//! sandbox's private directories and name prefix, and its CLI.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::Sandbox;
+
+pub struct Netd<'a> {
+    pub sandbox: &'a Sandbox,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pid: Option<u32>,
+    env: Vec<(String, String)>,
+}
+
+/// The `netd` binary next to the running test or demo binary.
+pub fn netd_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("netd");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p netd; cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+impl<'a> Netd<'a> {
+    /// Starts a daemon and waits until its API answers.
+    pub fn start(sandbox: &'a Sandbox) -> Netd<'a> {
+        Self::start_with_env(sandbox, &[])
+    }
+
+    /// Same, with extra environment variables (e.g. failure injection).
+    pub fn start_with_env(sandbox: &'a Sandbox, env: &[(&str, &str)]) -> Netd<'a> {
+        let config = sandbox.root.join("netd.toml");
+        if !config.exists() {
+            std::fs::write(&config, "# sandbox: all defaults\n").expect("writing netd.toml");
+        }
+        let mut netd = Netd {
+            sandbox,
+            socket: sandbox.run_dir.join("netd.sock"),
+            config,
+            pid: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        netd.spawn();
+        netd
+    }
+
+    /// The `--netns-prefix` this instance runs with.
+    pub fn prefix(&self) -> String {
+        format!("{}-", self.sandbox.prefix)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = self.sandbox.host_command(netd_binary().to_str().unwrap());
+        cmd.arg("daemon")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.sandbox.state_dir)
+            .arg("--run-dir")
+            .arg(&self.sandbox.run_dir)
+            .arg("--bpffs-dir")
+            .arg(&self.sandbox.bpffs_dir)
+            .arg("--netns-prefix")
+            .arg(self.prefix())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.sandbox.root.join("netd.log"))
+                    .expect("daemon log"),
+            ));
+        let _ = std::fs::remove_file(&self.socket);
+        self.pid = Some(self.sandbox.spawn(cmd).expect("spawning netd daemon"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if self.socket.exists() && self.cli(&["network", "ls"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("netd daemon did not come up in 30 s; log:\n{}", self.log());
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.sandbox.root.join("netd.log")).unwrap_or_default()
+    }
+
+    /// Kills the daemon with SIGKILL: no chance to clean anything up.
+    pub fn kill9(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            wait_gone(pid);
+        }
+    }
+
+    /// Stops the daemon with SIGTERM, the way systemd does.
+    pub fn stop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            wait_gone(pid);
+        }
+    }
+
+    /// Starts the daemon again (after `kill9` or `stop`).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Runs the CLI against this daemon (from the host namespace).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running netd CLI")
+    }
+
+    /// Runs the CLI and returns its stdout, panicking with stderr on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "netd {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI expecting failure; returns its stderr.
+    pub fn err(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            !out.status.success(),
+            "netd {} succeeded but should have failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// A CLI command, to add stdin or environment before running it.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.sandbox.host_command(netd_binary().to_str().unwrap());
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        cmd
+    }
+
+    /// Parses `--json` output of a CLI command.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args)).expect("JSON output")
+    }
+}
+
+fn wait_gone(pid: u32) {
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        // The sandbox owns the Child and reaps it; a zombie counts as gone.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.split_whitespace().nth(2) == Some("Z") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
