@@ -63,6 +63,13 @@ pub fn gateway_port(slot: u16) -> String {
 /// read in `ip link`; otherwise "g-" + 13 hex digits of a hash of the name,
 /// rehashed with a counter until it is not taken. The same name and the same
 /// `taken` always give the same result.
+/// Whether `name` is a gateway port (`nu<slot>`, see [`gateway_port`]), so
+/// reconcile can recognise orphans among the gateway's links.
+pub fn is_gateway_port(name: &str) -> bool {
+    name.strip_prefix("nu")
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub fn bridge_port(guest: &str, taken: &BTreeSet<String>) -> String {
     let readable = format!("{BRIDGE_PORT_PREFIX}{guest}");
     let readable = (readable.len() <= IFNAMSIZ_MAX).then_some(readable);

@@ -196,10 +196,10 @@ impl Netlink {
                 continue;
             }
             for attribute in &message.attributes {
-                if let AddressAttribute::Address(std::net::IpAddr::V4(ip)) = attribute {
-                    if let Ok(net) = Ipv4Network::new(*ip, message.header.prefix_len) {
-                        out.push((message.header.index, net));
-                    }
+                if let AddressAttribute::Address(std::net::IpAddr::V4(ip)) = attribute
+                    && let Ok(net) = Ipv4Network::new(*ip, message.header.prefix_len)
+                {
+                    out.push((message.header.index, net));
                 }
             }
         }

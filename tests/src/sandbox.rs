@@ -176,10 +176,10 @@ pub fn teardown(prefix: &str, root: &Path, children: &mut Vec<Child>) -> Vec<Str
     if let Err(err) = bpffs::unmount(&bpffs_dir) {
         errors.push(format!("{err:#}"));
     }
-    if root.exists() {
-        if let Err(err) = fs::remove_dir_all(root) {
-            errors.push(format!("removing {}: {err}", root.display()));
-        }
+    if root.exists()
+        && let Err(err) = fs::remove_dir_all(root)
+    {
+        errors.push(format!("removing {}: {err}", root.display()));
     }
     errors
 }

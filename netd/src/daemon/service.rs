@@ -62,13 +62,17 @@ impl Service {
         }
         let (subnet, routable) = match request.subnet.as_deref() {
             None => (self.topology.config.default_subnet, false),
-            Some("auto") => (
-                ipam::pick_auto_subnet(
-                    self.topology.config.auto_subnet_pool,
-                    &self.occupied().await?,
-                )?,
-                true,
-            ),
+            Some("auto") => {
+                // Skip the default subnet too: it may be routed from the host
+                // legally, but an auto pick equal to it would confuse readers.
+                let mut occupied = self.occupied().await?;
+                occupied.push(ipam::Occupied {
+                    net: self.topology.config.default_subnet,
+                    what: "the default subnet (default_subnet)".to_string(),
+                });
+                let pool = self.topology.config.auto_subnet_pool;
+                (ipam::pick_auto_subnet(pool, &occupied)?, true)
+            }
             Some(cidr) => {
                 let subnet = ipam::parse_subnet(cidr)?;
                 ipam::validate_subnet(subnet)?;
@@ -242,10 +246,10 @@ impl Service {
     /// damaged, removes namespaces that carry this instance's prefix but are
     /// not wanted. Touches nothing else. Failures are logged, not fatal.
     pub async fn reconcile(&mut self) {
-        if !self.state.networks.is_empty() {
-            if let Err(err) = self.topology.ensure_gateway().await {
-                warn!("reconcile: gateway: {err:#}");
-            }
+        if !self.state.networks.is_empty()
+            && let Err(err) = self.topology.ensure_gateway().await
+        {
+            warn!("reconcile: gateway: {err:#}");
         }
         for net in self.state.networks.values() {
             let ports = bridge_ports(net);
@@ -318,7 +322,7 @@ impl Service {
             .map(|n| ifname::gateway_port(n.uplink_slot))
             .collect();
         for link in nl.links().await.unwrap_or_default() {
-            if is_gateway_port(&link.name) && !wanted.contains(&link.name) {
+            if ifname::is_gateway_port(&link.name) && !wanted.contains(&link.name) {
                 info!(link = %link.name, "reconcile: removing orphan gateway port");
                 let _ = nl.delete_link(&link.name).await;
             }
@@ -462,10 +466,4 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Gateway ports are `nu<slot>` (see `ifname::gateway_port`).
-fn is_gateway_port(name: &str) -> bool {
-    name.strip_prefix("nu")
-        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -150,17 +150,17 @@ impl Topology {
     /// the caller's to remove first. Idempotent.
     pub async fn teardown_network(&self, net: &Network) {
         let _ = Netns::delete(&self.names.network_ns(&net.name));
-        if let Ok(gw) = Netns::open(&self.names.gateway_ns()) {
-            if let Ok(gw_nl) = Netlink::connect(Some(&gw)).await {
-                let _ = gw_nl
-                    .delete_link(&ifname::gateway_port(net.uplink_slot))
-                    .await;
-            }
+        if let Ok(gw) = Netns::open(&self.names.gateway_ns())
+            && let Ok(gw_nl) = Netlink::connect(Some(&gw)).await
+        {
+            let _ = gw_nl
+                .delete_link(&ifname::gateway_port(net.uplink_slot))
+                .await;
         }
-        if net.routable {
-            if let Ok(host) = Netlink::connect(None).await {
-                let _ = host.delete_route(net.subnet).await;
-            }
+        if net.routable
+            && let Ok(host) = Netlink::connect(None).await
+        {
+            let _ = host.delete_route(net.subnet).await;
         }
     }
 
@@ -241,10 +241,10 @@ impl Topology {
     /// Unplugs a guest: removes its bridge port (the veth pair, so its `eth0`
     /// goes too) and, if netd made it, its namespace. Idempotent.
     pub async fn teardown_guest(&self, net: &Network, guest: &Guest, port: &str) {
-        if let Ok(net_ns) = Netns::open(&self.names.network_ns(&net.name)) {
-            if let Ok(nl) = Netlink::connect(Some(&net_ns)).await {
-                let _ = nl.delete_link(port).await;
-            }
+        if let Ok(net_ns) = Netns::open(&self.names.network_ns(&net.name))
+            && let Ok(nl) = Netlink::connect(Some(&net_ns)).await
+        {
+            let _ = nl.delete_link(port).await;
         }
         if guest.netns == GuestNetns::Owned {
             let _ = Netns::delete(&self.names.guest_ns(&net.name, &guest.name));
