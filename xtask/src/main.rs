@@ -1,6 +1,7 @@
 //! netd's developer tasks. `cargo xtask --help` lists them.
 
 mod demo;
+mod install;
 mod setup;
 mod shell;
 mod test;
@@ -29,6 +30,8 @@ enum Task {
     },
     /// Setup, build, then show netd's main job in a sandbox.
     Demo,
+    /// Install the netd binary, its systemd unit and a default config.
+    Install,
 }
 
 fn main() {
@@ -37,6 +40,7 @@ fn main() {
         Task::Setup => setup::run(),
         Task::Test { args } => test::run(&args),
         Task::Demo => demo::run(),
+        Task::Install => install::run(),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err:#}");

@@ -1,0 +1,43 @@
+//! `cargo xtask install`: the release binary, the systemd unit and a
+//! commented default configuration (never overwriting an existing one).
+
+use std::{fs, path::Path};
+
+use anyhow::{Context, Result};
+
+use crate::shell::{self, cargo, workspace_root};
+
+const BINARY: &str = "/usr/local/bin/netd";
+const UNIT: &str = "/etc/systemd/system/netd.service";
+const CONFIG: &str = "/etc/netd/netd.toml";
+
+pub fn run() -> Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "netd"]);
+    shell::run(build, "the release build failed")?;
+    let root = workspace_root();
+    copy(&root.join("target/release/netd"), Path::new(BINARY), 0o755)?;
+    copy(&root.join("contrib/systemd/netd.service"), Path::new(UNIT), 0o644)?;
+    if Path::new(CONFIG).exists() {
+        println!("install: {CONFIG} exists, left as it is");
+    } else {
+        copy(&root.join("contrib/netd.toml"), Path::new(CONFIG), 0o644)?;
+    }
+    println!("install: done. Start it with: systemctl daemon-reload && systemctl enable --now netd");
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = to.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Copy to a temporary name and rename, so a running binary is replaced
+    // atomically rather than overwritten in place.
+    let tmp = to.with_extension("netd-new");
+    fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+    fs::rename(&tmp, to).with_context(|| format!("installing {}", to.display()))?;
+    println!("install: {}", to.display());
+    Ok(())
+}
