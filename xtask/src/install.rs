@@ -17,13 +17,19 @@ pub fn run() -> Result<()> {
     shell::run(build, "the release build failed")?;
     let root = workspace_root();
     copy(&root.join("target/release/netd"), Path::new(BINARY), 0o755)?;
-    copy(&root.join("contrib/systemd/netd.service"), Path::new(UNIT), 0o644)?;
+    copy(
+        &root.join("contrib/systemd/netd.service"),
+        Path::new(UNIT),
+        0o644,
+    )?;
     if Path::new(CONFIG).exists() {
         println!("install: {CONFIG} exists, left as it is");
     } else {
         copy(&root.join("contrib/netd.toml"), Path::new(CONFIG), 0o644)?;
     }
-    println!("install: done. Start it with: systemctl daemon-reload && systemctl enable --now netd");
+    println!(
+        "install: done. Start it with: systemctl daemon-reload && systemctl enable --now netd"
+    );
     Ok(())
 }
 
@@ -35,7 +41,8 @@ fn copy(from: &Path, to: &Path, mode: u32) -> Result<()> {
     // Copy to a temporary name and rename, so a running binary is replaced
     // atomically rather than overwritten in place.
     let tmp = to.with_extension("netd-new");
-    fs::copy(from, &tmp).with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
+    fs::copy(from, &tmp)
+        .with_context(|| format!("copying {} to {}", from.display(), tmp.display()))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
     fs::rename(&tmp, to).with_context(|| format!("installing {}", to.display()))?;
     println!("install: {}", to.display());
