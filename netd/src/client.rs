@@ -29,6 +29,11 @@ impl Client {
         self.call("POST", path, Some(serde_json::to_vec(body)?))
     }
 
+    /// A POST without a body, for actions that take no parameters.
+    pub fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call("POST", path, None)
+    }
+
     pub fn delete(&self, path: &str) -> Result<()> {
         self.call("DELETE", path, None)
     }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use netd::{client::Client, daemon::requests::CleanupReport};
 
 pub fn run(client: &Client) -> Result<i32> {
-    let report: CleanupReport = client.post("/v1/cleanup", &serde_json::json!({}))?;
+    let report: CleanupReport = client.post_empty("/v1/cleanup")?;
     for item in &report.removed {
         println!("removed {item}");
     }

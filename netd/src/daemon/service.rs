@@ -94,7 +94,10 @@ impl Service {
         };
 
         self.topology.ensure_gateway().await?;
-        self.topology.build_network(&network).await?;
+        if let Err(err) = self.topology.build_network(&network).await {
+            self.drop_gateway_if_unused().await;
+            return Err(err.into());
+        }
         let previous_cursor = self.state.uplink_cursor;
         self.state
             .networks
@@ -104,6 +107,7 @@ impl Service {
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
             self.topology.teardown_network(&network).await;
+            self.drop_gateway_if_unused().await;
             return Err(err.into());
         }
         info!(network = %network.name, %subnet, routable, slot, "network created");
@@ -121,8 +125,16 @@ impl Service {
         self.topology.teardown_network(&network).await;
         self.state.networks.remove(name);
         self.store.save(&self.state)?;
+        self.drop_gateway_if_unused().await;
         info!(network = %name, "network removed");
         Ok(())
+    }
+
+    /// The gateway exists exactly while some network does.
+    async fn drop_gateway_if_unused(&self) {
+        if self.state.networks.is_empty() {
+            self.topology.teardown_gateway().await;
+        }
     }
 
     pub async fn add_guest(
