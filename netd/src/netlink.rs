@@ -275,6 +275,14 @@ impl Drop for Netlink {
     }
 }
 
+/// The name of the link with `index` in `links`, or `#index` if it is gone.
+pub fn link_name(links: &[LinkInfo], index: u32) -> String {
+    links
+        .iter()
+        .find(|l| l.index == index)
+        .map_or_else(|| format!("#{index}"), |l| l.name.clone())
+}
+
 fn link_info(message: &LinkMessage) -> LinkInfo {
     let mut name = String::new();
     let mut controller = None;

@@ -111,22 +111,17 @@ impl<'a> Netd<'a> {
 
     /// Kills the daemon with SIGKILL: no chance to clean anything up.
     pub fn kill9(&mut self) {
-        if let Some(pid) = self.pid.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            wait_gone(pid);
-        }
+        self.signal_and_wait(nix::sys::signal::Signal::SIGKILL);
     }
 
     /// Stops the daemon with SIGTERM, the way systemd does.
     pub fn stop(&mut self) {
+        self.signal_and_wait(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal) {
         if let Some(pid) = self.pid.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
             wait_gone(pid);
         }
     }

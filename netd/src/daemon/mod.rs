@@ -95,12 +95,7 @@ pub async fn run(config: Config) -> Result<()> {
 async fn check_host(config: &Config) -> Result<()> {
     let host = Netlink::connect(None).await?;
     let links = host.links().await?;
-    let name = |index: u32| {
-        links
-            .iter()
-            .find(|l| l.index == index)
-            .map_or_else(String::new, |l| l.name.clone())
-    };
+    let name = |index: u32| crate::netlink::link_name(&links, index);
     let addrs: Vec<_> = host
         .addresses()
         .await?

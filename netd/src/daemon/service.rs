@@ -346,12 +346,7 @@ impl Service {
     async fn occupied(&self) -> anyhow::Result<Vec<ipam::Occupied>> {
         let host = Netlink::connect(None).await?;
         let links = host.links().await?;
-        let link_name = |index: u32| {
-            links
-                .iter()
-                .find(|l| l.index == index)
-                .map_or_else(|| format!("#{index}"), |l| l.name.clone())
-        };
+        let link_name = |index: u32| crate::netlink::link_name(&links, index);
         let own = &self.topology.config.host_link;
         let mut occupied = Vec::new();
         for (index, net) in host.addresses().await? {

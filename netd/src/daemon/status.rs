@@ -96,12 +96,7 @@ async fn namespace_status(name: &str) -> anyhow::Result<NamespaceStatus> {
     let links = nl.links().await?;
     let addresses = nl.addresses().await?;
     let routes = nl.routes().await?;
-    let link_name = |index: u32| {
-        links
-            .iter()
-            .find(|l| l.index == index)
-            .map_or_else(|| format!("#{index}"), |l| l.name.clone())
-    };
+    let link_name = |index: u32| crate::netlink::link_name(&links, index);
     let mut link_statuses = Vec::new();
     for link in &links {
         let tc_programs = ns
