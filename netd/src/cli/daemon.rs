@@ -30,14 +30,9 @@ pub struct Args {
     dataplane: Option<Dataplane>,
 }
 
-pub fn run(args: Args) -> Result<i32> {
-    // The socket is the global --socket; it overrides the file only when
-    // given explicitly (clap fills the default otherwise).
-    let socket = std::env::args()
-        .any(|a| a == "--socket" || a.starts_with("--socket="))
-        .then(socket_from_args)
-        .flatten()
-        .or_else(|| std::env::var_os("NETD_SOCKET").map(PathBuf::from));
+/// `socket` is the global `--socket`: it overrides the file's setting only
+/// when given.
+pub fn run(args: Args, socket: Option<PathBuf>) -> Result<i32> {
     let overrides = Overrides {
         socket,
         state_dir: args.state_dir,
@@ -58,17 +53,4 @@ pub fn run(args: Args) -> Result<i32> {
         .build()?;
     runtime.block_on(daemon::run(config))?;
     Ok(0)
-}
-
-fn socket_from_args() -> Option<PathBuf> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().enumerate().find_map(|(i, a)| {
-        if let Some(v) = a.strip_prefix("--socket=") {
-            Some(PathBuf::from(v))
-        } else if a == "--socket" {
-            args.get(i + 1).map(PathBuf::from)
-        } else {
-            None
-        }
-    })
 }

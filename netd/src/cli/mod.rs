@@ -19,14 +19,9 @@ use netd::client::Client;
     about = "Container networking: namespaces, bridges and an eBPF dataplane"
 )]
 pub struct Cli {
-    /// The daemon's API socket.
-    #[arg(
-        long,
-        global = true,
-        env = "NETD_SOCKET",
-        default_value = "/run/netd/netd.sock"
-    )]
-    socket: PathBuf,
+    /// The daemon's API socket [default: the config's `socket`, /run/netd/netd.sock].
+    #[arg(long, global = true, env = "NETD_SOCKET")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,9 +47,14 @@ enum Command {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let client = Client::new(&cli.socket);
+    let socket = cli.socket.clone();
+    let client = Client::new(
+        &socket
+            .clone()
+            .unwrap_or_else(|| netd::config::Config::default().socket),
+    );
     let result = match cli.command {
-        Command::Daemon(args) => daemon::run(args),
+        Command::Daemon(args) => daemon::run(args, socket),
         Command::Network(cmd) => network::run(&client, cmd),
         Command::Guest(cmd) => guest::run(&client, cmd),
         Command::Exec(args) => exec::run(&client, args),
