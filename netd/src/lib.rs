@@ -9,6 +9,7 @@ pub mod bpffs;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod dataplane;
 pub mod ebpf;
 pub mod ifname;
 pub mod ipam;

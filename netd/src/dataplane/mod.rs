@@ -1,0 +1,149 @@
+//! The dataplane: what happens to packets once the topology exists. One trait,
+//! one implementation per backend (`ebpf` today; `nftables` is the fallback),
+//! chosen per daemon with `--dataplane`.
+//!
+//! The topology module builds namespaces and links; the dataplane only
+//! programs them. The host side (masquerading out of the host, publishing
+//! ports on host addresses) is shared by every backend: see `hostnat`.
+
+// (backends are added below as they land)
+
+use std::{fmt, net::Ipv4Addr, path::PathBuf};
+
+use anyhow::Result;
+use ipnetwork::Ipv4Network;
+use serde::{Deserialize, Serialize};
+
+/// The transport protocol of a published port.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// The IP protocol number (IPPROTO_TCP, IPPROTO_UDP).
+    pub const fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One published port, ranges already expanded: traffic to the gateway (or
+/// host) address on `host_port` goes to `guest_ip:guest_port` in network
+/// `zone`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortMapping {
+    pub proto: Proto,
+    /// Only connections to this host address are forwarded; None: any.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub zone: u32,
+    pub guest_ip: Ipv4Addr,
+    pub guest_port: u16,
+}
+
+/// The gateway namespace as the dataplane needs to know it.
+#[derive(Debug, Clone)]
+pub struct GatewayPlumbing {
+    /// The gateway namespace's handle (under /run/netns).
+    pub netns: PathBuf,
+    /// The gateway's veth towards the host.
+    pub host_side: String,
+    /// The gateway's address on the host link: the address NAT maps guests to.
+    pub gateway_ip: Ipv4Addr,
+    /// The host's address on the host link.
+    pub host_ip: Ipv4Addr,
+}
+
+/// One network as the dataplane needs to know it.
+#[derive(Debug, Clone)]
+pub struct NetworkPlumbing {
+    pub name: String,
+    /// The network's number in the dataplane (uplink slot + 1; 0 is the
+    /// host side).
+    pub zone: u32,
+    /// The network namespace's handle (under /run/netns).
+    pub netns: PathBuf,
+    /// The gateway's veth towards this network (`nu<slot>`).
+    pub gateway_port: String,
+    /// The network's end of its /30 to the gateway.
+    pub uplink_ip: Ipv4Addr,
+    pub subnet: Ipv4Network,
+    /// Routable networks are reached from the host by their own addresses,
+    /// so the gateway does not translate them.
+    pub routable: bool,
+}
+
+/// Connection tracking and NAT figures for `netd status`.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct NatSummary {
+    /// Conntrack entries (one per direction of each connection).
+    pub conntrack_entries: u64,
+    /// Connections translated outbound (guest to outside).
+    pub snat: u64,
+    /// Connections through a published port.
+    pub dnat: u64,
+    /// Connections from a guest to a port published by a network.
+    pub hairpin: u64,
+}
+
+/// Per-network packet counters, by reason, for `netd status`.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct ZoneCounters {
+    /// The network's name, or "host" for the gateway's host side.
+    pub zone: String,
+    pub counters: Vec<(String, u64)>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct DataplaneStatus {
+    pub nat: NatSummary,
+    pub counters: Vec<ZoneCounters>,
+}
+
+/// What one garbage-collection pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub scanned: u64,
+    pub removed: u64,
+}
+
+/// A dataplane backend. Methods are synchronous: they program the kernel
+/// through map updates and netlink/nft calls that do not wait on the network.
+pub trait Dataplane: Send {
+    /// Programs the gateway namespace (after the topology built it).
+    fn attach_gateway(&mut self, gateway: &GatewayPlumbing) -> Result<()>;
+    /// Forgets the gateway (the topology removes its namespace).
+    fn detach_gateway(&mut self);
+    /// Programs one network's links and registers it. Idempotent.
+    fn attach_network(&mut self, network: &NetworkPlumbing) -> Result<()>;
+    /// Forgets a network, its connections and its counters.
+    fn detach_network(&mut self, network: &NetworkPlumbing);
+    /// Publishes ports: all of them, or none on error.
+    fn publish(&mut self, ports: &[PortMapping]) -> Result<()>;
+    /// Withdraws ports; ports not published are ignored.
+    fn unpublish(&mut self, ports: &[PortMapping]);
+    /// Removes everything this backend keeps outside the namespaces (pins).
+    fn forget_all(&mut self);
+    /// Drops expired connection-tracking entries.
+    fn collect_garbage(&mut self) -> Result<GcReport>;
+    /// Live figures, with zone numbers mapped to names by `zone_name`.
+    fn status(&self, zone_name: &dyn Fn(u32) -> String) -> Result<DataplaneStatus>;
+}
