@@ -6,5 +6,8 @@
 #![no_std]
 
 pub mod counters;
+pub mod csum;
 pub mod filter;
 pub mod maps;
+pub mod nat;
+pub mod zones;

@@ -1,14 +1,56 @@
-//! Map names and sizes: one place, so kernel and user space cannot disagree.
+//! Map and program names and sizes: one place, so kernel and user space
+//! cannot disagree.
 
-/// Per-CPU array of packet counters, indexed by [`crate::counters::Counter`].
+/// Per-CPU array of packet counters: [`crate::counters::Counter::slot`].
 pub const COUNTERS: &str = "NETD_COUNTERS";
 
 /// Hash of destination IPv4 addresses whose packets the filter drops.
 pub const BLOCKED_DST: &str = "NETD_BLOCKED_DST";
 pub const BLOCKED_DST_MAX_ENTRIES: u32 = 1024;
 
+/// LRU hash of connection-tracking entries ([`crate::nat::CtKey`] ->
+/// [`crate::nat::CtEntry`]), two per connection.
+pub const CONNTRACK: &str = "NETD_CONNTRACK";
+pub const CONNTRACK_MAX_ENTRIES: u32 = 131_072;
+
+/// Hash of published ports ([`crate::nat::ForwardKey`] ->
+/// [`crate::nat::ForwardTarget`]), ranges expanded.
+pub const FORWARDS: &str = "NETD_FORWARDS";
+pub const FORWARDS_MAX_ENTRIES: u32 = 65_536;
+
+/// One-entry array of [`crate::zones::GatewayInfo`].
+pub const GATEWAY: &str = "NETD_GATEWAY";
+
+/// Hash of networks by zone ([`crate::zones::NetworkInfo`]).
+pub const NETWORKS: &str = "NETD_NETWORKS";
+/// Hash from a gateway port's ifindex to its network's zone.
+pub const ZONE_BY_IFINDEX: &str = "NETD_ZONE_IFIDX";
+pub const NETWORKS_MAX_ENTRIES: u32 = 4096;
+
+/// Hash of the host's own addresses, so that a guest reaching a published
+/// port through a host address is hairpinned at the gateway.
+pub const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
+pub const HOST_ADDRS_MAX_ENTRIES: u32 = 256;
+
+/// Every map the dataplane pins, in the order user space checks them.
+pub const PINNED_MAPS: [&str; 8] = [
+    COUNTERS,
+    BLOCKED_DST,
+    CONNTRACK,
+    FORWARDS,
+    GATEWAY,
+    NETWORKS,
+    ZONE_BY_IFINDEX,
+    HOST_ADDRS,
+];
+
 /// Program names, as the `#[classifier]` functions are called.
 pub const PROG_FILTER: &str = "netd_filter";
+/// On the gateway's veth to the host, ingress: replies to guests'
+/// connections, and new connections to published ports.
+pub const PROG_GATEWAY_FROM_HOST: &str = "netd_gw_host";
+/// On each gateway port to a network, ingress: guests' traffic out.
+pub const PROG_GATEWAY_FROM_NETWORK: &str = "netd_gw_net";
 
 /// Bumped whenever a map layout changes, so pins of an older layout live in
 /// another directory and are never reused by mistake.

@@ -1,14 +1,17 @@
-//! Per-CPU, per-reason counters: every verdict is counted without contention.
+//! Per-CPU, per-zone, per-reason counters: every verdict is counted without
+//! contention.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
-use netd_common::counters::{COUNTER_SLOTS, Counter};
+use netd_common::counters::{COUNTED_ZONES, COUNTERS_MAX_ENTRIES, Counter};
 
 #[map(name = "NETD_COUNTERS")]
-static NETD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+static NETD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_MAX_ENTRIES, 0);
 
+/// Counts one packet for `zone` (0: the host side, or programs without zones).
 #[inline(always)]
-pub fn bump(counter: Counter) {
-    if let Some(slot) = NETD_COUNTERS.get_ptr_mut(counter as u32) {
+pub fn bump(zone: u32, counter: Counter) {
+    let zone = if zone < COUNTED_ZONES { zone } else { 0 };
+    if let Some(slot) = NETD_COUNTERS.get_ptr_mut(counter.slot(zone)) {
         // SAFETY: per-CPU slot, so no other CPU writes it concurrently.
         unsafe { *slot += 1 };
     }

@@ -23,11 +23,11 @@ pub fn run(ctx: &TcContext) -> i32 {
     let ip = match parse::ipv4(ctx) {
         parse::Parsed::Ipv4(ip) => ip,
         parse::Parsed::NotIpv4 => {
-            counters::bump(Counter::NotIpv4);
+            counters::bump(0, Counter::NotIpv4);
             return TC_ACT_OK;
         }
         parse::Parsed::Malformed => {
-            counters::bump(Counter::Malformed);
+            counters::bump(0, Counter::Malformed);
             return TC_ACT_OK;
         }
     };
@@ -35,13 +35,13 @@ pub fn run(ctx: &TcContext) -> i32 {
     // SAFETY: the value is copied out before any other map operation.
     let verdict = unsafe { NETD_BLOCKED_DST.get(key) }.map(|rule| rule.verdict);
     if verdict == Some(VERDICT_DROP) {
-        counters::bump(Counter::DroppedBlockedDst);
+        counters::bump(0, Counter::DroppedBlockedDst);
         debug!(
             ctx,
             "drop to {}.{}.{}.{}", ip.dst[0], ip.dst[1], ip.dst[2], ip.dst[3]
         );
         return TC_ACT_SHOT;
     }
-    counters::bump(Counter::Passed);
+    counters::bump(0, Counter::Passed);
     TC_ACT_OK
 }

@@ -3,8 +3,14 @@
 #![no_std]
 #![no_main]
 
+mod conntrack;
 mod counters;
 mod filter;
+mod forward;
+mod gateway;
+mod icmp_error;
+mod maps;
+mod nat;
 mod parse;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
@@ -14,6 +20,19 @@ use aya_ebpf::{macros::classifier, programs::TcContext};
 #[classifier]
 pub fn netd_filter(ctx: TcContext) -> i32 {
     filter::run(&ctx)
+}
+
+/// The gateway's veth to the host, ingress: replies to guests' connections
+/// and new connections to published ports.
+#[classifier]
+pub fn netd_gw_host(ctx: TcContext) -> i32 {
+    gateway::from_host(&ctx)
+}
+
+/// Each gateway port to a network, ingress: guests' traffic.
+#[classifier]
+pub fn netd_gw_net(ctx: TcContext) -> i32 {
+    gateway::from_network(&ctx)
 }
 
 // The verifier rejects programs that could panic, so this is never reached.

@@ -14,13 +14,14 @@ use std::{
     sync::Arc,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use tokio::{net::UnixListener, sync::Mutex};
 use tracing::info;
 
 use crate::{
     bpffs,
-    config::{Config, Dataplane},
+    config::{Config, Dataplane as DataplaneKind},
+    dataplane::{Dataplane, ebpf::EbpfDataplane},
     model::State,
     netlink::Netlink,
     store::Store,
@@ -35,7 +36,7 @@ pub struct Overrides {
     pub run_dir: Option<PathBuf>,
     pub bpffs_dir: Option<PathBuf>,
     pub netns_prefix: Option<String>,
-    pub dataplane: Option<Dataplane>,
+    pub dataplane: Option<DataplaneKind>,
 }
 
 pub fn effective_config(config_file: &Path, overrides: &Overrides) -> Result<Config> {
@@ -71,7 +72,8 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("creating run dir {}", config.run_dir.display()))?;
     let state: State = store.load()?.unwrap_or_default();
     let socket = config.socket.clone();
-    let mut service = service::Service::new(Topology::new(config)?, store, state);
+    let dataplane = open_dataplane(&config)?;
+    let mut service = service::Service::new(Topology::new(config)?, store, state, dataplane);
     service.reconcile().await;
     info!(
         networks = service.state.networks.len(),
@@ -80,15 +82,45 @@ pub async fn run(config: Config) -> Result<()> {
 
     let listener = bind(&socket)?;
     let shared = Arc::new(Mutex::new(service));
+    let gc = tokio::spawn(collect_garbage(shared.clone()));
     notify_ready();
     info!(socket = %socket.display(), "serving the API");
     let served = axum::serve(listener, api::router(shared))
         .with_graceful_shutdown(shutdown_signal())
         .await;
+    gc.abort();
     let _ = std::fs::remove_file(&socket);
     served.context("serving the API")?;
     info!("stopped; the networks stay in place");
     Ok(())
+}
+
+/// The dataplane backend the configuration asks for, loaded and adopting
+/// whatever a previous daemon pinned.
+fn open_dataplane(config: &Config) -> Result<Box<dyn Dataplane>> {
+    match config.dataplane {
+        DataplaneKind::Ebpf => {
+            let dataplane = EbpfDataplane::open(&config.bpffs_dir)?;
+            dataplane.log_start();
+            Ok(Box::new(dataplane))
+        }
+        DataplaneKind::Nftables => bail!(
+            "the nftables dataplane is not built yet: run with --dataplane ebpf (the default)"
+        ),
+    }
+}
+
+/// How often expired connections are removed from the conntrack table.
+const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
+    let mut ticks = tokio::time::interval(GC_INTERVAL);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = service.lock().await.dataplane.collect_garbage() {
+            tracing::warn!("conntrack garbage collection: {err:#}");
+        }
+    }
 }
 
 /// Fails early, naming the setting, if the host already uses netd's ranges.

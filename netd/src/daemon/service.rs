@@ -15,6 +15,7 @@ use super::{
     requests::{AddGuest, CleanupReport, CreateNetwork, GuestView, NetworkView},
 };
 use crate::{
+    dataplane::Dataplane,
     ifname, ipam,
     model::{self, Guest, GuestNetns, NameKind, Network, State},
     netlink::Netlink,
@@ -27,15 +28,64 @@ pub struct Service {
     pub topology: Topology,
     store: Store,
     pub state: State,
+    pub dataplane: Box<dyn Dataplane>,
 }
 
 impl Service {
-    pub fn new(topology: Topology, store: Store, state: State) -> Service {
+    pub fn new(
+        topology: Topology,
+        store: Store,
+        state: State,
+        dataplane: Box<dyn Dataplane>,
+    ) -> Service {
         Service {
             topology,
             store,
             state,
+            dataplane,
         }
+    }
+
+    /// The gateway namespace, built if missing, with its dataplane attached.
+    async fn ensure_gateway(&mut self) -> anyhow::Result<()> {
+        self.topology.ensure_gateway().await?;
+        let host_addrs = self.host_addresses().await?;
+        let plumbing = self.topology.gateway_plumbing(host_addrs);
+        self.dataplane.attach_gateway(&plumbing)
+    }
+
+    /// Every IPv4 address of the host namespace (for hairpin through them).
+    async fn host_addresses(&self) -> anyhow::Result<Vec<Ipv4Addr>> {
+        let host = Netlink::connect(None).await?;
+        Ok(host
+            .addresses()
+            .await?
+            .into_iter()
+            .map(|(_, net)| net.ip())
+            .filter(|ip| !ip.is_loopback())
+            .collect())
+    }
+
+    /// Builds a network's namespaces and links, then programs its dataplane;
+    /// all or nothing.
+    async fn build_network(&mut self, network: &Network) -> anyhow::Result<()> {
+        self.topology.build_network(network).await?;
+        let attached = self
+            .topology
+            .network_plumbing(network)
+            .and_then(|plumbing| self.dataplane.attach_network(&plumbing));
+        if let Err(err) = attached {
+            self.teardown_network(network).await;
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn teardown_network(&mut self, network: &Network) {
+        if let Ok(plumbing) = self.topology.network_plumbing(network) {
+            self.dataplane.detach_network(&plumbing);
+        }
+        self.topology.teardown_network(network).await;
     }
 
     pub fn network(&self, name: &str) -> ServiceResult<&Network> {
@@ -93,8 +143,11 @@ impl Service {
             created_at: now(),
         };
 
-        self.topology.ensure_gateway().await?;
-        if let Err(err) = self.topology.build_network(&network).await {
+        if let Err(err) = self.ensure_gateway().await {
+            self.drop_gateway_if_unused().await;
+            return Err(err.into());
+        }
+        if let Err(err) = self.build_network(&network).await {
             self.drop_gateway_if_unused().await;
             return Err(err.into());
         }
@@ -106,7 +159,7 @@ impl Service {
         if let Err(err) = self.store.save(&self.state) {
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
-            self.topology.teardown_network(&network).await;
+            self.teardown_network(&network).await;
             self.drop_gateway_if_unused().await;
             return Err(err.into());
         }
@@ -122,7 +175,7 @@ impl Service {
                 .teardown_guest(&network, guest, &ports[&guest.name])
                 .await;
         }
-        self.topology.teardown_network(&network).await;
+        self.teardown_network(&network).await;
         self.state.networks.remove(name);
         self.store.save(&self.state)?;
         self.drop_gateway_if_unused().await;
@@ -131,8 +184,9 @@ impl Service {
     }
 
     /// The gateway exists exactly while some network does.
-    async fn drop_gateway_if_unused(&self) {
+    async fn drop_gateway_if_unused(&mut self) {
         if self.state.networks.is_empty() {
+            self.dataplane.detach_gateway();
             self.topology.teardown_gateway().await;
         }
     }
@@ -241,7 +295,9 @@ impl Service {
             self.remove_network(&name).await?;
             report.removed.push(format!("network {name}"));
         }
+        self.dataplane.detach_gateway();
         self.topology.teardown_gateway().await;
+        self.dataplane.forget_all();
         for orphan in Netns::list_with_prefix(self.topology.names.prefix()) {
             if let Err(err) = Netns::delete(&orphan) {
                 warn!("removing namespace {orphan}: {err:#}");
@@ -259,11 +315,12 @@ impl Service {
     /// not wanted. Touches nothing else. Failures are logged, not fatal.
     pub async fn reconcile(&mut self) {
         if !self.state.networks.is_empty()
-            && let Err(err) = self.topology.ensure_gateway().await
+            && let Err(err) = self.ensure_gateway().await
         {
             warn!("reconcile: gateway: {err:#}");
         }
-        for net in self.state.networks.values() {
+        let networks: Vec<Network> = self.state.networks.values().cloned().collect();
+        for net in &networks {
             let ports = bridge_ports(net);
             if !self.topology.network_intact(net).await {
                 info!(network = %net.name, "reconcile: rebuilding network");
@@ -272,11 +329,17 @@ impl Service {
                         .teardown_guest(net, guest, &ports[&guest.name])
                         .await;
                 }
-                self.topology.teardown_network(net).await;
-                if let Err(err) = self.topology.build_network(net).await {
+                self.teardown_network(net).await;
+                if let Err(err) = self.build_network(net).await {
                     warn!(network = %net.name, "reconcile: {err:#}");
                     continue;
                 }
+            } else if let Err(err) = self
+                .topology
+                .network_plumbing(net)
+                .and_then(|plumbing| self.dataplane.attach_network(&plumbing))
+            {
+                warn!(network = %net.name, "reconcile: dataplane: {err:#}");
             }
             for guest in net.guests.values() {
                 let port = &ports[&guest.name];

@@ -6,7 +6,7 @@
 //! programs them. The host side (masquerading out of the host, publishing
 //! ports on host addresses) is shared by every backend: see `hostnat`.
 
-// (backends are added below as they land)
+pub mod ebpf;
 
 use std::{fmt, net::Ipv4Addr, path::PathBuf};
 
@@ -70,12 +70,17 @@ pub struct GatewayPlumbing {
     pub gateway_ip: Ipv4Addr,
     /// The host's address on the host link.
     pub host_ip: Ipv4Addr,
+    /// Every address of the host, so that a guest reaching a published port
+    /// through one of them is turned around at the gateway (hairpin).
+    pub host_addrs: Vec<Ipv4Addr>,
 }
 
 /// One network as the dataplane needs to know it.
 #[derive(Debug, Clone)]
 pub struct NetworkPlumbing {
     pub name: String,
+    /// The gateway namespace's handle, where `gateway_port` lives.
+    pub gateway_netns: PathBuf,
     /// The network's number in the dataplane (uplink slot + 1; 0 is the
     /// host side).
     pub zone: u32,
@@ -127,7 +132,7 @@ pub struct GcReport {
 
 /// A dataplane backend. Methods are synchronous: they program the kernel
 /// through map updates and netlink/nft calls that do not wait on the network.
-pub trait Dataplane: Send {
+pub trait Dataplane: Send + Sync {
     /// Programs the gateway namespace (after the topology built it).
     fn attach_gateway(&mut self, gateway: &GatewayPlumbing) -> Result<()>;
     /// Forgets the gateway (the topology removes its namespace).
@@ -140,6 +145,8 @@ pub trait Dataplane: Send {
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()>;
     /// Withdraws ports; ports not published are ignored.
     fn unpublish(&mut self, ports: &[PortMapping]);
+    /// Makes the published ports exactly `ports` (at start-up).
+    fn sync_published(&mut self, ports: &[PortMapping]) -> Result<()>;
     /// Removes everything this backend keeps outside the namespaces (pins).
     fn forget_all(&mut self);
     /// Drops expired connection-tracking entries.

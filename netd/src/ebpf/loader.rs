@@ -1,7 +1,7 @@
 //! Loads the object file built from `netd-ebpf` and wires up aya-log.
 
 use anyhow::{Context, Result};
-use aya::Ebpf;
+use aya::{Ebpf, EbpfLoader};
 use tokio::io::unix::AsyncFd;
 use tracing::warn;
 
@@ -19,8 +19,19 @@ pub struct Loaded {
 impl Loaded {
     /// Parses the object and creates its maps. Must run inside a tokio runtime.
     pub fn new() -> Result<Loaded> {
+        Self::with_pinned_maps(&[])
+    }
+
+    /// Like [`Loaded::new`], but the named maps are pinned at the given
+    /// paths: an existing pin is reused (the caller has checked that it fits),
+    /// a missing one is created and pinned.
+    pub fn with_pinned_maps(pins: &[(&'static str, std::path::PathBuf)]) -> Result<Loaded> {
         raise_memlock_limit();
-        let mut ebpf = Ebpf::load(OBJECT).context("loading netd's eBPF object")?;
+        let mut loader = EbpfLoader::new();
+        for (name, path) in pins {
+            loader.map_pin_path(*name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT).context("loading netd's eBPF object")?;
         let log_task = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(spawn_log_pump(logger)?),
             Err(err) => {

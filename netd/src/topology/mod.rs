@@ -18,6 +18,7 @@ use ipnetwork::Ipv4Network;
 
 use crate::{
     config::Config,
+    dataplane::{GatewayPlumbing, NetworkPlumbing},
     ifname,
     ipam::UplinkPool,
     model::{Guest, GuestNetns, Network},
@@ -44,6 +45,32 @@ impl Topology {
             names: Names::new(&config.netns_prefix),
             config,
             uplinks,
+        })
+    }
+
+    /// The gateway as the dataplane sees it.
+    pub fn gateway_plumbing(&self, host_addrs: Vec<Ipv4Addr>) -> GatewayPlumbing {
+        GatewayPlumbing {
+            netns: Path::new(crate::netns::NETNS_RUN_DIR).join(self.names.gateway_ns()),
+            host_side: GATEWAY_HOST_SIDE.to_owned(),
+            gateway_ip: self.config.gateway_ip(),
+            host_ip: self.config.host_ip(),
+            host_addrs,
+        }
+    }
+
+    /// A network as the dataplane sees it.
+    pub fn network_plumbing(&self, net: &Network) -> Result<NetworkPlumbing> {
+        let run = Path::new(crate::netns::NETNS_RUN_DIR);
+        Ok(NetworkPlumbing {
+            name: net.name.clone(),
+            gateway_netns: run.join(self.names.gateway_ns()),
+            zone: net.zone(),
+            netns: run.join(self.names.network_ns(&net.name)),
+            gateway_port: ifname::gateway_port(net.uplink_slot),
+            uplink_ip: self.uplinks.addresses(net.uplink_slot)?.network_side.ip(),
+            subnet: net.subnet,
+            routable: net.routable,
         })
     }
 

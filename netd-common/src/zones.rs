@@ -1,0 +1,41 @@
+//! What the gateway programs know about the gateway and its networks.
+
+/// The gateway namespace's facts, in slot 0 of a one-entry array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GatewayInfo {
+    /// The gateway's address on the host link: guests are mapped to it.
+    pub gateway_ip: [u8; 4],
+    /// The host's end of the host link.
+    pub host_ip: [u8; 4],
+    /// Ifindex of the gateway's veth to the host (in the gateway namespace).
+    pub host_side_ifindex: u32,
+    /// Zero until user space has filled this in; the programs pass every
+    /// packet untouched until then.
+    pub ready: u32,
+}
+
+/// One network, keyed by zone (uplink slot + 1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NetworkInfo {
+    /// Ifindex of the gateway's veth to this network (`nu<slot>`).
+    pub gateway_port_ifindex: u32,
+    /// The network's end of its /30 to the gateway: the next hop.
+    pub uplink_ip: [u8; 4],
+    /// [`network_flags`] bits.
+    pub flags: u32,
+}
+
+pub mod network_flags {
+    /// The host routes to this network's subnet: no translation outbound.
+    pub const ROUTABLE: u32 = 1;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: `#[repr(C)]` plain data without padding or pointers.
+    unsafe impl aya::Pod for super::GatewayInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetworkInfo {}
+}

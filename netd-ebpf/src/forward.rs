@@ -1,0 +1,164 @@
+//! Sending a packet on from the gateway without its kernel stack: a FIB
+//! lookup finds the egress veth and the MAC addresses, and
+//! `bpf_redirect_peer` puts the packet straight into the ingress of that
+//! veth's peer in the next namespace. Until the neighbour is known,
+//! `bpf_redirect_neigh` lets the kernel resolve it.
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{
+        BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_PROHIBIT,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE, TC_ACT_OK, TC_ACT_SHOT,
+        bpf_fib_lookup, bpf_redir_neigh,
+    },
+    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_redirect_neigh, bpf_redirect_peer},
+    programs::TcContext,
+};
+use netd_common::{
+    counters::Counter,
+    nat::ZONE_HOST,
+    zones::{GatewayInfo, NetworkInfo, network_flags},
+};
+
+use crate::{counters::bump, maps};
+
+const AF_INET: u8 = 2;
+
+/// Sends the packet to `zone`: the host side, or a network's uplink.
+#[inline(always)]
+pub fn to_zone(ctx: &TcContext, gw: &GatewayInfo, zone: u32, counted: u32) -> i32 {
+    if zone == ZONE_HOST {
+        return by_route(ctx, gw, counted);
+    }
+    match maps::network(zone) {
+        Some(net) => to_network(ctx, &net, counted),
+        None => {
+            bump(counted, Counter::DroppedNoRoute);
+            TC_ACT_SHOT as i32
+        }
+    }
+}
+
+/// Into a network: the next hop is its uplink, whatever the destination
+/// (the gateway has no routes to overlapping guest subnets).
+#[inline(always)]
+pub fn to_network(ctx: &TcContext, net: &NetworkInfo, counted: u32) -> i32 {
+    let mut params = lookup_params(ctx, net.uplink_ip);
+    match fib(ctx, &mut params) {
+        BPF_FIB_LKUP_RET_SUCCESS if params.ifindex == net.gateway_port_ifindex => {
+            redirect_peer(ctx, &params, counted)
+        }
+        BPF_FIB_LKUP_RET_NO_NEIGH => {
+            let mut nh = bpf_redir_neigh {
+                nh_family: AF_INET as u32,
+                __bindgen_anon_1: aya_ebpf::bindings::bpf_redir_neigh__bindgen_ty_1 {
+                    ipv4_nh: u32::from_ne_bytes(net.uplink_ip),
+                },
+            };
+            bump(counted, Counter::Forwarded);
+            // SAFETY: `nh` lives across the call; the size is its own.
+            unsafe {
+                bpf_redirect_neigh(
+                    net.gateway_port_ifindex,
+                    &mut nh,
+                    size_of::<bpf_redir_neigh>() as i32,
+                    0,
+                ) as i32
+            }
+        }
+        _ => {
+            bump(counted, Counter::DroppedNoRoute);
+            TC_ACT_SHOT as i32
+        }
+    }
+}
+
+/// Wherever the gateway's routes lead: the host, or a routable network.
+/// Packets the gateway itself should see go to its stack.
+#[inline(always)]
+pub fn by_route(ctx: &TcContext, gw: &GatewayInfo, counted: u32) -> i32 {
+    let Ok(dst) = ctx.load::<[u8; 4]>(crate::parse::IP_DST_OFF) else {
+        return TC_ACT_OK as i32;
+    };
+    let mut params = lookup_params(ctx, dst);
+    match fib(ctx, &mut params) {
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            if params.ifindex == gw.host_side_ifindex {
+                return redirect_peer(ctx, &params, counted);
+            }
+            // Into a network by its route: only routable networks have one,
+            // and only the host side may use it; a network reaching another
+            // goes through a published port instead.
+            let from_host = ingress_ifindex(ctx) == gw.host_side_ifindex;
+            let routable = maps::zone_of_ifindex(params.ifindex)
+                .and_then(maps::network)
+                .is_some_and(|net| net.flags & network_flags::ROUTABLE != 0);
+            if from_host && routable {
+                return redirect_peer(ctx, &params, counted);
+            }
+            bump(counted, Counter::DroppedCrossNetwork);
+            TC_ACT_SHOT as i32
+        }
+        BPF_FIB_LKUP_RET_NO_NEIGH if params.ifindex == gw.host_side_ifindex => {
+            bump(counted, Counter::Forwarded);
+            // SAFETY: no parameters: the kernel looks the next hop up itself.
+            unsafe { bpf_redirect_neigh(params.ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+        }
+        BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
+            bump(counted, Counter::DroppedNoRoute);
+            TC_ACT_SHOT as i32
+        }
+        _ => {
+            // Local to the gateway, or something the stack must handle
+            // (fragmentation needed, an unresolved neighbour into a network).
+            bump(counted, Counter::ToStack);
+            TC_ACT_OK as i32
+        }
+    }
+}
+
+#[inline(always)]
+pub fn ingress_ifindex(ctx: &TcContext) -> u32 {
+    // SAFETY: reading a field of the context the program was given.
+    unsafe { (*ctx.skb.skb).ingress_ifindex }
+}
+
+#[inline(always)]
+fn lookup_params(ctx: &TcContext, dst: [u8; 4]) -> bpf_fib_lookup {
+    // SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and unions).
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.family = AF_INET;
+    params.ifindex = ingress_ifindex(ctx);
+    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
+    if let Ok(tot_len) = ctx.load::<[u8; 2]>(crate::parse::ETH_HDR_LEN + 2) {
+        params.__bindgen_anon_1.tot_len = u16::from_be_bytes(tot_len);
+    }
+    params
+}
+
+#[inline(always)]
+fn fib(ctx: &TcContext, params: &mut bpf_fib_lookup) -> u32 {
+    // SAFETY: `params` is a valid, initialised bpf_fib_lookup of that size.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.as_ptr(),
+            params as *mut bpf_fib_lookup,
+            size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    if rc < 0 { u32::MAX } else { rc as u32 }
+}
+
+#[inline(always)]
+fn redirect_peer(ctx: &TcContext, params: &bpf_fib_lookup, counted: u32) -> i32 {
+    if ctx.store(0, &params.dmac, 0).is_err() || ctx.store(6, &params.smac, 0).is_err() {
+        bump(counted, Counter::Malformed);
+        return TC_ACT_SHOT as i32;
+    }
+    bump(counted, Counter::Forwarded);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect_peer(params.ifindex, 0) as i32 }
+}

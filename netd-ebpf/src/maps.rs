@@ -1,0 +1,70 @@
+//! The gateway's maps. Their keys and values, names and sizes live in
+//! `netd-common`, so user space reads and writes the same layouts.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap},
+};
+use netd_common::{
+    filter::Ipv4Key,
+    maps::{
+        CONNTRACK_MAX_ENTRIES, FORWARDS_MAX_ENTRIES, HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES,
+    },
+    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget},
+    zones::{GatewayInfo, NetworkInfo},
+};
+
+#[map(name = "NETD_CONNTRACK")]
+pub static CONNTRACK: LruHashMap<CtKey, CtEntry> =
+    LruHashMap::with_max_entries(CONNTRACK_MAX_ENTRIES, 0);
+
+#[map(name = "NETD_FORWARDS")]
+pub static FORWARDS: HashMap<ForwardKey, ForwardTarget> =
+    HashMap::with_max_entries(FORWARDS_MAX_ENTRIES, 0);
+
+#[map(name = "NETD_GATEWAY")]
+pub static GATEWAY: Array<GatewayInfo> = Array::with_max_entries(1, 0);
+
+#[map(name = "NETD_NETWORKS")]
+pub static NETWORKS: HashMap<u32, NetworkInfo> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+
+#[map(name = "NETD_ZONE_IFIDX")]
+pub static ZONE_BY_IFINDEX: HashMap<u32, u32> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+
+#[map(name = "NETD_HOST_ADDRS")]
+pub static HOST_ADDRS: HashMap<Ipv4Key, u32> = HashMap::with_max_entries(HOST_ADDRS_MAX_ENTRIES, 0);
+
+/// The gateway's facts, once user space has written them.
+#[inline(always)]
+pub fn gateway() -> Option<GatewayInfo> {
+    let info = *GATEWAY.get(0)?;
+    (info.ready != 0).then_some(info)
+}
+
+#[inline(always)]
+pub fn network(zone: u32) -> Option<NetworkInfo> {
+    // SAFETY: copied out at once.
+    unsafe { NETWORKS.get(zone) }.copied()
+}
+
+#[inline(always)]
+pub fn zone_of_ifindex(ifindex: u32) -> Option<u32> {
+    // SAFETY: copied out at once.
+    unsafe { ZONE_BY_IFINDEX.get(ifindex) }.copied()
+}
+
+#[inline(always)]
+pub fn forward(proto: u8, port: u16) -> Option<ForwardTarget> {
+    let key = ForwardKey {
+        proto,
+        _pad: 0,
+        port,
+    };
+    // SAFETY: copied out at once.
+    unsafe { FORWARDS.get(key) }.copied()
+}
+
+#[inline(always)]
+pub fn is_host_addr(addr: [u8; 4]) -> bool {
+    HOST_ADDRS.get_ptr(Ipv4Key::new(addr)).is_some()
+}

@@ -1,0 +1,418 @@
+//! The eBPF dataplane: netd's TC programs on the gateway's veths, configured
+//! through pinned maps. Loading adopts what a previous daemon left: pinned
+//! maps that fit are reused (connections survive), pinned TCX links are
+//! updated in place to the new programs (no moment without a program).
+
+pub mod gc;
+pub mod pins;
+
+use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+
+use anyhow::{Context, Result, anyhow, bail};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+    programs::{
+        SchedClassifier, TcAttachType,
+        links::{FdLink, PinnedLink},
+        tc::SchedClassifierLink,
+    },
+};
+use netd_common::{
+    counters::{COUNTED_ZONES, Counter},
+    filter::Ipv4Key,
+    maps,
+    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, kind},
+    zones::{GatewayInfo, NetworkInfo, network_flags},
+};
+use tracing::{debug, info, warn};
+
+use self::pins::PinDir;
+use super::{
+    Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, NatSummary, NetworkPlumbing,
+    PortMapping, ZoneCounters,
+};
+use crate::{ebpf::loader::Loaded, netns::Netns};
+
+/// The pin name of the link on the gateway's host-side veth.
+const GATEWAY_HOST_LINK: &str = "gw-host";
+
+pub struct EbpfDataplane {
+    pins: PinDir,
+    loaded: Loaded,
+    conntrack: HashMap<MapData, CtKey, CtEntry>,
+    forwards: HashMap<MapData, ForwardKey, ForwardTarget>,
+    gateway: Array<MapData, GatewayInfo>,
+    networks: HashMap<MapData, u32, NetworkInfo>,
+    zone_by_ifindex: HashMap<MapData, u32, u32>,
+    host_addrs: HashMap<MapData, Ipv4Key, u32>,
+    counters: PerCpuArray<MapData, u64>,
+    /// Pinned maps this start replaced because their layout differed.
+    pub replaced_maps: Vec<(String, String)>,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    loaded: &mut Loaded,
+    name: &str,
+) -> Result<T> {
+    let map = loaded
+        .ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from netd's eBPF object"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+impl EbpfDataplane {
+    /// Loads the programs with their maps pinned under `bpffs_dir`, reusing
+    /// pins that fit. Must run inside a tokio runtime (the log reader).
+    pub fn open(bpffs_dir: &Path) -> Result<EbpfDataplane> {
+        let pins = PinDir::new(bpffs_dir);
+        pins.create()?;
+        let replaced_maps = pins.drop_incompatible_maps();
+        let mut loaded = Loaded::with_pinned_maps(&pins.map_paths())?;
+        for name in [
+            maps::PROG_GATEWAY_FROM_HOST,
+            maps::PROG_GATEWAY_FROM_NETWORK,
+        ] {
+            program(&mut loaded, name)?
+                .load()
+                .with_context(|| format!("the verifier rejected {name}"))?;
+        }
+        Ok(EbpfDataplane {
+            conntrack: take(&mut loaded, maps::CONNTRACK)?,
+            forwards: take(&mut loaded, maps::FORWARDS)?,
+            gateway: take(&mut loaded, maps::GATEWAY)?,
+            networks: take(&mut loaded, maps::NETWORKS)?,
+            zone_by_ifindex: take(&mut loaded, maps::ZONE_BY_IFINDEX)?,
+            host_addrs: take(&mut loaded, maps::HOST_ADDRS)?,
+            counters: take(&mut loaded, maps::COUNTERS)?,
+            pins,
+            loaded,
+            replaced_maps,
+        })
+    }
+
+    /// Attaches `program` to `iface`'s ingress inside `netns`, adopting the
+    /// pinned link `pin` if a previous daemon left one: the link is updated
+    /// to this program in place, so packets never meet a gap.
+    fn attach(&mut self, netns: &Netns, iface: &str, program_name: &str, pin: &str) -> Result<()> {
+        let path = self.pins.link(pin);
+        let program = program(&mut self.loaded, program_name)?;
+        if path.exists() {
+            let adopted = PinnedLink::from_pin(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|pinned| {
+                    let link = SchedClassifierLink::try_from(FdLink::from(pinned))?;
+                    Ok(program.attach_to_link(link)?)
+                });
+            match adopted {
+                Ok(id) => {
+                    // The pin holds the link; this process needs no handle.
+                    drop(program.take_link(id)?);
+                    debug!(link = pin, "adopted a pinned link");
+                    return Ok(());
+                }
+                Err(err) => {
+                    // Its device is gone (the namespace was rebuilt): start over.
+                    debug!(
+                        link = pin,
+                        "pinned link not adoptable ({err:#}); attaching afresh"
+                    );
+                    self.pins.remove_link(pin);
+                }
+            }
+        }
+        let id = netns
+            .run_in(|| program.attach(iface, TcAttachType::Ingress))?
+            .with_context(|| format!("attaching {program_name} to {iface} in {}", netns.name()))?;
+        let link = FdLink::try_from(program.take_link(id)?)
+            .map_err(|err| anyhow!("{program_name} on {iface}: not a TCX link ({err})"))?;
+        link.pin(&path)
+            .with_context(|| format!("pinning the link of {program_name} at {}", path.display()))?;
+        Ok(())
+    }
+
+    fn gateway_link_pin(gateway_port: &str) -> String {
+        format!("gw-{gateway_port}")
+    }
+
+    /// Every conntrack entry (a snapshot; the programs keep writing).
+    fn conntrack_entries(&self) -> Vec<(CtKey, CtEntry)> {
+        self.conntrack
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .collect()
+    }
+
+    fn zero_counters(&mut self, zone: u32) {
+        let cpus = aya::util::nr_cpus().map_or(1, |n| n);
+        for counter in Counter::ALL {
+            if let Ok(zeros) = PerCpuValues::try_from(vec![0u64; cpus]) {
+                let _ = self.counters.set(counter.slot(zone), zeros, 0);
+            }
+        }
+    }
+
+    fn counters_of(&self, zone: u32) -> Vec<(String, u64)> {
+        Counter::ALL
+            .iter()
+            .filter_map(|counter| {
+                let total: u64 = self.counters.get(&counter.slot(zone), 0).ok()?.iter().sum();
+                (total > 0).then(|| (counter.name().to_owned(), total))
+            })
+            .collect()
+    }
+}
+
+fn program<'a>(loaded: &'a mut Loaded, name: &str) -> Result<&'a mut SchedClassifier> {
+    loaded
+        .ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from netd's eBPF object"))?
+        .try_into()
+        .with_context(|| format!("{name} is not a TC program"))
+}
+
+fn ifindex_in(netns: &Netns, iface: &str) -> Result<u32> {
+    netns
+        .run_in(|| nix::net::if_::if_nametoindex(iface))?
+        .with_context(|| format!("no interface {iface} in {}", netns.name()))
+}
+
+fn forward_key(port: &PortMapping) -> ForwardKey {
+    ForwardKey {
+        proto: port.proto.number(),
+        _pad: 0,
+        port: port.host_port,
+    }
+}
+
+fn forward_target(port: &PortMapping) -> ForwardTarget {
+    ForwardTarget {
+        zone: port.zone,
+        guest_ip: port.guest_ip.octets(),
+        guest_port: port.guest_port,
+        _pad: 0,
+        host_ip: port.host_ip.map_or([0; 4], |ip| ip.octets()),
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the programs' `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always there");
+    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
+}
+
+impl Dataplane for EbpfDataplane {
+    fn attach_gateway(&mut self, gw: &GatewayPlumbing) -> Result<()> {
+        let netns = Netns::open_path("gateway", &gw.netns)?;
+        let host_side_ifindex = ifindex_in(&netns, &gw.host_side)?;
+        self.gateway
+            .set(
+                0,
+                GatewayInfo {
+                    gateway_ip: gw.gateway_ip.octets(),
+                    host_ip: gw.host_ip.octets(),
+                    host_side_ifindex,
+                    ready: 1,
+                },
+                0,
+            )
+            .context("writing the gateway's facts")?;
+        let wanted: Vec<Ipv4Key> = gw
+            .host_addrs
+            .iter()
+            .map(|a| Ipv4Key::new(a.octets()))
+            .collect();
+        let stale: Vec<Ipv4Key> = self
+            .host_addrs
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter(|key| !wanted.contains(key))
+            .collect();
+        for key in stale {
+            let _ = self.host_addrs.remove(&key);
+        }
+        for key in wanted {
+            self.host_addrs
+                .insert(key, 1, 0)
+                .context("writing the host's addresses")?;
+        }
+        self.attach(
+            &netns,
+            &gw.host_side,
+            maps::PROG_GATEWAY_FROM_HOST,
+            GATEWAY_HOST_LINK,
+        )
+    }
+
+    fn detach_gateway(&mut self) {
+        self.pins.remove_link(GATEWAY_HOST_LINK);
+        let _ = self.gateway.set(0, GatewayInfo::default(), 0);
+    }
+
+    fn attach_network(&mut self, net: &NetworkPlumbing) -> Result<()> {
+        if net.zone >= COUNTED_ZONES {
+            bail!(
+                "network {} has zone {}, beyond the dataplane's {COUNTED_ZONES}: use a smaller uplink_pool",
+                net.name,
+                net.zone
+            );
+        }
+        let gw_netns = Netns::open_path("gateway", &net.gateway_netns)?;
+        let ifindex = ifindex_in(&gw_netns, &net.gateway_port)?;
+        // A rebuilt port has a new ifindex: forget the old one.
+        if let Ok(old) = self.networks.get(&net.zone, 0)
+            && old.gateway_port_ifindex != ifindex
+        {
+            let _ = self.zone_by_ifindex.remove(&old.gateway_port_ifindex);
+        }
+        let info = NetworkInfo {
+            gateway_port_ifindex: ifindex,
+            uplink_ip: net.uplink_ip.octets(),
+            flags: if net.routable {
+                network_flags::ROUTABLE
+            } else {
+                0
+            },
+        };
+        self.networks
+            .insert(net.zone, info, 0)
+            .context("registering the network")?;
+        self.zone_by_ifindex
+            .insert(ifindex, net.zone, 0)
+            .context("registering the network's gateway port")?;
+        self.attach(
+            &gw_netns,
+            &net.gateway_port,
+            maps::PROG_GATEWAY_FROM_NETWORK,
+            &Self::gateway_link_pin(&net.gateway_port),
+        )
+    }
+
+    fn detach_network(&mut self, net: &NetworkPlumbing) {
+        self.pins
+            .remove_link(&Self::gateway_link_pin(&net.gateway_port));
+        if let Ok(old) = self.networks.get(&net.zone, 0) {
+            let _ = self.zone_by_ifindex.remove(&old.gateway_port_ifindex);
+        }
+        let _ = self.networks.remove(&net.zone);
+        let doomed: Vec<CtKey> = self
+            .conntrack_entries()
+            .into_iter()
+            .filter(|(key, entry)| key.zone == net.zone || entry.out_zone == net.zone)
+            .map(|(key, _)| key)
+            .collect();
+        for key in doomed {
+            let _ = self.conntrack.remove(&key);
+        }
+        self.zero_counters(net.zone);
+    }
+
+    fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
+        for (done, port) in ports.iter().enumerate() {
+            if let Err(err) = self
+                .forwards
+                .insert(forward_key(port), forward_target(port), 0)
+            {
+                for undo in &ports[..done] {
+                    let _ = self.forwards.remove(&forward_key(undo));
+                }
+                return Err(err)
+                    .with_context(|| format!("publishing {}/{}", port.host_port, port.proto));
+            }
+        }
+        Ok(())
+    }
+
+    fn unpublish(&mut self, ports: &[PortMapping]) {
+        for port in ports {
+            let _ = self.forwards.remove(&forward_key(port));
+        }
+    }
+
+    fn sync_published(&mut self, ports: &[PortMapping]) -> Result<()> {
+        let wanted: BTreeMap<(u8, u16), ForwardTarget> = ports
+            .iter()
+            .map(|p| ((p.proto.number(), p.host_port), forward_target(p)))
+            .collect();
+        let stale: Vec<ForwardKey> = self
+            .forwards
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter(|key| !wanted.contains_key(&(key.proto, key.port)))
+            .collect();
+        for key in stale {
+            let _ = self.forwards.remove(&key);
+        }
+        self.publish(ports)
+    }
+
+    fn forget_all(&mut self) {
+        self.pins.remove_all();
+    }
+
+    fn collect_garbage(&mut self) -> Result<GcReport> {
+        let entries = self.conntrack_entries();
+        let doomed = gc::expired(&entries, monotonic_ns());
+        for key in &doomed {
+            let _ = self.conntrack.remove(key);
+        }
+        if !doomed.is_empty() {
+            debug!(
+                scanned = entries.len(),
+                removed = doomed.len(),
+                "conntrack gc"
+            );
+        }
+        Ok(GcReport {
+            scanned: entries.len() as u64,
+            removed: doomed.len() as u64,
+        })
+    }
+
+    fn status(&self, zone_name: &dyn Fn(u32) -> String) -> Result<DataplaneStatus> {
+        let mut nat = NatSummary::default();
+        let mut zones = std::collections::BTreeSet::from([0u32]);
+        for (key, entry) in self.conntrack_entries() {
+            nat.conntrack_entries += 1;
+            zones.insert(key.zone);
+            if entry.kind & kind::ORIGINAL == 0 {
+                continue;
+            }
+            match entry.kind & kind::MASK {
+                kind::SNAT => nat.snat += 1,
+                kind::DNAT => nat.dnat += 1,
+                kind::HAIRPIN => nat.hairpin += 1,
+                _ => {}
+            }
+        }
+        for zone in self.networks.keys().filter_map(|zone| zone.ok()) {
+            zones.insert(zone);
+        }
+        let counters = zones
+            .into_iter()
+            .map(|zone| ZoneCounters {
+                zone: zone_name(zone),
+                counters: self.counters_of(zone),
+            })
+            .collect();
+        Ok(DataplaneStatus { nat, counters })
+    }
+}
+
+impl EbpfDataplane {
+    /// Logs what this start found, once.
+    pub fn log_start(&self) {
+        for (name, reason) in &self.replaced_maps {
+            info!(map = %name, %reason, "pinned map replaced");
+        }
+        if let Ok(gw) = self.gateway.get(&0, 0)
+            && gw.ready != 0
+        {
+            info!(gateway = %Ipv4Addr::from(gw.gateway_ip), "adopting the pinned dataplane");
+        } else {
+            warn!("no pinned dataplane state: starting fresh");
+        }
+    }
+}
