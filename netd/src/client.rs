@@ -80,7 +80,9 @@ impl Client {
 }
 
 /// Percent-encodes one path segment (names are validated by the daemon, but
-/// whatever the user typed must still make a well-formed request).
+/// whatever the user typed must still make a well-formed request). Everything
+/// but unreserved characters is encoded, so a port spec's '/' and ':' stay
+/// inside its segment.
 pub fn segment(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -160,5 +162,13 @@ mod tests {
     fn path_segments_are_percent_encoded() {
         assert_eq!(segment("web-1"), "web-1");
         assert_eq!(segment("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn port_specs_stay_one_segment() {
+        assert_eq!(
+            segment("0.0.0.0:8000-8010:80-90/udp"),
+            "0.0.0.0%3A8000-8010%3A80-90%2Fudp"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! TC eBPF programs configured through BPF maps.
 //!
 //! Side effects live in thin modules (`netns`, `netlink`, `bpffs`, `ebpf`);
-//! decisions live in pure ones (`model`, `ipam`, `ifname`, `config`),
+//! decisions live in pure ones (`model`, `ipam`, `ifname`, `config`,
+//! `ports`),
 //! unit-tested without root.
 
 pub mod bpffs;
@@ -16,5 +17,6 @@ pub mod ipam;
 pub mod model;
 pub mod netlink;
 pub mod netns;
+pub mod ports;
 pub mod store;
 pub mod topology;

@@ -13,7 +13,7 @@ use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::ipam;
+use crate::{ipam, ports::PortForward};
 
 /// The subnet of a network made without `--subnet`. Not routable, so every
 /// such network may use it: each lives in its own namespace.
@@ -85,6 +85,13 @@ impl Network {
     pub fn guest_with_ip(&self, ip: Ipv4Addr) -> Option<&Guest> {
         self.guests.values().find(|guest| guest.ip == ip)
     }
+
+    /// The network's number in the dataplane: its uplink slot + 1, because
+    /// zone 0 is the gateway's host side. Derived, not stored, so it stays
+    /// what it was for as long as the network keeps its slot (its life).
+    pub fn zone(&self) -> u32 {
+        u32::from(self.uplink_slot) + 1
+    }
 }
 
 /// A guest: one network namespace with `eth0` plugged into its network's bridge.
@@ -95,6 +102,10 @@ pub struct Guest {
     pub netns: GuestNetns,
     /// Unix seconds.
     pub created_at: u64,
+    /// Ports published to this guest. They belong to it, so removing the
+    /// guest withdraws them. Absent from state files older than forwarding.
+    #[serde(default)]
+    pub ports: Vec<PortForward>,
 }
 
 /// Whose namespace the guest lives in: it decides whether removing the guest
@@ -168,6 +179,10 @@ mod tests {
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,
             created_at: 1_700_000_000,
+            ports: vec![
+                "8080:80".parse().unwrap(),
+                "10.0.0.5:5000-5002:6000-6002/udp".parse().unwrap(),
+            ],
         };
         let external = Guest {
             name: "db".to_owned(),
@@ -176,6 +191,7 @@ mod tests {
                 path: PathBuf::from("/proc/4242/ns/net"),
             },
             created_at: 1_700_000_100,
+            ports: Vec::new(),
         };
         let web = Network {
             name: "web".to_owned(),
@@ -236,6 +252,34 @@ mod tests {
         assert_eq!(web["subnet"], "172.18.0.0/24");
         assert_eq!(web["guests"]["web1"]["ip"], "172.18.0.1");
         assert_eq!(web["guest_cursor"], "172.18.0.7");
+    }
+
+    #[test]
+    fn guests_without_ports_read_as_publishing_none() {
+        let guest: Guest = serde_json::from_str(
+            r#"{"name":"web1","ip":"172.18.0.1","netns":{"kind":"owned"},"created_at":1}"#,
+        )
+        .unwrap();
+        assert_eq!(guest.ports, Vec::new());
+    }
+
+    #[test]
+    fn port_forwards_are_stored_with_their_guest() {
+        let json = serde_json::to_value(sample_state()).unwrap();
+        let ports = &json["networks"]["web"]["guests"]["web1"]["ports"];
+        assert_eq!(
+            ports[0]["host_ports"],
+            serde_json::json!({"start": 8080, "end": 8080})
+        );
+        assert_eq!(ports[1]["host_ip"], "10.0.0.5");
+        assert_eq!(ports[1]["proto"], "udp");
+    }
+
+    #[test]
+    fn zones_are_uplink_slots_plus_one() {
+        let state = sample_state();
+        assert_eq!(state.networks["web"].zone(), 1);
+        assert_eq!(state.networks["routed"].zone(), 6);
     }
 
     #[test]

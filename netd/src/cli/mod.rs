@@ -5,6 +5,7 @@ mod daemon;
 mod exec;
 mod guest;
 mod network;
+mod port;
 mod status;
 
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ enum Command {
     /// Add, remove and list a network's guests.
     #[command(subcommand)]
     Guest(guest::Command),
+    /// Publish guest ports on the gateway and host addresses.
+    #[command(subcommand)]
+    Port(port::Command),
     /// Run a command in a guest's network namespace.
     Exec(exec::Args),
     /// The live kernel state of everything this daemon owns, and any drift.
@@ -57,6 +61,7 @@ pub fn main() -> i32 {
         Command::Daemon(args) => daemon::run(args, socket),
         Command::Network(cmd) => network::run(&client, cmd),
         Command::Guest(cmd) => guest::run(&client, cmd),
+        Command::Port(cmd) => port::run(&client, cmd),
         Command::Exec(args) => exec::run(&client, args),
         Command::Status(args) => status::run(&client, args),
         Command::Cleanup => cleanup::run(&client),

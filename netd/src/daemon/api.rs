@@ -9,14 +9,14 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use serde::Serialize;
 use tokio::sync::Mutex;
 
 use super::{
     error::ServiceError,
-    requests::{AddGuest, CreateNetwork},
+    requests::{AddGuest, AddPort, CreateNetwork, PortView},
     service::Service,
     status,
 };
@@ -37,6 +37,18 @@ pub fn router(service: Shared) -> Router {
         .route(
             "/v1/networks/{network}/guests/{guest}",
             get(inspect_guest).delete(remove_guest),
+        )
+        .route("/v1/ports", get(list_all_ports))
+        .route("/v1/networks/{network}/ports", get(list_ports))
+        .route(
+            "/v1/networks/{network}/guests/{guest}/ports",
+            post(add_port),
+        )
+        // The spec is one percent-encoded segment (`client::segment`): its
+        // '/' and ':' arrive decoded.
+        .route(
+            "/v1/networks/{network}/guests/{guest}/ports/{spec}",
+            delete(remove_port),
         )
         .route("/v1/status", get(status))
         .route("/v1/cleanup", post(cleanup))
@@ -136,6 +148,40 @@ async fn remove_guest(
     ok(svc.lock().await.remove_guest(&network, &guest).await?)
 }
 
+async fn list_all_ports(State(svc): State<Shared>) -> ApiResult<Vec<PortView>> {
+    ok(svc.lock().await.list_ports(None)?)
+}
+
+async fn list_ports(
+    State(svc): State<Shared>,
+    Path(network): Path<String>,
+) -> ApiResult<Vec<PortView>> {
+    ok(svc.lock().await.list_ports(Some(&network))?)
+}
+
+async fn add_port(
+    State(svc): State<Shared>,
+    Path((network, guest)): Path<(String, String)>,
+    Json(request): Json<AddPort>,
+) -> ApiResult<PortView> {
+    ok(svc
+        .lock()
+        .await
+        .add_port(&network, &guest, &request.spec)
+        .await?)
+}
+
+async fn remove_port(
+    State(svc): State<Shared>,
+    Path((network, guest, spec)): Path<(String, String, String)>,
+) -> ApiResult<()> {
+    ok(svc
+        .lock()
+        .await
+        .remove_port(&network, &guest, &spec)
+        .await?)
+}
+
 async fn status(State(svc): State<Shared>) -> ApiResult<status::Status> {
     let svc = svc.lock().await;
     ok(status::collect(&svc).await)
@@ -143,4 +189,106 @@ async fn status(State(svc): State<Shared>) -> ApiResult<status::Status> {
 
 async fn cleanup(State(svc): State<Shared>) -> ApiResult<super::requests::CleanupReport> {
     ok(svc.lock().await.cleanup().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, net::Ipv4Addr};
+
+    use super::*;
+    use crate::{
+        client::{Client, segment},
+        config::Config,
+        model::{DEFAULT_SUBNET, Guest, GuestNetns, Network, State as Desired},
+        store::Store,
+        topology::Topology,
+    };
+
+    /// Serves the real router, over a unix socket, a state with guest
+    /// web/web1 and nothing built in the kernel.
+    fn serve(dir: &std::path::Path) -> (tokio::runtime::Runtime, Client) {
+        let web1 = Guest {
+            name: "web1".to_owned(),
+            ip: Ipv4Addr::new(172, 18, 0, 1),
+            netns: GuestNetns::Owned,
+            created_at: 0,
+            ports: Vec::new(),
+        };
+        let web = Network {
+            name: "web".to_owned(),
+            subnet: DEFAULT_SUBNET.parse().unwrap(),
+            routable: false,
+            uplink_slot: 0,
+            guests: BTreeMap::from([("web1".to_owned(), web1)]),
+            guest_cursor: None,
+            created_at: 0,
+        };
+        let state = Desired {
+            networks: BTreeMap::from([("web".to_owned(), web)]),
+            uplink_cursor: Some(0),
+        };
+        let topology = Topology::new(Config::default()).unwrap();
+        let service = Service::new(topology, Store::new(dir.join("state")), state);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let socket = dir.join("api.sock");
+        let listener = runtime
+            .block_on(async { tokio::net::UnixListener::bind(&socket) })
+            .unwrap();
+        let app = router(Arc::new(Mutex::new(service)));
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        (runtime, Client::new(&socket))
+    }
+
+    #[test]
+    fn a_port_spec_survives_the_round_trip_through_the_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_runtime, client) = serve(dir.path());
+        let spec = "0.0.0.0:8000-8010:80-90/udp";
+
+        let added: PortView = client
+            .post(
+                "/v1/networks/web/guests/web1/ports",
+                &AddPort { spec: spec.into() },
+            )
+            .unwrap();
+        assert_eq!(added.spec, "8000-8010:80-90/udp");
+        let all: Vec<PortView> = client.get("/v1/ports").unwrap();
+        assert_eq!(all.len(), 1);
+
+        let path = format!("/v1/networks/web/guests/web1/ports/{}", segment(spec));
+        client.delete(&path).unwrap();
+        let left: Vec<PortView> = client.get("/v1/networks/web/ports").unwrap();
+        assert!(left.is_empty());
+
+        let err = client.delete(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("does not publish 8000-8010:80-90/udp"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn port_errors_keep_their_message_and_status_over_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_runtime, client) = serve(dir.path());
+        let err = client
+            .post::<_, PortView>(
+                "/v1/networks/web/guests/web1/ports",
+                &AddPort {
+                    spec: "127.0.0.1:80:80".into(),
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is loopback"), "{err}");
+        let err = client
+            .get::<Vec<PortView>>("/v1/networks/nope/ports")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no network named \"nope\""), "{err}");
+    }
 }

@@ -10,7 +10,8 @@ pub enum ServiceError {
     Invalid(String),
     /// It names a network or guest that does not exist.
     NotFound(String),
-    /// It contradicts what exists (same name, different settings).
+    /// It contradicts what exists (same name, different settings; a host
+    /// port published already).
     Conflict(String),
     /// The kernel or the disk failed; nothing half-done was left.
     Internal(anyhow::Error),
@@ -55,6 +56,17 @@ impl From<crate::ipam::IpamError> for ServiceError {
 impl From<crate::model::ModelError> for ServiceError {
     fn from(err: crate::model::ModelError) -> Self {
         ServiceError::Invalid(err.to_string())
+    }
+}
+
+/// A taken host port contradicts what exists (409); every other port error
+/// is a wrong request (400).
+impl From<crate::ports::PortError> for ServiceError {
+    fn from(err: crate::ports::PortError) -> Self {
+        match err {
+            crate::ports::PortError::Conflict { .. } => ServiceError::Conflict(err.to_string()),
+            _ => ServiceError::Invalid(err.to_string()),
+        }
     }
 }
 

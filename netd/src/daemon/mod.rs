@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod error;
+pub mod ports;
 pub mod requests;
 pub mod service;
 pub mod status;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataplane::Proto;
+
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct CreateNetwork {
     pub name: String,
@@ -33,6 +35,29 @@ pub struct GuestView {
     pub netns: PathBuf,
     pub owned_netns: bool,
     pub bridge_port: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct AddPort {
+    /// `[HOSTIP:]HOSTPORT[-END]:GUESTPORT[-END][/tcp|udp]`: see `ports`.
+    pub spec: String,
+}
+
+/// A published port as listings show it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PortView {
+    pub network: String,
+    pub guest: String,
+    /// Where the traffic goes (the address alone, no prefix).
+    pub guest_ip: String,
+    /// The canonical spec: what `netd port rm` takes back.
+    pub spec: String,
+    /// None: any host address.
+    pub host_ip: Option<String>,
+    /// `8080` or `8000-8010`.
+    pub host_ports: String,
+    pub guest_ports: String,
+    pub proto: Proto,
 }
 
 /// A network as listings show it.

@@ -26,7 +26,7 @@ use crate::{
 
 pub struct Service {
     pub topology: Topology,
-    store: Store,
+    pub(super) store: Store,
     pub state: State,
     pub dataplane: Box<dyn Dataplane>,
 }
@@ -171,6 +171,8 @@ impl Service {
         let network = self.network(name)?.clone();
         let ports = bridge_ports(&network);
         for guest in network.guests.values() {
+            self.unpublish_mappings(&Self::guest_port_mappings(&network, guest))
+                .await;
             self.topology
                 .teardown_guest(&network, guest, &ports[&guest.name])
                 .await;
@@ -241,6 +243,7 @@ impl Service {
             ip,
             netns,
             created_at: now(),
+            ports: Vec::new(),
         };
         let taken: BTreeSet<String> = bridge_ports(&net).into_values().collect();
         let port = ifname::bridge_port(&guest.name, &taken);
@@ -274,6 +277,8 @@ impl Service {
         let port = bridge_ports(&net)
             .remove(name)
             .expect("guest is in the network");
+        self.unpublish_mappings(&Self::guest_port_mappings(&net, &guest))
+            .await;
         self.topology.teardown_guest(&net, &guest, &port).await;
         self.state
             .networks
