@@ -87,6 +87,7 @@ pub struct Quoted {
 /// Reads the quoted packet of an ICMP error. None if it is not something the
 /// gateway translates (options in the quoted header, a non-echo ICMP, an
 /// unknown protocol).
+#[inline(always)]
 pub fn quoted(bytes: &[u8; ICMP_ERROR_LEN]) -> Option<Quoted> {
     // Options would move the transport header; a non-first fragment has
     // none at all (what follows the header is payload, not ports).
@@ -145,6 +146,7 @@ pub const fn is_icmp_error(icmp_type: u8) -> bool {
 /// quoted echo's, and the ICMP error's own, which covers all of them.
 ///
 /// `inner_tcp_csum` is the quoted TCP checksum when the error quotes it.
+#[inline(always)]
 pub fn rewrite_icmp_error(
     bytes: &mut [u8; ICMP_ERROR_LEN],
     inner_tcp_csum: Option<&mut [u8; 2]>,

@@ -24,6 +24,7 @@ use crate::{
 /// Offset of the quoted transport header within the ICMP message.
 const QUOTED_L4: usize = 8 + 20;
 
+#[inline(always)]
 pub fn translate(ctx: &TcContext, gw: &GatewayInfo, ip: &Ipv4, zone: u32) -> i32 {
     let unknown = |zone: u32| {
         if zone == ZONE_HOST {

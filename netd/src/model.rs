@@ -70,12 +70,6 @@ impl Network {
         ipam::bridge_ip(self.subnet)
     }
 
-    /// The network's number in the dataplane: its uplink slot + 1, since
-    /// zone 0 is the gateway's host side.
-    pub fn zone(&self) -> u32 {
-        u32::from(self.uplink_slot) + 1
-    }
-
     /// The guests' addresses, as `ipam::allocate_guest_ip` wants them.
     pub fn used_ips(&self) -> BTreeSet<Ipv4Addr> {
         self.guests.values().map(|guest| guest.ip).collect()

@@ -13,6 +13,21 @@ pub fn run(client: &Client, args: Args) -> Result<i32> {
     let status: Status = client.get("/v1/status")?;
     super::print(args.json, &status, |s| {
         println!("dataplane {}", s.dataplane);
+        if let Some(figures) = &s.figures {
+            let nat = &figures.nat;
+            println!(
+                "conntrack {} entries; connections: {} snat, {} dnat, {} hairpin",
+                nat.conntrack_entries, nat.snat, nat.dnat, nat.hairpin
+            );
+            for zone in figures.counters.iter().filter(|z| !z.counters.is_empty()) {
+                let counts: Vec<String> = zone
+                    .counters
+                    .iter()
+                    .map(|(name, count)| format!("{name}={count}"))
+                    .collect();
+                println!("  counters {}: {}", zone.zone, counts.join(" "));
+            }
+        }
         for ns in &s.namespaces {
             println!("namespace {}", ns.name);
             for l in &ns.links {

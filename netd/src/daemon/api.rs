@@ -228,7 +228,12 @@ mod tests {
             uplink_cursor: Some(0),
         };
         let topology = Topology::new(Config::default()).unwrap();
-        let service = Service::new(topology, Store::new(dir.join("state")), state);
+        let service = Service::new(
+            topology,
+            Store::new(dir.join("state")),
+            state,
+            Box::new(crate::dataplane::testing::Recorder::default()),
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()

@@ -171,15 +171,16 @@ fn guest_in<'a>(net: &'a Network, name: &str) -> ServiceResult<&'a Guest> {
 // ---------------------------------------------------------------------------
 
 impl Service {
-    /// Programs `_m` into the dataplane: all of them, or none on error.
-    // Replaced by the dataplane wiring
-    pub(super) async fn publish_mappings(&mut self, _m: &[PortMapping]) -> ServiceResult<()> {
+    /// Programs `mappings` into the dataplane: all of them, or none on error.
+    pub(super) async fn publish_mappings(&mut self, mappings: &[PortMapping]) -> ServiceResult<()> {
+        self.dataplane.publish(mappings)?;
         Ok(())
     }
 
-    /// Withdraws `_m` from the dataplane; mappings not published are ignored.
-    // Replaced by the dataplane wiring
-    pub(super) async fn unpublish_mappings(&mut self, _m: &[PortMapping]) {}
+    /// Withdraws `mappings` from the dataplane; ones not published are ignored.
+    pub(super) async fn unpublish_mappings(&mut self, mappings: &[PortMapping]) {
+        self.dataplane.unpublish(mappings);
+    }
 }
 
 #[cfg(test)]
@@ -225,7 +226,12 @@ mod tests {
             uplink_cursor: Some(4),
         };
         let topology = Topology::new(Config::default()).unwrap();
-        Service::new(topology, Store::new(dir), state)
+        Service::new(
+            topology,
+            Store::new(dir),
+            state,
+            Box::new(crate::dataplane::testing::Recorder::default()),
+        )
     }
 
     fn saved(dir: &std::path::Path) -> State {

@@ -368,6 +368,10 @@ impl Service {
             }
         }
         self.remove_orphan_gateway_ports().await;
+        let published = self.all_port_mappings();
+        if let Err(err) = self.dataplane.sync_published(&published) {
+            warn!("reconcile: published ports: {err:#}");
+        }
     }
 
     /// Namespaces this instance should have, by name.

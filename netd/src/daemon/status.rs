@@ -7,11 +7,14 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::service::{Service, bridge_ports};
-use crate::{netlink::Netlink, netns::Netns};
+use crate::{dataplane::DataplaneStatus, netlink::Netlink, netns::Netns};
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Status {
     pub dataplane: String,
+    /// Conntrack/NAT figures and per-network counters from the dataplane.
+    #[serde(default)]
+    pub figures: Option<DataplaneStatus>,
     pub namespaces: Vec<NamespaceStatus>,
     /// Differences between desired and live state; empty when all is well.
     pub drift: Vec<String>,
@@ -83,8 +86,27 @@ pub async fn collect(service: &Service) -> Status {
             }
         }
     }
+    let zone_name = |zone: u32| {
+        if zone == 0 {
+            return "host side".to_owned();
+        }
+        service
+            .state
+            .networks
+            .values()
+            .find(|net| net.zone() == zone)
+            .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
+    };
+    let figures = match service.dataplane.status(&zone_name) {
+        Ok(figures) => Some(figures),
+        Err(err) => {
+            drift.push(format!("dataplane unreadable: {err:#}"));
+            None
+        }
+    };
     Status {
         dataplane: service.topology.config.dataplane.to_string(),
+        figures,
         namespaces,
         drift,
     }

@@ -154,3 +154,50 @@ pub trait Dataplane: Send + Sync {
     /// Live figures, with zone numbers mapped to names by `zone_name`.
     fn status(&self, zone_name: &dyn Fn(u32) -> String) -> Result<DataplaneStatus>;
 }
+
+/// A stand-in for unit tests of the service's own logic (validation,
+/// persistence, rollback), which run without root. It records what it was
+/// asked to publish; the real backends are exercised by the root tests in
+/// `tests/`.
+#[cfg(test)]
+pub mod testing {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct Recorder {
+        pub published: BTreeSet<PortMapping>,
+    }
+
+    impl Dataplane for Recorder {
+        fn attach_gateway(&mut self, _: &GatewayPlumbing) -> Result<()> {
+            Ok(())
+        }
+        fn detach_gateway(&mut self) {}
+        fn attach_network(&mut self, _: &NetworkPlumbing) -> Result<()> {
+            Ok(())
+        }
+        fn detach_network(&mut self, _: &NetworkPlumbing) {}
+        fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
+            self.published.extend(ports.iter().copied());
+            Ok(())
+        }
+        fn unpublish(&mut self, ports: &[PortMapping]) {
+            for port in ports {
+                self.published.remove(port);
+            }
+        }
+        fn sync_published(&mut self, ports: &[PortMapping]) -> Result<()> {
+            self.published = ports.iter().copied().collect();
+            Ok(())
+        }
+        fn forget_all(&mut self) {}
+        fn collect_garbage(&mut self) -> Result<GcReport> {
+            Ok(GcReport::default())
+        }
+        fn status(&self, _: &dyn Fn(u32) -> String) -> Result<DataplaneStatus> {
+            Ok(DataplaneStatus::default())
+        }
+    }
+}
