@@ -2,6 +2,7 @@
 
 pub mod netd;
 pub mod sandbox;
+pub mod sockets;
 pub mod traffic;
 
 pub use sandbox::Sandbox;
