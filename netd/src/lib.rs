@@ -3,7 +3,8 @@
 //!
 //! Side effects live in thin modules (`netns`, `netlink`, `bpffs`, `ebpf`);
 //! decisions live in pure ones (`model`, `ipam`, `ifname`, `config`),
-//! unit-tested without root.
+//! unit-tested without root. `hostnat` holds both halves: pure nft script
+//! rendering and the thin `HostNat` that runs `nft`.
 
 pub mod bpffs;
 pub mod client;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod ebpf;
+pub mod hostnat;
 pub mod ifname;
 pub mod ipam;
 pub mod model;
