@@ -3,8 +3,8 @@
 //!
 //! Side effects live in thin modules (`netns`, `netlink`, `bpffs`, `ebpf`);
 //! decisions live in pure ones (`model`, `ipam`, `ifname`, `config`,
-//! `ports`),
-//! unit-tested without root.
+//! `ports`), unit-tested without root. `hostnat` holds both halves: pure nft
+//! script rendering and the thin `HostNat` that runs `nft`.
 
 pub mod bpffs;
 pub mod client;
@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod ebpf;
+pub mod hostnat;
 pub mod ifname;
 pub mod ipam;
 pub mod model;

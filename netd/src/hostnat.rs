@@ -1,0 +1,1104 @@
+//! The host side of NAT: one nftables table, `inet netd`, in the namespace
+//! the daemon runs in. It masquerades the gateway's traffic (and routable
+//! guest subnets) leaving the host, and DNATs published ports on host
+//! addresses to the gateway, which takes them on to the guests.
+//!
+//! netd owns that table and nothing else: a sync deletes and recreates it in
+//! one transaction, and every other table (the host's firewall, docker's,
+//! firewalld's) is left alone. Published ports and masquerade sources are set
+//! elements, so publishing the N-th port adds one element and rewrites no
+//! rule (unlike a backend that flushes and refills its chains on every
+//! change).
+//!
+//! Pure part: [`HostNatPlan`] and the `*_script` functions that render nft
+//! scripts (each one a single atomic `nft -f -` batch), unit-tested without
+//! root. Effect part: [`HostNat`], which feeds them to `nft`.
+
+use std::{
+    collections::BTreeSet,
+    fmt::Write as _,
+    fs,
+    io::{self, Write as _},
+    net::Ipv4Addr,
+    process::{Command, Output, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+use ipnetwork::Ipv4Network;
+use thiserror::Error;
+
+use crate::{
+    config::Config,
+    dataplane::{PortMapping, Proto},
+    ifname::{self, IfnameError},
+    netns::Netns,
+};
+
+/// The table netd owns, as nft names it (family and name).
+pub const TABLE: &str = "inet netd";
+
+/// The table's comment, shown by `nft list ruleset`, so that whoever reads
+/// the host's firewall knows where the table comes from and that editing it
+/// is pointless.
+const TABLE_COMMENT: &str = "owned by netd: every sync replaces this table, so edits here are lost";
+
+/// Every rule's comment: marks netd's rules in `nft list ruleset` and in
+/// tools that show rules without their table.
+const RULE_COMMENT: &str = "netd";
+
+/// The chains [`HostNat::present`] expects, with their number of rules.
+const CHAINS: [(&str, usize); 3] = [("prerouting", 2), ("output", 3), ("postrouting", 1)];
+
+/// The sysctl that turns on IPv4 forwarding; each network namespace has its
+/// own, read and written in the namespace of the thread that opens it.
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// Everything the host's table holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNatPlan {
+    /// The host's veth to the gateway: traffic leaving through it is going
+    /// to the gateway, not out of the host, and is never masqueraded.
+    pub host_link: String,
+    /// Where published ports are DNATed to: the gateway's end of the host
+    /// link, which forwards them to the guests.
+    pub gateway_ip: Ipv4Addr,
+    /// Sources masqueraded when leaving the host: the host link's network
+    /// (the gateway translates guests to its own address) and the subnets of
+    /// routable networks (which it does not translate).
+    pub masquerade_sources: Vec<Ipv4Network>,
+    /// Published ports; only `proto`, `host_ip` and `host_port` matter here
+    /// (the gateway maps them on to the guest).
+    pub ports: Vec<PortMapping>,
+}
+
+impl HostNatPlan {
+    /// The plan for the daemon's configuration: the host link and gateway
+    /// address from `config`, the whole host link network plus
+    /// `routable_subnets` masqueraded.
+    pub fn from_config(
+        config: &Config,
+        routable_subnets: impl IntoIterator<Item = Ipv4Network>,
+        ports: Vec<PortMapping>,
+    ) -> HostNatPlan {
+        HostNatPlan {
+            host_link: config.host_link.clone(),
+            gateway_ip: config.gateway_ip(),
+            masquerade_sources: std::iter::once(config.host_link_net)
+                .chain(routable_subnets)
+                .collect(),
+            ports,
+        }
+    }
+
+    /// Checks what goes into a script unquoted or inside quotes.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        validate_host_link(&self.host_link)?;
+        validate_ports(&self.ports)
+    }
+}
+
+/// Why a plan cannot be turned into a script, and what to change.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("host link: {0}")]
+    HostLink(#[from] IfnameError),
+
+    #[error(
+        "host link {name:?} contains {bad:?}: netd writes it into an nftables rule, so it \
+         takes only A-Z, a-z, 0-9, '_', '.' and '-'; set host_link in netd.toml to such a name"
+    )]
+    HostLinkChar { name: String, bad: char },
+
+    #[error("{proto} port 0 cannot be published: publish a port from 1 to 65535")]
+    PortZero { proto: Proto },
+}
+
+/// The script for a full sync: netd's table deleted and recreated with the
+/// plan's contents, in one transaction. The leading `add table` makes the
+/// `delete` succeed when there is no table yet, so a sync works the same on
+/// a fresh host, after a crash and on every later run.
+pub fn sync_script(plan: &HostNatPlan) -> Result<String, PlanError> {
+    Ok(format!("{}{}", remove_script(), table_definition(plan)?))
+}
+
+/// `table inet netd { ... }`: what `nft list table inet netd` shows after a
+/// sync, up to blank lines and how nft orders and wraps set elements.
+pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
+    plan.validate()?;
+    let gateway = plan.gateway_ip;
+    let link = &plan.host_link;
+    let (any, on_ip) = port_elements(&plan.ports);
+    let mut out = String::new();
+    let _ = writeln!(out, "table {TABLE} {{");
+    let _ = writeln!(out, "\tcomment \"{TABLE_COMMENT}\"");
+    write_set(
+        &mut out,
+        "masq_sources",
+        "ipv4_addr\n\t\tflags interval",
+        &source_elements(&plan.masquerade_sources),
+    );
+    write_set(&mut out, "ports_any", "inet_proto . inet_service", &any);
+    write_set(
+        &mut out,
+        "ports_on_ip",
+        "ipv4_addr . inet_proto . inet_service",
+        &on_ip,
+    );
+    let dnat_any =
+        format!("fib daddr type local meta l4proto . th dport @ports_any dnat ip to {gateway}");
+    let dnat_on_ip =
+        format!("ip daddr . meta l4proto . th dport @ports_on_ip dnat ip to {gateway}");
+    write_chain(
+        &mut out,
+        "prerouting",
+        "type nat hook prerouting priority dstnat; policy accept;",
+        &[&dnat_any, &dnat_on_ip],
+    );
+    // The host's processes reach published ports through its own addresses
+    // too. Loopback stays out: a DNATed 127.0.0.1 connection would leave
+    // with a loopback source, which the kernel drops as a martian (and
+    // 127.0.0.1 means "this host", not "a guest").
+    write_chain(
+        &mut out,
+        "output",
+        "type nat hook output priority -100; policy accept;",
+        &["ip daddr 127.0.0.0/8 return", &dnat_any, &dnat_on_ip],
+    );
+    write_chain(
+        &mut out,
+        "postrouting",
+        "type nat hook postrouting priority srcnat; policy accept;",
+        &[&format!(
+            "ip saddr @masq_sources oifname != \"{link}\" masquerade"
+        )],
+    );
+    out.push_str("}\n");
+    Ok(out)
+}
+
+/// Adds published ports. Ports already published are no error, so a retry
+/// after a failure is safe. Empty when there is nothing to add.
+pub fn publish_script(ports: &[PortMapping]) -> Result<String, PlanError> {
+    validate_ports(ports)?;
+    let (any, on_ip) = port_elements(ports);
+    let mut out = String::new();
+    write_elements(&mut out, "add", "ports_any", &any);
+    write_elements(&mut out, "add", "ports_on_ip", &on_ip);
+    Ok(out)
+}
+
+/// Withdraws published ports. Each element is added before it is deleted in
+/// the same transaction, so ports that are not published are ignored
+/// instead of failing the whole batch. Empty when there is nothing to do.
+pub fn unpublish_script(ports: &[PortMapping]) -> String {
+    let (any, on_ip) = port_elements(ports);
+    let mut out = String::new();
+    for (set, elements) in [("ports_any", &any), ("ports_on_ip", &on_ip)] {
+        write_elements(&mut out, "add", set, elements);
+        write_elements(&mut out, "delete", set, elements);
+    }
+    out
+}
+
+/// Replaces the masquerade sources: the set is flushed and refilled in one
+/// transaction, so no packet sees it half-filled.
+pub fn masquerade_script(sources: &[Ipv4Network]) -> String {
+    let mut out = format!("flush set {TABLE} masq_sources\n");
+    write_elements(&mut out, "add", "masq_sources", &source_elements(sources));
+    out
+}
+
+/// Deletes netd's table; a missing table is no error (see [`sync_script`]).
+pub fn remove_script() -> String {
+    format!("add table {TABLE}\ndelete table {TABLE}\n")
+}
+
+/// The host link goes into a quoted nft string: on top of what the kernel
+/// accepts, keep to characters that need no escaping there.
+fn validate_host_link(name: &str) -> Result<(), PlanError> {
+    ifname::validate_ifname(name)?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    match name.chars().find(|&c| !allowed(c)) {
+        Some(bad) => Err(PlanError::HostLinkChar {
+            name: name.to_owned(),
+            bad,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn validate_ports(ports: &[PortMapping]) -> Result<(), PlanError> {
+    match ports.iter().find(|port| port.host_port == 0) {
+        Some(port) => Err(PlanError::PortZero { proto: port.proto }),
+        None => Ok(()),
+    }
+}
+
+/// The set elements for `ports`: (`ports_any`, `ports_on_ip`), sorted and
+/// without duplicates (one element per protocol, host address and port,
+/// whichever guest it leads to).
+fn port_elements(ports: &[PortMapping]) -> (Vec<String>, Vec<String>) {
+    let any: BTreeSet<(Proto, u16)> = ports
+        .iter()
+        .filter(|port| port.host_ip.is_none())
+        .map(|port| (port.proto, port.host_port))
+        .collect();
+    let on_ip: BTreeSet<(Ipv4Addr, Proto, u16)> = ports
+        .iter()
+        .filter_map(|port| Some((port.host_ip?, port.proto, port.host_port)))
+        .collect();
+    (
+        any.into_iter()
+            .map(|(proto, port)| format!("{proto} . {port}"))
+            .collect(),
+        on_ip
+            .into_iter()
+            .map(|(ip, proto, port)| format!("{ip} . {proto} . {port}"))
+            .collect(),
+    )
+}
+
+/// The elements of the interval set `masq_sources`: network addresses (what
+/// nft would store anyway, and so that one network spelled two ways is one
+/// element), sorted, with networks inside another one left out, since an
+/// interval set refuses overlapping elements.
+fn source_elements(sources: &[Ipv4Network]) -> Vec<String> {
+    let mut nets: Vec<(Ipv4Addr, u8)> = sources
+        .iter()
+        .map(|net| (net.network(), net.prefix()))
+        .collect();
+    // By address, then widest first: a network's container comes before it.
+    nets.sort_unstable();
+    nets.dedup();
+    let mut kept: Vec<Ipv4Network> = Vec::new();
+    for (addr, prefix) in nets {
+        let net = Ipv4Network::new(addr, prefix).expect("prefix of a valid network");
+        // CIDR blocks nest or are disjoint, so the last one kept is the only
+        // possible container.
+        if kept.last().is_some_and(|last| last.contains(addr)) {
+            continue;
+        }
+        kept.push(net);
+    }
+    kept.iter()
+        .map(|net| format!("{}/{}", net.network(), net.prefix()))
+        .collect()
+}
+
+fn write_set(out: &mut String, name: &str, type_and_flags: &str, elements: &[String]) {
+    let _ = writeln!(out, "\tset {name} {{");
+    let _ = writeln!(out, "\t\ttype {type_and_flags}");
+    if !elements.is_empty() {
+        let _ = writeln!(out, "\t\telements = {{ {} }}", elements.join(", "));
+    }
+    out.push_str("\t}\n");
+}
+
+fn write_chain(out: &mut String, name: &str, hook: &str, rules: &[&str]) {
+    let _ = writeln!(out, "\tchain {name} {{");
+    let _ = writeln!(out, "\t\t{hook}");
+    for rule in rules {
+        let _ = writeln!(out, "\t\t{rule} comment \"{RULE_COMMENT}\"");
+    }
+    out.push_str("\t}\n");
+}
+
+/// `add element` / `delete element` for a set; nothing for no elements
+/// (nft refuses empty braces).
+fn write_elements(out: &mut String, verb: &str, set: &str, elements: &[String]) {
+    if !elements.is_empty() {
+        let _ = writeln!(
+            out,
+            "{verb} element {TABLE} {set} {{ {} }}",
+            elements.join(", ")
+        );
+    }
+}
+
+/// Applies netd's host NAT through `nft`, in the daemon's own namespace or
+/// in a given one, and remembers the plan last applied so that a caller who
+/// finds the table gone ([`HostNat::present`]) can sync it again.
+#[derive(Debug)]
+pub struct HostNat {
+    netns: Option<Netns>,
+    plan: Option<HostNatPlan>,
+}
+
+impl HostNat {
+    /// Host NAT in `netns`, or in the namespace the daemon runs in (the
+    /// host's; a test sandbox's when a test runs the daemon) when None.
+    pub fn new(netns: Option<Netns>) -> HostNat {
+        HostNat { netns, plan: None }
+    }
+
+    /// The plan as last applied, with the ports and sources changed since;
+    /// None before the first sync and after [`HostNat::remove`].
+    pub fn plan(&self) -> Option<&HostNatPlan> {
+        self.plan.as_ref()
+    }
+
+    /// Makes netd's table exactly `plan`, in one transaction. Idempotent.
+    pub fn sync(&mut self, plan: &HostNatPlan) -> Result<()> {
+        let script = sync_script(plan).context("checking the host NAT plan")?;
+        self.apply(&script)
+            .with_context(|| format!("syncing nftables table {TABLE}"))?;
+        self.plan = Some(plan.clone());
+        Ok(())
+    }
+
+    /// Publishes ports: all of them, or none on error.
+    pub fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
+        self.ensure_synced("publishing ports")?;
+        let script = publish_script(ports).context("publishing ports")?;
+        self.apply(&script)
+            .with_context(|| format!("publishing {} port(s) in {TABLE}", ports.len()))?;
+        if let Some(plan) = &mut self.plan {
+            // One mapping per element: a port published again replaces the
+            // mapping it had.
+            for port in ports {
+                plan.ports.retain(|have| !same_key(have, port));
+                plan.ports.push(*port);
+            }
+        }
+        Ok(())
+    }
+
+    /// Withdraws ports; ports not published are ignored.
+    pub fn unpublish(&mut self, ports: &[PortMapping]) -> Result<()> {
+        self.ensure_synced("withdrawing ports")?;
+        self.apply(&unpublish_script(ports))
+            .with_context(|| format!("withdrawing {} port(s) from {TABLE}", ports.len()))?;
+        if let Some(plan) = &mut self.plan {
+            plan.ports
+                .retain(|have| !ports.iter().any(|port| same_key(have, port)));
+        }
+        Ok(())
+    }
+
+    /// Replaces the masqueraded sources (when routable networks come or go).
+    pub fn set_masquerade_sources(&mut self, sources: &[Ipv4Network]) -> Result<()> {
+        self.ensure_synced("setting masquerade sources")?;
+        self.apply(&masquerade_script(sources))
+            .with_context(|| format!("replacing the masquerade sources in {TABLE}"))?;
+        if let Some(plan) = &mut self.plan {
+            plan.masquerade_sources = sources.to_vec();
+        }
+        Ok(())
+    }
+
+    /// Deletes netd's table, and only it; a missing table is no error.
+    pub fn remove(&mut self) -> Result<()> {
+        self.apply(&remove_script())
+            .with_context(|| format!("removing nftables table {TABLE}"))?;
+        self.plan = None;
+        Ok(())
+    }
+
+    /// Whether netd's table is there with its three chains and their rules:
+    /// false means someone deleted the table, a chain or one of netd's rules
+    /// (or added rules to its chains), and a sync puts it back.
+    pub fn present(&self) -> Result<bool> {
+        let context = || format!("checking nftables table {TABLE}");
+        let tables = self
+            .nft_json(&["list", "tables", "inet"])
+            .with_context(context)?;
+        let has_table = objects(&tables, "table").any(|table| table["name"] == "netd");
+        if !has_table {
+            return Ok(false);
+        }
+        let listing = self
+            .nft_json(&["list", "table", "inet", "netd"])
+            .with_context(context)?;
+        Ok(chains_intact(&listing))
+    }
+
+    /// Turns on IPv4 forwarding (net.ipv4.ip_forward) in this `HostNat`'s
+    /// namespace, without which the host would not route between the gateway
+    /// and its other interfaces. Returns whether it was off, so the caller
+    /// can say it changed a host setting.
+    pub fn enable_forwarding(&self) -> Result<bool> {
+        let result = match &self.netns {
+            Some(ns) => ns.run_in(enable_ip_forward)?,
+            None => enable_ip_forward(),
+        };
+        result.with_context(|| {
+            format!(
+                "enabling IPv4 forwarding ({IP_FORWARD}) in {}: netd needs it to route the \
+                 gateway's traffic; is /proc/sys mounted read-only (as in some containers)?",
+                self.where_()
+            )
+        })
+    }
+
+    /// Ports and sources are changed in a table a sync made: without one,
+    /// nft would only say "No such file or directory".
+    fn ensure_synced(&self, doing: &str) -> Result<()> {
+        if self.plan.is_none() {
+            bail!("{doing}: host NAT is not set up: sync a plan before changing it");
+        }
+        Ok(())
+    }
+
+    fn where_(&self) -> String {
+        match &self.netns {
+            Some(ns) => format!("network namespace {}", ns.name()),
+            None => "the daemon's network namespace".to_owned(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        match &self.netns {
+            Some(ns) => ns.command("nft"),
+            None => Command::new("nft"),
+        }
+    }
+
+    /// Runs `script` as one nft transaction; an empty script runs nothing.
+    fn apply(&self, script: &str) -> Result<()> {
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.run(&["-f", "-"], Some(script)).map(|_| ())
+    }
+
+    /// `nft -j ARGS`, parsed.
+    fn nft_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut all = vec!["-j"];
+        all.extend_from_slice(args);
+        let output = self.run(&all, None)?;
+        serde_json::from_slice(&output.stdout)
+            .with_context(|| format!("parsing the JSON of nft {}", all.join(" ")))
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let shown = format!("nft {}", args.join(" "));
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "running {shown} in {}: is nftables installed (nft on PATH)?",
+                    self.where_()
+                )
+            })?;
+        // The script is written from a second thread while this one drains
+        // stdout and stderr, so neither side can block on a full pipe. A
+        // write error (nft gone early) is reported after nft's own message.
+        let pipe = child.stdin.take();
+        let (written, output) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || match (stdin, pipe) {
+                (Some(script), Some(mut pipe)) => pipe.write_all(script.as_bytes()),
+                _ => Ok(()),
+            });
+            let output = child.wait_with_output();
+            let written = writer.join().expect("writing to a pipe does not panic");
+            (written, output)
+        });
+        let output = output.with_context(|| format!("waiting for {shown}"))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let hint = if stderr.contains("No such file or directory") {
+                format!("\n(table {TABLE} or one of its sets is missing: a sync recreates it)")
+            } else {
+                String::new()
+            };
+            bail!(
+                "{shown} failed in {} ({}):\n{}{hint}",
+                self.where_(),
+                output.status,
+                stderr.trim_end()
+            );
+        }
+        written.with_context(|| format!("writing the script to {shown}"))?;
+        Ok(output)
+    }
+}
+
+/// Ports are the same element when protocol, host address and port match.
+fn same_key(a: &PortMapping, b: &PortMapping) -> bool {
+    (a.proto, a.host_ip, a.host_port) == (b.proto, b.host_ip, b.host_port)
+}
+
+fn enable_ip_forward() -> io::Result<bool> {
+    if fs::read_to_string(IP_FORWARD)?.trim() == "1" {
+        return Ok(false);
+    }
+    fs::write(IP_FORWARD, "1")?;
+    Ok(true)
+}
+
+/// The objects of one kind (`table`, `chain`, `rule`, ...) in nft's JSON.
+fn objects<'a>(
+    listing: &'a serde_json::Value,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(move |object| object.get(kind))
+}
+
+/// Whether `nft -j list table inet netd` shows every chain with its rules.
+fn chains_intact(listing: &serde_json::Value) -> bool {
+    CHAINS.iter().all(|&(chain, rules)| {
+        let exists = objects(listing, "chain").any(|c| c["name"] == chain);
+        let count = objects(listing, "rule")
+            .filter(|r| r["chain"] == chain && r["comment"] == RULE_COMMENT)
+            .count();
+        exists && count == rules
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(proto: Proto, host_ip: Option<[u8; 4]>, host_port: u16) -> PortMapping {
+        PortMapping {
+            proto,
+            host_ip: host_ip.map(Ipv4Addr::from),
+            host_port,
+            zone: 1,
+            guest_ip: Ipv4Addr::new(172, 18, 0, 2),
+            guest_port: 80,
+        }
+    }
+
+    fn net(text: &str) -> Ipv4Network {
+        text.parse().unwrap()
+    }
+
+    fn example_plan() -> HostNatPlan {
+        HostNatPlan {
+            host_link: "netd0".to_owned(),
+            gateway_ip: Ipv4Addr::new(172, 18, 255, 2),
+            masquerade_sources: vec![net("172.18.255.0/30"), net("172.18.3.0/24")],
+            ports: vec![
+                port(Proto::Udp, None, 53),
+                port(Proto::Tcp, None, 8080),
+                port(Proto::Tcp, Some([198, 51, 100, 2]), 8443),
+            ],
+        }
+    }
+
+    const EXAMPLE_TABLE: &str = r#"table inet netd {
+	comment "owned by netd: every sync replaces this table, so edits here are lost"
+	set masq_sources {
+		type ipv4_addr
+		flags interval
+		elements = { 172.18.3.0/24, 172.18.255.0/30 }
+	}
+	set ports_any {
+		type inet_proto . inet_service
+		elements = { tcp . 8080, udp . 53 }
+	}
+	set ports_on_ip {
+		type ipv4_addr . inet_proto . inet_service
+		elements = { 198.51.100.2 . tcp . 8443 }
+	}
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local meta l4proto . th dport @ports_any dnat ip to 172.18.255.2 comment "netd"
+		ip daddr . meta l4proto . th dport @ports_on_ip dnat ip to 172.18.255.2 comment "netd"
+	}
+	chain output {
+		type nat hook output priority -100; policy accept;
+		ip daddr 127.0.0.0/8 return comment "netd"
+		fib daddr type local meta l4proto . th dport @ports_any dnat ip to 172.18.255.2 comment "netd"
+		ip daddr . meta l4proto . th dport @ports_on_ip dnat ip to 172.18.255.2 comment "netd"
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr @masq_sources oifname != "netd0" masquerade comment "netd"
+	}
+}
+"#;
+
+    #[test]
+    fn sync_replaces_only_netds_table_in_one_batch() {
+        let script = sync_script(&example_plan()).unwrap();
+        assert_eq!(
+            script,
+            format!("add table inet netd\ndelete table inet netd\n{EXAMPLE_TABLE}")
+        );
+    }
+
+    #[test]
+    fn empty_sets_are_declared_without_elements() {
+        let plan = HostNatPlan {
+            masquerade_sources: vec![],
+            ports: vec![],
+            ..example_plan()
+        };
+        let table = table_definition(&plan).unwrap();
+        assert!(!table.contains("elements"), "{table}");
+        assert!(
+            table.contains("\tset ports_any {\n\t\ttype inet_proto . inet_service\n\t}\n"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn from_config_masquerades_the_host_link_and_routable_subnets() {
+        let plan = HostNatPlan::from_config(&Config::default(), [net("10.9.0.0/24")], vec![]);
+        assert_eq!(plan.host_link, "netd0");
+        assert_eq!(plan.gateway_ip, Ipv4Addr::new(172, 18, 255, 2));
+        assert_eq!(
+            plan.masquerade_sources,
+            vec![net("172.18.255.0/30"), net("10.9.0.0/24")]
+        );
+    }
+
+    #[test]
+    fn publishing_adds_one_element_per_port() {
+        let script = publish_script(&[
+            port(Proto::Tcp, None, 8080),
+            port(Proto::Tcp, None, 8080),
+            port(Proto::Udp, Some([198, 51, 100, 2]), 5353),
+        ])
+        .unwrap();
+        assert_eq!(
+            script,
+            "add element inet netd ports_any { tcp . 8080 }\n\
+             add element inet netd ports_on_ip { 198.51.100.2 . udp . 5353 }\n"
+        );
+        assert_eq!(publish_script(&[]).unwrap(), "");
+    }
+
+    #[test]
+    fn unpublishing_tolerates_ports_that_are_not_published() {
+        assert_eq!(
+            unpublish_script(&[port(Proto::Tcp, None, 8080)]),
+            "add element inet netd ports_any { tcp . 8080 }\n\
+             delete element inet netd ports_any { tcp . 8080 }\n"
+        );
+        assert_eq!(
+            unpublish_script(&[port(Proto::Udp, Some([10, 0, 0, 1]), 53)]),
+            "add element inet netd ports_on_ip { 10.0.0.1 . udp . 53 }\n\
+             delete element inet netd ports_on_ip { 10.0.0.1 . udp . 53 }\n"
+        );
+        assert_eq!(unpublish_script(&[]), "");
+    }
+
+    #[test]
+    fn masquerade_sources_are_replaced_in_one_batch() {
+        assert_eq!(
+            masquerade_script(&[net("172.18.255.0/30")]),
+            "flush set inet netd masq_sources\n\
+             add element inet netd masq_sources { 172.18.255.0/30 }\n"
+        );
+        assert_eq!(masquerade_script(&[]), "flush set inet netd masq_sources\n");
+    }
+
+    #[test]
+    fn masquerade_sources_lose_host_bits_duplicates_and_overlaps() {
+        let sources = [
+            net("10.1.2.3/16"),
+            net("172.18.255.2/30"),
+            net("10.0.0.0/8"),
+            net("172.18.255.0/30"),
+            net("192.168.1.7/32"),
+            net("10.200.0.0/24"),
+        ];
+        assert_eq!(
+            source_elements(&sources),
+            ["10.0.0.0/8", "172.18.255.0/30", "192.168.1.7/32"]
+        );
+    }
+
+    #[test]
+    fn remove_touches_only_netds_table_and_tolerates_its_absence() {
+        assert_eq!(
+            remove_script(),
+            "add table inet netd\ndelete table inet netd\n"
+        );
+    }
+
+    #[test]
+    fn host_link_names_that_need_quoting_are_refused() {
+        for bad in ["net\"d0", "a b", "net\\0", "n;d", "ünd"] {
+            let plan = HostNatPlan {
+                host_link: bad.to_owned(),
+                ..example_plan()
+            };
+            let err = sync_script(&plan).unwrap_err();
+            assert!(
+                matches!(&err, PlanError::HostLinkChar { name, .. } if name == bad)
+                    || matches!(err, PlanError::HostLink(_)),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let err = validate_host_link("net\"d0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "host link \"net\\\"d0\" contains '\"': netd writes it into an nftables rule, so it \
+             takes only A-Z, a-z, 0-9, '_', '.' and '-'; set host_link in netd.toml to such a name"
+        );
+        for good in ["netd0", "br-1.100", "a_b", "abcdefghijklmno"] {
+            validate_host_link(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn host_link_names_the_kernel_refuses_are_refused() {
+        for bad in ["", "abcdefghijklmnop", ".", ".."] {
+            assert!(
+                matches!(validate_host_link(bad), Err(PlanError::HostLink(_))),
+                "{bad:?}"
+            );
+        }
+        let message = validate_host_link("abcdefghijklmnop")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("host link: interface name"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn port_zero_is_refused() {
+        let err = publish_script(&[port(Proto::Udp, None, 0)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "udp port 0 cannot be published: publish a port from 1 to 65535"
+        );
+        let plan = HostNatPlan {
+            ports: vec![port(Proto::Tcp, None, 0)],
+            ..example_plan()
+        };
+        assert_eq!(
+            sync_script(&plan),
+            Err(PlanError::PortZero { proto: Proto::Tcp })
+        );
+    }
+
+    #[test]
+    fn changes_before_a_sync_name_the_fix() {
+        let mut nat = HostNat::new(None);
+        let message = format!(
+            "{:#}",
+            nat.publish(&[port(Proto::Tcp, None, 80)]).unwrap_err()
+        );
+        assert_eq!(
+            message,
+            "publishing ports: host NAT is not set up: sync a plan before changing it"
+        );
+    }
+
+    #[test]
+    fn drift_check_counts_netds_rules_per_chain() {
+        let rule = |chain: &str| {
+            serde_json::json!({"rule": {"family": "inet", "table": "netd", "chain": chain,
+                "comment": "netd", "expr": []}})
+        };
+        let chain = |name: &str| serde_json::json!({"chain": {"name": name}});
+        let mut objects = vec![
+            chain("prerouting"),
+            rule("prerouting"),
+            rule("prerouting"),
+            chain("output"),
+            rule("output"),
+            rule("output"),
+            rule("output"),
+            chain("postrouting"),
+            rule("postrouting"),
+        ];
+        let listing = |objects: &[serde_json::Value]| serde_json::json!({ "nftables": objects });
+        assert!(chains_intact(&listing(&objects)));
+        objects.pop();
+        assert!(!chains_intact(&listing(&objects)));
+        assert!(!chains_intact(&listing(&objects[..4])));
+    }
+}
+
+/// Against a real kernel, in throw-away namespaces only: every nft call goes
+/// through the namespace's handle, so the machine's own firewall is never
+/// read or changed.
+#[cfg(test)]
+mod root_tests {
+    use std::{
+        net::{TcpListener, TcpStream},
+        sync::atomic::{AtomicU32, Ordering},
+    };
+
+    use super::*;
+
+    /// Deletes the namespace when the test ends, passing or panicking.
+    struct ThrowAwayNetns {
+        name: String,
+    }
+
+    impl ThrowAwayNetns {
+        fn create() -> (ThrowAwayNetns, Netns) {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let name = format!("hnt-{}-{n}", std::process::id());
+            let netns = Netns::create(&name).unwrap();
+            (ThrowAwayNetns { name }, netns)
+        }
+    }
+
+    impl Drop for ThrowAwayNetns {
+        fn drop(&mut self) {
+            if let Err(err) = Netns::delete(&self.name) {
+                eprintln!("leaving namespace {} behind: {err:#}", self.name);
+            }
+        }
+    }
+
+    fn is_root() -> bool {
+        if nix::unistd::Uid::effective().is_root() {
+            return true;
+        }
+        eprintln!("skipped: needs root to create network namespaces");
+        false
+    }
+
+    /// Runs `program args` in `netns` and returns its stdout.
+    fn run(netns: &Netns, program: &str, args: &[&str]) -> String {
+        let output = netns.command(program).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn nft(netns: &Netns, args: &[&str]) -> String {
+        run(netns, "nft", args)
+    }
+
+    /// A set's elements as nft's JSON spells them, one string each.
+    fn elements(netns: &Netns, set: &str) -> BTreeSet<String> {
+        let json: serde_json::Value =
+            serde_json::from_str(&nft(netns, &["-j", "list", "set", "inet", "netd", set])).unwrap();
+        objects(&json, "set")
+            .flat_map(|set| set["elem"].as_array().cloned().unwrap_or_default())
+            .map(|elem| elem.to_string())
+            .collect()
+    }
+
+    fn mapping(proto: Proto, host_ip: Option<Ipv4Addr>, host_port: u16) -> PortMapping {
+        PortMapping {
+            proto,
+            host_ip,
+            host_port,
+            zone: 1,
+            guest_ip: Ipv4Addr::new(172, 18, 0, 2),
+            guest_port: 80,
+        }
+    }
+
+    fn plan() -> HostNatPlan {
+        HostNatPlan {
+            host_link: "netd0".to_owned(),
+            gateway_ip: Ipv4Addr::new(172, 18, 255, 2),
+            masquerade_sources: vec!["172.18.255.0/30".parse().unwrap()],
+            ports: vec![
+                mapping(Proto::Tcp, None, 8080),
+                mapping(Proto::Udp, Some(Ipv4Addr::new(198, 51, 100, 2)), 5353),
+            ],
+        }
+    }
+
+    const OTHER_TABLE: &str = "table inet other {\n\
+        \tset keep { type inet_service; elements = { 22 } }\n\
+        \tchain input { type filter hook input priority 0; policy accept; \
+        tcp dport @keep counter; }\n}\n";
+
+    #[test]
+    fn sync_publish_remove_touch_only_netds_table() {
+        if !is_root() {
+            return;
+        }
+        let (_guard, netns) = ThrowAwayNetns::create();
+        let probe = Netns::open(netns.name()).unwrap();
+        let mut other = probe
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        other
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(OTHER_TABLE.as_bytes())
+            .unwrap();
+        assert!(other.wait().unwrap().success());
+        let other_before = nft(&probe, &["list", "table", "inet", "other"]);
+        let other_untouched = || {
+            assert_eq!(
+                nft(&probe, &["list", "table", "inet", "other"]),
+                other_before
+            )
+        };
+
+        let mut nat = HostNat::new(Some(netns));
+        assert!(!nat.present().unwrap());
+        nat.remove().unwrap();
+
+        nat.sync(&plan()).unwrap();
+        let listing = nft(&probe, &["list", "table", "inet", "netd"]);
+        for expected in [
+            "172.18.255.0/30",
+            "tcp . 8080",
+            "198.51.100.2 . udp . 5353",
+            "fib daddr type local meta l4proto . th dport @ports_any dnat ip to 172.18.255.2 comment \"netd\"",
+            "ip daddr . meta l4proto . th dport @ports_on_ip dnat ip to 172.18.255.2 comment \"netd\"",
+            "ip daddr 127.0.0.0/8 return comment \"netd\"",
+            "ip saddr @masq_sources oifname != \"netd0\" masquerade comment \"netd\"",
+        ] {
+            assert!(
+                listing.contains(expected),
+                "{expected:?} missing from\n{listing}"
+            );
+        }
+        assert!(nat.present().unwrap());
+        other_untouched();
+
+        // Idempotent: a second sync leaves the same table.
+        nat.sync(&plan()).unwrap();
+        assert_eq!(nft(&probe, &["list", "table", "inet", "netd"]), listing);
+        other_untouched();
+
+        // Publishing and withdrawing a port changes exactly one element.
+        let before = elements(&probe, "ports_any");
+        let extra = mapping(Proto::Udp, None, 9999);
+        nat.publish(&[extra]).unwrap();
+        let after = elements(&probe, "ports_any");
+        assert!(after.is_superset(&before));
+        assert_eq!(
+            after.difference(&before).collect::<Vec<_>>(),
+            [r#"{"concat":["udp",9999]}"#]
+        );
+        assert_eq!(elements(&probe, "ports_on_ip").len(), 1);
+        assert!(nat.plan().unwrap().ports.contains(&extra));
+        nat.publish(&[extra]).unwrap();
+        assert_eq!(elements(&probe, "ports_any"), after);
+        nat.unpublish(&[extra]).unwrap();
+        assert_eq!(elements(&probe, "ports_any"), before);
+        nat.unpublish(&[extra]).unwrap();
+        assert_eq!(elements(&probe, "ports_any"), before);
+        assert!(!nat.plan().unwrap().ports.contains(&extra));
+
+        let on_ip = mapping(Proto::Tcp, Some(Ipv4Addr::new(192, 0, 2, 7)), 443);
+        nat.publish(&[on_ip]).unwrap();
+        assert_eq!(elements(&probe, "ports_on_ip").len(), 2);
+        nat.unpublish(&[on_ip]).unwrap();
+        assert_eq!(elements(&probe, "ports_on_ip").len(), 1);
+
+        let sources: Vec<Ipv4Network> = vec![
+            "172.18.255.0/30".parse().unwrap(),
+            "10.9.0.0/24".parse().unwrap(),
+            "10.9.0.128/25".parse().unwrap(),
+        ];
+        nat.set_masquerade_sources(&sources).unwrap();
+        let masq = elements(&probe, "masq_sources");
+        assert_eq!(masq.len(), 2, "{masq:?}");
+        nat.set_masquerade_sources(&sources[..1]).unwrap();
+        assert_eq!(elements(&probe, "masq_sources").len(), 1);
+        other_untouched();
+
+        // Drift: a flushed chain is noticed, and a sync repairs it.
+        nft(&probe, &["flush", "chain", "inet", "netd", "output"]);
+        assert!(!nat.present().unwrap());
+        let repaired = nat.plan().unwrap().clone();
+        nat.sync(&repaired).unwrap();
+        assert!(nat.present().unwrap());
+
+        nat.remove().unwrap();
+        assert!(!nft(&probe, &["list", "tables"]).contains("netd"));
+        assert!(!nat.present().unwrap());
+        nat.remove().unwrap();
+        other_untouched();
+
+        let err = format!("{:#}", nat.publish(&[extra]).unwrap_err());
+        assert!(err.contains("sync a plan"), "{err}");
+    }
+
+    #[test]
+    fn nft_errors_carry_nfts_message() {
+        if !is_root() {
+            return;
+        }
+        let (_guard, netns) = ThrowAwayNetns::create();
+        let probe = Netns::open(netns.name()).unwrap();
+        let mut nat = HostNat::new(Some(netns));
+        nat.sync(&plan()).unwrap();
+        nft(&probe, &["delete", "table", "inet", "netd"]);
+        let err = format!(
+            "{:#}",
+            nat.publish(&[mapping(Proto::Tcp, None, 1)]).unwrap_err()
+        );
+        assert!(
+            err.starts_with("publishing 1 port(s) in inet netd: nft -f - failed"),
+            "{err}"
+        );
+        assert!(err.contains("Error: "), "{err}");
+        assert!(err.contains("a sync recreates it"), "{err}");
+    }
+
+    /// The host's own processes reach a published port through a host
+    /// address, but not through loopback.
+    #[test]
+    fn output_hook_dnats_local_connections_except_loopback() {
+        if !is_root() {
+            return;
+        }
+        let (_guard, netns) = ThrowAwayNetns::create();
+        run(&netns, "ip", &["link", "set", "lo", "up"]);
+        // Host addresses on loopback: local, yet outside 127.0.0.0/8.
+        for addr in ["172.18.255.2/32", "198.51.100.2/32"] {
+            run(&netns, "ip", &["addr", "add", addr, "dev", "lo"]);
+        }
+        let probe = Netns::open(netns.name()).unwrap();
+        let mut nat = HostNat::new(Some(netns));
+        nat.sync(&plan()).unwrap();
+
+        let reached = |to: &str| -> bool {
+            probe
+                .run_in(|| {
+                    let listener = TcpListener::bind("172.18.255.2:8080").unwrap();
+                    let ok = TcpStream::connect(to).is_ok();
+                    if ok {
+                        listener.accept().unwrap();
+                    }
+                    ok
+                })
+                .unwrap()
+        };
+        assert!(reached("198.51.100.2:8080"));
+        assert!(!reached("127.0.0.1:8080"));
+        nat.unpublish(&[mapping(Proto::Tcp, None, 8080)]).unwrap();
+        assert!(!reached("198.51.100.2:8080"));
+    }
+
+    #[test]
+    fn forwarding_is_enabled_once_in_the_given_namespace() {
+        if !is_root() {
+            return;
+        }
+        let (_guard, netns) = ThrowAwayNetns::create();
+        let probe = Netns::open(netns.name()).unwrap();
+        let nat = HostNat::new(Some(netns));
+        assert!(nat.enable_forwarding().unwrap());
+        assert!(!nat.enable_forwarding().unwrap());
+        let value = probe
+            .run_in(|| fs::read_to_string(IP_FORWARD))
+            .unwrap()
+            .unwrap();
+        assert_eq!(value.trim(), "1");
+    }
+}
