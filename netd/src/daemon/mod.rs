@@ -111,16 +111,19 @@ fn open_dataplane(config: &Config) -> Result<Box<dyn Dataplane>> {
     }
 }
 
-/// How often expired connections are removed from the conntrack table.
+/// How often expired connections are removed from the conntrack table, and
+/// the host's nftables table is checked.
 const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
     let mut ticks = tokio::time::interval(GC_INTERVAL);
     loop {
         ticks.tick().await;
-        if let Err(err) = service.lock().await.dataplane.collect_garbage() {
+        let mut service = service.lock().await;
+        if let Err(err) = service.dataplane.collect_garbage() {
             tracing::warn!("conntrack garbage collection: {err:#}");
         }
+        service.repair_host_nat();
     }
 }
 

@@ -174,12 +174,24 @@ impl Service {
     /// Programs `mappings` into the dataplane: all of them, or none on error.
     pub(super) async fn publish_mappings(&mut self, mappings: &[PortMapping]) -> ServiceResult<()> {
         self.dataplane.publish(mappings)?;
+        // Before the first sync there is no table; the sync will carry these.
+        if self.hostnat.plan().is_some()
+            && let Err(err) = self.hostnat.publish(mappings)
+        {
+            self.dataplane.unpublish(mappings);
+            return Err(err.into());
+        }
         Ok(())
     }
 
     /// Withdraws `mappings` from the dataplane; ones not published are ignored.
     pub(super) async fn unpublish_mappings(&mut self, mappings: &[PortMapping]) {
         self.dataplane.unpublish(mappings);
+        if self.hostnat.plan().is_some()
+            && let Err(err) = self.hostnat.unpublish(mappings)
+        {
+            tracing::warn!("withdrawing ports from the host nftables table: {err:#}");
+        }
     }
 }
 

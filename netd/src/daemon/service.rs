@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     dataplane::Dataplane,
+    hostnat::{HostNat, HostNatPlan},
     ifname, ipam,
     model::{self, Guest, GuestNetns, NameKind, Network, State},
     netlink::Netlink,
@@ -29,6 +30,9 @@ pub struct Service {
     pub(super) store: Store,
     pub state: State,
     pub dataplane: Box<dyn Dataplane>,
+    /// netd's own nftables table in the host namespace: masquerading out of
+    /// the host and publishing ports on host addresses, for every backend.
+    pub hostnat: HostNat,
 }
 
 impl Service {
@@ -43,6 +47,45 @@ impl Service {
             store,
             state,
             dataplane,
+            hostnat: HostNat::new(None),
+        }
+    }
+
+    /// What the host's nftables table should hold for the current state.
+    fn host_nat_plan(&self) -> HostNatPlan {
+        HostNatPlan::from_config(
+            &self.topology.config,
+            self.state
+                .networks
+                .values()
+                .filter(|net| net.routable)
+                .map(|net| net.subnet),
+            self.all_port_mappings(),
+        )
+    }
+
+    /// Makes the host's nftables table match the state: present while some
+    /// network exists, gone otherwise.
+    pub fn sync_host_nat(&mut self) -> anyhow::Result<()> {
+        if self.state.networks.is_empty() {
+            return self.hostnat.remove();
+        }
+        if self.hostnat.enable_forwarding()? {
+            info!("enabled IPv4 forwarding in the host namespace (net.ipv4.ip_forward)");
+        }
+        let plan = self.host_nat_plan();
+        self.hostnat.sync(&plan)
+    }
+
+    /// Restores the host table if something (a firewall reload, a hand-run
+    /// `nft flush ruleset`) removed or changed it.
+    pub fn repair_host_nat(&mut self) {
+        if self.state.networks.is_empty() || self.hostnat.present().unwrap_or(false) {
+            return;
+        }
+        warn!("netd's host nftables table is missing or altered: restoring it");
+        if let Err(err) = self.sync_host_nat() {
+            warn!("restoring the host nftables table: {err:#}");
         }
     }
 
@@ -156,7 +199,10 @@ impl Service {
             .networks
             .insert(network.name.clone(), network.clone());
         self.state.uplink_cursor = Some(slot);
-        if let Err(err) = self.store.save(&self.state) {
+        let saved = self
+            .sync_host_nat()
+            .and_then(|()| Ok(self.store.save(&self.state)?));
+        if let Err(err) = saved {
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
             self.teardown_network(&network).await;
@@ -180,6 +226,9 @@ impl Service {
         self.teardown_network(&network).await;
         self.state.networks.remove(name);
         self.store.save(&self.state)?;
+        if let Err(err) = self.sync_host_nat() {
+            warn!("updating the host nftables table: {err:#}");
+        }
         self.drop_gateway_if_unused().await;
         info!(network = %name, "network removed");
         Ok(())
@@ -303,6 +352,9 @@ impl Service {
         self.dataplane.detach_gateway();
         self.topology.teardown_gateway().await;
         self.dataplane.forget_all();
+        if let Err(err) = self.hostnat.remove() {
+            warn!("removing the host nftables table: {err:#}");
+        }
         for orphan in Netns::list_with_prefix(self.topology.names.prefix()) {
             if let Err(err) = Netns::delete(&orphan) {
                 warn!("removing namespace {orphan}: {err:#}");
@@ -371,6 +423,9 @@ impl Service {
         let published = self.all_port_mappings();
         if let Err(err) = self.dataplane.sync_published(&published) {
             warn!("reconcile: published ports: {err:#}");
+        }
+        if let Err(err) = self.sync_host_nat() {
+            warn!("reconcile: host nftables table: {err:#}");
         }
     }
 

@@ -97,6 +97,12 @@ pub async fn collect(service: &Service) -> Status {
             .find(|net| net.zone() == zone)
             .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
     };
+    if !service.state.networks.is_empty() && !service.hostnat.present().unwrap_or(false) {
+        drift.push(format!(
+            "host nftables table {} is missing or altered (the daemon restores it)",
+            crate::hostnat::TABLE
+        ));
+    }
     let figures = match service.dataplane.status(&zone_name) {
         Ok(figures) => Some(figures),
         Err(err) => {
