@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: shows netd's main job working, inside a sandbox that
 //! is torn down (and checked clean) at the end.
 
+use std::net::{Ipv4Addr, SocketAddrV4};
+
 use netd::{
     ebpf::filter::{DestinationFilter, Direction},
     netns::Netns,
@@ -9,7 +11,8 @@ use netd_common::counters::Counter;
 use netd_tests::{
     Sandbox,
     netd::Netd,
-    sandbox::{self, INTERNET_SERVER, UPLINK},
+    sandbox::{self, HOST_UPLINK, INTERNET_SERVER, UPLINK},
+    sockets::{serve_tcp_echo, tcp_ask, tcp_connect, tcp_listener},
     traffic::{ping, reachable},
 };
 
@@ -71,10 +74,6 @@ fn topology(sb: &Sandbox) {
         "netd daemon running in the host namespace, API on {}",
         netd.socket.display()
     );
-    fn show(netd: &Netd, args: &[&str]) {
-        println!("$ netd {}", args.join(" "));
-        print!("{}", netd.ok(args));
-    }
     for net in ["blue", "green"] {
         show(&netd, &["network", "create", net]);
         for guest in ["web", "db"] {
@@ -162,8 +161,90 @@ fn topology(sb: &Sandbox) {
             "UNREACHABLE"
         }
     );
+    nat_and_ports(sb, &mut netd);
+
     show(&netd, &["cleanup"]);
     let left = Netns::list_with_prefix(&netd.prefix());
     println!("namespaces of this instance after cleanup: {left:?}");
     netd.stop();
+}
+
+/// The eBPF gateway: NAT out to the internet, port forwards in, hairpin, and
+/// connections that outlive a kill -9 of the daemon.
+fn nat_and_ports(sb: &Sandbox, netd: &mut Netd) {
+    println!("\n-- 3. the eBPF gateway: NAT out, published ports in --");
+    let prefix = netd.prefix();
+    let guest_ns = |net: &str, guest: &str| {
+        Netns::open(&format!("{prefix}g-{net}.{guest}")).expect("guest namespace")
+    };
+    let echo = SocketAddrV4::new(INTERNET_SERVER, 7);
+    serve_tcp_echo(tcp_listener(&sb.internet, echo));
+    println!("an echo server in the internet namespace on {echo} answers \"<caller> <line>\"");
+    let mut streams = Vec::new();
+    for net in ["blue", "green"] {
+        let web = guest_ns(net, "web");
+        let twin = SocketAddrV4::new(Ipv4Addr::new(172, 18, 0, 1), 40000);
+        let mut stream = tcp_connect(&web, echo, Some(twin)).expect("TCP through NAT");
+        println!(
+            "{net}/web from {twin} (the same address and port in both networks) -> {echo}: {}",
+            tcp_ask(&mut stream, "hello")
+        );
+        streams.push((net, stream));
+    }
+    println!("both arrive as the host's address; the second got another port from the gateway");
+    println!(
+        "ping blue/web -> {INTERNET_SERVER}: {}/2 replies",
+        ping(&guest_ns("blue", "web"), INTERNET_SERVER, 2)
+    );
+
+    serve_tcp_echo(tcp_listener(
+        &guest_ns("blue", "web"),
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+    ));
+    println!("blue/web serves on port 80");
+    show(netd, &["port", "add", "blue", "web", "8080:80"]);
+    show(netd, &["port", "ls"]);
+    let ask = |ns: &Netns, to: SocketAddrV4, local: Option<SocketAddrV4>| {
+        tcp_connect(ns, to, local)
+            .map(|mut s| tcp_ask(&mut s, "hi"))
+            .unwrap_or_else(|err| format!("FAILED: {err}"))
+    };
+    println!(
+        "internet -> {HOST_UPLINK}:8080 (the host's address): {}",
+        ask(
+            &sb.internet,
+            SocketAddrV4::new(HOST_UPLINK, 8080),
+            Some(SocketAddrV4::new(INTERNET_SERVER, 0))
+        )
+    );
+    println!(
+        "host -> 172.18.255.2:8080 (the gateway's address): {}",
+        ask(&sb.host, SocketAddrV4::new(Ipv4Addr::new(172, 18, 255, 2), 8080), None)
+    );
+    println!(
+        "blue/db -> {HOST_UPLINK}:8080 (hairpin, turned around at the gateway): {}",
+        ask(&guest_ns("blue", "db"), SocketAddrV4::new(HOST_UPLINK, 8080), None)
+    );
+    println!("$ netd status   (the dataplane's figures)");
+    for line in netd.ok(&["status"]).lines() {
+        if line.starts_with("conntrack") || line.trim_start().starts_with("counters") {
+            println!("{line}");
+        }
+    }
+
+    println!("\nkill -9 the daemon while connections are open:");
+    netd.kill9();
+    for (net, stream) in &mut streams {
+        println!("  {net}/web, no daemon running: {}", tcp_ask(stream, "still here"));
+    }
+    netd.restart();
+    println!("daemon restarted; it adopted the pinned maps and links:");
+    for (net, stream) in &mut streams {
+        println!("  {net}/web: {}", tcp_ask(stream, "after restart"));
+    }
+}
+
+fn show(netd: &Netd, args: &[&str]) {
+    println!("$ netd {}", args.join(" "));
+    print!("{}", netd.ok(args));
 }
