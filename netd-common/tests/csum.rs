@@ -430,14 +430,12 @@ fn check_rewrite(err: &IcmpError, to: Quoted, pass_tcp_csum: bool) -> Vec<u8> {
 
     // (5) The same error crafted from scratch around the new identity.
     let mut expected = err.quoting(err.quoted.with_tuple(to)).bytes();
-    if tcp_left_alone {
-        if let Some(at) = l4_csum {
-            let end = msg.len().min(at + 2);
-            expected[at..end].copy_from_slice(&msg[at..end]);
-            put16(&mut expected, OUTER_CSUM, 0);
-            let c = checksum(&expected);
-            put16(&mut expected, OUTER_CSUM, c);
-        }
+    if tcp_left_alone && let Some(at) = l4_csum {
+        let end = msg.len().min(at + 2);
+        expected[at..end].copy_from_slice(&msg[at..end]);
+        put16(&mut expected, OUTER_CSUM, 0);
+        let c = checksum(&expected);
+        put16(&mut expected, OUTER_CSUM, c);
     }
     assert_eq!(quoted(&head(&expected)), Some(to));
     // The checksum fields may differ from scratch in their representation of
@@ -463,17 +461,17 @@ fn check_rewrite(err: &IcmpError, to: Quoted, pass_tcp_csum: bool) -> Vec<u8> {
             "checksum at {at}: {got:#06x}, from scratch {want:#06x}"
         );
     }
-    if from.proto == IPPROTO_UDP {
-        if let Some(at) = l4_csum {
-            // UDP: zero means "no checksum", so it stays zero and nothing else
-            // becomes zero.
-            assert_eq!(
-                word(&out, at) == 0,
-                word(&msg, at) == 0,
-                "UDP checksum zero-ness"
-            );
-            assert_eq!(word(&out, at), word(&expected, at));
-        }
+    if from.proto == IPPROTO_UDP
+        && let Some(at) = l4_csum
+    {
+        // UDP: zero means "no checksum", so it stays zero and nothing else
+        // becomes zero.
+        assert_eq!(
+            word(&out, at) == 0,
+            word(&msg, at) == 0,
+            "UDP checksum zero-ness"
+        );
+        assert_eq!(word(&out, at), word(&expected, at));
     }
     out
 }
@@ -1207,7 +1205,7 @@ fn random_error(rng: &mut Rng) -> (IcmpError, Quoted, bool) {
 
 #[test]
 fn random_errors_keep_every_checksum_valid() {
-    let mut rng = Rng(0x5eed_0f_c5u64);
+    let mut rng = Rng(0x5eed_0fc5_u64);
     for i in 0..5000 {
         let (err, to, pass) = random_error(&mut rng);
         let result = std::panic::catch_unwind(|| check_rewrite(&err, to, pass));

@@ -36,7 +36,7 @@ pub fn to_zone(ctx: &TcContext, gw: &GatewayInfo, zone: u32, counted: u32) -> i3
         Some(net) => to_network(ctx, &net, counted),
         None => {
             bump(counted, Counter::DroppedNoRoute);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
     }
 }
@@ -70,7 +70,7 @@ pub fn to_network(ctx: &TcContext, net: &NetworkInfo, counted: u32) -> i32 {
         }
         _ => {
             bump(counted, Counter::DroppedNoRoute);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
     }
 }
@@ -80,7 +80,7 @@ pub fn to_network(ctx: &TcContext, net: &NetworkInfo, counted: u32) -> i32 {
 #[inline(always)]
 pub fn by_route(ctx: &TcContext, gw: &GatewayInfo, counted: u32) -> i32 {
     let Ok(dst) = ctx.load::<[u8; 4]>(crate::parse::IP_DST_OFF) else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     let mut params = lookup_params(ctx, dst);
     match fib(ctx, &mut params) {
@@ -99,7 +99,7 @@ pub fn by_route(ctx: &TcContext, gw: &GatewayInfo, counted: u32) -> i32 {
                 return redirect_peer(ctx, &params, counted);
             }
             bump(counted, Counter::DroppedCrossNetwork);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
         BPF_FIB_LKUP_RET_NO_NEIGH if params.ifindex == gw.host_side_ifindex => {
             bump(counted, Counter::Forwarded);
@@ -108,13 +108,13 @@ pub fn by_route(ctx: &TcContext, gw: &GatewayInfo, counted: u32) -> i32 {
         }
         BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
             bump(counted, Counter::DroppedNoRoute);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
         _ => {
             // Local to the gateway, or something the stack must handle
             // (fragmentation needed, an unresolved neighbour into a network).
             bump(counted, Counter::ToStack);
-            TC_ACT_OK as i32
+            TC_ACT_OK
         }
     }
 }
@@ -156,7 +156,7 @@ fn fib(ctx: &TcContext, params: &mut bpf_fib_lookup) -> u32 {
 fn redirect_peer(ctx: &TcContext, params: &bpf_fib_lookup, counted: u32) -> i32 {
     if ctx.store(0, &params.dmac, 0).is_err() || ctx.store(6, &params.smac, 0).is_err() {
         bump(counted, Counter::Malformed);
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     bump(counted, Counter::Forwarded);
     // SAFETY: plain helper call.

@@ -39,20 +39,20 @@ fn classify(ctx: &TcContext, zone: u32) -> Result<Flow, i32> {
         Parsed::Ipv4(ip) => ip,
         Parsed::NotIpv4 => {
             bump(zone, Counter::NotIpv4);
-            return Err(TC_ACT_OK as i32);
+            return Err(TC_ACT_OK);
         }
         Parsed::Malformed => {
             bump(zone, Counter::Malformed);
-            return Err(TC_ACT_OK as i32);
+            return Err(TC_ACT_OK);
         }
     };
     if ip.fragment {
         bump(zone, Counter::DroppedFragment);
-        return Err(TC_ACT_SHOT as i32);
+        return Err(TC_ACT_SHOT);
     }
     let Some(t) = parse::transport(ctx, &ip) else {
         bump(zone, Counter::Malformed);
-        return Err(TC_ACT_OK as i32);
+        return Err(TC_ACT_OK);
     };
     let key = CtKey {
         zone,
@@ -72,7 +72,7 @@ fn translate(ctx: &TcContext, gw: &GatewayInfo, flow: &Flow, entry: &CtEntry) ->
     let zone = flow.key.zone;
     if nat::rewrite(ctx, &flow.ip, &flow.t, entry).is_err() {
         bump(zone, Counter::Malformed);
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     bump(zone, Counter::Translated);
     forward::to_zone(ctx, gw, entry.out_zone, zone)
@@ -96,7 +96,7 @@ fn start(
         }
         Err(reason) => {
             bump(zone, reason);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
     }
 }
@@ -109,7 +109,7 @@ fn is_error(flow: &Flow) -> bool {
 /// On the gateway's veth to the host, ingress.
 pub fn from_host(ctx: &TcContext) -> i32 {
     let Some(gw) = maps::gateway() else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     let flow = match classify(ctx, ZONE_HOST) {
         Ok(flow) => flow,
@@ -143,13 +143,13 @@ pub fn from_host(ctx: &TcContext) -> i32 {
 /// On each gateway port to a network, ingress.
 pub fn from_network(ctx: &TcContext) -> i32 {
     let Some(gw) = maps::gateway() else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     let Some(zone) = maps::zone_of_ifindex(forward::ingress_ifindex(ctx)) else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     let Some(net) = maps::network(zone) else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     };
     let flow = match classify(ctx, zone) {
         Ok(flow) => flow,
@@ -183,7 +183,7 @@ pub fn from_network(ctx: &TcContext) -> i32 {
     }
     if to_gateway {
         bump(zone, Counter::ToStack);
-        return TC_ACT_OK as i32;
+        return TC_ACT_OK;
     }
     if net.flags & network_flags::ROUTABLE != 0 {
         // The host knows this subnet's route and masquerades it itself.
@@ -196,7 +196,7 @@ pub fn from_network(ctx: &TcContext) -> i32 {
     };
     if !translatable {
         bump(zone, Counter::DroppedUnsupported);
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     let wanted = CtEntry {
         new_src: gw.gateway_ip,

@@ -30,11 +30,11 @@ pub fn translate(ctx: &TcContext, gw: &GatewayInfo, ip: &Ipv4, zone: u32) -> i32
         if zone == ZONE_HOST {
             // Perhaps about the gateway's own packets: its stack decides.
             bump(zone, Counter::ToStack);
-            TC_ACT_OK as i32
+            TC_ACT_OK
         } else {
             // Never let a guest's address leak out untranslated.
             bump(zone, Counter::DroppedIcmpErrorUnknown);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
     };
     let Ok(mut bytes) = ctx.load::<[u8; ICMP_ERROR_LEN]>(ip.l4) else {
@@ -77,7 +77,7 @@ pub fn translate(ctx: &TcContext, gw: &GatewayInfo, ip: &Ipv4, zone: u32) -> i32
         .is_err()
     {
         bump(zone, Counter::Malformed);
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     if let Some(field) = tcp_csum
         && ctx
@@ -85,7 +85,7 @@ pub fn translate(ctx: &TcContext, gw: &GatewayInfo, ip: &Ipv4, zone: u32) -> i32
             .is_err()
     {
         bump(zone, Counter::Malformed);
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
 
     // The error goes to whoever sent the quoted packet on the other side; if
@@ -104,7 +104,7 @@ pub fn translate(ctx: &TcContext, gw: &GatewayInfo, ip: &Ipv4, zone: u32) -> i32
             || ctx.store(offset, &new, 0).is_err()
         {
             bump(zone, Counter::Malformed);
-            return TC_ACT_SHOT as i32;
+            return TC_ACT_SHOT;
         }
     }
     bump(zone, Counter::IcmpErrorTranslated);

@@ -31,13 +31,15 @@ pub fn udp_socket(ns: &Netns, addr: SocketAddrV4) -> UdpSocket {
 }
 
 /// A TCP connection made from inside `ns`, bound to `local` if given.
-pub fn tcp_connect(ns: &Netns, to: SocketAddrV4, local: Option<SocketAddrV4>) -> std::io::Result<TcpStream> {
+pub fn tcp_connect(
+    ns: &Netns,
+    to: SocketAddrV4,
+    local: Option<SocketAddrV4>,
+) -> std::io::Result<TcpStream> {
     let stream = ns.run_in(|| -> std::io::Result<TcpStream> {
         match local {
             None => TcpStream::connect_timeout(&SocketAddr::V4(to), Duration::from_secs(3)),
-            Some(local) => {
-                socket2_like_bind(local)?.connect(to)
-            }
+            Some(local) => socket2_like_bind(local)?.connect(to),
         }
     });
     let stream = stream.expect("entering namespace")?;
@@ -64,7 +66,12 @@ fn socket2_like_bind(local: SocketAddrV4) -> std::io::Result<BoundTcp> {
             std::mem::size_of::<libc::c_int>() as u32,
         );
         let addr = sockaddr(local);
-        if libc::bind(fd, &addr as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32) < 0 {
+        if libc::bind(
+            fd,
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        ) < 0
+        {
             let err = std::io::Error::last_os_error();
             libc::close(fd);
             return Err(err);
@@ -83,7 +90,12 @@ impl BoundTcp {
         let addr = sockaddr(to);
         // SAFETY: connect on our own fd; on success the fd moves into the stream.
         unsafe {
-            if libc::connect(self.fd, &addr as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32) < 0 {
+            if libc::connect(
+                self.fd,
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            ) < 0
+            {
                 let err = std::io::Error::last_os_error();
                 libc::close(self.fd);
                 return Err(err);
@@ -111,7 +123,10 @@ pub fn serve_tcp_echo(listener: TcpListener) -> JoinHandle<()> {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             std::thread::spawn(move || {
-                let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                let peer = stream
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
                 let mut buf = [0u8; 4096];
                 loop {
                     match stream.read(&mut buf) {

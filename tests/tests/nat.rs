@@ -11,7 +11,9 @@ use netd_tests::{
     Sandbox,
     netd::Netd,
     sandbox::{HOST_UPLINK, INTERNET_SERVER},
-    sockets::{serve_tcp_echo, serve_udp_echo, tcp_ask, tcp_connect, tcp_listener, udp_ask, udp_socket},
+    sockets::{
+        serve_tcp_echo, serve_udp_echo, tcp_ask, tcp_connect, tcp_listener, udp_ask, udp_socket,
+    },
     traffic::{ping, run_ok},
 };
 
@@ -30,7 +32,10 @@ fn server(port: u16) -> SocketAddrV4 {
 /// The address part of an echo server's "<peer> <line>" answer.
 fn peer_ip(answer: &str) -> Ipv4Addr {
     let peer = answer.split_whitespace().next().expect("an answer");
-    peer.parse::<SocketAddrV4>().expect("a peer address").ip().to_owned()
+    peer.parse::<SocketAddrV4>()
+        .expect("a peer address")
+        .ip()
+        .to_owned()
 }
 
 fn peer_port(answer: &str) -> u16 {
@@ -64,20 +69,34 @@ fn a_guest_reaches_the_internet_over_tcp_udp_and_icmp_with_the_hosts_address() {
 
     let mut stream = tcp_connect(&a, server(8080), None).expect("TCP connect through NAT");
     let answer = tcp_ask(&mut stream, "hello");
-    assert_eq!(peer_ip(&answer), HOST_UPLINK, "TCP arrives from the host: {answer}");
+    assert_eq!(
+        peer_ip(&answer),
+        HOST_UPLINK,
+        "TCP arrives from the host: {answer}"
+    );
     assert!(answer.ends_with("hello"), "{answer}");
     let answer = tcp_ask(&mut stream, "again");
-    assert!(answer.ends_with("again"), "the connection carries on: {answer}");
+    assert!(
+        answer.ends_with("again"),
+        "the connection carries on: {answer}"
+    );
 
     let socket = udp_socket(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
     let answer = udp_ask(&socket, server(5353), "ping").expect("a UDP answer through NAT");
-    assert_eq!(peer_ip(&answer), HOST_UPLINK, "UDP arrives from the host: {answer}");
+    assert_eq!(
+        peer_ip(&answer),
+        HOST_UPLINK,
+        "UDP arrives from the host: {answer}"
+    );
 
     let status = netd.json(&["status"]);
     let nat = &status["figures"]["nat"];
     assert!(nat["snat"].as_u64().unwrap() >= 3, "{nat}");
     assert!(counter(&status, "web", "new_snat") >= 3, "{status}");
-    assert!(counter(&status, "web", "forwarded") > 0, "the fast path is used: {status}");
+    assert!(
+        counter(&status, "web", "forwarded") > 0,
+        "the fast path is used: {status}"
+    );
     assert!(counter(&status, "host side", "translated") > 0, "{status}");
 }
 
@@ -99,10 +118,16 @@ fn two_guests_with_the_same_address_and_port_in_two_networks_talk_to_one_server_
     let mut ports = Vec::new();
     for (network, stream) in &mut streams {
         let answer = tcp_ask(stream, network);
-        assert!(answer.ends_with(*network), "each answer reaches its own guest: {answer}");
+        assert!(
+            answer.ends_with(*network),
+            "each answer reaches its own guest: {answer}"
+        );
         ports.push(peer_port(&answer));
     }
-    assert_ne!(ports[0], ports[1], "the second flow got another source port");
+    assert_ne!(
+        ports[0], ports[1],
+        "the second flow got another source port"
+    );
     // And both still work, interleaved.
     for (network, stream) in streams.iter_mut().rev() {
         assert!(tcp_ask(stream, "more").ends_with("more"), "{network}");
@@ -130,7 +155,10 @@ fn a_udp_port_unreachable_reaches_the_guests_socket() {
     });
     assert!(refused, "the guest's socket saw the port unreachable");
     let status = netd.json(&["status"]);
-    assert!(counter(&status, "host side", "icmp_error_translated") >= 1, "{status}");
+    assert!(
+        counter(&status, "host side", "icmp_error_translated") >= 1,
+        "{status}"
+    );
 }
 
 #[test]
@@ -174,9 +202,15 @@ fn fragmentation_needed_lowers_the_guests_path_mtu() {
         c.args(["route", "get"]).arg(INTERNET_SERVER.to_string());
         c
     });
-    assert!(route.contains("mtu 1200"), "the guest learned the path MTU: {route}");
+    assert!(
+        route.contains("mtu 1200"),
+        "the guest learned the path MTU: {route}"
+    );
     let status = netd.json(&["status"]);
-    assert!(counter(&status, "host side", "icmp_error_translated") >= 1, "{status}");
+    assert!(
+        counter(&status, "host side", "icmp_error_translated") >= 1,
+        "{status}"
+    );
 }
 
 #[test]
@@ -187,7 +221,10 @@ fn the_gateway_and_network_namespaces_hold_no_nftables_rules() {
     netd.ok(&["guest", "add", "web", "a"]);
     netd.ok(&["port", "add", "web", "a", "8080:80"]);
     assert_eq!(ping(&guest(&netd, "web", "a"), INTERNET_SERVER, 1), 1);
-    for ns in [format!("{}gw", netd.prefix()), format!("{}n-web", netd.prefix())] {
+    for ns in [
+        format!("{}gw", netd.prefix()),
+        format!("{}n-web", netd.prefix()),
+    ] {
         let netns = open(&ns);
         let ruleset = run_ok({
             let mut c = netns.command("nft");
@@ -201,7 +238,11 @@ fn the_gateway_and_network_namespaces_hold_no_nftables_rules() {
         c.args(["list", "tables"]);
         c
     });
-    assert_eq!(host.trim(), "table inet netd", "the host has netd's own table only");
+    assert_eq!(
+        host.trim(),
+        "table inet netd",
+        "the host has netd's own table only"
+    );
 }
 
 #[test]
@@ -215,11 +256,18 @@ fn guests_of_one_network_cannot_address_another_routable_network() {
     let x = guest(&netd, "a", "x");
     let y_ip: Ipv4Addr = "10.77.2.1".parse().unwrap();
     // The host routes to routable networks directly...
-    assert_eq!(ping(&sandbox.host, y_ip, 1), 1, "the host reaches a routable guest");
+    assert_eq!(
+        ping(&sandbox.host, y_ip, 1),
+        1,
+        "the host reaches a routable guest"
+    );
     // ...but one network may not reach into another.
     assert_eq!(ping(&x, y_ip, 2), 0, "network a reached network b");
     let status = netd.json(&["status"]);
-    assert!(counter(&status, "a", "dropped_cross_network") >= 1, "{status}");
+    assert!(
+        counter(&status, "a", "dropped_cross_network") >= 1,
+        "{status}"
+    );
     // Routable networks reach the internet too (masqueraded by the host).
     assert_eq!(ping(&x, INTERNET_SERVER, 1), 1);
 }

@@ -10,7 +10,9 @@ use netd_tests::{
     Sandbox,
     netd::Netd,
     sandbox::{HOST_UPLINK, INTERNET_SERVER},
-    sockets::{serve_tcp_echo, serve_udp_echo, tcp_ask, tcp_connect, tcp_listener, udp_ask, udp_socket},
+    sockets::{
+        serve_tcp_echo, serve_udp_echo, tcp_ask, tcp_connect, tcp_listener, udp_ask, udp_socket,
+    },
 };
 
 const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 255, 2);
@@ -54,8 +56,12 @@ fn a_published_port_is_reachable_from_the_host_and_from_the_internet() {
     let out = netd.ok(&["port", "add", "web", "a", "8080:80"]);
     assert!(out.contains("8080:80/tcp"), "{out}");
 
-    let answer = ask(&sandbox.host, SocketAddrV4::new(GATEWAY_IP, 8080), "from host")
-        .expect("the host reaches the gateway address");
+    let answer = ask(
+        &sandbox.host,
+        SocketAddrV4::new(GATEWAY_IP, 8080),
+        "from host",
+    )
+    .expect("the host reaches the gateway address");
     assert_eq!(caller(&answer), HOST_LINK_IP, "{answer}");
 
     let mut stream = tcp_connect(
@@ -71,14 +77,21 @@ fn a_published_port_is_reachable_from_the_host_and_from_the_internet() {
         "the guest sees the real client: {answer}"
     );
 
-    let answer = ask(&sandbox.host, SocketAddrV4::new(HOST_UPLINK, 8080), "host to itself")
-        .expect("the host reaches its own address");
+    let answer = ask(
+        &sandbox.host,
+        SocketAddrV4::new(HOST_UPLINK, 8080),
+        "host to itself",
+    )
+    .expect("the host reaches its own address");
     assert!(answer.ends_with("host to itself"), "{answer}");
 
     let listed = netd.json(&["port", "ls"]);
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     let status = netd.json(&["status"]);
-    assert!(status["figures"]["nat"]["dnat"].as_u64().unwrap() >= 2, "{status}");
+    assert!(
+        status["figures"]["nat"]["dnat"].as_u64().unwrap() >= 2,
+        "{status}"
+    );
 }
 
 #[test]
@@ -113,17 +126,22 @@ fn guests_reach_a_port_their_network_publishes_hairpin() {
             GATEWAY_IP,
             "hairpinned through the gateway: {answer}"
         );
-        let answer = ask(&a, to, "from a").unwrap_or_else(|err| panic!("a to itself via {to}: {err}"));
+        let answer =
+            ask(&a, to, "from a").unwrap_or_else(|err| panic!("a to itself via {to}: {err}"));
         assert!(answer.ends_with("from a"), "{answer}");
     }
     // Another network's guest reaches it too (through the published port only).
     netd.ok(&["network", "create", "other"]);
     netd.ok(&["guest", "add", "other", "c"]);
     let c = guest(&netd, "other", "c");
-    let answer = ask(&c, SocketAddrV4::new(GATEWAY_IP, 8080), "from c").expect("c reaches web's port");
+    let answer =
+        ask(&c, SocketAddrV4::new(GATEWAY_IP, 8080), "from c").expect("c reaches web's port");
     assert!(answer.ends_with("from c"), "{answer}");
     let status = netd.json(&["status"]);
-    assert!(status["figures"]["nat"]["hairpin"].as_u64().unwrap() >= 5, "{status}");
+    assert!(
+        status["figures"]["nat"]["hairpin"].as_u64().unwrap() >= 5,
+        "{status}"
+    );
 }
 
 #[test]
@@ -133,12 +151,22 @@ fn a_conflicting_forward_is_refused_and_changes_nothing() {
     netd.ok(&["port", "add", "web", "a", "8000-8010:80-90"]);
     let err = netd.err(&["port", "add", "web", "b", "8005:22"]);
     assert!(err.contains("8005/tcp") && err.contains("guest a"), "{err}");
-    assert!(err.contains("netd port rm"), "the error says how to fix it: {err}");
+    assert!(
+        err.contains("netd port rm"),
+        "the error says how to fix it: {err}"
+    );
     // Same port, other protocol: fine.
     netd.ok(&["port", "add", "web", "b", "8005:53/udp"]);
     let listed = netd.json(&["port", "ls", "web"]);
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
-    for bad in ["80:80:80", "0:80", "70000:80", "8000-8002:80-81", "127.0.0.1:9000:80", "9000:80/sctp"] {
+    for bad in [
+        "80:80:80",
+        "0:80",
+        "70000:80",
+        "8000-8002:80-81",
+        "127.0.0.1:9000:80",
+        "9000:80/sctp",
+    ] {
         let err = netd.err(&["port", "add", "web", "b", bad]);
         assert!(!err.is_empty(), "{bad} was accepted");
     }
@@ -154,7 +182,10 @@ fn forwards_go_when_their_guest_goes() {
     assert!(ask(&sandbox.internet, to, "before").is_ok());
     netd.ok(&["guest", "rm", "web", "a"]);
     assert_eq!(netd.json(&["port", "ls"]).as_array().unwrap().len(), 0);
-    assert!(ask(&sandbox.internet, to, "after").is_err(), "the forward outlived its guest");
+    assert!(
+        ask(&sandbox.internet, to, "after").is_err(),
+        "the forward outlived its guest"
+    );
     // The port is free again for another guest.
     netd.ok(&["port", "add", "web", "b", "8080:80"]);
     serve_tcp_echo(tcp_listener(&guest(&netd, "web", "b"), any(80)));
@@ -171,8 +202,12 @@ fn published_ports_survive_a_daemon_restart() {
     let mut netd = web(&sandbox);
     netd.ok(&["port", "add", "web", "a", "8080:80"]);
     netd.restart();
-    let answer = ask(&sandbox.internet, SocketAddrV4::new(HOST_UPLINK, 8080), "after restart")
-        .expect("still published");
+    let answer = ask(
+        &sandbox.internet,
+        SocketAddrV4::new(HOST_UPLINK, 8080),
+        "after restart",
+    )
+    .expect("still published");
     assert!(answer.ends_with("after restart"), "{answer}");
     assert_eq!(netd.json(&["port", "ls"]).as_array().unwrap().len(), 1);
 }

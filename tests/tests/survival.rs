@@ -59,7 +59,10 @@ fn one_guest(netd: &Netd) -> Netns {
 
 /// `<bpffs>/netd/v1/`, where the dataplane pins its maps and links.
 fn pin_root(sandbox: &Sandbox) -> PathBuf {
-    sandbox.bpffs_dir.join("netd").join(maps::PIN_LAYOUT_VERSION)
+    sandbox
+        .bpffs_dir
+        .join("netd")
+        .join(maps::PIN_LAYOUT_VERSION)
 }
 
 fn map_pin(sandbox: &Sandbox, map: &str) -> PathBuf {
@@ -77,7 +80,11 @@ fn network_port(sandbox: &Sandbox) -> String {
         .filter_map(|name| Some(name.strip_prefix("gw-nu")?.to_string()))
         .map(|slot| format!("nu{slot}"))
         .collect();
-    assert_eq!(ports.len(), 1, "one network, one pinned port link: {ports:?}");
+    assert_eq!(
+        ports.len(),
+        1,
+        "one network, one pinned port link: {ports:?}"
+    );
     ports[0].clone()
 }
 
@@ -210,7 +217,11 @@ fn tcx_ingress(ns: &Netns, iface: &str) -> Vec<Attached> {
                 return Err(std::io::Error::last_os_error());
             }
             let n = (attr.count as usize).min(prog_ids.len());
-            Ok(prog_ids[..n].iter().copied().zip(link_ids[..n].iter().copied()).collect())
+            Ok(prog_ids[..n]
+                .iter()
+                .copied()
+                .zip(link_ids[..n].iter().copied())
+                .collect())
         })
         .expect("entering the namespace")
         .unwrap_or_else(|err| panic!("querying TCX ingress of {iface} in {}: {err}", ns.name()));
@@ -235,7 +246,10 @@ fn the_one_program(ns: &Netns, iface: &str, name: &str, when: &str) -> Attached 
         1,
         "{when}: {iface} should carry exactly one program: {attached:?}"
     );
-    assert_eq!(attached[0].name, name, "{when}: program on {iface}: {attached:?}");
+    assert_eq!(
+        attached[0].name, name,
+        "{when}: program on {iface}: {attached:?}"
+    );
     assert_ne!(
         attached[0].link_id, 0,
         "{when}: {name} on {iface} is attached through a link: {attached:?}"
@@ -390,7 +404,10 @@ fn a_tcp_stream_through_nat_survives_kill_9_and_restart_without_losing_a_byte() 
         netd.log()
     );
     let total = outcome.unwrap_or_else(|err| panic!("the server's side: {err}"));
-    assert_eq!(total, sent, "the server received every byte written, in order");
+    assert_eq!(
+        total, sent,
+        "the server received every byte written, in order"
+    );
     assert!(
         without_daemon > at_kill,
         "bytes kept flowing while no daemon ran ({at_kill} at the kill, {without_daemon} 500 ms later)"
@@ -416,7 +433,12 @@ fn the_restarted_daemon_adopts_the_pinned_links_without_a_gap() {
     let gateway = open(&gateway_ns(&netd));
     let port = network_port(&sb);
 
-    let host_before = the_one_program(&gateway, GATEWAY_HOST_SIDE, PROG_FROM_HOST, "before the kill");
+    let host_before = the_one_program(
+        &gateway,
+        GATEWAY_HOST_SIDE,
+        PROG_FROM_HOST,
+        "before the kill",
+    );
     let net_before = the_one_program(&gateway, &port, PROG_FROM_NETWORK, "before the kill");
 
     netd.kill9();
@@ -450,7 +472,12 @@ fn the_restarted_daemon_adopts_the_pinned_links_without_a_gap() {
         "pings through the restart were lost: {summary}"
     );
 
-    let host_after = the_one_program(&gateway, GATEWAY_HOST_SIDE, PROG_FROM_HOST, "after the restart");
+    let host_after = the_one_program(
+        &gateway,
+        GATEWAY_HOST_SIDE,
+        PROG_FROM_HOST,
+        "after the restart",
+    );
     let net_after = the_one_program(&gateway, &port, PROG_FROM_NETWORK, "after the restart");
     for (before, after, hook) in [
         (&host_before, &host_after, GATEWAY_HOST_SIDE),
@@ -499,7 +526,10 @@ fn a_pinned_map_with_another_layout_is_replaced_not_reused() {
     );
     let now = pinned_map(&pin);
     assert_eq!(now["bytes_key"], 20, "key size of the pinned map: {now}");
-    assert_eq!(now["bytes_value"], 32, "value size of the pinned map: {now}");
+    assert_eq!(
+        now["bytes_value"], 32,
+        "value size of the pinned map: {now}"
+    );
     assert_eq!(now["type"], "lru_hash", "{now}");
     assert_eq!(now["max_entries"], maps::CONNTRACK_MAX_ENTRIES, "{now}");
     assert_ne!(now["id"], planted["id"], "a new map, not the planted one");
@@ -529,7 +559,12 @@ fn cleanup_removes_every_pin_and_the_host_table() {
     let gateway = open(&gateway_ns(&netd));
     let port = network_port(&sb);
     let links: Vec<u32> = [
-        the_one_program(&gateway, GATEWAY_HOST_SIDE, PROG_FROM_HOST, "before the cleanup"),
+        the_one_program(
+            &gateway,
+            GATEWAY_HOST_SIDE,
+            PROG_FROM_HOST,
+            "before the cleanup",
+        ),
         the_one_program(&gateway, &port, PROG_FROM_NETWORK, "before the cleanup"),
     ]
     .iter()
@@ -556,7 +591,9 @@ fn cleanup_removes_every_pin_and_the_host_table() {
         "namespaces left after cleanup"
     );
     assert!(
-        eventually(Duration::from_secs(10), || links.iter().all(|&id| !link_exists(id))),
+        eventually(Duration::from_secs(10), || links
+            .iter()
+            .all(|&id| !link_exists(id))),
         "the programs' TCX links {links:?} outlive the cleanup"
     );
     assert_eq!(netd.json(&["network", "ls"]), serde_json::json!([]));
@@ -605,7 +642,10 @@ fn a_flushed_host_table_is_reported_as_drift_and_restored() {
         reported = true;
         break;
     }
-    assert!(reported, "the table was restored before status could see it, three times");
+    assert!(
+        reported,
+        "the table was restored before status could see it, three times"
+    );
 
     assert!(
         eventually(Duration::from_secs(20), || host_has_netd_table(&sb)),
@@ -613,7 +653,40 @@ fn a_flushed_host_table_is_reported_as_drift_and_restored() {
         netd.log()
     );
     let (code, json) = status(&netd);
-    assert!(drift(&json).is_empty(), "drift after the repair: {:?}", drift(&json));
+    assert!(
+        drift(&json).is_empty(),
+        "drift after the repair: {:?}",
+        drift(&json)
+    );
     assert_eq!(code, 0);
     assert_internet_works(&guest, PORT, "after the repair");
+}
+
+#[test]
+#[ignore]
+fn zz_explore_throughput() {
+    let sb = Sandbox::new();
+    let netd = Netd::start(&sb);
+    let guest = one_guest(&netd);
+    let mut server = sb.internet_command("iperf3");
+    server.args(["-s", "-B", "203.0.113.10"]);
+    sb.spawn(server).unwrap();
+    thread::sleep(Duration::from_millis(500));
+    let mut c = sb.host_command("iperf3");
+    c.args(["-c", "203.0.113.10", "-t", "2"]);
+    println!("HOST:\n{}", run_ok(c));
+    let _ = guest.command("nstat").arg("-n").output();
+    let mut c = guest.command("iperf3");
+    c.args(["-c", "203.0.113.10", "-t", "3"]);
+    println!("GUEST:\n{}", run_ok(c));
+    let out = guest.command("nstat").output().unwrap();
+    println!("NSTAT:\n{}", String::from_utf8_lossy(&out.stdout));
+    println!("{}", netd.ok(&["status"]));
+    let gw = open(&gateway_ns(&netd));
+    let out = gw.command("ip").args(["-s", "link"]).output().unwrap();
+    println!("GW LINKS:\n{}", String::from_utf8_lossy(&out.stdout));
+    let out = gw.command("ethtool").args(["-k", "host0"]).output();
+    if let Ok(out) = out {
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+    }
 }

@@ -29,7 +29,7 @@ impl Loaded {
         raise_memlock_limit();
         let mut loader = EbpfLoader::new();
         for (name, path) in pins {
-            loader.map_pin_path(*name, path.as_path());
+            loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(OBJECT).context("loading netd's eBPF object")?;
         let log_task = match aya_log::EbpfLogger::init(&mut ebpf) {

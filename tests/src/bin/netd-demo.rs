@@ -219,11 +219,19 @@ fn nat_and_ports(sb: &Sandbox, netd: &mut Netd) {
     );
     println!(
         "host -> 172.18.255.2:8080 (the gateway's address): {}",
-        ask(&sb.host, SocketAddrV4::new(Ipv4Addr::new(172, 18, 255, 2), 8080), None)
+        ask(
+            &sb.host,
+            SocketAddrV4::new(Ipv4Addr::new(172, 18, 255, 2), 8080),
+            None
+        )
     );
     println!(
         "blue/db -> {HOST_UPLINK}:8080 (hairpin, turned around at the gateway): {}",
-        ask(&guest_ns("blue", "db"), SocketAddrV4::new(HOST_UPLINK, 8080), None)
+        ask(
+            &guest_ns("blue", "db"),
+            SocketAddrV4::new(HOST_UPLINK, 8080),
+            None
+        )
     );
     println!("$ netd status   (the dataplane's figures)");
     for line in netd.ok(&["status"]).lines() {
@@ -235,7 +243,10 @@ fn nat_and_ports(sb: &Sandbox, netd: &mut Netd) {
     println!("\nkill -9 the daemon while connections are open:");
     netd.kill9();
     for (net, stream) in &mut streams {
-        println!("  {net}/web, no daemon running: {}", tcp_ask(stream, "still here"));
+        println!(
+            "  {net}/web, no daemon running: {}",
+            tcp_ask(stream, "still here")
+        );
     }
     netd.restart();
     println!("daemon restarted; it adopted the pinned maps and links:");
