@@ -383,6 +383,11 @@ fn a_tcp_stream_through_nat_survives_kill_9_and_restart_without_losing_a_byte() 
     netd.kill9();
     let at_kill = received.load(Ordering::Relaxed);
     thread::sleep(Duration::from_millis(500));
+    // Bytes keep arriving with no daemon (waiting longer if TCP happens to
+    // be backing off a retransmission right then).
+    eventually(Duration::from_secs(10), || {
+        received.load(Ordering::Relaxed) > at_kill
+    });
     let without_daemon = received.load(Ordering::Relaxed);
     netd.restart();
     let at_restart = received.load(Ordering::Relaxed);
@@ -410,7 +415,7 @@ fn a_tcp_stream_through_nat_survives_kill_9_and_restart_without_losing_a_byte() 
     );
     assert!(
         without_daemon > at_kill,
-        "bytes kept flowing while no daemon ran ({at_kill} at the kill, {without_daemon} 500 ms later)"
+        "bytes kept flowing while no daemon ran ({at_kill} at the kill, {without_daemon} before the restart)"
     );
     assert!(
         at_restart < sent,
@@ -571,6 +576,10 @@ fn cleanup_removes_every_pin_and_the_host_table() {
     .map(|a| a.link_id)
     .collect();
     drop(gateway);
+    assert!(
+        links.iter().all(|&id| link_exists(id)),
+        "bpftool sees the links {links:?} before the cleanup"
+    );
 
     netd.ok(&["cleanup"]);
 
@@ -660,33 +669,4 @@ fn a_flushed_host_table_is_reported_as_drift_and_restored() {
     );
     assert_eq!(code, 0);
     assert_internet_works(&guest, PORT, "after the repair");
-}
-
-#[test]
-#[ignore]
-fn zz_explore_throughput() {
-    let sb = Sandbox::new();
-    let netd = Netd::start(&sb);
-    let guest = one_guest(&netd);
-    let mut server = sb.internet_command("iperf3");
-    server.args(["-s", "-B", "203.0.113.10"]);
-    sb.spawn(server).unwrap();
-    thread::sleep(Duration::from_millis(500));
-    let mut c = sb.host_command("iperf3");
-    c.args(["-c", "203.0.113.10", "-t", "2"]);
-    println!("HOST:\n{}", run_ok(c));
-    let _ = guest.command("nstat").arg("-n").output();
-    let mut c = guest.command("iperf3");
-    c.args(["-c", "203.0.113.10", "-t", "3"]);
-    println!("GUEST:\n{}", run_ok(c));
-    let out = guest.command("nstat").output().unwrap();
-    println!("NSTAT:\n{}", String::from_utf8_lossy(&out.stdout));
-    println!("{}", netd.ok(&["status"]));
-    let gw = open(&gateway_ns(&netd));
-    let out = gw.command("ip").args(["-s", "link"]).output().unwrap();
-    println!("GW LINKS:\n{}", String::from_utf8_lossy(&out.stdout));
-    let out = gw.command("ethtool").args(["-k", "host0"]).output();
-    if let Ok(out) = out {
-        println!("{}", String::from_utf8_lossy(&out.stdout));
-    }
 }

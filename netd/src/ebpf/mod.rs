@@ -4,3 +4,4 @@
 
 pub mod filter;
 pub mod loader;
+pub mod test_run;

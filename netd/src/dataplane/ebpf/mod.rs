@@ -401,6 +401,36 @@ impl Dataplane for EbpfDataplane {
     }
 }
 
+/// Direct access for tests and diagnostics: run a program on a crafted
+/// frame, and write the maps it reads.
+impl EbpfDataplane {
+    pub fn test_run(
+        &mut self,
+        program_name: &str,
+        frame: &[u8],
+    ) -> Result<crate::ebpf::test_run::TestRun> {
+        crate::ebpf::test_run::run(program(&mut self.loaded, program_name)?, frame)
+    }
+
+    pub fn set_gateway(&mut self, info: GatewayInfo) -> Result<()> {
+        Ok(self.gateway.set(0, info, 0)?)
+    }
+
+    pub fn insert_connection(&mut self, key: CtKey, entry: CtEntry) -> Result<()> {
+        Ok(self.conntrack.insert(key, entry, 0)?)
+    }
+
+    pub fn connection(&self, key: &CtKey) -> Option<CtEntry> {
+        self.conntrack.get(key, 0).ok()
+    }
+
+    /// Removes every pin (as `cleanup` does), for tests that load the
+    /// dataplane on their own.
+    pub fn forget_all_pins(&mut self) {
+        self.pins.remove_all();
+    }
+}
+
 impl EbpfDataplane {
     /// Logs what this start found, once.
     pub fn log_start(&self) {
