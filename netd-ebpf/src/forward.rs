@@ -132,9 +132,9 @@ fn lookup_params(ctx: &TcContext, dst: [u8; 4]) -> bpf_fib_lookup {
     params.family = AF_INET;
     params.ifindex = ingress_ifindex(ctx);
     params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
-    if let Ok(tot_len) = ctx.load::<[u8; 2]>(crate::parse::ETH_HDR_LEN + 2) {
-        params.__bindgen_anon_1.tot_len = u16::from_be_bytes(tot_len);
-    }
+    // `tot_len` stays 0: then the kernel checks the MTU the way forwarding
+    // does (`is_skb_forwardable`), which lets GSO packets through. A length
+    // from the IP header would fail every large TCP segment veth carries.
     params
 }
 

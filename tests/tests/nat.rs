@@ -271,3 +271,52 @@ fn guests_of_one_network_cannot_address_another_routable_network() {
     // Routable networks reach the internet too (masqueraded by the host).
     assert_eq!(ping(&x, INTERNET_SERVER, 1), 1);
 }
+
+#[test]
+fn bulk_tcp_crosses_the_gateway_on_the_fast_path_without_a_drop() {
+    use std::io::{Read, Write};
+    let sandbox = Sandbox::new();
+    let netd = Netd::start(&sandbox);
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let a = guest(&netd, "web", "a");
+    let listener = tcp_listener(&sandbox.internet, server(9000));
+    // The server sends 16 MiB back for every 16 MiB it receives: large GSO
+    // segments both ways, which the gateway must pass on, not drop.
+    const SIZE: usize = 16 << 20;
+    let echo = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut received = vec![0u8; SIZE];
+        stream
+            .read_exact(&mut received)
+            .expect("reading the upload");
+        stream.write_all(&received).expect("sending it back");
+    });
+    let mut stream = tcp_connect(&a, server(9000), None).expect("connect");
+    let upload: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        let upload = upload.clone();
+        std::thread::spawn(move || stream.write_all(&upload).expect("uploading"))
+    };
+    let mut download = vec![0u8; SIZE];
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    stream.read_exact(&mut download).expect("downloading");
+    writer.join().unwrap();
+    echo.join().unwrap();
+    assert!(download == upload, "every byte came back in order");
+
+    let status = netd.json(&["status"]);
+    for zone in ["web", "host side"] {
+        for reason in ["to_stack", "dropped_no_route", "dropped_fragment"] {
+            assert_eq!(
+                counter(&status, zone, reason),
+                0,
+                "{zone} {reason}: {status}"
+            );
+        }
+    }
+    assert!(counter(&status, "web", "forwarded") > 0, "{status}");
+}
