@@ -51,10 +51,13 @@ pub enum Counter {
     DroppedSpoofed = 18,
     /// Dropped: the network's partition policy cuts this pair of guests.
     DroppedPartition = 19,
+    /// Put straight into a guest's veth by the network's uplink program,
+    /// past the network namespace's routing and bridge.
+    Delivered = 20,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 21] = [
         Counter::Passed,
         Counter::DroppedBlockedDst,
         Counter::NotIpv4,
@@ -75,6 +78,7 @@ impl Counter {
         Counter::DroppedIcmpErrorUnknown,
         Counter::DroppedSpoofed,
         Counter::DroppedPartition,
+        Counter::Delivered,
     ];
 
     /// Name shown to users (`netd status`, the demo).
@@ -100,6 +104,7 @@ impl Counter {
             Counter::DroppedIcmpErrorUnknown => "dropped_icmp_error_unknown",
             Counter::DroppedSpoofed => "dropped_spoofed",
             Counter::DroppedPartition => "dropped_partition",
+            Counter::Delivered => "delivered",
         }
     }
 

@@ -32,8 +32,22 @@ pub const NETWORKS_MAX_ENTRIES: u32 = 4096;
 pub const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
 pub const HOST_ADDRS_MAX_ENTRIES: u32 = 256;
 
+/// Hash from a network uplink's MAC address (in the low six bytes of a u64,
+/// as the frame carries it) to the network's zone: the uplink program runs
+/// in every network namespace and learns which one by the MAC the frame was
+/// sent to. (`bpf_get_netns_cookie` would be the natural key, but on this
+/// kernel it did not return the device's namespace for forwarded packets.)
+pub const ZONE_BY_MAC: &str = "NETD_ZONE_MAC";
+
+/// Hash of guests' bridge ports ([`crate::zones::GuestKey`] ->
+/// [`crate::zones::GuestPort`]).
+pub const GUEST_PORTS: &str = "NETD_GUEST_PORTS";
+pub const GUEST_PORTS_MAX_ENTRIES: u32 = 65_536;
+
 /// Every map the dataplane pins, in the order user space checks them.
-pub const PINNED_MAPS: [&str; 8] = [
+pub const PINNED_MAPS: [&str; 10] = [
+    ZONE_BY_MAC,
+    GUEST_PORTS,
     COUNTERS,
     BLOCKED_DST,
     CONNTRACK,
@@ -51,6 +65,10 @@ pub const PROG_FILTER: &str = "netd_filter";
 pub const PROG_GATEWAY_FROM_HOST: &str = "netd_gw_host";
 /// On each gateway port to a network, ingress: guests' traffic out.
 pub const PROG_GATEWAY_FROM_NETWORK: &str = "netd_gw_net";
+
+/// On each network's uplink, ingress: packets from the gateway to a guest go
+/// straight to the guest's veth.
+pub const PROG_NETWORK_UPLINK: &str = "netd_net_uplink";
 
 /// Bumped whenever a map layout changes, so pins of an older layout live in
 /// another directory and are never reused by mistake.

@@ -39,3 +39,37 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::NetworkInfo {}
 }
+
+/// A guest as the network's uplink program needs it to deliver straight to
+/// the guest's veth, past the bridge. Keyed by [`GuestKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GuestPort {
+    /// Ifindex of the guest's bridge port (in the network namespace).
+    pub port_ifindex: u32,
+    /// The guest's `eth0` MAC: the frame's new destination.
+    pub guest_mac: [u8; 6],
+    /// The bridge's MAC: the frame's new source, as if the bridge had routed it.
+    pub bridge_mac: [u8; 6],
+}
+
+/// A guest by network zone and address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct GuestKey {
+    pub zone: u32,
+    pub ip: [u8; 4],
+}
+
+#[cfg(feature = "user")]
+mod guest_pod {
+    // SAFETY: `#[repr(C)]` plain data without padding or pointers.
+    unsafe impl aya::Pod for super::GuestPort {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::GuestKey {}
+}
+
+/// The key of a MAC address in a u64 map: its six bytes, then two zeros.
+pub const fn mac_key(mac: [u8; 6]) -> u64 {
+    u64::from_ne_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
+}

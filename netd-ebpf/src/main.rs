@@ -11,6 +11,7 @@ mod gateway;
 mod icmp_error;
 mod maps;
 mod nat;
+mod network;
 mod parse;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
@@ -33,6 +34,12 @@ pub fn netd_gw_host(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_gw_net(ctx: TcContext) -> i32 {
     gateway::from_network(&ctx)
+}
+
+/// Each network's uplink, ingress: packets for a guest go straight to it.
+#[classifier]
+pub fn netd_net_uplink(ctx: TcContext) -> i32 {
+    network::from_gateway(&ctx)
 }
 
 // The verifier rejects programs that could panic, so this is never reached.

@@ -8,10 +8,11 @@ use aya_ebpf::{
 use netd_common::{
     filter::Ipv4Key,
     maps::{
-        CONNTRACK_MAX_ENTRIES, FORWARDS_MAX_ENTRIES, HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES,
+        CONNTRACK_MAX_ENTRIES, FORWARDS_MAX_ENTRIES, GUEST_PORTS_MAX_ENTRIES,
+        HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES,
     },
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget},
-    zones::{GatewayInfo, NetworkInfo},
+    zones::{GatewayInfo, GuestKey, GuestPort, NetworkInfo},
 };
 
 #[map(name = "NETD_CONNTRACK")]
@@ -33,6 +34,25 @@ pub static ZONE_BY_IFINDEX: HashMap<u32, u32> = HashMap::with_max_entries(NETWOR
 
 #[map(name = "NETD_HOST_ADDRS")]
 pub static HOST_ADDRS: HashMap<Ipv4Key, u32> = HashMap::with_max_entries(HOST_ADDRS_MAX_ENTRIES, 0);
+
+#[map(name = "NETD_ZONE_MAC")]
+pub static ZONE_BY_MAC: HashMap<u64, u32> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+
+#[map(name = "NETD_GUEST_PORTS")]
+pub static GUEST_PORTS: HashMap<GuestKey, GuestPort> =
+    HashMap::with_max_entries(GUEST_PORTS_MAX_ENTRIES, 0);
+
+#[inline(always)]
+pub fn zone_of_mac(mac: [u8; 6]) -> Option<u32> {
+    // SAFETY: copied out at once.
+    unsafe { ZONE_BY_MAC.get(netd_common::zones::mac_key(mac)) }.copied()
+}
+
+#[inline(always)]
+pub fn guest_port(zone: u32, ip: [u8; 4]) -> Option<GuestPort> {
+    // SAFETY: copied out at once.
+    unsafe { GUEST_PORTS.get(GuestKey { zone, ip }) }.copied()
+}
 
 /// The gateway's facts, once user space has written them.
 #[inline(always)]

@@ -319,4 +319,8 @@ fn bulk_tcp_crosses_the_gateway_on_the_fast_path_without_a_drop() {
         }
     }
     assert!(counter(&status, "web", "forwarded") > 0, "{status}");
+    assert!(
+        counter(&status, "web", "delivered") > 0,
+        "the uplink delivers straight to the guest: {status}"
+    );
 }

@@ -124,6 +124,28 @@ impl Service {
         Ok(())
     }
 
+    /// Plugs a guest in and programs its port; all or nothing.
+    async fn build_guest(
+        &mut self,
+        net: &Network,
+        guest: &Guest,
+        port: &str,
+    ) -> anyhow::Result<()> {
+        self.topology.build_guest(net, guest, port).await?;
+        let plumbing = self.topology.guest_plumbing(net, guest, port);
+        if let Err(err) = self.dataplane.attach_guest(&plumbing) {
+            self.teardown_guest(net, guest, port).await;
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn teardown_guest(&mut self, net: &Network, guest: &Guest, port: &str) {
+        let plumbing = self.topology.guest_plumbing(net, guest, port);
+        self.dataplane.detach_guest(&plumbing);
+        self.topology.teardown_guest(net, guest, port).await;
+    }
+
     async fn teardown_network(&mut self, network: &Network) {
         if let Ok(plumbing) = self.topology.network_plumbing(network) {
             self.dataplane.detach_network(&plumbing);
@@ -219,8 +241,7 @@ impl Service {
         for guest in network.guests.values() {
             self.unpublish_mappings(&Self::guest_port_mappings(&network, guest))
                 .await;
-            self.topology
-                .teardown_guest(&network, guest, &ports[&guest.name])
+            self.teardown_guest(&network, guest, &ports[&guest.name])
                 .await;
         }
         self.teardown_network(&network).await;
@@ -297,7 +318,7 @@ impl Service {
         let taken: BTreeSet<String> = bridge_ports(&net).into_values().collect();
         let port = ifname::bridge_port(&guest.name, &taken);
 
-        self.topology.build_guest(&net, &guest, &port).await?;
+        self.build_guest(&net, &guest, &port).await?;
         let stored = self.state.networks.get_mut(network).expect("checked above");
         let previous_cursor = stored.guest_cursor;
         stored.guests.insert(guest.name.clone(), guest.clone());
@@ -308,7 +329,7 @@ impl Service {
             let stored = self.state.networks.get_mut(network).expect("checked above");
             stored.guests.remove(&guest.name);
             stored.guest_cursor = previous_cursor;
-            self.topology.teardown_guest(&net, &guest, &port).await;
+            self.teardown_guest(&net, &guest, &port).await;
             return Err(err.into());
         }
         info!(network, guest = %guest.name, %ip, "guest added");
@@ -328,7 +349,7 @@ impl Service {
             .expect("guest is in the network");
         self.unpublish_mappings(&Self::guest_port_mappings(&net, &guest))
             .await;
-        self.topology.teardown_guest(&net, &guest, &port).await;
+        self.teardown_guest(&net, &guest, &port).await;
         self.state
             .networks
             .get_mut(network)
@@ -382,9 +403,7 @@ impl Service {
             if !self.topology.network_intact(net).await {
                 info!(network = %net.name, "reconcile: rebuilding network");
                 for guest in net.guests.values() {
-                    self.topology
-                        .teardown_guest(net, guest, &ports[&guest.name])
-                        .await;
+                    self.teardown_guest(net, guest, &ports[&guest.name]).await;
                 }
                 self.teardown_network(net).await;
                 if let Err(err) = self.build_network(net).await {
@@ -401,11 +420,15 @@ impl Service {
             for guest in net.guests.values() {
                 let port = &ports[&guest.name];
                 if self.topology.guest_intact(net, guest, port).await {
+                    let plumbing = self.topology.guest_plumbing(net, guest, port);
+                    if let Err(err) = self.dataplane.attach_guest(&plumbing) {
+                        warn!(network = %net.name, guest = %guest.name, "reconcile: dataplane: {err:#}");
+                    }
                     continue;
                 }
                 info!(network = %net.name, guest = %guest.name, "reconcile: rebuilding guest");
-                self.topology.teardown_guest(net, guest, port).await;
-                if let Err(err) = self.topology.build_guest(net, guest, port).await {
+                self.teardown_guest(net, guest, port).await;
+                if let Err(err) = self.build_guest(net, guest, port).await {
                     warn!(network = %net.name, guest = %guest.name, "reconcile: {err:#}");
                 }
             }

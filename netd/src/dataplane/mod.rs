@@ -96,6 +96,21 @@ pub struct NetworkPlumbing {
     pub routable: bool,
 }
 
+/// One guest as the dataplane needs to know it.
+#[derive(Debug, Clone)]
+pub struct GuestPlumbing {
+    pub network: String,
+    pub name: String,
+    pub zone: u32,
+    pub ip: Ipv4Addr,
+    /// The network namespace, where the bridge and `port` live.
+    pub network_netns: PathBuf,
+    /// The guest's bridge port (the network's end of its veth).
+    pub port: String,
+    /// The guest's namespace, where its `eth0` lives.
+    pub guest_netns: PathBuf,
+}
+
 /// Connection tracking and NAT figures for `netd status`.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct NatSummary {
@@ -141,6 +156,10 @@ pub trait Dataplane: Send + Sync {
     fn attach_network(&mut self, network: &NetworkPlumbing) -> Result<()>;
     /// Forgets a network, its connections and its counters.
     fn detach_network(&mut self, network: &NetworkPlumbing);
+    /// Programs one guest's port. Idempotent.
+    fn attach_guest(&mut self, guest: &GuestPlumbing) -> Result<()>;
+    /// Forgets a guest.
+    fn detach_guest(&mut self, guest: &GuestPlumbing);
     /// Publishes ports: all of them, or none on error.
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()>;
     /// Withdraws ports; ports not published are ignored.
@@ -179,6 +198,10 @@ pub mod testing {
             Ok(())
         }
         fn detach_network(&mut self, _: &NetworkPlumbing) {}
+        fn attach_guest(&mut self, _: &GuestPlumbing) -> Result<()> {
+            Ok(())
+        }
+        fn detach_guest(&mut self, _: &GuestPlumbing) {}
         fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
             self.published.extend(ports.iter().copied());
             Ok(())

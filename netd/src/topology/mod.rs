@@ -18,7 +18,7 @@ use ipnetwork::Ipv4Network;
 
 use crate::{
     config::Config,
-    dataplane::{GatewayPlumbing, NetworkPlumbing},
+    dataplane::{GatewayPlumbing, GuestPlumbing, NetworkPlumbing},
     ifname,
     ipam::UplinkPool,
     model::{Guest, GuestNetns, Network},
@@ -72,6 +72,20 @@ impl Topology {
             subnet: net.subnet,
             routable: net.routable,
         })
+    }
+
+    /// A guest as the dataplane sees it.
+    pub fn guest_plumbing(&self, net: &Network, guest: &Guest, port: &str) -> GuestPlumbing {
+        GuestPlumbing {
+            network: net.name.clone(),
+            name: guest.name.clone(),
+            zone: net.zone(),
+            ip: guest.ip,
+            network_netns: Path::new(crate::netns::NETNS_RUN_DIR)
+                .join(self.names.network_ns(&net.name)),
+            port: port.to_owned(),
+            guest_netns: self.guest_netns_path(net, guest),
+        }
     }
 
     /// The gateway namespace and the host's veth into it. Idempotent: an

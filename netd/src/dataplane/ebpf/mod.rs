@@ -22,14 +22,14 @@ use netd_common::{
     filter::Ipv4Key,
     maps,
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, kind},
-    zones::{GatewayInfo, NetworkInfo, network_flags},
+    zones::{GatewayInfo, GuestKey, GuestPort, NetworkInfo, network_flags},
 };
 use tracing::{debug, info, warn};
 
 use self::pins::PinDir;
 use super::{
-    Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, NatSummary, NetworkPlumbing,
-    PortMapping, ZoneCounters,
+    Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, GuestPlumbing, NatSummary,
+    NetworkPlumbing, PortMapping, ZoneCounters,
 };
 use crate::{ebpf::loader::Loaded, netns::Netns};
 
@@ -46,6 +46,8 @@ pub struct EbpfDataplane {
     zone_by_ifindex: HashMap<MapData, u32, u32>,
     host_addrs: HashMap<MapData, Ipv4Key, u32>,
     counters: PerCpuArray<MapData, u64>,
+    zone_by_mac: HashMap<MapData, u64, u32>,
+    guest_ports: HashMap<MapData, GuestKey, GuestPort>,
     /// Pinned maps this start replaced because their layout differed.
     pub replaced_maps: Vec<(String, String)>,
 }
@@ -72,6 +74,7 @@ impl EbpfDataplane {
         for name in [
             maps::PROG_GATEWAY_FROM_HOST,
             maps::PROG_GATEWAY_FROM_NETWORK,
+            maps::PROG_NETWORK_UPLINK,
         ] {
             program(&mut loaded, name)?
                 .load()
@@ -85,6 +88,8 @@ impl EbpfDataplane {
             zone_by_ifindex: take(&mut loaded, maps::ZONE_BY_IFINDEX)?,
             host_addrs: take(&mut loaded, maps::HOST_ADDRS)?,
             counters: take(&mut loaded, maps::COUNTERS)?,
+            zone_by_mac: take(&mut loaded, maps::ZONE_BY_MAC)?,
+            guest_ports: take(&mut loaded, maps::GUEST_PORTS)?,
             pins,
             loaded,
             replaced_maps,
@@ -135,12 +140,31 @@ impl EbpfDataplane {
         format!("gw-{gateway_port}")
     }
 
+    fn uplink_link_pin(network: &str) -> String {
+        format!("net-{network}-uplink")
+    }
+
     /// Every conntrack entry (a snapshot; the programs keep writing).
     fn conntrack_entries(&self) -> Vec<(CtKey, CtEntry)> {
         self.conntrack
             .iter()
             .filter_map(|entry| entry.ok())
             .collect()
+    }
+
+    /// Drops the uplink MAC registered for `zone` (a rebuilt uplink has a
+    /// new one).
+    fn forget_uplink_of_zone(&mut self, zone: u32) {
+        let stale: Vec<u64> = self
+            .zone_by_mac
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .filter(|(_, z)| *z == zone)
+            .map(|(mac, _)| mac)
+            .collect();
+        for mac in stale {
+            let _ = self.zone_by_mac.remove(&mac);
+        }
     }
 
     fn zero_counters(&mut self, zone: u32) {
@@ -176,6 +200,21 @@ fn ifindex_in(netns: &Netns, iface: &str) -> Result<u32> {
     netns
         .run_in(|| nix::net::if_::if_nametoindex(iface))?
         .with_context(|| format!("no interface {iface} in {}", netns.name()))
+}
+
+/// The MAC address of `iface` inside `netns`.
+fn mac_in(netns: &Netns, iface: &str) -> Result<[u8; 6]> {
+    netns
+        .run_in(|| {
+            nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
+                addrs.find_map(|ifa| {
+                    (ifa.interface_name == iface)
+                        .then(|| ifa.address?.as_link_addr()?.addr())
+                        .flatten()
+                })
+            })
+        })?
+        .with_context(|| format!("no MAC address for {iface} in {}", netns.name()))
 }
 
 fn forward_key(port: &PortMapping) -> ForwardKey {
@@ -287,12 +326,59 @@ impl Dataplane for EbpfDataplane {
             &net.gateway_port,
             maps::PROG_GATEWAY_FROM_NETWORK,
             &Self::gateway_link_pin(&net.gateway_port),
+        )?;
+        let netns = Netns::open_path(&net.name, &net.netns)?;
+        self.forget_uplink_of_zone(net.zone);
+        let uplink_mac = mac_in(&netns, crate::topology::names::NETWORK_UPLINK)?;
+        self.zone_by_mac
+            .insert(netd_common::zones::mac_key(uplink_mac), net.zone, 0)
+            .context("registering the network's uplink")?;
+        self.attach(
+            &netns,
+            crate::topology::names::NETWORK_UPLINK,
+            maps::PROG_NETWORK_UPLINK,
+            &Self::uplink_link_pin(&net.name),
         )
+    }
+
+    fn attach_guest(&mut self, guest: &GuestPlumbing) -> Result<()> {
+        let network_netns = Netns::open_path(&guest.network, &guest.network_netns)?;
+        let guest_netns = Netns::open_path(&guest.name, &guest.guest_netns)?;
+        let port = GuestPort {
+            port_ifindex: ifindex_in(&network_netns, &guest.port)?,
+            guest_mac: mac_in(&guest_netns, crate::topology::names::GUEST_ETH)?,
+            bridge_mac: mac_in(&network_netns, crate::topology::names::NETWORK_BRIDGE)?,
+        };
+        let key = GuestKey {
+            zone: guest.zone,
+            ip: guest.ip.octets(),
+        };
+        self.guest_ports
+            .insert(key, port, 0)
+            .with_context(|| format!("registering guest {}/{}", guest.network, guest.name))
+    }
+
+    fn detach_guest(&mut self, guest: &GuestPlumbing) {
+        let _ = self.guest_ports.remove(&GuestKey {
+            zone: guest.zone,
+            ip: guest.ip.octets(),
+        });
     }
 
     fn detach_network(&mut self, net: &NetworkPlumbing) {
         self.pins
             .remove_link(&Self::gateway_link_pin(&net.gateway_port));
+        self.pins.remove_link(&Self::uplink_link_pin(&net.name));
+        self.forget_uplink_of_zone(net.zone);
+        let guests: Vec<GuestKey> = self
+            .guest_ports
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter(|key| key.zone == net.zone)
+            .collect();
+        for key in guests {
+            let _ = self.guest_ports.remove(&key);
+        }
         if let Ok(old) = self.networks.get(&net.zone, 0) {
             let _ = self.zone_by_ifindex.remove(&old.gateway_port_ifindex);
         }

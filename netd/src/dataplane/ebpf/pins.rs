@@ -20,7 +20,7 @@ use netd_common::{
     filter::{FilterRule, Ipv4Key},
     maps,
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget},
-    zones::{GatewayInfo, NetworkInfo},
+    zones::{GatewayInfo, GuestKey, GuestPort, NetworkInfo},
 };
 use tracing::warn;
 
@@ -45,7 +45,13 @@ const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> 
 }
 
 /// Every map the dataplane pins, as the programs in `netd-ebpf` declare them.
-pub const MAP_SPECS: [MapSpec; 8] = [
+pub const MAP_SPECS: [MapSpec; 10] = [
+    spec::<u64, u32>(maps::ZONE_BY_MAC, MapType::Hash, maps::NETWORKS_MAX_ENTRIES),
+    spec::<GuestKey, GuestPort>(
+        maps::GUEST_PORTS,
+        MapType::Hash,
+        maps::GUEST_PORTS_MAX_ENTRIES,
+    ),
     spec::<u32, u64>(maps::COUNTERS, MapType::PerCpuArray, COUNTERS_MAX_ENTRIES),
     spec::<Ipv4Key, FilterRule>(
         maps::BLOCKED_DST,
@@ -207,7 +213,7 @@ mod tests {
 
     #[test]
     fn every_difference_is_named() {
-        let want = MAP_SPECS[2];
+        let want = MAP_SPECS[4];
         let found = MapSpec {
             map_type: MapType::Hash,
             value_size: want.value_size + 8,

@@ -1,0 +1,56 @@
+//! The network namespace's uplink program: packets the gateway sends to a
+//! guest go straight into the guest's veth (`bpf_redirect_peer` on its
+//! bridge port), past the namespace's routing and the bridge. What it cannot
+//! place (unknown guests, broadcast, ARP) takes the ordinary way.
+
+use aya_ebpf::{bindings::TC_ACT_OK, helpers::generated::bpf_redirect_peer, programs::TcContext};
+use netd_common::counters::Counter;
+
+use crate::{
+    counters::bump,
+    maps,
+    parse::{self, ETH_HDR_LEN, IP_CSUM_OFF, Parsed},
+};
+
+/// Offset of the IPv4 TTL (and, in the same 16-bit word, the protocol).
+const IP_TTL_OFF: usize = ETH_HDR_LEN + 8;
+
+pub fn from_gateway(ctx: &TcContext) -> i32 {
+    // The frame is addressed to this network's uplink: its MAC says which
+    // network this is (broadcasts and ARP find nothing and pass).
+    let Ok(dst_mac) = ctx.load::<[u8; 6]>(0) else {
+        return TC_ACT_OK;
+    };
+    let Some(zone) = maps::zone_of_mac(dst_mac) else {
+        return TC_ACT_OK;
+    };
+    let Parsed::Ipv4(ip) = parse::ipv4(ctx) else {
+        return TC_ACT_OK;
+    };
+    let Some(port) = maps::guest_port(zone, ip.dst) else {
+        return TC_ACT_OK;
+    };
+    // Routing would decrement the TTL; so does the shortcut.
+    let Ok([ttl, proto]) = ctx.load::<[u8; 2]>(IP_TTL_OFF) else {
+        return TC_ACT_OK;
+    };
+    if ttl <= 1 {
+        // The stack sends "time exceeded".
+        return TC_ACT_OK;
+    }
+    let old = u16::from_be_bytes([ttl, proto]);
+    let new = u16::from_be_bytes([ttl - 1, proto]);
+    if ctx
+        .l3_csum_replace(IP_CSUM_OFF, old.to_be() as u64, new.to_be() as u64, 2)
+        .is_err()
+        || ctx.store(IP_TTL_OFF, &(ttl - 1), 0).is_err()
+        || ctx.store(0, &port.guest_mac, 0).is_err()
+        || ctx.store(6, &port.bridge_mac, 0).is_err()
+    {
+        bump(zone, Counter::Malformed);
+        return TC_ACT_OK;
+    }
+    bump(zone, Counter::Delivered);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect_peer(port.port_ifindex, 0) as i32 }
+}
