@@ -107,10 +107,18 @@ impl Netlink {
             .with_context(|| format!("creating veth pair {name} <-> {peer}"))
     }
 
+    /// Creates a bridge with a fixed MAC address. A bridge without one takes
+    /// the lowest MAC of its ports and changes it when ports come and go,
+    /// which leaves guests' ARP caches pointing at a MAC the bridge no longer
+    /// answers to.
     pub async fn add_bridge(&self, name: &str) -> Result<()> {
         self.handle
             .link()
-            .add(LinkBridge::new(name).build())
+            .add(
+                LinkBridge::new(name)
+                    .address(random_local_mac().to_vec())
+                    .build(),
+            )
             .execute()
             .await
             .with_context(|| format!("creating bridge {name}"))
@@ -313,4 +321,22 @@ impl Netlink {
             Err(err) => Err(err).with_context(|| format!("deleting route to {destination}")),
         }
     }
+}
+
+/// A random unicast, locally administered MAC address (as veth and bridge
+/// devices get by default).
+fn random_local_mac() -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    // getrandom(2) never fails for 6 bytes once the pool is initialised;
+    // should it, a time-derived value is still unique enough here.
+    // SAFETY: writes at most `mac.len()` bytes into `mac`.
+    let got = unsafe { libc::getrandom(mac.as_mut_ptr().cast(), mac.len(), 0) };
+    if got != mac.len() as isize {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        mac.copy_from_slice(&nanos.to_le_bytes()[..6]);
+    }
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
 }

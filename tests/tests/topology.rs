@@ -842,3 +842,36 @@ fn exec_passes_exit_code_and_output_through() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("netd: "));
 }
+
+/// The bridge's MAC as `ip link` shows it inside the network namespace.
+fn bridge_mac(netd: &Netd, network: &str) -> String {
+    let ns = open(&network_ns(netd, network));
+    let out = run_ok({
+        let mut c = ns.command("ip");
+        c.args(["-o", "link", "show", "br0"]);
+        c
+    });
+    out.split("link/ether ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("br0 has a MAC")
+        .to_owned()
+}
+
+#[test]
+fn the_bridge_keeps_its_mac_while_guests_come_and_go() {
+    // A bridge without a MAC of its own takes its lowest port's, so adding or
+    // removing a guest could change the gateway MAC every guest has cached.
+    let sandbox = Sandbox::new();
+    let netd = Netd::start(&sandbox);
+    netd.ok(&["network", "create", "web"]);
+    let before = bridge_mac(&netd, "web");
+    for i in 0..12 {
+        netd.ok(&["guest", "add", "web", &format!("g{i}")]);
+    }
+    for i in 0..6 {
+        netd.ok(&["guest", "rm", "web", &format!("g{i}")]);
+    }
+    assert_eq!(bridge_mac(&netd, "web"), before);
+    assert_exec_ping(&netd, "web", "g7", DEFAULT_BRIDGE);
+}

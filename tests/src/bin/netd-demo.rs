@@ -184,7 +184,10 @@ fn nat_and_ports(sb: &Sandbox, netd: &mut Netd) {
     for net in ["blue", "green"] {
         let web = guest_ns(net, "web");
         let twin = SocketAddrV4::new(Ipv4Addr::new(172, 18, 0, 1), 40000);
-        let mut stream = tcp_connect(&web, echo, Some(twin)).expect("TCP through NAT");
+        let mut stream = tcp_connect(&web, echo, Some(twin)).unwrap_or_else(|err| {
+            println!("{}", netd.ok(&["status"]));
+            panic!("{net}/web: TCP through NAT: {err}")
+        });
         println!(
             "{net}/web from {twin} (the same address and port in both networks) -> {echo}: {}",
             tcp_ask(&mut stream, "hello")
