@@ -3,6 +3,7 @@
 pub mod netd;
 pub mod sandbox;
 pub mod sockets;
+pub mod status;
 pub mod traffic;
 
 pub use sandbox::Sandbox;

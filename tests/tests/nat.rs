@@ -14,6 +14,7 @@ use netd_tests::{
     sockets::{
         serve_tcp_echo, serve_udp_echo, tcp_ask, tcp_connect, tcp_listener, udp_ask, udp_socket,
     },
+    status::counter,
     traffic::{ping, run_ok},
 };
 
@@ -41,18 +42,6 @@ fn peer_ip(answer: &str) -> Ipv4Addr {
 fn peer_port(answer: &str) -> u16 {
     let peer = answer.split_whitespace().next().expect("an answer");
     peer.parse::<SocketAddrV4>().expect("a peer address").port()
-}
-
-fn counter(status: &serde_json::Value, zone: &str, name: &str) -> u64 {
-    status["figures"]["counters"]
-        .as_array()
-        .expect("counters")
-        .iter()
-        .filter(|z| z["zone"] == zone)
-        .flat_map(|z| z["counters"].as_array().cloned().unwrap_or_default())
-        .find(|pair| pair[0] == name)
-        .and_then(|pair| pair[1].as_u64())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -24,6 +24,7 @@ use netd_tests::{
     netd::Netd,
     sandbox::{HOST_UPLINK, INTERNET_SERVER},
     sockets::{serve_tcp_echo, tcp_ask, tcp_connect, tcp_listener},
+    status::{drift, status},
     traffic::{ping, run_ok},
 };
 use serde_json::Value;
@@ -112,29 +113,6 @@ fn assert_internet_works(guest: &Netns, port: u16, when: &str) {
         answer.starts_with(&format!("{HOST_UPLINK}:")) && answer.ends_with(" hello"),
         "{when}: the server should see the host's address {HOST_UPLINK}: {answer:?}"
     );
-}
-
-/// `netd status --json`: exit code and parsed output.
-fn status(netd: &Netd) -> (i32, Value) {
-    let out = netd.cli(&["status", "--json"]);
-    let code = out.status.code().expect("status exited normally");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "status --json: {e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (code, json)
-}
-
-fn drift(status: &Value) -> Vec<String> {
-    status["drift"]
-        .as_array()
-        .expect("drift list")
-        .iter()
-        .map(|d| d.as_str().expect("drift line").to_string())
-        .collect()
 }
 
 /// `figures.nat.<what>` of `netd status --json`.

@@ -16,6 +16,7 @@ use netd_tests::{
     Sandbox,
     netd::Netd,
     sandbox::block_on,
+    status::{drift, status},
     traffic::{reachable, run_ok},
 };
 use serde_json::Value;
@@ -110,29 +111,6 @@ fn link_names(ns: &Netns) -> Vec<String> {
             .map(|l| l.name)
             .collect()
     })
-}
-
-/// `netd status --json`: exit code and parsed output.
-fn status(netd: &Netd) -> (i32, Value) {
-    let out = netd.cli(&["status", "--json"]);
-    let code = out.status.code().expect("status exited normally");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "status --json: {e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (code, json)
-}
-
-fn drift(status: &Value) -> Vec<String> {
-    status["drift"]
-        .as_array()
-        .expect("drift list")
-        .iter()
-        .map(|d| d.as_str().expect("drift line").to_string())
-        .collect()
 }
 
 /// Asserts `netd status` sees no drift and exits 0 (the human form too).
