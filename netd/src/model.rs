@@ -70,6 +70,15 @@ impl Network {
         ipam::bridge_ip(self.subnet)
     }
 
+    /// The lowest partition slot no guest holds (there are at most 253
+    /// guests and 256 slots, so one is always free).
+    pub fn free_slot(&self) -> u8 {
+        let used: BTreeSet<u8> = self.guests.values().map(|guest| guest.slot).collect();
+        (0..=u8::MAX)
+            .find(|slot| !used.contains(slot))
+            .expect("at most 253 guests hold the 256 slots")
+    }
+
     /// The guests' addresses, as `ipam::allocate_guest_ip` wants them.
     pub fn used_ips(&self) -> BTreeSet<Ipv4Addr> {
         self.guests.values().map(|guest| guest.ip).collect()
@@ -100,6 +109,10 @@ pub struct Guest {
     /// guest withdraws them. Absent from state files older than forwarding.
     #[serde(default)]
     pub ports: Vec<PortForward>,
+    /// The guest's index in its network's partition matrix (0-255), fixed for
+    /// its life so that a new policy never has to renumber anyone.
+    #[serde(default)]
+    pub slot: u8,
 }
 
 /// Whose namespace the guest lives in: it decides whether removing the guest
@@ -177,6 +190,7 @@ mod tests {
                 "8080:80".parse().unwrap(),
                 "10.0.0.5:5000-5002:6000-6002/udp".parse().unwrap(),
             ],
+            slot: 0,
         };
         let external = Guest {
             name: "db".to_owned(),
@@ -186,6 +200,7 @@ mod tests {
             },
             created_at: 1_700_000_100,
             ports: Vec::new(),
+            slot: 1,
         };
         let web = Network {
             name: "web".to_owned(),

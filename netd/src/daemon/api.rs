@@ -213,6 +213,7 @@ mod tests {
             netns: GuestNetns::Owned,
             created_at: 0,
             ports: Vec::new(),
+            slot: 0,
         };
         let web = Network {
             name: "web".to_owned(),

@@ -217,6 +217,7 @@ mod tests {
             netns: GuestNetns::Owned,
             created_at: 0,
             ports: Vec::new(),
+            slot: 0,
         };
         let network = |name: &str, slot: u16, guests: Vec<Guest>| Network {
             name: name.to_owned(),

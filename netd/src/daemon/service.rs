@@ -314,6 +314,7 @@ impl Service {
             netns,
             created_at: now(),
             ports: Vec::new(),
+            slot: net.free_slot(),
         };
         let taken: BTreeSet<String> = bridge_ports(&net).into_values().collect();
         let port = ifname::bridge_port(&guest.name, &taken);

@@ -8,7 +8,7 @@
 
 pub mod ebpf;
 
-use std::{fmt, net::Ipv4Addr, path::PathBuf};
+use std::{collections::BTreeSet, fmt, net::Ipv4Addr, path::PathBuf};
 
 use anyhow::Result;
 use ipnetwork::Ipv4Network;
@@ -103,12 +103,32 @@ pub struct GuestPlumbing {
     pub name: String,
     pub zone: u32,
     pub ip: Ipv4Addr,
+    /// The guest's index in its network's partition matrix.
+    pub slot: u8,
     /// The network namespace, where the bridge and `port` live.
     pub network_netns: PathBuf,
     /// The guest's bridge port (the network's end of its veth).
     pub port: String,
     /// The guest's namespace, where its `eth0` lives.
     pub guest_netns: PathBuf,
+}
+
+/// A network's partition as a dataplane enforces it, in guest slots
+/// (`Guest::slot`). The default (nothing cut) is a full mesh.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRules {
+    /// Directed pairs (from slot, to slot) whose packets are cut.
+    pub cut: BTreeSet<(u8, u8)>,
+    /// Guests cut from everything outside their network, both ways.
+    pub outside_cut: BTreeSet<u8>,
+    /// The share of affected packets dropped, 1-100 (100: all of them).
+    pub loss_percent: u8,
+}
+
+impl PartitionRules {
+    pub fn is_full_mesh(&self) -> bool {
+        self.cut.is_empty() && self.outside_cut.is_empty()
+    }
 }
 
 /// Connection tracking and NAT figures for `netd status`.
@@ -160,6 +180,9 @@ pub trait Dataplane: Send + Sync {
     fn attach_guest(&mut self, guest: &GuestPlumbing) -> Result<()>;
     /// Forgets a guest.
     fn detach_guest(&mut self, guest: &GuestPlumbing);
+    /// Puts a network's partition in force, replacing the previous one in
+    /// one step: no packet sees half of each. Empty rules heal.
+    fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()>;
     /// Publishes ports: all of them, or none on error.
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()>;
     /// Withdraws ports; ports not published are ignored.
@@ -202,6 +225,9 @@ pub mod testing {
             Ok(())
         }
         fn detach_guest(&mut self, _: &GuestPlumbing) {}
+        fn apply_partition(&mut self, _: u32, _: &PartitionRules) -> Result<()> {
+            Ok(())
+        }
         fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
             self.published.extend(ports.iter().copied());
             Ok(())

@@ -81,6 +81,7 @@ impl Topology {
             name: guest.name.clone(),
             zone: net.zone(),
             ip: guest.ip,
+            slot: guest.slot,
             network_netns: Path::new(crate::netns::NETNS_RUN_DIR)
                 .join(self.names.network_ns(&net.name)),
             port: port.to_owned(),

@@ -395,6 +395,10 @@ impl Dataplane for EbpfDataplane {
         self.zero_counters(net.zone);
     }
 
+    fn apply_partition(&mut self, _zone: u32, _rules: &super::PartitionRules) -> Result<()> {
+        bail!("partitions are not enforced by the eBPF dataplane yet")
+    }
+
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
         for (done, port) in ports.iter().enumerate() {
             if let Err(err) = self
