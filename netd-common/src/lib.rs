@@ -10,4 +10,5 @@ pub mod csum;
 pub mod filter;
 pub mod maps;
 pub mod nat;
+pub mod partition;
 pub mod zones;

@@ -44,8 +44,17 @@ pub const ZONE_BY_MAC: &str = "NETD_ZONE_MAC";
 pub const GUEST_PORTS: &str = "NETD_GUEST_PORTS";
 pub const GUEST_PORTS_MAX_ENTRIES: u32 = 65_536;
 
+/// Hash from a guest's MAC to its identity ([`crate::zones::GuestIdentity`]).
+pub const GUEST_BY_MAC: &str = "NETD_GUEST_MAC";
+
+/// Hash of partition policies by zone ([`crate::partition::PartitionPolicy`]),
+/// allocated on update (no preallocation: most networks have none).
+pub const PARTITIONS: &str = "NETD_PARTITIONS";
+
 /// Every map the dataplane pins, in the order user space checks them.
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 12] = [
+    GUEST_BY_MAC,
+    PARTITIONS,
     ZONE_BY_MAC,
     GUEST_PORTS,
     COUNTERS,
@@ -69,6 +78,10 @@ pub const PROG_GATEWAY_FROM_NETWORK: &str = "netd_gw_net";
 /// On each network's uplink, ingress: packets from the gateway to a guest go
 /// straight to the guest's veth.
 pub const PROG_NETWORK_UPLINK: &str = "netd_net_uplink";
+
+/// On each guest's bridge port, ingress: only the guest's own MAC and IP,
+/// and the network's partition policy.
+pub const PROG_GUEST_PORT: &str = "netd_guest_port";
 
 /// Bumped whenever a map layout changes, so pins of an older layout live in
 /// another directory and are never reused by mistake.

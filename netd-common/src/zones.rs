@@ -51,6 +51,23 @@ pub struct GuestPort {
     pub guest_mac: [u8; 6],
     /// The bridge's MAC: the frame's new source, as if the bridge had routed it.
     pub bridge_mac: [u8; 6],
+    /// The guest's slot in the network's partition matrix.
+    pub slot: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A guest as its own bridge port's program checks it: the only source MAC
+/// and IP that port accepts. Keyed by the guest's MAC ([`mac_key`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GuestIdentity {
+    pub zone: u32,
+    pub ip: [u8; 4],
+    /// Ifindex of the guest's bridge port (in the network namespace): the
+    /// MAC is accepted on this port only.
+    pub port_ifindex: u32,
+    pub slot: u8,
+    pub _pad: [u8; 3],
 }
 
 /// A guest by network zone and address.
@@ -67,6 +84,8 @@ mod guest_pod {
     unsafe impl aya::Pod for super::GuestPort {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::GuestKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::GuestIdentity {}
 }
 
 /// The key of a MAC address in a u64 map: its six bytes, then two zeros.

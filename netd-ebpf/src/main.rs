@@ -8,11 +8,13 @@ mod counters;
 mod filter;
 mod forward;
 mod gateway;
+mod guest_port;
 mod icmp_error;
 mod maps;
 mod nat;
 mod network;
 mod parse;
+mod partition;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 
@@ -40,6 +42,13 @@ pub fn netd_gw_net(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_net_uplink(ctx: TcContext) -> i32 {
     network::from_gateway(&ctx)
+}
+
+/// Each guest's bridge port, ingress: only the guest's own MAC and IP, and
+/// the network's partition.
+#[classifier]
+pub fn netd_guest_port(ctx: TcContext) -> i32 {
+    guest_port::from_guest(&ctx)
 }
 
 // The verifier rejects programs that could panic, so this is never reached.

@@ -12,7 +12,8 @@ use netd_common::{
         HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES,
     },
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget},
-    zones::{GatewayInfo, GuestKey, GuestPort, NetworkInfo},
+    partition::PartitionPolicy,
+    zones::{GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo},
 };
 
 #[map(name = "NETD_CONNTRACK")]
@@ -41,6 +42,32 @@ pub static ZONE_BY_MAC: HashMap<u64, u32> = HashMap::with_max_entries(NETWORKS_M
 #[map(name = "NETD_GUEST_PORTS")]
 pub static GUEST_PORTS: HashMap<GuestKey, GuestPort> =
     HashMap::with_max_entries(GUEST_PORTS_MAX_ENTRIES, 0);
+
+#[map(name = "NETD_GUEST_MAC")]
+pub static GUEST_BY_MAC: HashMap<u64, GuestIdentity> =
+    HashMap::with_max_entries(GUEST_PORTS_MAX_ENTRIES, 0);
+
+/// No preallocation: a policy is 8 KiB and most networks have none.
+#[map(name = "NETD_PARTITIONS")]
+pub static PARTITIONS: HashMap<u32, PartitionPolicy> =
+    HashMap::with_max_entries(netd_common::counters::COUNTED_ZONES, BPF_F_NO_PREALLOC);
+
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+#[inline(always)]
+pub fn guest_by_mac(mac: [u8; 6]) -> Option<GuestIdentity> {
+    // SAFETY: copied out at once.
+    unsafe { GUEST_BY_MAC.get(netd_common::zones::mac_key(mac)) }.copied()
+}
+
+/// The network's policy, read in place (8 KiB is too big to copy to the
+/// stack). A policy is replaced whole, never edited, so the reference sees
+/// one policy or the other.
+#[inline(always)]
+pub fn partition(zone: u32) -> Option<&'static PartitionPolicy> {
+    // SAFETY: hash map values stay valid for the program's run (RCU).
+    unsafe { PARTITIONS.get(zone) }
+}
 
 #[inline(always)]
 pub fn zone_of_mac(mac: [u8; 6]) -> Option<u32> {

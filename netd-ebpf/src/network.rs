@@ -3,13 +3,18 @@
 //! bridge port), past the namespace's routing and the bridge. What it cannot
 //! place (unknown guests, broadcast, ARP) takes the ordinary way.
 
-use aya_ebpf::{bindings::TC_ACT_OK, helpers::generated::bpf_redirect_peer, programs::TcContext};
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::generated::bpf_redirect_peer,
+    programs::TcContext,
+};
 use netd_common::counters::Counter;
 
 use crate::{
     counters::bump,
     maps,
     parse::{self, ETH_HDR_LEN, IP_CSUM_OFF, Parsed},
+    partition::{self, Peer},
 };
 
 /// Offset of the IPv4 TTL (and, in the same 16-bit word, the protocol).
@@ -30,6 +35,13 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
     let Some(port) = maps::guest_port(zone, ip.dst) else {
         return TC_ACT_OK;
     };
+    // Everything through the uplink comes from outside the network.
+    if let Some(policy) = maps::partition(zone)
+        && partition::drops(policy, port.slot, Peer::Outside, false)
+    {
+        bump(zone, Counter::DroppedPartition);
+        return TC_ACT_SHOT;
+    }
     // Routing would decrement the TTL; so does the shortcut.
     let Ok([ttl, proto]) = ctx.load::<[u8; 2]>(IP_TTL_OFF) else {
         return TC_ACT_OK;

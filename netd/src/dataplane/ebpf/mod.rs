@@ -22,7 +22,8 @@ use netd_common::{
     filter::Ipv4Key,
     maps,
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, kind},
-    zones::{GatewayInfo, GuestKey, GuestPort, NetworkInfo, network_flags},
+    partition::PartitionPolicy,
+    zones::{GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo, mac_key, network_flags},
 };
 use tracing::{debug, info, warn};
 
@@ -48,6 +49,8 @@ pub struct EbpfDataplane {
     counters: PerCpuArray<MapData, u64>,
     zone_by_mac: HashMap<MapData, u64, u32>,
     guest_ports: HashMap<MapData, GuestKey, GuestPort>,
+    guest_by_mac: HashMap<MapData, u64, GuestIdentity>,
+    partitions: HashMap<MapData, u32, PartitionPolicy>,
     /// Pinned maps this start replaced because their layout differed.
     pub replaced_maps: Vec<(String, String)>,
 }
@@ -75,6 +78,7 @@ impl EbpfDataplane {
             maps::PROG_GATEWAY_FROM_HOST,
             maps::PROG_GATEWAY_FROM_NETWORK,
             maps::PROG_NETWORK_UPLINK,
+            maps::PROG_GUEST_PORT,
         ] {
             program(&mut loaded, name)?
                 .load()
@@ -90,6 +94,8 @@ impl EbpfDataplane {
             counters: take(&mut loaded, maps::COUNTERS)?,
             zone_by_mac: take(&mut loaded, maps::ZONE_BY_MAC)?,
             guest_ports: take(&mut loaded, maps::GUEST_PORTS)?,
+            guest_by_mac: take(&mut loaded, maps::GUEST_BY_MAC)?,
+            partitions: take(&mut loaded, maps::PARTITIONS)?,
             pins,
             loaded,
             replaced_maps,
@@ -142,6 +148,16 @@ impl EbpfDataplane {
 
     fn uplink_link_pin(network: &str) -> String {
         format!("net-{network}-uplink")
+    }
+
+    /// bpffs refuses '.' in names, and network names may hold '-', so '@'
+    /// separates: no name holds one.
+    fn guest_port_pins(network: &str) -> String {
+        format!("port@{network}@")
+    }
+
+    fn guest_port_pin(network: &str, guest: &str) -> String {
+        format!("{}{guest}", Self::guest_port_pins(network))
     }
 
     /// Every conntrack entry (a snapshot; the programs keep writing).
@@ -200,6 +216,19 @@ fn ifindex_in(netns: &Netns, iface: &str) -> Result<u32> {
     netns
         .run_in(|| nix::net::if_::if_nametoindex(iface))?
         .with_context(|| format!("no interface {iface} in {}", netns.name()))
+}
+
+/// The map value of a partition: the rules as a bit matrix over slots.
+pub fn policy_of(rules: &super::PartitionRules) -> PartitionPolicy {
+    let mut policy = PartitionPolicy::open();
+    policy.set_loss_percent(rules.loss_percent.clamp(1, 100));
+    for &(from, to) in &rules.cut {
+        policy.set_cut(from, to);
+    }
+    for &slot in &rules.outside_cut {
+        policy.set_outside(slot);
+    }
+    policy
 }
 
 /// The MAC address of `iface` inside `netns`.
@@ -344,31 +373,82 @@ impl Dataplane for EbpfDataplane {
     fn attach_guest(&mut self, guest: &GuestPlumbing) -> Result<()> {
         let network_netns = Netns::open_path(&guest.network, &guest.network_netns)?;
         let guest_netns = Netns::open_path(&guest.name, &guest.guest_netns)?;
+        let port_ifindex = ifindex_in(&network_netns, &guest.port)?;
+        let guest_mac = mac_in(&guest_netns, crate::topology::names::GUEST_ETH)?;
         let port = GuestPort {
-            port_ifindex: ifindex_in(&network_netns, &guest.port)?,
-            guest_mac: mac_in(&guest_netns, crate::topology::names::GUEST_ETH)?,
+            port_ifindex,
+            guest_mac,
             bridge_mac: mac_in(&network_netns, crate::topology::names::NETWORK_BRIDGE)?,
+            slot: guest.slot,
+            _pad: [0; 3],
         };
         let key = GuestKey {
             zone: guest.zone,
             ip: guest.ip.octets(),
         };
-        self.guest_ports
-            .insert(key, port, 0)
-            .with_context(|| format!("registering guest {}/{}", guest.network, guest.name))
+        let identity = GuestIdentity {
+            zone: guest.zone,
+            ip: guest.ip.octets(),
+            port_ifindex,
+            slot: guest.slot,
+            _pad: [0; 3],
+        };
+        // Identity first: the port program drops what it cannot place.
+        self.guest_by_mac
+            .insert(mac_key(guest_mac), identity, 0)
+            .and_then(|()| self.guest_ports.insert(key, port, 0))
+            .with_context(|| format!("registering guest {}/{}", guest.network, guest.name))?;
+        self.attach(
+            &network_netns,
+            &guest.port,
+            maps::PROG_GUEST_PORT,
+            &Self::guest_port_pin(&guest.network, &guest.name),
+        )
     }
 
     fn detach_guest(&mut self, guest: &GuestPlumbing) {
-        let _ = self.guest_ports.remove(&GuestKey {
+        self.pins
+            .remove_link(&Self::guest_port_pin(&guest.network, &guest.name));
+        let key = GuestKey {
             zone: guest.zone,
             ip: guest.ip.octets(),
-        });
+        };
+        if let Ok(port) = self.guest_ports.get(&key, 0) {
+            let _ = self.guest_by_mac.remove(&mac_key(port.guest_mac));
+        }
+        let _ = self.guest_ports.remove(&key);
+    }
+
+    fn apply_partition(&mut self, zone: u32, rules: &super::PartitionRules) -> Result<()> {
+        if rules.is_full_mesh() {
+            return match self.partitions.remove(&zone) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(err) => Err(err).context("healing the partition"),
+            };
+        }
+        // One update replaces the whole policy: every guest switches at once.
+        self.partitions
+            .insert(zone, policy_of(rules), 0)
+            .context("putting the partition in force")
     }
 
     fn detach_network(&mut self, net: &NetworkPlumbing) {
         self.pins
             .remove_link(&Self::gateway_link_pin(&net.gateway_port));
         self.pins.remove_link(&Self::uplink_link_pin(&net.name));
+        self.pins
+            .remove_links_with_prefix(&Self::guest_port_pins(&net.name));
+        let _ = self.partitions.remove(&net.zone);
+        let identities: Vec<u64> = self
+            .guest_by_mac
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .filter(|(_, identity)| identity.zone == net.zone)
+            .map(|(mac, _)| mac)
+            .collect();
+        for mac in identities {
+            let _ = self.guest_by_mac.remove(&mac);
+        }
         self.forget_uplink_of_zone(net.zone);
         let guests: Vec<GuestKey> = self
             .guest_ports
@@ -393,10 +473,6 @@ impl Dataplane for EbpfDataplane {
             let _ = self.conntrack.remove(&key);
         }
         self.zero_counters(net.zone);
-    }
-
-    fn apply_partition(&mut self, _zone: u32, _rules: &super::PartitionRules) -> Result<()> {
-        bail!("partitions are not enforced by the eBPF dataplane yet")
     }
 
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {

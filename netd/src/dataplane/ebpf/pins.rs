@@ -20,7 +20,8 @@ use netd_common::{
     filter::{FilterRule, Ipv4Key},
     maps,
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget},
-    zones::{GatewayInfo, GuestKey, GuestPort, NetworkInfo},
+    partition::PartitionPolicy,
+    zones::{GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo},
 };
 use tracing::warn;
 
@@ -45,7 +46,17 @@ const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> 
 }
 
 /// Every map the dataplane pins, as the programs in `netd-ebpf` declare them.
-pub const MAP_SPECS: [MapSpec; 10] = [
+pub const MAP_SPECS: [MapSpec; 12] = [
+    spec::<u64, GuestIdentity>(
+        maps::GUEST_BY_MAC,
+        MapType::Hash,
+        maps::GUEST_PORTS_MAX_ENTRIES,
+    ),
+    spec::<u32, PartitionPolicy>(
+        maps::PARTITIONS,
+        MapType::Hash,
+        netd_common::counters::COUNTED_ZONES,
+    ),
     spec::<u64, u32>(maps::ZONE_BY_MAC, MapType::Hash, maps::NETWORKS_MAX_ENTRIES),
     spec::<GuestKey, GuestPort>(
         maps::GUEST_PORTS,
@@ -185,6 +196,18 @@ impl PinDir {
         }
     }
 
+    /// Removes every link pin whose name starts with `prefix`.
+    pub fn remove_links_with_prefix(&self, prefix: &str) {
+        let Ok(entries) = fs::read_dir(self.root.join("links")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(prefix) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Removes every pin: the programs detach and the maps go once no
     /// program holds them.
     pub fn remove_all(&self) {
@@ -213,7 +236,7 @@ mod tests {
 
     #[test]
     fn every_difference_is_named() {
-        let want = MAP_SPECS[4];
+        let want = MAP_SPECS[6];
         let found = MapSpec {
             map_type: MapType::Hash,
             value_size: want.value_size + 8,
