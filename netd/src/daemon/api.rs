@@ -223,6 +223,7 @@ mod tests {
             guests: BTreeMap::from([("web1".to_owned(), web1)]),
             guest_cursor: None,
             created_at: 0,
+            partition: None,
         };
         let state = Desired {
             networks: BTreeMap::from([("web".to_owned(), web)]),

@@ -206,6 +206,7 @@ impl Service {
             guests: BTreeMap::new(),
             guest_cursor: None,
             created_at: now(),
+            partition: None,
         };
 
         if let Err(err) = self.ensure_gateway().await {
