@@ -29,6 +29,10 @@ impl Client {
         self.call("POST", path, Some(serde_json::to_vec(body)?))
     }
 
+    pub fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.call("PUT", path, Some(serde_json::to_vec(body)?))
+    }
+
     /// A POST without a body, for actions that take no parameters.
     pub fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call("POST", path, None)

@@ -3,8 +3,8 @@
 //!
 //! Side effects live in thin modules (`netns`, `netlink`, `bpffs`, `ebpf`);
 //! decisions live in pure ones (`model`, `ipam`, `ifname`, `config`,
-//! `ports`), unit-tested without root. `hostnat` holds both halves: pure nft
-//! script rendering and the thin `HostNat` that runs `nft`.
+//! `ports`, `partition`), unit-tested without root. `hostnat` holds both
+//! halves: pure nft script rendering and the thin `HostNat` that runs `nft`.
 
 pub mod bpffs;
 pub mod client;
@@ -18,6 +18,7 @@ pub mod ipam;
 pub mod model;
 pub mod netlink;
 pub mod netns;
+pub mod partition;
 pub mod ports;
 pub mod store;
 pub mod topology;

@@ -13,7 +13,7 @@ use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::{ipam, ports::PortForward};
+use crate::{ipam, partition::PartitionState, ports::PortForward};
 
 /// The subnet of a network made without `--subnet`. Not routable, so every
 /// such network may use it: each lives in its own namespace.
@@ -61,6 +61,10 @@ pub struct Network {
     pub guest_cursor: Option<Ipv4Addr>,
     /// Unix seconds.
     pub created_at: u64,
+    /// The partition in force; None: a full mesh (nothing cut). Absent from
+    /// state files older than partitions.
+    #[serde(default)]
+    pub partition: Option<PartitionState>,
 }
 
 impl Network {
@@ -77,6 +81,15 @@ impl Network {
         (0..=u8::MAX)
             .find(|slot| !used.contains(slot))
             .expect("at most 253 guests hold the 256 slots")
+    }
+
+    /// Each guest's partition slot, by name, as `partition::compile` wants
+    /// them.
+    pub fn slots(&self) -> BTreeMap<String, u8> {
+        self.guests
+            .values()
+            .map(|guest| (guest.name.clone(), guest.slot))
+            .collect()
     }
 
     /// The guests' addresses, as `ipam::allocate_guest_ip` wants them.
@@ -213,6 +226,7 @@ mod tests {
             ]),
             guest_cursor: Some(Ipv4Addr::new(172, 18, 0, 7)),
             created_at: 1_699_999_999,
+            partition: None,
         };
         let routed = Network {
             name: "routed".to_owned(),
@@ -222,6 +236,13 @@ mod tests {
             guests: BTreeMap::new(),
             guest_cursor: None,
             created_at: 1_700_000_200,
+            partition: Some(PartitionState {
+                partition: crate::partition::Partition::new(crate::partition::Verb::FullMesh),
+                rules: Default::default(),
+                set_at: 1_700_000_300,
+                expires_at: None,
+                set_by: "host".to_owned(),
+            }),
         };
         State {
             networks: BTreeMap::from([(web.name.clone(), web), (routed.name.clone(), routed)]),
@@ -282,6 +303,25 @@ mod tests {
         );
         assert_eq!(ports[1]["host_ip"], "10.0.0.5");
         assert_eq!(ports[1]["proto"], "udp");
+    }
+
+    #[test]
+    fn networks_without_a_partition_read_as_full_meshes() {
+        let network: Network = serde_json::from_str(
+            r#"{"name":"web","subnet":"172.18.0.0/24","routable":false,"uplink_slot":0,
+                "guests":{},"created_at":1}"#,
+        )
+        .unwrap();
+        assert_eq!(network.partition, None);
+    }
+
+    #[test]
+    fn slots_are_listed_by_guest_name() {
+        let state = sample_state();
+        assert_eq!(
+            state.networks["web"].slots(),
+            BTreeMap::from([("db".to_owned(), 1), ("web1".to_owned(), 0)])
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod daemon;
 mod exec;
 mod guest;
 mod network;
+mod partition;
 mod port;
 mod status;
 
@@ -40,6 +41,8 @@ enum Command {
     /// Publish guest ports on the gateway and host addresses.
     #[command(subcommand)]
     Port(port::Command),
+    /// Split a network's guests apart on purpose, show it, verify it.
+    Partition(partition::Args),
     /// Run a command in a guest's network namespace.
     Exec(exec::Args),
     /// The live kernel state of everything this daemon owns, and any drift.
@@ -62,6 +65,7 @@ pub fn main() -> i32 {
         Command::Network(cmd) => network::run(&client, cmd),
         Command::Guest(cmd) => guest::run(&client, cmd),
         Command::Port(cmd) => port::run(&client, cmd),
+        Command::Partition(args) => partition::run(&client, args),
         Command::Exec(args) => exec::run(&client, args),
         Command::Status(args) => status::run(&client, args),
         Command::Cleanup => cleanup::run(&client),

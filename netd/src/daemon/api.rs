@@ -1,13 +1,18 @@
 //! The HTTP/JSON API on the daemon's unix socket. Requests are handled one
 //! at a time (one lock around the service), so every change is applied and
 //! persisted whole before the next one starts.
+//!
+//! Every request's caller is identified first (`caller`): a guest may use
+//! the partition routes for its own network, and nothing else. Serve the
+//! router with `into_make_service_with_connect_info::<caller::PeerCred>()`.
 
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{Path, State},
     http::StatusCode,
+    middleware,
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
@@ -15,8 +20,11 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use super::{
+    caller::{self, Caller},
     error::ServiceError,
-    requests::{AddGuest, AddPort, CreateNetwork, PortView},
+    requests::{
+        AddGuest, AddPort, CreateNetwork, PartitionRequest, PartitionView, PortView, VerifyReport,
+    },
     service::Service,
     status,
 };
@@ -24,6 +32,37 @@ use super::{
 pub type Shared = Arc<Mutex<Service>>;
 
 pub fn router(service: Shared) -> Router {
+    host_routes()
+        .route_layer(middleware::from_fn(caller::host_only))
+        .merge(partition_routes())
+        .layer(middleware::from_fn_with_state(
+            service.clone(),
+            caller::identify_caller,
+        ))
+        .with_state(service)
+}
+
+/// What a guest may call: its own network's partition, by name or (the
+/// guest-relative `/v1/partition`) without one.
+fn partition_routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/v1/networks/{network}/partition",
+            get(show_partition).put(set_partition),
+        )
+        .route(
+            "/v1/networks/{network}/partition/verify",
+            post(verify_partition),
+        )
+        .route(
+            "/v1/partition",
+            get(show_own_partition).put(set_own_partition),
+        )
+        .route("/v1/partition/verify", post(verify_own_partition))
+}
+
+/// Everything else: the host's alone.
+fn host_routes() -> Router<Shared> {
     Router::new()
         .route("/v1/networks", get(list_networks).post(create_network))
         .route(
@@ -52,7 +91,6 @@ pub fn router(service: Shared) -> Router {
         )
         .route("/v1/status", get(status))
         .route("/v1/cleanup", post(cleanup))
-        .with_state(service)
 }
 
 impl IntoResponse for ServiceError {
@@ -191,6 +229,77 @@ async fn cleanup(State(svc): State<Shared>) -> ApiResult<super::requests::Cleanu
     ok(svc.lock().await.cleanup().await?)
 }
 
+async fn show_partition(
+    State(svc): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(network): Path<String>,
+) -> ApiResult<PartitionView> {
+    show(svc, caller, Some(network)).await
+}
+
+async fn show_own_partition(
+    State(svc): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<PartitionView> {
+    show(svc, caller, None).await
+}
+
+async fn show(svc: Shared, caller: Caller, network: Option<String>) -> ApiResult<PartitionView> {
+    let network = caller.partition_network(network.as_deref())?;
+    ok(svc.lock().await.show_partition(&network)?)
+}
+
+async fn set_partition(
+    State(svc): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(network): Path<String>,
+    Json(request): Json<PartitionRequest>,
+) -> ApiResult<PartitionView> {
+    set(svc, caller, Some(network), request).await
+}
+
+async fn set_own_partition(
+    State(svc): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Json(request): Json<PartitionRequest>,
+) -> ApiResult<PartitionView> {
+    set(svc, caller, None, request).await
+}
+
+async fn set(
+    svc: Shared,
+    caller: Caller,
+    network: Option<String>,
+    request: PartitionRequest,
+) -> ApiResult<PartitionView> {
+    let network = caller.partition_network(network.as_deref())?;
+    ok(svc
+        .lock()
+        .await
+        .set_partition(&network, request, caller)
+        .await?)
+}
+
+async fn verify_partition(
+    State(svc): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(network): Path<String>,
+) -> ApiResult<VerifyReport> {
+    verify(svc, caller, Some(network)).await
+}
+
+async fn verify_own_partition(
+    State(svc): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<VerifyReport> {
+    verify(svc, caller, None).await
+}
+
+async fn verify(svc: Shared, caller: Caller, network: Option<String>) -> ApiResult<VerifyReport> {
+    let network = caller.partition_network(network.as_deref())?;
+    ok(svc.lock().await.verify_partition(&network).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use std::{collections::BTreeMap, net::Ipv4Addr};
@@ -223,6 +332,7 @@ mod tests {
             guests: BTreeMap::from([("web1".to_owned(), web1)]),
             guest_cursor: None,
             created_at: 0,
+            partition: None,
         };
         let state = Desired {
             networks: BTreeMap::from([("web".to_owned(), web)]),
@@ -244,7 +354,8 @@ mod tests {
         let listener = runtime
             .block_on(async { tokio::net::UnixListener::bind(&socket) })
             .unwrap();
-        let app = router(Arc::new(Mutex::new(service)));
+        let app = router(Arc::new(Mutex::new(service)))
+            .into_make_service_with_connect_info::<caller::PeerCred>();
         runtime.spawn(async move { axum::serve(listener, app).await });
         (runtime, Client::new(&socket))
     }
@@ -275,6 +386,59 @@ mod tests {
             err.contains("does not publish 8000-8010:80-90/udp"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_host_sets_and_shows_a_partition_over_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_runtime, client) = serve(dir.path());
+        let words: Vec<String> = ["isolate", "web1", "--for", "5m"]
+            .map(str::to_owned)
+            .to_vec();
+        let request = PartitionRequest::from_words(&words).unwrap();
+        let set: PartitionView = client.put("/v1/networks/web/partition", &request).unwrap();
+        assert_eq!(set.command, "netd partition web isolate web1 --for 5m");
+        let state = set.state.expect("a partition");
+        assert_eq!(state.set_by, "host");
+        let shown: PartitionView = client.get("/v1/networks/web/partition").unwrap();
+        assert_eq!(shown.state, Some(state));
+        assert!(shown.matrix.contains("outside"), "{}", shown.matrix);
+    }
+
+    #[test]
+    fn partition_errors_keep_their_message_and_status_over_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_runtime, client) = serve(dir.path());
+        let request: PartitionRequest =
+            serde_json::from_value(serde_json::json!({"verb": "isolate", "guests": ["x"]}))
+                .unwrap();
+        let err = client
+            .put::<_, PartitionView>("/v1/networks/web/partition", &request)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "network web has no guest named \"x\": `netd guest ls web` lists them"
+        );
+        let err = client
+            .get::<PartitionView>("/v1/partition")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("this request names no network: from the host"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn verify_names_a_guest_whose_namespace_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_runtime, client) = serve(dir.path());
+        let err = client
+            .post_empty::<VerifyReport>("/v1/networks/web/partition/verify")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("guest web1's namespace is missing"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,9 @@ pub enum ServiceError {
     Invalid(String),
     /// It names a network or guest that does not exist.
     NotFound(String),
+    /// The caller may not make it: a guest asking for anything but its own
+    /// network's partition.
+    Forbidden(String),
     /// It contradicts what exists (same name, different settings; a host
     /// port published already).
     Conflict(String),
@@ -21,6 +24,7 @@ impl ServiceError {
     pub fn status(&self) -> u16 {
         match self {
             ServiceError::Invalid(_) => 400,
+            ServiceError::Forbidden(_) => 403,
             ServiceError::NotFound(_) => 404,
             ServiceError::Conflict(_) => 409,
             ServiceError::Internal(_) => 500,
@@ -31,9 +35,10 @@ impl ServiceError {
 impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ServiceError::Invalid(m) | ServiceError::NotFound(m) | ServiceError::Conflict(m) => {
-                f.write_str(m)
-            }
+            ServiceError::Invalid(m)
+            | ServiceError::NotFound(m)
+            | ServiceError::Forbidden(m)
+            | ServiceError::Conflict(m) => f.write_str(m),
             ServiceError::Internal(err) => write!(f, "{err:#}"),
         }
     }
@@ -65,6 +70,19 @@ impl From<crate::ports::PortError> for ServiceError {
     fn from(err: crate::ports::PortError) -> Self {
         match err {
             crate::ports::PortError::Conflict { .. } => ServiceError::Conflict(err.to_string()),
+            _ => ServiceError::Invalid(err.to_string()),
+        }
+    }
+}
+
+/// A guest the network lacks is not found (404); every other partition
+/// error is a wrong request (400).
+impl From<crate::partition::PartitionError> for ServiceError {
+    fn from(err: crate::partition::PartitionError) -> Self {
+        match err {
+            crate::partition::PartitionError::UnknownGuest { .. } => {
+                ServiceError::NotFound(err.to_string())
+            }
             _ => ServiceError::Invalid(err.to_string()),
         }
     }

@@ -3,8 +3,11 @@
 //! outlives the daemon: stopping it removes nothing.
 
 pub mod api;
+pub mod caller;
 pub mod error;
+pub mod partition;
 pub mod ports;
+pub mod probe;
 pub mod requests;
 pub mod service;
 pub mod status;
@@ -86,7 +89,9 @@ pub async fn run(config: Config) -> Result<()> {
     let gc = tokio::spawn(collect_garbage(shared.clone()));
     notify_ready();
     info!(socket = %socket.display(), "serving the API");
-    let served = axum::serve(listener, api::router(shared))
+    // Peer credentials tell the host from a guest (see `caller`).
+    let app = api::router(shared).into_make_service_with_connect_info::<caller::PeerCred>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     gc.abort();
@@ -111,8 +116,8 @@ fn open_dataplane(config: &Config) -> Result<Box<dyn Dataplane>> {
     }
 }
 
-/// How often expired connections are removed from the conntrack table, and
-/// the host's nftables table is checked.
+/// How often expired connections are removed from the conntrack table, the
+/// host's nftables table is checked, and due timed partitions are healed.
 const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
@@ -124,6 +129,7 @@ async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
             tracing::warn!("conntrack garbage collection: {err:#}");
         }
         service.repair_host_nat();
+        service.heal_expired(service::now()).await;
     }
 }
 

@@ -227,6 +227,7 @@ mod tests {
             guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),
             guest_cursor: None,
             created_at: 0,
+            partition: None,
         };
         let state = State {
             networks: BTreeMap::from([

@@ -1,11 +1,15 @@
 //! Request and response bodies of the HTTP/JSON API, shared by the daemon and
 //! the CLI.
 
-use std::path::PathBuf;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataplane::Proto;
+pub use crate::partition::VerifyReport;
+use crate::{
+    dataplane::{PartitionRules, Proto},
+    partition::PartitionState,
+};
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct CreateNetwork {
@@ -70,6 +74,30 @@ pub struct NetworkView {
     pub uplink: String,
     pub netns: String,
     pub guests: Vec<GuestView>,
+}
+
+/// The body of `PUT /v1/networks/NAME/partition` (and `PUT /v1/partition`):
+/// a verb and its options, e.g. `{"verb": "isolate", "guests": ["a"],
+/// "keep_outside": false, "loss_percent": 30, "duration_secs": 300}`.
+pub type PartitionRequest = crate::partition::Partition;
+
+/// A network's partition as `netd partition NETWORK show` presents it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct PartitionView {
+    pub network: String,
+    /// The command that sets it again: `netd partition web isolate a --for 5m`
+    /// (`... fullmesh` when nothing is cut).
+    pub command: String,
+    /// The partition in force, as set, with when, by whom and until when;
+    /// None: a full mesh.
+    pub state: Option<PartitionState>,
+    /// Each guest's slot, by name: `rules` are in slots.
+    pub slots: BTreeMap<String, u8>,
+    /// What the dataplane enforces (nothing cut: a full mesh).
+    pub rules: PartitionRules,
+    /// Senders in rows, receivers in columns, plus the outside: "." allowed,
+    /// "X" cut, "~" lossy.
+    pub matrix: String,
 }
 
 /// What `cleanup` removed.

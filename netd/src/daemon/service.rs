@@ -206,6 +206,7 @@ impl Service {
             guests: BTreeMap::new(),
             guest_cursor: None,
             created_at: now(),
+            partition: None,
         };
 
         if let Err(err) = self.ensure_gateway().await {
@@ -433,6 +434,16 @@ impl Service {
                     warn!(network = %net.name, guest = %guest.name, "reconcile: {err:#}");
                 }
             }
+            // The persisted partition, or none: a rebuilt dataplane gets it
+            // back, and one changed behind the state's back is put right.
+            let rules = net
+                .partition
+                .as_ref()
+                .map(|partition| partition.rules.clone())
+                .unwrap_or_default();
+            if let Err(err) = self.dataplane.apply_partition(net.zone(), &rules) {
+                warn!(network = %net.name, "reconcile: partition: {err:#}");
+            }
         }
         let wanted = self.wanted_namespaces();
         for name in Netns::list_with_prefix(self.topology.names.prefix()) {
@@ -451,6 +462,8 @@ impl Service {
         if let Err(err) = self.sync_host_nat() {
             warn!("reconcile: host nftables table: {err:#}");
         }
+        // Partitions that expired while the daemon was down.
+        self.heal_expired(now()).await;
     }
 
     /// Namespaces this instance should have, by name.
@@ -620,7 +633,8 @@ fn same_network_request(existing: &Network, subnet: Option<&str>) -> bool {
     }
 }
 
-fn now() -> u64 {
+/// Unix seconds.
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -203,13 +203,24 @@ pub trait Dataplane: Send + Sync {
 /// `tests/`.
 #[cfg(test)]
 pub mod testing {
-    use std::collections::BTreeSet;
+    use std::{
+        collections::{BTreeMap, BTreeSet},
+        sync::{
+            Arc, Mutex,
+            atomic::{AtomicBool, Ordering},
+        },
+    };
 
     use super::*;
 
     #[derive(Default)]
     pub struct Recorder {
         pub published: BTreeSet<PortMapping>,
+        /// The last partition rules applied, per zone. Shared, so that a test
+        /// keeps a view of it after handing the recorder to a service.
+        pub partitions: Arc<Mutex<BTreeMap<u32, PartitionRules>>>,
+        /// While set, `apply_partition` fails (shared, as above).
+        pub refuse_partitions: Arc<AtomicBool>,
     }
 
     impl Dataplane for Recorder {
@@ -225,7 +236,11 @@ pub mod testing {
             Ok(())
         }
         fn detach_guest(&mut self, _: &GuestPlumbing) {}
-        fn apply_partition(&mut self, _: u32, _: &PartitionRules) -> Result<()> {
+        fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()> {
+            if self.refuse_partitions.load(Ordering::SeqCst) {
+                anyhow::bail!("the test dataplane refuses partitions");
+            }
+            self.partitions.lock().unwrap().insert(zone, rules.clone());
             Ok(())
         }
         fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {

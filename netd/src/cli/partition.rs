@@ -1,0 +1,319 @@
+//! `netd partition [NETWORK] VERB ...`: cut a network's guests apart on
+//! purpose, show the cut, check it with real packets. Without NETWORK (the
+//! first word is a verb) the request is for the caller's own network, which
+//! is how a guest uses it: `netd exec web a -- netd partition isolate b`.
+//!
+//! The words are read here, not by clap: groups are separated by `--`,
+//! which clap would take for the end of options.
+
+use std::{
+    path::PathBuf,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Result, bail};
+use clap::CommandFactory;
+use netd::{
+    client::{Client, segment},
+    daemon::requests::{PartitionRequest, PartitionView, VerifyReport},
+    partition::{Partition, PartitionError, format_duration, format_unix_time},
+};
+
+/// Every word `netd partition` takes in place of a network.
+const VERBS: [&str; 8] = [
+    "fullmesh", "heal", "isolate", "disjoint", "split", "cut", "show", "verify",
+];
+
+const GRAMMAR: &str = "\
+Verbs:
+  fullmesh | heal                          nothing cut: every guest talks to every guest
+  isolate GUEST... [--keep-outside]        each GUEST cut from every other guest, both ways,
+                                           and from the outside (unless --keep-outside)
+  disjoint A B -- C D [-- ...]             every guest in exactly one group; groups cut
+                                           from each other, both ways
+  split A B -- B C [-- ...]                two guests talk iff a group holds both (B bridges);
+                                           guests in no group are cut from every guest
+  cut --from A,B --to C,D                  A->C, A->D, B->C, B->D cut; the reverse untouched
+  show                                     the partition in force and its matrix
+  verify                                   real datagrams between every pair of guests,
+                                           against the partition; exit code 1 on a mismatch
+
+Options of the verbs that cut:
+  --loss PERCENT    drop only this share of cut packets (1-100; default 100)
+  --for DURATION    heal by itself after DURATION (30s, 5m, 1h30m, 2d; at most 30d)
+
+Without NETWORK (the first word is a verb) the request is for the caller's own
+network: from inside a guest, `netd exec web a -- netd partition isolate b`.
+A guest may partition its own network only. Every form takes --json.";
+
+/// Split a network's guests apart on purpose, show it, verify it.
+#[derive(clap::Args)]
+#[command(
+    override_usage = "netd partition [NETWORK] VERB [GUESTS...] [OPTIONS] [--json]",
+    after_long_help = GRAMMAR,
+    after_help = "See `netd partition --help` for the verbs."
+)]
+pub struct Args {
+    /// [NETWORK] VERB [GUESTS...] [OPTIONS]: see the verbs below.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "WORDS"
+    )]
+    words: Vec<String>,
+}
+
+/// What the words ask for.
+#[derive(Debug, PartialEq)]
+enum Action {
+    Set(PartitionRequest),
+    Show,
+    Verify,
+    Help,
+}
+
+#[derive(Debug, PartialEq)]
+struct Invocation {
+    /// None: the caller's own network.
+    network: Option<String>,
+    action: Action,
+    json: bool,
+    /// `--socket` given after the verb, where clap does not see it.
+    socket: Option<PathBuf>,
+}
+
+pub fn run(client: &Client, args: Args) -> Result<i32> {
+    let invocation = parse(&args.words)?;
+    let own_client;
+    let client = match &invocation.socket {
+        Some(socket) => {
+            own_client = Client::new(socket);
+            &own_client
+        }
+        None => client,
+    };
+    let path = match &invocation.network {
+        Some(network) => format!("/v1/networks/{}/partition", segment(network)),
+        None => "/v1/partition".to_owned(),
+    };
+    let json = invocation.json;
+    match invocation.action {
+        Action::Help => {
+            super::Cli::command()
+                .find_subcommand_mut("partition")
+                .expect("registered")
+                .print_long_help()?;
+        }
+        Action::Show => {
+            let view: PartitionView = client.get(&path)?;
+            super::print(json, &view, print_view);
+        }
+        Action::Set(request) => {
+            let view: PartitionView = client.put(&path, &request)?;
+            super::print(json, &view, print_view);
+        }
+        Action::Verify => {
+            let report: VerifyReport = client.post_empty(&format!("{path}/verify"))?;
+            super::print(json, &report, print_report);
+            return Ok(if report.ok { 0 } else { 1 });
+        }
+    }
+    Ok(0)
+}
+
+fn parse(words: &[String]) -> Result<Invocation> {
+    let mut json = false;
+    let mut socket = None;
+    let mut rest: Vec<String> = Vec::new();
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--json" => json = true,
+            "--help" | "-h" => {
+                return Ok(Invocation {
+                    network: None,
+                    action: Action::Help,
+                    json,
+                    socket,
+                });
+            }
+            "--socket" => match words.next() {
+                Some(path) => socket = Some(PathBuf::from(path)),
+                None => bail!("--socket needs a path, e.g. --socket /run/netd/netd.sock"),
+            },
+            _ => match word.strip_prefix("--socket=") {
+                Some(path) => socket = Some(PathBuf::from(path)),
+                None => rest.push(word.clone()),
+            },
+        }
+    }
+    let network = match rest.first() {
+        None => bail!(
+            "say what to do: netd partition [NETWORK] fullmesh|heal|isolate|disjoint|split|cut|show|verify ... (`netd partition --help`)"
+        ),
+        Some(first) if VERBS.contains(&first.as_str()) => None,
+        Some(_) => Some(rest.remove(0)),
+    };
+    let action = match rest.first().map(String::as_str) {
+        None => bail!(
+            "say what to do with network {}: fullmesh|heal|isolate|disjoint|split|cut|show|verify ... (`netd partition --help`)",
+            network.as_deref().unwrap_or_default()
+        ),
+        Some(verb @ ("show" | "verify")) => {
+            if let Some(extra) = rest.get(1) {
+                bail!("`{verb}` takes no arguments but --json, yet got {extra:?}");
+            }
+            if verb == "show" {
+                Action::Show
+            } else {
+                Action::Verify
+            }
+        }
+        Some(_) => Action::Set(Partition::from_words(&rest).map_err(|err| match &network {
+            // The network was a guess: say so, in case it was a mistyped verb.
+            Some(network) if matches!(err, PartitionError::UnknownVerb { .. }) => {
+                anyhow::anyhow!("{err} (after network {network:?})")
+            }
+            _ => err.into(),
+        })?),
+    };
+    Ok(Invocation {
+        network,
+        action,
+        json,
+        socket,
+    })
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn print_view(view: &PartitionView) {
+    match &view.state {
+        None => println!("network {}: fullmesh (nothing cut)", view.network),
+        Some(state) => {
+            let now = now();
+            println!("network {}: {}", view.network, state.describe());
+            println!(
+                "set {} by {} ({} ago)",
+                format_unix_time(state.set_at),
+                state.set_by,
+                format_duration(now.saturating_sub(state.set_at))
+            );
+            match state.expires_at {
+                Some(deadline) => println!(
+                    "heals {} (in {})",
+                    format_unix_time(deadline),
+                    format_duration(deadline.saturating_sub(now))
+                ),
+                None => println!("until healed: `netd partition {} heal`", view.network),
+            }
+        }
+    }
+    print!("{}", view.matrix);
+}
+
+fn print_report(report: &VerifyReport) {
+    println!(
+        "network {}: what arrived, {} datagrams per ordered pair",
+        report.network, report.sent_per_pair
+    );
+    print!("{}", report.matrix);
+    println!(". all arrived  ~ some  X none  - itself");
+    if report.ok {
+        println!("verify: OK ({} pairs)", report.pairs.len());
+    } else {
+        println!(
+            "verify: {} of {} pairs contradict the partition:",
+            report.mismatches.len(),
+            report.pairs.len()
+        );
+        for mismatch in &report.mismatches {
+            println!("  {mismatch}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netd::partition::Verb;
+
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn parsed(line: &str) -> Invocation {
+        parse(&words(line)).unwrap_or_else(|err| panic!("{line:?}: {err:#}"))
+    }
+
+    fn refused(line: &str) -> String {
+        match parse(&words(line)) {
+            Ok(invocation) => panic!("{line:?} should be refused, got {invocation:?}"),
+            Err(err) => format!("{err:#}"),
+        }
+    }
+
+    #[test]
+    fn the_first_word_is_the_network_unless_it_is_a_verb() {
+        assert_eq!(parsed("web show").network.as_deref(), Some("web"));
+        assert_eq!(parsed("show").network, None);
+        assert_eq!(parsed("isolate b").network, None);
+        assert_eq!(parsed("web isolate b").network.as_deref(), Some("web"));
+        assert_eq!(
+            parsed("web heal").action,
+            Action::Set(Partition::new(Verb::FullMesh))
+        );
+    }
+
+    #[test]
+    fn groups_keep_their_separators() {
+        assert_eq!(
+            parsed("web disjoint a b -- c d").action,
+            Action::Set(Partition::new(Verb::Disjoint {
+                groups: vec![words("a b"), words("c d")],
+            }))
+        );
+    }
+
+    #[test]
+    fn json_and_socket_may_come_anywhere() {
+        let invocation = parsed("--json web split a -- b --socket /tmp/s --loss 5");
+        assert!(invocation.json);
+        assert_eq!(invocation.socket, Some(PathBuf::from("/tmp/s")));
+        let Action::Set(partition) = invocation.action else {
+            panic!("a partition");
+        };
+        assert_eq!(partition.loss_percent, Some(5));
+        assert_eq!(
+            parsed("verify --socket=/x").socket,
+            Some(PathBuf::from("/x"))
+        );
+    }
+
+    #[test]
+    fn show_and_verify_take_nothing_else() {
+        assert_eq!(parsed("web verify --json").action, Action::Verify);
+        assert!(refused("web show a").contains("`show` takes no arguments"));
+    }
+
+    #[test]
+    fn help_is_found_anywhere() {
+        assert_eq!(parsed("web isolate --help").action, Action::Help);
+    }
+
+    #[test]
+    fn missing_verbs_and_bad_words_are_explained() {
+        assert!(refused("web").contains("say what to do with network web"));
+        assert!(refused("--json").contains("say what to do"));
+        assert!(refused("web shuffle a").contains("unknown partition verb \"shuffle\""));
+        assert!(refused("isolat a").contains("verb \"a\": use one of"));
+        assert!(refused("isolat a").ends_with("(after network \"isolat\")"));
+        assert!(refused("web isolate a --loss 0").contains("--loss 0 is out of range"));
+    }
+}

@@ -1,0 +1,408 @@
+//! Partitions: the service's side of `netd partition`. What a verb means is
+//! decided in `crate::partition`; here the compiled rules replace the
+//! network's policy in one dataplane step, then are persisted, all or
+//! nothing. Timed partitions heal from the persisted deadline, so a daemon
+//! restart does not forget them.
+
+use anyhow::anyhow;
+use tracing::{info, warn};
+
+use super::{
+    caller::Caller,
+    error::ServiceResult,
+    probe::{self, Probe},
+    requests::{PartitionRequest, PartitionView, VerifyReport},
+    service::{Service, now},
+};
+use crate::{
+    dataplane::PartitionRules,
+    partition::{self, PartitionState, Verb},
+};
+
+impl Service {
+    /// Puts `request` in force on `network`, replacing whatever was: the
+    /// request is compiled first (an error leaves the network as it was),
+    /// then applied, then persisted. `fullmesh` heals and stores nothing.
+    pub async fn set_partition(
+        &mut self,
+        network: &str,
+        request: PartitionRequest,
+        caller: Caller,
+    ) -> ServiceResult<PartitionView> {
+        caller.partition_network(Some(network))?;
+        let net = self.network(network)?;
+        let rules = partition::compile(network, &request, &net.slots())?;
+        let line = request.describe();
+        let set_at = now();
+        let state = match request.verb {
+            Verb::FullMesh => None,
+            _ => Some(PartitionState {
+                expires_at: request.duration_secs.map(|secs| set_at + secs),
+                partition: request,
+                rules,
+                set_at,
+                set_by: caller.to_string(),
+            }),
+        };
+        self.replace_partition(network, state)?;
+        info!(network, partition = %line, by = %caller, "partition set");
+        self.show_partition(network)
+    }
+
+    /// The partition in force on `network`, its matrix and its rules.
+    pub fn show_partition(&self, network: &str) -> ServiceResult<PartitionView> {
+        let net = self.network(network)?;
+        let slots = net.slots();
+        let rules = rules_of(net.partition.as_ref());
+        let words = net
+            .partition
+            .as_ref()
+            .map_or_else(|| "fullmesh".to_owned(), PartitionState::describe);
+        Ok(PartitionView {
+            network: net.name.clone(),
+            command: format!("netd partition {} {words}", net.name),
+            state: net.partition.clone(),
+            matrix: partition::render_rules(&rules, &slots),
+            slots,
+            rules,
+        })
+    }
+
+    /// Heals every network whose timed partition is due at `now`. Called
+    /// every few seconds and after the start-up reconcile; a heal that
+    /// fails is logged and tried again next time.
+    pub async fn heal_expired(&mut self, now: u64) {
+        let due: Vec<String> = self
+            .state
+            .networks
+            .values()
+            .filter(|net| net.partition.as_ref().is_some_and(|p| p.expired(now)))
+            .map(|net| net.name.clone())
+            .collect();
+        for network in due {
+            match self.replace_partition(&network, None) {
+                Ok(()) => info!(network, "partition expired: healed"),
+                Err(err) => warn!(
+                    network,
+                    "healing an expired partition: {err:#}; trying again"
+                ),
+            }
+        }
+    }
+
+    /// Sends real datagrams between every ordered pair of `network`'s guests
+    /// and reports what arrived against what the partition intends.
+    pub async fn verify_partition(&self, network: &str) -> ServiceResult<VerifyReport> {
+        let net = self.network(network)?;
+        let probes: Vec<Probe> = net
+            .guests
+            .values()
+            .map(|guest| Probe {
+                name: guest.name.clone(),
+                slot: guest.slot,
+                ip: guest.ip,
+                netns: self.topology.guest_netns_path(net, guest),
+            })
+            .collect();
+        let received = tokio::task::spawn_blocking(move || probe::exchange(&probes))
+            .await
+            .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
+        Ok(partition::judge(
+            network,
+            &rules_of(net.partition.as_ref()),
+            &net.slots(),
+            &received,
+            probe::DATAGRAMS_PER_PAIR,
+        ))
+    }
+
+    /// Makes `state` the network's partition: applied in one step, then
+    /// persisted; if persisting fails, the previous rules are applied again
+    /// and the previous state restored.
+    fn replace_partition(
+        &mut self,
+        network: &str,
+        state: Option<PartitionState>,
+    ) -> ServiceResult<()> {
+        let net = self.network(network)?;
+        let zone = net.zone();
+        let previous = net.partition.clone();
+        self.dataplane
+            .apply_partition(zone, &rules_of(state.as_ref()))?;
+        self.network_mut(network).partition = state;
+        if let Err(err) = self.store.save(&self.state) {
+            if let Err(undo) = self
+                .dataplane
+                .apply_partition(zone, &rules_of(previous.as_ref()))
+            {
+                warn!(network, "restoring the previous partition: {undo:#}");
+            }
+            self.network_mut(network).partition = previous;
+            return Err(err.into());
+        }
+        Ok(())
+    }
+
+    /// A network the caller has already looked up.
+    fn network_mut(&mut self, network: &str) -> &mut crate::model::Network {
+        self.state
+            .networks
+            .get_mut(network)
+            .expect("looked up above")
+    }
+}
+
+/// What the dataplane holds for a partition state; nothing cut without one.
+fn rules_of(state: Option<&PartitionState>) -> PartitionRules {
+    state.map(|state| state.rules.clone()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::BTreeMap,
+        net::Ipv4Addr,
+        sync::{Arc, Mutex, atomic::Ordering},
+    };
+
+    use super::*;
+    use crate::{
+        config::Config,
+        dataplane::testing::Recorder,
+        model::{Guest, GuestNetns, Network, State},
+        partition::Partition,
+        store::Store,
+        topology::Topology,
+    };
+
+    type Applied = Arc<Mutex<BTreeMap<u32, PartitionRules>>>;
+
+    /// Networks `web` (zone 1: guests a, b, c in slots 0, 1, 2) and `db`
+    /// (zone 5: guest pg), stored in `dir`; the recorder's applied rules and
+    /// its refusal switch. Builds nothing in the kernel.
+    fn service(dir: &std::path::Path) -> (Service, Applied, Arc<std::sync::atomic::AtomicBool>) {
+        let guest = |name: &str, slot: u8| Guest {
+            name: name.to_owned(),
+            ip: Ipv4Addr::new(172, 18, 0, slot + 1),
+            netns: GuestNetns::Owned,
+            created_at: 0,
+            ports: Vec::new(),
+            slot,
+        };
+        let network = |name: &str, uplink_slot: u16, guests: Vec<Guest>| Network {
+            name: name.to_owned(),
+            subnet: crate::model::DEFAULT_SUBNET.parse().unwrap(),
+            routable: false,
+            uplink_slot,
+            guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),
+            guest_cursor: None,
+            created_at: 0,
+            partition: None,
+        };
+        let state = State {
+            networks: BTreeMap::from([
+                (
+                    "web".to_owned(),
+                    network("web", 0, vec![guest("a", 0), guest("b", 1), guest("c", 2)]),
+                ),
+                ("db".to_owned(), network("db", 4, vec![guest("pg", 0)])),
+            ]),
+            uplink_cursor: Some(4),
+        };
+        let recorder = Recorder::default();
+        let applied = recorder.partitions.clone();
+        let refuse = recorder.refuse_partitions.clone();
+        let topology = Topology::new(Config::default()).unwrap();
+        let service = Service::new(topology, Store::new(dir), state, Box::new(recorder));
+        (service, applied, refuse)
+    }
+
+    fn saved(dir: &std::path::Path) -> State {
+        Store::new(dir).load().unwrap().expect("a saved state")
+    }
+
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    fn request(line: &str) -> PartitionRequest {
+        let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        Partition::from_words(&words).unwrap()
+    }
+
+    fn guest_a() -> Caller {
+        Caller::Guest {
+            network: "web".into(),
+            guest: "a".into(),
+        }
+    }
+
+    #[test]
+    fn a_partition_is_applied_to_its_zone_persisted_and_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, applied, _) = service(dir.path());
+        let view = run(svc.set_partition("web", request("isolate a"), Caller::Host)).unwrap();
+
+        let rules = applied.lock().unwrap()[&1].clone();
+        assert_eq!(rules.outside_cut, [0].into());
+        assert_eq!(rules.cut.len(), 4);
+        assert_eq!(view.rules, rules);
+        assert_eq!(view.command, "netd partition web isolate a");
+        assert_eq!(
+            view.slots,
+            BTreeMap::from([("a".into(), 0), ("b".into(), 1), ("c".into(), 2)])
+        );
+        assert!(
+            view.matrix
+                .starts_with("from \\ to  a  b  c  outside\na          -  X  X  X\n"),
+            "{}",
+            view.matrix
+        );
+        let state = view.state.expect("a partition state");
+        assert_eq!(state.set_by, "host");
+        assert_eq!(state.expires_at, None);
+        assert_eq!(saved(dir.path()).networks["web"].partition, Some(state));
+        assert!(!applied.lock().unwrap().contains_key(&5), "db is untouched");
+    }
+
+    #[test]
+    fn fullmesh_heals_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, applied, _) = service(dir.path());
+        run(svc.set_partition("web", request("split a b"), Caller::Host)).unwrap();
+        let view = run(svc.set_partition("web", request("heal"), Caller::Host)).unwrap();
+        assert_eq!(applied.lock().unwrap()[&1], PartitionRules::default());
+        assert_eq!(view.state, None);
+        assert_eq!(view.command, "netd partition web fullmesh");
+        assert_eq!(saved(dir.path()).networks["web"].partition, None);
+    }
+
+    #[test]
+    fn a_timed_partition_stores_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, _, _) = service(dir.path());
+        let view =
+            run(svc.set_partition("web", request("cut --from a --to b --for 5m"), Caller::Host))
+                .unwrap();
+        let state = view.state.unwrap();
+        assert_eq!(state.expires_at, Some(state.set_at + 300));
+        assert_eq!(
+            view.command,
+            "netd partition web cut --from a --to b --for 5m"
+        );
+    }
+
+    #[test]
+    fn a_refused_request_applies_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, applied, _) = service(dir.path());
+        let err =
+            run(svc.set_partition("web", request("disjoint a -- b"), Caller::Host)).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("guest c is in no group"), "{err}");
+        let err = run(svc.set_partition("web", request("isolate pg"), Caller::Host)).unwrap_err();
+        assert_eq!(err.status(), 404);
+        assert!(err.to_string().contains("`netd guest ls web`"), "{err}");
+        let err = run(svc.set_partition("nope", request("isolate a"), Caller::Host)).unwrap_err();
+        assert_eq!(err.status(), 404);
+        assert!(applied.lock().unwrap().is_empty());
+        assert!(svc.state.networks["web"].partition.is_none());
+    }
+
+    #[test]
+    fn a_dataplane_failure_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, applied, refuse) = service(dir.path());
+        run(svc.set_partition("web", request("isolate a"), Caller::Host)).unwrap();
+        refuse.store(true, Ordering::SeqCst);
+        let err = run(svc.set_partition("web", request("isolate b"), Caller::Host)).unwrap_err();
+        assert_eq!(err.status(), 500);
+        assert_eq!(
+            svc.state.networks["web"]
+                .partition
+                .as_ref()
+                .unwrap()
+                .describe(),
+            "isolate a"
+        );
+        assert_eq!(applied.lock().unwrap()[&1].outside_cut, [0].into());
+    }
+
+    #[test]
+    fn a_failed_save_puts_the_previous_partition_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "").unwrap();
+        let (mut svc, applied, _) = service(&blocker.join("state"));
+        let err = run(svc.set_partition("web", request("isolate a"), Caller::Host)).unwrap_err();
+        assert_eq!(err.status(), 500);
+        assert_eq!(applied.lock().unwrap()[&1], PartitionRules::default());
+        assert!(svc.state.networks["web"].partition.is_none());
+    }
+
+    #[test]
+    fn a_guest_partitions_its_own_network_and_is_named_as_the_setter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, _, _) = service(dir.path());
+        let view = run(svc.set_partition("web", request("isolate b"), guest_a())).unwrap();
+        assert_eq!(view.state.unwrap().set_by, "guest a");
+        let err = run(svc.set_partition("db", request("isolate pg"), guest_a())).unwrap_err();
+        assert_eq!(err.status(), 403);
+        assert!(svc.state.networks["db"].partition.is_none());
+    }
+
+    #[test]
+    fn expired_partitions_heal_and_others_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, applied, _) = service(dir.path());
+        run(svc.set_partition("web", request("isolate a --for 1m"), Caller::Host)).unwrap();
+        run(svc.set_partition("db", request("isolate pg"), Caller::Host)).unwrap();
+        let deadline = svc.state.networks["web"]
+            .partition
+            .as_ref()
+            .unwrap()
+            .expires_at
+            .unwrap();
+
+        run(svc.heal_expired(deadline - 1));
+        assert!(svc.state.networks["web"].partition.is_some());
+        run(svc.heal_expired(deadline));
+        assert!(svc.state.networks["web"].partition.is_none());
+        assert!(saved(dir.path()).networks["web"].partition.is_none());
+        assert_eq!(applied.lock().unwrap()[&1], PartitionRules::default());
+        assert!(
+            svc.state.networks["db"].partition.is_some(),
+            "untimed: stays"
+        );
+    }
+
+    #[test]
+    fn a_heal_that_fails_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, _, refuse) = service(dir.path());
+        run(svc.set_partition("web", request("isolate a --for 1s"), Caller::Host)).unwrap();
+        refuse.store(true, Ordering::SeqCst);
+        run(svc.heal_expired(u64::MAX));
+        assert!(svc.state.networks["web"].partition.is_some());
+        refuse.store(false, Ordering::SeqCst);
+        run(svc.heal_expired(u64::MAX));
+        assert!(svc.state.networks["web"].partition.is_none());
+    }
+
+    #[test]
+    fn show_of_an_unpartitioned_network_is_a_full_mesh() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, _, _) = service(dir.path());
+        let view = svc.show_partition("db").unwrap();
+        assert_eq!(view.command, "netd partition db fullmesh");
+        assert_eq!(view.rules, PartitionRules::default());
+        assert_eq!(
+            view.matrix,
+            "from \\ to  pg  outside\npg         -   .\noutside    .   -\n. allowed  X cut  - itself\n"
+        );
+        assert_eq!(svc.show_partition("nope").unwrap_err().status(), 404);
+    }
+}

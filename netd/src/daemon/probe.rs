@@ -1,0 +1,189 @@
+//! Real datagrams between a network's guests, for `netd partition verify`:
+//! what the dataplane lets through, whatever the rules say.
+//!
+//! Each guest gets a UDP socket made inside its namespace (a socket stays in
+//! the namespace it was made in, whichever thread uses it later), bound to
+//! the guest's address, so a datagram takes the path the guest's own
+//! traffic takes: its `eth0`, its bridge port, the bridge. Blocking: run it
+//! off the async runtime.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+
+use crate::netns::Netns;
+
+/// Datagrams each guest sends to each other guest: a pair is delivered if
+/// one arrives, so a lossy cut is rarely taken for a full one.
+pub const DATAGRAMS_PER_PAIR: u32 = 3;
+
+/// How long to wait for stragglers after the last datagram is sent. A
+/// bridge delivers in microseconds; the first datagram to a neighbour waits
+/// for ARP, a few milliseconds.
+pub const SETTLE: Duration = Duration::from_millis(300);
+
+/// One guest taking part.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub name: String,
+    pub slot: u8,
+    pub ip: Ipv4Addr,
+    /// The guest's namespace file.
+    pub netns: PathBuf,
+}
+
+/// Sends `DATAGRAMS_PER_PAIR` datagrams from every guest to every other
+/// and counts what arrived, by (sender, receiver) name; every ordered pair
+/// is present, 0 if nothing arrived.
+pub fn exchange(probes: &[Probe]) -> Result<BTreeMap<(String, String), u32>> {
+    let sockets = probes.iter().map(open).collect::<Result<Vec<_>>>()?;
+    let addrs = sockets
+        .iter()
+        .map(UdpSocket::local_addr)
+        .collect::<io::Result<Vec<SocketAddr>>>()?;
+    let mut tally = Tally {
+        probes,
+        token: token(),
+        received: BTreeMap::new(),
+        total: 0,
+    };
+    for from in probes {
+        for to in probes.iter().filter(|to| to.slot != from.slot) {
+            tally
+                .received
+                .insert((from.name.clone(), to.name.clone()), 0);
+        }
+    }
+    let expected = tally.received.len() as u64 * u64::from(DATAGRAMS_PER_PAIR);
+
+    for (sender, socket) in sockets.iter().enumerate() {
+        let payload = payload(tally.token, probes[sender].slot);
+        for (receiver, addr) in addrs.iter().enumerate() {
+            if receiver != sender {
+                for _ in 0..DATAGRAMS_PER_PAIR {
+                    // A failed send is a datagram that did not arrive.
+                    let _ = socket.send_to(&payload, addr);
+                }
+            }
+        }
+        // Read as we go, so no receive buffer overflows in a large network.
+        tally.drain(&sockets);
+    }
+    let deadline = Instant::now() + SETTLE;
+    while tally.total < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        tally.drain(&sockets);
+    }
+    Ok(tally.received)
+}
+
+/// A socket in the guest's namespace, on its address, non-blocking.
+fn open(probe: &Probe) -> Result<UdpSocket> {
+    let netns = Netns::open_path(&probe.name, &probe.netns).with_context(|| {
+        format!(
+            "guest {}'s namespace is missing: `netd status` shows what is",
+            probe.name
+        )
+    })?;
+    let socket = netns
+        .run_in(|| UdpSocket::bind((probe.ip, 0)))?
+        .with_context(|| {
+            format!(
+                "binding a UDP socket to guest {}'s address {} in its namespace \
+                 (is its eth0 up? `netd status` shows it)",
+                probe.name, probe.ip
+            )
+        })?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// What arrived so far.
+struct Tally<'a> {
+    probes: &'a [Probe],
+    /// This run's mark: a datagram without it is not ours.
+    token: u64,
+    received: BTreeMap<(String, String), u32>,
+    total: u64,
+}
+
+impl Tally<'_> {
+    /// Reads everything waiting on every socket.
+    fn drain(&mut self, sockets: &[UdpSocket]) {
+        let mut buf = [0u8; 64];
+        for (receiver, socket) in sockets.iter().enumerate() {
+            // A queued ICMP error fails one read and is gone; a few in a row
+            // mean something else is wrong, and what is left is not counted.
+            let mut errors = 0;
+            while errors < 8 {
+                match socket.recv_from(&mut buf) {
+                    Ok((len, from)) => self.count(receiver, &buf[..len], from),
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => errors += 1,
+                }
+            }
+        }
+    }
+
+    fn count(&mut self, receiver: usize, datagram: &[u8], from: SocketAddr) {
+        let Some(slot) = sender_slot(datagram, self.token) else {
+            return;
+        };
+        let Some(sender) = self.probes.iter().find(|probe| probe.slot == slot) else {
+            return;
+        };
+        if from.ip() != sender.ip {
+            return;
+        }
+        let key = (sender.name.clone(), self.probes[receiver].name.clone());
+        if let Some(count) = self.received.get_mut(&key) {
+            *count += 1;
+            self.total += 1;
+        }
+    }
+}
+
+/// The run's token, then the sender's slot.
+fn payload(token: u64, slot: u8) -> [u8; 9] {
+    let mut payload = [0u8; 9];
+    payload[..8].copy_from_slice(&token.to_le_bytes());
+    payload[8] = slot;
+    payload
+}
+
+/// The sender's slot, if `datagram` is one of this run's.
+fn sender_slot(datagram: &[u8], token: u64) -> Option<u8> {
+    match datagram {
+        [mark @ .., slot] if mark == token.to_le_bytes() => Some(*slot),
+        _ => None,
+    }
+}
+
+/// Differs between runs (and between daemons), so that a late datagram of
+/// an earlier run is never counted.
+fn token() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_the_token_and_the_slot() {
+        let datagram = payload(0x1122_3344_5566_7788, 42);
+        assert_eq!(sender_slot(&datagram, 0x1122_3344_5566_7788), Some(42));
+        assert_eq!(sender_slot(&datagram, 0x1122_3344_5566_7789), None);
+        assert_eq!(sender_slot(&datagram[..8], 0x1122_3344_5566_7788), None);
+        assert_eq!(sender_slot(b"", 0), None);
+    }
+}

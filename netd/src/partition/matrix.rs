@@ -1,0 +1,360 @@
+//! The matrices `show` and `verify` print (senders in rows, receivers in
+//! columns), and `verify`'s judgement of what arrived against what the
+//! partition intends.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataplane::PartitionRules;
+
+/// What the partition intends for packets from one end to another.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Intent {
+    Allowed,
+    Cut,
+    /// Cut with `--loss` under 100: some packets pass.
+    Lossy,
+}
+
+impl Intent {
+    fn of(cut: bool, rules: &PartitionRules) -> Intent {
+        match (cut, rules.loss_percent >= 100) {
+            (false, _) => Intent::Allowed,
+            (true, true) => Intent::Cut,
+            (true, false) => Intent::Lossy,
+        }
+    }
+
+    /// Its mark in a matrix.
+    pub fn mark(self) -> char {
+        match self {
+            Intent::Allowed => '.',
+            Intent::Cut => 'X',
+            Intent::Lossy => '~',
+        }
+    }
+}
+
+/// One end of a packet's trip within a matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Guest(u8),
+    /// Everything not in the network: the host, other networks, the internet.
+    Outside,
+}
+
+/// What `rules` intend for packets from `from` to `to` (`from != to`).
+pub fn intent(rules: &PartitionRules, from: End, to: End) -> Intent {
+    let cut = match (from, to) {
+        (End::Guest(a), End::Guest(b)) => rules.cut.contains(&(a, b)),
+        (End::Guest(guest), End::Outside) | (End::Outside, End::Guest(guest)) => {
+            rules.outside_cut.contains(&guest)
+        }
+        (End::Outside, End::Outside) => false,
+    };
+    Intent::of(cut, rules)
+}
+
+/// The matrix `show` prints: rows are senders, columns receivers, guests in
+/// name order plus the outside; "." allowed, "X" cut, "~" lossy, "-" itself.
+pub fn render_rules(rules: &PartitionRules, guests: &BTreeMap<String, u8>) -> String {
+    let mut labels: Vec<&str> = guests.keys().map(String::as_str).collect();
+    labels.push("outside");
+    let ends: Vec<End> = guests
+        .values()
+        .map(|&slot| End::Guest(slot))
+        .chain([End::Outside])
+        .collect();
+    let mut text = grid(&labels, |row, col| {
+        intent(rules, ends[row], ends[col]).mark()
+    });
+    text.push_str(". allowed  X cut  - itself");
+    if rules.loss_percent < 100 && !rules.is_full_mesh() {
+        let _ = write!(text, "  ~ cut at {}% loss", rules.loss_percent);
+    }
+    text.push('\n');
+    text
+}
+
+/// A square matrix with `labels` on both axes; `mark(row, col)` for the
+/// cells off the diagonal, "-" on it.
+fn grid(labels: &[&str], mark: impl Fn(usize, usize) -> char) -> String {
+    const CORNER: &str = "from \\ to";
+    let first = labels
+        .iter()
+        .map(|label| label.len())
+        .chain([CORNER.len()])
+        .max()
+        .unwrap_or(0);
+    let mut lines = Vec::with_capacity(labels.len() + 1);
+    let header: Vec<String> = labels.iter().map(|label| label.to_string()).collect();
+    lines.push(format!("{CORNER:<first$}  {}", header.join("  ")));
+    for (row, label) in labels.iter().enumerate() {
+        let cells: Vec<String> = labels
+            .iter()
+            .enumerate()
+            .map(|(col, column)| {
+                let mark = if row == col { '-' } else { mark(row, col) };
+                format!("{mark:<width$}", width = column.len().max(1))
+            })
+            .collect();
+        lines.push(format!("{label:<first$}  {}", cells.join("  ")));
+    }
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// One ordered pair of guests as `verify` saw it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PairCheck {
+    pub from: String,
+    pub to: String,
+    pub intended: Intent,
+    pub sent: u32,
+    pub received: u32,
+    /// At least one datagram arrived.
+    pub delivered: bool,
+    /// What arrived fits the intent: nothing through a cut, something
+    /// through an allowed pair; a lossy pair always fits.
+    pub ok: bool,
+}
+
+/// What `netd partition verify` found: every ordered pair of guests, the
+/// observed matrix, and the pairs that contradict the partition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub network: String,
+    /// True iff no pair contradicts the partition.
+    pub ok: bool,
+    /// Datagrams each guest sent to each other guest.
+    pub sent_per_pair: u32,
+    pub pairs: Vec<PairCheck>,
+    /// One line per contradicting pair.
+    pub mismatches: Vec<String>,
+    /// The observed matrix: "." all arrived, "~" some, "X" none.
+    pub matrix: String,
+}
+
+/// Judges what arrived (`received[(from, to)]`, by guest name; missing
+/// pairs count as nothing) against what `rules` intend.
+pub fn judge(
+    network: &str,
+    rules: &PartitionRules,
+    guests: &BTreeMap<String, u8>,
+    received: &BTreeMap<(String, String), u32>,
+    sent: u32,
+) -> VerifyReport {
+    let mut pairs = Vec::new();
+    let mut mismatches = Vec::new();
+    for (from, &a) in guests {
+        for (to, &b) in guests.iter().filter(|(to, _)| *to != from) {
+            let intended = intent(rules, End::Guest(a), End::Guest(b));
+            let got = received
+                .get(&(from.clone(), to.clone()))
+                .copied()
+                .unwrap_or(0);
+            let ok = match intended {
+                Intent::Allowed => got > 0,
+                Intent::Cut => got == 0,
+                Intent::Lossy => true,
+            };
+            if !ok {
+                mismatches.push(match intended {
+                    Intent::Allowed => {
+                        format!("{from} -> {to}: allowed, but none of {sent} datagrams arrived")
+                    }
+                    _ => format!("{from} -> {to}: cut, but {got} of {sent} datagrams arrived"),
+                });
+            }
+            pairs.push(PairCheck {
+                from: from.clone(),
+                to: to.clone(),
+                intended,
+                sent,
+                received: got,
+                delivered: got > 0,
+                ok,
+            });
+        }
+    }
+    let names: Vec<&String> = guests.keys().collect();
+    let labels: Vec<&str> = names.iter().map(|name| name.as_str()).collect();
+    let matrix = grid(&labels, |row, col| {
+        let got = received
+            .get(&(names[row].clone(), names[col].clone()))
+            .copied()
+            .unwrap_or(0);
+        match got {
+            0 => 'X',
+            got if got >= sent => '.',
+            _ => '~',
+        }
+    });
+    VerifyReport {
+        network: network.to_owned(),
+        ok: mismatches.is_empty(),
+        sent_per_pair: sent,
+        pairs,
+        mismatches,
+        matrix,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::test_support::*, *};
+
+    // --- matrices ---
+
+    #[test]
+    fn the_matrix_shows_senders_in_rows_and_the_outside() {
+        let rules = compiled("isolate a", "a b c");
+        assert_eq!(
+            render_rules(&rules, &guests("a b c")),
+            "\
+from \\ to  a  b  c  outside
+a          -  X  X  X
+b          X  -  .  .
+c          X  .  -  .
+outside    X  .  .  -
+. allowed  X cut  - itself
+"
+        );
+    }
+
+    #[test]
+    fn one_way_and_lossy_cuts_show_as_such() {
+        let rules = compiled("cut --from alpha --to b --loss 30", "alpha b");
+        assert_eq!(
+            render_rules(&rules, &guests("alpha b")),
+            "\
+from \\ to  alpha  b  outside
+alpha      -      ~  .
+b          .      -  .
+outside    .      .  -
+. allowed  X cut  - itself  ~ cut at 30% loss
+"
+        );
+    }
+
+    #[test]
+    fn intents_follow_the_rules() {
+        let rules = compiled("isolate a --keep-outside", "a b");
+        assert_eq!(intent(&rules, End::Guest(0), End::Guest(1)), Intent::Cut);
+        assert_eq!(intent(&rules, End::Guest(0), End::Outside), Intent::Allowed);
+        let rules = compiled("isolate a --loss 10", "a b");
+        assert_eq!(intent(&rules, End::Outside, End::Guest(0)), Intent::Lossy);
+        assert_eq!(intent(&rules, End::Outside, End::Guest(1)), Intent::Allowed);
+    }
+
+    // --- verify ---
+
+    fn received(entries: &[(&str, &str, u32)]) -> BTreeMap<(String, String), u32> {
+        entries
+            .iter()
+            .map(|(from, to, count)| ((from.to_string(), to.to_string()), *count))
+            .collect()
+    }
+
+    #[test]
+    fn a_partition_that_holds_verifies_ok() {
+        let rules = compiled("cut --from a --to b", "a b");
+        let report = judge(
+            "web",
+            &rules,
+            &guests("a b"),
+            &received(&[("b", "a", 3)]),
+            3,
+        );
+        assert!(report.ok);
+        assert!(report.mismatches.is_empty());
+        assert_eq!(
+            report.pairs,
+            vec![
+                PairCheck {
+                    from: "a".into(),
+                    to: "b".into(),
+                    intended: Intent::Cut,
+                    sent: 3,
+                    received: 0,
+                    delivered: false,
+                    ok: true,
+                },
+                PairCheck {
+                    from: "b".into(),
+                    to: "a".into(),
+                    intended: Intent::Allowed,
+                    sent: 3,
+                    received: 3,
+                    delivered: true,
+                    ok: true,
+                },
+            ]
+        );
+        assert_eq!(
+            report.matrix,
+            "from \\ to  a  b\na          -  X\nb          .  -\n"
+        );
+    }
+
+    #[test]
+    fn leaks_and_losses_are_mismatches() {
+        let rules = compiled("isolate a", "a b c");
+        let report = judge(
+            "web",
+            &rules,
+            &guests("a b c"),
+            &received(&[("a", "b", 2), ("b", "c", 3)]),
+            3,
+        );
+        assert!(!report.ok);
+        assert_eq!(
+            report.mismatches,
+            vec![
+                "a -> b: cut, but 2 of 3 datagrams arrived",
+                "c -> b: allowed, but none of 3 datagrams arrived",
+            ]
+        );
+        assert_eq!(report.pairs.len(), 6);
+        assert!(
+            report.matrix.contains("a          -  ~  X\n"),
+            "{}",
+            report.matrix
+        );
+    }
+
+    #[test]
+    fn lossy_pairs_are_never_mismatches() {
+        let rules = compiled("isolate a --loss 50", "a b");
+        for count in [0, 1, 3] {
+            let report = judge(
+                "web",
+                &rules,
+                &guests("a b"),
+                &received(&[("a", "b", count), ("b", "a", count)]),
+                3,
+            );
+            assert!(report.ok, "{count}");
+            assert_eq!(report.pairs[0].intended, Intent::Lossy);
+        }
+    }
+
+    #[test]
+    fn a_network_of_one_guest_has_no_pairs() {
+        let report = judge(
+            "web",
+            &PartitionRules::default(),
+            &guests("a"),
+            &BTreeMap::new(),
+            3,
+        );
+        assert!(report.ok);
+        assert!(report.pairs.is_empty());
+    }
+}
