@@ -76,10 +76,23 @@ impl Network {
 
     /// The lowest partition slot no guest holds (there are at most 253
     /// guests and 256 slots, so one is always free).
+    ///
+    /// While a partition is in force, slots its rules name stay taken even
+    /// if their guest is gone, so a newcomer never inherits a removed
+    /// guest's cuts: guests added during a partition are outside it until
+    /// the next partition command. Should the 256 slots run out that way,
+    /// the lowest slot no guest holds is reused.
     pub fn free_slot(&self) -> u8 {
-        let used: BTreeSet<u8> = self.guests.values().map(|guest| guest.slot).collect();
+        let held: BTreeSet<u8> = self.guests.values().map(|guest| guest.slot).collect();
+        let mut named = held.clone();
+        if let Some(partition) = &self.partition {
+            let rules = &partition.rules;
+            named.extend(rules.cut.iter().flat_map(|&(from, to)| [from, to]));
+            named.extend(rules.outside_cut.iter().copied());
+        }
         (0..=u8::MAX)
-            .find(|slot| !used.contains(slot))
+            .find(|slot| !named.contains(slot))
+            .or_else(|| (0..=u8::MAX).find(|slot| !held.contains(slot)))
             .expect("at most 253 guests hold the 256 slots")
     }
 
