@@ -193,6 +193,12 @@ fn now() -> u64 {
 }
 
 fn print_view(view: &PartitionView) {
+    if let Some(us) = view.in_force_after_us {
+        println!(
+            "in force {:.2} ms after the request arrived",
+            us as f64 / 1000.0
+        );
+    }
     match &view.state {
         None => println!("network {}: fullmesh (nothing cut)", view.network),
         Some(state) => {

@@ -29,6 +29,7 @@ impl Service {
         request: PartitionRequest,
         caller: Caller,
     ) -> ServiceResult<PartitionView> {
+        let started = std::time::Instant::now();
         caller.partition_network(Some(network))?;
         let net = self.network(network)?;
         let rules = partition::compile(network, &request, &net.slots())?;
@@ -44,9 +45,11 @@ impl Service {
                 set_by: caller.to_string(),
             }),
         };
-        self.replace_partition(network, state)?;
-        info!(network, partition = %line, by = %caller, "partition set");
-        self.show_partition(network)
+        let in_force_after = self.replace_partition(network, state, started)?;
+        info!(network, partition = %line, by = %caller, ?in_force_after, "partition set");
+        let mut view = self.show_partition(network)?;
+        view.in_force_after_us = Some(in_force_after.as_micros() as u64);
+        Ok(view)
     }
 
     /// The partition in force on `network`, its matrix and its rules.
@@ -65,6 +68,7 @@ impl Service {
             matrix: partition::render_rules(&rules, &slots),
             slots,
             rules,
+            in_force_after_us: None,
         })
     }
 
@@ -80,8 +84,8 @@ impl Service {
             .map(|net| net.name.clone())
             .collect();
         for network in due {
-            match self.replace_partition(&network, None) {
-                Ok(()) => info!(network, "partition expired: healed"),
+            match self.replace_partition(&network, None, std::time::Instant::now()) {
+                Ok(_) => info!(network, "partition expired: healed"),
                 Err(err) => warn!(
                     network,
                     "healing an expired partition: {err:#}; trying again"
@@ -119,16 +123,19 @@ impl Service {
     /// Makes `state` the network's partition: applied in one step, then
     /// persisted; if persisting fails, the previous rules are applied again
     /// and the previous state restored.
+    /// Returns how long after `started` the new policy was in force.
     fn replace_partition(
         &mut self,
         network: &str,
         state: Option<PartitionState>,
-    ) -> ServiceResult<()> {
+        started: std::time::Instant,
+    ) -> ServiceResult<std::time::Duration> {
         let net = self.network(network)?;
         let zone = net.zone();
         let previous = net.partition.clone();
         self.dataplane
             .apply_partition(zone, &rules_of(state.as_ref()))?;
+        let in_force_after = started.elapsed();
         self.network_mut(network).partition = state;
         if let Err(err) = self.store.save(&self.state) {
             if let Err(undo) = self
@@ -140,7 +147,7 @@ impl Service {
             self.network_mut(network).partition = previous;
             return Err(err.into());
         }
-        Ok(())
+        Ok(in_force_after)
     }
 
     /// A network the caller has already looked up.

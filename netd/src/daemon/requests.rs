@@ -98,6 +98,11 @@ pub struct PartitionView {
     /// Senders in rows, receivers in columns, plus the outside: "." allowed,
     /// "X" cut, "~" lossy.
     pub matrix: String,
+    /// For a change: microseconds from the request reaching the service to
+    /// the new policy being in force (validation, compiling, the map update
+    /// or nft transaction), before it is persisted.
+    #[serde(default)]
+    pub in_force_after_us: Option<u64>,
 }
 
 /// What `cleanup` removed.
