@@ -162,6 +162,7 @@ fn topology(sb: &Sandbox) {
         }
     );
     nat_and_ports(sb, &mut netd);
+    partitions(&netd);
 
     show(&netd, &["cleanup"]);
     let left = Netns::list_with_prefix(&netd.prefix());
@@ -256,6 +257,64 @@ fn nat_and_ports(sb: &Sandbox, netd: &mut Netd) {
     for (net, stream) in &mut streams {
         println!("  {net}/web: {}", tcp_ask(stream, "after restart"));
     }
+}
+
+/// `netd partition`: atomic splits of a whole network, checked with real
+/// packets by `verify`, one-way cuts, and a request from inside a guest.
+fn partitions(netd: &Netd) {
+    println!("\n-- 4. partitions --");
+    show(netd, &["network", "create", "cluster"]);
+    for node in ["n1", "n2", "n3", "n4"] {
+        netd.ok(&["guest", "add", "cluster", node]);
+    }
+    println!("(guests n1..n4 added)");
+    show(
+        netd,
+        &[
+            "partition",
+            "cluster",
+            "disjoint",
+            "n1",
+            "n2",
+            "--",
+            "n3",
+            "n4",
+        ],
+    );
+    show(netd, &["partition", "cluster", "verify"]);
+    show(
+        netd,
+        &[
+            "partition",
+            "cluster",
+            "cut",
+            "--from",
+            "n1",
+            "--to",
+            "n2",
+            "--for",
+            "1h",
+        ],
+    );
+    show(netd, &["partition", "cluster", "verify"]);
+    let binary = netd_tests::netd::netd_binary();
+    let socket = netd.socket.to_string_lossy().into_owned();
+    let inside = [
+        "exec",
+        "cluster",
+        "n3",
+        "--",
+        binary.to_str().unwrap(),
+        "--socket",
+        &socket,
+        "partition",
+        "isolate",
+        "n4",
+    ];
+    println!("from inside guest n3: netd partition isolate n4");
+    print!("{}", netd.ok(&inside));
+    show(netd, &["partition", "cluster", "heal"]);
+    show(netd, &["partition", "cluster", "verify"]);
 }
 
 fn show(netd: &Netd, args: &[&str]) {
