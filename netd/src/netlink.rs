@@ -14,6 +14,7 @@ use rtnetlink::{
         address::AddressAttribute,
         link::{LinkAttribute, LinkFlags, LinkMessage},
         route::{RouteAddress, RouteAttribute},
+        rule::{RuleAction, RuleAttribute, RuleMessage},
     },
 };
 
@@ -339,4 +340,108 @@ fn random_local_mac() -> [u8; 6] {
     }
     mac[0] = (mac[0] & 0xfe) | 0x02;
     mac
+}
+
+/// Policy routing: what the nftables dataplane needs to send marked packets
+/// into a network whose (possibly overlapping) subnet the main table does
+/// not know.
+impl Netlink {
+    /// Makes `table`'s default route `via gateway dev link` (created or
+    /// replaced).
+    pub async fn replace_default_route_in_table(
+        &self,
+        table: u32,
+        gateway: Ipv4Addr,
+        link: &str,
+    ) -> Result<()> {
+        let message = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+            .gateway(gateway)
+            .output_interface(self.index(link).await?)
+            .table_id(table)
+            .build();
+        self.handle
+            .route()
+            .add(message)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("setting the default route of table {table} via {gateway}"))
+    }
+
+    /// Adds the rule `fwmark MARK lookup TABLE` at `priority`; one that is
+    /// there already is no error.
+    pub async fn add_fwmark_rule(&self, mark: u32, table: u32, priority: u32) -> Result<()> {
+        let result = self
+            .handle
+            .rule()
+            .add()
+            .v4()
+            .fw_mark(mark)
+            .table_id(table)
+            .priority(priority)
+            .action(RuleAction::ToTable)
+            .execute()
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::EEXIST => Ok(()),
+            Err(err) => {
+                Err(err).with_context(|| format!("adding rule fwmark {mark} lookup {table}"))
+            }
+        }
+    }
+
+    /// The IPv4 rules that match a firewall mark: (mark, table), in the
+    /// kernel's order.
+    pub async fn fwmark_rules(&self) -> Result<Vec<(u32, u32)>> {
+        Ok(self
+            .fwmark_rule_messages()
+            .await?
+            .iter()
+            .filter_map(fwmark_rule)
+            .collect())
+    }
+
+    /// Deletes every rule `fwmark MARK lookup TABLE`; none is no error.
+    pub async fn delete_fwmark_rules(&self, mark: u32, table: u32) -> Result<()> {
+        for message in self.fwmark_rule_messages().await? {
+            if fwmark_rule(&message) != Some((mark, table)) {
+                continue;
+            }
+            match self.handle.rule().del(message).execute().await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ENOENT => {}
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("deleting rule fwmark {mark} lookup {table}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fwmark_rule_messages(&self) -> Result<Vec<RuleMessage>> {
+        self.handle
+            .rule()
+            .get(rtnetlink::IpVersion::V4)
+            .execute()
+            .try_collect()
+            .await
+            .context("listing routing rules")
+    }
+}
+
+/// (mark, table) of a rule that matches a firewall mark and looks up a table.
+fn fwmark_rule(message: &RuleMessage) -> Option<(u32, u32)> {
+    let mut mark = None;
+    let mut table = u32::from(message.header.table);
+    for attribute in &message.attributes {
+        match attribute {
+            RuleAttribute::FwMark(value) => mark = Some(*value),
+            RuleAttribute::Table(value) => table = *value,
+            _ => {}
+        }
+    }
+    Some((mark?, table))
 }

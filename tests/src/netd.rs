@@ -13,8 +13,23 @@ pub struct Netd<'a> {
     pub sandbox: &'a Sandbox,
     pub socket: PathBuf,
     pub config: PathBuf,
+    /// The `--dataplane` this daemon runs with.
+    pub dataplane: String,
     pid: Option<u32>,
     env: Vec<(String, String)>,
+}
+
+/// The environment variable that picks the dataplane of daemons started with
+/// [`Netd::start`] and [`Netd::start_with_env`] (`ebpf` when unset), so that
+/// the same tests run against either backend.
+pub const DATAPLANE_ENV: &str = "NETD_TEST_DATAPLANE";
+
+/// The dataplane `NETD_TEST_DATAPLANE` asks for, `ebpf` by default.
+pub fn default_dataplane() -> String {
+    std::env::var(DATAPLANE_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "ebpf".to_owned())
 }
 
 /// The `netd` binary next to the running test or demo binary.
@@ -34,13 +49,25 @@ pub fn netd_binary() -> PathBuf {
 }
 
 impl<'a> Netd<'a> {
-    /// Starts a daemon and waits until its API answers.
+    /// Starts a daemon and waits until its API answers. Its dataplane is
+    /// `NETD_TEST_DATAPLANE` (default `ebpf`).
     pub fn start(sandbox: &'a Sandbox) -> Netd<'a> {
         Self::start_with_env(sandbox, &[])
     }
 
-    /// Same, with extra environment variables (e.g. failure injection).
+    /// Same, with the given `--dataplane` (`ebpf` or `nftables`) whatever
+    /// the environment says.
+    pub fn start_with_dataplane(sandbox: &'a Sandbox, dataplane: &str) -> Netd<'a> {
+        Self::launch(sandbox, dataplane, &[])
+    }
+
+    /// Same as [`Netd::start`], with extra environment variables (e.g.
+    /// failure injection).
     pub fn start_with_env(sandbox: &'a Sandbox, env: &[(&str, &str)]) -> Netd<'a> {
+        Self::launch(sandbox, &default_dataplane(), env)
+    }
+
+    fn launch(sandbox: &'a Sandbox, dataplane: &str, env: &[(&str, &str)]) -> Netd<'a> {
         let config = sandbox.root.join("netd.toml");
         if !config.exists() {
             std::fs::write(&config, "# sandbox: all defaults\n").expect("writing netd.toml");
@@ -49,6 +76,7 @@ impl<'a> Netd<'a> {
             sandbox,
             socket: sandbox.run_dir.join("netd.sock"),
             config,
+            dataplane: dataplane.to_owned(),
             pid: None,
             env: env
                 .iter()
@@ -79,6 +107,8 @@ impl<'a> Netd<'a> {
             .arg(&self.sandbox.bpffs_dir)
             .arg("--netns-prefix")
             .arg(self.prefix())
+            .arg("--dataplane")
+            .arg(&self.dataplane)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(

@@ -18,14 +18,14 @@ use std::{
     sync::Arc,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tokio::{net::UnixListener, sync::Mutex};
 use tracing::info;
 
 use crate::{
     bpffs,
     config::{Config, Dataplane as DataplaneKind},
-    dataplane::{Dataplane, ebpf::EbpfDataplane},
+    dataplane::{Dataplane, ebpf::EbpfDataplane, nft::NftDataplane},
     model::State,
     netlink::Netlink,
     store::Store,
@@ -110,14 +110,13 @@ fn open_dataplane(config: &Config) -> Result<Box<dyn Dataplane>> {
             dataplane.log_start();
             Ok(Box::new(dataplane))
         }
-        DataplaneKind::Nftables => bail!(
-            "the nftables dataplane is not built yet: run with --dataplane ebpf (the default)"
-        ),
+        DataplaneKind::Nftables => Ok(Box::new(NftDataplane::new())),
     }
 }
 
 /// How often expired connections are removed from the conntrack table, the
-/// host's nftables table is checked, and due timed partitions are healed.
+/// host's nftables table and the dataplane's kernel state are checked (and
+/// repaired), and due timed partitions are healed.
 const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
@@ -129,6 +128,7 @@ async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
             tracing::warn!("conntrack garbage collection: {err:#}");
         }
         service.repair_host_nat();
+        service.dataplane.repair();
         service.heal_expired(service::now()).await;
     }
 }

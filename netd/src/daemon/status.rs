@@ -103,6 +103,7 @@ pub async fn collect(service: &Service) -> Status {
             crate::hostnat::TABLE
         ));
     }
+    drift.extend(service.dataplane.check());
     let figures = match service.dataplane.status(&zone_name) {
         Ok(figures) => Some(figures),
         Err(err) => {

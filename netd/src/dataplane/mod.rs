@@ -1,5 +1,5 @@
 //! The dataplane: what happens to packets once the topology exists. One trait,
-//! one implementation per backend (`ebpf` today; `nftables` is the fallback),
+//! one implementation per backend (`ebpf`, and `nft`: the nftables fallback),
 //! chosen per daemon with `--dataplane`.
 //!
 //! The topology module builds namespaces and links; the dataplane only
@@ -7,6 +7,7 @@
 //! ports on host addresses) is shared by every backend: see `hostnat`.
 
 pub mod ebpf;
+pub mod nft;
 
 use std::{collections::BTreeSet, fmt, net::Ipv4Addr, path::PathBuf};
 
@@ -129,6 +130,14 @@ impl PartitionRules {
     pub fn is_full_mesh(&self) -> bool {
         self.cut.is_empty() && self.outside_cut.is_empty()
     }
+
+    /// The share of affected packets to drop, 1-100; 0 (unset) means all.
+    pub fn effective_loss_percent(&self) -> u8 {
+        match self.loss_percent {
+            0 | 100.. => 100,
+            percent => percent,
+        }
+    }
 }
 
 /// Connection tracking and NAT figures for `netd status`.
@@ -195,6 +204,15 @@ pub trait Dataplane: Send + Sync {
     fn collect_garbage(&mut self) -> Result<GcReport>;
     /// Live figures, with zone numbers mapped to names by `zone_name`.
     fn status(&self, zone_name: &dyn Fn(u32) -> String) -> Result<DataplaneStatus>;
+    /// Where the kernel differs from what this backend put there (a table
+    /// deleted by hand, say), one line each; empty when all is well. Shown
+    /// by `netd status` as drift.
+    fn check(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Puts back what [`Dataplane::check`] finds missing or altered. Called
+    /// by the daemon every few seconds.
+    fn repair(&mut self) {}
 }
 
 /// A stand-in for unit tests of the service's own logic (validation,

@@ -221,7 +221,7 @@ fn ifindex_in(netns: &Netns, iface: &str) -> Result<u32> {
 /// The map value of a partition: the rules as a bit matrix over slots.
 pub fn policy_of(rules: &super::PartitionRules) -> PartitionPolicy {
     let mut policy = PartitionPolicy::open();
-    policy.set_loss_percent(rules.loss_percent.clamp(1, 100));
+    policy.set_loss_percent(rules.effective_loss_percent());
     for &(from, to) in &rules.cut {
         policy.set_cut(from, to);
     }

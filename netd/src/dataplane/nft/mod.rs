@@ -1,0 +1,660 @@
+//! The nftables dataplane: the eBPF dataplane's behaviour from the kernel's
+//! own conntrack, NAT and bridge filtering, configured with nft.
+//!
+//! - Gateway namespace: `table inet netd` (see [`script::gateway_layout`]):
+//!   per-network conntrack zones on the original direction, SNAT to the
+//!   gateway address, published ports (DNAT) from the host side and from
+//!   guests (hairpin, SNAT to the gateway address too), no traffic from one
+//!   network to another except through a published port; plus policy
+//!   routing ([`routing`]), since guest subnets overlap. ICMP errors follow
+//!   their connection through conntrack (RFC 5508 comes with it).
+//! - Each network namespace: `table bridge netd`
+//!   (see [`script::network_layout`]): guest ports accept only the guest's
+//!   own MAC and address, and the partition.
+//!
+//! The desired content of every table is kept here, rendered from what the
+//! attach, publish and partition calls said. Changes go to the kernel as
+//! element diffs against what this process last applied; a whole table is
+//! synced (in one transaction) when it is new, when its namespace was
+//! rebuilt, when a diff fails, and when [`Dataplane::repair`] finds it
+//! missing or altered. Tables die with their namespaces: nothing is kept
+//! outside them.
+
+pub mod check;
+pub mod conntrack;
+pub mod routing;
+pub mod runner;
+pub mod script;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, anyhow};
+use tracing::{info, warn};
+
+use self::{
+    runner::Nft,
+    script::{
+        Content, GATEWAY_TABLE, GatewaySpec, GuestSpec, NETWORK_TABLE, NetworkPort, NetworkSpec,
+    },
+};
+use super::{
+    Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, GuestPlumbing, NatSummary,
+    NetworkPlumbing, PartitionRules, PortMapping, Proto, ZoneCounters,
+};
+use crate::{netns::Netns, topology::names::GUEST_ETH};
+
+/// What this process last put into a table, and in which namespace (its
+/// inode: a rebuilt namespace has a new one and an empty table).
+#[derive(Debug, Clone)]
+struct Applied {
+    inode: u64,
+    content: Content,
+}
+
+#[derive(Debug)]
+struct Gateway {
+    netns: PathBuf,
+    host_side: String,
+    gateway_ip: Ipv4Addr,
+    host_addrs: BTreeSet<Ipv4Addr>,
+    applied: Option<Applied>,
+    /// A previous daemon's table is in place and the start-up reconcile is
+    /// still telling this one what it should hold: the table is left as it
+    /// is (traffic keeps flowing) until `sync_published` ends the
+    /// reconcile, then synced whole, in one transaction.
+    adopting: bool,
+}
+
+#[derive(Debug)]
+struct Network {
+    /// As for the gateway: a previous daemon's table, left alone until the
+    /// start-up reconcile has told this process about every guest (a sync
+    /// before would drop the guests not attached yet from the guest port
+    /// checks for a moment).
+    adopting: bool,
+    plumbing: NetworkPlumbing,
+    /// Guests by name: (bridge port, what the table knows).
+    guests: BTreeMap<String, (String, GuestSpec)>,
+    /// None until `apply_partition`: a sync leaves the table's partition
+    /// sets as they are (a restarted daemon keeps the partition in force).
+    partition: Option<PartitionRules>,
+    applied: Option<Applied>,
+}
+
+impl Network {
+    fn spec(&self) -> NetworkSpec {
+        NetworkSpec {
+            guests: self
+                .guests
+                .values()
+                .map(|(port, guest)| (port.clone(), *guest))
+                .collect(),
+            partition: self.partition.clone(),
+        }
+    }
+
+    fn nft(&self) -> Result<Nft> {
+        Nft::open(&self.plumbing.name, &self.plumbing.netns)
+    }
+}
+
+#[derive(Debug)]
+pub struct NftDataplane {
+    /// Until the start-up reconcile ends (`sync_published`): tables found in
+    /// the kernel are adopted, not synced.
+    starting: bool,
+    gateway: Option<Gateway>,
+    /// Networks by zone.
+    networks: BTreeMap<u32, Network>,
+    /// Published ports by protocol and host port.
+    forwards: BTreeMap<(Proto, u16), PortMapping>,
+}
+
+impl Default for NftDataplane {
+    fn default() -> NftDataplane {
+        NftDataplane::new()
+    }
+}
+
+impl NftDataplane {
+    pub fn new() -> NftDataplane {
+        NftDataplane {
+            starting: true,
+            gateway: None,
+            networks: BTreeMap::new(),
+            forwards: BTreeMap::new(),
+        }
+    }
+
+    fn gateway_spec(&self) -> Option<GatewaySpec> {
+        let gw = self.gateway.as_ref()?;
+        Some(GatewaySpec {
+            host_side: gw.host_side.clone(),
+            gateway_ip: gw.gateway_ip,
+            host_addrs: gw.host_addrs.clone(),
+            networks: self
+                .networks
+                .iter()
+                .map(|(zone, net)| {
+                    let port = NetworkPort {
+                        port: net.plumbing.gateway_port.clone(),
+                        routable: net.plumbing.routable,
+                    };
+                    (*zone, port)
+                })
+                .collect(),
+            forwards: self.forwards.values().copied().collect(),
+        })
+    }
+
+    /// Brings the gateway table to the desired content: by elements when
+    /// this process knows what is there, whole otherwise.
+    fn sync_gateway(&mut self) -> Result<()> {
+        let Some(spec) = self.gateway_spec() else {
+            return Ok(());
+        };
+        let gw = self.gateway.as_mut().expect("a spec means a gateway");
+        if gw.adopting {
+            return Ok(());
+        }
+        script::validate_gateway(&spec).context("checking the gateway's nftables table")?;
+        let nft = Nft::open("gateway", &gw.netns)?;
+        let inode = nft.netns().inode()?;
+        let content = script::gateway_content(&spec);
+        if let Some(applied) = gw.applied.as_ref().filter(|a| a.inode == inode) {
+            let diff = script::diff_script(GATEWAY_TABLE, &applied.content, &content);
+            match nft.apply(&diff) {
+                Ok(()) => {
+                    gw.applied = Some(Applied { inode, content });
+                    return Ok(());
+                }
+                Err(err) => warn!("changing {GATEWAY_TABLE} failed ({err:#}): syncing all of it"),
+            }
+        }
+        gw.applied = None;
+        nft.apply(&script::gateway_sync_script(&spec)?)
+            .with_context(|| format!("syncing nftables table {GATEWAY_TABLE} in the gateway"))?;
+        gw.applied = Some(Applied { inode, content });
+        Ok(())
+    }
+
+    /// Brings a network's table to the desired content.
+    fn sync_network(&mut self, zone: u32) -> Result<()> {
+        let net = self
+            .networks
+            .get_mut(&zone)
+            .ok_or_else(|| anyhow!("no network with zone {zone} is attached"))?;
+        if net.adopting {
+            return Ok(());
+        }
+        let spec = net.spec();
+        script::validate_network(&spec)
+            .with_context(|| format!("checking network {}'s nftables table", net.plumbing.name))?;
+        let nft = net.nft()?;
+        let inode = nft.netns().inode()?;
+        let content = script::network_content(&spec);
+        if let Some(applied) = net.applied.as_ref().filter(|a| a.inode == inode) {
+            let diff = script::diff_script(NETWORK_TABLE, &applied.content, &content);
+            match nft.apply(&diff) {
+                Ok(()) => {
+                    net.applied = Some(Applied { inode, content });
+                    return Ok(());
+                }
+                Err(err) => warn!(
+                    network = %net.plumbing.name,
+                    "changing {NETWORK_TABLE} failed ({err:#}): syncing all of it"
+                ),
+            }
+        }
+        net.applied = None;
+        let synced = nft
+            .apply(&script::network_sync_script(&spec)?)
+            .or_else(|err| {
+                // A table of another layout (an older netd's): replace it.
+                warn!(
+                    network = %net.plumbing.name,
+                    "syncing {NETWORK_TABLE} in place failed ({err:#}): replacing it"
+                );
+                nft.apply(&script::network_replace_script(&spec)?)
+            });
+        synced.with_context(|| {
+            format!(
+                "syncing nftables table {NETWORK_TABLE} of network {}",
+                net.plumbing.name
+            )
+        })?;
+        net.applied = Some(Applied { inode, content });
+        Ok(())
+    }
+
+    /// Drift of the gateway: its table's shape and the policy routing rules.
+    fn gateway_problems(&self) -> Vec<String> {
+        let (Some(gw), Some(spec)) = (&self.gateway, self.gateway_spec()) else {
+            return Vec::new();
+        };
+        if !gw.netns.exists() {
+            // The topology reports a missing namespace.
+            return Vec::new();
+        }
+        let mut problems = table_problems(
+            "gateway",
+            &gw.netns,
+            &script::gateway_layout(&spec),
+            &script::gateway_content(&spec).counters,
+        );
+        match routing::zones_routed(&gw.netns) {
+            Ok(routed) => {
+                for (zone, net) in &self.networks {
+                    if !routed.contains(zone) {
+                        problems.push(format!(
+                            "gateway: routing rule fwmark {zone} lookup {} of network {} is missing",
+                            script::route_table(*zone),
+                            net.plumbing.name
+                        ));
+                    }
+                }
+            }
+            Err(err) => problems.push(format!("gateway: routing rules unreadable: {err:#}")),
+        }
+        problems
+    }
+
+    fn network_problems(&self, net: &Network) -> Vec<String> {
+        if !net.plumbing.netns.exists() {
+            return Vec::new();
+        }
+        let spec = net.spec();
+        table_problems(
+            &format!("network {}", net.plumbing.name),
+            &net.plumbing.netns,
+            &script::network_layout(),
+            &script::network_content(&spec).counters,
+        )
+    }
+
+    /// The gateway's conntrack table, counted.
+    fn nat_summary(&self) -> NatSummary {
+        let Some(gw) = &self.gateway else {
+            return NatSummary::default();
+        };
+        let table = Netns::open_path("gateway", &gw.netns).and_then(|netns| {
+            // /proc/net follows the process's namespace, thread-self the
+            // thread's (the one run_in moved).
+            netns.run_in(|| std::fs::read_to_string("/proc/thread-self/net/nf_conntrack"))
+        });
+        match table {
+            Ok(Ok(text)) => conntrack::summarize(&text),
+            // No conntrack yet, or no procfs support: nothing to count.
+            _ => NatSummary::default(),
+        }
+    }
+}
+
+/// The problems of one table, each line naming where it is.
+fn table_problems(
+    place: &str,
+    netns: &Path,
+    layout: &script::Layout,
+    counters: &BTreeSet<String>,
+) -> Vec<String> {
+    let listing = Nft::open(place, netns).and_then(|nft| nft.table(layout.table));
+    match listing {
+        Ok(None) => vec![format!(
+            "{place}: nftables table {} is missing (the daemon restores it)",
+            layout.table
+        )],
+        Ok(Some(listing)) => check::problems(&listing, layout, counters)
+            .into_iter()
+            .map(|problem| {
+                format!(
+                    "{place}: nftables table {}: {problem} (the daemon restores it)",
+                    layout.table
+                )
+            })
+            .collect(),
+        Err(err) => vec![format!(
+            "{place}: nftables table {} unreadable: {err:#}",
+            layout.table
+        )],
+    }
+}
+
+/// Named counters of a table (packets), or none if it cannot be read.
+fn table_counters(name: &str, netns: &Path, table: &str) -> Vec<(String, u64)> {
+    Nft::open(name, netns)
+        .and_then(|nft| nft.table(table))
+        .ok()
+        .flatten()
+        .map(|listing| runner::counters(&listing))
+        .unwrap_or_default()
+}
+
+/// The MAC address of `iface` inside `netns`.
+fn mac_in(netns: &Netns, iface: &str) -> Result<[u8; 6]> {
+    netns
+        .run_in(|| {
+            nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
+                addrs.find_map(|ifa| {
+                    (ifa.interface_name == iface)
+                        .then(|| ifa.address?.as_link_addr()?.addr())
+                        .flatten()
+                })
+            })
+        })?
+        .with_context(|| format!("no MAC address for {iface} in {}", netns.name()))
+}
+
+fn key(port: &PortMapping) -> (Proto, u16) {
+    (port.proto, port.host_port)
+}
+
+impl Dataplane for NftDataplane {
+    fn attach_gateway(&mut self, plumbing: &GatewayPlumbing) -> Result<()> {
+        script::validate_ifname(&plumbing.host_side)?;
+        let host_addrs = plumbing.host_addrs.iter().copied().collect();
+        match &mut self.gateway {
+            Some(gw) if gw.netns == plumbing.netns => {
+                gw.host_side = plumbing.host_side.clone();
+                gw.gateway_ip = plumbing.gateway_ip;
+                gw.host_addrs = host_addrs;
+            }
+            _ => {
+                let nft = Nft::open("gateway", &plumbing.netns)?;
+                let adopting = self.starting && nft.table(GATEWAY_TABLE)?.is_some();
+                if adopting {
+                    info!("adopting the gateway's nftables table until the reconcile is done");
+                }
+                self.gateway = Some(Gateway {
+                    netns: plumbing.netns.clone(),
+                    host_side: plumbing.host_side.clone(),
+                    gateway_ip: plumbing.gateway_ip,
+                    host_addrs,
+                    applied: None,
+                    adopting,
+                });
+            }
+        }
+        self.sync_gateway()
+    }
+
+    fn detach_gateway(&mut self) {
+        self.gateway = None;
+    }
+
+    fn attach_network(&mut self, plumbing: &NetworkPlumbing) -> Result<()> {
+        script::validate_ifname(&plumbing.gateway_port)?;
+        match self.networks.get_mut(&plumbing.zone) {
+            Some(net) if net.plumbing.netns == plumbing.netns => net.plumbing = plumbing.clone(),
+            _ => {
+                let adopting = self.starting
+                    && Nft::open(&plumbing.name, &plumbing.netns)?
+                        .table(NETWORK_TABLE)?
+                        .is_some();
+                self.networks.insert(
+                    plumbing.zone,
+                    Network {
+                        adopting,
+                        plumbing: plumbing.clone(),
+                        guests: BTreeMap::new(),
+                        partition: None,
+                        applied: None,
+                    },
+                );
+            }
+        }
+        routing::ensure(
+            &plumbing.gateway_netns,
+            plumbing.zone,
+            &plumbing.gateway_port,
+            plumbing.uplink_ip,
+        )?;
+        self.sync_gateway()?;
+        self.sync_network(plumbing.zone)
+    }
+
+    fn detach_network(&mut self, plumbing: &NetworkPlumbing) {
+        if plumbing.gateway_netns.exists()
+            && let Err(err) = routing::remove(&plumbing.gateway_netns, plumbing.zone)
+        {
+            warn!(network = %plumbing.name, "{err:#}");
+        }
+        if self.networks.remove(&plumbing.zone).is_some()
+            && let Err(err) = self.sync_gateway()
+        {
+            warn!(network = %plumbing.name, "forgetting the network in the gateway: {err:#}");
+        }
+    }
+
+    fn attach_guest(&mut self, plumbing: &GuestPlumbing) -> Result<()> {
+        script::validate_ifname(&plumbing.port)?;
+        let guest_netns = Netns::open_path(&plumbing.name, &plumbing.guest_netns)?;
+        let guest = GuestSpec {
+            mac: mac_in(&guest_netns, GUEST_ETH)?,
+            ip: plumbing.ip,
+            slot: plumbing.slot,
+        };
+        let net = self.networks.get_mut(&plumbing.zone).ok_or_else(|| {
+            anyhow!(
+                "guest {}/{}: its network is not attached",
+                plumbing.network,
+                plumbing.name
+            )
+        })?;
+        let previous = net
+            .guests
+            .insert(plumbing.name.clone(), (plumbing.port.clone(), guest));
+        if let Err(err) = self.sync_network(plumbing.zone) {
+            let net = self
+                .networks
+                .get_mut(&plumbing.zone)
+                .expect("looked up above");
+            match previous {
+                Some(previous) => net.guests.insert(plumbing.name.clone(), previous),
+                None => net.guests.remove(&plumbing.name),
+            };
+            return Err(err).with_context(|| {
+                format!("registering guest {}/{}", plumbing.network, plumbing.name)
+            });
+        }
+        Ok(())
+    }
+
+    fn detach_guest(&mut self, plumbing: &GuestPlumbing) {
+        let Some(net) = self.networks.get_mut(&plumbing.zone) else {
+            return;
+        };
+        if net.guests.remove(&plumbing.name).is_some()
+            && plumbing.network_netns.exists()
+            && let Err(err) = self.sync_network(plumbing.zone)
+        {
+            warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest: {err:#}");
+        }
+    }
+
+    fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()> {
+        let net = self
+            .networks
+            .get_mut(&zone)
+            .ok_or_else(|| anyhow!("no network with zone {zone} is attached"))?;
+        let previous = net.partition.replace(rules.clone());
+        let nft = net.nft()?;
+        let inode = nft.netns().inode()?;
+        let spec = net.spec();
+        let known = net.applied.as_ref().is_some_and(|a| a.inode == inode);
+        // One transaction replaces the whole partition.
+        let applied = if known {
+            nft.apply(&script::partition_script(&spec.guests, rules))
+        } else {
+            Err(anyhow!("the table is not synced yet"))
+        };
+        let result = match applied {
+            Ok(()) => {
+                net.applied = Some(Applied {
+                    inode,
+                    content: script::network_content(&spec),
+                });
+                Ok(())
+            }
+            Err(_) => self.sync_network(zone),
+        };
+        if let Err(err) = result {
+            if let Some(net) = self.networks.get_mut(&zone) {
+                net.partition = previous;
+            }
+            return Err(err).context("putting the partition in force");
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
+        let before = self.forwards.clone();
+        for port in ports {
+            self.forwards.insert(key(port), *port);
+        }
+        if let Err(err) = self.sync_gateway() {
+            self.forwards = before;
+            return Err(err).with_context(|| format!("publishing {} port(s)", ports.len()));
+        }
+        Ok(())
+    }
+
+    fn unpublish(&mut self, ports: &[PortMapping]) {
+        for port in ports {
+            self.forwards.remove(&key(port));
+        }
+        if let Err(err) = self.sync_gateway() {
+            warn!("withdrawing {} port(s): {err:#}", ports.len());
+        }
+    }
+
+    fn sync_published(&mut self, ports: &[PortMapping]) -> Result<()> {
+        self.forwards = ports.iter().map(|port| (key(port), *port)).collect();
+        // The end of the start-up reconcile: everything is known now, and
+        // adopted tables are synced whole.
+        self.starting = false;
+        if let Some(gw) = &mut self.gateway {
+            gw.adopting = false;
+        }
+        let adopted: Vec<u32> = self
+            .networks
+            .iter_mut()
+            .filter(|(_, net)| net.adopting)
+            .map(|(zone, net)| {
+                net.adopting = false;
+                *zone
+            })
+            .collect();
+        for zone in adopted {
+            if let Err(err) = self.sync_network(zone) {
+                warn!("{err:#}");
+            }
+        }
+        self.sync_gateway()
+    }
+
+    fn forget_all(&mut self) {
+        // Tables, rules and routes live in netd's namespaces and go with
+        // them; nothing is kept anywhere else.
+        self.gateway = None;
+        self.networks.clear();
+        self.forwards.clear();
+    }
+
+    fn collect_garbage(&mut self) -> Result<GcReport> {
+        // The kernel's conntrack expires its own entries.
+        Ok(GcReport::default())
+    }
+
+    fn status(&self, zone_name: &dyn Fn(u32) -> String) -> Result<DataplaneStatus> {
+        let mut counters: BTreeMap<u32, Vec<(String, u64)>> =
+            std::iter::once((0, Vec::new())).collect();
+        for zone in self.networks.keys() {
+            counters.insert(*zone, Vec::new());
+        }
+        if let Some(gw) = &self.gateway {
+            for (name, packets) in table_counters("gateway", &gw.netns, GATEWAY_TABLE) {
+                let zone = match name.strip_prefix(script::CROSS_NETWORK_PREFIX) {
+                    Some(zone) => match zone.parse() {
+                        Ok(zone) => zone,
+                        Err(_) => continue,
+                    },
+                    None => 0,
+                };
+                let name = if zone == 0 {
+                    name
+                } else {
+                    "dropped_cross_network".to_owned()
+                };
+                counters.entry(zone).or_default().push((name, packets));
+            }
+        }
+        for (zone, net) in &self.networks {
+            let found = table_counters(&net.plumbing.name, &net.plumbing.netns, NETWORK_TABLE);
+            counters.entry(*zone).or_default().extend(found);
+        }
+        Ok(DataplaneStatus {
+            nat: self.nat_summary(),
+            counters: counters
+                .into_iter()
+                .map(|(zone, mut counters)| {
+                    counters.retain(|(_, packets)| *packets > 0);
+                    counters.sort();
+                    ZoneCounters {
+                        zone: zone_name(zone),
+                        counters,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    fn check(&self) -> Vec<String> {
+        let mut drift = self.gateway_problems();
+        for net in self.networks.values() {
+            drift.extend(self.network_problems(net));
+        }
+        drift
+    }
+
+    fn repair(&mut self) {
+        if self.gateway.as_ref().is_some_and(|gw| !gw.adopting)
+            && !self.gateway_problems().is_empty()
+        {
+            warn!(
+                "the gateway's nftables table or routing rules are missing or altered: restoring them"
+            );
+            for net in self.networks.values() {
+                let p = &net.plumbing;
+                if let Err(err) =
+                    routing::ensure(&p.gateway_netns, p.zone, &p.gateway_port, p.uplink_ip)
+                {
+                    warn!(network = %p.name, "restoring policy routing: {err:#}");
+                }
+            }
+            if let Some(gw) = &mut self.gateway {
+                gw.applied = None;
+            }
+            if let Err(err) = self.sync_gateway() {
+                warn!("restoring the gateway's nftables table: {err:#}");
+            }
+        }
+        let drifted: Vec<u32> = self
+            .networks
+            .iter()
+            .filter(|(_, net)| !self.network_problems(net).is_empty())
+            .map(|(zone, _)| *zone)
+            .collect();
+        for zone in drifted {
+            let net = self.networks.get_mut(&zone).expect("listed above");
+            warn!(network = %net.plumbing.name, "the network's nftables table is missing or altered: restoring it");
+            net.applied = None;
+            if let Err(err) = self.sync_network(zone) {
+                warn!("{err:#}");
+            }
+        }
+    }
+}

@@ -1,0 +1,1113 @@
+//! The nftables dataplane's scripts, rendered from plain data: no I/O here,
+//! so every line is unit-tested with its exact text. Each script is one
+//! `nft -f -` batch, which the kernel applies as one transaction.
+//!
+//! Two tables, both named `netd` and owned by netd (every object carries
+//! `comment "netd"`; netd never touches a table it does not own):
+//!
+//! - `table inet netd` in the gateway namespace: conntrack zones per
+//!   network, NAT (out, published ports, hairpin), the routing marks and the
+//!   "no traffic between networks" filter. Maps and sets hold everything that
+//!   grows (networks, host addresses, published ports), so a change adds or
+//!   removes elements and never rewrites a rule.
+//! - `table bridge netd` in each network namespace: anti-spoofing on guest
+//!   ports and the partition. Guests are bridged, not routed: their frames
+//!   between each other never reach the `ip`/`inet` hooks unless
+//!   `br_netfilter` hands them over (a module netd does not load and whose
+//!   behaviour depends on sysctls that are not netd's), and ARP never does.
+//!   The bridge family sees every frame with its bridge port, MAC addresses,
+//!   ARP and IPv4 header, which is what the guest port check needs.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    net::Ipv4Addr,
+};
+
+use thiserror::Error;
+
+use crate::dataplane::{PartitionRules, PortMapping, Proto};
+
+/// The gateway's table, as nft names it (family and name).
+pub const GATEWAY_TABLE: &str = "inet netd";
+/// Each network namespace's table.
+pub const NETWORK_TABLE: &str = "bridge netd";
+/// The owner tag on every table, set, map, counter, chain and rule.
+pub const OWNER: &str = "netd";
+
+/// Routing table of a network's zone in the gateway namespace: packets
+/// marked with the zone are routed by it into the network.
+pub const fn route_table(zone: u32) -> u32 {
+    1000 + zone
+}
+
+/// Priority of the `fwmark ZONE lookup TABLE` rules: before the main table
+/// (32766).
+pub const RULE_PRIORITY: u32 = 1000;
+
+/// Per-zone counter of packets one network sent into another.
+pub fn cross_network_counter(zone: u32) -> String {
+    format!("{CROSS_NETWORK_PREFIX}{zone}")
+}
+
+/// Prefix of the per-zone counters in the gateway table; the rest is the
+/// zone number.
+pub const CROSS_NETWORK_PREFIX: &str = "dropped_cross_network_z";
+
+/// The gateway counter of packets conntrack found invalid (reported for the
+/// host side).
+pub const INVALID_COUNTER: &str = "dropped_invalid";
+
+/// Counters in each network's table, named as `netd status` shows them.
+pub const NETWORK_COUNTERS: [&str; 3] = [
+    "dropped_spoofed",
+    "dropped_unsupported",
+    "dropped_partition",
+];
+
+/// Why a spec cannot be rendered.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ScriptError {
+    #[error(
+        "interface name {0:?} cannot go into an nftables rule: netd writes interface names \
+         quoted, so they take only A-Z, a-z, 0-9, '_', '.' and '-'"
+    )]
+    Ifname(String),
+
+    #[error("{proto} port 0 cannot be published: publish a port from 1 to 65535")]
+    PortZero { proto: Proto },
+}
+
+/// One network as the gateway table knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPort {
+    /// The gateway's veth towards the network (`nu<slot>`).
+    pub port: String,
+    /// Routable networks leave untranslated (the host masquerades them).
+    pub routable: bool,
+}
+
+/// Everything the gateway table holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySpec {
+    /// The gateway's veth towards the host.
+    pub host_side: String,
+    /// The address guests are translated to, and where ports are published.
+    pub gateway_ip: Ipv4Addr,
+    /// The host's addresses: guests reach published ports through them too.
+    pub host_addrs: BTreeSet<Ipv4Addr>,
+    /// Networks by zone.
+    pub networks: BTreeMap<u32, NetworkPort>,
+    /// Published ports, one per protocol and host port.
+    pub forwards: Vec<PortMapping>,
+}
+
+/// One guest as its network's table knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestSpec {
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    /// The guest's index in the partition rules.
+    pub slot: u8,
+}
+
+/// Everything a network's table holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// Guests by bridge port.
+    pub guests: BTreeMap<String, GuestSpec>,
+    /// The partition in force; None: whatever the table holds now is kept
+    /// (a restarted daemon that has not been told the partition yet).
+    pub partition: Option<PartitionRules>,
+}
+
+/// The part of a table that changes: counters and set (or map) elements, in
+/// nft's syntax. Two contents are compared to change a table by elements
+/// only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Content {
+    pub counters: BTreeSet<String>,
+    pub elements: BTreeMap<&'static str, BTreeSet<String>>,
+}
+
+/// A set or map declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetDecl {
+    pub name: &'static str,
+    /// "set" or "map".
+    pub kind: &'static str,
+    /// `type ...` or `typeof ...`, with `flags` if any (one per line).
+    pub spec: &'static [&'static str],
+}
+
+/// A base chain and its rules (without the owner comment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainDecl {
+    pub name: &'static str,
+    pub hook: &'static str,
+    pub rules: Vec<String>,
+}
+
+/// Everything but the elements: what a drift check compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub table: &'static str,
+    pub sets: &'static [SetDecl],
+    pub chains: Vec<ChainDecl>,
+}
+
+// ---------------------------------------------------------------------------
+// Gateway
+
+const GATEWAY_SETS: &[SetDecl] = &[
+    SetDecl {
+        name: "zone_of_port",
+        kind: "map",
+        spec: &["typeof iifname : ct zone"],
+    },
+    SetDecl {
+        name: "net_ports",
+        kind: "set",
+        spec: &["type ifname"],
+    },
+    SetDecl {
+        name: "snat_ports",
+        kind: "set",
+        spec: &["type ifname"],
+    },
+    SetDecl {
+        name: "cross_counters",
+        kind: "map",
+        spec: &["type ifname : counter"],
+    },
+    SetDecl {
+        name: "host_addrs",
+        kind: "set",
+        spec: &["type ipv4_addr"],
+    },
+    SetDecl {
+        name: "forwards",
+        kind: "map",
+        spec: &["type inet_proto . inet_service : ipv4_addr . inet_service"],
+    },
+    SetDecl {
+        name: "forward_zones",
+        kind: "map",
+        spec: &["type inet_proto . inet_service : mark"],
+    },
+    SetDecl {
+        name: "forwards_any_ip",
+        kind: "set",
+        spec: &["type inet_proto . inet_service"],
+    },
+    SetDecl {
+        name: "forwards_on_ip",
+        kind: "set",
+        spec: &["type ipv4_addr . inet_proto . inet_service"],
+    },
+];
+
+/// The gateway table's sets and chains.
+///
+/// Connections from a network get the network's conntrack zone, on the
+/// original direction only: two guests with the same address and port in
+/// two networks are two connections, and replies (which arrive on the host
+/// side, in the default zone) still find theirs. The gateway has no route
+/// to guest subnets (they overlap), so packets into a network are marked
+/// with its zone and policy routing (`fwmark ZONE lookup 1000+ZONE`) sends
+/// them to its port: replies by the zone the connection came from, packets
+/// to a published port by the zone the port leads to (kept in `ct mark`).
+pub fn gateway_layout(spec: &GatewaySpec) -> Layout {
+    let gw = spec.gateway_ip;
+    let host_side = &spec.host_side;
+    let to_forward = "ct mark set meta l4proto . th dport map @forward_zones \
+                      meta mark set ct mark \
+                      dnat ip to meta l4proto . th dport map @forwards";
+    Layout {
+        table: GATEWAY_TABLE,
+        sets: GATEWAY_SETS,
+        chains: vec![
+            ChainDecl {
+                name: "zones",
+                hook: "type filter hook prerouting priority raw; policy accept;",
+                rules: vec!["ct original zone set iifname map @zone_of_port".to_owned()],
+            },
+            ChainDecl {
+                name: "marks",
+                hook: "type filter hook prerouting priority mangle; policy accept;",
+                rules: vec![
+                    "ct direction original meta mark set ct mark".to_owned(),
+                    "ct direction reply meta mark set ct original zone".to_owned(),
+                ],
+            },
+            ChainDecl {
+                name: "published",
+                hook: "type nat hook prerouting priority dstnat; policy accept;",
+                rules: vec![
+                    format!("ip daddr {gw} {to_forward}"),
+                    format!(
+                        "iifname @net_ports ip daddr @host_addrs \
+                         meta l4proto . th dport @forwards_any_ip {to_forward}"
+                    ),
+                    format!(
+                        "iifname @net_ports ip daddr @host_addrs \
+                         ip daddr . meta l4proto . th dport @forwards_on_ip {to_forward}"
+                    ),
+                ],
+            },
+            ChainDecl {
+                name: "translate",
+                hook: "type nat hook postrouting priority srcnat; policy accept;",
+                rules: vec![
+                    format!("iifname @net_ports oifname @net_ports ct status dnat snat ip to {gw}"),
+                    format!("iifname @snat_ports oifname \"{host_side}\" snat ip to {gw}"),
+                ],
+            },
+            ChainDecl {
+                name: "between",
+                hook: "type filter hook forward priority filter; policy accept;",
+                rules: vec![
+                    format!("ct state invalid counter name \"{INVALID_COUNTER}\" drop"),
+                    "iifname @net_ports oifname @net_ports ct status ! dnat \
+                     counter name iifname map @cross_counters drop"
+                        .to_owned(),
+                ],
+            },
+        ],
+    }
+}
+
+/// The gateway table's elements and per-network counters.
+pub fn gateway_content(spec: &GatewaySpec) -> Content {
+    let mut content = Content::default();
+    let mut put = |set: &'static str, element: String| {
+        content.elements.entry(set).or_default().insert(element);
+    };
+    for (zone, net) in &spec.networks {
+        let port = &net.port;
+        put("zone_of_port", format!("\"{port}\" : {zone}"));
+        put("net_ports", format!("\"{port}\""));
+        if !net.routable {
+            put("snat_ports", format!("\"{port}\""));
+        }
+        put(
+            "cross_counters",
+            format!("\"{port}\" : \"{}\"", cross_network_counter(*zone)),
+        );
+    }
+    for addr in &spec.host_addrs {
+        put("host_addrs", addr.to_string());
+    }
+    for port in &spec.forwards {
+        let key = format!("{} . {}", port.proto, port.host_port);
+        put(
+            "forwards",
+            format!("{key} : {} . {}", port.guest_ip, port.guest_port),
+        );
+        put("forward_zones", format!("{key} : {}", port.zone));
+        match port.host_ip {
+            None => put("forwards_any_ip", key),
+            Some(ip) => put("forwards_on_ip", format!("{ip} . {key}")),
+        }
+    }
+    content.counters = std::iter::once(INVALID_COUNTER.to_owned())
+        .chain(
+            spec.networks
+                .keys()
+                .map(|zone| cross_network_counter(*zone)),
+        )
+        .collect();
+    content
+}
+
+/// Checks what goes into a gateway script unquoted or inside quotes.
+pub fn validate_gateway(spec: &GatewaySpec) -> Result<(), ScriptError> {
+    validate_ifname(&spec.host_side)?;
+    for net in spec.networks.values() {
+        validate_ifname(&net.port)?;
+    }
+    match spec.forwards.iter().find(|port| port.host_port == 0) {
+        Some(port) => Err(ScriptError::PortZero { proto: port.proto }),
+        None => Ok(()),
+    }
+}
+
+/// The full sync of the gateway: netd's table deleted and recreated with the
+/// spec's contents, in one transaction (the leading `add table` makes the
+/// `delete` work when there is no table yet). Packets see the old table or
+/// the new one, never none.
+pub fn gateway_sync_script(spec: &GatewaySpec) -> Result<String, ScriptError> {
+    validate_gateway(spec)?;
+    let layout = gateway_layout(spec);
+    Ok(format!(
+        "{}{}",
+        remove_script(GATEWAY_TABLE),
+        table_definition(&layout, &gateway_content(spec))
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Networks
+
+const NETWORK_SETS: &[SetDecl] = &[
+    SetDecl {
+        name: "guest_ports",
+        kind: "set",
+        spec: &["type ifname"],
+    },
+    SetDecl {
+        name: "guest_ips",
+        kind: "set",
+        spec: &["type ipv4_addr"],
+    },
+    SetDecl {
+        name: "guests",
+        kind: "set",
+        spec: &["type ifname . ether_addr . ipv4_addr"],
+    },
+    SetDecl {
+        name: "cut",
+        kind: "set",
+        spec: &["type ipv4_addr . ipv4_addr"],
+    },
+    SetDecl {
+        name: "outside_cut",
+        kind: "set",
+        spec: &["type ipv4_addr"],
+    },
+    SetDecl {
+        name: "loss",
+        kind: "set",
+        spec: &["typeof numgen random mod 100", "flags interval"],
+    },
+];
+
+/// The sets that hold the partition, replaced together in one transaction.
+pub const PARTITION_SETS: [&str; 3] = ["cut", "outside_cut", "loss"];
+
+/// A network table's sets and chains. Guest ports are checked where frames
+/// enter the bridge (prerouting: every frame a guest sends, whether it is
+/// bridged to another guest or goes to the router); the partition where
+/// they leave it: guest to guest in forward, guest to the router (the
+/// outside) in input, router to guest in output. Cut packets are dropped
+/// when `numgen random mod 100` falls in `@loss` (0-99 for all of them).
+/// Nothing here tracks connections, so established connections are cut too.
+pub fn network_layout() -> Layout {
+    let lossy = "numgen random mod 100 @loss counter name \"dropped_partition\" drop";
+    Layout {
+        table: NETWORK_TABLE,
+        sets: NETWORK_SETS,
+        chains: vec![
+            ChainDecl {
+                name: "from_guests",
+                hook: "type filter hook prerouting priority filter; policy accept;",
+                rules: vec![
+                    "iifname != @guest_ports accept".to_owned(),
+                    "iifname . ether saddr . ip saddr @guests accept".to_owned(),
+                    "iifname . ether saddr . arp saddr ip @guests \
+                     iifname . arp saddr ether . arp saddr ip @guests accept"
+                        .to_owned(),
+                    "ether type { ip, arp } counter name \"dropped_spoofed\" drop".to_owned(),
+                    "counter name \"dropped_unsupported\" drop".to_owned(),
+                ],
+            },
+            ChainDecl {
+                name: "between_guests",
+                hook: "type filter hook forward priority filter; policy accept;",
+                rules: vec![
+                    format!("ip saddr . ip daddr @cut {lossy}"),
+                    format!("ip saddr @outside_cut ip daddr != @guest_ips {lossy}"),
+                ],
+            },
+            ChainDecl {
+                name: "to_outside",
+                hook: "type filter hook input priority filter; policy accept;",
+                rules: vec![format!("ip saddr @outside_cut {lossy}")],
+            },
+            ChainDecl {
+                name: "from_outside",
+                hook: "type filter hook output priority filter; policy accept;",
+                rules: vec![format!("ip daddr @outside_cut {lossy}")],
+            },
+        ],
+    }
+}
+
+/// A network table's elements; the partition sets only when the partition
+/// is known.
+pub fn network_content(spec: &NetworkSpec) -> Content {
+    let mut content = Content {
+        counters: NETWORK_COUNTERS.iter().map(|c| (*c).to_owned()).collect(),
+        elements: BTreeMap::new(),
+    };
+    for (port, guest) in &spec.guests {
+        let mut put = |set: &'static str, element: String| {
+            content.elements.entry(set).or_default().insert(element);
+        };
+        put("guest_ports", format!("\"{port}\""));
+        put("guest_ips", guest.ip.to_string());
+        put(
+            "guests",
+            format!("\"{port}\" . {} . {}", mac_text(guest.mac), guest.ip),
+        );
+    }
+    if let Some(rules) = &spec.partition {
+        content
+            .elements
+            .extend(partition_elements(&spec.guests, rules));
+    }
+    content
+}
+
+/// The partition as set elements: slots become the addresses of the guests
+/// holding them (slots without a guest cut nothing).
+pub fn partition_elements(
+    guests: &BTreeMap<String, GuestSpec>,
+    rules: &PartitionRules,
+) -> BTreeMap<&'static str, BTreeSet<String>> {
+    let ip_of: BTreeMap<u8, Ipv4Addr> = guests.values().map(|g| (g.slot, g.ip)).collect();
+    let cut = rules
+        .cut
+        .iter()
+        .filter_map(|(from, to)| Some(format!("{} . {}", ip_of.get(from)?, ip_of.get(to)?)))
+        .collect();
+    let outside = rules
+        .outside_cut
+        .iter()
+        .filter_map(|slot| Some(ip_of.get(slot)?.to_string()))
+        .collect();
+    // As the eBPF dataplane reads it: 1-100, 100 drops every cut packet.
+    let loss = rules.effective_loss_percent();
+    BTreeMap::from([
+        ("cut", cut),
+        ("outside_cut", outside),
+        ("loss", BTreeSet::from([format!("0-{}", loss - 1)])),
+    ])
+}
+
+/// Checks what goes into a network script inside quotes.
+pub fn validate_network(spec: &NetworkSpec) -> Result<(), ScriptError> {
+    spec.guests
+        .keys()
+        .try_for_each(|port| validate_ifname(port))
+}
+
+/// The full sync of a network's table, in place: the table, its counters,
+/// sets and chains are added if missing (their counters keep counting if
+/// not), every set netd manages is flushed and refilled and every chain
+/// flushed and refilled, in one transaction. The partition sets are left
+/// as they are when the partition is unknown, so a restarted daemon does not
+/// heal a partition it has not been told about yet.
+pub fn network_sync_script(spec: &NetworkSpec) -> Result<String, ScriptError> {
+    validate_network(spec)?;
+    Ok(in_place_script(&network_layout(), &network_content(spec)))
+}
+
+/// The fallback when an in-place sync fails (a table of another layout):
+/// deleted and recreated, in one transaction.
+pub fn network_replace_script(spec: &NetworkSpec) -> Result<String, ScriptError> {
+    validate_network(spec)?;
+    Ok(format!(
+        "{}{}",
+        remove_script(NETWORK_TABLE),
+        table_definition(&network_layout(), &network_content(spec))
+    ))
+}
+
+/// A new partition for a whole network: its sets flushed and refilled in one
+/// transaction, so no packet sees half of the old one and half of the new.
+pub fn partition_script(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionRules) -> String {
+    let elements = partition_elements(guests, rules);
+    let mut out = String::new();
+    for set in PARTITION_SETS {
+        let _ = writeln!(out, "flush set {NETWORK_TABLE} {set}");
+    }
+    for (set, elements) in &elements {
+        write_elements(&mut out, "add", NETWORK_TABLE, set, elements);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Shared
+
+/// Changes a table from `old` to `new` by elements and counters only:
+/// counters first added, then elements removed and added, then counters
+/// deleted (once no map element refers to them). Empty when equal.
+pub fn diff_script(table: &str, old: &Content, new: &Content) -> String {
+    let mut out = String::new();
+    for counter in new.counters.difference(&old.counters) {
+        let _ = writeln!(
+            out,
+            "add counter {table} {counter} {{ comment \"{OWNER}\"; }}"
+        );
+    }
+    let empty = BTreeSet::new();
+    let sets: BTreeSet<&str> = old
+        .elements
+        .keys()
+        .chain(new.elements.keys())
+        .copied()
+        .collect();
+    for set in &sets {
+        let before = old.elements.get(set).unwrap_or(&empty);
+        let after = new.elements.get(set).unwrap_or(&empty);
+        let gone: Vec<&String> = before.difference(after).collect();
+        write_elements(&mut out, "delete", table, set, gone);
+    }
+    for set in &sets {
+        let before = old.elements.get(set).unwrap_or(&empty);
+        let after = new.elements.get(set).unwrap_or(&empty);
+        let added: Vec<&String> = after.difference(before).collect();
+        write_elements(&mut out, "add", table, set, added);
+    }
+    for counter in old.counters.difference(&new.counters) {
+        let _ = writeln!(out, "delete counter {table} {counter}");
+    }
+    out
+}
+
+/// `table FAMILY NAME { ... }` with every object tagged.
+pub fn table_definition(layout: &Layout, content: &Content) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "table {} {{", layout.table);
+    let _ = writeln!(out, "\tcomment \"{OWNER}\"");
+    for counter in &content.counters {
+        let _ = writeln!(out, "\tcounter {counter} {{");
+        let _ = writeln!(out, "\t\tcomment \"{OWNER}\"");
+        out.push_str("\t}\n");
+    }
+    for set in layout.sets {
+        let _ = writeln!(out, "\t{} {} {{", set.kind, set.name);
+        for line in set.spec {
+            let _ = writeln!(out, "\t\t{line}");
+        }
+        let _ = writeln!(out, "\t\tcomment \"{OWNER}\"");
+        if let Some(elements) = content.elements.get(set.name).filter(|e| !e.is_empty()) {
+            let list: Vec<&str> = elements.iter().map(String::as_str).collect();
+            let _ = writeln!(out, "\t\telements = {{ {} }}", list.join(", "));
+        }
+        out.push_str("\t}\n");
+    }
+    for chain in &layout.chains {
+        let _ = writeln!(out, "\tchain {} {{", chain.name);
+        let _ = writeln!(out, "\t\t{}", chain.hook);
+        let _ = writeln!(out, "\t\tcomment \"{OWNER}\"");
+        for rule in &chain.rules {
+            let _ = writeln!(out, "\t\t{rule} comment \"{OWNER}\"");
+        }
+        out.push_str("\t}\n");
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The in-place sync (see [`network_sync_script`]): sets absent from
+/// `content.elements` are created if missing but not flushed.
+pub fn in_place_script(layout: &Layout, content: &Content) -> String {
+    let table = layout.table;
+    let mut out = String::new();
+    let _ = writeln!(out, "add table {table} {{ comment \"{OWNER}\"; }}");
+    for counter in &content.counters {
+        let _ = writeln!(
+            out,
+            "add counter {table} {counter} {{ comment \"{OWNER}\"; }}"
+        );
+    }
+    for set in layout.sets {
+        let _ = writeln!(
+            out,
+            "add {} {table} {} {{ {}; comment \"{OWNER}\"; }}",
+            set.kind,
+            set.name,
+            set.spec.join("; ")
+        );
+        if let Some(elements) = content.elements.get(set.name) {
+            let _ = writeln!(out, "flush {} {table} {}", set.kind, set.name);
+            write_elements(&mut out, "add", table, set.name, elements);
+        }
+    }
+    for chain in &layout.chains {
+        let _ = writeln!(
+            out,
+            "add chain {table} {} {{ {} comment \"{OWNER}\"; }}",
+            chain.name, chain.hook
+        );
+        let _ = writeln!(out, "flush chain {table} {}", chain.name);
+        for rule in &chain.rules {
+            let _ = writeln!(
+                out,
+                "add rule {table} {} {rule} comment \"{OWNER}\"",
+                chain.name
+            );
+        }
+    }
+    out
+}
+
+/// Deletes a table netd owns; a missing one is no error.
+pub fn remove_script(table: &str) -> String {
+    format!("add table {table}\ndelete table {table}\n")
+}
+
+/// `VERB element TABLE SET { a, b }`; nothing for no elements (nft refuses
+/// empty braces).
+fn write_elements<S: AsRef<str>>(
+    out: &mut String,
+    verb: &str,
+    table: &str,
+    set: &str,
+    elements: impl IntoIterator<Item = S>,
+) {
+    let list: Vec<S> = elements.into_iter().collect();
+    if list.is_empty() {
+        return;
+    }
+    let list: Vec<&str> = list.iter().map(AsRef::as_ref).collect();
+    let _ = writeln!(
+        out,
+        "{verb} element {table} {set} {{ {} }}",
+        list.join(", ")
+    );
+}
+
+/// Interface names go into quoted nft strings: keep to characters that need
+/// no escaping there (netd's own names always do).
+pub fn validate_ifname(name: &str) -> Result<(), ScriptError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if name.is_empty() || name.len() > crate::ifname::IFNAMSIZ_MAX || !name.chars().all(allowed) {
+        return Err(ScriptError::Ifname(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(proto: Proto, host_ip: Option<[u8; 4]>, host_port: u16, zone: u32) -> PortMapping {
+        PortMapping {
+            proto,
+            host_ip: host_ip.map(Ipv4Addr::from),
+            host_port,
+            zone,
+            guest_ip: Ipv4Addr::new(172, 18, 0, 1),
+            guest_port: 80,
+        }
+    }
+
+    fn gateway() -> GatewaySpec {
+        GatewaySpec {
+            host_side: "host0".to_owned(),
+            gateway_ip: Ipv4Addr::new(172, 18, 255, 2),
+            host_addrs: BTreeSet::from([Ipv4Addr::new(198, 51, 100, 2)]),
+            networks: BTreeMap::from([
+                (
+                    1,
+                    NetworkPort {
+                        port: "nu0".to_owned(),
+                        routable: false,
+                    },
+                ),
+                (
+                    2,
+                    NetworkPort {
+                        port: "nu1".to_owned(),
+                        routable: true,
+                    },
+                ),
+            ]),
+            forwards: vec![mapping(Proto::Tcp, None, 8080, 1)],
+        }
+    }
+
+    const GATEWAY_TABLE_TEXT: &str = r#"table inet netd {
+	comment "netd"
+	counter dropped_cross_network_z1 {
+		comment "netd"
+	}
+	counter dropped_cross_network_z2 {
+		comment "netd"
+	}
+	counter dropped_invalid {
+		comment "netd"
+	}
+	map zone_of_port {
+		typeof iifname : ct zone
+		comment "netd"
+		elements = { "nu0" : 1, "nu1" : 2 }
+	}
+	set net_ports {
+		type ifname
+		comment "netd"
+		elements = { "nu0", "nu1" }
+	}
+	set snat_ports {
+		type ifname
+		comment "netd"
+		elements = { "nu0" }
+	}
+	map cross_counters {
+		type ifname : counter
+		comment "netd"
+		elements = { "nu0" : "dropped_cross_network_z1", "nu1" : "dropped_cross_network_z2" }
+	}
+	set host_addrs {
+		type ipv4_addr
+		comment "netd"
+		elements = { 198.51.100.2 }
+	}
+	map forwards {
+		type inet_proto . inet_service : ipv4_addr . inet_service
+		comment "netd"
+		elements = { tcp . 8080 : 172.18.0.1 . 80 }
+	}
+	map forward_zones {
+		type inet_proto . inet_service : mark
+		comment "netd"
+		elements = { tcp . 8080 : 1 }
+	}
+	set forwards_any_ip {
+		type inet_proto . inet_service
+		comment "netd"
+		elements = { tcp . 8080 }
+	}
+	set forwards_on_ip {
+		type ipv4_addr . inet_proto . inet_service
+		comment "netd"
+	}
+	chain zones {
+		type filter hook prerouting priority raw; policy accept;
+		comment "netd"
+		ct original zone set iifname map @zone_of_port comment "netd"
+	}
+	chain marks {
+		type filter hook prerouting priority mangle; policy accept;
+		comment "netd"
+		ct direction original meta mark set ct mark comment "netd"
+		ct direction reply meta mark set ct original zone comment "netd"
+	}
+	chain published {
+		type nat hook prerouting priority dstnat; policy accept;
+		comment "netd"
+		ip daddr 172.18.255.2 ct mark set meta l4proto . th dport map @forward_zones meta mark set ct mark dnat ip to meta l4proto . th dport map @forwards comment "netd"
+		iifname @net_ports ip daddr @host_addrs meta l4proto . th dport @forwards_any_ip ct mark set meta l4proto . th dport map @forward_zones meta mark set ct mark dnat ip to meta l4proto . th dport map @forwards comment "netd"
+		iifname @net_ports ip daddr @host_addrs ip daddr . meta l4proto . th dport @forwards_on_ip ct mark set meta l4proto . th dport map @forward_zones meta mark set ct mark dnat ip to meta l4proto . th dport map @forwards comment "netd"
+	}
+	chain translate {
+		type nat hook postrouting priority srcnat; policy accept;
+		comment "netd"
+		iifname @net_ports oifname @net_ports ct status dnat snat ip to 172.18.255.2 comment "netd"
+		iifname @snat_ports oifname "host0" snat ip to 172.18.255.2 comment "netd"
+	}
+	chain between {
+		type filter hook forward priority filter; policy accept;
+		comment "netd"
+		ct state invalid counter name "dropped_invalid" drop comment "netd"
+		iifname @net_ports oifname @net_ports ct status ! dnat counter name iifname map @cross_counters drop comment "netd"
+	}
+}
+"#;
+
+    #[test]
+    fn the_gateway_table_is_rendered_exactly() {
+        let script = gateway_sync_script(&gateway()).unwrap();
+        assert_eq!(
+            script,
+            format!("add table inet netd\ndelete table inet netd\n{GATEWAY_TABLE_TEXT}")
+        );
+    }
+
+    #[test]
+    fn publishing_a_port_adds_elements_only() {
+        let before = gateway();
+        let mut after = gateway();
+        after.forwards.push(mapping(Proto::Udp, None, 53, 2));
+        after
+            .forwards
+            .push(mapping(Proto::Tcp, Some([10, 0, 0, 5]), 443, 1));
+        assert_eq!(
+            diff_script(
+                GATEWAY_TABLE,
+                &gateway_content(&before),
+                &gateway_content(&after)
+            ),
+            "add element inet netd forward_zones { tcp . 443 : 1, udp . 53 : 2 }\n\
+             add element inet netd forwards { tcp . 443 : 172.18.0.1 . 80, udp . 53 : 172.18.0.1 . 80 }\n\
+             add element inet netd forwards_any_ip { udp . 53 }\n\
+             add element inet netd forwards_on_ip { 10.0.0.5 . tcp . 443 }\n"
+        );
+        assert_eq!(
+            diff_script(
+                GATEWAY_TABLE,
+                &gateway_content(&after),
+                &gateway_content(&before)
+            ),
+            "delete element inet netd forward_zones { tcp . 443 : 1, udp . 53 : 2 }\n\
+             delete element inet netd forwards { tcp . 443 : 172.18.0.1 . 80, udp . 53 : 172.18.0.1 . 80 }\n\
+             delete element inet netd forwards_any_ip { udp . 53 }\n\
+             delete element inet netd forwards_on_ip { 10.0.0.5 . tcp . 443 }\n"
+        );
+        let same = gateway_content(&before);
+        assert_eq!(diff_script(GATEWAY_TABLE, &same, &same), "");
+    }
+
+    #[test]
+    fn a_port_that_changes_guest_is_deleted_and_added_in_one_batch() {
+        let before = gateway();
+        let mut after = gateway();
+        after.forwards[0].guest_ip = Ipv4Addr::new(172, 18, 0, 9);
+        assert_eq!(
+            diff_script(
+                GATEWAY_TABLE,
+                &gateway_content(&before),
+                &gateway_content(&after)
+            ),
+            "delete element inet netd forwards { tcp . 8080 : 172.18.0.1 . 80 }\n\
+             add element inet netd forwards { tcp . 8080 : 172.18.0.9 . 80 }\n"
+        );
+    }
+
+    #[test]
+    fn a_network_comes_and_goes_with_its_elements_and_counter() {
+        let mut before = gateway();
+        before.networks.remove(&2);
+        let after = gateway();
+        assert_eq!(
+            diff_script(
+                GATEWAY_TABLE,
+                &gateway_content(&before),
+                &gateway_content(&after)
+            ),
+            "add counter inet netd dropped_cross_network_z2 { comment \"netd\"; }\n\
+             add element inet netd cross_counters { \"nu1\" : \"dropped_cross_network_z2\" }\n\
+             add element inet netd net_ports { \"nu1\" }\n\
+             add element inet netd zone_of_port { \"nu1\" : 2 }\n"
+        );
+        assert_eq!(
+            diff_script(
+                GATEWAY_TABLE,
+                &gateway_content(&after),
+                &gateway_content(&before)
+            ),
+            "delete element inet netd cross_counters { \"nu1\" : \"dropped_cross_network_z2\" }\n\
+             delete element inet netd net_ports { \"nu1\" }\n\
+             delete element inet netd zone_of_port { \"nu1\" : 2 }\n\
+             delete counter inet netd dropped_cross_network_z2\n"
+        );
+    }
+
+    #[test]
+    fn names_that_need_quoting_and_port_zero_are_refused() {
+        for bad in ["nu\"0", "a b", "", "n;d", "abcdefghijklmnop"] {
+            let mut spec = gateway();
+            spec.host_side = bad.to_owned();
+            assert_eq!(
+                gateway_sync_script(&spec),
+                Err(ScriptError::Ifname(bad.to_owned()))
+            );
+        }
+        let mut spec = gateway();
+        spec.forwards.push(mapping(Proto::Udp, None, 0, 1));
+        assert_eq!(
+            gateway_sync_script(&spec).unwrap_err().to_string(),
+            "udp port 0 cannot be published: publish a port from 1 to 65535"
+        );
+        let guests = BTreeMap::from([("g-\"x".to_owned(), guest(1, 0))]);
+        let spec = NetworkSpec {
+            guests,
+            partition: None,
+        };
+        assert!(network_sync_script(&spec).is_err());
+    }
+
+    fn guest(last: u8, slot: u8) -> GuestSpec {
+        GuestSpec {
+            mac: [0x02, 0, 0, 0, 0, last],
+            ip: Ipv4Addr::new(172, 18, 0, last),
+            slot,
+        }
+    }
+
+    fn network(partition: Option<PartitionRules>) -> NetworkSpec {
+        NetworkSpec {
+            guests: BTreeMap::from([
+                ("g-a".to_owned(), guest(1, 0)),
+                ("g-b".to_owned(), guest(2, 1)),
+                ("g-c".to_owned(), guest(3, 2)),
+            ]),
+            partition,
+        }
+    }
+
+    #[test]
+    fn a_network_table_is_synced_in_place_and_keeps_an_unknown_partition() {
+        assert_eq!(
+            network_sync_script(&network(None)).unwrap(),
+            r#"add table bridge netd { comment "netd"; }
+add counter bridge netd dropped_partition { comment "netd"; }
+add counter bridge netd dropped_spoofed { comment "netd"; }
+add counter bridge netd dropped_unsupported { comment "netd"; }
+add set bridge netd guest_ports { type ifname; comment "netd"; }
+flush set bridge netd guest_ports
+add element bridge netd guest_ports { "g-a", "g-b", "g-c" }
+add set bridge netd guest_ips { type ipv4_addr; comment "netd"; }
+flush set bridge netd guest_ips
+add element bridge netd guest_ips { 172.18.0.1, 172.18.0.2, 172.18.0.3 }
+add set bridge netd guests { type ifname . ether_addr . ipv4_addr; comment "netd"; }
+flush set bridge netd guests
+add element bridge netd guests { "g-a" . 02:00:00:00:00:01 . 172.18.0.1, "g-b" . 02:00:00:00:00:02 . 172.18.0.2, "g-c" . 02:00:00:00:00:03 . 172.18.0.3 }
+add set bridge netd cut { type ipv4_addr . ipv4_addr; comment "netd"; }
+add set bridge netd outside_cut { type ipv4_addr; comment "netd"; }
+add set bridge netd loss { typeof numgen random mod 100; flags interval; comment "netd"; }
+add chain bridge netd from_guests { type filter hook prerouting priority filter; policy accept; comment "netd"; }
+flush chain bridge netd from_guests
+add rule bridge netd from_guests iifname != @guest_ports accept comment "netd"
+add rule bridge netd from_guests iifname . ether saddr . ip saddr @guests accept comment "netd"
+add rule bridge netd from_guests iifname . ether saddr . arp saddr ip @guests iifname . arp saddr ether . arp saddr ip @guests accept comment "netd"
+add rule bridge netd from_guests ether type { ip, arp } counter name "dropped_spoofed" drop comment "netd"
+add rule bridge netd from_guests counter name "dropped_unsupported" drop comment "netd"
+add chain bridge netd between_guests { type filter hook forward priority filter; policy accept; comment "netd"; }
+flush chain bridge netd between_guests
+add rule bridge netd between_guests ip saddr . ip daddr @cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add rule bridge netd between_guests ip saddr @outside_cut ip daddr != @guest_ips numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add chain bridge netd to_outside { type filter hook input priority filter; policy accept; comment "netd"; }
+flush chain bridge netd to_outside
+add rule bridge netd to_outside ip saddr @outside_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add chain bridge netd from_outside { type filter hook output priority filter; policy accept; comment "netd"; }
+flush chain bridge netd from_outside
+add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+"#
+        );
+    }
+
+    #[test]
+    fn a_known_partition_is_flushed_and_refilled_by_a_sync() {
+        let rules = PartitionRules {
+            cut: BTreeSet::from([(0, 1)]),
+            outside_cut: BTreeSet::new(),
+            loss_percent: 100,
+        };
+        let script = network_sync_script(&network(Some(rules))).unwrap();
+        for line in [
+            "flush set bridge netd cut\nadd element bridge netd cut { 172.18.0.1 . 172.18.0.2 }\n",
+            "flush set bridge netd outside_cut\nadd set bridge netd loss",
+            "flush set bridge netd loss\nadd element bridge netd loss { 0-99 }\n",
+        ] {
+            assert!(script.contains(line), "{line:?} missing from\n{script}");
+        }
+    }
+
+    #[test]
+    fn a_partition_is_one_batch_over_guest_addresses() {
+        let rules = PartitionRules {
+            // Slot 7 holds no guest: nothing to cut.
+            cut: BTreeSet::from([(0, 1), (1, 0), (2, 0), (0, 7)]),
+            outside_cut: BTreeSet::from([2, 9]),
+            loss_percent: 30,
+        };
+        assert_eq!(
+            partition_script(&network(None).guests, &rules),
+            "flush set bridge netd cut\n\
+             flush set bridge netd outside_cut\n\
+             flush set bridge netd loss\n\
+             add element bridge netd cut { 172.18.0.1 . 172.18.0.2, 172.18.0.2 . 172.18.0.1, 172.18.0.3 . 172.18.0.1 }\n\
+             add element bridge netd loss { 0-29 }\n\
+             add element bridge netd outside_cut { 172.18.0.3 }\n"
+        );
+        // Healing: empty sets, every packet would be dropped if cut.
+        assert_eq!(
+            partition_script(&network(None).guests, &PartitionRules::default()),
+            "flush set bridge netd cut\n\
+             flush set bridge netd outside_cut\n\
+             flush set bridge netd loss\n\
+             add element bridge netd loss { 0-0 }\n"
+        );
+        let all = PartitionRules {
+            loss_percent: 100,
+            ..PartitionRules::default()
+        };
+        assert!(partition_script(&BTreeMap::new(), &all).ends_with("loss { 0-99 }\n"));
+    }
+
+    #[test]
+    fn a_guest_added_to_a_partitioned_network_joins_its_cuts() {
+        let rules = PartitionRules {
+            cut: BTreeSet::from([(0, 3)]),
+            outside_cut: BTreeSet::from([3]),
+            loss_percent: 100,
+        };
+        let before = network(Some(rules.clone()));
+        let mut after = network(Some(rules));
+        after.guests.insert("g-d".to_owned(), guest(4, 3));
+        assert_eq!(
+            diff_script(
+                NETWORK_TABLE,
+                &network_content(&before),
+                &network_content(&after)
+            ),
+            "add element bridge netd cut { 172.18.0.1 . 172.18.0.4 }\n\
+             add element bridge netd guest_ips { 172.18.0.4 }\n\
+             add element bridge netd guest_ports { \"g-d\" }\n\
+             add element bridge netd guests { \"g-d\" . 02:00:00:00:00:04 . 172.18.0.4 }\n\
+             add element bridge netd outside_cut { 172.18.0.4 }\n"
+        );
+    }
+
+    #[test]
+    fn the_network_table_definition_tags_every_object() {
+        let text = table_definition(&network_layout(), &network_content(&network(None)));
+        assert!(
+            text.starts_with("table bridge netd {\n\tcomment \"netd\"\n"),
+            "{text}"
+        );
+        // Every counter, set and chain has a comment line, every rule ends
+        // with one.
+        let objects = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("\tcounter ") || l.starts_with("\tset ") || l.starts_with("\tchain ")
+            })
+            .count();
+        let tagged_objects = text
+            .lines()
+            .filter(|l| *l == "\t\tcomment \"netd\"")
+            .count();
+        assert_eq!(objects, 3 + 6 + 4);
+        assert_eq!(tagged_objects, objects);
+        let rules: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("\t\t")
+                    && !l.starts_with("\t\ttype")
+                    && !l.starts_with("\t\tcomment")
+                    && !l.starts_with("\t\telements")
+                    && !l.starts_with("\t\tflags")
+                    && !l.starts_with("\t\ttypeof")
+            })
+            .collect();
+        assert_eq!(rules.len(), 9, "{rules:?}");
+        assert!(
+            rules.iter().all(|r| r.ends_with(" comment \"netd\"")),
+            "{rules:?}"
+        );
+    }
+
+    #[test]
+    fn route_tables_and_counters_are_named_by_zone() {
+        assert_eq!(route_table(1), 1001);
+        assert_eq!(cross_network_counter(12), "dropped_cross_network_z12");
+        assert_eq!(
+            mac_text([0xde, 0xad, 0, 1, 0x0a, 0xff]),
+            "de:ad:00:01:0a:ff"
+        );
+    }
+}
