@@ -7,3 +7,18 @@ pub mod status;
 pub mod traffic;
 
 pub use sandbox::Sandbox;
+
+/// Runs each listed behaviour test once per dataplane, as `ebpf::NAME` and
+/// `nftables::NAME`: every behaviour is written once, as `fn NAME(dataplane:
+/// &str)`, and both backends must pass it.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod ebpf {
+            $( #[test] fn $name() { super::$name("ebpf") } )*
+        }
+        mod nftables {
+            $( #[test] fn $name() { super::$name("nftables") } )*
+        }
+    };
+}

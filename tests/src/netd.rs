@@ -67,6 +67,11 @@ impl<'a> Netd<'a> {
         Self::launch(sandbox, &default_dataplane(), env)
     }
 
+    /// With both: the given `--dataplane` and extra environment variables.
+    pub fn start_with(sandbox: &'a Sandbox, dataplane: &str, env: &[(&str, &str)]) -> Netd<'a> {
+        Self::launch(sandbox, dataplane, env)
+    }
+
     fn launch(sandbox: &'a Sandbox, dataplane: &str, env: &[(&str, &str)]) -> Netd<'a> {
         let config = sandbox.root.join("netd.toml");
         if !config.exists() {

@@ -36,8 +36,8 @@ fn ip_of(name: &str) -> Ipv4Addr {
 }
 
 /// A network "web" with guests a, b, c, d.
-fn web(sandbox: &Sandbox) -> Netd<'_> {
-    let netd = Netd::start(sandbox);
+fn web<'a>(sandbox: &'a Sandbox, dataplane: &str) -> Netd<'a> {
+    let netd = Netd::start_with_dataplane(sandbox, dataplane);
     netd.ok(&["network", "create", "web"]);
     for g in GUESTS {
         netd.ok(&["guest", "add", "web", g]);
@@ -113,10 +113,9 @@ fn reaches_internet(netd: &Netd, name: &str) -> bool {
     ping(&guest(netd, "web", name), INTERNET_SERVER, 1) == 1
 }
 
-#[test]
-fn isolate_cuts_a_guest_from_everyone_and_heal_restores_everything() {
+fn isolate_cuts_a_guest_from_everyone_and_heal_restores_everything(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     assert_eq!(matrix(&netd), all_pairs_except(&[]));
     netd.ok(&["partition", "web", "isolate", "a"]);
     assert_eq!(
@@ -138,10 +137,9 @@ fn isolate_cuts_a_guest_from_everyone_and_heal_restores_everything() {
     assert!(reaches_internet(&netd, "a"));
 }
 
-#[test]
-fn isolate_keep_outside_leaves_the_internet_reachable() {
+fn isolate_keep_outside_leaves_the_internet_reachable(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["partition", "web", "isolate", "a", "b", "--keep-outside"]);
     assert!(reaches_internet(&netd, "a"));
     assert!(
@@ -152,10 +150,9 @@ fn isolate_keep_outside_leaves_the_internet_reachable() {
     assert!(talks(&netd, "c", "d"));
 }
 
-#[test]
-fn disjoint_splits_into_groups_and_refuses_duplicates_and_missing_guests() {
+fn disjoint_splits_into_groups_and_refuses_duplicates_and_missing_guests(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["partition", "web", "disjoint", "a", "b", "--", "c", "d"]);
     assert_eq!(
         matrix(&netd),
@@ -193,10 +190,9 @@ fn disjoint_splits_into_groups_and_refuses_duplicates_and_missing_guests() {
     assert!(!talks(&netd, "a", "c") && talks(&netd, "a", "b"));
 }
 
-#[test]
-fn split_lets_a_bridge_guest_talk_to_both_sides_and_isolates_the_unlisted() {
+fn split_lets_a_bridge_guest_talk_to_both_sides_and_isolates_the_unlisted(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["partition", "web", "split", "a", "b", "--", "b", "c"]);
     assert_eq!(
         matrix(&netd),
@@ -205,10 +201,9 @@ fn split_lets_a_bridge_guest_talk_to_both_sides_and_isolates_the_unlisted() {
     );
 }
 
-#[test]
-fn cut_is_one_way() {
+fn cut_is_one_way(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["partition", "web", "cut", "--from", "a,b", "--to", "c"]);
     assert_eq!(udp_delivered(&netd, "a", "c", 5), 0, "a->c is cut");
     assert_eq!(udp_delivered(&netd, "b", "c", 5), 0, "b->c is cut");
@@ -217,10 +212,9 @@ fn cut_is_one_way() {
     assert_eq!(udp_delivered(&netd, "a", "b", 5), 5, "a->b is untouched");
 }
 
-#[test]
-fn loss_30_drops_about_a_third_of_the_affected_packets() {
+fn loss_30_drops_about_a_third_of_the_affected_packets(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&[
         "partition",
         "web",
@@ -244,10 +238,9 @@ fn loss_30_drops_about_a_third_of_the_affected_packets() {
     );
 }
 
-#[test]
-fn an_established_tcp_connection_stops_at_the_cut_and_resumes_after_heal() {
+fn an_established_tcp_connection_stops_at_the_cut_and_resumes_after_heal(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     serve_tcp_echo(tcp_listener(
         &guest(&netd, "web", "b"),
         SocketAddrV4::new(ip_of("b"), 7000),
@@ -282,10 +275,9 @@ fn an_established_tcp_connection_stops_at_the_cut_and_resumes_after_heal() {
     assert!(String::from_utf8_lossy(&buf[..n]).contains("during"));
 }
 
-#[test]
-fn a_timed_partition_heals_by_itself_even_across_a_restart() {
+fn a_timed_partition_heals_by_itself_even_across_a_restart(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let mut netd = web(&sandbox);
+    let mut netd = web(&sandbox, dataplane);
     netd.ok(&["partition", "web", "isolate", "a", "--for", "4s"]);
     assert!(!talks(&netd, "b", "a"));
     netd.restart();
@@ -297,10 +289,9 @@ fn a_timed_partition_heals_by_itself_even_across_a_restart() {
     }
 }
 
-#[test]
-fn a_partition_outlives_a_killed_daemon_and_heals_after_the_restart() {
+fn a_partition_outlives_a_killed_daemon_and_heals_after_the_restart(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let mut netd = web(&sandbox);
+    let mut netd = web(&sandbox, dataplane);
     netd.ok(&["partition", "web", "isolate", "c"]);
     netd.kill9();
     assert!(!talks(&netd, "a", "c"), "no daemon, still cut");
@@ -313,19 +304,17 @@ fn a_partition_outlives_a_killed_daemon_and_heals_after_the_restart() {
     assert!(talks(&netd, "a", "c"));
 }
 
-#[test]
-fn verify_reports_the_observed_matrix() {
+fn verify_reports_the_observed_matrix(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["partition", "web", "disjoint", "a", "b", "--", "c", "d"]);
     let out = netd.ok(&["partition", "web", "verify"]);
     assert!(out.contains("OK"), "{out}");
 }
 
-#[test]
-fn a_guest_partitions_its_own_network_but_no_other() {
+fn a_guest_partitions_its_own_network_but_no_other(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["network", "create", "db"]);
     netd.ok(&["guest", "add", "db", "x"]);
     let binary = netd_binary();
@@ -366,10 +355,9 @@ fn a_guest_partitions_its_own_network_but_no_other() {
     assert!(talks(&netd, "a", "b"));
 }
 
-#[test]
-fn a_guest_added_during_a_partition_does_not_inherit_a_removed_guests_cuts() {
+fn a_guest_added_during_a_partition_does_not_inherit_a_removed_guests_cuts(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["partition", "web", "isolate", "d"]);
     netd.ok(&["guest", "rm", "web", "d"]);
     // The newcomer takes d's address, but not d's place in the partition.
@@ -378,3 +366,18 @@ fn a_guest_added_during_a_partition_does_not_inherit_a_removed_guests_cuts() {
     assert_eq!(ping(&e, ip_of("a"), 1), 1, "the newcomer was cut like d");
     assert!(talks(&netd, "a", "b"));
 }
+
+netd_tests::conformance!(
+    isolate_cuts_a_guest_from_everyone_and_heal_restores_everything,
+    isolate_keep_outside_leaves_the_internet_reachable,
+    disjoint_splits_into_groups_and_refuses_duplicates_and_missing_guests,
+    split_lets_a_bridge_guest_talk_to_both_sides_and_isolates_the_unlisted,
+    cut_is_one_way,
+    loss_30_drops_about_a_third_of_the_affected_packets,
+    an_established_tcp_connection_stops_at_the_cut_and_resumes_after_heal,
+    a_timed_partition_heals_by_itself_even_across_a_restart,
+    a_partition_outlives_a_killed_daemon_and_heals_after_the_restart,
+    verify_reports_the_observed_matrix,
+    a_guest_partitions_its_own_network_but_no_other,
+    a_guest_added_during_a_partition_does_not_inherit_a_removed_guests_cuts,
+);

@@ -40,8 +40,8 @@ fn ask(ns: &Netns, to: SocketAddrV4, line: &str) -> Result<String, std::io::Erro
 }
 
 /// A network "web" with guests a (serving TCP echo on 80) and b.
-fn web<'a>(sandbox: &'a Sandbox) -> Netd<'a> {
-    let netd = Netd::start(sandbox);
+fn web<'a>(sandbox: &'a Sandbox, dataplane: &str) -> Netd<'a> {
+    let netd = Netd::start_with_dataplane(sandbox, dataplane);
     netd.ok(&["network", "create", "web"]);
     netd.ok(&["guest", "add", "web", "a"]);
     netd.ok(&["guest", "add", "web", "b"]);
@@ -49,10 +49,9 @@ fn web<'a>(sandbox: &'a Sandbox) -> Netd<'a> {
     netd
 }
 
-#[test]
-fn a_published_port_is_reachable_from_the_host_and_from_the_internet() {
+fn a_published_port_is_reachable_from_the_host_and_from_the_internet(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     let out = netd.ok(&["port", "add", "web", "a", "8080:80"]);
     assert!(out.contains("8080:80/tcp"), "{out}");
 
@@ -94,10 +93,9 @@ fn a_published_port_is_reachable_from_the_host_and_from_the_internet() {
     );
 }
 
-#[test]
-fn a_udp_port_range_maps_port_by_port() {
+fn a_udp_port_range_maps_port_by_port(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     let a = guest(&netd, "web", "a");
     for port in 6000..=6002 {
         serve_udp_echo(udp_socket(&a, any(port)));
@@ -111,10 +109,9 @@ fn a_udp_port_range_maps_port_by_port() {
     }
 }
 
-#[test]
-fn guests_reach_a_port_their_network_publishes_hairpin() {
+fn guests_reach_a_port_their_network_publishes_hairpin(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["port", "add", "web", "a", "8080:80"]);
     let b = guest(&netd, "web", "b");
     let a = guest(&netd, "web", "a");
@@ -144,10 +141,9 @@ fn guests_reach_a_port_their_network_publishes_hairpin() {
     );
 }
 
-#[test]
-fn a_conflicting_forward_is_refused_and_changes_nothing() {
+fn a_conflicting_forward_is_refused_and_changes_nothing(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["port", "add", "web", "a", "8000-8010:80-90"]);
     let err = netd.err(&["port", "add", "web", "b", "8005:22"]);
     assert!(err.contains("8005/tcp") && err.contains("guest a"), "{err}");
@@ -173,10 +169,9 @@ fn a_conflicting_forward_is_refused_and_changes_nothing() {
     assert_eq!(netd.json(&["port", "ls"]).as_array().unwrap().len(), 2);
 }
 
-#[test]
-fn forwards_go_when_their_guest_goes() {
+fn forwards_go_when_their_guest_goes(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     netd.ok(&["port", "add", "web", "a", "8080:80"]);
     let to = SocketAddrV4::new(HOST_UPLINK, 8080);
     assert!(ask(&sandbox.internet, to, "before").is_ok());
@@ -196,10 +191,9 @@ fn forwards_go_when_their_guest_goes() {
     assert!(ask(&sandbox.internet, to, "gone").is_err());
 }
 
-#[test]
-fn published_ports_survive_a_daemon_restart() {
+fn published_ports_survive_a_daemon_restart(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let mut netd = web(&sandbox);
+    let mut netd = web(&sandbox, dataplane);
     netd.ok(&["port", "add", "web", "a", "8080:80"]);
     netd.restart();
     let answer = ask(
@@ -211,3 +205,12 @@ fn published_ports_survive_a_daemon_restart() {
     assert!(answer.ends_with("after restart"), "{answer}");
     assert_eq!(netd.json(&["port", "ls"]).as_array().unwrap().len(), 1);
 }
+
+netd_tests::conformance!(
+    a_published_port_is_reachable_from_the_host_and_from_the_internet,
+    a_udp_port_range_maps_port_by_port,
+    guests_reach_a_port_their_network_publishes_hairpin,
+    a_conflicting_forward_is_refused_and_changes_nothing,
+    forwards_go_when_their_guest_goes,
+    published_ports_survive_a_daemon_restart,
+);

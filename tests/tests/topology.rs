@@ -217,10 +217,9 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 // ---------------------------------------------------------------------------
 // Tests
 
-#[test]
-fn three_networks_with_the_same_subnet_keep_their_guests_apart() {
+fn three_networks_with_the_same_subnet_keep_their_guests_apart(dataplane: &str) {
     let sb = Sandbox::new();
-    let netd = Netd::start(&sb);
+    let netd = Netd::start_with_dataplane(&sb, dataplane);
     let networks = ["a", "b", "c"];
     let guest_names = ["g1", "g2", "g3"];
     for net in networks {
@@ -327,10 +326,9 @@ fn three_networks_with_the_same_subnet_keep_their_guests_apart() {
     assert_no_drift(&netd);
 }
 
-#[test]
-fn status_reports_the_live_kernel_state_and_flags_drift() {
+fn status_reports_the_live_kernel_state_and_flags_drift(dataplane: &str) {
     let sb = Sandbox::new();
-    let netd = Netd::start(&sb);
+    let netd = Netd::start_with_dataplane(&sb, dataplane);
     netd.ok(&["network", "create", "a"]);
     netd.ok(&["guest", "add", "a", "g1"]);
 
@@ -397,10 +395,9 @@ fn status_reports_the_live_kernel_state_and_flags_drift() {
     );
 }
 
-#[test]
-fn restarting_the_daemon_keeps_everything() {
+fn restarting_the_daemon_keeps_everything(dataplane: &str) {
     let sb = Sandbox::new();
-    let mut netd = Netd::start(&sb);
+    let mut netd = Netd::start_with_dataplane(&sb, dataplane);
     netd.ok(&["network", "create", "a"]);
     netd.ok(&["guest", "add", "a", "g1"]);
     netd.ok(&["guest", "add", "a", "g2"]);
@@ -433,10 +430,9 @@ fn restarting_the_daemon_keeps_everything() {
     assert_no_drift(&netd);
 }
 
-#[test]
-fn kill_9_then_start_reconciles_missing_and_orphaned_namespaces() {
+fn kill_9_then_start_reconciles_missing_and_orphaned_namespaces(dataplane: &str) {
     let sb = Sandbox::new();
-    let mut netd = Netd::start(&sb);
+    let mut netd = Netd::start_with_dataplane(&sb, dataplane);
     netd.ok(&["network", "create", "a"]);
     netd.ok(&["guest", "add", "a", "g1"]);
     netd.ok(&["guest", "add", "a", "g2"]);
@@ -476,10 +472,9 @@ fn kill_9_then_start_reconciles_missing_and_orphaned_namespaces() {
     assert_no_drift(&netd);
 }
 
-#[test]
-fn identical_create_is_idempotent_and_conflicting_create_is_refused() {
+fn identical_create_is_idempotent_and_conflicting_create_is_refused(dataplane: &str) {
     let sb = Sandbox::new();
-    let netd = Netd::start(&sb);
+    let netd = Netd::start_with_dataplane(&sb, dataplane);
     netd.ok(&["network", "create", "a"]);
     let first = netd.json(&["network", "ls"]);
     let namespaces = owned_namespaces(&netd);
@@ -516,10 +511,9 @@ fn identical_create_is_idempotent_and_conflicting_create_is_refused() {
     assert_no_drift(&netd);
 }
 
-#[test]
-fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
+fn bad_input_is_refused_with_a_clear_error_and_changes_nothing(dataplane: &str) {
     let sb = Sandbox::new();
-    let netd = Netd::start(&sb);
+    let netd = Netd::start_with_dataplane(&sb, dataplane);
     netd.ok(&["network", "create", "a"]);
     netd.ok(&["guest", "add", "a", "g1"]);
     let long_name = "a".repeat(33);
@@ -644,10 +638,9 @@ fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
     assert_no_drift(&netd);
 }
 
-#[test]
-fn the_254th_guest_is_refused() {
+fn the_254th_guest_is_refused(dataplane: &str) {
     let sb = Sandbox::new();
-    let netd = Netd::start(&sb);
+    let netd = Netd::start_with_dataplane(&sb, dataplane);
     netd.ok(&["network", "create", "a"]);
 
     let total = Instant::now();
@@ -688,10 +681,9 @@ fn the_254th_guest_is_refused() {
     assert!(exec_ping(&netd, "a", "g1", "172.18.0.253"));
 }
 
-#[test]
-fn a_guest_add_failing_half_way_leaves_no_partial_objects() {
+fn a_guest_add_failing_half_way_leaves_no_partial_objects(dataplane: &str) {
     let sb = Sandbox::new();
-    let netd = Netd::start_with_env(&sb, &[("NETD_FAIL_AT", "guest-after-veth")]);
+    let netd = Netd::start_with(&sb, dataplane, &[("NETD_FAIL_AT", "guest-after-veth")]);
     netd.ok(&["network", "create", "a"]);
     let before = snapshot(&netd);
 
@@ -718,10 +710,13 @@ fn a_guest_add_failing_half_way_leaves_no_partial_objects() {
     assert_no_drift(&netd);
 }
 
-#[test]
-fn a_network_create_failing_half_way_leaves_no_partial_objects() {
+fn a_network_create_failing_half_way_leaves_no_partial_objects(dataplane: &str) {
     let sb = Sandbox::new();
-    let netd = Netd::start_with_env(&sb, &[("NETD_FAIL_AT", "network-after-uplink-veth")]);
+    let netd = Netd::start_with(
+        &sb,
+        dataplane,
+        &[("NETD_FAIL_AT", "network-after-uplink-veth")],
+    );
 
     let err = netd.err(&["network", "create", "a"]);
     assert!(err.starts_with("netd: "), "{err}");
@@ -748,10 +743,9 @@ fn a_network_create_failing_half_way_leaves_no_partial_objects() {
     assert_no_drift(&netd);
 }
 
-#[test]
-fn guest_with_an_existing_netns_is_plugged_in_and_its_namespace_kept() {
+fn guest_with_an_existing_netns_is_plugged_in_and_its_namespace_kept(dataplane: &str) {
     let sb = Sandbox::new();
-    let netd = Netd::start(&sb);
+    let netd = Netd::start_with_dataplane(&sb, dataplane);
     netd.ok(&["network", "create", "a"]);
     netd.ok(&["guest", "add", "a", "g1"]);
     let ext_name = format!("{}ext", sb.prefix);
@@ -791,10 +785,9 @@ fn guest_with_an_existing_netns_is_plugged_in_and_its_namespace_kept() {
     assert_no_drift(&netd);
 }
 
-#[test]
-fn exec_passes_exit_code_and_output_through() {
+fn exec_passes_exit_code_and_output_through(dataplane: &str) {
     let sb = Sandbox::new();
-    let netd = Netd::start(&sb);
+    let netd = Netd::start_with_dataplane(&sb, dataplane);
     netd.ok(&["network", "create", "a"]);
     netd.ok(&["guest", "add", "a", "g1"]);
 
@@ -836,12 +829,11 @@ fn bridge_mac(netd: &Netd, network: &str) -> String {
         .to_owned()
 }
 
-#[test]
-fn the_bridge_keeps_its_mac_while_guests_come_and_go() {
+fn the_bridge_keeps_its_mac_while_guests_come_and_go(dataplane: &str) {
     // A bridge without a MAC of its own takes its lowest port's, so adding or
     // removing a guest could change the gateway MAC every guest has cached.
     let sandbox = Sandbox::new();
-    let netd = Netd::start(&sandbox);
+    let netd = Netd::start_with_dataplane(&sandbox, dataplane);
     netd.ok(&["network", "create", "web"]);
     let before = bridge_mac(&netd, "web");
     for i in 0..12 {
@@ -853,3 +845,18 @@ fn the_bridge_keeps_its_mac_while_guests_come_and_go() {
     assert_eq!(bridge_mac(&netd, "web"), before);
     assert_exec_ping(&netd, "web", "g7", DEFAULT_BRIDGE);
 }
+
+netd_tests::conformance!(
+    three_networks_with_the_same_subnet_keep_their_guests_apart,
+    status_reports_the_live_kernel_state_and_flags_drift,
+    restarting_the_daemon_keeps_everything,
+    kill_9_then_start_reconciles_missing_and_orphaned_namespaces,
+    identical_create_is_idempotent_and_conflicting_create_is_refused,
+    bad_input_is_refused_with_a_clear_error_and_changes_nothing,
+    the_254th_guest_is_refused,
+    a_guest_add_failing_half_way_leaves_no_partial_objects,
+    a_network_create_failing_half_way_leaves_no_partial_objects,
+    guest_with_an_existing_netns_is_plugged_in_and_its_namespace_kept,
+    exec_passes_exit_code_and_output_through,
+    the_bridge_keeps_its_mac_while_guests_come_and_go,
+);

@@ -1029,7 +1029,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             "flush set bridge netd cut\n\
              flush set bridge netd outside_cut\n\
              flush set bridge netd loss\n\
-             add element bridge netd loss { 0-0 }\n"
+             add element bridge netd loss { 0-99 }\n"
         );
         let all = PartitionRules {
             loss_percent: 100,
