@@ -31,6 +31,13 @@ fn main() {
     drop(sb);
     let left = sandbox::leftovers(&prefix, &root);
     assert!(left.is_empty(), "demo left behind: {left:?}");
+
+    let sb = Sandbox::new();
+    nftables_dataplane(&sb);
+    let (prefix, root) = (sb.prefix.clone(), sb.root.clone());
+    drop(sb);
+    let left = sandbox::leftovers(&prefix, &root);
+    assert!(left.is_empty(), "demo left behind: {left:?}");
     println!("\nsandbox torn down; nothing left behind");
 }
 
@@ -315,6 +322,49 @@ fn partitions(netd: &Netd) {
     print!("{}", netd.ok(&inside));
     show(netd, &["partition", "cluster", "heal"]);
     show(netd, &["partition", "cluster", "verify"]);
+}
+
+/// The same jobs on the nftables dataplane, in a second sandbox.
+fn nftables_dataplane(sb: &Sandbox) {
+    println!(
+        "\n-- 5. the nftables dataplane (a second sandbox: {}) --",
+        sb.prefix
+    );
+    let mut netd = Netd::start_with_dataplane(sb, "nftables");
+    println!("netd daemon --dataplane nftables");
+    show(&netd, &["network", "create", "web"]);
+    for guest in ["a", "b"] {
+        netd.ok(&["guest", "add", "web", guest]);
+    }
+    let prefix = netd.prefix();
+    let a = Netns::open(&format!("{prefix}g-web.a")).expect("guest namespace");
+    serve_tcp_echo(tcp_listener(
+        &a,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+    ));
+    show(&netd, &["port", "add", "web", "a", "8080:80"]);
+    let answer = tcp_connect(
+        &sb.internet,
+        SocketAddrV4::new(HOST_UPLINK, 8080),
+        Some(SocketAddrV4::new(INTERNET_SERVER, 0)),
+    )
+    .map(|mut s| tcp_ask(&mut s, "hi"))
+    .unwrap_or_else(|err| format!("FAILED: {err}"));
+    println!("internet -> {HOST_UPLINK}:8080: {answer}");
+    println!(
+        "ping web/a -> {INTERNET_SERVER}: {}/2 replies",
+        ping(&a, INTERNET_SERVER, 2)
+    );
+    show(&netd, &["partition", "web", "isolate", "b"]);
+    show(&netd, &["partition", "web", "verify"]);
+    let gw = Netns::open(&format!("{prefix}gw")).expect("gateway namespace");
+    let tables = gw.command("nft").args(["list", "tables"]).output().unwrap();
+    print!(
+        "nft list tables (gateway): {}",
+        String::from_utf8_lossy(&tables.stdout)
+    );
+    show(&netd, &["cleanup"]);
+    netd.stop();
 }
 
 fn show(netd: &Netd, args: &[&str]) {
