@@ -15,6 +15,8 @@ pub struct Netd<'a> {
     pub config: PathBuf,
     pid: Option<u32>,
     env: Vec<(String, String)>,
+    /// Extra `netd daemon` arguments (e.g. `--dataplane nftables`).
+    args: Vec<String>,
 }
 
 /// The `netd` binary next to the running test or demo binary.
@@ -41,11 +43,27 @@ impl<'a> Netd<'a> {
 
     /// Same, with extra environment variables (e.g. failure injection).
     pub fn start_with_env(sandbox: &'a Sandbox, env: &[(&str, &str)]) -> Netd<'a> {
+        let mut netd = Self::new(sandbox, env, &[]);
+        netd.spawn();
+        netd
+    }
+
+    /// Starts a daemon with extra `netd daemon` arguments; unlike `start`,
+    /// a daemon that refuses to start (or does not answer in 30 s) is an
+    /// error carrying its log, not a panic.
+    pub fn try_start_with_args(sandbox: &'a Sandbox, args: &[&str]) -> Result<Netd<'a>, String> {
+        let mut netd = Self::new(sandbox, &[], args);
+        netd.launch();
+        netd.try_wait_ready()?;
+        Ok(netd)
+    }
+
+    fn new(sandbox: &'a Sandbox, env: &[(&str, &str)], args: &[&str]) -> Netd<'a> {
         let config = sandbox.root.join("netd.toml");
         if !config.exists() {
             std::fs::write(&config, "# sandbox: all defaults\n").expect("writing netd.toml");
         }
-        let mut netd = Netd {
+        Netd {
             sandbox,
             socket: sandbox.run_dir.join("netd.sock"),
             config,
@@ -54,9 +72,8 @@ impl<'a> Netd<'a> {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        netd.spawn();
-        netd
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
     }
 
     /// The `--netns-prefix` this instance runs with.
@@ -65,6 +82,13 @@ impl<'a> Netd<'a> {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        if let Err(err) = self.try_wait_ready() {
+            panic!("{err}");
+        }
+    }
+
+    fn launch(&mut self) {
         let mut cmd = self.sandbox.host_command(netd_binary().to_str().unwrap());
         cmd.arg("daemon")
             .arg("--config")
@@ -79,6 +103,7 @@ impl<'a> Netd<'a> {
             .arg(&self.sandbox.bpffs_dir)
             .arg("--netns-prefix")
             .arg(self.prefix())
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -90,18 +115,23 @@ impl<'a> Netd<'a> {
             ));
         let _ = std::fs::remove_file(&self.socket);
         self.pid = Some(self.sandbox.spawn(cmd).expect("spawning netd daemon"));
-        self.wait_ready();
     }
 
-    fn wait_ready(&self) {
+    fn try_wait_ready(&self) -> Result<(), String> {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
             if self.socket.exists() && self.cli(&["network", "ls"]).status.success() {
-                return;
+                return Ok(());
+            }
+            if self.pid.is_some_and(|pid| !running(pid)) {
+                return Err(format!("netd daemon exited at start; log:\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("netd daemon did not come up in 30 s; log:\n{}", self.log());
+        Err(format!(
+            "netd daemon did not come up in 30 s; log:\n{}",
+            self.log()
+        ))
     }
 
     /// The daemon's log so far.
@@ -175,6 +205,12 @@ impl<'a> Netd<'a> {
         args.push("--json");
         serde_json::from_str(&self.ok(&args)).expect("JSON output")
     }
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && stat.split_whitespace().nth(2) != Some("Z")
 }
 
 fn wait_gone(pid: u32) {
