@@ -59,7 +59,7 @@ impl Settings {
         if quick {
             Settings {
                 quick,
-                rounds: 2,
+                rounds: 3,
                 secs: Duration::from_secs(1),
                 iperf_secs: 1,
                 guests: 25,
@@ -200,8 +200,11 @@ impl Metric {
                  receiver counts those of this run (200 ms grace after the sender stops)."
             }
             Metric::UdpSent => {
-                "What the sender of the UDP blast got out of its socket (what the path then \
-                 dropped is the difference from the received figure)."
+                "What the sender of the UDP blast got out of its socket; what the path dropped is \
+                 the difference from the received figure. Equal figures mean nothing was \
+                 dropped: the sender, whose system calls carry each datagram through the whole \
+                 path on its own CPU, was the bottleneck, so the rate measures the path's \
+                 per-packet cost."
             }
             Metric::Throughput => {
                 "`iperf3 -c SERVER -t N -J`, one TCP stream; the receiver's bits per second. \
@@ -273,9 +276,20 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
         settings.secs
     ));
 
-    let sandboxes: Vec<Sandbox> = CaseKey::ALL.iter().map(|_| Sandbox::new()).collect();
+    let mut sandboxes: Vec<(CaseKey, Sandbox)> = Vec::new();
+    for key in CaseKey::ALL {
+        match catch_unwind(Sandbox::new) {
+            Ok(sb) => sandboxes.push((key, sb)),
+            Err(panic) => {
+                let why = panic_message(&panic);
+                log(&format!("{}: no sandbox: {why}", key.title()));
+                results.unavailable.push((key, why));
+            }
+        }
+    }
     let mut cases: Vec<Case> = Vec::new();
-    for (key, sb) in CaseKey::ALL.into_iter().zip(&sandboxes) {
+    for (key, sb) in &sandboxes {
+        let key = *key;
         log(&format!(
             "building {} in sandbox {}",
             key.title(),
@@ -323,12 +337,17 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
     for case in cases {
         results.notes.extend(case.teardown());
     }
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(sandboxes))) {
-        results
-            .notes
-            .push(format!("sandbox teardown: {}", panic_message(&panic)));
+    for (_, sb) in sandboxes {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(sb))) {
+            results
+                .notes
+                .push(format!("sandbox teardown: {}", panic_message(&panic)));
+        }
     }
     results.elapsed = started.elapsed();
+    results
+        .facts
+        .push(("load average at the end".into(), load_average()));
     let report = report::write(settings, &results)?;
     log(&format!("report written to {}", report.display()));
     Ok(report)
@@ -430,6 +449,16 @@ fn measure(
     ))
 }
 
+/// The 1, 5 and 15 minute load averages: other work on the machine shows here.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
@@ -488,6 +517,7 @@ fn machine_facts() -> Vec<(String, String)> {
         ),
         ("CPUs".into(), format!("{cpus} × {cpu_model}")),
         ("memory".into(), memory),
+        ("load average at the start".into(), load_average()),
         (
             "netd build".into(),
             "release (`cargo build --release`)".into(),

@@ -63,6 +63,7 @@ pub fn write(settings: &Settings, results: &Results) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut md = String::new();
     header(&mut md, settings, results);
+    summary(&mut md, results);
     for metric in Metric::ALL {
         dataplane_section(&mut md, metric, results);
         let chart = svg::render(&dataplane_chart(metric, results));
@@ -104,8 +105,10 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
     }
     let _ = writeln!(
         md,
-        "\nClient, servers and the systems under test share this machine's CPUs: the figures \
-         compare the systems with each other, on this machine.\n"
+        "\nClient, servers and the systems under test share this machine's CPUs, and so does \
+         whatever else runs on it (see the load averages): the figures compare the systems \
+         with each other, on this machine, and the interleaving spreads the noise over every \
+         case alike.\n"
     );
     let _ = writeln!(md, "## Cases\n");
     let _ = writeln!(
@@ -152,6 +155,54 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
          for latencies lower is better. Request/response and connection-rate figures show \
          per-packet and per-connection costs; bulk throughput hides them (Cilium's note).\n"
     );
+}
+
+/// Every metric's median per case, with its ratio to the limit.
+fn summary(md: &mut String, results: &Results) {
+    let _ = writeln!(
+        md,
+        "## Summary\n\nMedians over the rounds; in brackets, the ratio to the limit (a). The \
+         sections below give the spread and the ratio to every peer.\n"
+    );
+    for path in PathKind::ALL {
+        let _ = write!(md, "**{}**\n\n| metric |", path.title());
+        for key in &results.cases {
+            let _ = write!(md, " {} |", key.title());
+        }
+        let _ = write!(md, "\n|---|");
+        for _ in &results.cases {
+            let _ = write!(md, "---:|");
+        }
+        let _ = writeln!(md);
+        for metric in Metric::ALL {
+            let _ = write!(md, "| {} ({}) |", short_title(metric), metric.unit());
+            let limit = median(results, metric, path, CaseKey::Limit);
+            for &key in &results.cases {
+                let text = match (median(results, metric, path, key), limit) {
+                    (None, _) => "failed".to_owned(),
+                    (Some(s), Some(l)) if key != CaseKey::Limit && l.median > 0.0 => {
+                        format!("{} ({:.2}×)", metric.format(s.median), s.median / l.median)
+                    }
+                    (Some(s), _) => metric.format(s.median),
+                };
+                let _ = write!(md, " {text} |");
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md);
+    }
+}
+
+fn short_title(metric: Metric) -> &'static str {
+    match metric {
+        Metric::RrTps => "TCP request/response rate",
+        Metric::RrP50 => "TCP request/response p50",
+        Metric::RrP99 => "TCP request/response p99",
+        Metric::CrrRate => "new TCP connections",
+        Metric::UdpReceived => "UDP 64 B received",
+        Metric::UdpSent => "UDP 64 B sent",
+        Metric::Throughput => "iperf3 TCP",
+    }
 }
 
 fn median(results: &Results, metric: Metric, path: PathKind, key: CaseKey) -> Option<Summary> {
