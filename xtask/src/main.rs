@@ -38,7 +38,7 @@ enum Task {
     /// bench/results/report.md and SVG charts.
     Bench {
         /// Fewer, shorter rounds and smaller control-plane figures (about
-        /// 3 minutes instead of about 15).
+        /// 2-3 minutes instead of 10-15).
         #[arg(long)]
         quick: bool,
     },

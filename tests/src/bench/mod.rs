@@ -244,6 +244,8 @@ pub fn group_thousands(n: u64) -> String {
 pub struct Results {
     /// Per (metric, path, case): one sample per round.
     pub traffic: BTreeMap<(Metric, PathKind, CaseKey), Vec<f64>>,
+    /// The same samples by round, for ratios within a round.
+    pub per_round: BTreeMap<(Metric, PathKind, CaseKey, usize), f64>,
     /// Per (test, path, case): what went wrong, once per distinct message.
     pub errors: BTreeMap<(Test, PathKind, CaseKey), Vec<String>>,
     /// Failed connection attempts during the connection-rate test.
@@ -257,6 +259,29 @@ pub struct Results {
     pub notes: Vec<String>,
     pub facts: Vec<(String, String)>,
     pub elapsed: Duration,
+}
+
+impl Results {
+    /// The median over rounds of `a`'s figure divided by `b`'s in the same
+    /// round: the cases of a round ran back to back, so this pairs figures
+    /// that met the same machine state. None without a common round.
+    pub fn paired_ratio(
+        &self,
+        metric: Metric,
+        path: PathKind,
+        a: CaseKey,
+        b: CaseKey,
+    ) -> Option<f64> {
+        let ratios: Vec<f64> = self
+            .per_round
+            .range((metric, path, a, 0)..=(metric, path, a, usize::MAX))
+            .filter_map(|(&(_, _, _, round), &va)| {
+                let vb = *self.per_round.get(&(metric, path, b, round))?;
+                (vb > 0.0 && vb.is_finite() && va.is_finite()).then(|| va / vb)
+            })
+            .collect();
+        stats::Summary::of(&ratios).map(|s| s.median)
+    }
 }
 
 /// Runs the whole benchmark and writes the report; returns its path.
@@ -373,6 +398,9 @@ fn traffic(cases: &[Case], settings: &Settings, results: &mut Results, log: &dyn
                                     .entry((*metric, path, case.key))
                                     .or_default()
                                     .push(*value);
+                                results
+                                    .per_round
+                                    .insert((*metric, path, case.key, round), *value);
                             }
                             *results.crr_failures.entry((path, case.key)).or_default() += failures;
                             let (metric, value) = figures[0];
@@ -563,6 +591,28 @@ mod tests {
         files.sort();
         files.dedup();
         assert_eq!(files.len(), Metric::ALL.len());
+    }
+
+    #[test]
+    fn ratios_pair_figures_of_the_same_round() {
+        let mut results = Results::default();
+        let (m, p) = (Metric::RrTps, PathKind::Internet);
+        for (round, limit, netd) in [(0, 100.0, 50.0), (1, 10.0, 9.0), (2, 40.0, 30.0)] {
+            results
+                .per_round
+                .insert((m, p, CaseKey::Limit, round), limit);
+            results
+                .per_round
+                .insert((m, p, CaseKey::NetdEbpf, round), netd);
+        }
+        // Round 3 has no limit figure: it is left out.
+        results.per_round.insert((m, p, CaseKey::NetdEbpf, 3), 1.0);
+        let ratio = results.paired_ratio(m, p, CaseKey::NetdEbpf, CaseKey::Limit);
+        assert_eq!(ratio, Some(0.75), "median of 0.5, 0.9, 0.75");
+        assert_eq!(
+            results.paired_ratio(m, p, CaseKey::Cni, CaseKey::Limit),
+            None
+        );
     }
 
     #[test]

@@ -151,8 +151,10 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
     );
     let _ = writeln!(
         md,
-        "Ratios: `× X` is this row's median divided by X's median. For rates higher is better; \
-         for latencies lower is better. Request/response and connection-rate figures show \
+        "Ratios: `× X` is the median over rounds of this row's figure divided by X's figure \
+         of the same round (the cases of a round ran back to back, so a ratio compares figures \
+         that met the same machine state; a ratio of the medians would mix rounds). For rates \
+         higher is better; for latencies lower is better. Request/response and connection-rate figures show \
          per-packet and per-connection costs; bulk throughput hides them (Cilium's note).\n"
     );
 }
@@ -161,8 +163,9 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
 fn summary(md: &mut String, results: &Results) {
     let _ = writeln!(
         md,
-        "## Summary\n\nMedians over the rounds; in brackets, the ratio to the limit (a). The \
-         sections below give the spread and the ratio to every peer.\n"
+        "## Summary\n\nMedians over the rounds; in brackets, the ratio to the limit (a), \
+         paired by round (see Ratios above). The sections below give the spread and the ratio \
+         to every peer.\n"
     );
     for path in PathKind::ALL {
         let _ = write!(md, "**{}**\n\n| metric |", path.title());
@@ -176,14 +179,14 @@ fn summary(md: &mut String, results: &Results) {
         let _ = writeln!(md);
         for metric in Metric::ALL {
             let _ = write!(md, "| {} ({}) |", short_title(metric), metric.unit());
-            let limit = median(results, metric, path, CaseKey::Limit);
             for &key in &results.cases {
-                let text = match (median(results, metric, path, key), limit) {
+                let ratio = (key != CaseKey::Limit)
+                    .then(|| results.paired_ratio(metric, path, key, CaseKey::Limit))
+                    .flatten();
+                let text = match (median(results, metric, path, key), ratio) {
                     (None, _) => "failed".to_owned(),
-                    (Some(s), Some(l)) if key != CaseKey::Limit && l.median > 0.0 => {
-                        format!("{} ({:.2}×)", metric.format(s.median), s.median / l.median)
-                    }
-                    (Some(s), _) => metric.format(s.median),
+                    (Some(s), Some(r)) => format!("{} ({r:.2}×)", metric.format(s.median)),
+                    (Some(s), None) => metric.format(s.median),
                 };
                 let _ = write!(md, " {text} |");
             }
@@ -266,10 +269,10 @@ fn dataplane_section(md: &mut String, metric: Metric, results: &Results) {
                 }
             }
             for &peer in measured {
-                let ratio = match (summary, median(results, metric, path, peer)) {
+                let ratio = match results.paired_ratio(metric, path, key, peer) {
                     _ if peer == key => "—".to_owned(),
-                    (Some(a), Some(b)) if b.median > 0.0 => format!("{:.2}", a.median / b.median),
-                    _ => "".to_owned(),
+                    Some(r) => format!("{r:.2}"),
+                    None => "".to_owned(),
                 };
                 let _ = write!(md, " {ratio} |");
             }
@@ -329,11 +332,10 @@ fn dataplane_chart(metric: Metric, results: &Results) -> Chart {
                                 let mut t =
                                     format!("{} {}", metric.format(s.median), metric.unit());
                                 if key != CaseKey::Limit
-                                    && let Some(limit) =
-                                        median(results, metric, path, CaseKey::Limit)
-                                    && limit.median > 0.0
+                                    && let Some(r) =
+                                        results.paired_ratio(metric, path, key, CaseKey::Limit)
                                 {
-                                    let _ = write!(t, " ({:.2} × limit)", s.median / limit.median);
+                                    let _ = write!(t, " ({r:.2} × limit)");
                                 }
                                 t
                             }
@@ -449,10 +451,10 @@ fn percentiles(samples: &[f64]) -> (f64, f64) {
     )
 }
 
-/// Chart labels must fit the label column: the part before the first comma
-/// or colon, plus what distinguishes rows of the same system.
+/// Chart labels are kept to a readable length (the table has them whole).
 fn chart_label(label: &str) -> String {
-    let short: String = label.chars().take(34).collect();
+    let label = label.replace('`', "");
+    let short: String = label.chars().take(52).collect();
     if short.len() < label.len() {
         format!("{short}…")
     } else {

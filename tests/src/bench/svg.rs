@@ -27,10 +27,12 @@ pub struct Chart {
     pub groups: Vec<Group>,
 }
 
-const WIDTH: f64 = 860.0;
 const LABEL_X: f64 = 12.0;
-const PLOT_X: f64 = 230.0;
 const PLOT_W: f64 = 430.0;
+/// Room after the plot for the longest value text.
+const TEXT_W: f64 = 250.0;
+/// A 12 px sans-serif character's typical width, for sizing the label column.
+const CHAR_W: f64 = 6.8;
 const ROW: f64 = 20.0;
 const GROUP_HEAD: f64 = 24.0;
 const TOP: f64 = 58.0;
@@ -45,14 +47,23 @@ pub fn render(chart: &Chart) -> String {
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
     let (top, step) = nice_scale(max);
-    let scale = |v: f64| PLOT_X + (v.max(0.0) / top) * PLOT_W;
+    let longest = chart
+        .groups
+        .iter()
+        .flat_map(|g| &g.bars)
+        .map(|b| b.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let plot_x = (LABEL_X + 12.0 + longest as f64 * CHAR_W).max(180.0);
+    let width = plot_x + PLOT_W + TEXT_W;
+    let scale = |v: f64| plot_x + (v.max(0.0) / top) * PLOT_W;
     let rows: usize = chart.groups.iter().map(|g| g.bars.len()).sum();
     let height = TOP + chart.groups.len() as f64 * (GROUP_HEAD + 6.0) + rows as f64 * ROW + 40.0;
 
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height}" viewBox="0 0 {width:.0} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(
         s,
@@ -87,18 +98,18 @@ pub fn render(chart: &Chart) -> String {
             let _ = writeln!(
                 s,
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                PLOT_X - 8.0,
+                plot_x - 8.0,
                 mid + 4.0,
                 esc(&bar.label)
             );
-            let mut text_x = PLOT_X + 6.0;
+            let mut text_x = plot_x + 6.0;
             if let Some(v) = bar.value.filter(|v| v.is_finite()) {
                 let end = scale(v);
                 let _ = writeln!(
                     s,
-                    r#"<rect x="{PLOT_X}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"#,
+                    r#"<rect x="{plot_x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"#,
                     y + 3.0,
-                    (end - PLOT_X).max(1.0),
+                    (end - plot_x).max(1.0),
                     ROW - 6.0,
                     bar.colour
                 );
