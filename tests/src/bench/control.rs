@@ -259,7 +259,7 @@ fn port_add(
     }
     let mut existing = 0usize;
     for &level in &settings.forward_levels {
-        let mut row = Timing::new("port add", format!("{system}, API, at {level} forwards"));
+        let mut row = Timing::new("port add", format!("{system}, API, {level} existing"));
         let filling = Instant::now();
         while existing < level {
             let spec = format!("{}:80", 10_000 + existing);

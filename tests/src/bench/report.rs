@@ -33,7 +33,8 @@ const GROUPS: [(&str, &str); 8] = [
     (
         "port add",
         "`POST /v1/networks/NET/guests/G/ports` (API, no process spawn) with N forwards already \
-         published (all on one guest); each sample is withdrawn again after the level is measured.",
+         published (\"N existing\", all on one guest); each sample is withdrawn again after \
+         the level is measured.",
     ),
     (
         "port add (filling)",
@@ -362,7 +363,8 @@ fn control_sections(md: &mut String, results: &Results, dir: &std::path::Path) -
     let _ = writeln!(md, "## Control plane\n");
     let _ = writeln!(
         md,
-        "netd figures are measured in the netd cases' sandboxes after the traffic rounds, \
+        "Measured in the cases' sandboxes after the traffic rounds: first the container \
+         setup comparison (while every system's state is small), then netd's own figures, \
          through the API (`netd::client::Client` in a helper process in the daemon's namespace, \
          which times each call alone: no process spawn) unless a row says CLI. Times in \
          milliseconds.\n"
