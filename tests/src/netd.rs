@@ -58,26 +58,38 @@ impl<'a> Netd<'a> {
     /// Same, with the given `--dataplane` (`ebpf` or `nftables`) whatever
     /// the environment says.
     pub fn start_with_dataplane(sandbox: &'a Sandbox, dataplane: &str) -> Netd<'a> {
-        Self::launch(sandbox, dataplane, &[])
+        Self::start_with(sandbox, dataplane, &[])
     }
 
     /// Same as [`Netd::start`], with extra environment variables (e.g.
     /// failure injection).
     pub fn start_with_env(sandbox: &'a Sandbox, env: &[(&str, &str)]) -> Netd<'a> {
-        Self::launch(sandbox, &default_dataplane(), env)
+        Self::start_with(sandbox, &default_dataplane(), env)
     }
 
     /// With both: the given `--dataplane` and extra environment variables.
     pub fn start_with(sandbox: &'a Sandbox, dataplane: &str, env: &[(&str, &str)]) -> Netd<'a> {
-        Self::launch(sandbox, dataplane, env)
+        let mut netd = Self::new(sandbox, dataplane, env);
+        netd.spawn();
+        netd
     }
 
-    fn launch(sandbox: &'a Sandbox, dataplane: &str, env: &[(&str, &str)]) -> Netd<'a> {
+    /// Starts a daemon with the given `--dataplane`; unlike `start`, a
+    /// daemon that refuses to start (or does not answer in 30 s) is an error
+    /// carrying its log, not a panic.
+    pub fn try_start(sandbox: &'a Sandbox, dataplane: &str) -> Result<Netd<'a>, String> {
+        let mut netd = Self::new(sandbox, dataplane, &[]);
+        netd.launch();
+        netd.try_wait_ready()?;
+        Ok(netd)
+    }
+
+    fn new(sandbox: &'a Sandbox, dataplane: &str, env: &[(&str, &str)]) -> Netd<'a> {
         let config = sandbox.root.join("netd.toml");
         if !config.exists() {
             std::fs::write(&config, "# sandbox: all defaults\n").expect("writing netd.toml");
         }
-        let mut netd = Netd {
+        Netd {
             sandbox,
             socket: sandbox.run_dir.join("netd.sock"),
             config,
@@ -87,9 +99,7 @@ impl<'a> Netd<'a> {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        netd.spawn();
-        netd
+        }
     }
 
     /// The `--netns-prefix` this instance runs with.
@@ -98,6 +108,13 @@ impl<'a> Netd<'a> {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        if let Err(err) = self.try_wait_ready() {
+            panic!("{err}");
+        }
+    }
+
+    fn launch(&mut self) {
         let mut cmd = self.sandbox.host_command(netd_binary().to_str().unwrap());
         cmd.arg("daemon")
             .arg("--config")
@@ -125,18 +142,23 @@ impl<'a> Netd<'a> {
             ));
         let _ = std::fs::remove_file(&self.socket);
         self.pid = Some(self.sandbox.spawn(cmd).expect("spawning netd daemon"));
-        self.wait_ready();
     }
 
-    fn wait_ready(&self) {
+    fn try_wait_ready(&self) -> Result<(), String> {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
             if self.socket.exists() && self.cli(&["network", "ls"]).status.success() {
-                return;
+                return Ok(());
+            }
+            if self.pid.is_some_and(|pid| !running(pid)) {
+                return Err(format!("netd daemon exited at start; log:\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("netd daemon did not come up in 30 s; log:\n{}", self.log());
+        Err(format!(
+            "netd daemon did not come up in 30 s; log:\n{}",
+            self.log()
+        ))
     }
 
     /// The daemon's log so far.
@@ -210,6 +232,12 @@ impl<'a> Netd<'a> {
         args.push("--json");
         serde_json::from_str(&self.ok(&args)).expect("JSON output")
     }
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && stat.split_whitespace().nth(2) != Some("Z")
 }
 
 fn wait_gone(pid: u32) {

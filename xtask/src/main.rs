@@ -1,5 +1,6 @@
 //! netd's developer tasks. `cargo xtask --help` lists them.
 
+mod bench;
 mod demo;
 mod install;
 mod setup;
@@ -32,6 +33,15 @@ enum Task {
     Demo,
     /// Install the netd binary, its systemd unit and a default config.
     Install,
+    /// Setup, release build, then measure netd against a direct veth,
+    /// netavark and the CNI plugins in sandboxes; writes
+    /// bench/results/report.md and SVG charts.
+    Bench {
+        /// Fewer, shorter rounds and smaller control-plane figures (about
+        /// 2-3 minutes instead of 10-15).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() {
@@ -41,6 +51,7 @@ fn main() {
         Task::Test { args } => test::run(&args),
         Task::Demo => demo::run(),
         Task::Install => install::run(),
+        Task::Bench { quick } => bench::run(quick),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err:#}");

@@ -21,6 +21,18 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "tests and demo send real pings"),
     ("iperf3", "benchmarks: TCP throughput"),
     ("sockperf", "benchmarks: request/response latency"),
+    (
+        "netavark",
+        "benchmarks: a peer, podman's network stack, driven through its CLI",
+    ),
+    (
+        "containernetworking-plugins",
+        "benchmarks: a peer, the CNI reference plugins (bridge, host-local, portmap)",
+    ),
+    (
+        "iptables",
+        "benchmarks: the firewall netavark and the CNI plugins program",
+    ),
     ("bpftool", "inspecting loaded programs and maps"),
 ];
 

@@ -1,0 +1,567 @@
+//! The report: `report.md`, one SVG chart per metric, and the raw samples
+//! (`results.json`), under the output directory.
+
+use std::{fmt::Write as _, path::PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::bench::{
+    Metric, Results, Settings,
+    cases::{CaseKey, PathKind},
+    control::Timing,
+    stats::Summary,
+    svg::{self, Bar, Chart, Group},
+};
+
+/// Control-plane tables, in the order the report shows them.
+const GROUPS: [(&str, &str); 8] = [
+    (
+        "guest add",
+        "`POST /v1/networks/NET/guests` through `netd::client::Client` (the API helper in the \
+         daemon's namespace times the call alone, no process spawn), guests added one after \
+         another to one network.",
+    ),
+    (
+        "network create",
+        "`POST /v1/networks` (API), networks created one after another.",
+    ),
+    (
+        "network rm",
+        "`DELETE /v1/networks/NAME` (API) of those networks.",
+    ),
+    (
+        "port add",
+        "`POST /v1/networks/NET/guests/G/ports` (API, no process spawn) with N forwards already \
+         published (\"N existing\", all on one guest); each sample is withdrawn again after \
+         the level is measured.",
+    ),
+    (
+        "port add (filling)",
+        "Every `port add` made to reach those levels, for the record.",
+    ),
+    (
+        "partition apply",
+        "`disjoint` of every guest of a network in two groups, alternating halves and odd/even \
+         so each request changes the policy. `in_force_after_us` is the daemon's own figure (from \
+         the request reaching the service to the policy in force); the round trips are the API \
+         call (helper) and `netd partition NET disjoint ... --json` (a process per call).",
+    ),
+    (
+        "container setup",
+        "One container attached by each system in turn (the order rotating), each given an \
+         existing empty network namespace and one published TCP port; spawn to exit for the \
+         CLIs, call alone for netd's API.",
+    ),
+    (
+        "container teardown",
+        "Undoing those: `netd guest rm`, `netavark teardown`, CNI DEL (portmap, then bridge).",
+    ),
+];
+
+pub fn write(settings: &Settings, results: &Results) -> Result<PathBuf> {
+    let dir = &settings.out_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut md = String::new();
+    header(&mut md, settings, results);
+    summary(&mut md, results);
+    for metric in Metric::ALL {
+        dataplane_section(&mut md, metric, results);
+        let chart = svg::render(&dataplane_chart(metric, results));
+        std::fs::write(dir.join(format!("{}.svg", metric.file())), chart)?;
+    }
+    control_sections(&mut md, results, dir)?;
+    footer(&mut md, results);
+    let report = dir.join("report.md");
+    std::fs::write(&report, md).with_context(|| format!("writing {}", report.display()))?;
+    std::fs::write(dir.join("results.json"), raw(settings, results))?;
+    Ok(report)
+}
+
+fn header(md: &mut String, settings: &Settings, results: &Results) {
+    let _ = writeln!(md, "# netd benchmark report\n");
+    let _ = writeln!(
+        md,
+        "Written by `cargo xtask bench{}` in {:.1} minutes. {} rounds; each request/response, \
+         connection-rate and UDP measurement lasts {} s, each iperf3 run {} s. Every figure is \
+         the **median over the rounds** (min–max beside it); within a round every case is \
+         measured in turn for each test and path, the order rotating from round to round, so the \
+         machine's drift hits every case alike. Nothing here is a pass/fail threshold.\n",
+        if settings.quick { " --quick" } else { "" },
+        results.elapsed.as_secs_f64() / 60.0,
+        settings.rounds,
+        settings.secs.as_secs_f64(),
+        settings.iperf_secs
+    );
+    if settings.quick {
+        let _ = writeln!(
+            md,
+            "**This is a quick run**: few, short rounds and fewer guests, networks and forwards; \
+             take its figures as indications. `cargo xtask bench` measures longer.\n"
+        );
+    }
+    let _ = writeln!(md, "## Machine\n\n| | |\n|---|---|");
+    for (k, v) in &results.facts {
+        let _ = writeln!(md, "| {k} | {} |", cell(v));
+    }
+    let _ = writeln!(
+        md,
+        "\nClient, servers and the systems under test share this machine's CPUs, and so does \
+         whatever else runs on it (see the load averages): the figures compare the systems \
+         with each other, on this machine, and the interleaving spreads the noise over every \
+         case alike.\n"
+    );
+    let _ = writeln!(md, "## Cases\n");
+    let _ = writeln!(
+        md,
+        "Each case is built in its own sandbox (fresh \"host\" and \"internet\" namespaces, \
+         documentation addresses; the server is 203.0.113.10 in the internet namespace). The \
+         client runs in a guest; \"guest → internet\" goes to the server through the whole \
+         host-gateway-network path, \"guest → guest\" to a peer guest of the same network. \
+         The load tool is `netd-bench` (tests/src/bench), the same code for every case.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| case | guest → internet | guest → guest |\n|---|---|---|"
+    );
+    for key in CaseKey::ALL {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            key.title(),
+            key.route(PathKind::Internet),
+            key.route(PathKind::Guest)
+        );
+    }
+    let _ = writeln!(md);
+    for (key, why) in &results.unavailable {
+        let _ = writeln!(md, "- **{}: not available** — {}", key.title(), cell(why));
+    }
+    if !results.unavailable.is_empty() {
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(
+        md,
+        "netavark runs with its iptables firewall driver (iptables-nft here), network `bench` \
+         10.89.0.0/16 on bridge `nvbr0`, containers with one published port each. The CNI \
+         chain is bridge (`cnibr0`, `isGateway`, `ipMasq`, `hairpinMode`, host-local IPAM on \
+         10.90.0.0/16) then portmap, run by hand as the CNI spec says (env `CNI_COMMAND` \
+         etc., config on stdin, the bridge's result as portmap's `prevResult`). Both run in \
+         their sandbox's host namespace. netd's network has the default subnet; the limit is \
+         the sandbox's own host↔internet veth pair, used for both paths.\n"
+    );
+    let _ = writeln!(
+        md,
+        "Ratios: `× X` is the median over rounds of this row's figure divided by X's figure \
+         of the same round (the cases of a round ran back to back, so a ratio compares figures \
+         that met the same machine state; a ratio of the medians would mix rounds). For rates \
+         higher is better; for latencies lower is better. Request/response and connection-rate figures show \
+         per-packet and per-connection costs; bulk throughput hides them (Cilium's note).\n"
+    );
+}
+
+/// Every metric's median per case, with its ratio to the limit.
+fn summary(md: &mut String, results: &Results) {
+    let _ = writeln!(
+        md,
+        "## Summary\n\nMedians over the rounds; in brackets, the ratio to the limit (a), \
+         paired by round (see Ratios above). The sections below give the spread and the ratio \
+         to every peer.\n"
+    );
+    for path in PathKind::ALL {
+        let _ = write!(md, "**{}**\n\n| metric |", path.title());
+        for key in &results.cases {
+            let _ = write!(md, " {} |", key.title());
+        }
+        let _ = write!(md, "\n|---|");
+        for _ in &results.cases {
+            let _ = write!(md, "---:|");
+        }
+        let _ = writeln!(md);
+        for metric in Metric::ALL {
+            let _ = write!(md, "| {} ({}) |", short_title(metric), metric.unit());
+            for &key in &results.cases {
+                let ratio = (key != CaseKey::Limit)
+                    .then(|| results.paired_ratio(metric, path, key, CaseKey::Limit))
+                    .flatten();
+                let text = match (median(results, metric, path, key), ratio) {
+                    (None, _) => "failed".to_owned(),
+                    (Some(s), Some(r)) => format!("{} ({r:.2}×)", metric.format(s.median)),
+                    (Some(s), None) => metric.format(s.median),
+                };
+                let _ = write!(md, " {text} |");
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md);
+    }
+}
+
+fn short_title(metric: Metric) -> &'static str {
+    match metric {
+        Metric::RrTps => "TCP request/response rate",
+        Metric::RrP50 => "TCP request/response p50",
+        Metric::RrP99 => "TCP request/response p99",
+        Metric::CrrRate => "new TCP connections",
+        Metric::UdpReceived => "UDP 64 B received",
+        Metric::UdpSent => "UDP 64 B sent",
+        Metric::Throughput => "iperf3 TCP",
+    }
+}
+
+fn median(results: &Results, metric: Metric, path: PathKind, key: CaseKey) -> Option<Summary> {
+    results
+        .traffic
+        .get(&(metric, path, key))
+        .and_then(|s| Summary::of(s))
+}
+
+fn dataplane_section(md: &mut String, metric: Metric, results: &Results) {
+    let _ = writeln!(md, "## {} ({})\n", metric.title(), metric.unit());
+    let _ = writeln!(
+        md,
+        "{} {}.\n\n![{}]({}.svg)\n",
+        metric.describe(),
+        if metric.higher_is_better() {
+            "Higher is better"
+        } else {
+            "Lower is better"
+        },
+        metric.title(),
+        metric.file()
+    );
+    let measured = &results.cases;
+    for path in PathKind::ALL {
+        let _ = write!(
+            md,
+            "**{}**\n\n| case | median | min–max | rounds |",
+            path.title()
+        );
+        for peer in measured {
+            let _ = write!(md, " × {} |", peer.short());
+        }
+        if metric == Metric::CrrRate {
+            let _ = write!(md, " failed connects |");
+        }
+        let _ = write!(md, "\n|---|---:|---:|---:|");
+        for _ in measured {
+            let _ = write!(md, "---:|");
+        }
+        if metric == Metric::CrrRate {
+            let _ = write!(md, "---:|");
+        }
+        let _ = writeln!(md);
+        for &key in measured {
+            let summary = median(results, metric, path, key);
+            let _ = write!(md, "| {} |", key.title());
+            match summary {
+                Some(s) => {
+                    let _ = write!(
+                        md,
+                        " {} | {}–{} | {} |",
+                        metric.format(s.median),
+                        metric.format(s.min),
+                        metric.format(s.max),
+                        s.n
+                    );
+                }
+                None => {
+                    let _ = write!(md, " failed | | 0 |");
+                }
+            }
+            for &peer in measured {
+                let ratio = match results.paired_ratio(metric, path, key, peer) {
+                    _ if peer == key => "—".to_owned(),
+                    Some(r) => format!("{r:.2}"),
+                    None => "".to_owned(),
+                };
+                let _ = write!(md, " {ratio} |");
+            }
+            if metric == Metric::CrrRate {
+                let failures = results.crr_failures.get(&(path, key)).copied().unwrap_or(0);
+                let _ = write!(md, " {failures} |");
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md);
+        if first_of_test(metric) {
+            for &key in measured {
+                if let Some(errors) = results.errors.get(&(metric.test(), path, key)) {
+                    for e in errors {
+                        let _ = writeln!(
+                            md,
+                            "- {} failed for {}: {}",
+                            metric.test().title(),
+                            key.short(),
+                            cell(e)
+                        );
+                    }
+                    let _ = writeln!(md);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `metric` is the first of its test (errors are listed once).
+fn first_of_test(metric: Metric) -> bool {
+    Metric::ALL.iter().find(|m| m.test() == metric.test()) == Some(&metric)
+}
+
+fn dataplane_chart(metric: Metric, results: &Results) -> Chart {
+    Chart {
+        title: metric.title().to_owned(),
+        subtitle: format!(
+            "{}, median over rounds, whisker min–max; {} is better",
+            metric.unit(),
+            if metric.higher_is_better() {
+                "higher"
+            } else {
+                "lower"
+            }
+        ),
+        groups: PathKind::ALL
+            .into_iter()
+            .map(|path| Group {
+                title: path.title().to_owned(),
+                bars: CaseKey::ALL
+                    .into_iter()
+                    .map(|key| {
+                        let summary = median(results, metric, path, key);
+                        let text = match summary {
+                            Some(s) => {
+                                let mut t =
+                                    format!("{} {}", metric.format(s.median), metric.unit());
+                                if key != CaseKey::Limit
+                                    && let Some(r) =
+                                        results.paired_ratio(metric, path, key, CaseKey::Limit)
+                                {
+                                    let _ = write!(t, " ({r:.2} × limit)");
+                                }
+                                t
+                            }
+                            None if results.unavailable.iter().any(|(k, _)| *k == key) => {
+                                "not available".to_owned()
+                            }
+                            None => "failed".to_owned(),
+                        };
+                        Bar {
+                            label: key.title().to_owned(),
+                            colour: key.colour().to_owned(),
+                            value: summary.map(|s| s.median),
+                            spread: summary.map(|s| (s.min, s.max)),
+                            text,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn control_sections(md: &mut String, results: &Results, dir: &std::path::Path) -> Result<()> {
+    let _ = writeln!(md, "## Control plane\n");
+    let _ = writeln!(
+        md,
+        "Measured in the cases' sandboxes after the traffic rounds: first the container \
+         setup comparison (while every system's state is small), then netd's own figures, \
+         through the API (`netd::client::Client` in a helper process in the daemon's namespace, \
+         which times each call alone: no process spawn) unless a row says CLI. Times in \
+         milliseconds.\n"
+    );
+    for (group, describe) in GROUPS {
+        let rows: Vec<&Timing> = results
+            .control
+            .iter()
+            .filter(|t| t.group == group)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let file = format!("cp_{}", group.replace(['(', ')'], "").replace(' ', "_"));
+        let _ = writeln!(md, "### {group}\n\n{describe}\n\n![{group}]({file}.svg)\n");
+        let _ = writeln!(
+            md,
+            "| system, how | n | p50 | p99 | mean | min | max |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for t in &rows {
+            match Summary::of(&t.samples_us) {
+                Some(s) => {
+                    let q = percentiles(&t.samples_us);
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {} | {} | {} | {} |",
+                        cell(&t.label),
+                        s.n,
+                        ms(q.0),
+                        ms(q.1),
+                        ms(s.mean),
+                        ms(s.min),
+                        ms(s.max)
+                    );
+                }
+                None => {
+                    let _ = writeln!(md, "| {} | 0 | | | | | |", cell(&t.label));
+                }
+            }
+        }
+        let _ = writeln!(md);
+        for t in &rows {
+            if let Some(error) = &t.error {
+                let _ = writeln!(md, "- {}: {}", t.label, cell(error));
+            }
+        }
+        if rows.iter().any(|t| t.error.is_some()) {
+            let _ = writeln!(md);
+        }
+        let chart = Chart {
+            title: format!("Control plane: {group}"),
+            subtitle: "milliseconds; bar p50, whisker p50–p99; lower is better".to_owned(),
+            groups: vec![Group {
+                title: group.to_owned(),
+                bars: rows
+                    .iter()
+                    .map(|t| {
+                        let summary = Summary::of(&t.samples_us);
+                        let q = percentiles(&t.samples_us);
+                        Bar {
+                            label: chart_label(&t.label),
+                            colour: colour_of(&t.label).to_owned(),
+                            value: summary.map(|_| q.0 / 1000.0),
+                            spread: summary.map(|_| (q.0 / 1000.0, q.1 / 1000.0)),
+                            text: match summary {
+                                Some(_) => format!("p50 {} ms, p99 {} ms", ms(q.0), ms(q.1)),
+                                None => "failed".to_owned(),
+                            },
+                        }
+                    })
+                    .collect(),
+            }],
+        };
+        std::fs::write(dir.join(format!("{file}.svg")), svg::render(&chart))?;
+    }
+    Ok(())
+}
+
+/// p50 and p99 of samples.
+fn percentiles(samples: &[f64]) -> (f64, f64) {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (
+        super::stats::quantile_sorted(&sorted, 0.5),
+        super::stats::quantile_sorted(&sorted, 0.99),
+    )
+}
+
+/// Chart labels are kept to a readable length (the table has them whole).
+fn chart_label(label: &str) -> String {
+    let label = label.replace('`', "");
+    let short: String = label.chars().take(52).collect();
+    if short.len() < label.len() {
+        format!("{short}…")
+    } else {
+        short
+    }
+}
+
+fn colour_of(label: &str) -> &'static str {
+    for key in CaseKey::ALL {
+        if label.starts_with(key.short()) {
+            return key.colour();
+        }
+    }
+    "#555"
+}
+
+/// Microseconds as milliseconds with sensible digits.
+fn ms(us: f64) -> String {
+    let v = us / 1000.0;
+    if !v.is_finite() {
+        "—".to_owned()
+    } else if v < 0.1 {
+        format!("{v:.3}")
+    } else if v < 100.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn footer(md: &mut String, results: &Results) {
+    let _ = writeln!(md, "## Notes\n");
+    let mut any = false;
+    for (key, why) in &results.unavailable {
+        any = true;
+        let _ = writeln!(md, "- {}: not available: {}", key.title(), cell(why));
+    }
+    for note in &results.notes {
+        any = true;
+        let _ = writeln!(md, "- {}", cell(note));
+    }
+    let failed: Vec<String> = results
+        .errors
+        .iter()
+        .map(|((test, path, key), errors)| {
+            format!(
+                "{} {} for {}: {}",
+                test.title(),
+                path.title(),
+                key.short(),
+                errors.join("; ")
+            )
+        })
+        .collect();
+    for f in &failed {
+        any = true;
+        let _ = writeln!(md, "- failed: {}", cell(f));
+    }
+    if !any {
+        let _ = writeln!(md, "- every case was built and every measurement ran.");
+    }
+    let _ = writeln!(
+        md,
+        "\nRaw samples (one per round, and every control-plane call): `results.json`.\n\
+         Reproduce: `cargo xtask bench` (or `--quick`) as root on a Debian machine; see \
+         `bench/results/README.md`."
+    );
+}
+
+/// Text safe inside a markdown table cell, on one line.
+fn cell(text: &str) -> String {
+    let one_line: String = text.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    let clipped: String = one_line.chars().take(400).collect();
+    clipped.replace('|', "\\|")
+}
+
+fn raw(settings: &Settings, results: &Results) -> String {
+    let traffic: Vec<_> = results
+        .traffic
+        .iter()
+        .map(|((metric, path, key), samples)| {
+            json!({
+                "metric": metric.file(), "unit": metric.unit(), "path": path.title(),
+                "case": key.short(), "samples": samples
+            })
+        })
+        .collect();
+    let control: Vec<_> = results
+        .control
+        .iter()
+        .map(|t| {
+            json!({
+                "group": t.group, "label": t.label, "samples_us": t.samples_us, "error": t.error
+            })
+        })
+        .collect();
+    let value = json!({
+        "quick": settings.quick,
+        "rounds": settings.rounds,
+        "secs": settings.secs.as_secs_f64(),
+        "facts": results.facts.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+        "unavailable": results.unavailable.iter().map(|(k, why)| json!({"case": k.short(), "why": why})).collect::<Vec<_>>(),
+        "traffic": traffic,
+        "control": control,
+        "errors": results.errors.iter().map(|((t, p, k), e)| json!({"test": t.title(), "path": p.title(), "case": k.short(), "errors": e})).collect::<Vec<_>>(),
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}

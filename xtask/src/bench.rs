@@ -1,0 +1,43 @@
+//! `cargo xtask bench [--quick]`: release build, then the benchmark binary
+//! (`tests/src/bin/netd-bench.rs`), which builds its own sandboxes and
+//! writes `bench/results/report.md` with its charts.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::{
+    setup,
+    shell::{self, cargo, workspace_root},
+};
+
+pub fn run(quick: bool) -> Result<()> {
+    setup::run()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "netd", "--bins"]);
+    shell::run(build, "the release build of netd failed")?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "netd-tests",
+        "--bin",
+        "netd-bench",
+    ]);
+    shell::run(build, "the release build of netd-bench failed")?;
+
+    let root = workspace_root();
+    let out = root.join("bench/results");
+    let mut bench = Command::new(root.join("target/release/netd-bench"));
+    if quick {
+        bench.arg("--quick");
+    }
+    bench.arg("--out").arg(&out);
+    shell::run(bench, "the benchmark could not run: see above")?;
+    println!(
+        "bench: report in {} (charts and results.json beside it)",
+        out.join("report.md").display()
+    );
+    Ok(())
+}
