@@ -14,14 +14,7 @@
 //! scripts (each one a single atomic `nft -f -` batch), unit-tested without
 //! root. Effect part: [`HostNat`], which feeds them to `nft`.
 
-use std::{
-    collections::BTreeSet,
-    fmt::Write as _,
-    fs,
-    io::{self, Write as _},
-    net::Ipv4Addr,
-    process::{Command, Output, Stdio},
-};
+use std::{collections::BTreeSet, fmt::Write as _, fs, io, net::Ipv4Addr};
 
 use anyhow::{Context, Result, bail};
 use ipnetwork::Ipv4Network;
@@ -32,6 +25,7 @@ use crate::{
     dataplane::{PortMapping, Proto},
     ifname::{self, IfnameError},
     netns::Netns,
+    nft::{Nft, objects},
 };
 
 /// The table netd owns, as nft names it (family and name).
@@ -320,7 +314,7 @@ fn write_elements(out: &mut String, verb: &str, set: &str, elements: &[String]) 
 /// finds the table gone ([`HostNat::present`]) can sync it again.
 #[derive(Debug)]
 pub struct HostNat {
-    netns: Option<Netns>,
+    nft: Nft,
     plan: Option<HostNatPlan>,
 }
 
@@ -328,7 +322,10 @@ impl HostNat {
     /// Host NAT in `netns`, or in the namespace the daemon runs in (the
     /// host's; a test sandbox's when a test runs the daemon) when None.
     pub fn new(netns: Option<Netns>) -> HostNat {
-        HostNat { netns, plan: None }
+        HostNat {
+            nft: Nft::new(netns),
+            plan: None,
+        }
     }
 
     /// The plan as last applied, with the ports and sources changed since;
@@ -400,14 +397,16 @@ impl HostNat {
     pub fn present(&self) -> Result<bool> {
         let context = || format!("checking nftables table {TABLE}");
         let tables = self
-            .nft_json(&["list", "tables", "inet"])
+            .nft
+            .json(&["list", "tables", "inet"])
             .with_context(context)?;
         let has_table = objects(&tables, "table").any(|table| table["name"] == "netd");
         if !has_table {
             return Ok(false);
         }
         let listing = self
-            .nft_json(&["list", "table", "inet", "netd"])
+            .nft
+            .json(&["list", "table", "inet", "netd"])
             .with_context(context)?;
         Ok(chains_intact(&listing))
     }
@@ -417,7 +416,7 @@ impl HostNat {
     /// and its other interfaces. Returns whether it was off, so the caller
     /// can say it changed a host setting.
     pub fn enable_forwarding(&self) -> Result<bool> {
-        let result = match &self.netns {
+        let result = match self.nft.netns() {
             Some(ns) => ns.run_in(enable_ip_forward)?,
             None => enable_ip_forward(),
         };
@@ -440,85 +439,21 @@ impl HostNat {
     }
 
     fn where_(&self) -> String {
-        match &self.netns {
-            Some(ns) => format!("network namespace {}", ns.name()),
-            None => "the daemon's network namespace".to_owned(),
-        }
+        self.nft.place()
     }
 
-    fn command(&self) -> Command {
-        match &self.netns {
-            Some(ns) => ns.command("nft"),
-            None => Command::new("nft"),
-        }
-    }
-
-    /// Runs `script` as one nft transaction; an empty script runs nothing.
+    /// Runs `script` as one nft transaction; nft's "No such file or
+    /// directory" gets a hint, since the table or a set is then missing.
     fn apply(&self, script: &str) -> Result<()> {
-        if script.is_empty() {
-            return Ok(());
-        }
-        self.run(&["-f", "-"], Some(script)).map(|_| ())
-    }
-
-    /// `nft -j ARGS`, parsed.
-    fn nft_json(&self, args: &[&str]) -> Result<serde_json::Value> {
-        let mut all = vec!["-j"];
-        all.extend_from_slice(args);
-        let output = self.run(&all, None)?;
-        serde_json::from_slice(&output.stdout)
-            .with_context(|| format!("parsing the JSON of nft {}", all.join(" ")))
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
-        let shown = format!("nft {}", args.join(" "));
-        let mut child = self
-            .command()
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
+        self.nft.apply(script).map_err(|err| {
+            if format!("{err:#}").contains("No such file or directory") {
+                err.context(format!(
+                    "table {TABLE} or one of its sets is missing: a sync recreates it"
+                ))
             } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "running {shown} in {}: is nftables installed (nft on PATH)?",
-                    self.where_()
-                )
-            })?;
-        // The script is written from a second thread while this one drains
-        // stdout and stderr, so neither side can block on a full pipe. A
-        // write error (nft gone early) is reported after nft's own message.
-        let pipe = child.stdin.take();
-        let (written, output) = std::thread::scope(|scope| {
-            let writer = scope.spawn(move || match (stdin, pipe) {
-                (Some(script), Some(mut pipe)) => pipe.write_all(script.as_bytes()),
-                _ => Ok(()),
-            });
-            let output = child.wait_with_output();
-            let written = writer.join().expect("writing to a pipe does not panic");
-            (written, output)
-        });
-        let output = output.with_context(|| format!("waiting for {shown}"))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let hint = if stderr.contains("No such file or directory") {
-                format!("\n(table {TABLE} or one of its sets is missing: a sync recreates it)")
-            } else {
-                String::new()
-            };
-            bail!(
-                "{shown} failed in {} ({}):\n{}{hint}",
-                self.where_(),
-                output.status,
-                stderr.trim_end()
-            );
-        }
-        written.with_context(|| format!("writing the script to {shown}"))?;
-        Ok(output)
+                err
+            }
+        })
     }
 }
 
@@ -533,18 +468,6 @@ fn enable_ip_forward() -> io::Result<bool> {
     }
     fs::write(IP_FORWARD, "1")?;
     Ok(true)
-}
-
-/// The objects of one kind (`table`, `chain`, `rule`, ...) in nft's JSON.
-fn objects<'a>(
-    listing: &'a serde_json::Value,
-    kind: &'a str,
-) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
-    listing["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(move |object| object.get(kind))
 }
 
 /// Whether `nft -j list table inet netd` shows every chain with its rules.
@@ -924,19 +847,9 @@ mod root_tests {
         }
         let (_guard, netns) = ThrowAwayNetns::create();
         let probe = Netns::open(netns.name()).unwrap();
-        let mut other = probe
-            .command("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
+        Nft::new(Some(Netns::open(netns.name()).unwrap()))
+            .apply(OTHER_TABLE)
             .unwrap();
-        other
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(OTHER_TABLE.as_bytes())
-            .unwrap();
-        assert!(other.wait().unwrap().success());
         let other_before = nft(&probe, &["list", "table", "inet", "other"]);
         let other_untouched = || {
             assert_eq!(
@@ -1043,7 +956,11 @@ mod root_tests {
             nat.publish(&[mapping(Proto::Tcp, None, 1)]).unwrap_err()
         );
         assert!(
-            err.starts_with("publishing 1 port(s) in inet netd: nft -f - failed"),
+            err.starts_with("publishing 1 port(s) in inet netd: "),
+            "{err}"
+        );
+        assert!(
+            err.contains("nft -f - failed in network namespace"),
             "{err}"
         );
         assert!(err.contains("Error: "), "{err}");

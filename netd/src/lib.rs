@@ -18,6 +18,7 @@ pub mod ipam;
 pub mod model;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod partition;
 pub mod ports;
 pub mod store;

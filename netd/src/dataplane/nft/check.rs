@@ -5,10 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use super::{
-    runner::objects,
-    script::{Layout, OWNER},
-};
+use super::script::{Layout, OWNER};
+use crate::nft::objects;
 
 /// What differs between a listing and the layout; empty when intact.
 pub fn problems(

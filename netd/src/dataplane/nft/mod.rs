@@ -23,7 +23,6 @@
 pub mod check;
 pub mod conntrack;
 pub mod routing;
-pub mod runner;
 pub mod script;
 
 use std::{
@@ -35,16 +34,14 @@ use std::{
 use anyhow::{Context, Result, anyhow};
 use tracing::{info, warn};
 
-use self::{
-    runner::Nft,
-    script::{
-        Content, GATEWAY_TABLE, GatewaySpec, GuestSpec, NETWORK_TABLE, NetworkPort, NetworkSpec,
-    },
+use self::script::{
+    Content, GATEWAY_TABLE, GatewaySpec, GuestSpec, NETWORK_TABLE, NetworkPort, NetworkSpec,
 };
 use super::{
     Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, GuestPlumbing, NatSummary,
     NetworkPlumbing, PartitionRules, PortMapping, Proto, ZoneCounters,
 };
+use crate::nft::Nft;
 use crate::{netns::Netns, topology::names::GUEST_ETH};
 
 /// What this process last put into a table, and in which namespace (its
@@ -163,7 +160,7 @@ impl NftDataplane {
         }
         script::validate_gateway(&spec).context("checking the gateway's nftables table")?;
         let nft = Nft::open("gateway", &gw.netns)?;
-        let inode = nft.netns().inode()?;
+        let inode = nft.netns().expect("opened in a namespace").inode()?;
         let content = script::gateway_content(&spec);
         if let Some(applied) = gw.applied.as_ref().filter(|a| a.inode == inode) {
             let diff = script::diff_script(GATEWAY_TABLE, &applied.content, &content);
@@ -195,7 +192,7 @@ impl NftDataplane {
         script::validate_network(&spec)
             .with_context(|| format!("checking network {}'s nftables table", net.plumbing.name))?;
         let nft = net.nft()?;
-        let inode = nft.netns().inode()?;
+        let inode = nft.netns().expect("opened in a namespace").inode()?;
         let content = script::network_content(&spec);
         if let Some(applied) = net.applied.as_ref().filter(|a| a.inode == inode) {
             let diff = script::diff_script(NETWORK_TABLE, &applied.content, &content);
@@ -329,7 +326,7 @@ fn table_counters(name: &str, netns: &Path, table: &str) -> Vec<(String, u64)> {
         .and_then(|nft| nft.table(table))
         .ok()
         .flatten()
-        .map(|listing| runner::counters(&listing))
+        .map(|listing| crate::nft::counters(&listing))
         .unwrap_or_default()
 }
 
@@ -482,7 +479,7 @@ impl Dataplane for NftDataplane {
             .ok_or_else(|| anyhow!("no network with zone {zone} is attached"))?;
         let previous = net.partition.replace(rules.clone());
         let nft = net.nft()?;
-        let inode = nft.netns().inode()?;
+        let inode = nft.netns().expect("opened in a namespace").inode()?;
         let spec = net.spec();
         let known = net.applied.as_ref().is_some_and(|a| a.inode == inode);
         // One transaction replaces the whole partition.

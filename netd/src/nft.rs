@@ -1,6 +1,6 @@
 //! Feeds scripts to `nft -f -` inside one network namespace (each script is
-//! one transaction) and reads tables back as JSON. The only place the
-//! nftables dataplane runs `nft`.
+//! one transaction) and reads tables back as JSON. The only place netd runs
+//! `nft`: the host's table (`hostnat`) and the nftables dataplane use it.
 
 use std::{
     io::Write as _,
@@ -12,21 +12,33 @@ use anyhow::{Context, Result, bail};
 
 use crate::netns::Netns;
 
-/// `nft` in one namespace.
+/// `nft` in one namespace: a given one, or the daemon's own when None.
+#[derive(Debug)]
 pub struct Nft {
-    netns: Netns,
+    netns: Option<Netns>,
 }
 
 impl Nft {
-    /// `nft` in the namespace at `path`; `name` is what messages call it.
-    pub fn open(name: &str, path: &Path) -> Result<Nft> {
-        Ok(Nft {
-            netns: Netns::open_path(name, path)?,
-        })
+    pub fn new(netns: Option<Netns>) -> Nft {
+        Nft { netns }
     }
 
-    pub fn netns(&self) -> &Netns {
-        &self.netns
+    /// `nft` in the namespace at `path`; `name` is what messages call it.
+    pub fn open(name: &str, path: &Path) -> Result<Nft> {
+        Ok(Nft::new(Some(Netns::open_path(name, path)?)))
+    }
+
+    /// The namespace, when it is not the daemon's own.
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
+    }
+
+    /// Where `nft` runs, for messages.
+    pub fn place(&self) -> String {
+        match &self.netns {
+            Some(ns) => format!("network namespace {}", ns.name()),
+            None => "the daemon's network namespace".to_owned(),
+        }
     }
 
     /// Runs `script` as one nft transaction; an empty script runs nothing.
@@ -51,12 +63,24 @@ impl Nft {
         }
     }
 
+    /// `nft -j ARGS`, parsed.
+    pub fn json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut all = vec!["-j"];
+        all.extend_from_slice(args);
+        let output = self.run(&all, None)?;
+        serde_json::from_slice(&output.stdout)
+            .with_context(|| format!("parsing the JSON of nft {}", all.join(" ")))
+    }
+
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
         let shown = format!("nft {}", args.join(" "));
-        let place = format!("network namespace {}", self.netns.name());
-        let mut child = self
-            .netns
-            .command("nft")
+        let place = self.place();
+        let command = match &self.netns {
+            Some(ns) => ns.command("nft"),
+            None => std::process::Command::new("nft"),
+        };
+        let mut command = command;
+        let mut child = command
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
