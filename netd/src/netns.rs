@@ -140,6 +140,26 @@ impl Netns {
         Ok(self.file.metadata()?.ino())
     }
 
+    /// The index of interface `iface` in this namespace.
+    pub fn ifindex(&self, iface: &str) -> Result<u32> {
+        self.run_in(|| nix::net::if_::if_nametoindex(iface))?
+            .with_context(|| format!("no interface {iface} in {}", self.name()))
+    }
+
+    /// The MAC address of interface `iface` in this namespace.
+    pub fn mac(&self, iface: &str) -> Result<[u8; 6]> {
+        self.run_in(|| {
+            nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
+                addrs.find_map(|ifa| {
+                    (ifa.interface_name == iface)
+                        .then(|| ifa.address?.as_link_addr()?.addr())
+                        .flatten()
+                })
+            })
+        })?
+        .with_context(|| format!("no MAC address for {iface} in {}", self.name()))
+    }
+
     /// Runs `f` on a thread that has entered this namespace and returns its
     /// result. Sockets made inside stay bound to the namespace afterwards.
     pub fn run_in<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {

@@ -212,12 +212,6 @@ fn program<'a>(loaded: &'a mut Loaded, name: &str) -> Result<&'a mut SchedClassi
         .with_context(|| format!("{name} is not a TC program"))
 }
 
-fn ifindex_in(netns: &Netns, iface: &str) -> Result<u32> {
-    netns
-        .run_in(|| nix::net::if_::if_nametoindex(iface))?
-        .with_context(|| format!("no interface {iface} in {}", netns.name()))
-}
-
 /// The map value of a partition: the rules as a bit matrix over slots.
 pub fn policy_of(rules: &super::PartitionRules) -> PartitionPolicy {
     let mut policy = PartitionPolicy::open();
@@ -229,21 +223,6 @@ pub fn policy_of(rules: &super::PartitionRules) -> PartitionPolicy {
         policy.set_outside(slot);
     }
     policy
-}
-
-/// The MAC address of `iface` inside `netns`.
-fn mac_in(netns: &Netns, iface: &str) -> Result<[u8; 6]> {
-    netns
-        .run_in(|| {
-            nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
-                addrs.find_map(|ifa| {
-                    (ifa.interface_name == iface)
-                        .then(|| ifa.address?.as_link_addr()?.addr())
-                        .flatten()
-                })
-            })
-        })?
-        .with_context(|| format!("no MAC address for {iface} in {}", netns.name()))
 }
 
 fn forward_key(port: &PortMapping) -> ForwardKey {
@@ -274,7 +253,7 @@ fn monotonic_ns() -> u64 {
 impl Dataplane for EbpfDataplane {
     fn attach_gateway(&mut self, gw: &GatewayPlumbing) -> Result<()> {
         let netns = Netns::open_path("gateway", &gw.netns)?;
-        let host_side_ifindex = ifindex_in(&netns, &gw.host_side)?;
+        let host_side_ifindex = netns.ifindex(&gw.host_side)?;
         self.gateway
             .set(
                 0,
@@ -328,7 +307,7 @@ impl Dataplane for EbpfDataplane {
             );
         }
         let gw_netns = Netns::open_path("gateway", &net.gateway_netns)?;
-        let ifindex = ifindex_in(&gw_netns, &net.gateway_port)?;
+        let ifindex = gw_netns.ifindex(&net.gateway_port)?;
         // A rebuilt port has a new ifindex: forget the old one.
         if let Ok(old) = self.networks.get(&net.zone, 0)
             && old.gateway_port_ifindex != ifindex
@@ -358,7 +337,7 @@ impl Dataplane for EbpfDataplane {
         )?;
         let netns = Netns::open_path(&net.name, &net.netns)?;
         self.forget_uplink_of_zone(net.zone);
-        let uplink_mac = mac_in(&netns, crate::topology::names::NETWORK_UPLINK)?;
+        let uplink_mac = netns.mac(crate::topology::names::NETWORK_UPLINK)?;
         self.zone_by_mac
             .insert(netd_common::zones::mac_key(uplink_mac), net.zone, 0)
             .context("registering the network's uplink")?;
@@ -373,12 +352,12 @@ impl Dataplane for EbpfDataplane {
     fn attach_guest(&mut self, guest: &GuestPlumbing) -> Result<()> {
         let network_netns = Netns::open_path(&guest.network, &guest.network_netns)?;
         let guest_netns = Netns::open_path(&guest.name, &guest.guest_netns)?;
-        let port_ifindex = ifindex_in(&network_netns, &guest.port)?;
-        let guest_mac = mac_in(&guest_netns, crate::topology::names::GUEST_ETH)?;
+        let port_ifindex = network_netns.ifindex(&guest.port)?;
+        let guest_mac = guest_netns.mac(crate::topology::names::GUEST_ETH)?;
         let port = GuestPort {
             port_ifindex,
             guest_mac,
-            bridge_mac: mac_in(&network_netns, crate::topology::names::NETWORK_BRIDGE)?,
+            bridge_mac: network_netns.mac(crate::topology::names::NETWORK_BRIDGE)?,
             slot: guest.slot,
             _pad: [0; 3],
         };

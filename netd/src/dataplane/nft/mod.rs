@@ -330,21 +330,6 @@ fn table_counters(name: &str, netns: &Path, table: &str) -> Vec<(String, u64)> {
         .unwrap_or_default()
 }
 
-/// The MAC address of `iface` inside `netns`.
-fn mac_in(netns: &Netns, iface: &str) -> Result<[u8; 6]> {
-    netns
-        .run_in(|| {
-            nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
-                addrs.find_map(|ifa| {
-                    (ifa.interface_name == iface)
-                        .then(|| ifa.address?.as_link_addr()?.addr())
-                        .flatten()
-                })
-            })
-        })?
-        .with_context(|| format!("no MAC address for {iface} in {}", netns.name()))
-}
-
 fn key(port: &PortMapping) -> (Proto, u16) {
     (port.proto, port.host_port)
 }
@@ -430,7 +415,7 @@ impl Dataplane for NftDataplane {
         script::validate_ifname(&plumbing.port)?;
         let guest_netns = Netns::open_path(&plumbing.name, &plumbing.guest_netns)?;
         let guest = GuestSpec {
-            mac: mac_in(&guest_netns, GUEST_ETH)?,
+            mac: guest_netns.mac(GUEST_ETH)?,
             ip: plumbing.ip,
             slot: plumbing.slot,
         };
