@@ -16,7 +16,7 @@ use netd_tests::{
     sandbox::INTERNET_SERVER,
     sockets::{serve_tcp_echo, tcp_connect, tcp_listener, udp_socket},
     status::counter,
-    traffic::ping,
+    traffic::{ping, run_ok},
 };
 
 const GUESTS: [&str; 4] = ["a", "b", "c", "d"];
@@ -310,6 +310,33 @@ fn verify_reports_the_observed_matrix(dataplane: &str) {
     netd.ok(&["partition", "web", "disjoint", "a", "b", "--", "c", "d"]);
     let out = netd.ok(&["partition", "web", "verify"]);
     assert!(out.contains("OK"), "{out}");
+    // What it observed, pair by pair: real datagrams, not the intent echoed.
+    let report = netd.json(&["partition", "web", "verify", "--json"]);
+    let delivered = |from: &str, to: &str| {
+        report["pairs"]
+            .as_array()
+            .expect("pairs")
+            .iter()
+            .find(|p| p["from"] == from && p["to"] == to)
+            .and_then(|p| p["received"].as_u64())
+            .unwrap_or_else(|| panic!("no pair {from}->{to}: {report}"))
+    };
+    assert!(delivered("a", "b") > 0, "{report}");
+    assert_eq!(delivered("a", "c"), 0, "{report}");
+    assert_eq!(delivered("d", "b"), 0, "{report}");
+    assert!(delivered("d", "c") > 0, "{report}");
+    // And a pair that should talk but cannot is reported as a mismatch:
+    // cut c->d behind the policy's back (only for the pair's real traffic).
+    let c = guest(&netd, "web", "c");
+    run_ok({
+        let mut cmd = c.command("ip");
+        cmd.args(["route", "add", "blackhole", "172.18.0.4/32"]);
+        cmd
+    });
+    let failed = netd.cli(&["partition", "web", "verify"]);
+    assert!(!failed.status.success(), "verify missed a broken pair");
+    let text = String::from_utf8_lossy(&failed.stdout);
+    assert!(text.contains("c -> d"), "{text}");
 }
 
 fn a_guest_partitions_its_own_network_but_no_other(dataplane: &str) {
