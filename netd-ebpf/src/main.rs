@@ -6,15 +6,18 @@
 mod conntrack;
 mod counters;
 mod filter;
+mod flow;
 mod forward;
 mod gateway;
 mod guest_port;
+mod host;
 mod icmp_error;
 mod maps;
 mod nat;
 mod network;
 mod parse;
 mod partition;
+mod ttl;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 
@@ -42,6 +45,20 @@ pub fn netd_gw_net(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_net_uplink(ctx: TcContext) -> i32 {
     network::from_gateway(&ctx)
+}
+
+/// The host's end of the host link (`netd0`), ingress: guests' packets out,
+/// translated once to the host's address (eBPF host side).
+#[classifier]
+pub fn netd_host_link(ctx: TcContext) -> i32 {
+    host::from_gateway(&ctx)
+}
+
+/// Every other host device, ingress: replies to guests' connections and
+/// connections to published ports (eBPF host side).
+#[classifier]
+pub fn netd_host_world(ctx: TcContext) -> i32 {
+    host::from_world(&ctx)
 }
 
 /// Each guest's bridge port, ingress: only the guest's own MAC and IP, and

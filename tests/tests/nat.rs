@@ -86,7 +86,8 @@ fn a_guest_reaches_the_internet_over_tcp_udp_and_icmp_with_the_hosts_address(dat
             counter(&status, "web", "forwarded") > 0,
             "the fast path is used: {status}"
         );
-        assert!(counter(&status, "host side", "translated") > 0, "{status}");
+        assert!(counter(&status, "web", "translated") > 0, "{status}");
+        assert_eq!(status["figures"]["host_datapath"], "ebpf", "{status}");
     }
 }
 
