@@ -228,7 +228,7 @@ fn too_big(ctx: &TcContext, gw: &GatewayInfo, params: &bpf_fib_lookup, zone: u32
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
     }
-    bump(zone, Counter::IcmpErrorTranslated);
+    bump(zone, Counter::FragNeededSent);
     into_gateway(ctx, gw, zone)
 }
 

@@ -189,6 +189,14 @@ impl EbpfDataplane {
             maps::PROG_HOST_LINK,
             HOST_LINK_PIN,
         )?;
+        // Every device, adopting what a previous daemon pinned: its links
+        // move to this start's programs (and maps) in place.
+        for device in host.world_devices()? {
+            let pin = host::world_pin(&device);
+            if let Err(err) = self.attach(&host_netns, &device, maps::PROG_HOST_WORLD, &pin) {
+                debug!(%device, "attaching the host program: {err:#}");
+            }
+        }
         self.host = Some(host);
         self.follow_host()
     }
@@ -391,8 +399,27 @@ impl Dataplane for EbpfDataplane {
             host_port_max: gw.host_nat_ports.max,
         };
         self.set_host_addrs(&gw.host_addrs)?;
-        // The gateway's own programs first: with the host side off, they
-        // translate everything themselves.
+        // The host programs before the flag that sends traffic their way, and
+        // the flag written once: a restarted daemon never has a moment in
+        // which the gateway and the host disagree on who translates.
+        if gw.host_datapath == HostDatapath::Ebpf {
+            match self.start_host_side(host) {
+                Ok(()) => {
+                    info.flags |= gateway_flags::HOST_EBPF;
+                    self.host_fallback = None;
+                }
+                Err(err) => {
+                    warn!(
+                        "the eBPF host side cannot run here, the host's nftables table serves: {err:#}"
+                    );
+                    self.stop_host_side();
+                    self.host_fallback = Some(format!("{err:#}"));
+                }
+            }
+        } else {
+            self.stop_host_side();
+            self.host_fallback = None;
+        }
         self.gateway
             .set(0, info, 0)
             .context("writing the gateway's facts")?;
@@ -401,29 +428,7 @@ impl Dataplane for EbpfDataplane {
             &gw.host_side,
             maps::PROG_GATEWAY_FROM_HOST,
             GATEWAY_HOST_LINK,
-        )?;
-        if gw.host_datapath != HostDatapath::Ebpf {
-            self.stop_host_side();
-            self.host_fallback = None;
-            return Ok(());
-        }
-        match self.start_host_side(host) {
-            Ok(()) => {
-                info.flags |= gateway_flags::HOST_EBPF;
-                self.host_fallback = None;
-                self.gateway
-                    .set(0, info, 0)
-                    .context("writing the gateway's facts")
-            }
-            Err(err) => {
-                warn!(
-                    "the eBPF host side cannot run here, the host's nftables table serves: {err:#}"
-                );
-                self.stop_host_side();
-                self.host_fallback = Some(format!("{err:#}"));
-                Ok(())
-            }
-        }
+        )
     }
 
     fn detach_gateway(&mut self) {
