@@ -34,6 +34,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "benchmarks: the firewall netavark and the CNI plugins program",
     ),
     ("bpftool", "inspecting loaded programs and maps"),
+    (
+        "conntrack",
+        "tests: counting the host's connection-tracking entries",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -78,19 +78,9 @@ impl HostSide {
     /// Whether `program` is attached to `device`'s ingress (by name: the
     /// kernel keeps the first 15 bytes).
     pub fn has_program(&self, device: &str, program: &str) -> bool {
-        let device = device.to_owned();
-        let program = program.to_owned();
-        self.netns
-            .run_in(move || {
-                SchedClassifier::query_tcx(&device, TcAttachType::Ingress)
-                    .map(|(_, programs)| {
-                        programs
-                            .iter()
-                            .any(|p| p.name_as_str().is_some_and(|n| program.starts_with(n)))
-                    })
-                    .unwrap_or(false)
-            })
-            .unwrap_or(false)
+        ingress_programs(&self.netns, device)
+            .iter()
+            .any(|name| program.starts_with(name.as_str()))
     }
 
     /// Reserves the host side's ports from the host's own sockets, keeping
@@ -130,10 +120,30 @@ impl HostSide {
                 .split(',')
                 .filter(|s| !s.is_empty() && parse_reserved(s) != vec![(ours.min, ours.max)])
                 .collect();
-            fs::write(RESERVED_PORTS, kept.join(","))?;
+            // A newline, not an empty write: the kernel ignores writes of
+            // no bytes, and an empty list must clear the reservation.
+            fs::write(RESERVED_PORTS, format!("{}\n", kept.join(",")))?;
             Ok(())
         })?
     }
+}
+
+/// The names of the programs attached through TCX to `device`'s ingress
+/// in `netns` (empty if there is no such device).
+pub fn ingress_programs(netns: &Netns, device: &str) -> Vec<String> {
+    let device = device.to_owned();
+    netns
+        .run_in(move || {
+            SchedClassifier::query_tcx(&device, TcAttachType::Ingress)
+                .map(|(_, programs)| {
+                    programs
+                        .iter()
+                        .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
 }
 
 /// `ip_local_reserved_ports` as ranges: "8080,61000-65535".

@@ -239,6 +239,11 @@ impl EbpfDataplane {
 
     /// Detaches the host programs: the host's nftables table serves.
     fn stop_host_side(&mut self) {
+        if let Some(host) = &self.host
+            && let Err(err) = host.release_ports()
+        {
+            warn!("giving back the host side's reserved ports: {err:#}");
+        }
         self.pins.remove_link(HOST_LINK_PIN);
         self.pins.remove_links_with_prefix(host::HOST_WORLD_PINS);
         if let Ok(mut gw) = self.gateway.get(&0, 0)
@@ -640,12 +645,7 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn forget_all(&mut self) {
-        if let Some(host) = &self.host
-            && let Err(err) = host.release_ports()
-        {
-            warn!("giving back the host side's reserved ports: {err:#}");
-        }
-        self.host = None;
+        self.stop_host_side();
         self.pins.remove_all();
     }
 
