@@ -101,9 +101,9 @@ impl std::str::FromStr for PortSpan {
             .split_once('-')
             .ok_or_else(|| format!("{text:?} is not MIN-MAX, e.g. \"61000-65535\""))?;
         let port = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("{p:?} is not a port (1-65535)"))
+            p.trim().parse::<u16>().map_err(|_| {
+                format!("{p:?} is not a port (1-65535): write MIN-MAX, e.g. \"61000-65535\"")
+            })
         };
         let span = PortSpan {
             min: port(min)?,
@@ -658,6 +658,46 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn host_datapath_and_host_nat_ports_are_read() {
+        let (_dir, path) =
+            write_temp("host_datapath = \"nftables\"\nhost_nat_ports = \"50000-50999\"\n");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.host_datapath, HostDatapath::Nftables);
+        assert_eq!(
+            config.host_nat_ports,
+            PortSpan {
+                min: 50000,
+                max: 50999
+            }
+        );
+        assert_eq!(config.host_nat_ports.to_string(), "50000-50999");
+    }
+
+    #[test]
+    fn bad_host_nat_ports_name_the_form_expected() {
+        for (text, wanted) in [
+            ("61000", "is not MIN-MAX"),
+            ("61000-70000", "is not a port"),
+            ("65000-61000", "must run upwards from 1024"),
+            ("80-1000", "must run upwards from 1024"),
+        ] {
+            let (_dir, path) = write_temp(&format!("host_nat_ports = \"{text}\"\n"));
+            let message = Config::load(&path).unwrap_err().to_string();
+            assert!(message.contains("host_nat_ports"), "{text}: {message}");
+            assert!(message.contains(wanted), "{text}: {message}");
+            assert!(message.contains("61000-65535"), "the example: {message}");
+        }
+    }
+
+    #[test]
+    fn unknown_host_datapath_is_refused() {
+        let (_dir, path) = write_temp("host_datapath = \"iptables\"\n");
+        let message = Config::load(&path).unwrap_err().to_string();
+        assert!(message.contains("host_datapath"), "{message}");
+        assert!(message.contains("ebpf"), "{message}");
     }
 
     #[test]
