@@ -23,18 +23,38 @@ use crate::{
     flow::{Flow, classify, is_error},
     forward, icmp_error, maps, nat,
     parse::{ETH_P_IP, IP_DST_OFF},
+    partition::{self, Peer},
 };
 
 /// An existing connection's packet: rewrite and send on.
 #[inline(always)]
 fn translate(ctx: &TcContext, gw: &GatewayInfo, flow: &Flow, entry: &CtEntry) -> i32 {
     let zone = flow.key.zone;
+    if entry.out_zone == zone && cut_between_guests(zone, flow.ip.src, entry.new_dst) {
+        bump(zone, Counter::DroppedPartition);
+        return TC_ACT_SHOT;
+    }
     if nat::rewrite(ctx, &flow.ip, &flow.t, entry).is_err() {
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
     }
     bump(zone, Counter::Translated);
     forward::to_zone(ctx, gw, entry.out_zone, zone)
+}
+
+/// Whether the network's partition cuts guest `from` off guest `to`: a
+/// guest reaching another of its network through a published port (hairpin)
+/// meets the same cut as on the direct way, on every packet.
+#[inline(always)]
+fn cut_between_guests(zone: u32, from: [u8; 4], to: [u8; 4]) -> bool {
+    let Some(policy) = maps::partition(zone) else {
+        return false;
+    };
+    let (Some(sender), Some(receiver)) = (maps::guest_port(zone, from), maps::guest_port(zone, to))
+    else {
+        return false;
+    };
+    partition::drops(policy, sender.slot, Peer::Guest(receiver.slot), true)
 }
 
 /// A new connection: record it, rewrite, send on.
