@@ -3,6 +3,37 @@
 #![no_std]
 #![no_main]
 
+/// Declares a map under its literal name (aya's map macro takes no other)
+/// and fails the build unless that name is `netd-common`'s constant for it,
+/// so kernel and user space cannot disagree on a name.
+macro_rules! netd_map {
+    ($literal:literal == $constant:expr, $(#[$meta:meta])* $vis:vis static $ident:ident : $ty:ty = $init:expr;) => {
+        $(#[$meta])*
+        #[aya_ebpf::macros::map(name = $literal)]
+        $vis static $ident: $ty = $init;
+        const _: () = assert!(
+            crate::same_str($literal, $constant),
+            concat!("map name ", $literal, " differs from netd-common's constant")
+        );
+    };
+}
+
+/// Byte-wise string equality, usable in constants.
+pub const fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 mod conntrack;
 mod counters;
 mod filter;
