@@ -22,7 +22,7 @@ use netd_common::{
     counters::{COUNTED_ZONES, Counter},
     filter::Ipv4Key,
     maps,
-    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, kind},
+    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, ShareKey, kind},
     partition::PartitionPolicy,
     zones::{
         GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo, gateway_flags, mac_key,
@@ -58,6 +58,7 @@ pub struct EbpfDataplane {
     guest_ports: HashMap<MapData, GuestKey, GuestPort>,
     guest_by_mac: HashMap<MapData, u64, GuestIdentity>,
     partitions: HashMap<MapData, u32, PartitionPolicy>,
+    port_shares: HashMap<MapData, ShareKey, u32>,
     /// The eBPF host side, while it is in force.
     host: Option<HostSide>,
     /// Why the eBPF host side is not in force although it was asked for.
@@ -109,6 +110,7 @@ impl EbpfDataplane {
             guest_ports: take(&mut loaded, maps::GUEST_PORTS)?,
             guest_by_mac: take(&mut loaded, maps::GUEST_BY_MAC)?,
             partitions: take(&mut loaded, maps::PARTITIONS)?,
+            port_shares: take(&mut loaded, maps::PORT_SHARES)?,
             host: None,
             host_fallback: None,
             pins,
@@ -155,6 +157,22 @@ impl EbpfDataplane {
         link.pin(&path)
             .with_context(|| format!("pinning the link of {program_name} at {}", path.display()))?;
         Ok(())
+    }
+
+    /// Makes the port shares map exactly `shares`.
+    fn recount_port_shares(&mut self, shares: &BTreeMap<ShareKey, u32>) {
+        let stale: Vec<ShareKey> = self
+            .port_shares
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter(|key| !shares.contains_key(key))
+            .collect();
+        for key in stale {
+            let _ = self.port_shares.remove(&key);
+        }
+        for (key, count) in shares {
+            let _ = self.port_shares.insert(key, count, 0);
+        }
     }
 
     /// Makes the host addresses map exactly `addrs`.
@@ -672,6 +690,13 @@ impl Dataplane for EbpfDataplane {
                 "conntrack gc"
             );
         }
+        let doomed: std::collections::HashSet<CtKey> = doomed.into_iter().collect();
+        let live: Vec<(CtKey, CtEntry)> = entries
+            .iter()
+            .filter(|(key, _)| !doomed.contains(key))
+            .copied()
+            .collect();
+        self.recount_port_shares(&gc::port_shares(&live));
         Ok(GcReport {
             scanned: entries.len() as u64,
             removed: doomed.len() as u64,
