@@ -115,12 +115,34 @@ impl Network {
         self.guests.values().find(|guest| guest.ip == ip)
     }
 
+    /// The MAC of the guest at `ip`: derived from the network and the
+    /// address, so a guest removed and added again, or rebuilt by
+    /// reconcile, keeps the MAC its peers (and the network's stack) have in
+    /// their ARP caches and is reachable at once. Unicast, locally
+    /// administered; unique across networks but for a 46-bit hash collision.
+    pub fn guest_mac(&self, ip: Ipv4Addr) -> [u8; 6] {
+        guest_mac(&self.name, ip)
+    }
+
     /// The network's number in the dataplane: its uplink slot + 1, because
     /// zone 0 is the gateway's host side. Derived, not stored, so it stays
     /// what it was for as long as the network keeps its slot (its life).
     pub fn zone(&self) -> u32 {
         u32::from(self.uplink_slot) + 1
     }
+}
+
+/// See [`Network::guest_mac`]. FNV-1a over the network's name and the
+/// address.
+pub fn guest_mac(network: &str, ip: Ipv4Addr) -> [u8; 6] {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in network.bytes().chain([0]).chain(ip.octets()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = hash.to_be_bytes();
+    // Unicast (bit 0 clear), locally administered (bit 1 set).
+    [(b[2] & 0xfe) | 0x02, b[3], b[4], b[5], b[6], b[7]]
 }
 
 /// A guest: one network namespace with `eth0` plugged into its network's bridge.
@@ -375,6 +397,21 @@ mod tests {
             state.networks["routed"].bridge_ip(),
             Ipv4Addr::new(10, 20, 255, 254)
         );
+    }
+
+    #[test]
+    fn guest_macs_are_stable_unicast_local_and_differ_by_network_and_address() {
+        let ip = Ipv4Addr::new(172, 18, 0, 1);
+        let mac = guest_mac("web", ip);
+        assert_eq!(mac, guest_mac("web", ip), "the same guest, the same MAC");
+        assert_eq!(mac[0] & 0x01, 0, "unicast");
+        assert_eq!(mac[0] & 0x02, 0x02, "locally administered");
+        assert_ne!(mac, guest_mac("db", ip), "another network");
+        assert_ne!(mac, guest_mac("web", Ipv4Addr::new(172, 18, 0, 2)));
+        let all: BTreeSet<[u8; 6]> = (1..=253)
+            .flat_map(|i| ["a", "b", "c"].map(|net| guest_mac(net, Ipv4Addr::new(172, 18, 0, i))))
+            .collect();
+        assert_eq!(all.len(), 3 * 253, "no two guests share a MAC");
     }
 
     #[test]

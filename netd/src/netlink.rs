@@ -125,6 +125,21 @@ impl Netlink {
             .with_context(|| format!("creating bridge {name}"))
     }
 
+    /// Sets a link's MAC address.
+    pub async fn set_mac(&self, name: &str, mac: [u8; 6]) -> Result<()> {
+        let index = self.index(name).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .with_context(|| format!("setting the MAC address of {name}"))
+    }
+
     /// Moves a link into another namespace, renaming it there if `new_name` is set.
     pub async fn move_to(&self, name: &str, target: &Netns, new_name: Option<&str>) -> Result<()> {
         use std::os::fd::{AsFd, AsRawFd};

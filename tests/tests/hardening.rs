@@ -3,7 +3,7 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use netd::netns::Netns;
@@ -13,6 +13,7 @@ use netd_tests::{
     sandbox::{HOST_UPLINK, INTERNET_SERVER},
     sockets::{serve_tcp_echo, serve_udp_echo, tcp_listener, udp_socket},
     status::counter,
+    traffic::{ping, run_ok},
 };
 
 fn guest(netd: &Netd, network: &str, guest: &str) -> Netns {
@@ -160,3 +161,68 @@ fn a_noisy_guest_cannot_starve_others_of_nat_ports() {
     );
     assert_eq!(counter(&status, "quiet", "dropped_no_port"), 0, "{status}");
 }
+
+/// A guest removed and added again with the same address (or rebuilt by
+/// reconcile) keeps its MAC, so its peers' ARP caches stay right and it is
+/// reachable at once, directly and through its published port.
+fn a_recreated_guest_is_reachable_at_once(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let mut netd = Netd::start_with_dataplane(&sandbox, dataplane);
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a", "--ip", "172.18.0.10"]);
+    netd.ok(&["guest", "add", "web", "b", "--ip", "172.18.0.11"]);
+    let a_ip = Ipv4Addr::new(172, 18, 0, 10);
+    let b = guest(&netd, "web", "b");
+    let published = SocketAddrV4::new(HOST_UPLINK, 8080);
+    let serve = |netd: &Netd| {
+        let a = guest(netd, "web", "a");
+        serve_tcp_echo(tcp_listener(
+            &a,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+        ));
+    };
+    serve(&netd);
+    netd.ok(&["port", "add", "web", "a", "8080:80"]);
+    assert_eq!(ping(&b, a_ip, 1), 1, "b reaches a");
+    assert!(reaches(&sandbox.internet, published), "a's port answers");
+    let mac_before = guest(&netd, "web", "a").mac("eth0").unwrap();
+
+    netd.ok(&["guest", "rm", "web", "a"]);
+    netd.ok(&["guest", "add", "web", "a", "--ip", "172.18.0.10"]);
+    netd.ok(&["port", "add", "web", "a", "8080:80"]);
+    serve(&netd);
+    assert_eq!(
+        guest(&netd, "web", "a").mac("eth0").unwrap(),
+        mac_before,
+        "the same guest gets the same MAC"
+    );
+    let start = Instant::now();
+    assert_eq!(ping(&b, a_ip, 1), 1, "b reaches the re-created a at once");
+    assert!(
+        reaches(&sandbox.internet, published),
+        "the re-created a's port answers at once"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Rebuilt by reconcile after its namespace was deleted by hand.
+    netd.kill9();
+    run_ok({
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "delete", &format!("{}g-web.a", netd.prefix())]);
+        c
+    });
+    netd.restart();
+    serve(&netd);
+    assert_eq!(
+        guest(&netd, "web", "a").mac("eth0").unwrap(),
+        mac_before,
+        "reconcile rebuilds a with its MAC"
+    );
+    assert_eq!(ping(&b, a_ip, 1), 1, "b reaches the rebuilt a at once");
+}
+
+netd_tests::conformance!(a_recreated_guest_is_reachable_at_once);

@@ -269,6 +269,7 @@ impl Topology {
         };
         nl.add_veth(port, &peer).await?;
         fail_point("guest-after-veth")?;
+        nl.set_mac(&peer, net.guest_mac(guest.ip)).await?;
         nl.move_to(&peer, &guest_ns, Some(GUEST_ETH)).await?;
         nl.set_controller(port, NETWORK_BRIDGE).await?;
         nl.set_up(port).await?;
