@@ -113,14 +113,29 @@ const fn net(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Ipv4Network {
     Ipv4Network::new_checked(Ipv4Addr::new(a, b, c, d), prefix).unwrap()
 }
 
+// The defaults of the address plan, in one place: what a netd.toml that says
+// nothing gets (see DESIGN.md's address plan).
+
+/// The host's veth to the gateway.
+pub const DEFAULT_HOST_LINK: &str = "netd0";
+/// The host link's /30: the host's end .1, the gateway's .2.
+pub const DEFAULT_HOST_LINK_NET: Ipv4Network = net(172, 18, 255, 0, 30);
+/// The pool that uplink /30s are carved from: as many networks as it has /30s.
+pub const DEFAULT_UPLINK_POOL: Ipv4Network = net(172, 18, 192, 0, 19);
+/// The subnet of a network made without `--subnet`. Not routable, so every
+/// such network may use it: each lives in its own namespace.
+pub const DEFAULT_SUBNET: Ipv4Network = net(172, 18, 0, 0, 24);
+/// Where `--subnet auto` picks a free /24.
+pub const DEFAULT_AUTO_SUBNET_POOL: Ipv4Network = net(172, 18, 0, 0, 17);
+
 impl Default for Config {
     fn default() -> Config {
         Config {
-            host_link: "netd0".to_owned(),
-            host_link_net: net(172, 18, 255, 0, 30),
-            uplink_pool: net(172, 18, 192, 0, 19),
-            default_subnet: net(172, 18, 0, 0, 24),
-            auto_subnet_pool: net(172, 18, 0, 0, 17),
+            host_link: DEFAULT_HOST_LINK.to_owned(),
+            host_link_net: DEFAULT_HOST_LINK_NET,
+            uplink_pool: DEFAULT_UPLINK_POOL,
+            default_subnet: DEFAULT_SUBNET,
+            auto_subnet_pool: DEFAULT_AUTO_SUBNET_POOL,
             netns_prefix: "netd-".to_owned(),
             socket: PathBuf::from("/run/netd/netd.sock"),
             state_dir: PathBuf::from("/var/lib/netd"),

@@ -15,9 +15,6 @@ use std::{collections::BTreeSet, fmt, net::Ipv4Addr};
 use ipnetwork::Ipv4Network;
 use thiserror::Error;
 
-/// The pool that uplink /30s are carved from when netd.toml says nothing.
-pub const DEFAULT_UPLINK_POOL: &str = "172.18.192.0/19";
-
 /// Subnets given to networks must lie between these prefixes: a /16 holds
 /// 65,533 guests (more than a bridge should carry), a /29 holds 5.
 pub const MIN_SUBNET_PREFIX: u8 = 16;
@@ -497,7 +494,7 @@ mod tests {
     }
 
     fn default_pool() -> UplinkPool {
-        UplinkPool::new(net(DEFAULT_UPLINK_POOL)).unwrap()
+        UplinkPool::new(crate::config::DEFAULT_UPLINK_POOL).unwrap()
     }
 
     fn occupied(cidr: &str, what: &str) -> Occupied {

@@ -11,8 +11,6 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
-pub mod ebpf;
-pub mod hostnat;
 pub mod ifname;
 pub mod ipam;
 pub mod model;

@@ -15,13 +15,6 @@ use thiserror::Error;
 
 use crate::{ipam, partition::PartitionState, ports::PortForward};
 
-/// The subnet of a network made without `--subnet`. Not routable, so every
-/// such network may use it: each lives in its own namespace.
-pub const DEFAULT_SUBNET: &str = "172.18.0.0/24";
-
-/// As many networks as the default uplink pool (172.18.192.0/19) has /30s.
-pub const MAX_NETWORKS: usize = 2048;
-
 /// Names become parts of namespace names and of `ip netns` paths, so they are
 /// kept short and free of anything a shell or a path would interpret.
 pub const MAX_NAME_LEN: usize = 32;
@@ -230,7 +223,7 @@ mod tests {
         };
         let web = Network {
             name: "web".to_owned(),
-            subnet: DEFAULT_SUBNET.parse().unwrap(),
+            subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
             uplink_slot: 0,
             guests: BTreeMap::from([
@@ -400,7 +393,7 @@ mod tests {
 
     #[test]
     fn default_subnet_is_a_valid_subnet() {
-        let subnet: Ipv4Network = DEFAULT_SUBNET.parse().unwrap();
+        let subnet = crate::config::DEFAULT_SUBNET;
         assert_eq!(ipam::validate_subnet(subnet), Ok(()));
     }
 

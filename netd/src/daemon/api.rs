@@ -308,7 +308,7 @@ mod tests {
     use crate::{
         client::{Client, segment},
         config::Config,
-        model::{DEFAULT_SUBNET, Guest, GuestNetns, Network, State as Desired},
+        model::{Guest, GuestNetns, Network, State as Desired},
         store::Store,
         topology::Topology,
     };
@@ -326,7 +326,7 @@ mod tests {
         };
         let web = Network {
             name: "web".to_owned(),
-            subnet: DEFAULT_SUBNET.parse().unwrap(),
+            subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
             uplink_slot: 0,
             guests: BTreeMap::from([("web1".to_owned(), web1)]),

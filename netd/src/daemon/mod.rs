@@ -127,7 +127,6 @@ async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
         if let Err(err) = service.dataplane.collect_garbage() {
             tracing::warn!("conntrack garbage collection: {err:#}");
         }
-        service.repair_host_nat();
         service.dataplane.repair();
         service.heal_expired(service::now()).await;
     }

@@ -14,10 +14,7 @@ use super::{
     requests::{PartitionRequest, PartitionView, VerifyReport},
     service::{Service, now},
 };
-use crate::{
-    dataplane::PartitionRules,
-    partition::{self, PartitionState, Verb},
-};
+use crate::partition::{self, PartitionRules, PartitionState, Verb};
 
 impl Service {
     /// Puts `request` in force on `network`, replacing whatever was: the
@@ -198,7 +195,7 @@ mod tests {
         };
         let network = |name: &str, uplink_slot: u16, guests: Vec<Guest>| Network {
             name: name.to_owned(),
-            subnet: crate::model::DEFAULT_SUBNET.parse().unwrap(),
+            subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
             uplink_slot,
             guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),

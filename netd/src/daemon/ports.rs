@@ -10,9 +10,8 @@ use super::{
     service::Service,
 };
 use crate::{
-    dataplane::PortMapping,
     model::{Guest, Network},
-    ports::{self, PortForward},
+    ports::{self, PortForward, PortMapping},
 };
 
 impl Service {
@@ -33,13 +32,13 @@ impl Service {
         ports::check_conflicts(&forward, self.forwards())?;
         let mappings = forward.mappings(net.zone(), g.ip);
 
-        self.publish_mappings(&mappings).await?;
+        self.dataplane.publish(&mappings)?;
         self.guest_mut(network, guest).ports.push(forward.clone());
         if let Err(err) = self.store.save(&self.state) {
             self.guest_mut(network, guest)
                 .ports
                 .retain(|held| held != &forward);
-            self.unpublish_mappings(&mappings).await;
+            self.dataplane.unpublish(&mappings);
             return Err(err.into());
         }
         info!(network, guest, port = %forward, "port published");
@@ -66,7 +65,7 @@ impl Service {
         }
         let mappings = forward.mappings(net.zone(), g.ip);
 
-        self.unpublish_mappings(&mappings).await;
+        self.dataplane.unpublish(&mappings);
         self.guest_mut(network, guest)
             .ports
             .retain(|held| held != &forward);
@@ -164,37 +163,6 @@ fn guest_in<'a>(net: &'a Network, name: &str) -> ServiceResult<&'a Guest> {
     })
 }
 
-// ---------------------------------------------------------------------------
-// STUBS: replaced by the dataplane wiring. `add_port`, `remove_port`,
-// `remove_guest` and `remove_network` call these; until the dataplane is
-// wired in, forwards are validated and persisted but not programmed.
-// ---------------------------------------------------------------------------
-
-impl Service {
-    /// Programs `mappings` into the dataplane: all of them, or none on error.
-    pub(super) async fn publish_mappings(&mut self, mappings: &[PortMapping]) -> ServiceResult<()> {
-        self.dataplane.publish(mappings)?;
-        // Before the first sync there is no table; the sync will carry these.
-        if self.hostnat.plan().is_some()
-            && let Err(err) = self.hostnat.publish(mappings)
-        {
-            self.dataplane.unpublish(mappings);
-            return Err(err.into());
-        }
-        Ok(())
-    }
-
-    /// Withdraws `mappings` from the dataplane; ones not published are ignored.
-    pub(super) async fn unpublish_mappings(&mut self, mappings: &[PortMapping]) {
-        self.dataplane.unpublish(mappings);
-        if self.hostnat.plan().is_some()
-            && let Err(err) = self.hostnat.unpublish(mappings)
-        {
-            tracing::warn!("withdrawing ports from the host nftables table: {err:#}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::{collections::BTreeMap, net::Ipv4Addr};
@@ -202,8 +170,8 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        dataplane::Proto,
         model::{GuestNetns, State},
+        ports::Proto,
         store::Store,
         topology::Topology,
     };
@@ -221,7 +189,7 @@ mod tests {
         };
         let network = |name: &str, slot: u16, guests: Vec<Guest>| Network {
             name: name.to_owned(),
-            subnet: crate::model::DEFAULT_SUBNET.parse().unwrap(),
+            subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
             uplink_slot: slot,
             guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),

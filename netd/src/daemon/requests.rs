@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::partition::VerifyReport;
 use crate::{
-    dataplane::{PartitionRules, Proto},
-    partition::PartitionState,
+    partition::{PartitionRules, PartitionState},
+    ports::Proto,
 };
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

@@ -16,7 +16,6 @@ use super::{
 };
 use crate::{
     dataplane::Dataplane,
-    hostnat::{HostNat, HostNatPlan},
     ifname, ipam,
     model::{self, Guest, GuestNetns, NameKind, Network, State},
     netlink::Netlink,
@@ -30,9 +29,6 @@ pub struct Service {
     pub(super) store: Store,
     pub state: State,
     pub dataplane: Box<dyn Dataplane>,
-    /// netd's own nftables table in the host namespace: masquerading out of
-    /// the host and publishing ports on host addresses, for every backend.
-    pub hostnat: HostNat,
 }
 
 impl Service {
@@ -47,46 +43,24 @@ impl Service {
             store,
             state,
             dataplane,
-            hostnat: HostNat::new(None),
         }
     }
 
-    /// What the host's nftables table should hold for the current state.
-    fn host_nat_plan(&self) -> HostNatPlan {
-        HostNatPlan::from_config(
-            &self.topology.config,
-            self.state
+    /// Makes the dataplane's host side match the state: present while some
+    /// network exists, gone otherwise.
+    fn sync_host(&mut self) -> anyhow::Result<()> {
+        let host = (!self.state.networks.is_empty()).then(|| {
+            let routable = self
+                .state
                 .networks
                 .values()
                 .filter(|net| net.routable)
-                .map(|net| net.subnet),
-            self.all_port_mappings(),
-        )
-    }
-
-    /// Makes the host's nftables table match the state: present while some
-    /// network exists, gone otherwise.
-    pub fn sync_host_nat(&mut self) -> anyhow::Result<()> {
-        if self.state.networks.is_empty() {
-            return self.hostnat.remove();
-        }
-        if self.hostnat.enable_forwarding()? {
-            info!("enabled IPv4 forwarding in the host namespace (net.ipv4.ip_forward)");
-        }
-        let plan = self.host_nat_plan();
-        self.hostnat.sync(&plan)
-    }
-
-    /// Restores the host table if something (a firewall reload, a hand-run
-    /// `nft flush ruleset`) removed or changed it.
-    pub fn repair_host_nat(&mut self) {
-        if self.state.networks.is_empty() || self.hostnat.present().unwrap_or(false) {
-            return;
-        }
-        warn!("netd's host nftables table is missing or altered: restoring it");
-        if let Err(err) = self.sync_host_nat() {
-            warn!("restoring the host nftables table: {err:#}");
-        }
+                .map(|net| net.subnet)
+                .collect();
+            self.topology
+                .host_plumbing(routable, self.all_port_mappings())
+        });
+        self.dataplane.sync_host(host.as_ref())
     }
 
     /// The gateway namespace, built if missing, with its dataplane attached.
@@ -143,14 +117,20 @@ impl Service {
     async fn teardown_guest(&mut self, net: &Network, guest: &Guest, port: &str) {
         let plumbing = self.topology.guest_plumbing(net, guest, port);
         self.dataplane.detach_guest(&plumbing);
-        self.topology.teardown_guest(net, guest, port).await;
+        self.topology
+            .teardown_guest(net, guest, port)
+            .await
+            .log(&format!("removing guest {}/{}", net.name, guest.name));
     }
 
     async fn teardown_network(&mut self, network: &Network) {
         if let Ok(plumbing) = self.topology.network_plumbing(network) {
             self.dataplane.detach_network(&plumbing);
         }
-        self.topology.teardown_network(network).await;
+        self.topology
+            .teardown_network(network)
+            .await
+            .log(&format!("removing network {}", network.name));
     }
 
     pub fn network(&self, name: &str) -> ServiceResult<&Network> {
@@ -223,7 +203,7 @@ impl Service {
             .insert(network.name.clone(), network.clone());
         self.state.uplink_cursor = Some(slot);
         let saved = self
-            .sync_host_nat()
+            .sync_host()
             .and_then(|()| Ok(self.store.save(&self.state)?));
         if let Err(err) = saved {
             self.state.networks.remove(&network.name);
@@ -240,15 +220,15 @@ impl Service {
         let network = self.network(name)?.clone();
         let ports = bridge_ports(&network);
         for guest in network.guests.values() {
-            self.unpublish_mappings(&Self::guest_port_mappings(&network, guest))
-                .await;
+            self.dataplane
+                .unpublish(&Self::guest_port_mappings(&network, guest));
             self.teardown_guest(&network, guest, &ports[&guest.name])
                 .await;
         }
         self.teardown_network(&network).await;
         self.state.networks.remove(name);
         self.store.save(&self.state)?;
-        if let Err(err) = self.sync_host_nat() {
+        if let Err(err) = self.sync_host() {
             warn!("updating the host nftables table: {err:#}");
         }
         self.drop_gateway_if_unused().await;
@@ -260,7 +240,10 @@ impl Service {
     async fn drop_gateway_if_unused(&mut self) {
         if self.state.networks.is_empty() {
             self.dataplane.detach_gateway();
-            self.topology.teardown_gateway().await;
+            self.topology
+                .teardown_gateway()
+                .await
+                .log("removing the gateway");
         }
     }
 
@@ -349,8 +332,8 @@ impl Service {
         let port = bridge_ports(&net)
             .remove(name)
             .expect("guest is in the network");
-        self.unpublish_mappings(&Self::guest_port_mappings(&net, &guest))
-            .await;
+        self.dataplane
+            .unpublish(&Self::guest_port_mappings(&net, &guest));
         self.teardown_guest(&net, &guest, &port).await;
         self.state
             .networks
@@ -373,11 +356,11 @@ impl Service {
             report.removed.push(format!("network {name}"));
         }
         self.dataplane.detach_gateway();
-        self.topology.teardown_gateway().await;
+        self.topology
+            .teardown_gateway()
+            .await
+            .log("removing the gateway");
         self.dataplane.forget_all();
-        if let Err(err) = self.hostnat.remove() {
-            warn!("removing the host nftables table: {err:#}");
-        }
         for orphan in Netns::list_with_prefix(self.topology.names.prefix()) {
             if let Err(err) = Netns::delete(&orphan) {
                 warn!("removing namespace {orphan}: {err:#}");
@@ -459,7 +442,7 @@ impl Service {
         if let Err(err) = self.dataplane.sync_published(&published) {
             warn!("reconcile: published ports: {err:#}");
         }
-        if let Err(err) = self.sync_host_nat() {
+        if let Err(err) = self.sync_host() {
             warn!("reconcile: host nftables table: {err:#}");
         }
         // Partitions that expired while the daemon was down.

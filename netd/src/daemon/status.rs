@@ -97,12 +97,6 @@ pub async fn collect(service: &Service) -> Status {
             .find(|net| net.zone() == zone)
             .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
     };
-    if !service.state.networks.is_empty() && !service.hostnat.present().unwrap_or(false) {
-        drift.push(format!(
-            "host nftables table {} is missing or altered (the daemon restores it)",
-            crate::hostnat::TABLE
-        ));
-    }
     drift.extend(service.dataplane.check());
     let figures = match service.dataplane.status(&zone_name) {
         Ok(figures) => Some(figures),

@@ -4,7 +4,9 @@
 //! updated in place to the new programs (no moment without a program).
 
 pub mod gc;
+pub mod loader;
 pub mod pins;
+pub mod test_run;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
 
@@ -27,12 +29,17 @@ use netd_common::{
 };
 use tracing::{debug, info, warn};
 
-use self::pins::PinDir;
+use self::{loader::Loaded, pins::PinDir};
 use super::{
-    Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, GuestPlumbing, NatSummary,
-    NetworkPlumbing, PortMapping, ZoneCounters,
+    Dataplane, DataplaneStatus, GcReport, HostSide, NatSummary, ZoneCounters, hostnat::NftHostSide,
 };
-use crate::{ebpf::loader::Loaded, netns::Netns};
+use crate::{
+    ifname::{GUEST_ETH, NETWORK_BRIDGE, NETWORK_UPLINK},
+    netns::Netns,
+    partition::PartitionRules,
+    ports::PortMapping,
+    topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing},
+};
 
 /// The pin name of the link on the gateway's host-side veth.
 const GATEWAY_HOST_LINK: &str = "gw-host";
@@ -53,6 +60,8 @@ pub struct EbpfDataplane {
     partitions: HashMap<MapData, u32, PartitionPolicy>,
     /// Pinned maps this start replaced because their layout differed.
     pub replaced_maps: Vec<(String, String)>,
+    /// The host namespace's part: the shared nftables host table for now.
+    host: Box<dyn HostSide>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -99,6 +108,7 @@ impl EbpfDataplane {
             pins,
             loaded,
             replaced_maps,
+            host: Box::new(NftHostSide::new()),
         })
     }
 
@@ -213,7 +223,7 @@ fn program<'a>(loaded: &'a mut Loaded, name: &str) -> Result<&'a mut SchedClassi
 }
 
 /// The map value of a partition: the rules as a bit matrix over slots.
-pub fn policy_of(rules: &super::PartitionRules) -> PartitionPolicy {
+pub fn policy_of(rules: &PartitionRules) -> PartitionPolicy {
     let mut policy = PartitionPolicy::open();
     policy.set_loss_percent(rules.effective_loss_percent());
     for &(from, to) in &rules.cut {
@@ -248,6 +258,32 @@ fn monotonic_ns() -> u64 {
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .expect("CLOCK_MONOTONIC is always there");
     now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
+}
+
+impl EbpfDataplane {
+    /// Publishes ports in the gateway's forwards map: all of them, or none.
+    fn publish_at_gateway(&mut self, ports: &[PortMapping]) -> Result<()> {
+        for (done, port) in ports.iter().enumerate() {
+            if let Err(err) = self
+                .forwards
+                .insert(forward_key(port), forward_target(port), 0)
+            {
+                for undo in &ports[..done] {
+                    let _ = self.forwards.remove(&forward_key(undo));
+                }
+                return Err(err)
+                    .with_context(|| format!("publishing {}/{}", port.host_port, port.proto));
+            }
+        }
+        Ok(())
+    }
+
+    /// Withdraws ports from the gateway's forwards map.
+    fn unpublish_at_gateway(&mut self, ports: &[PortMapping]) {
+        for port in ports {
+            let _ = self.forwards.remove(&forward_key(port));
+        }
+    }
 }
 
 impl Dataplane for EbpfDataplane {
@@ -337,13 +373,13 @@ impl Dataplane for EbpfDataplane {
         )?;
         let netns = Netns::open_path(&net.name, &net.netns)?;
         self.forget_uplink_of_zone(net.zone);
-        let uplink_mac = netns.mac(crate::topology::names::NETWORK_UPLINK)?;
+        let uplink_mac = netns.mac(NETWORK_UPLINK)?;
         self.zone_by_mac
             .insert(netd_common::zones::mac_key(uplink_mac), net.zone, 0)
             .context("registering the network's uplink")?;
         self.attach(
             &netns,
-            crate::topology::names::NETWORK_UPLINK,
+            NETWORK_UPLINK,
             maps::PROG_NETWORK_UPLINK,
             &Self::uplink_link_pin(&net.name),
         )
@@ -353,11 +389,11 @@ impl Dataplane for EbpfDataplane {
         let network_netns = Netns::open_path(&guest.network, &guest.network_netns)?;
         let guest_netns = Netns::open_path(&guest.name, &guest.guest_netns)?;
         let port_ifindex = network_netns.ifindex(&guest.port)?;
-        let guest_mac = guest_netns.mac(crate::topology::names::GUEST_ETH)?;
+        let guest_mac = guest_netns.mac(GUEST_ETH)?;
         let port = GuestPort {
             port_ifindex,
             guest_mac,
-            bridge_mac: network_netns.mac(crate::topology::names::NETWORK_BRIDGE)?,
+            bridge_mac: network_netns.mac(NETWORK_BRIDGE)?,
             slot: guest.slot,
             _pad: [0; 3],
         };
@@ -398,7 +434,7 @@ impl Dataplane for EbpfDataplane {
         let _ = self.guest_ports.remove(&key);
     }
 
-    fn apply_partition(&mut self, zone: u32, rules: &super::PartitionRules) -> Result<()> {
+    fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()> {
         if rules.is_full_mesh() {
             return match self.partitions.remove(&zone) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
@@ -454,26 +490,22 @@ impl Dataplane for EbpfDataplane {
         self.zero_counters(net.zone);
     }
 
+    fn sync_host(&mut self, host: Option<&HostPlumbing>) -> Result<()> {
+        self.host.sync(host)
+    }
+
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
-        for (done, port) in ports.iter().enumerate() {
-            if let Err(err) = self
-                .forwards
-                .insert(forward_key(port), forward_target(port), 0)
-            {
-                for undo in &ports[..done] {
-                    let _ = self.forwards.remove(&forward_key(undo));
-                }
-                return Err(err)
-                    .with_context(|| format!("publishing {}/{}", port.host_port, port.proto));
-            }
+        self.publish_at_gateway(ports)?;
+        if let Err(err) = self.host.publish(ports) {
+            self.unpublish_at_gateway(ports);
+            return Err(err);
         }
         Ok(())
     }
 
     fn unpublish(&mut self, ports: &[PortMapping]) {
-        for port in ports {
-            let _ = self.forwards.remove(&forward_key(port));
-        }
+        self.unpublish_at_gateway(ports);
+        self.host.unpublish(ports);
     }
 
     fn sync_published(&mut self, ports: &[PortMapping]) -> Result<()> {
@@ -490,11 +522,20 @@ impl Dataplane for EbpfDataplane {
         for key in stale {
             let _ = self.forwards.remove(&key);
         }
-        self.publish(ports)
+        self.publish_at_gateway(ports)
     }
 
     fn forget_all(&mut self) {
         self.pins.remove_all();
+        self.host.remove();
+    }
+
+    fn check(&self) -> Vec<String> {
+        self.host.check()
+    }
+
+    fn repair(&mut self) {
+        self.host.repair();
     }
 
     fn collect_garbage(&mut self) -> Result<GcReport> {
@@ -549,12 +590,8 @@ impl Dataplane for EbpfDataplane {
 /// Direct access for tests and diagnostics: run a program on a crafted
 /// frame, and write the maps it reads.
 impl EbpfDataplane {
-    pub fn test_run(
-        &mut self,
-        program_name: &str,
-        frame: &[u8],
-    ) -> Result<crate::ebpf::test_run::TestRun> {
-        crate::ebpf::test_run::run(program(&mut self.loaded, program_name)?, frame)
+    pub fn test_run(&mut self, program_name: &str, frame: &[u8]) -> Result<test_run::TestRun> {
+        test_run::run(program(&mut self.loaded, program_name)?, frame)
     }
 
     pub fn set_gateway(&mut self, info: GatewayInfo) -> Result<()> {

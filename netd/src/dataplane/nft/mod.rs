@@ -38,11 +38,16 @@ use self::script::{
     Content, GATEWAY_TABLE, GatewaySpec, GuestSpec, NETWORK_TABLE, NetworkPort, NetworkSpec,
 };
 use super::{
-    Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, GuestPlumbing, NatSummary,
-    NetworkPlumbing, PartitionRules, PortMapping, Proto, ZoneCounters,
+    Dataplane, DataplaneStatus, GcReport, HostSide, NatSummary, ZoneCounters, hostnat::NftHostSide,
 };
-use crate::nft::Nft;
-use crate::{netns::Netns, topology::names::GUEST_ETH};
+use crate::{
+    ifname::GUEST_ETH,
+    netns::Netns,
+    nft::Nft,
+    partition::PartitionRules,
+    ports::{PortMapping, Proto},
+    topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing},
+};
 
 /// What this process last put into a table, and in which namespace (its
 /// inode: a rebuilt namespace has a new one and an empty table).
@@ -109,6 +114,8 @@ pub struct NftDataplane {
     networks: BTreeMap<u32, Network>,
     /// Published ports by protocol and host port.
     forwards: BTreeMap<(Proto, u16), PortMapping>,
+    /// The host namespace's part: the nftables host table.
+    host: Box<dyn HostSide>,
 }
 
 impl Default for NftDataplane {
@@ -124,6 +131,7 @@ impl NftDataplane {
             gateway: None,
             networks: BTreeMap::new(),
             forwards: BTreeMap::new(),
+            host: Box::new(NftHostSide::new()),
         }
     }
 
@@ -334,6 +342,18 @@ fn key(port: &PortMapping) -> (Proto, u16) {
     (port.proto, port.host_port)
 }
 
+impl NftDataplane {
+    /// Withdraws ports from the gateway table; failures are logged.
+    fn unpublish_at_gateway(&mut self, ports: &[PortMapping]) {
+        for port in ports {
+            self.forwards.remove(&key(port));
+        }
+        if let Err(err) = self.sync_gateway() {
+            warn!("withdrawing {} port(s): {err:#}", ports.len());
+        }
+    }
+}
+
 impl Dataplane for NftDataplane {
     fn attach_gateway(&mut self, plumbing: &GatewayPlumbing) -> Result<()> {
         script::validate_ifname(&plumbing.host_side)?;
@@ -492,6 +512,10 @@ impl Dataplane for NftDataplane {
         Ok(())
     }
 
+    fn sync_host(&mut self, host: Option<&HostPlumbing>) -> Result<()> {
+        self.host.sync(host)
+    }
+
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
         let before = self.forwards.clone();
         for port in ports {
@@ -501,16 +525,16 @@ impl Dataplane for NftDataplane {
             self.forwards = before;
             return Err(err).with_context(|| format!("publishing {} port(s)", ports.len()));
         }
+        if let Err(err) = self.host.publish(ports) {
+            self.unpublish_at_gateway(ports);
+            return Err(err);
+        }
         Ok(())
     }
 
     fn unpublish(&mut self, ports: &[PortMapping]) {
-        for port in ports {
-            self.forwards.remove(&key(port));
-        }
-        if let Err(err) = self.sync_gateway() {
-            warn!("withdrawing {} port(s): {err:#}", ports.len());
-        }
+        self.unpublish_at_gateway(ports);
+        self.host.unpublish(ports);
     }
 
     fn sync_published(&mut self, ports: &[PortMapping]) -> Result<()> {
@@ -544,6 +568,7 @@ impl Dataplane for NftDataplane {
         self.gateway = None;
         self.networks.clear();
         self.forwards.clear();
+        self.host.remove();
     }
 
     fn collect_garbage(&mut self) -> Result<GcReport> {
@@ -595,7 +620,8 @@ impl Dataplane for NftDataplane {
     }
 
     fn check(&self) -> Vec<String> {
-        let mut drift = self.gateway_problems();
+        let mut drift = self.host.check();
+        drift.extend(self.gateway_problems());
         for net in self.networks.values() {
             drift.extend(self.network_problems(net));
         }
@@ -603,6 +629,7 @@ impl Dataplane for NftDataplane {
     }
 
     fn repair(&mut self) {
+        self.host.repair();
         if self.gateway.as_ref().is_some_and(|gw| !gw.adopting)
             && !self.gateway_problems().is_empty()
         {

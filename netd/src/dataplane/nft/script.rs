@@ -26,7 +26,10 @@ use std::{
 
 use thiserror::Error;
 
-use crate::dataplane::{PartitionRules, PortMapping, Proto};
+use crate::{
+    partition::PartitionRules,
+    ports::{PortMapping, Proto},
+};
 
 /// The gateway's table, as nft names it (family and name).
 pub const GATEWAY_TABLE: &str = "inet netd";

@@ -20,12 +20,15 @@ use anyhow::{Context, Result, bail};
 use ipnetwork::Ipv4Network;
 use thiserror::Error;
 
+use tracing::{info, warn};
+
+use super::HostSide;
 use crate::{
-    config::Config,
-    dataplane::{PortMapping, Proto},
     ifname::{self, IfnameError},
     netns::Netns,
     nft::{Nft, objects},
+    ports::{PortMapping, Proto},
+    topology::HostPlumbing,
 };
 
 /// The table netd owns, as nft names it (family and name).
@@ -66,21 +69,16 @@ pub struct HostNatPlan {
 }
 
 impl HostNatPlan {
-    /// The plan for the daemon's configuration: the host link and gateway
-    /// address from `config`, the whole host link network plus
-    /// `routable_subnets` masqueraded.
-    pub fn from_config(
-        config: &Config,
-        routable_subnets: impl IntoIterator<Item = Ipv4Network>,
-        ports: Vec<PortMapping>,
-    ) -> HostNatPlan {
+    /// The plan for the host as the topology describes it: the whole host
+    /// link network plus the routable subnets masqueraded.
+    pub fn from_plumbing(host: &HostPlumbing) -> HostNatPlan {
         HostNatPlan {
-            host_link: config.host_link.clone(),
-            gateway_ip: config.gateway_ip(),
-            masquerade_sources: std::iter::once(config.host_link_net)
-                .chain(routable_subnets)
+            host_link: host.host_link.clone(),
+            gateway_ip: host.gateway_ip,
+            masquerade_sources: std::iter::once(host.host_link_net)
+                .chain(host.routable_subnets.iter().copied())
                 .collect(),
-            ports,
+            ports: host.ports.clone(),
         }
     }
 
@@ -457,6 +455,96 @@ impl HostNat {
     }
 }
 
+/// The host table as a backend's [`HostSide`]: the table is wanted while
+/// some network exists (the last sync was given a host); while it is, it is
+/// checked and, when missing or altered, synced again from what it should
+/// hold.
+#[derive(Debug)]
+pub struct NftHostSide {
+    nat: HostNat,
+    /// What the table should hold: the last sync's host, with the ports
+    /// published and withdrawn since. None: no table is wanted.
+    wanted: Option<HostPlumbing>,
+}
+
+impl NftHostSide {
+    /// The table in the namespace the daemon runs in.
+    pub fn new() -> NftHostSide {
+        NftHostSide {
+            nat: HostNat::new(None),
+            wanted: None,
+        }
+    }
+}
+
+impl Default for NftHostSide {
+    fn default() -> NftHostSide {
+        NftHostSide::new()
+    }
+}
+
+impl HostSide for NftHostSide {
+    fn sync(&mut self, host: Option<&HostPlumbing>) -> Result<()> {
+        self.wanted = host.cloned();
+        let Some(host) = host else {
+            return self.nat.remove();
+        };
+        if self.nat.enable_forwarding()? {
+            info!("enabled IPv4 forwarding in the host namespace (net.ipv4.ip_forward)");
+        }
+        self.nat.sync(&HostNatPlan::from_plumbing(host))
+    }
+
+    fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
+        // Before the first sync there is no table; the sync will carry these.
+        if self.nat.plan().is_some() {
+            self.nat.publish(ports)?;
+        }
+        if let Some(host) = &mut self.wanted {
+            host.ports.extend_from_slice(ports);
+        }
+        Ok(())
+    }
+
+    fn unpublish(&mut self, ports: &[PortMapping]) {
+        if let Some(host) = &mut self.wanted {
+            host.ports.retain(|have| !ports.contains(have));
+        }
+        if self.nat.plan().is_some()
+            && let Err(err) = self.nat.unpublish(ports)
+        {
+            warn!("withdrawing ports from the host nftables table: {err:#}");
+        }
+    }
+
+    fn check(&self) -> Vec<String> {
+        if self.wanted.is_none() || self.nat.present().unwrap_or(false) {
+            return Vec::new();
+        }
+        vec![format!(
+            "host nftables table {TABLE} is missing or altered (the daemon restores it)"
+        )]
+    }
+
+    fn repair(&mut self) {
+        if self.wanted.is_none() || self.nat.present().unwrap_or(false) {
+            return;
+        }
+        warn!("netd's host nftables table is missing or altered: restoring it");
+        let host = self.wanted.clone();
+        if let Err(err) = self.sync(host.as_ref()) {
+            warn!("restoring the host nftables table: {err:#}");
+        }
+    }
+
+    fn remove(&mut self) {
+        self.wanted = None;
+        if let Err(err) = self.nat.remove() {
+            warn!("removing the host nftables table: {err:#}");
+        }
+    }
+}
+
 /// Ports are the same element when protocol, host address and port match.
 fn same_key(a: &PortMapping, b: &PortMapping) -> bool {
     (a.proto, a.host_ip, a.host_port) == (b.proto, b.host_ip, b.host_port)
@@ -571,8 +659,10 @@ mod tests {
     }
 
     #[test]
-    fn from_config_masquerades_the_host_link_and_routable_subnets() {
-        let plan = HostNatPlan::from_config(&Config::default(), [net("10.9.0.0/24")], vec![]);
+    fn the_default_config_masquerades_the_host_link_and_routable_subnets() {
+        let topology = crate::topology::Topology::new(crate::config::Config::default()).unwrap();
+        let host = topology.host_plumbing(vec![net("10.9.0.0/24")], vec![]);
+        let plan = HostNatPlan::from_plumbing(&host);
         assert_eq!(plan.host_link, "netd0");
         assert_eq!(plan.gateway_ip, Ipv4Addr::new(172, 18, 255, 2));
         assert_eq!(
