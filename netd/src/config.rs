@@ -26,7 +26,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/netd/netd.toml";
 pub const MAX_NETNS_PREFIX_LEN: usize = 16;
 
 /// Longest Linux interface name in bytes (IFNAMSIZ - 1).
-const MAX_IFNAME_LEN: usize = 15;
+const MAX_IFNAME_LEN: usize = crate::ifname::IFNAMSIZ_MAX;
 
 /// Which dataplane implementation the daemon runs (`--dataplane`).
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -311,11 +311,7 @@ impl Config {
 
     fn validate_host_link(&self) -> Result<(), ConfigError> {
         let name = &self.host_link;
-        let bad_char = name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace());
-        if name.is_empty() || name.len() > MAX_IFNAME_LEN || bad_char || name == "." || name == ".."
-        {
+        if crate::ifname::validate_ifname(name).is_err() {
             return Err(self.invalid(
                 "host_link",
                 format!("{name:?}"),

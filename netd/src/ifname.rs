@@ -1,4 +1,7 @@
-//! Interface names. Linux caps them at 15 bytes (IFNAMSIZ - 1) and refuses a
+//! Interface names: the fixed ones inside netd's namespaces, the ones netd
+//! derives (gateway and bridge ports), and the one check of a name
+//! ([`validate_ifname`], plus [`unquotable_char`] for names written into nft
+//! rules). Linux caps them at 15 bytes (IFNAMSIZ - 1) and refuses a
 //! duplicate within a namespace, so every name netd makes is derived to fit
 //! and to be unique where it lives.
 
@@ -135,6 +138,15 @@ pub fn validate_ifname(name: &str) -> Result<(), IfnameError> {
         }),
         None => Ok(()),
     }
+}
+
+/// The first character of `name` that netd cannot write into a quoted nft
+/// string unescaped: nftables rules take interface names quoted, and netd
+/// keeps to A-Z, a-z, 0-9, '_', '.' and '-' there (its own names always do).
+/// On top of [`validate_ifname`] for every name that goes into a rule.
+pub fn unquotable_char(name: &str) -> Option<char> {
+    let quotable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    name.chars().find(|&c| !quotable(c))
 }
 
 /// The kernel refuses '/', ':' (alias syntax) and whitespace; its `isspace`

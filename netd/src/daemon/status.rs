@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::service::{Service, bridge_ports};
-use crate::{dataplane::DataplaneStatus, netlink::Netlink, netns::Netns};
+use crate::{dataplane::DataplaneStatus, netlink::Netlink, netns::Netns, nft::Nft};
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Status {
@@ -154,18 +154,9 @@ async fn namespace_status(name: &str) -> anyhow::Result<NamespaceStatus> {
             text
         })
         .collect();
-    let nft_tables = ns
-        .command("nft")
-        .args(["list", "tables"])
-        .output()
+    let nft_tables = Netns::open(name)
         .ok()
-        .filter(|o| o.status.success())
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(|l| l.trim_start_matches("table ").to_string())
-                .collect()
-        })
+        .and_then(|ns| Nft::new(Some(ns)).tables().ok())
         .unwrap_or_default();
     Ok(NamespaceStatus {
         name: name.to_string(),

@@ -26,7 +26,10 @@ use super::HostSide;
 use crate::{
     ifname::{self, IfnameError},
     netns::Netns,
-    nft::{Nft, objects},
+    nft::{
+        Nft, check, objects,
+        render::{self, write_elements},
+    },
     ports::{PortMapping, Proto},
     topology::HostPlumbing,
 };
@@ -40,8 +43,8 @@ pub const TABLE: &str = "inet netd";
 const TABLE_COMMENT: &str = "owned by netd: every sync replaces this table, so edits here are lost";
 
 /// Every rule's comment: marks netd's rules in `nft list ruleset` and in
-/// tools that show rules without their table.
-const RULE_COMMENT: &str = "netd";
+/// tools that show rules without their table (the drift check counts them).
+const RULE_COMMENT: &str = render::OWNER;
 
 /// The chains [`HostNat::present`] expects, with their number of rules.
 const CHAINS: [(&str, usize); 3] = [("prerouting", 2), ("output", 3), ("postrouting", 1)];
@@ -174,8 +177,8 @@ pub fn publish_script(ports: &[PortMapping]) -> Result<String, PlanError> {
     validate_ports(ports)?;
     let (any, on_ip) = port_elements(ports);
     let mut out = String::new();
-    write_elements(&mut out, "add", "ports_any", &any);
-    write_elements(&mut out, "add", "ports_on_ip", &on_ip);
+    write_elements(&mut out, "add", TABLE, "ports_any", &any);
+    write_elements(&mut out, "add", TABLE, "ports_on_ip", &on_ip);
     Ok(out)
 }
 
@@ -186,8 +189,8 @@ pub fn unpublish_script(ports: &[PortMapping]) -> String {
     let (any, on_ip) = port_elements(ports);
     let mut out = String::new();
     for (set, elements) in [("ports_any", &any), ("ports_on_ip", &on_ip)] {
-        write_elements(&mut out, "add", set, elements);
-        write_elements(&mut out, "delete", set, elements);
+        write_elements(&mut out, "add", TABLE, set, elements);
+        write_elements(&mut out, "delete", TABLE, set, elements);
     }
     out
 }
@@ -196,21 +199,26 @@ pub fn unpublish_script(ports: &[PortMapping]) -> String {
 /// transaction, so no packet sees it half-filled.
 pub fn masquerade_script(sources: &[Ipv4Network]) -> String {
     let mut out = format!("flush set {TABLE} masq_sources\n");
-    write_elements(&mut out, "add", "masq_sources", &source_elements(sources));
+    write_elements(
+        &mut out,
+        "add",
+        TABLE,
+        "masq_sources",
+        source_elements(sources),
+    );
     out
 }
 
 /// Deletes netd's table; a missing table is no error (see [`sync_script`]).
 pub fn remove_script() -> String {
-    format!("add table {TABLE}\ndelete table {TABLE}\n")
+    render::remove_script(TABLE)
 }
 
 /// The host link goes into a quoted nft string: on top of what the kernel
 /// accepts, keep to characters that need no escaping there.
 fn validate_host_link(name: &str) -> Result<(), PlanError> {
     ifname::validate_ifname(name)?;
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-    match name.chars().find(|&c| !allowed(c)) {
+    match ifname::unquotable_char(name) {
         Some(bad) => Err(PlanError::HostLinkChar {
             name: name.to_owned(),
             bad,
@@ -293,18 +301,6 @@ fn write_chain(out: &mut String, name: &str, hook: &str, rules: &[&str]) {
         let _ = writeln!(out, "\t\t{rule} comment \"{RULE_COMMENT}\"");
     }
     out.push_str("\t}\n");
-}
-
-/// `add element` / `delete element` for a set; nothing for no elements
-/// (nft refuses empty braces).
-fn write_elements(out: &mut String, verb: &str, set: &str, elements: &[String]) {
-    if !elements.is_empty() {
-        let _ = writeln!(
-            out,
-            "{verb} element {TABLE} {set} {{ {} }}",
-            elements.join(", ")
-        );
-    }
 }
 
 /// Applies netd's host NAT through `nft`, in the daemon's own namespace or
@@ -560,13 +556,9 @@ fn enable_ip_forward() -> io::Result<bool> {
 
 /// Whether `nft -j list table inet netd` shows every chain with its rules.
 fn chains_intact(listing: &serde_json::Value) -> bool {
-    CHAINS.iter().all(|&(chain, rules)| {
-        let exists = objects(listing, "chain").any(|c| c["name"] == chain);
-        let count = objects(listing, "rule")
-            .filter(|r| r["chain"] == chain && r["comment"] == RULE_COMMENT)
-            .count();
-        exists && count == rules
-    })
+    CHAINS
+        .iter()
+        .all(|&(chain, rules)| check::chain_problem(listing, chain, rules).is_none())
 }
 
 #[cfg(test)]

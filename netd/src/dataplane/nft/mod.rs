@@ -20,7 +20,6 @@
 //! missing or altered. Tables die with their namespaces: nothing is kept
 //! outside them.
 
-pub mod check;
 pub mod conntrack;
 pub mod routing;
 pub mod script;
@@ -35,7 +34,7 @@ use anyhow::{Context, Result, anyhow};
 use tracing::{info, warn};
 
 use self::script::{
-    Content, GATEWAY_TABLE, GatewaySpec, GuestSpec, NETWORK_TABLE, NetworkPort, NetworkSpec,
+    GATEWAY_TABLE, GatewaySpec, GuestSpec, NETWORK_TABLE, NetworkPort, NetworkSpec,
 };
 use super::{
     Dataplane, DataplaneStatus, GcReport, HostSide, NatSummary, ZoneCounters, hostnat::NftHostSide,
@@ -43,7 +42,10 @@ use super::{
 use crate::{
     ifname::GUEST_ETH,
     netns::Netns,
-    nft::Nft,
+    nft::{
+        Nft,
+        render::{Content, Layout, diff_script},
+    },
     partition::PartitionRules,
     ports::{PortMapping, Proto},
     topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing},
@@ -171,7 +173,7 @@ impl NftDataplane {
         let inode = nft.netns().expect("opened in a namespace").inode()?;
         let content = script::gateway_content(&spec);
         if let Some(applied) = gw.applied.as_ref().filter(|a| a.inode == inode) {
-            let diff = script::diff_script(GATEWAY_TABLE, &applied.content, &content);
+            let diff = diff_script(GATEWAY_TABLE, &applied.content, &content);
             match nft.apply(&diff) {
                 Ok(()) => {
                     gw.applied = Some(Applied { inode, content });
@@ -203,7 +205,7 @@ impl NftDataplane {
         let inode = nft.netns().expect("opened in a namespace").inode()?;
         let content = script::network_content(&spec);
         if let Some(applied) = net.applied.as_ref().filter(|a| a.inode == inode) {
-            let diff = script::diff_script(NETWORK_TABLE, &applied.content, &content);
+            let diff = diff_script(NETWORK_TABLE, &applied.content, &content);
             match nft.apply(&diff) {
                 Ok(()) => {
                     net.applied = Some(Applied { inode, content });
@@ -303,7 +305,7 @@ impl NftDataplane {
 fn table_problems(
     place: &str,
     netns: &Path,
-    layout: &script::Layout,
+    layout: &Layout,
     counters: &BTreeSet<String>,
 ) -> Vec<String> {
     let listing = Nft::open(place, netns).and_then(|nft| nft.table(layout.table));
@@ -312,7 +314,7 @@ fn table_problems(
             "{place}: nftables table {} is missing (the daemon restores it)",
             layout.table
         )],
-        Ok(Some(listing)) => check::problems(&listing, layout, counters)
+        Ok(Some(listing)) => crate::nft::check::problems(&listing, layout, counters)
             .into_iter()
             .map(|problem| {
                 format!(
