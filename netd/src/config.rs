@@ -17,6 +17,8 @@ use std::{
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
+use crate::ipam;
+
 /// Where the daemon looks for its configuration unless told otherwise. Only
 /// this file may be missing (then every default applies).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/netd/netd.toml";
@@ -240,10 +242,10 @@ impl Config {
     /// netd's own (its host link and the routes through it) and are skipped,
     /// so a restarted daemon does not collide with itself. The default route
     /// is skipped because it overlaps everything by design.
-    pub fn check_host_conflicts(
+    pub fn check_host_conflicts<'a>(
         &self,
-        host_addrs: &[(Ipv4Network, String)],
-        host_routes: &[(Ipv4Network, String)],
+        host_addrs: &'a [(Ipv4Network, String)],
+        host_routes: &'a [(Ipv4Network, String)],
         own_link: &str,
     ) -> Result<(), ConfigError> {
         let ranges = [
@@ -255,9 +257,15 @@ impl Config {
             ),
         ];
         for (setting, value, wanted) in ranges {
-            let conflict = first_overlap(value, host_addrs, own_link, 0)
+            let not_own = |entries: &'a [(Ipv4Network, String)]| {
+                entries.iter().filter(|(_, dev)| dev != own_link)
+            };
+            let conflict = ipam::first_overlap(value, not_own(host_addrs), |(net, _)| *net)
                 .map(|found| ("address", found))
-                .or_else(|| first_overlap(value, host_routes, own_link, 1).map(|f| ("route", f)));
+                .or_else(|| {
+                    ipam::first_overlap(value, not_own(host_routes), |(net, _)| *net)
+                        .map(|found| ("route", found))
+                });
             if let Some((kind, (other, dev))) = conflict {
                 return Err(ConfigError::HostConflict {
                     setting,
@@ -437,7 +445,7 @@ impl Config {
             ),
         ];
         for (setting, value, other_setting, other) in pairs {
-            if value.overlaps(other) {
+            if ipam::overlaps(value, other) {
                 return Err(self.invalid(
                     setting,
                     value,
@@ -483,18 +491,6 @@ fn load_from(path: &Path, missing_means_defaults: bool) -> Result<Config, Config
 
 /// The first entry not on `own_link`, with a prefix of at least `min_prefix`,
 /// that shares an address with `range`.
-fn first_overlap<'a>(
-    range: Ipv4Network,
-    entries: &'a [(Ipv4Network, String)],
-    own_link: &str,
-    min_prefix: u8,
-) -> Option<&'a (Ipv4Network, String)> {
-    entries
-        .iter()
-        .filter(|(net, dev)| dev != own_link && net.prefix() >= min_prefix)
-        .find(|(net, _)| range.overlaps(*net))
-}
-
 fn is_network_address(net: Ipv4Network) -> bool {
     net.ip() == net.network()
 }

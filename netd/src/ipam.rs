@@ -430,11 +430,23 @@ fn is_default_route(net: Ipv4Network) -> bool {
     net.prefix() == 0
 }
 
+/// The first of `entries` whose range (`net_of`) shares an address with
+/// `range`, default routes aside: the one overlap check, for routable
+/// subnets against what is occupied and for the configured pools against
+/// the host (`Config::check_host_conflicts`).
+pub fn first_overlap<T>(
+    range: Ipv4Network,
+    entries: impl IntoIterator<Item = T>,
+    net_of: impl Fn(&T) -> Ipv4Network,
+) -> Option<T> {
+    entries.into_iter().find(|entry| {
+        let net = net_of(entry);
+        !is_default_route(net) && overlaps(range, net)
+    })
+}
+
 fn first_collision(subnet: Ipv4Network, occupied: &[Occupied]) -> Option<&Occupied> {
-    occupied
-        .iter()
-        .filter(|entry| !is_default_route(entry.net))
-        .find(|entry| overlaps(subnet, entry.net))
+    first_overlap(subnet, occupied, |entry| entry.net)
 }
 
 /// Checks that a routable `subnet` overlaps none of `occupied` (host routes,

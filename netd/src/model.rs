@@ -61,6 +61,14 @@ pub struct Network {
 }
 
 impl Network {
+    /// The bridge ports its guests hold (a new guest's must differ).
+    pub fn bridge_ports(&self) -> BTreeSet<String> {
+        self.guests
+            .values()
+            .map(|guest| guest.bridge_port.clone())
+            .collect()
+    }
+
     /// The bridge's address: the last usable host of the subnet
     /// (172.18.0.254 in 172.18.0.0/24), the guests' default gateway.
     pub fn bridge_ip(&self) -> Ipv4Addr {
@@ -132,6 +140,12 @@ pub struct Guest {
     /// its life so that a new policy never has to renumber anyone.
     #[serde(default)]
     pub slot: u8,
+    /// The guest's veth end on its network's bridge (`ifname::bridge_port`),
+    /// chosen when it is added and kept for its life. Empty in state files
+    /// older than this field: the service assigns those on load, as they
+    /// were assigned then (in name order).
+    #[serde(default)]
+    pub bridge_port: String,
 }
 
 /// Whose namespace the guest lives in: it decides whether removing the guest
@@ -210,6 +224,7 @@ mod tests {
                 "10.0.0.5:5000-5002:6000-6002/udp".parse().unwrap(),
             ],
             slot: 0,
+            bridge_port: String::new(),
         };
         let external = Guest {
             name: "db".to_owned(),
@@ -220,6 +235,7 @@ mod tests {
             created_at: 1_700_000_100,
             ports: Vec::new(),
             slot: 1,
+            bridge_port: String::new(),
         };
         let web = Network {
             name: "web".to_owned(),

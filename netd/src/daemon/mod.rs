@@ -5,12 +5,9 @@
 pub mod api;
 pub mod caller;
 pub mod error;
-pub mod partition;
-pub mod ports;
 pub mod probe;
 pub mod requests;
 pub mod service;
-pub mod status;
 
 use std::{
     os::unix::fs::PermissionsExt,
@@ -27,7 +24,7 @@ use crate::{
     config::{Config, Dataplane as DataplaneKind},
     dataplane::{Dataplane, ebpf::EbpfDataplane, nft::NftDataplane},
     model::State,
-    netlink::Netlink,
+    netlink::HostView,
     store::Store,
     topology::Topology,
 };
@@ -80,7 +77,7 @@ pub async fn run(config: Config) -> Result<()> {
     let mut service = service::Service::new(Topology::new(config)?, store, state, dataplane);
     service.reconcile().await;
     info!(
-        networks = service.state.networks.len(),
+        networks = service.network_count(),
         "reconciled the kernel to the desired state"
     );
 
@@ -123,33 +120,14 @@ async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
     let mut ticks = tokio::time::interval(GC_INTERVAL);
     loop {
         ticks.tick().await;
-        let mut service = service.lock().await;
-        if let Err(err) = service.dataplane.collect_garbage() {
-            tracing::warn!("conntrack garbage collection: {err:#}");
-        }
-        service.dataplane.repair();
-        service.heal_expired(service::now()).await;
+        service.lock().await.housekeeping(service::now());
     }
 }
 
 /// Fails early, naming the setting, if the host already uses netd's ranges.
 async fn check_host(config: &Config) -> Result<()> {
-    let host = Netlink::connect(None).await?;
-    let links = host.links().await?;
-    let name = |index: u32| crate::netlink::link_name(&links, index);
-    let addrs: Vec<_> = host
-        .addresses()
-        .await?
-        .into_iter()
-        .map(|(index, net)| (net, name(index)))
-        .collect();
-    let routes: Vec<_> = host
-        .routes()
-        .await?
-        .into_iter()
-        .map(|r| (r.destination, r.output_index.map(name).unwrap_or_default()))
-        .collect();
-    config.check_host_conflicts(&addrs, &routes, &config.host_link)?;
+    let host = HostView::read().await?;
+    config.check_host_conflicts(&host.addresses, &host.routes, &config.host_link)?;
     Ok(())
 }
 

@@ -96,7 +96,7 @@ impl Topology {
     }
 
     /// A guest as the dataplane sees it.
-    pub fn guest_plumbing(&self, net: &Network, guest: &Guest, port: &str) -> GuestPlumbing {
+    pub fn guest_plumbing(&self, net: &Network, guest: &Guest) -> GuestPlumbing {
         GuestPlumbing {
             network: net.name.clone(),
             name: guest.name.clone(),
@@ -105,7 +105,7 @@ impl Topology {
             slot: guest.slot,
             network_netns: Path::new(crate::netns::NETNS_RUN_DIR)
                 .join(self.names.network_ns(&net.name)),
-            port: port.to_owned(),
+            port: guest.bridge_port.clone(),
             guest_netns: self.guest_netns_path(net, guest),
         }
     }
@@ -114,7 +114,7 @@ impl Topology {
     /// intact gateway is left alone, a damaged one rebuilt.
     pub async fn ensure_gateway(&self) -> Result<()> {
         let gw_name = self.names.gateway_ns();
-        let host = Netlink::connect(None).await?;
+        let host = Netlink::connect(None)?;
         if Netns::exists(&gw_name) && host.link(&self.config.host_link).await?.is_some() {
             return Ok(());
         }
@@ -133,7 +133,7 @@ impl Topology {
     async fn build_gateway(&self, host: &Netlink) -> Result<()> {
         let gw = Netns::create(&self.names.gateway_ns())?;
         enable_forwarding(&gw)?;
-        let gw_nl = Netlink::connect(Some(&gw)).await?;
+        let gw_nl = Netlink::connect(Some(&gw))?;
         gw_nl.set_up("lo").await?;
         let host_link = &self.config.host_link;
         host.add_veth(host_link, GATEWAY_HOST_SIDE).await?;
@@ -154,7 +154,7 @@ impl Topology {
     pub async fn teardown_gateway(&self) -> TeardownErrors {
         let mut errors = TeardownErrors::default();
         errors.note(Netns::delete(&self.names.gateway_ns()));
-        match Netlink::connect(None).await {
+        match Netlink::connect(None) {
             Ok(host) => errors.note(host.delete_link(&self.config.host_link).await),
             Err(err) => errors.push(err.context("removing the host link")),
         }
@@ -176,10 +176,10 @@ impl Topology {
     async fn try_build_network(&self, net: &Network) -> Result<()> {
         let addrs = self.uplinks.addresses(net.uplink_slot)?;
         let gw = Netns::open(&self.names.gateway_ns())?;
-        let gw_nl = Netlink::connect(Some(&gw)).await?;
+        let gw_nl = Netlink::connect(Some(&gw))?;
         let ns = Netns::create(&self.names.network_ns(&net.name))?;
         enable_forwarding(&ns)?;
-        let nl = Netlink::connect(Some(&ns)).await?;
+        let nl = Netlink::connect(Some(&ns))?;
         nl.set_up("lo").await?;
 
         let gw_port = ifname::gateway_port(net.uplink_slot);
@@ -205,8 +205,7 @@ impl Topology {
             gw_nl
                 .add_route(net.subnet, Some(addrs.network_side.ip()), Some(&gw_port))
                 .await?;
-            Netlink::connect(None)
-                .await?
+            Netlink::connect(None)?
                 .add_route(
                     net.subnet,
                     Some(self.config.gateway_ip()),
@@ -226,13 +225,13 @@ impl Topology {
         // No gateway namespace: no gateway port to remove.
         if let Ok(gw) = Netns::open(&self.names.gateway_ns()) {
             let port = ifname::gateway_port(net.uplink_slot);
-            match Netlink::connect(Some(&gw)).await {
+            match Netlink::connect(Some(&gw)) {
                 Ok(gw_nl) => errors.note(gw_nl.delete_link(&port).await),
                 Err(err) => errors.push(err.context(format!("removing gateway port {port}"))),
             }
         }
         if net.routable {
-            match Netlink::connect(None).await {
+            match Netlink::connect(None) {
                 Ok(host) => errors.note(host.delete_route(net.subnet).await),
                 Err(err) => {
                     errors.push(err.context(format!("removing the host route to {}", net.subnet)))
@@ -247,7 +246,7 @@ impl Topology {
         let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
             return false;
         };
-        let Ok(nl) = Netlink::connect(Some(&ns)).await else {
+        let Ok(nl) = Netlink::connect(Some(&ns)) else {
             return false;
         };
         for link in [NETWORK_UPLINK, NETWORK_BRIDGE] {
@@ -269,26 +268,27 @@ impl Topology {
 
     /// Plugs a guest into its network's bridge. On failure, what was built is
     /// removed again.
-    pub async fn build_guest(&self, net: &Network, guest: &Guest, port: &str) -> Result<()> {
-        let result = self.try_build_guest(net, guest, port).await;
+    pub async fn build_guest(&self, net: &Network, guest: &Guest) -> Result<()> {
+        let result = self.try_build_guest(net, guest).await;
         if result.is_err() {
-            self.teardown_guest(net, guest, port)
+            self.teardown_guest(net, guest)
                 .await
                 .log("rolling back a failed guest build");
         }
         result
     }
 
-    async fn try_build_guest(&self, net: &Network, guest: &Guest, port: &str) -> Result<()> {
+    async fn try_build_guest(&self, net: &Network, guest: &Guest) -> Result<()> {
+        let port = guest.bridge_port.as_str();
         let net_ns = Netns::open(&self.names.network_ns(&net.name))?;
-        let nl = Netlink::connect(Some(&net_ns)).await?;
+        let nl = Netlink::connect(Some(&net_ns))?;
         let guest_ns = match &guest.netns {
             GuestNetns::Owned => Netns::create(&self.names.guest_ns(&net.name, &guest.name))?,
             GuestNetns::External { path } => {
                 Netns::open_path(&guest.name, path).context("opening the guest's --netns")?
             }
         };
-        let guest_nl = Netlink::connect(Some(&guest_ns)).await?;
+        let guest_nl = Netlink::connect(Some(&guest_ns))?;
         if guest_nl.link(GUEST_ETH).await?.is_some() {
             bail!(
                 "namespace {} already has an {GUEST_ETH}: give netd a namespace without one",
@@ -320,11 +320,12 @@ impl Topology {
 
     /// Unplugs a guest: removes its bridge port (the veth pair, so its `eth0`
     /// goes too) and, if netd made it, its namespace. Idempotent.
-    pub async fn teardown_guest(&self, net: &Network, guest: &Guest, port: &str) -> TeardownErrors {
+    pub async fn teardown_guest(&self, net: &Network, guest: &Guest) -> TeardownErrors {
+        let port = guest.bridge_port.as_str();
         let mut errors = TeardownErrors::default();
         // No network namespace: no bridge port to remove.
         if let Ok(net_ns) = Netns::open(&self.names.network_ns(&net.name)) {
-            match Netlink::connect(Some(&net_ns)).await {
+            match Netlink::connect(Some(&net_ns)) {
                 Ok(nl) => errors.note(nl.delete_link(port).await),
                 Err(err) => errors.push(err.context(format!("removing bridge port {port}"))),
             }
@@ -336,7 +337,8 @@ impl Topology {
     }
 
     /// Whether the guest's namespace holds its `eth0` and its bridge port exists.
-    pub async fn guest_intact(&self, net: &Network, guest: &Guest, port: &str) -> bool {
+    pub async fn guest_intact(&self, net: &Network, guest: &Guest) -> bool {
+        let port = guest.bridge_port.as_str();
         let path = self.guest_netns_path(net, guest);
         let Ok(guest_ns) = Netns::open_path(&guest.name, &path) else {
             return false;
@@ -345,8 +347,8 @@ impl Topology {
             return false;
         };
         let (Ok(guest_nl), Ok(nl)) = (
-            Netlink::connect(Some(&guest_ns)).await,
-            Netlink::connect(Some(&net_ns)).await,
+            Netlink::connect(Some(&guest_ns)),
+            Netlink::connect(Some(&net_ns)),
         ) else {
             return false;
         };

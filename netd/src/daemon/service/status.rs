@@ -4,41 +4,23 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
+use super::Service;
+use crate::{
+    daemon::requests::{LinkStatus, NamespaceStatus, Status},
+    netlink::Netlink,
+    netns::Netns,
+    nft::Nft,
+};
 
-use super::service::{Service, bridge_ports};
-use crate::{dataplane::DataplaneStatus, netlink::Netlink, netns::Netns, nft::Nft};
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct Status {
-    pub dataplane: String,
-    /// Conntrack/NAT figures and per-network counters from the dataplane.
-    #[serde(default)]
-    pub figures: Option<DataplaneStatus>,
-    pub namespaces: Vec<NamespaceStatus>,
-    /// Differences between desired and live state; empty when all is well.
-    pub drift: Vec<String>,
+impl Service {
+    /// The live kernel state of every namespace this instance owns, the
+    /// dataplane's figures, and every drift from the desired state.
+    pub async fn status(&self) -> Status {
+        collect(self).await
+    }
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct NamespaceStatus {
-    pub name: String,
-    pub links: Vec<LinkStatus>,
-    pub routes: Vec<String>,
-    pub nft_tables: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct LinkStatus {
-    pub name: String,
-    pub up: bool,
-    pub bridge: Option<String>,
-    pub addresses: Vec<String>,
-    /// TC programs attached through TCX, by direction.
-    pub tc_programs: Vec<String>,
-}
-
-pub async fn collect(service: &Service) -> Status {
+async fn collect(service: &Service) -> Status {
     let prefix = service.topology.names.prefix();
     let mut namespaces = Vec::new();
     let live: BTreeSet<String> = Netns::list_with_prefix(prefix).into_iter().collect();
@@ -72,16 +54,11 @@ pub async fn collect(service: &Service) -> Status {
                 net.name
             ));
         }
-        let ports = bridge_ports(net);
         for guest in net.guests.values() {
-            if !service
-                .topology
-                .guest_intact(net, guest, &ports[&guest.name])
-                .await
-            {
+            if !service.topology.guest_intact(net, guest).await {
                 drift.push(format!(
                     "guest {}/{}: eth0 or bridge port {} missing or down",
-                    net.name, guest.name, ports[&guest.name]
+                    net.name, guest.name, guest.bridge_port
                 ));
             }
         }
@@ -115,7 +92,7 @@ pub async fn collect(service: &Service) -> Status {
 
 async fn namespace_status(name: &str) -> anyhow::Result<NamespaceStatus> {
     let ns = Netns::open(name)?;
-    let nl = Netlink::connect(Some(&ns)).await?;
+    let nl = Netlink::connect(Some(&ns))?;
     let links = nl.links().await?;
     let addresses = nl.addresses().await?;
     let routes = nl.routes().await?;

@@ -1,10 +1,28 @@
 //! The daemon's request logic: validate everything, then apply to the kernel,
 //! then persist; roll back what was applied if a later step fails.
+//!
+//! One `Service` owns the desired state, the topology, the dataplane and the
+//! store; its fields are private, and the API, the caller check and the
+//! daemon's loop use its methods. Its methods are split by concern into
+//! extension modules, each a child of this one so that it reaches the
+//! fields without making them public:
+//!
+//! - here: networks, guests, start-up reconcile, cleanup, listings;
+//! - `port_requests`: the service's handling of `netd port` (what a spec
+//!   means is `crate::ports`);
+//! - `partition_requests`: the service's handling of `netd partition` (what
+//!   a verb means is `crate::partition`);
+//! - `status`: what `netd status` reports (the live kernel state and drift).
+
+mod partition_requests;
+mod port_requests;
+mod status;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
     path::PathBuf,
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -18,32 +36,73 @@ use crate::{
     dataplane::Dataplane,
     ifname, ipam,
     model::{self, Guest, GuestNetns, NameKind, Network, State},
-    netlink::Netlink,
+    netlink::{HostView, Netlink},
     netns::Netns,
     store::Store,
     topology::Topology,
 };
 
+/// The service as the API's handlers and middleware share it: one request
+/// at a time.
+pub type Shared = Arc<tokio::sync::Mutex<Service>>;
+
 pub struct Service {
-    pub topology: Topology,
-    pub(super) store: Store,
-    pub state: State,
-    pub dataplane: Box<dyn Dataplane>,
+    topology: Topology,
+    store: Store,
+    state: State,
+    dataplane: Box<dyn Dataplane>,
 }
 
 impl Service {
     pub fn new(
         topology: Topology,
         store: Store,
-        state: State,
+        mut state: State,
         dataplane: Box<dyn Dataplane>,
     ) -> Service {
+        for net in state.networks.values_mut() {
+            assign_missing_bridge_ports(net);
+        }
         Service {
             topology,
             store,
             state,
             dataplane,
         }
+    }
+
+    /// How many networks the desired state holds.
+    pub fn network_count(&self) -> usize {
+        self.state.networks.len()
+    }
+
+    /// The daemon's periodic work: expired connections removed, the
+    /// dataplane (host side included) checked and repaired, due timed
+    /// partitions healed.
+    pub fn housekeeping(&mut self, now: u64) {
+        if let Err(err) = self.dataplane.collect_garbage() {
+            warn!("conntrack garbage collection: {err:#}");
+        }
+        self.dataplane.repair();
+        self.heal_expired(now);
+    }
+
+    /// Every guest's network, name and namespace path (for telling who calls
+    /// the API).
+    pub fn guest_namespaces(&self) -> Vec<(&str, &str, PathBuf)> {
+        self.state
+            .networks
+            .values()
+            .flat_map(|net| {
+                net.guests.values().map(move |guest| {
+                    (
+                        net.name.as_str(),
+                        guest.name.as_str(),
+                        self.topology.guest_netns_path(net, guest),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Makes the dataplane's host side match the state: present while some
@@ -63,24 +122,12 @@ impl Service {
         self.dataplane.sync_host(host.as_ref())
     }
 
-    /// The gateway namespace, built if missing, with its dataplane attached.
-    async fn ensure_gateway(&mut self) -> anyhow::Result<()> {
+    /// The gateway namespace, built if missing, with its dataplane attached
+    /// (hairpin through every address of `host`).
+    async fn ensure_gateway(&mut self, host: &HostView) -> anyhow::Result<()> {
         self.topology.ensure_gateway().await?;
-        let host_addrs = self.host_addresses().await?;
-        let plumbing = self.topology.gateway_plumbing(host_addrs);
+        let plumbing = self.topology.gateway_plumbing(host.reachable_ips());
         self.dataplane.attach_gateway(&plumbing)
-    }
-
-    /// Every IPv4 address of the host namespace (for hairpin through them).
-    async fn host_addresses(&self) -> anyhow::Result<Vec<Ipv4Addr>> {
-        let host = Netlink::connect(None).await?;
-        Ok(host
-            .addresses()
-            .await?
-            .into_iter()
-            .map(|(_, net)| net.ip())
-            .filter(|ip| !ip.is_loopback())
-            .collect())
     }
 
     /// Builds a network's namespaces and links, then programs its dataplane;
@@ -99,26 +146,21 @@ impl Service {
     }
 
     /// Plugs a guest in and programs its port; all or nothing.
-    async fn build_guest(
-        &mut self,
-        net: &Network,
-        guest: &Guest,
-        port: &str,
-    ) -> anyhow::Result<()> {
-        self.topology.build_guest(net, guest, port).await?;
-        let plumbing = self.topology.guest_plumbing(net, guest, port);
+    async fn build_guest(&mut self, net: &Network, guest: &Guest) -> anyhow::Result<()> {
+        self.topology.build_guest(net, guest).await?;
+        let plumbing = self.topology.guest_plumbing(net, guest);
         if let Err(err) = self.dataplane.attach_guest(&plumbing) {
-            self.teardown_guest(net, guest, port).await;
+            self.teardown_guest(net, guest).await;
             return Err(err);
         }
         Ok(())
     }
 
-    async fn teardown_guest(&mut self, net: &Network, guest: &Guest, port: &str) {
-        let plumbing = self.topology.guest_plumbing(net, guest, port);
+    async fn teardown_guest(&mut self, net: &Network, guest: &Guest) {
+        let plumbing = self.topology.guest_plumbing(net, guest);
         self.dataplane.detach_guest(&plumbing);
         self.topology
-            .teardown_guest(net, guest, port)
+            .teardown_guest(net, guest)
             .await
             .log(&format!("removing guest {}/{}", net.name, guest.name));
     }
@@ -155,12 +197,13 @@ impl Service {
                 )))
             };
         }
+        let host = HostView::read().await?;
         let (subnet, routable) = match request.subnet.as_deref() {
             None => (self.topology.config.default_subnet, false),
             Some("auto") => {
                 // Skip the default subnet too: it may be routed from the host
                 // legally, but an auto pick equal to it would confuse readers.
-                let mut occupied = self.occupied().await?;
+                let mut occupied = self.occupied(&host);
                 occupied.push(ipam::Occupied {
                     net: self.topology.config.default_subnet,
                     what: "the default subnet (default_subnet)".to_string(),
@@ -171,7 +214,7 @@ impl Service {
             Some(cidr) => {
                 let subnet = ipam::parse_subnet(cidr)?;
                 ipam::validate_subnet(subnet)?;
-                ipam::check_subnet_free(subnet, &self.occupied().await?)?;
+                ipam::check_subnet_free(subnet, &self.occupied(&host))?;
                 (subnet, true)
             }
         };
@@ -189,7 +232,7 @@ impl Service {
             partition: None,
         };
 
-        if let Err(err) = self.ensure_gateway().await {
+        if let Err(err) = self.ensure_gateway(&host).await {
             self.drop_gateway_if_unused().await;
             return Err(err.into());
         }
@@ -218,12 +261,10 @@ impl Service {
 
     pub async fn remove_network(&mut self, name: &str) -> ServiceResult<()> {
         let network = self.network(name)?.clone();
-        let ports = bridge_ports(&network);
         for guest in network.guests.values() {
             self.dataplane
                 .unpublish(&Self::guest_port_mappings(&network, guest));
-            self.teardown_guest(&network, guest, &ports[&guest.name])
-                .await;
+            self.teardown_guest(&network, guest).await;
         }
         self.teardown_network(&network).await;
         self.state.networks.remove(name);
@@ -299,11 +340,10 @@ impl Service {
             created_at: now(),
             ports: Vec::new(),
             slot: net.free_slot(),
+            bridge_port: ifname::bridge_port(&request.name, &net.bridge_ports()),
         };
-        let taken: BTreeSet<String> = bridge_ports(&net).into_values().collect();
-        let port = ifname::bridge_port(&guest.name, &taken);
 
-        self.build_guest(&net, &guest, &port).await?;
+        self.build_guest(&net, &guest).await?;
         let stored = self.state.networks.get_mut(network).expect("checked above");
         let previous_cursor = stored.guest_cursor;
         stored.guests.insert(guest.name.clone(), guest.clone());
@@ -314,7 +354,7 @@ impl Service {
             let stored = self.state.networks.get_mut(network).expect("checked above");
             stored.guests.remove(&guest.name);
             stored.guest_cursor = previous_cursor;
-            self.teardown_guest(&net, &guest, &port).await;
+            self.teardown_guest(&net, &guest).await;
             return Err(err.into());
         }
         info!(network, guest = %guest.name, %ip, "guest added");
@@ -329,12 +369,9 @@ impl Service {
                 "no guest named {name:?} in network {network:?}: `netd guest ls {network}` lists them"
             ))
         })?;
-        let port = bridge_ports(&net)
-            .remove(name)
-            .expect("guest is in the network");
         self.dataplane
             .unpublish(&Self::guest_port_mappings(&net, &guest));
-        self.teardown_guest(&net, &guest, &port).await;
+        self.teardown_guest(&net, &guest).await;
         self.state
             .networks
             .get_mut(network)
@@ -377,18 +414,21 @@ impl Service {
     /// damaged, removes namespaces that carry this instance's prefix but are
     /// not wanted. Touches nothing else. Failures are logged, not fatal.
     pub async fn reconcile(&mut self) {
-        if !self.state.networks.is_empty()
-            && let Err(err) = self.ensure_gateway().await
-        {
-            warn!("reconcile: gateway: {err:#}");
+        if !self.state.networks.is_empty() {
+            let gateway = match HostView::read().await {
+                Ok(host) => self.ensure_gateway(&host).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = gateway {
+                warn!("reconcile: gateway: {err:#}");
+            }
         }
         let networks: Vec<Network> = self.state.networks.values().cloned().collect();
         for net in &networks {
-            let ports = bridge_ports(net);
             if !self.topology.network_intact(net).await {
                 info!(network = %net.name, "reconcile: rebuilding network");
                 for guest in net.guests.values() {
-                    self.teardown_guest(net, guest, &ports[&guest.name]).await;
+                    self.teardown_guest(net, guest).await;
                 }
                 self.teardown_network(net).await;
                 if let Err(err) = self.build_network(net).await {
@@ -403,17 +443,16 @@ impl Service {
                 warn!(network = %net.name, "reconcile: dataplane: {err:#}");
             }
             for guest in net.guests.values() {
-                let port = &ports[&guest.name];
-                if self.topology.guest_intact(net, guest, port).await {
-                    let plumbing = self.topology.guest_plumbing(net, guest, port);
+                if self.topology.guest_intact(net, guest).await {
+                    let plumbing = self.topology.guest_plumbing(net, guest);
                     if let Err(err) = self.dataplane.attach_guest(&plumbing) {
                         warn!(network = %net.name, guest = %guest.name, "reconcile: dataplane: {err:#}");
                     }
                     continue;
                 }
                 info!(network = %net.name, guest = %guest.name, "reconcile: rebuilding guest");
-                self.teardown_guest(net, guest, port).await;
-                if let Err(err) = self.build_guest(net, guest, port).await {
+                self.teardown_guest(net, guest).await;
+                if let Err(err) = self.build_guest(net, guest).await {
                     warn!(network = %net.name, guest = %guest.name, "reconcile: {err:#}");
                 }
             }
@@ -446,7 +485,7 @@ impl Service {
             warn!("reconcile: host nftables table: {err:#}");
         }
         // Partitions that expired while the daemon was down.
-        self.heal_expired(now()).await;
+        self.heal_expired(now());
     }
 
     /// Namespaces this instance should have, by name.
@@ -471,7 +510,7 @@ impl Service {
         let Ok(gw) = Netns::open(&self.topology.names.gateway_ns()) else {
             return;
         };
-        let Ok(nl) = Netlink::connect(Some(&gw)).await else {
+        let Ok(nl) = Netlink::connect(Some(&gw)) else {
             return;
         };
         let wanted: BTreeSet<String> = self
@@ -490,27 +529,22 @@ impl Service {
 
     /// Host addresses and routes a routable subnet must avoid, plus the
     /// routable networks netd already has.
-    async fn occupied(&self) -> anyhow::Result<Vec<ipam::Occupied>> {
-        let host = Netlink::connect(None).await?;
-        let links = host.links().await?;
-        let link_name = |index: u32| crate::netlink::link_name(&links, index);
+    fn occupied(&self, host: &HostView) -> Vec<ipam::Occupied> {
         let own = &self.topology.config.host_link;
         let mut occupied = Vec::new();
-        for (index, net) in host.addresses().await? {
-            let link = link_name(index);
-            if &link != own {
+        for (net, link) in &host.addresses {
+            if link != own {
                 occupied.push(ipam::Occupied {
-                    net,
+                    net: *net,
                     what: format!("host address {net} on {link}"),
                 });
             }
         }
-        for route in host.routes().await? {
-            let link = route.output_index.map(link_name).unwrap_or_default();
-            if &link != own {
+        for (destination, link) in &host.routes {
+            if link != own {
                 occupied.push(ipam::Occupied {
-                    net: route.destination,
-                    what: format!("host route {} via {link}", route.destination),
+                    net: *destination,
+                    what: format!("host route {destination} via {link}"),
                 });
             }
         }
@@ -528,7 +562,7 @@ impl Service {
             net: self.topology.config.uplink_pool,
             what: "netd's uplink pool (uplink_pool)".to_string(),
         });
-        Ok(occupied)
+        occupied
     }
 
     fn check_external_netns(&self, path: &std::path::Path) -> ServiceResult<PathBuf> {
@@ -560,6 +594,36 @@ impl Service {
         Ok(path.to_path_buf())
     }
 
+    /// Every network, as listings show them.
+    pub fn network_views(&self) -> Vec<NetworkView> {
+        self.state
+            .networks
+            .values()
+            .map(|net| self.network_view(net))
+            .collect()
+    }
+
+    /// A network's guests, as listings show them.
+    pub fn guest_views(&self, network: &str) -> ServiceResult<Vec<GuestView>> {
+        let net = self.network(network)?;
+        Ok(net
+            .guests
+            .values()
+            .map(|guest| self.guest_view(net, guest))
+            .collect())
+    }
+
+    /// One guest, as listings show it.
+    pub fn inspect_guest(&self, network: &str, guest: &str) -> ServiceResult<GuestView> {
+        let net = self.network(network)?;
+        let found = net.guests.get(guest).ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "no guest named {guest:?} in network {network:?}: `netd guest ls {network}` lists them"
+            ))
+        })?;
+        Ok(self.guest_view(net, found))
+    }
+
     pub fn network_view(&self, net: &Network) -> NetworkView {
         let uplinks = ipam::UplinkPool::new(self.topology.config.uplink_pool).ok();
         NetworkView {
@@ -587,22 +651,22 @@ impl Service {
             ip: format!("{}/{}", guest.ip, net.subnet.prefix()),
             netns: self.topology.guest_netns_path(net, guest),
             owned_netns: guest.netns == GuestNetns::Owned,
-            bridge_port: bridge_ports(net).remove(&guest.name).unwrap_or_default(),
+            bridge_port: guest.bridge_port.clone(),
         }
     }
 }
 
-/// Bridge port names of a network's guests, assigned in name order so the
-/// assignment is the same every time it is computed.
-pub fn bridge_ports(net: &Network) -> BTreeMap<String, String> {
+/// Gives every guest of a state file older than `Guest::bridge_port` the
+/// bridge port it had then: assigned in name order, each avoiding the ones
+/// before it.
+fn assign_missing_bridge_ports(net: &mut Network) {
     let mut taken = BTreeSet::new();
-    let mut ports = BTreeMap::new();
-    for name in net.guests.keys() {
-        let port = ifname::bridge_port(name, &taken);
-        taken.insert(port.clone());
-        ports.insert(name.clone(), port);
+    for guest in net.guests.values_mut() {
+        if guest.bridge_port.is_empty() {
+            guest.bridge_port = ifname::bridge_port(&guest.name, &taken);
+        }
+        taken.insert(guest.bridge_port.clone());
     }
-    ports
 }
 
 /// Whether a create request asks for what `existing` already is.
@@ -617,7 +681,7 @@ fn same_network_request(existing: &Network, subnet: Option<&str>) -> bool {
 }
 
 /// Unix seconds.
-pub(super) fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
