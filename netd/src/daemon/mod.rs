@@ -22,7 +22,7 @@ use tracing::info;
 use crate::{
     bpffs,
     config::{Config, Dataplane as DataplaneKind},
-    dataplane::{Dataplane, ebpf::EbpfDataplane, nft::NftDataplane},
+    dataplane::{Dataplane, ebpf::EbpfDataplane, nftables::NftDataplane},
     model::State,
     netlink::HostView,
     store::Store,

@@ -11,8 +11,10 @@
 //! change).
 //!
 //! Pure part: [`HostNatPlan`] and the `*_script` functions that render nft
-//! scripts (each one a single atomic `nft -f -` batch), unit-tested without
-//! root. Effect part: [`HostNat`], which feeds them to `nft`.
+//! scripts (each one a single atomic `nft -f -` batch, written with
+//! `crate::nft::render`'s element writers), unit-tested without root.
+//! Effect part: [`HostNat`], which feeds them to `nft`; [`NftHostSide`]
+//! makes it a backend's [`HostSide`] (both backends own one today).
 
 use std::{collections::BTreeSet, fmt::Write as _, fs, io, net::Ipv4Addr};
 

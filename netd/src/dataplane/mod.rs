@@ -1,5 +1,5 @@
 //! The dataplane: what happens to packets once the topology exists. One trait,
-//! one implementation per backend (`ebpf`, and `nft`: the nftables fallback),
+//! one implementation per backend (`ebpf`, and `nftables`: the fallback),
 //! chosen per daemon with `--dataplane`.
 //!
 //! The topology module builds namespaces and links; the dataplane only
@@ -12,7 +12,7 @@
 
 pub mod ebpf;
 pub mod hostnat;
-pub mod nft;
+pub mod nftables;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};

@@ -18,7 +18,8 @@
 //! synced (in one transaction) when it is new, when its namespace was
 //! rebuilt, when a diff fails, and when [`Dataplane::repair`] finds it
 //! missing or altered. Tables die with their namespaces: nothing is kept
-//! outside them.
+//! outside them. Scripts run, render and are checked through `crate::nft`;
+//! `script` lays out this backend's two tables.
 
 pub mod conntrack;
 pub mod routing;

@@ -948,7 +948,7 @@ mod drift_tests {
 
     use serde_json::json;
 
-    use crate::{dataplane::nft::script, nft::check::problems};
+    use crate::{dataplane::nftables::script, nft::check::problems};
 
     fn listing(objects: &[serde_json::Value]) -> serde_json::Value {
         json!({ "nftables": objects })
