@@ -224,13 +224,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_host_link()?;
         self.validate_host_link_net()?;
-        self.validate_pool("uplink_pool", self.uplink_pool, 30, "172.18.192.0/19")?;
-        self.validate_pool("default_subnet", self.default_subnet, 30, "172.18.0.0/24")?;
+        self.validate_pool("uplink_pool", self.uplink_pool, 30, DEFAULT_UPLINK_POOL)?;
+        self.validate_pool("default_subnet", self.default_subnet, 30, DEFAULT_SUBNET)?;
         self.validate_pool(
             "auto_subnet_pool",
             self.auto_subnet_pool,
             24,
-            "172.18.0.0/17",
+            DEFAULT_AUTO_SUBNET_POOL,
         )?;
         self.validate_netns_prefix()?;
         self.validate_paths()?;
@@ -355,7 +355,7 @@ impl Config {
         setting: &'static str,
         value: Ipv4Network,
         max_prefix: u8,
-        example: &str,
+        example: Ipv4Network,
     ) -> Result<(), ConfigError> {
         if value.prefix() > max_prefix || !is_network_address(value) {
             return Err(self.invalid(

@@ -376,32 +376,11 @@ impl TeardownErrors {
         self.0.push(err);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Adds another teardown's failures after these.
-    pub fn extend(&mut self, other: TeardownErrors) {
-        self.0.extend(other.0);
-    }
-
     /// Logs every failure, each as a warning that says what was being done.
     pub fn log(self, doing: &str) {
         for err in self.0 {
             tracing::warn!("{doing}: {err:#}");
         }
-    }
-}
-
-impl std::fmt::Display for TeardownErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (n, err) in self.0.iter().enumerate() {
-            if n > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{err:#}")?;
-        }
-        Ok(())
     }
 }
 

@@ -522,7 +522,9 @@ impl Service {
         for link in nl.links().await.unwrap_or_default() {
             if ifname::is_gateway_port(&link.name) && !wanted.contains(&link.name) {
                 info!(link = %link.name, "reconcile: removing orphan gateway port");
-                let _ = nl.delete_link(&link.name).await;
+                if let Err(err) = nl.delete_link(&link.name).await {
+                    warn!("reconcile: removing {}: {err:#}", link.name);
+                }
             }
         }
     }
@@ -685,4 +687,73 @@ pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn guest(name: &str, bridge_port: &str) -> Guest {
+        Guest {
+            name: name.to_owned(),
+            ip: Ipv4Addr::new(172, 18, 0, 1),
+            netns: GuestNetns::Owned,
+            created_at: 0,
+            ports: Vec::new(),
+            slot: 0,
+            bridge_port: bridge_port.to_owned(),
+        }
+    }
+
+    fn service_with(guests: Vec<Guest>, dir: &std::path::Path) -> Service {
+        let web = Network {
+            name: "web".to_owned(),
+            subnet: crate::config::DEFAULT_SUBNET,
+            routable: false,
+            uplink_slot: 0,
+            guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),
+            guest_cursor: None,
+            created_at: 0,
+            partition: None,
+        };
+        let state = State {
+            networks: BTreeMap::from([("web".to_owned(), web)]),
+            uplink_cursor: Some(0),
+        };
+        Service::new(
+            Topology::new(Config::default()).unwrap(),
+            Store::new(dir),
+            state,
+            Box::new(crate::dataplane::testing::Recorder::default()),
+        )
+    }
+
+    fn bridge_ports(service: &Service) -> Vec<String> {
+        let views = service.guest_views("web").unwrap();
+        views.into_iter().map(|view| view.bridge_port).collect()
+    }
+
+    #[test]
+    fn guests_of_an_older_state_file_get_the_bridge_ports_they_had() {
+        let dir = tempfile::tempdir().unwrap();
+        // Too long for "g-NAME": hashed, the second one rehashed if needed.
+        let long = ["a-guest-name-too-long-1", "a-guest-name-too-long-2"];
+        let svc = service_with(
+            vec![guest("web1", ""), guest(long[0], ""), guest(long[1], "")],
+            dir.path(),
+        );
+        let first = ifname::bridge_port(long[0], &BTreeSet::new());
+        let second = ifname::bridge_port(long[1], &BTreeSet::from([first.clone()]));
+        assert_eq!(bridge_ports(&svc), [first, second, "g-web1".to_owned()]);
+    }
+
+    #[test]
+    fn stored_bridge_ports_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service_with(vec![guest("web1", "g-kept")], dir.path());
+        assert_eq!(bridge_ports(&svc), ["g-kept"]);
+    }
 }
