@@ -16,7 +16,7 @@
 //! Effect part: [`HostNat`], which feeds them to `nft`; [`NftHostSide`]
 //! makes it a backend's [`HostSide`] (both backends own one today).
 
-use std::{collections::BTreeSet, fmt::Write as _, fs, io, net::Ipv4Addr};
+use std::{collections::BTreeSet, fs, io, net::Ipv4Addr};
 
 use anyhow::{Context, Result, bail};
 use ipnetwork::Ipv4Network;
@@ -30,7 +30,7 @@ use crate::{
     netns::Netns,
     nft::{
         Nft, check, objects,
-        render::{self, write_elements},
+        render::{self, SetDecl, write_chain, write_elements, write_set, write_table_start},
     },
     ports::{PortMapping, Proto},
     topology::HostPlumbing,
@@ -44,9 +44,24 @@ pub const TABLE: &str = "inet netd";
 /// is pointless.
 const TABLE_COMMENT: &str = "owned by netd: every sync replaces this table, so edits here are lost";
 
-/// Every rule's comment: marks netd's rules in `nft list ruleset` and in
-/// tools that show rules without their table (the drift check counts them).
-const RULE_COMMENT: &str = render::OWNER;
+/// The table's sets, as `table_definition` declares them.
+const SETS: [SetDecl; 3] = [
+    SetDecl {
+        name: "masq_sources",
+        kind: "set",
+        spec: &["type ipv4_addr", "flags interval"],
+    },
+    SetDecl {
+        name: "ports_any",
+        kind: "set",
+        spec: &["type inet_proto . inet_service"],
+    },
+    SetDecl {
+        name: "ports_on_ip",
+        kind: "set",
+        spec: &["type ipv4_addr . inet_proto . inet_service"],
+    },
+];
 
 /// The chains [`HostNat::present`] expects, with their number of rules.
 const CHAINS: [(&str, usize); 3] = [("prerouting", 2), ("output", 3), ("postrouting", 1)];
@@ -125,22 +140,22 @@ pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
     let gateway = plan.gateway_ip;
     let link = &plan.host_link;
     let (any, on_ip) = port_elements(&plan.ports);
+    // Only the rules carry netd's tag (`comment "netd"`, from the shared
+    // writer): it marks netd's rules in `nft list ruleset` and in tools that
+    // show rules without their table, and the drift check counts them. The
+    // table's comment tells whoever reads the host's firewall where it
+    // comes from.
     let mut out = String::new();
-    let _ = writeln!(out, "table {TABLE} {{");
-    let _ = writeln!(out, "\tcomment \"{TABLE_COMMENT}\"");
+    write_table_start(&mut out, TABLE, TABLE_COMMENT);
+    let [masq_sources, ports_any, ports_on_ip] = &SETS;
     write_set(
         &mut out,
-        "masq_sources",
-        "ipv4_addr\n\t\tflags interval",
-        &source_elements(&plan.masquerade_sources),
+        masq_sources,
+        None,
+        source_elements(&plan.masquerade_sources),
     );
-    write_set(&mut out, "ports_any", "inet_proto . inet_service", &any);
-    write_set(
-        &mut out,
-        "ports_on_ip",
-        "ipv4_addr . inet_proto . inet_service",
-        &on_ip,
-    );
+    write_set(&mut out, ports_any, None, &any);
+    write_set(&mut out, ports_on_ip, None, &on_ip);
     let dnat_any =
         format!("fib daddr type local meta l4proto . th dport @ports_any dnat ip to {gateway}");
     let dnat_on_ip =
@@ -149,6 +164,7 @@ pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
         &mut out,
         "prerouting",
         "type nat hook prerouting priority dstnat; policy accept;",
+        None,
         &[&dnat_any, &dnat_on_ip],
     );
     // The host's processes reach published ports through its own addresses
@@ -159,12 +175,14 @@ pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
         &mut out,
         "output",
         "type nat hook output priority -100; policy accept;",
+        None,
         &["ip daddr 127.0.0.0/8 return", &dnat_any, &dnat_on_ip],
     );
     write_chain(
         &mut out,
         "postrouting",
         "type nat hook postrouting priority srcnat; policy accept;",
+        None,
         &[&format!(
             "ip saddr @masq_sources oifname != \"{link}\" masquerade"
         )],
@@ -285,24 +303,6 @@ fn source_elements(sources: &[Ipv4Network]) -> Vec<String> {
     kept.iter()
         .map(|net| format!("{}/{}", net.network(), net.prefix()))
         .collect()
-}
-
-fn write_set(out: &mut String, name: &str, type_and_flags: &str, elements: &[String]) {
-    let _ = writeln!(out, "\tset {name} {{");
-    let _ = writeln!(out, "\t\ttype {type_and_flags}");
-    if !elements.is_empty() {
-        let _ = writeln!(out, "\t\telements = {{ {} }}", elements.join(", "));
-    }
-    out.push_str("\t}\n");
-}
-
-fn write_chain(out: &mut String, name: &str, hook: &str, rules: &[&str]) {
-    let _ = writeln!(out, "\tchain {name} {{");
-    let _ = writeln!(out, "\t\t{hook}");
-    for rule in rules {
-        let _ = writeln!(out, "\t\t{rule} comment \"{RULE_COMMENT}\"");
-    }
-    out.push_str("\t}\n");
 }
 
 /// Applies netd's host NAT through `nft`, in the daemon's own namespace or

@@ -86,36 +86,71 @@ pub fn diff_script(table: &str, old: &Content, new: &Content) -> String {
 /// `table FAMILY NAME { ... }` with every object tagged.
 pub fn table_definition(layout: &Layout, content: &Content) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "table {} {{", layout.table);
-    let _ = writeln!(out, "\tcomment \"{OWNER}\"");
+    write_table_start(&mut out, layout.table, OWNER);
     for counter in &content.counters {
         let _ = writeln!(out, "\tcounter {counter} {{");
         let _ = writeln!(out, "\t\tcomment \"{OWNER}\"");
         out.push_str("\t}\n");
     }
+    let no_elements = BTreeSet::new();
     for set in layout.sets {
-        let _ = writeln!(out, "\t{} {} {{", set.kind, set.name);
-        for line in set.spec {
-            let _ = writeln!(out, "\t\t{line}");
-        }
-        let _ = writeln!(out, "\t\tcomment \"{OWNER}\"");
-        if let Some(elements) = content.elements.get(set.name).filter(|e| !e.is_empty()) {
-            let list: Vec<&str> = elements.iter().map(String::as_str).collect();
-            let _ = writeln!(out, "\t\telements = {{ {} }}", list.join(", "));
-        }
-        out.push_str("\t}\n");
+        let elements = content.elements.get(set.name).unwrap_or(&no_elements);
+        write_set(&mut out, set, Some(OWNER), elements);
     }
     for chain in &layout.chains {
-        let _ = writeln!(out, "\tchain {} {{", chain.name);
-        let _ = writeln!(out, "\t\t{}", chain.hook);
-        let _ = writeln!(out, "\t\tcomment \"{OWNER}\"");
-        for rule in &chain.rules {
-            let _ = writeln!(out, "\t\t{rule} comment \"{OWNER}\"");
-        }
-        out.push_str("\t}\n");
+        write_chain(&mut out, chain.name, chain.hook, Some(OWNER), &chain.rules);
     }
     out.push_str("}\n");
     out
+}
+
+/// `table FAMILY NAME {` and the table's comment; the caller closes it.
+pub fn write_table_start(out: &mut String, table: &str, comment: &str) {
+    let _ = writeln!(out, "table {table} {{");
+    let _ = writeln!(out, "\tcomment \"{comment}\"");
+}
+
+/// A set or map inside a table definition, with its comment if any and its
+/// elements (in the order given) if any.
+pub fn write_set<S: AsRef<str>>(
+    out: &mut String,
+    set: &SetDecl,
+    comment: Option<&str>,
+    elements: impl IntoIterator<Item = S>,
+) {
+    let _ = writeln!(out, "\t{} {} {{", set.kind, set.name);
+    for line in set.spec {
+        let _ = writeln!(out, "\t\t{line}");
+    }
+    if let Some(comment) = comment {
+        let _ = writeln!(out, "\t\tcomment \"{comment}\"");
+    }
+    let list: Vec<S> = elements.into_iter().collect();
+    if !list.is_empty() {
+        let list: Vec<&str> = list.iter().map(AsRef::as_ref).collect();
+        let _ = writeln!(out, "\t\telements = {{ {} }}", list.join(", "));
+    }
+    out.push_str("\t}\n");
+}
+
+/// A base chain inside a table definition, with its comment if any; every
+/// rule is tagged [`OWNER`] (the drift check counts netd's rules by it).
+pub fn write_chain<S: AsRef<str>>(
+    out: &mut String,
+    name: &str,
+    hook: &str,
+    comment: Option<&str>,
+    rules: &[S],
+) {
+    let _ = writeln!(out, "\tchain {name} {{");
+    let _ = writeln!(out, "\t\t{hook}");
+    if let Some(comment) = comment {
+        let _ = writeln!(out, "\t\tcomment \"{comment}\"");
+    }
+    for rule in rules {
+        let _ = writeln!(out, "\t\t{} comment \"{OWNER}\"", rule.as_ref());
+    }
+    out.push_str("\t}\n");
 }
 
 /// An in-place sync: the table, its counters, sets and chains added if
