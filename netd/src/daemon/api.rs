@@ -2,22 +2,23 @@
 //! at a time (one lock around the service), so every change is applied and
 //! persisted whole before the next one starts.
 //!
-//! Every request's caller is identified first (`caller`): a guest may use
-//! the partition routes for its own network, and nothing else. Serve the
+//! Every request's caller is identified first (`identify_caller`, which
+//! asks `caller::identify`): a guest may use the partition routes for its
+//! own network, and nothing else. Serve the
 //! router with `into_make_service_with_connect_info::<caller::PeerCred>()`.
 
 use axum::{
     Extension, Json, Router,
-    extract::{Path, State},
+    extract::{ConnectInfo, Path, Request, State},
     http::StatusCode,
-    middleware,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
 use serde::Serialize;
 
 use super::{
-    caller::{self, Caller},
+    caller::{self, Caller, PeerCred},
     error::ServiceError,
     requests::{
         AddGuest, AddPort, CleanupReport, CreateNetwork, GuestView, NetworkView, PartitionRequest,
@@ -32,7 +33,7 @@ pub fn router(service: Shared) -> Router {
         .merge(partition_routes())
         .layer(middleware::from_fn_with_state(
             service.clone(),
-            caller::identify_caller,
+            identify_caller,
         ))
         .with_state(service)
 }
@@ -86,6 +87,32 @@ fn host_routes() -> Router<Shared> {
         )
         .route("/v1/status", get(status))
         .route("/v1/cleanup", post(cleanup))
+}
+
+/// Middleware on every route: identifies the caller and hands it to the
+/// handlers (and to `caller::host_only`) as a request extension.
+async fn identify_caller(
+    State(service): State<Shared>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<PeerCred>>().cloned()
+    else {
+        return ServiceError::Forbidden(
+            "cannot tell where this request comes from: the API is served without peer \
+             credentials (serve it with `into_make_service_with_connect_info::<PeerCred>`)"
+                .to_owned(),
+        )
+        .into_response();
+    };
+    let caller = caller::identify(&peer, &service.lock().await.guest_namespaces());
+    match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(err) => err.into_response(),
+    }
 }
 
 impl IntoResponse for ServiceError {

@@ -4,20 +4,21 @@
 //! in, never from anything the request says. A guest may only partition its
 //! own network; every other request from a guest is refused.
 
-use std::{fmt, os::unix::fs::MetadataExt, path::Path};
+use std::{
+    fmt,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
 
 use axum::{
-    extract::{ConnectInfo, Request, State, connect_info::Connected},
+    extract::{Request, connect_info::Connected},
     middleware::Next,
     response::{IntoResponse, Response},
     serve::IncomingStream,
 };
 use tokio::net::UnixListener;
 
-use super::{
-    error::{ServiceError, ServiceResult},
-    service::{Service, Shared},
-};
+use super::error::{ServiceError, ServiceResult};
 use crate::netns::Netns;
 
 /// The peer of an accepted API connection, as the kernel reports it.
@@ -134,10 +135,11 @@ pub fn classify<'a>(
         })
 }
 
-/// Who `peer` is, among `service`'s guests. A caller that cannot be placed
+/// Who `peer` is, among `guests` (network, guest, namespace path; as
+/// `Service::guest_namespaces` lists them). A caller that cannot be placed
 /// (no process id, an unreadable namespace, a namespace that is neither the
 /// host's nor a guest's) is refused: a guest must never pass for the host.
-pub fn identify(service: &Service, peer: &PeerCred) -> ServiceResult<Caller> {
+pub fn identify(peer: &PeerCred, guests: &[(&str, &str, PathBuf)]) -> ServiceResult<Caller> {
     let Some(pid) = peer.pid else {
         return Err(ServiceError::Forbidden(
             "cannot tell where this request comes from: the kernel gave no process id for \
@@ -153,8 +155,7 @@ pub fn identify(service: &Service, peer: &PeerCred) -> ServiceResult<Caller> {
         ))
     })?;
     let host = namespace_inode("/proc/self/ns/net")?;
-    let namespaces = service.guest_namespaces();
-    let guests = namespaces.iter().map(|(network, guest, path)| {
+    let guests = guests.iter().map(|(network, guest, path)| {
         let inode = Netns::open_path(guest, path)
             .and_then(|netns| netns.inode())
             .ok();
@@ -171,32 +172,6 @@ pub fn identify(service: &Service, peer: &PeerCred) -> ServiceResult<Caller> {
 
 fn namespace_inode(path: &str) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(Path::new(path))?.ino())
-}
-
-/// Middleware on every route: identifies the caller and hands it to the
-/// handlers (and to `host_only`) as a request extension.
-pub async fn identify_caller(
-    State(service): State<Shared>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<PeerCred>>().cloned()
-    else {
-        return ServiceError::Forbidden(
-            "cannot tell where this request comes from: the API is served without peer \
-             credentials (serve it with `into_make_service_with_connect_info::<PeerCred>`)"
-                .to_owned(),
-        )
-        .into_response();
-    };
-    let caller = identify(&*service.lock().await, &peer);
-    match caller {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(err) => err.into_response(),
-    }
 }
 
 /// Route layer on every route but the partition ones: guests are refused.
