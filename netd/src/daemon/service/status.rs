@@ -16,77 +16,72 @@ impl Service {
     /// The live kernel state of every namespace this instance owns, the
     /// dataplane's figures, and every drift from the desired state.
     pub async fn status(&self) -> Status {
-        collect(self).await
-    }
-}
-
-async fn collect(service: &Service) -> Status {
-    let prefix = service.topology.names.prefix();
-    let mut namespaces = Vec::new();
-    let live: BTreeSet<String> = Netns::list_with_prefix(prefix).into_iter().collect();
-    for name in &live {
-        match namespace_status(name).await {
-            Ok(status) => namespaces.push(status),
-            Err(err) => namespaces.push(NamespaceStatus {
-                name: format!("{name} (unreadable: {err:#})"),
-                links: vec![],
-                routes: vec![],
-                nft_tables: vec![],
-            }),
-        }
-    }
-    let mut drift = Vec::new();
-    let wanted = service.wanted_namespaces();
-    for missing in wanted.difference(&live) {
-        drift.push(format!("namespace {missing} is missing"));
-    }
-    for orphan in live.difference(&wanted) {
-        drift.push(format!(
-            "namespace {orphan} is not in the desired state (orphan)"
-        ));
-    }
-    for net in service.state.networks.values() {
-        if live.contains(&service.topology.names.network_ns(&net.name))
-            && !service.topology.network_intact(net).await
-        {
-            drift.push(format!(
-                "network {}: bridge or uplink missing or down",
-                net.name
-            ));
-        }
-        for guest in net.guests.values() {
-            if !service.topology.guest_intact(net, guest).await {
-                drift.push(format!(
-                    "guest {}/{}: eth0 or bridge port {} missing or down",
-                    net.name, guest.name, guest.bridge_port
-                ));
+        let prefix = self.topology.names.prefix();
+        let mut namespaces = Vec::new();
+        let live: BTreeSet<String> = Netns::list_with_prefix(prefix).into_iter().collect();
+        for name in &live {
+            match namespace_status(name).await {
+                Ok(status) => namespaces.push(status),
+                Err(err) => namespaces.push(NamespaceStatus {
+                    name: format!("{name} (unreadable: {err:#})"),
+                    links: vec![],
+                    routes: vec![],
+                    nft_tables: vec![],
+                }),
             }
         }
-    }
-    let zone_name = |zone: u32| {
-        if zone == 0 {
-            return "host side".to_owned();
+        let mut drift = Vec::new();
+        let wanted = self.wanted_namespaces();
+        for missing in wanted.difference(&live) {
+            drift.push(format!("namespace {missing} is missing"));
         }
-        service
-            .state
-            .networks
-            .values()
-            .find(|net| net.zone() == zone)
-            .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
-    };
-    drift.extend(service.dataplane.check());
-    let figures = match service.dataplane.status(&zone_name) {
-        Ok(figures) => Some(figures),
-        Err(err) => {
-            drift.push(format!("dataplane unreadable: {err:#}"));
-            None
+        for orphan in live.difference(&wanted) {
+            drift.push(format!(
+                "namespace {orphan} is not in the desired state (orphan)"
+            ));
         }
-    };
-    Status {
-        dataplane: service.topology.config.dataplane.to_string(),
-        figures,
-        namespaces,
-        drift,
+        for net in self.state.networks.values() {
+            if live.contains(&self.topology.names.network_ns(&net.name))
+                && !self.topology.network_intact(net).await
+            {
+                drift.push(format!(
+                    "network {}: bridge or uplink missing or down",
+                    net.name
+                ));
+            }
+            for guest in net.guests.values() {
+                if !self.topology.guest_intact(net, guest).await {
+                    drift.push(format!(
+                        "guest {}/{}: eth0 or bridge port {} missing or down",
+                        net.name, guest.name, guest.bridge_port
+                    ));
+                }
+            }
+        }
+        let zone_name = |zone: u32| {
+            if zone == 0 {
+                return "host side".to_owned();
+            }
+            self.state
+                .networks
+                .values()
+                .find(|net| net.zone() == zone)
+                .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
+        };
+        drift.extend(self.dataplane.check());
+        let figures = match self.dataplane.status(&zone_name) {
+            Ok(figures) => Some(figures),
+            Err(err) => {
+                drift.push(format!("dataplane unreadable: {err:#}"));
+                None
+            }
+        };
+        Status {
+            dataplane: self.topology.config.dataplane.to_string(),
+            figures,
+            namespaces,
+            drift,
+        }
     }
 }
 
