@@ -112,8 +112,8 @@ fn open_dataplane(config: &Config) -> Result<Box<dyn Dataplane>> {
 }
 
 /// How often expired connections are removed from the conntrack table, the
-/// host's nftables table and the dataplane's kernel state are checked (and
-/// repaired), and due timed partitions are healed.
+/// dataplane's kernel state (its host side included) is checked and
+/// repaired, and due timed partitions are healed (`Service::housekeeping`).
 const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn collect_garbage(service: Arc<Mutex<service::Service>>) {

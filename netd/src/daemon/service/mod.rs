@@ -270,7 +270,7 @@ impl Service {
         self.state.networks.remove(name);
         self.store.save(&self.state)?;
         if let Err(err) = self.sync_host() {
-            warn!("updating the host nftables table: {err:#}");
+            warn!("updating the dataplane's host side: {err:#}");
         }
         self.drop_gateway_if_unused().await;
         info!(network = %name, "network removed");
@@ -482,7 +482,7 @@ impl Service {
             warn!("reconcile: published ports: {err:#}");
         }
         if let Err(err) = self.sync_host() {
-            warn!("reconcile: host nftables table: {err:#}");
+            warn!("reconcile: the dataplane's host side: {err:#}");
         }
         // Partitions that expired while the daemon was down.
         self.heal_expired(now());
