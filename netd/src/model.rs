@@ -15,13 +15,6 @@ use thiserror::Error;
 
 use crate::{ipam, partition::PartitionState, ports::PortForward};
 
-/// The subnet of a network made without `--subnet`. Not routable, so every
-/// such network may use it: each lives in its own namespace.
-pub const DEFAULT_SUBNET: &str = "172.18.0.0/24";
-
-/// As many networks as the default uplink pool (172.18.192.0/19) has /30s.
-pub const MAX_NETWORKS: usize = 2048;
-
 /// Names become parts of namespace names and of `ip netns` paths, so they are
 /// kept short and free of anything a shell or a path would interpret.
 pub const MAX_NAME_LEN: usize = 32;
@@ -68,6 +61,14 @@ pub struct Network {
 }
 
 impl Network {
+    /// The bridge ports its guests hold (a new guest's must differ).
+    pub fn bridge_ports(&self) -> BTreeSet<String> {
+        self.guests
+            .values()
+            .map(|guest| guest.bridge_port.clone())
+            .collect()
+    }
+
     /// The bridge's address: the last usable host of the subnet
     /// (172.18.0.254 in 172.18.0.0/24), the guests' default gateway.
     pub fn bridge_ip(&self) -> Ipv4Addr {
@@ -161,6 +162,12 @@ pub struct Guest {
     /// its life so that a new policy never has to renumber anyone.
     #[serde(default)]
     pub slot: u8,
+    /// The guest's veth end on its network's bridge (`ifname::bridge_port`),
+    /// chosen when it is added and kept for its life. Empty in state files
+    /// older than this field: the service assigns those on load, as they
+    /// were assigned then (in name order).
+    #[serde(default)]
+    pub bridge_port: String,
 }
 
 /// Whose namespace the guest lives in: it decides whether removing the guest
@@ -239,6 +246,7 @@ mod tests {
                 "10.0.0.5:5000-5002:6000-6002/udp".parse().unwrap(),
             ],
             slot: 0,
+            bridge_port: String::new(),
         };
         let external = Guest {
             name: "db".to_owned(),
@@ -249,10 +257,11 @@ mod tests {
             created_at: 1_700_000_100,
             ports: Vec::new(),
             slot: 1,
+            bridge_port: String::new(),
         };
         let web = Network {
             name: "web".to_owned(),
-            subnet: DEFAULT_SUBNET.parse().unwrap(),
+            subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
             uplink_slot: 0,
             guests: BTreeMap::from([
@@ -437,7 +446,7 @@ mod tests {
 
     #[test]
     fn default_subnet_is_a_valid_subnet() {
-        let subnet: Ipv4Network = DEFAULT_SUBNET.parse().unwrap();
+        let subnet = crate::config::DEFAULT_SUBNET;
         assert_eq!(ipam::validate_subnet(subnet), Ok(()));
     }
 

@@ -3,13 +3,11 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use netd::{
-    ebpf::filter::{DestinationFilter, Direction},
-    netns::Netns,
-};
+use netd::netns::Netns;
 use netd_common::counters::Counter;
 use netd_tests::{
     Sandbox,
+    filter::{DestinationFilter, Direction},
     netd::Netd,
     sandbox::{self, HOST_UPLINK, INTERNET_SERVER, UPLINK},
     sockets::{serve_tcp_echo, tcp_ask, tcp_connect, tcp_listener},
