@@ -141,7 +141,13 @@ pub fn from_network(ctx: &TcContext) -> i32 {
     };
     // With the eBPF host side, what is not for the gateway or the host
     // itself goes on at once: the host's programs translate it, once.
-    if gw.flags & gateway_flags::HOST_EBPF != 0 && !for_this_host(ctx, &gw) {
+    // Routable networks are the host's routes: their packets may answer
+    // connections from outside that were never translated, so they take
+    // the host's stack (and its table's masquerade), as before.
+    if gw.flags & gateway_flags::HOST_EBPF != 0
+        && net.flags & network_flags::ROUTABLE == 0
+        && !for_this_host(ctx, &gw)
+    {
         return forward::to_host_programs(ctx, &gw, zone);
     }
     let flow = match classify(ctx, zone) {

@@ -231,3 +231,47 @@ fn the_host_side_follows_new_devices_and_addresses_and_puts_back_a_detached_prog
     });
     assert_eq!(ping(&a, INTERNET_SERVER, 2), 2, "traffic flows again");
 }
+
+/// A routable network's subnet is the host's route: a client outside that
+/// routes to it reaches its guests by their own addresses, and the answers
+/// go back untranslated (they take the host's stack, not the one
+/// translation of netd's own subnets).
+#[test]
+fn a_routable_network_answers_connections_from_outside_untranslated() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    netd.ok(&["network", "create", "routed", "--subnet", "172.18.7.0/24"]);
+    netd.ok(&["guest", "add", "routed", "a"]);
+    let a = guest(&netd, "routed", "a");
+    serve_tcp_echo(tcp_listener(
+        &a,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+    ));
+    run_ok({
+        let mut c = sandbox.internet_command("ip");
+        c.args(["route", "add", "172.18.7.0/24", "via"])
+            .arg(HOST_UPLINK.to_string());
+        c
+    });
+    let guest_ip = Ipv4Addr::new(172, 18, 7, 1);
+    let mut stream = tcp_connect(
+        &sandbox.internet,
+        SocketAddrV4::new(guest_ip, 80),
+        Some(SocketAddrV4::new(INTERNET_SERVER, 0)),
+    )
+    .expect("connecting from outside to the routable guest");
+    let answer = tcp_ask(&mut stream, "direct");
+    assert!(
+        answer.starts_with(&INTERNET_SERVER.to_string()),
+        "the guest saw the client's own address: {answer}"
+    );
+    assert!(answer.ends_with("direct"), "{answer}");
+    // And out: the host masquerades it, as ever.
+    serve_tcp_echo(tcp_listener(&sandbox.internet, server(7002)));
+    let mut out = tcp_connect(&a, server(7002), None).expect("TCP out of a routable network");
+    let answer = tcp_ask(&mut out, "out");
+    assert!(
+        answer.starts_with(&HOST_UPLINK.to_string()),
+        "masqueraded to the host's address: {answer}"
+    );
+}
