@@ -57,6 +57,12 @@ pub const PARTITIONS: &str = "NETD_PARTITIONS";
 pub const PORT_SHARES: &str = "NETD_PORT_SHARES";
 pub const PORT_SHARES_MAX_ENTRIES: u32 = 65_536;
 
+/// `BPF_F_NO_PREALLOC`: entries allocated on update.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+/// `BPF_F_NO_COMMON_LRU`: an LRU list per CPU, so that inserting a new
+/// connection takes no lock shared with the other CPUs.
+pub const BPF_F_NO_COMMON_LRU: u32 = 2;
+
 /// Every map the dataplane pins, in the order user space checks them.
 pub const PINNED_MAPS: [&str; 13] = [
     PORT_SHARES,

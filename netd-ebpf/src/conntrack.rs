@@ -104,16 +104,16 @@ pub fn create(
         Some(range) => {
             let share = ShareKey::of(key);
             let held = PORT_SHARES.get_ptr_mut(share);
-            if let Some(held) = held
-                // SAFETY: a pointer into the map's value, read once.
-                && unsafe { *held } >= range.share()
-            {
-                return Err(Counter::DroppedPortShare);
-            }
+            // SAFETY: a pointer into the map's value, read once.
+            let over = held.is_some_and(|held| unsafe { *held } >= range.share());
+            // Beyond its share a guest gets one try at a free port: while
+            // the range is roomy it is not held back, as it fills up the
+            // others' many tries win the ports left.
+            let probes = if over { 0 } else { NAT_PORT_PROBES };
             let wish = wanted.new_sport;
             let mut claimed = false;
             let mut attempt = 0;
-            while attempt <= NAT_PORT_PROBES {
+            while attempt <= probes {
                 let candidate = if attempt == 0 && (range.keeps(wish) || key.proto == IPPROTO_ICMP)
                 {
                     wish
@@ -131,14 +131,18 @@ pub fn create(
                 if CONNTRACK
                     .insert(reply_key, reply_entry, BPF_NOEXIST as u64)
                     .is_ok()
-                    || take_over(&reply_key, reply_entry, now)
+                    || (!over && take_over(&reply_key, reply_entry, now))
                 {
                     claimed = true;
                     break;
                 }
             }
             if !claimed {
-                return Err(Counter::DroppedNoPort);
+                return Err(if over {
+                    Counter::DroppedPortShare
+                } else {
+                    Counter::DroppedNoPort
+                });
             }
             match held {
                 // SAFETY: as above; concurrent creates may lose an increment,

@@ -19,12 +19,12 @@ use netd_common::{
 
 netd_map! {
     "NETD_CONNTRACK" == names::CONNTRACK,
-    pub static CONNTRACK: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CONNTRACK_MAX_ENTRIES, 0);
+    pub static CONNTRACK: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CONNTRACK_MAX_ENTRIES, names::BPF_F_NO_COMMON_LRU);
 }
 
 netd_map! {
     "NETD_PORT_SHARES" == names::PORT_SHARES,
-    pub static PORT_SHARES: LruHashMap<ShareKey, u32> = LruHashMap::with_max_entries(PORT_SHARES_MAX_ENTRIES, 0);
+    pub static PORT_SHARES: LruHashMap<ShareKey, u32> = LruHashMap::with_max_entries(PORT_SHARES_MAX_ENTRIES, names::BPF_F_NO_COMMON_LRU);
 }
 
 netd_map! {
@@ -70,10 +70,8 @@ netd_map! {
 // No preallocation: a policy is 8 KiB and most networks have none.
 netd_map! {
     "NETD_PARTITIONS" == names::PARTITIONS,
-    pub static PARTITIONS: HashMap<u32, PartitionPolicy> = HashMap::with_max_entries(netd_common::counters::COUNTED_ZONES, BPF_F_NO_PREALLOC);
+    pub static PARTITIONS: HashMap<u32, PartitionPolicy> = HashMap::with_max_entries(netd_common::counters::COUNTED_ZONES, names::BPF_F_NO_PREALLOC);
 }
-
-const BPF_F_NO_PREALLOC: u32 = 1;
 
 #[inline(always)]
 pub fn guest_by_mac(mac: [u8; 6]) -> Option<GuestIdentity> {

@@ -10,6 +10,7 @@ use std::{
 
 use netd_common::nat::{
     CtEntry, CtKey, IPPROTO_TCP, IPPROTO_UDP, ShareKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, kind,
+    tcp_closed,
 };
 
 /// Timeouts by protocol and TCP state (Cilium's defaults).
@@ -47,12 +48,21 @@ pub fn timeout(proto: u8, original_flags: u8, reply_flags: u8) -> Duration {
 /// or to a published port). The programs count up as they translate; this
 /// recount puts back what evictions, takeovers and races left wrong.
 pub fn port_shares(entries: &[(CtKey, CtEntry)]) -> BTreeMap<ShareKey, u32> {
+    let by_key: HashMap<CtKey, &CtEntry> = entries.iter().map(|(k, e)| (*k, e)).collect();
     let mut shares = BTreeMap::new();
     for (key, entry) in entries {
         let allocated = matches!(entry.kind & kind::MASK, kind::SNAT | kind::HAIRPIN);
-        if entry.kind & kind::ORIGINAL != 0 && allocated {
-            *shares.entry(ShareKey::of(key)).or_insert(0) += 1;
+        if entry.kind & kind::ORIGINAL == 0 || !allocated {
+            continue;
         }
+        // A closed connection's port is anyone's to take: it holds none.
+        let reply_flags = by_key
+            .get(&entry.reply_key(key.proto))
+            .map_or(0, |reply| reply.tcp_flags);
+        if key.proto == IPPROTO_TCP && tcp_closed(entry.tcp_flags, reply_flags) {
+            continue;
+        }
+        *shares.entry(ShareKey::of(key)).or_insert(0) += 1;
     }
     shares
 }
@@ -213,6 +223,9 @@ mod tests {
         let mut dnat = pair(0, 0, 0, 0);
         dnat[0].1.kind = kind::DNAT | kind::ORIGINAL;
         assert!(port_shares(&dnat).is_empty());
+        // Nor does a closed one.
+        let closed = pair(0, 0, TCP_FIN | TCP_ACK, TCP_FIN | TCP_ACK);
+        assert!(port_shares(&closed).is_empty());
     }
 
     #[test]

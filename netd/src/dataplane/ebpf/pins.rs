@@ -33,6 +33,8 @@ pub struct MapSpec {
     pub key_size: u32,
     pub value_size: u32,
     pub max_entries: u32,
+    /// `BPF_F_*` creation flags (no preallocation, per-CPU LRU lists).
+    pub flags: u32,
 }
 
 const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> MapSpec {
@@ -42,6 +44,13 @@ const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> 
         key_size: size_of::<K>() as u32,
         value_size: size_of::<V>() as u32,
         max_entries,
+        flags: 0,
+    }
+}
+
+impl MapSpec {
+    const fn with_flags(self, flags: u32) -> MapSpec {
+        MapSpec { flags, ..self }
     }
 }
 
@@ -51,7 +60,8 @@ pub const MAP_SPECS: [MapSpec; 13] = [
         maps::PORT_SHARES,
         MapType::LruHash,
         maps::PORT_SHARES_MAX_ENTRIES,
-    ),
+    )
+    .with_flags(maps::BPF_F_NO_COMMON_LRU),
     spec::<u64, GuestIdentity>(
         maps::GUEST_BY_MAC,
         MapType::Hash,
@@ -61,7 +71,8 @@ pub const MAP_SPECS: [MapSpec; 13] = [
         maps::PARTITIONS,
         MapType::Hash,
         netd_common::counters::COUNTED_ZONES,
-    ),
+    )
+    .with_flags(maps::BPF_F_NO_PREALLOC),
     spec::<u64, u32>(maps::ZONE_BY_MAC, MapType::Hash, maps::NETWORKS_MAX_ENTRIES),
     spec::<GuestKey, GuestPort>(
         maps::GUEST_PORTS,
@@ -78,7 +89,8 @@ pub const MAP_SPECS: [MapSpec; 13] = [
         maps::CONNTRACK,
         MapType::LruHash,
         maps::CONNTRACK_MAX_ENTRIES,
-    ),
+    )
+    .with_flags(maps::BPF_F_NO_COMMON_LRU),
     spec::<ForwardKey, ForwardTarget>(maps::FORWARDS, MapType::Hash, maps::FORWARDS_MAX_ENTRIES),
     spec::<u32, GatewayInfo>(maps::GATEWAY, MapType::Array, 1),
     spec::<u32, NetworkInfo>(maps::NETWORKS, MapType::Hash, maps::NETWORKS_MAX_ENTRIES),
@@ -107,6 +119,7 @@ pub fn mismatch(spec: &MapSpec, found: &MapSpec) -> Option<String> {
         ("key size", found.key_size, spec.key_size),
         ("value size", found.value_size, spec.value_size),
         ("max entries", found.max_entries, spec.max_entries),
+        ("flags", found.flags, spec.flags),
     ] {
         if got != want {
             differences.push(format!("{what} {got} (wanted {want})"));
@@ -167,6 +180,7 @@ impl PinDir {
                             key_size: info.key_size(),
                             value_size: info.value_size(),
                             max_entries: info.max_entries(),
+                            flags: info.map_flags(),
                         },
                     ),
                     Err(err) => Some(format!("unknown map type: {err}")),
