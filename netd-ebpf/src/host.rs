@@ -249,6 +249,15 @@ pub fn from_world(ctx: &TcContext) -> i32 {
     let Ok(flow) = classify_quietly(ctx) else {
         return TC_ACT_OK;
     };
+    // The host's own traffic, most of what arrives here, costs no
+    // connection lookup: netd's replies come to its reserved ports, new
+    // and ongoing connections through published ports to those.
+    if matches!(flow.ip.proto, IPPROTO_TCP | IPPROTO_UDP)
+        && (flow.t.dport < gw.host_port_min || flow.t.dport > gw.host_port_max)
+        && maps::forward(flow.ip.proto, flow.t.dport).is_none()
+    {
+        return TC_ACT_OK;
+    }
     if is_error(&flow) {
         return match icmp_error::translate(ctx, &flow.ip, ZONE_HOST) {
             Ok(entry) if entry.out_zone != ZONE_HOST => deliver(ctx, &gw, entry.out_zone),
