@@ -15,6 +15,7 @@ pub mod ebpf;
 pub mod hostnat;
 pub mod ifname;
 pub mod ipam;
+pub mod labels;
 pub mod model;
 pub mod netlink;
 pub mod netns;

@@ -139,6 +139,10 @@ pub struct Guest {
     /// its life so that a new policy never has to renumber anyone.
     #[serde(default)]
     pub slot: u8,
+    /// What its client says it is for (`labels`); netd decides nothing by
+    /// them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: crate::labels::Labels,
 }
 
 /// Whose namespace the guest lives in: it decides whether removing the guest
@@ -217,6 +221,7 @@ mod tests {
                 "10.0.0.5:5000-5002:6000-6002/udp".parse().unwrap(),
             ],
             slot: 0,
+            labels: Default::default(),
         };
         let external = Guest {
             name: "db".to_owned(),
@@ -227,6 +232,7 @@ mod tests {
             created_at: 1_700_000_100,
             ports: Vec::new(),
             slot: 1,
+            labels: Default::default(),
         };
         let web = Network {
             name: "web".to_owned(),

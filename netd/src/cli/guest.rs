@@ -21,6 +21,10 @@ pub enum Command {
         /// instead of creating one.
         #[arg(long)]
         netns: Option<PathBuf>,
+        /// KEY=VALUE, repeatable: what the guest is for (shown by `guest ls
+        /// --json`; the CNI plugin marks its attachments with `cni.*`).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     /// Remove a guest (and its namespace, if netd made it).
     Rm { network: String, name: String },
@@ -39,10 +43,17 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
             name,
             ip,
             netns,
+            labels,
         } => {
+            let labels = labels.into_iter().collect();
             let g: GuestView = client.post(
                 &format!("/v1/networks/{}/guests", segment(&network)),
-                &AddGuest { name, ip, netns },
+                &AddGuest {
+                    name,
+                    ip,
+                    netns,
+                    labels,
+                },
             )?;
             println!(
                 "guest {}/{} {} in {}",
@@ -78,4 +89,8 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    netd::labels::parse(text).map_err(|err| err.to_string())
 }

@@ -323,6 +323,7 @@ mod tests {
             created_at: 0,
             ports: Vec::new(),
             slot: 0,
+            labels: Default::default(),
         };
         let web = Network {
             name: "web".to_owned(),

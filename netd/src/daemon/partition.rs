@@ -195,6 +195,7 @@ mod tests {
             created_at: 0,
             ports: Vec::new(),
             slot,
+            labels: Default::default(),
         };
         let network = |name: &str, uplink_slot: u16, guests: Vec<Guest>| Network {
             name: name.to_owned(),

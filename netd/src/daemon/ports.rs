@@ -218,6 +218,7 @@ mod tests {
             created_at: 0,
             ports: Vec::new(),
             slot: 0,
+            labels: Default::default(),
         };
         let network = |name: &str, slot: u16, guests: Vec<Guest>| Network {
             name: name.to_owned(),

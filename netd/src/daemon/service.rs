@@ -271,6 +271,8 @@ impl Service {
     ) -> ServiceResult<GuestView> {
         let net = self.network(network)?.clone();
         model::validate_name(NameKind::Guest, &request.name)?;
+        crate::labels::validate(&request.labels)
+            .map_err(|err| ServiceError::Invalid(err.to_string()))?;
         let requested_ip = request
             .ip
             .as_deref()
@@ -316,6 +318,7 @@ impl Service {
             created_at: now(),
             ports: Vec::new(),
             slot: net.free_slot(),
+            labels: request.labels.clone(),
         };
         let taken: BTreeSet<String> = bridge_ports(&net).into_values().collect();
         let port = ifname::bridge_port(&guest.name, &taken);
@@ -605,6 +608,7 @@ impl Service {
             netns: self.topology.guest_netns_path(net, guest),
             owned_netns: guest.netns == GuestNetns::Owned,
             bridge_port: bridge_ports(net).remove(&guest.name).unwrap_or_default(),
+            labels: guest.labels.clone(),
         }
     }
 }
