@@ -1,6 +1,7 @@
 //! Test support for netd: the sandbox every root test and the demo run in.
 
 pub mod bench;
+pub mod cni;
 pub mod netd;
 pub mod sandbox;
 pub mod sockets;
