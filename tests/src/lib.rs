@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cni;
 pub mod netd;
+pub mod podman;
 pub mod sandbox;
 pub mod sockets;
 pub mod status;

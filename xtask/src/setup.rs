@@ -34,6 +34,23 @@ const PACKAGES: &[(&str, &str)] = &[
         "benchmarks: the firewall netavark and the CNI plugins program",
     ),
     ("bpftool", "inspecting loaded programs and maps"),
+    (
+        "podman",
+        "tests: a real container runtime using netd through netd-cni (CNI backend)",
+    ),
+    (
+        "runc",
+        "tests: podman's OCI runtime here (crun refuses the hybrid cgroup layout)",
+    ),
+    ("conmon", "tests: podman's container monitor"),
+    (
+        "busybox-static",
+        "tests: the root filesystem of podman's containers (no registry is reachable)",
+    ),
+    (
+        "prometheus",
+        "tests: promtool checks /metrics, and a real server scrapes it",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";
