@@ -10,13 +10,24 @@ use crate::shell::{self, cargo, workspace_root};
 const BINARY: &str = "/usr/local/bin/netd";
 const UNIT: &str = "/etc/systemd/system/netd.service";
 const CONFIG: &str = "/etc/netd/netd.toml";
+/// Where runtimes look for CNI plugins: Debian's plugin directory and the
+/// upstream default.
+const CNI_PLUGIN_DIRS: &[&str] = &["/usr/lib/cni", "/opt/cni/bin"];
 
 pub fn run() -> Result<()> {
     let mut build = cargo();
-    build.args(["build", "--release", "-p", "netd"]);
+    build.args(["build", "--release", "-p", "netd", "-p", "netd-cni"]);
     shell::run(build, "the release build failed")?;
     let root = workspace_root();
-    copy(&root.join("target/release/netd"), Path::new(BINARY), 0o755)?;
+    let release = shell::target_dir()?.join("release");
+    copy(&release.join("netd"), Path::new(BINARY), 0o755)?;
+    for dir in CNI_PLUGIN_DIRS {
+        copy(
+            &release.join("netd-cni"),
+            &Path::new(dir).join("netd-cni"),
+            0o755,
+        )?;
+    }
     copy(
         &root.join("contrib/systemd/netd.service"),
         Path::new(UNIT),
