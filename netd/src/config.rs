@@ -101,6 +101,10 @@ pub struct Config {
     pub bpffs_dir: PathBuf,
     /// The dataplane implementation.
     pub dataplane: Dataplane,
+    /// A TCP address that serves `GET /metrics` (Prometheus) besides the
+    /// API socket; None: the socket only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The file these settings came from, named in every error so that the
     /// user edits the right one. Not a setting: never read from or written
     /// to TOML.
@@ -127,6 +131,7 @@ impl Default for Config {
             run_dir: PathBuf::from("/run/netd"),
             bpffs_dir: PathBuf::from("/sys/fs/bpf"),
             dataplane: Dataplane::Ebpf,
+            metrics_listen: None,
             file: PathBuf::from(DEFAULT_CONFIG_PATH),
         }
     }

@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 use super::{
     caller::{self, Caller},
     error::ServiceError,
+    events, metrics,
     requests::{
         AddGuest, AddPort, CreateNetwork, PartitionRequest, PartitionView, PortView, VerifyReport,
     },
@@ -32,13 +33,20 @@ use super::{
 pub type Shared = Arc<Mutex<Service>>;
 
 pub fn router(service: Shared) -> Router {
+    let telemetry = service
+        .try_lock()
+        .expect("the router is made before anything is served")
+        .telemetry
+        .clone();
     host_routes()
         .route_layer(middleware::from_fn(caller::host_only))
         .merge(partition_routes())
+        .route_layer(middleware::from_fn(metrics::time_requests))
         .layer(middleware::from_fn_with_state(
             service.clone(),
             caller::identify_caller,
         ))
+        .layer(Extension(telemetry))
         .with_state(service)
 }
 
@@ -90,6 +98,8 @@ fn host_routes() -> Router<Shared> {
             delete(remove_port),
         )
         .route("/v1/status", get(status))
+        .route("/v1/events", get(events::stream))
+        .route("/metrics", get(metrics::scrape))
         .route("/v1/cleanup", post(cleanup))
 }
 

@@ -4,7 +4,10 @@
 
 pub mod api;
 pub mod caller;
+pub mod drift;
 pub mod error;
+pub mod events;
+pub mod metrics;
 pub mod partition;
 pub mod ports;
 pub mod probe;
@@ -85,16 +88,34 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     let listener = bind(&socket)?;
+    let telemetry = service.telemetry.clone();
+    let metrics_listen = service.topology.config.metrics_listen;
+    service.emit(events::Event::new("daemon.started").detail(format!(
+        "dataplane {}, {} networks",
+        service.topology.config.dataplane,
+        service.state.networks.len()
+    )));
     let shared = Arc::new(Mutex::new(service));
+    let metrics_server = match metrics_listen {
+        Some(addr) => Some(metrics::serve_tcp(addr, shared.clone()).await?),
+        None => None,
+    };
     let gc = tokio::spawn(collect_garbage(shared.clone()));
     notify_ready();
     info!(socket = %socket.display(), "serving the API");
     // Peer credentials tell the host from a guest (see `caller`).
     let app = api::router(shared).into_make_service_with_connect_info::<caller::PeerCred>();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open `netd events` streams end, so they do not hold this up.
+            telemetry.events.close();
+        })
         .await;
     gc.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     let _ = std::fs::remove_file(&socket);
     served.context("serving the API")?;
     info!("stopped; the networks stay in place");
@@ -127,8 +148,7 @@ async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
         if let Err(err) = service.dataplane.collect_garbage() {
             tracing::warn!("conntrack garbage collection: {err:#}");
         }
-        service.repair_host_nat();
-        service.dataplane.repair();
+        service.repair_drift();
         service.heal_expired(service::now()).await;
     }
 }

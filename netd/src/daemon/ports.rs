@@ -43,6 +43,12 @@ impl Service {
             return Err(err.into());
         }
         info!(network, guest, port = %forward, "port published");
+        self.emit(
+            super::events::Event::new("port.published")
+                .network(network)
+                .guest(guest)
+                .detail(forward.to_string()),
+        );
         let net = self.network(network)?;
         Ok(Self::port_view(net, guest_in(net, guest)?, &forward))
     }
@@ -72,6 +78,12 @@ impl Service {
             .retain(|held| held != &forward);
         self.store.save(&self.state)?;
         info!(network, guest, port = %forward, "port withdrawn");
+        self.emit(
+            super::events::Event::new("port.withdrawn")
+                .network(network)
+                .guest(guest)
+                .detail(forward.to_string()),
+        );
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::{
     error::{ServiceError, ServiceResult},
+    events::Event,
     requests::{AddGuest, CleanupReport, CreateNetwork, GuestView, NetworkView},
 };
 use crate::{
@@ -33,6 +34,8 @@ pub struct Service {
     /// netd's own nftables table in the host namespace: masquerading out of
     /// the host and publishing ports on host addresses, for every backend.
     pub hostnat: HostNat,
+    /// Events and the daemon's own metrics (`events`, `metrics`).
+    pub telemetry: std::sync::Arc<super::metrics::Telemetry>,
 }
 
 impl Service {
@@ -48,7 +51,13 @@ impl Service {
             state,
             dataplane,
             hostnat: HostNat::new(None),
+            telemetry: super::metrics::Telemetry::started(now()),
         }
+    }
+
+    /// Tells every `netd events` consumer.
+    pub fn emit(&self, event: Event) {
+        self.telemetry.events.emit(event);
     }
 
     /// What the host's nftables table should hold for the current state.
@@ -233,6 +242,11 @@ impl Service {
             return Err(err.into());
         }
         info!(network = %network.name, %subnet, routable, slot, "network created");
+        self.emit(
+            Event::new("network.added")
+                .network(&network.name)
+                .detail(subnet.to_string()),
+        );
         Ok(self.network_view(&network))
     }
 
@@ -253,6 +267,7 @@ impl Service {
         }
         self.drop_gateway_if_unused().await;
         info!(network = %name, "network removed");
+        self.emit(Event::new("network.removed").network(name));
         Ok(())
     }
 
@@ -338,6 +353,12 @@ impl Service {
             return Err(err.into());
         }
         info!(network, guest = %guest.name, %ip, "guest added");
+        self.emit(
+            Event::new("guest.added")
+                .network(network)
+                .guest(&guest.name)
+                .detail(ip.to_string()),
+        );
         let net = self.network(network)?;
         Ok(self.guest_view(net, &guest))
     }
@@ -363,6 +384,7 @@ impl Service {
             .remove(name);
         self.store.save(&self.state)?;
         info!(network, guest = name, "guest removed");
+        self.emit(Event::new("guest.removed").network(network).guest(name));
         Ok(())
     }
 
