@@ -1,7 +1,9 @@
 //! The command line. One subcommand per file; each has a single entry point.
 
 mod cleanup;
+mod completions;
 mod daemon;
+mod events;
 mod exec;
 mod guest;
 mod network;
@@ -49,6 +51,13 @@ enum Command {
     Status(status::Args),
     /// Remove everything this daemon instance owns, and nothing else.
     Cleanup,
+    /// Stream what happens (networks, guests, ports, partitions, drift) as it happens.
+    Events(events::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(completions::Args),
+    /// Write man pages for netd and every subcommand into a directory.
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -69,6 +78,9 @@ pub fn main() -> i32 {
         Command::Exec(args) => exec::run(&client, args),
         Command::Status(args) => status::run(&client, args),
         Command::Cleanup => cleanup::run(&client),
+        Command::Events(args) => events::run(&client, args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => completions::man(args),
     };
     match result {
         Ok(code) => code,
