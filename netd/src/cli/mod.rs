@@ -53,6 +53,8 @@ enum Command {
     Cleanup,
     /// Stream what happens (networks, guests, ports, partitions, drift) as it happens.
     Events(events::Args),
+    /// Print the Prometheus metrics (what `GET /metrics` serves).
+    Metrics,
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(completions::Args),
     /// Write man pages for netd and every subcommand into a directory.
@@ -79,6 +81,10 @@ pub fn main() -> i32 {
         Command::Status(args) => status::run(&client, args),
         Command::Cleanup => cleanup::run(&client),
         Command::Events(args) => events::run(&client, args),
+        Command::Metrics => client.get_text("/metrics").map(|text| {
+            print!("{text}");
+            0
+        }),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => completions::man(args),
     };
