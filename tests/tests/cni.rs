@@ -381,3 +381,68 @@ fn failures_are_cni_error_objects_with_the_specs_codes() {
     assert!(msg.contains("start it (`systemctl start netd`)"), "{msg}");
     assert_eq!(run(&sandbox, "ADD", Some(&a1), &good).err().0, 11);
 }
+
+#[test]
+fn guests_carry_labels_and_bad_labels_are_refused() {
+    let sandbox = Sandbox::new();
+    let netd = daemon_with_network(&sandbox);
+    netd.ok(&[
+        "guest", "add", "web", "a", "--label", "app=shop", "--label", "tier=db",
+    ]);
+    let listed = netd.json(&["guest", "ls", "web"]);
+    assert_eq!(listed[0]["labels"], json!({"app": "shop", "tier": "db"}));
+    let err = netd.err(&["guest", "add", "web", "b", "--label", "Bad=1"]);
+    assert!(err.contains("invalid label key \"Bad\""), "{err}");
+    let err = netd.err(&["guest", "add", "web", "b", "--label", "novalue"]);
+    assert!(err.contains("a label is KEY=VALUE"), "{err}");
+}
+
+/// Not a pass/fail figure: ADD and DEL times of netd-cni and of the
+/// reference bridge plugin (with host-local IPAM), printed for the record.
+#[test]
+fn add_time_against_the_reference_bridge_plugin() {
+    let sandbox = Sandbox::new();
+    let netd = daemon_with_network(&sandbox);
+    let ours = conf(&netd, "netd-web", "web", "1.0.0", json!({}));
+    let bridge_conf = json!({
+        "cniVersion": "1.0.0", "name": "ref", "type": "bridge", "bridge": "ndtbr0",
+        "isGateway": true,
+        "ipam": {"type": "host-local", "subnet": "10.99.0.0/24",
+                 "dataDir": sandbox.root.join("host-local")}
+    });
+    let bridge = Path::new(REFERENCE_PLUGINS).join("bridge");
+    let median = |mut v: Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (mut netd_add, mut netd_del, mut ref_add, mut ref_del) = (vec![], vec![], vec![], vec![]);
+    for i in 0..7 {
+        let (_n, p) = container_ns(&sandbox, &format!("n{i}"));
+        let (_r, q) = container_ns(&sandbox, &format!("r{i}"));
+        let a = attachment("timed", &p);
+        let b = attachment("timed", &q);
+        let out = run(&sandbox, "ADD", Some(&a), &ours);
+        netd_add.push(out.elapsed);
+        out.ok();
+        let out = run_plugin(&sandbox, &bridge, "ADD", Some(&b), &bridge_conf);
+        ref_add.push(out.elapsed);
+        out.ok();
+        let out = run(&sandbox, "DEL", Some(&a), &ours);
+        netd_del.push(out.elapsed);
+        out.ok();
+        let out = run_plugin(&sandbox, &bridge, "DEL", Some(&b), &bridge_conf);
+        ref_del.push(out.elapsed);
+        out.ok();
+    }
+    eprintln!(
+        "median of 7: netd-cni ADD {:?} DEL {:?}; bridge+host-local ADD {:?} DEL {:?}",
+        median(netd_add),
+        median(netd_del),
+        median(ref_add),
+        median(ref_del)
+    );
+    let _ = sandbox
+        .host_command("ip")
+        .args(["link", "del", "ndtbr0"])
+        .status();
+}
