@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
+use clap::CommandFactory as _;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -12,9 +12,25 @@ pub struct Args {
     shell: clap_complete::Shell,
 }
 
+/// The shell's registration: at each TAB it runs `COMPLETE=SHELL netd --
+/// WORDS`, which answers from the CLI's definitions and, for network and
+/// guest names, from the daemon.
 pub fn run(args: Args) -> Result<i32> {
-    let mut command = super::Cli::command();
-    clap_complete::generate(args.shell, &mut command, "netd", &mut std::io::stdout());
+    use clap_complete::{
+        Shell,
+        env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Zsh},
+    };
+    let shell: &dyn EnvCompleter = match args.shell {
+        Shell::Bash => &Bash,
+        Shell::Zsh => &Zsh,
+        Shell::Fish => &Fish,
+        Shell::Elvish => &Elvish,
+        Shell::PowerShell => &Powershell,
+        other => {
+            anyhow::bail!("no completion for {other}: use bash, zsh, fish, elvish or powershell")
+        }
+    };
+    shell.write_registration("COMPLETE", "netd", "netd", "netd", &mut std::io::stdout())?;
     Ok(0)
 }
 

@@ -9,7 +9,7 @@ use netd::{
 #[derive(clap::Args)]
 pub struct Args {
     /// Only this network's events (and the daemon's own).
-    #[arg(long)]
+    #[arg(long, add = super::names::network())]
     network: Option<String>,
     /// One JSON object a line, as the API sends them.
     #[arg(long)]

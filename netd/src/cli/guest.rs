@@ -12,6 +12,7 @@ use netd::{
 pub enum Command {
     /// Add a guest: a namespace (or --netns) with eth0 on the network's bridge.
     Add {
+        #[arg(add = super::names::network())]
         network: String,
         name: String,
         /// Address in the network's subnet; the next free one if omitted.
@@ -27,9 +28,15 @@ pub enum Command {
         labels: Vec<(String, String)>,
     },
     /// Remove a guest (and its namespace, if netd made it).
-    Rm { network: String, name: String },
+    Rm {
+        #[arg(add = super::names::network())]
+        network: String,
+        #[arg(add = super::names::guest())]
+        name: String,
+    },
     /// List a network's guests.
     Ls {
+        #[arg(add = super::names::network())]
         network: String,
         #[arg(long)]
         json: bool,

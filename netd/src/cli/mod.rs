@@ -6,6 +6,7 @@ mod daemon;
 mod events;
 mod exec;
 mod guest;
+mod names;
 mod network;
 mod partition;
 mod port;
@@ -13,7 +14,7 @@ mod status;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use netd::client::Client;
 
 #[derive(Parser)]
@@ -64,6 +65,8 @@ enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    // `COMPLETE=SHELL netd -- WORDS`: the shell asking for completions.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let cli = Cli::parse();
     let socket = cli.socket.clone();
     let client = Client::new(
