@@ -54,10 +54,14 @@ pub enum Counter {
     /// Put straight into a guest's veth by the network's uplink program,
     /// past the network namespace's routing and bridge.
     Delivered = 20,
+    /// A guest's packet too big for the host's egress device (DF set),
+    /// turned into "fragmentation needed" back to the guest by the eBPF
+    /// host side, as a router's stack would answer it.
+    FragNeededSent = 21,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 21] = [
+    pub const ALL: [Counter; 22] = [
         Counter::Passed,
         Counter::DroppedBlockedDst,
         Counter::NotIpv4,
@@ -79,6 +83,7 @@ impl Counter {
         Counter::DroppedSpoofed,
         Counter::DroppedPartition,
         Counter::Delivered,
+        Counter::FragNeededSent,
     ];
 
     /// Name shown to users (`netd status`, the demo).
@@ -105,6 +110,7 @@ impl Counter {
             Counter::DroppedSpoofed => "dropped_spoofed",
             Counter::DroppedPartition => "dropped_partition",
             Counter::Delivered => "delivered",
+            Counter::FragNeededSent => "frag_needed_sent",
         }
     }
 

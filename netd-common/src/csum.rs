@@ -219,3 +219,51 @@ pub fn rewrite_icmp_error(
     }
     set_word(bytes, ICMP_CSUM, outer);
 }
+
+/// "Fragmentation needed" code of [`ICMP_DEST_UNREACH`].
+pub const ICMP_FRAG_NEEDED: u8 = 4;
+/// The IPv4 header and transport bytes a frag-needed error quotes.
+pub const FRAG_NEEDED_QUOTE: usize = 28;
+/// A frag-needed error as the host programs build it: IPv4 header (20),
+/// ICMP header (8), quote (28).
+pub const FRAG_NEEDED_LEN: usize = 20 + 8 + FRAG_NEEDED_QUOTE;
+
+/// The IPv4 and ICMP headers of a "fragmentation needed" error (RFC 1191)
+/// from `src` about `quote` (the first 28 bytes of the packet that did not
+/// fit, as its sender sent it), telling its sender the next hop's `mtu`.
+/// The whole error is these 28 bytes followed by the quote; every checksum
+/// is computed here. The programs turn a packet that is too big into this
+/// in place, as a router's stack would answer it.
+#[inline(always)]
+pub fn frag_needed(quote: &[u8; FRAG_NEEDED_QUOTE], src: [u8; 4], mtu: u16) -> [u8; 28] {
+    let mut out = [0u8; 28];
+    // IPv4: version 4, IHL 5, length, DF clear, TTL 64, protocol ICMP.
+    out[0] = 0x45;
+    set_word(&mut out, 2, FRAG_NEEDED_LEN as u16);
+    out[8] = 64;
+    out[9] = 1;
+    out[12..16].copy_from_slice(&src);
+    out[16..20].copy_from_slice(&quote[12..16]);
+    let ip_check = !fold(sum_words(&out, 0, 20));
+    set_word(&mut out, 10, ip_check);
+    // ICMP: type, code, checksum, unused, next-hop MTU; the quote follows.
+    out[20] = ICMP_DEST_UNREACH;
+    out[21] = ICMP_FRAG_NEEDED;
+    set_word(&mut out, 26, mtu);
+    let icmp_check = !fold(sum_words(&out, 20, 28) + sum_words(quote, 0, FRAG_NEEDED_QUOTE));
+    set_word(&mut out, 22, icmp_check);
+    out
+}
+
+/// The one's complement sum (unfolded) of the big-endian words in
+/// `bytes[from..to]`.
+#[inline(always)]
+fn sum_words(bytes: &[u8], from: usize, to: usize) -> u32 {
+    let mut sum: u32 = 0;
+    let mut at = from;
+    while at + 1 < to {
+        sum += word(bytes, at) as u32;
+        at += 2;
+    }
+    sum
+}

@@ -83,6 +83,17 @@ pub const PROG_NETWORK_UPLINK: &str = "netd_net_uplink";
 /// and the network's partition policy.
 pub const PROG_GUEST_PORT: &str = "netd_guest_port";
 
+/// On the host's end of the host link (`netd0`), ingress: guests' packets
+/// from the gateway, translated once to the host's address and sent out of
+/// the host by a FIB lookup, past the host's stack and netfilter.
+pub const PROG_HOST_LINK: &str = "netd_host_link";
+
+/// On every other device of the host, ingress (TCX, beside whatever else is
+/// attached): replies to guests' connections and new connections to
+/// published ports go straight to the gateway; every other packet passes
+/// untouched.
+pub const PROG_HOST_WORLD: &str = "netd_host_world";
+
 /// Bumped whenever a map layout changes, so pins of an older layout live in
 /// another directory and are never reused by mistake.
 pub const PIN_LAYOUT_VERSION: &str = "v1";

@@ -127,10 +127,90 @@ pub struct ForwardTarget {
     pub host_ip: [u8; 4],
 }
 
-/// Source ports the gateway hands out when a guest's own port is taken
-/// (host byte order, inclusive).
+/// How long a connection may stay idle (nanoseconds), from the TCP flags
+/// each direction has shown (Cilium's defaults). User space's garbage
+/// collector and the programs' reclaiming of ports under pressure judge by
+/// the same rule.
+pub const fn idle_timeout_ns(proto: u8, original_flags: u8, reply_flags: u8) -> u64 {
+    const SEC: u64 = 1_000_000_000;
+    match proto {
+        IPPROTO_TCP => {
+            let both = original_flags | reply_flags;
+            if both & TCP_RST != 0 || (original_flags & TCP_FIN != 0 && reply_flags & TCP_FIN != 0)
+            {
+                TCP_CLOSING_SECS * SEC
+            } else if reply_flags & (TCP_SYN | TCP_ACK) != 0 && original_flags & TCP_ACK != 0 {
+                TCP_ESTABLISHED_SECS * SEC
+            } else {
+                TCP_OPENING_SECS * SEC
+            }
+        }
+        IPPROTO_UDP => UDP_SECS * SEC,
+        _ => ICMP_SECS * SEC,
+    }
+}
+
+/// Whether a TCP connection has ended (a reset, or a FIN each way): its
+/// source port may be handed to a new connection at once, as nf_conntrack
+/// reuses a closed connection's tuple.
+pub const fn tcp_closed(original_flags: u8, reply_flags: u8) -> bool {
+    (original_flags | reply_flags) & TCP_RST != 0
+        || (original_flags & TCP_FIN != 0 && reply_flags & TCP_FIN != 0)
+}
+
+pub const TCP_ESTABLISHED_SECS: u64 = 6 * 3600;
+pub const TCP_OPENING_SECS: u64 = 60;
+pub const TCP_CLOSING_SECS: u64 = 10;
+pub const UDP_SECS: u64 = 60;
+pub const ICMP_SECS: u64 = 30;
+/// An entry whose partner is gone (a race between two first packets, or a
+/// half-evicted pair) is useless: it goes soon.
+pub const ORPHAN_SECS: u64 = 10;
+
+/// Source ports the gateway hands out on its own address when a guest's
+/// own port is taken (host byte order, inclusive). The gateway namespace has
+/// no sockets of its own, so the whole ephemeral range is netd's.
 pub const NAT_PORT_MIN: u16 = 32768;
 pub const NAT_PORT_MAX: u16 = 60999;
+
+/// The default source ports the eBPF host side hands out on host addresses:
+/// above the kernel's default ephemeral range (32768-60999), and written to
+/// `ip_local_reserved_ports` as well, so that no host socket is ever given
+/// one and a host socket and a guest's connection never share a 5-tuple.
+pub const HOST_NAT_PORT_MIN: u16 = 61000;
+pub const HOST_NAT_PORT_MAX: u16 = 65535;
+
+/// Source ports a translation may use: a guest's own port is kept when it
+/// is in the range (and free), else random ones in it are tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub min: u16,
+    pub max: u16,
+    /// The guest's own port is kept from this port up even outside
+    /// `min..=max` (the gateway's own address, where nothing else binds);
+    /// 0: never outside the range (host addresses, where host sockets bind).
+    pub keep_from: u16,
+}
+
+impl PortRange {
+    /// The gateway address's range.
+    pub const GATEWAY: PortRange = PortRange {
+        min: NAT_PORT_MIN,
+        max: NAT_PORT_MAX,
+        keep_from: NAT_KEEP_PORT_MIN,
+    };
+
+    /// Whether a guest's own port `port` can be kept as it is.
+    pub const fn keeps(&self, port: u16) -> bool {
+        (self.keep_from != 0 && port >= self.keep_from) || (port >= self.min && port <= self.max)
+    }
+
+    /// The port `random` picks in the range.
+    pub const fn pick(&self, random: u32) -> u16 {
+        let span = (self.max as u32).saturating_sub(self.min as u32) + 1;
+        self.min + (random % span) as u16
+    }
+}
 /// Ports below this are never kept as they are: they would look like a
 /// privileged service on the gateway address.
 pub const NAT_KEEP_PORT_MIN: u16 = 1024;
@@ -178,5 +258,39 @@ mod tests {
         assert_eq!(reply.dport, 40000);
         assert_eq!(reply.zone, ZONE_HOST);
         assert_eq!(reply.reversed(7).reversed(0), reply);
+    }
+
+    #[test]
+    fn the_host_range_keeps_only_its_own_ports() {
+        let host = PortRange {
+            min: HOST_NAT_PORT_MIN,
+            max: HOST_NAT_PORT_MAX,
+            keep_from: 0,
+        };
+        assert!(!host.keeps(40000));
+        assert!(!host.keeps(1024));
+        assert!(host.keeps(61000));
+        assert!(host.keeps(65535));
+        assert!(PortRange::GATEWAY.keeps(40000));
+        assert!(!PortRange::GATEWAY.keeps(80));
+    }
+
+    #[test]
+    fn picks_stay_in_the_range() {
+        let host = PortRange {
+            min: 61000,
+            max: 65535,
+            keep_from: 0,
+        };
+        for random in [0, 1, 4535, 4536, u32::MAX, 123_456_789] {
+            let port = host.pick(random);
+            assert!((61000..=65535).contains(&port), "{random} -> {port}");
+        }
+        let one = PortRange {
+            min: 7,
+            max: 7,
+            keep_from: 0,
+        };
+        assert_eq!(one.pick(u32::MAX), 7);
     }
 }

@@ -1281,3 +1281,42 @@ fn random_bytes_never_panic_and_only_translatable_errors_change() {
         }
     }
 }
+
+#[test]
+fn frag_needed_is_a_valid_error_that_quotes_the_packet_for_its_sender() {
+    use netd_common::csum::{FRAG_NEEDED_LEN, frag_needed, quoted};
+    // A guest's TCP segment, as it sent it: 172.18.0.1:40000 -> 203.0.113.10:80.
+    let mut quote = [0u8; 28];
+    quote[0] = 0x45;
+    quote[2..4].copy_from_slice(&1500u16.to_be_bytes());
+    quote[6] = 0x40; // DF
+    quote[8] = 63;
+    quote[9] = 6;
+    quote[12..16].copy_from_slice(&[172, 18, 0, 1]);
+    quote[16..20].copy_from_slice(&[203, 0, 113, 10]);
+    quote[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    quote[22..24].copy_from_slice(&80u16.to_be_bytes());
+    let header = frag_needed(&quote, [172, 18, 255, 1], 1200);
+    let packet = [&header[..], &quote[..]].concat();
+    assert_eq!(packet.len(), FRAG_NEEDED_LEN);
+    assert_eq!(
+        u16::from_be_bytes([packet[2], packet[3]]) as usize,
+        FRAG_NEEDED_LEN
+    );
+    assert_eq!(checksum(&packet[..20]), 0, "IPv4 header checksum");
+    assert_eq!(checksum(&packet[20..]), 0, "ICMP checksum");
+    assert_eq!(&packet[12..16], &[172, 18, 255, 1], "from the router");
+    assert_eq!(&packet[16..20], &[172, 18, 0, 1], "to the packet's sender");
+    assert_eq!(
+        (packet[20], packet[21]),
+        (3, 4),
+        "dest unreachable, frag needed"
+    );
+    assert_eq!(u16::from_be_bytes([packet[26], packet[27]]), 1200);
+    let error: [u8; 36] = packet[20..].try_into().unwrap();
+    let q = quoted(&error).expect("the quote parses");
+    assert_eq!(
+        (q.src, q.dst, q.sport, q.dport),
+        ([172, 18, 0, 1], [203, 0, 113, 10], 40000, 80)
+    );
+}

@@ -4,22 +4,31 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, generated::bpf_ktime_get_coarse_ns},
 };
 use netd_common::{
     counters::Counter,
     nat::{
-        CtEntry, CtKey, IPPROTO_ICMP, LAST_SEEN_GRANULARITY_NS, NAT_KEEP_PORT_MIN, NAT_PORT_MAX,
-        NAT_PORT_MIN, NAT_PORT_PROBES,
+        CtEntry, CtKey, IPPROTO_ICMP, IPPROTO_TCP, LAST_SEEN_GRANULARITY_NS, NAT_PORT_PROBES,
+        ORPHAN_SECS, PortRange, idle_timeout_ns, kind, tcp_closed,
     },
 };
 
 use crate::maps::{self, CONNTRACK};
 
+/// The programs' clock (CLOCK_MONOTONIC), as user space's collector reads it.
 #[inline(always)]
 pub fn now() -> u64 {
     // SAFETY: plain helper call.
     unsafe { bpf_ktime_get_ns() }
+}
+
+/// A clock good to a jiffy and cheaper to read: enough to decide whether an
+/// entry's last-seen time, kept to the second, is due for a refresh.
+#[inline(always)]
+fn coarse_now() -> u64 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// The entry for a packet arriving with `key`, refreshed: last-seen time
@@ -27,11 +36,15 @@ pub fn now() -> u64 {
 #[inline(always)]
 pub fn lookup(key: &CtKey, tcp_flags: u8) -> Option<CtEntry> {
     let entry = CONNTRACK.get_ptr_mut(key)?;
-    let now = now();
+    let now = coarse_now();
     // SAFETY: a pointer into the map's value; concurrent writers only ever
     // store a newer time or more flag bits, so a lost update is harmless.
+    // The coarse clock lags the fine one by at most a jiffy, far below the
+    // granule, so the collector's judgement is unchanged.
     unsafe {
-        if now.wrapping_sub((*entry).last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
+        if now.wrapping_sub((*entry).last_seen_ns) > LAST_SEEN_GRANULARITY_NS
+            && now > (*entry).last_seen_ns
+        {
             (*entry).last_seen_ns = now;
         }
         if (*entry).tcp_flags & tcp_flags != tcp_flags {
@@ -50,68 +63,75 @@ pub fn peek(key: &CtKey) -> Option<CtEntry> {
 }
 
 /// Records a new connection: the packet arriving with `key` becomes
-/// `wanted`. With `allocate`, `wanted.new_sport` is only a wish: the first
-/// free source port (the wish, if at least [`NAT_KEEP_PORT_MIN`], then random
-/// ones) is taken, claimed by inserting the reply entry with `BPF_NOEXIST`.
-/// Returns the entry as stored, or the reason to drop the packet.
+/// `wanted`. With `ports`, `wanted.new_sport` is only a wish: the first
+/// free source port (the wish, if the range keeps it, then random ones in
+/// the range) is taken, claimed by inserting the reply entry with
+/// `BPF_NOEXIST`; a port whose connection has ended (TCP closed, or idle
+/// past its timeout) is taken over at once rather than waiting for the
+/// collector. Returns the entry as stored, or the reason to drop the packet.
 #[inline(always)]
 pub fn create(
     key: &CtKey,
     mut wanted: CtEntry,
-    allocate: bool,
+    ports: Option<PortRange>,
     tcp_flags: u8,
 ) -> Result<CtEntry, Counter> {
     let now = now();
     wanted.last_seen_ns = now;
     wanted.tcp_flags = tcp_flags;
-    wanted.kind |= netd_common::nat::kind::ORIGINAL;
+    wanted.kind |= kind::ORIGINAL;
     let reply_entry = CtEntry {
         new_src: key.dst,
         new_dst: key.src,
         new_sport: key.dport,
         new_dport: key.sport,
         out_zone: key.zone,
-        kind: wanted.kind & netd_common::nat::kind::MASK,
+        kind: wanted.kind & kind::MASK,
         tcp_flags: 0,
         _pad: [0; 6],
         last_seen_ns: now,
     };
-    if !allocate {
-        let reply_key = wanted.reply_key(key.proto);
-        if CONNTRACK
-            .insert(reply_key, reply_entry, BPF_ANY as u64)
-            .is_err()
-        {
-            return Err(Counter::DroppedTableFull);
-        }
-    } else {
-        let wish = wanted.new_sport;
-        let mut claimed = false;
-        let mut attempt = 0;
-        while attempt <= NAT_PORT_PROBES {
-            let candidate =
-                if attempt == 0 && (wish >= NAT_KEEP_PORT_MIN || key.proto == IPPROTO_ICMP) {
-                    wish
-                } else {
-                    random_port()
-                };
-            attempt += 1;
-            // A published port on the gateway address is not ours to hand out.
-            if key.proto != IPPROTO_ICMP && maps::forward(key.proto, candidate).is_some() {
-                continue;
-            }
-            wanted.new_sport = candidate;
+    match ports {
+        None => {
             let reply_key = wanted.reply_key(key.proto);
             if CONNTRACK
-                .insert(reply_key, reply_entry, BPF_NOEXIST as u64)
-                .is_ok()
+                .insert(reply_key, reply_entry, BPF_ANY as u64)
+                .is_err()
             {
-                claimed = true;
-                break;
+                return Err(Counter::DroppedTableFull);
             }
         }
-        if !claimed {
-            return Err(Counter::DroppedNoPort);
+        Some(range) => {
+            let wish = wanted.new_sport;
+            let mut claimed = false;
+            let mut attempt = 0;
+            while attempt <= NAT_PORT_PROBES {
+                let candidate = if attempt == 0 && (range.keeps(wish) || key.proto == IPPROTO_ICMP)
+                {
+                    wish
+                } else {
+                    // SAFETY: plain helper call.
+                    range.pick(unsafe { bpf_get_prandom_u32() })
+                };
+                attempt += 1;
+                // A published port is not ours to hand out.
+                if key.proto != IPPROTO_ICMP && maps::forward(key.proto, candidate).is_some() {
+                    continue;
+                }
+                wanted.new_sport = candidate;
+                let reply_key = wanted.reply_key(key.proto);
+                if CONNTRACK
+                    .insert(reply_key, reply_entry, BPF_NOEXIST as u64)
+                    .is_ok()
+                    || take_over(&reply_key, reply_entry, now)
+                {
+                    claimed = true;
+                    break;
+                }
+            }
+            if !claimed {
+                return Err(Counter::DroppedNoPort);
+            }
         }
     }
     if CONNTRACK.insert(key, wanted, BPF_ANY as u64).is_err() {
@@ -121,9 +141,36 @@ pub fn create(
     Ok(wanted)
 }
 
+/// Takes over `reply_key` if the connection holding it has ended: both of
+/// its entries go, and `reply_entry` takes the key.
 #[inline(always)]
-fn random_port() -> u16 {
-    // SAFETY: plain helper call.
-    let random = unsafe { bpf_get_prandom_u32() };
-    NAT_PORT_MIN + (random % (NAT_PORT_MAX - NAT_PORT_MIN + 1) as u32) as u16
+fn take_over(reply_key: &CtKey, reply_entry: CtEntry, now: u64) -> bool {
+    let Some(held) = peek(reply_key) else {
+        return false;
+    };
+    let partner_key = held.reply_key(reply_key.proto);
+    let ended = match peek(&partner_key) {
+        None => now.saturating_sub(held.last_seen_ns) > ORPHAN_SECS * 1_000_000_000,
+        Some(partner) => {
+            let (original, reply) = if held.kind & kind::ORIGINAL != 0 {
+                (held.tcp_flags, partner.tcp_flags)
+            } else {
+                (partner.tcp_flags, held.tcp_flags)
+            };
+            let last_seen = if held.last_seen_ns > partner.last_seen_ns {
+                held.last_seen_ns
+            } else {
+                partner.last_seen_ns
+            };
+            (reply_key.proto == IPPROTO_TCP && tcp_closed(original, reply))
+                || now.saturating_sub(last_seen) > idle_timeout_ns(reply_key.proto, original, reply)
+        }
+    };
+    if !ended {
+        return false;
+    }
+    let _ = CONNTRACK.remove(partner_key);
+    CONNTRACK
+        .insert(reply_key, reply_entry, BPF_ANY as u64)
+        .is_ok()
 }

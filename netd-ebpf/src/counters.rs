@@ -1,11 +1,13 @@
 //! Per-CPU, per-zone, per-reason counters: every verdict is counted without
 //! contention.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+use aya_ebpf::maps::PerCpuArray;
 use netd_common::counters::{COUNTED_ZONES, COUNTERS_MAX_ENTRIES, Counter};
 
-#[map(name = "NETD_COUNTERS")]
-static NETD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_COUNTERS" == netd_common::maps::COUNTERS,
+    static NETD_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_MAX_ENTRIES, 0);
+}
 
 /// Counts one packet for `zone` (0: the host side, or programs without zones).
 #[inline(always)]

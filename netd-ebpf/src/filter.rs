@@ -2,7 +2,6 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    macros::map,
     maps::HashMap,
     programs::TcContext,
 };
@@ -15,9 +14,11 @@ use netd_common::{
 
 use crate::{counters, parse};
 
-#[map(name = "NETD_BLOCKED_DST")]
-static NETD_BLOCKED_DST: HashMap<Ipv4Key, FilterRule> =
-    HashMap::with_max_entries(BLOCKED_DST_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_BLOCKED_DST" == netd_common::maps::BLOCKED_DST,
+    static NETD_BLOCKED_DST: HashMap<Ipv4Key, FilterRule> =
+        HashMap::with_max_entries(BLOCKED_DST_MAX_ENTRIES, 0);
+}
 
 pub fn run(ctx: &TcContext) -> i32 {
     let ip = match parse::ipv4(ctx) {

@@ -1,8 +1,10 @@
-//! Sending a packet on from the gateway without its kernel stack: a FIB
-//! lookup finds the egress veth and the MAC addresses, and
-//! `bpf_redirect_peer` puts the packet straight into the ingress of that
-//! veth's peer in the next namespace. Until the neighbour is known,
-//! `bpf_redirect_neigh` lets the kernel resolve it.
+//! Sending a packet on from the gateway without its kernel stack:
+//! `bpf_redirect_peer` puts it straight into the ingress of a veth's peer
+//! in the next namespace. Into a network, the MACs of both ends of its /30
+//! are known from the map; by route, a FIB lookup finds the veth and the
+//! MACs, and until the neighbour is known `bpf_redirect_neigh` lets the
+//! kernel resolve it. With the eBPF host side, the host is reached by a
+//! redirect that carries the packet's zone in its mark.
 
 use core::mem::size_of;
 
@@ -19,12 +21,12 @@ use aya_ebpf::{
 use netd_common::{
     counters::Counter,
     nat::ZONE_HOST,
-    zones::{GatewayInfo, NetworkInfo, network_flags},
+    zones::{GatewayInfo, NetworkInfo, network_flags, zone_mark},
 };
 
 use crate::{counters::bump, maps};
 
-const AF_INET: u8 = 2;
+pub const AF_INET: u8 = 2;
 
 /// Sends the packet to `zone`: the host side, or a network's uplink.
 #[inline(always)]
@@ -45,6 +47,18 @@ pub fn to_zone(ctx: &TcContext, gw: &GatewayInfo, zone: u32, counted: u32) -> i3
 /// (the gateway has no routes to overlapping guest subnets).
 #[inline(always)]
 pub fn to_network(ctx: &TcContext, net: &NetworkInfo, counted: u32) -> i32 {
+    if net.uplink_mac != [0; 6] {
+        // Both ends of the /30 are known: no lookup at all.
+        if ctx.store(0, &net.uplink_mac, 0).is_err()
+            || ctx.store(6, &net.gateway_port_mac, 0).is_err()
+        {
+            bump(counted, Counter::Malformed);
+            return TC_ACT_SHOT;
+        }
+        bump(counted, Counter::Forwarded);
+        // SAFETY: plain helper call.
+        return unsafe { bpf_redirect_peer(net.gateway_port_ifindex, 0) as i32 };
+    }
     let mut params = lookup_params(ctx, net.uplink_ip);
     match fib(ctx, &mut params) {
         BPF_FIB_LKUP_RET_SUCCESS if params.ifindex == net.gateway_port_ifindex => {
@@ -119,6 +133,23 @@ pub fn by_route(ctx: &TcContext, gw: &GatewayInfo, counted: u32) -> i32 {
     }
 }
 
+/// To the host's programs, which translate once and send it out of the
+/// host: the packet's zone goes with it in the mark.
+#[inline(always)]
+pub fn to_host_programs(ctx: &TcContext, gw: &GatewayInfo, zone: u32) -> i32 {
+    ctx.set_mark(zone_mark(zone));
+    bump(zone, Counter::Forwarded);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect_peer(gw.host_side_ifindex, 0) as i32 }
+}
+
+/// The mark the packet arrived with.
+#[inline(always)]
+pub fn mark(ctx: &TcContext) -> u32 {
+    // SAFETY: reading a field of the context the program was given.
+    unsafe { (*ctx.skb.skb).mark }
+}
+
 #[inline(always)]
 pub fn ingress_ifindex(ctx: &TcContext) -> u32 {
     // SAFETY: reading a field of the context the program was given.
@@ -126,7 +157,7 @@ pub fn ingress_ifindex(ctx: &TcContext) -> u32 {
 }
 
 #[inline(always)]
-fn lookup_params(ctx: &TcContext, dst: [u8; 4]) -> bpf_fib_lookup {
+pub fn lookup_params(ctx: &TcContext, dst: [u8; 4]) -> bpf_fib_lookup {
     // SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and unions).
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     params.family = AF_INET;
@@ -139,14 +170,21 @@ fn lookup_params(ctx: &TcContext, dst: [u8; 4]) -> bpf_fib_lookup {
 }
 
 #[inline(always)]
-fn fib(ctx: &TcContext, params: &mut bpf_fib_lookup) -> u32 {
+pub fn fib(ctx: &TcContext, params: &mut bpf_fib_lookup) -> u32 {
+    fib_flags(ctx, params, 0)
+}
+
+/// A FIB lookup with `BPF_FIB_LOOKUP_*` flags; the return code, or
+/// `u32::MAX` if the helper itself failed.
+#[inline(always)]
+pub fn fib_flags(ctx: &TcContext, params: &mut bpf_fib_lookup, flags: u32) -> u32 {
     // SAFETY: `params` is a valid, initialised bpf_fib_lookup of that size.
     let rc = unsafe {
         fib_lookup(
             ctx.as_ptr(),
             params as *mut bpf_fib_lookup,
             size_of::<bpf_fib_lookup>() as i32,
-            0,
+            flags,
         )
     };
     if rc < 0 { u32::MAX } else { rc as u32 }

@@ -12,70 +12,49 @@ use aya_ebpf::{
 };
 use netd_common::{
     counters::Counter,
-    csum::{ICMP_ECHO_REQUEST, is_icmp_error},
-    nat::{CtEntry, CtKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ZONE_HOST, kind},
-    zones::{GatewayInfo, network_flags},
+    csum::ICMP_ECHO_REQUEST,
+    nat::{CtEntry, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PortRange, ZONE_HOST, kind},
+    zones::{GatewayInfo, gateway_flags, network_flags, zone_of_mark},
 };
 
 use crate::{
     conntrack,
     counters::bump,
+    flow::{Flow, classify, is_error},
     forward, icmp_error, maps, nat,
-    parse::{self, Ipv4, Parsed, Transport},
+    parse::{ETH_P_IP, IP_DST_OFF},
+    partition::{self, Peer},
 };
-
-/// A parsed packet the gateway may translate.
-struct Flow {
-    ip: Ipv4,
-    t: Transport,
-    key: CtKey,
-}
-
-/// Parses, and settles what needs no connection lookup. `Err` carries the
-/// verdict for packets that stop here.
-#[inline(always)]
-fn classify(ctx: &TcContext, zone: u32) -> Result<Flow, i32> {
-    let ip = match parse::ipv4(ctx) {
-        Parsed::Ipv4(ip) => ip,
-        Parsed::NotIpv4 => {
-            bump(zone, Counter::NotIpv4);
-            return Err(TC_ACT_OK);
-        }
-        Parsed::Malformed => {
-            bump(zone, Counter::Malformed);
-            return Err(TC_ACT_OK);
-        }
-    };
-    if ip.fragment {
-        bump(zone, Counter::DroppedFragment);
-        return Err(TC_ACT_SHOT);
-    }
-    let Some(t) = parse::transport(ctx, &ip) else {
-        bump(zone, Counter::Malformed);
-        return Err(TC_ACT_OK);
-    };
-    let key = CtKey {
-        zone,
-        src: ip.src,
-        dst: ip.dst,
-        sport: t.sport,
-        dport: t.dport,
-        proto: ip.proto,
-        _pad: [0; 3],
-    };
-    Ok(Flow { ip, t, key })
-}
 
 /// An existing connection's packet: rewrite and send on.
 #[inline(always)]
 fn translate(ctx: &TcContext, gw: &GatewayInfo, flow: &Flow, entry: &CtEntry) -> i32 {
     let zone = flow.key.zone;
+    if entry.out_zone == zone && cut_between_guests(zone, flow.ip.src, entry.new_dst) {
+        bump(zone, Counter::DroppedPartition);
+        return TC_ACT_SHOT;
+    }
     if nat::rewrite(ctx, &flow.ip, &flow.t, entry).is_err() {
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
     }
     bump(zone, Counter::Translated);
     forward::to_zone(ctx, gw, entry.out_zone, zone)
+}
+
+/// Whether the network's partition cuts guest `from` off guest `to`: a
+/// guest reaching another of its network through a published port (hairpin)
+/// meets the same cut as on the direct way, on every packet.
+#[inline(always)]
+fn cut_between_guests(zone: u32, from: [u8; 4], to: [u8; 4]) -> bool {
+    let Some(policy) = maps::partition(zone) else {
+        return false;
+    };
+    let (Some(sender), Some(receiver)) = (maps::guest_port(zone, from), maps::guest_port(zone, to))
+    else {
+        return false;
+    };
+    partition::drops(policy, sender.slot, Peer::Guest(receiver.slot), true)
 }
 
 /// A new connection: record it, rewrite, send on.
@@ -85,11 +64,11 @@ fn start(
     gw: &GatewayInfo,
     flow: &Flow,
     wanted: CtEntry,
-    allocate: bool,
+    ports: Option<PortRange>,
     counter: Counter,
 ) -> i32 {
     let zone = flow.key.zone;
-    match conntrack::create(&flow.key, wanted, allocate, flow.t.tcp_flags) {
+    match conntrack::create(&flow.key, wanted, ports, flow.t.tcp_flags) {
         Ok(entry) => {
             bump(zone, counter);
             translate(ctx, gw, flow, &entry)
@@ -101,22 +80,31 @@ fn start(
     }
 }
 
-#[inline(always)]
-fn is_error(flow: &Flow) -> bool {
-    flow.ip.proto == IPPROTO_ICMP && is_icmp_error(flow.t.icmp_type)
-}
-
 /// On the gateway's veth to the host, ingress.
 pub fn from_host(ctx: &TcContext) -> i32 {
     let Some(gw) = maps::gateway() else {
         return TC_ACT_OK;
     };
+    // From the host's programs: already translated, bound for a network.
+    if let Some(zone) = zone_of_mark(forward::mark(ctx)) {
+        ctx.set_mark(0);
+        return match maps::network(zone) {
+            Some(net) => forward::to_network(ctx, &net, zone),
+            None => {
+                bump(ZONE_HOST, Counter::DroppedNoRoute);
+                TC_ACT_SHOT
+            }
+        };
+    }
     let flow = match classify(ctx, ZONE_HOST) {
         Ok(flow) => flow,
         Err(verdict) => return verdict,
     };
     if is_error(&flow) {
-        return icmp_error::translate(ctx, &gw, &flow.ip, ZONE_HOST);
+        return match icmp_error::translate(ctx, &flow.ip, ZONE_HOST) {
+            Ok(entry) => forward::to_zone(ctx, &gw, entry.out_zone, ZONE_HOST),
+            Err(verdict) => verdict,
+        };
     }
     if let Some(entry) = conntrack::lookup(&flow.key, flow.t.tcp_flags) {
         return translate(ctx, &gw, &flow, &entry);
@@ -134,7 +122,7 @@ pub fn from_host(ctx: &TcContext) -> i32 {
             kind: kind::DNAT,
             ..CtEntry::default()
         };
-        return start(ctx, &gw, &flow, wanted, false, Counter::NewDnat);
+        return start(ctx, &gw, &flow, wanted, None, Counter::NewDnat);
     }
     // Untranslated: routable networks, and the gateway itself.
     forward::by_route(ctx, &gw, ZONE_HOST)
@@ -151,12 +139,20 @@ pub fn from_network(ctx: &TcContext) -> i32 {
     let Some(net) = maps::network(zone) else {
         return TC_ACT_OK;
     };
+    // With the eBPF host side, what is not for the gateway or the host
+    // itself goes on at once: the host's programs translate it, once.
+    if gw.flags & gateway_flags::HOST_EBPF != 0 && !for_this_host(ctx, &gw) {
+        return forward::to_host_programs(ctx, &gw, zone);
+    }
     let flow = match classify(ctx, zone) {
         Ok(flow) => flow,
         Err(verdict) => return verdict,
     };
     if is_error(&flow) {
-        return icmp_error::translate(ctx, &gw, &flow.ip, zone);
+        return match icmp_error::translate(ctx, &flow.ip, zone) {
+            Ok(entry) => forward::to_zone(ctx, &gw, entry.out_zone, zone),
+            Err(verdict) => verdict,
+        };
     }
     if let Some(entry) = conntrack::lookup(&flow.key, flow.t.tcp_flags) {
         return translate(ctx, &gw, &flow, &entry);
@@ -179,7 +175,14 @@ pub fn from_network(ctx: &TcContext) -> i32 {
             kind: kind::HAIRPIN,
             ..CtEntry::default()
         };
-        return start(ctx, &gw, &flow, wanted, true, Counter::NewHairpin);
+        return start(
+            ctx,
+            &gw,
+            &flow,
+            wanted,
+            Some(PortRange::GATEWAY),
+            Counter::NewHairpin,
+        );
     }
     if to_gateway {
         bump(zone, Counter::ToStack);
@@ -207,5 +210,25 @@ pub fn from_network(ctx: &TcContext) -> i32 {
         kind: kind::SNAT,
         ..CtEntry::default()
     };
-    start(ctx, &gw, &flow, wanted, true, Counter::NewSnat)
+    start(
+        ctx,
+        &gw,
+        &flow,
+        wanted,
+        Some(PortRange::GATEWAY),
+        Counter::NewSnat,
+    )
+}
+
+/// Whether an IPv4 packet is addressed to the gateway or one of the host's
+/// addresses (published ports through them are turned around here, and the
+/// host's own services are reached through the gateway's address). What is
+/// not IPv4 counts as for this host: it takes the gateway's ordinary way.
+#[inline(always)]
+fn for_this_host(ctx: &TcContext, gw: &GatewayInfo) -> bool {
+    let (Ok(ethertype), Ok(dst)) = (ctx.load::<[u8; 2]>(12), ctx.load::<[u8; 4]>(IP_DST_OFF))
+    else {
+        return true;
+    };
+    u16::from_be_bytes(ethertype) != ETH_P_IP || dst == gw.gateway_ip || maps::is_host_addr(dst)
 }

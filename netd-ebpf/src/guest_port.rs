@@ -1,28 +1,32 @@
 //! A guest's bridge port, ingress (what the guest sends): the guest may only
-//! send as itself — its own MAC, and its own IPv4 address in ARP and IP — and
-//! only to whom the network's partition lets it.
+//! send as itself — its own MAC, and its own IPv4 address in ARP and IP —
+//! and only to whom the network's partition lets it. Then the packet leaves
+//! in one step, as on a direct veth: to another guest of the network
+//! straight into that guest's veth, to the outside (sent to the bridge's
+//! MAC) routed by the program itself straight into the gateway's port. Only
+//! ARP, broadcasts and packets for the bridge itself cross the bridge.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::generated::bpf_redirect_peer,
     programs::TcContext,
 };
-use netd_common::counters::Counter;
+use netd_common::{counters::Counter, zones::NetworkInfo};
 
 use crate::{
     counters::bump,
     forward::ingress_ifindex,
     maps,
-    parse::{self, Parsed},
+    parse::{
+        self, ARP_SENDER_IP_OFF, ARP_SENDER_MAC_OFF, ETH_DST_OFF, ETH_P_ARP, ETH_SRC_OFF,
+        ETH_TYPE_OFF, Parsed,
+    },
     partition::{self, Peer},
+    ttl::{self, Hop},
 };
 
-const ETH_P_ARP: u16 = 0x0806;
-/// The ARP sender's MAC and IPv4 address, from the start of the frame.
-const ARP_SENDER_MAC: usize = 14 + 8;
-const ARP_SENDER_IP: usize = 14 + 14;
-
 pub fn from_guest(ctx: &TcContext) -> i32 {
-    let Ok(src_mac) = ctx.load::<[u8; 6]>(6) else {
+    let Ok(src_mac) = ctx.load::<[u8; 6]>(ETH_SRC_OFF) else {
         return TC_ACT_SHOT;
     };
     // Unknown MAC, or a known one on another guest's port: forged.
@@ -46,25 +50,73 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
         bump(me.zone, Counter::DroppedSpoofed);
         return TC_ACT_SHOT;
     }
-    let Some(policy) = maps::partition(me.zone) else {
+    let Some(net) = maps::network(me.zone) else {
+        // Not registered yet: the bridge and the namespace's routing serve.
         return TC_ACT_OK;
     };
-    let peer = match maps::guest_port(me.zone, ip.dst) {
-        Some(other) => Peer::Guest(other.slot),
-        None => Peer::Outside,
+    let inside = net.contains(ip.dst);
+    let other = if inside {
+        maps::guest_port(me.zone, ip.dst)
+    } else {
+        None
     };
-    if partition::drops(policy, me.slot, peer, true) {
-        bump(me.zone, Counter::DroppedPartition);
+    if let Some(policy) = maps::partition(me.zone) {
+        let peer = match &other {
+            Some(other) => Peer::Guest(other.slot),
+            None => Peer::Outside,
+        };
+        if partition::drops(policy, me.slot, peer, true) {
+            bump(me.zone, Counter::DroppedPartition);
+            return TC_ACT_SHOT;
+        }
+    }
+    let Ok(dst_mac) = ctx.load::<[u8; 6]>(ETH_DST_OFF) else {
+        return TC_ACT_OK;
+    };
+    match other {
+        // Another guest, addressed by its own MAC: into its veth.
+        Some(other) if other.guest_mac == dst_mac => {
+            bump(me.zone, Counter::Delivered);
+            // SAFETY: plain helper call.
+            unsafe { bpf_redirect_peer(other.port_ifindex, 0) as i32 }
+        }
+        None if !inside && dst_mac == net.bridge_mac => to_gateway(ctx, &net, me.zone),
+        _ => TC_ACT_OK,
+    }
+}
+
+/// Routes a packet for the outside as the network namespace would, and
+/// puts it straight into the gateway's port for this network.
+#[inline(always)]
+fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32) -> i32 {
+    if net.uplink_mac == [0; 6] {
+        return TC_ACT_OK;
+    }
+    match ttl::decrement(ctx) {
+        Hop::Done => {}
+        // The namespace's stack sends "time exceeded".
+        Hop::Expired => return TC_ACT_OK,
+        Hop::Malformed => {
+            bump(zone, Counter::Malformed);
+            return TC_ACT_SHOT;
+        }
+    }
+    if ctx.store(ETH_DST_OFF, &net.gateway_port_mac, 0).is_err()
+        || ctx.store(ETH_SRC_OFF, &net.uplink_mac, 0).is_err()
+    {
+        bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
     }
-    TC_ACT_OK
+    bump(zone, Counter::Forwarded);
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect_peer(net.uplink_ifindex, 0) as i32 }
 }
 
 /// ARP passes when it speaks for the guest itself; everything else that is
 /// not IPv4 (IPv6 would reach other guests around the IPv4 policy) is
 /// dropped: netd's networks are IPv4.
 fn arp_or_drop(ctx: &TcContext, zone: u32, src_mac: [u8; 6], own_ip: [u8; 4]) -> i32 {
-    let Ok(ethertype) = ctx.load::<[u8; 2]>(12) else {
+    let Ok(ethertype) = ctx.load::<[u8; 2]>(ETH_TYPE_OFF) else {
         return TC_ACT_SHOT;
     };
     if u16::from_be_bytes(ethertype) != ETH_P_ARP {
@@ -72,8 +124,8 @@ fn arp_or_drop(ctx: &TcContext, zone: u32, src_mac: [u8; 6], own_ip: [u8; 4]) ->
         return TC_ACT_SHOT;
     }
     let (Ok(sender_mac), Ok(sender_ip)) = (
-        ctx.load::<[u8; 6]>(ARP_SENDER_MAC),
-        ctx.load::<[u8; 4]>(ARP_SENDER_IP),
+        ctx.load::<[u8; 6]>(ARP_SENDER_MAC_OFF),
+        ctx.load::<[u8; 4]>(ARP_SENDER_IP_OFF),
     ) else {
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;

@@ -10,31 +10,33 @@ use aya_ebpf::{
 use netd_common::{
     counters::Counter,
     csum::{self, ICMP_ERROR_LEN, INNER_TCP_CSUM_OFFSET, Quoted},
-    nat::{CtKey, IPPROTO_TCP, ZONE_HOST},
-    zones::GatewayInfo,
+    nat::{CtEntry, CtKey, IPPROTO_TCP, ZONE_HOST},
 };
 
 use crate::{
     conntrack,
     counters::bump,
-    forward,
     parse::{IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, Ipv4},
 };
 
 /// Offset of the quoted transport header within the ICMP message.
 const QUOTED_L4: usize = 8 + 20;
 
+/// Rewrites an ICMP error that arrived in `zone` about one of its
+/// connections. Returns the connection's entry (its `out_zone` says where
+/// the error goes now), or the verdict for an error that stops here.
 #[inline(always)]
-pub fn translate(ctx: &TcContext, gw: &GatewayInfo, ip: &Ipv4, zone: u32) -> i32 {
+pub fn translate(ctx: &TcContext, ip: &Ipv4, zone: u32) -> Result<CtEntry, i32> {
     let unknown = |zone: u32| {
         if zone == ZONE_HOST {
-            // Perhaps about the gateway's own packets: its stack decides.
+            // Perhaps about the host's or the gateway's own packets: the
+            // stack decides.
             bump(zone, Counter::ToStack);
-            TC_ACT_OK
+            Err(TC_ACT_OK)
         } else {
             // Never let a guest's address leak out untranslated.
             bump(zone, Counter::DroppedIcmpErrorUnknown);
-            TC_ACT_SHOT
+            Err(TC_ACT_SHOT)
         }
     };
     let Ok(mut bytes) = ctx.load::<[u8; ICMP_ERROR_LEN]>(ip.l4) else {
@@ -77,7 +79,7 @@ pub fn translate(ctx: &TcContext, gw: &GatewayInfo, ip: &Ipv4, zone: u32) -> i32
         .is_err()
     {
         bump(zone, Counter::Malformed);
-        return TC_ACT_SHOT;
+        return Err(TC_ACT_SHOT);
     }
     if let Some(field) = tcp_csum
         && ctx
@@ -85,7 +87,7 @@ pub fn translate(ctx: &TcContext, gw: &GatewayInfo, ip: &Ipv4, zone: u32) -> i32
             .is_err()
     {
         bump(zone, Counter::Malformed);
-        return TC_ACT_SHOT;
+        return Err(TC_ACT_SHOT);
     }
 
     // The error goes to whoever sent the quoted packet on the other side; if
@@ -104,9 +106,9 @@ pub fn translate(ctx: &TcContext, gw: &GatewayInfo, ip: &Ipv4, zone: u32) -> i32
             || ctx.store(offset, &new, 0).is_err()
         {
             bump(zone, Counter::Malformed);
-            return TC_ACT_SHOT;
+            return Err(TC_ACT_SHOT);
         }
     }
     bump(zone, Counter::IcmpErrorTranslated);
-    forward::to_zone(ctx, gw, entry.out_zone, zone)
+    Ok(entry)
 }

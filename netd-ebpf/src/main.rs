@@ -3,18 +3,52 @@
 #![no_std]
 #![no_main]
 
+/// Declares a map under its literal name (aya's map macro takes no other)
+/// and fails the build unless that name is `netd-common`'s constant for it,
+/// so kernel and user space cannot disagree on a name.
+macro_rules! netd_map {
+    ($literal:literal == $constant:expr, $(#[$meta:meta])* $vis:vis static $ident:ident : $ty:ty = $init:expr;) => {
+        $(#[$meta])*
+        #[aya_ebpf::macros::map(name = $literal)]
+        $vis static $ident: $ty = $init;
+        const _: () = assert!(
+            crate::same_str($literal, $constant),
+            concat!("map name ", $literal, " differs from netd-common's constant")
+        );
+    };
+}
+
+/// Byte-wise string equality, usable in constants.
+pub const fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 mod conntrack;
 mod counters;
 mod filter;
+mod flow;
 mod forward;
 mod gateway;
 mod guest_port;
+mod host;
 mod icmp_error;
 mod maps;
 mod nat;
 mod network;
 mod parse;
 mod partition;
+mod ttl;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 
@@ -42,6 +76,20 @@ pub fn netd_gw_net(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_net_uplink(ctx: TcContext) -> i32 {
     network::from_gateway(&ctx)
+}
+
+/// The host's end of the host link (`netd0`), ingress: guests' packets out,
+/// translated once to the host's address (eBPF host side).
+#[classifier]
+pub fn netd_host_link(ctx: TcContext) -> i32 {
+    host::from_gateway(&ctx)
+}
+
+/// Every other host device, ingress: replies to guests' connections and
+/// connections to published ports (eBPF host side).
+#[classifier]
+pub fn netd_host_world(ctx: TcContext) -> i32 {
+    host::from_world(&ctx)
 }
 
 /// Each guest's bridge port, ingress: only the guest's own MAC and IP, and

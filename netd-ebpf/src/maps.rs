@@ -1,12 +1,13 @@
 //! The gateway's maps. Their keys and values, names and sizes live in
-//! `netd-common`, so user space reads and writes the same layouts.
+//! `netd-common`, so user space reads and writes the same layouts. The map
+//! macro takes only a literal name, so each literal is checked against
+//! `netd-common`'s constant at compile time: a mismatch fails the build,
+//! not the load.
 
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, HashMap, LruHashMap},
-};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap};
 use netd_common::{
     filter::Ipv4Key,
+    maps as names,
     maps::{
         CONNTRACK_MAX_ENTRIES, FORWARDS_MAX_ENTRIES, GUEST_PORTS_MAX_ENTRIES,
         HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES,
@@ -16,41 +17,56 @@ use netd_common::{
     zones::{GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo},
 };
 
-#[map(name = "NETD_CONNTRACK")]
-pub static CONNTRACK: LruHashMap<CtKey, CtEntry> =
-    LruHashMap::with_max_entries(CONNTRACK_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_CONNTRACK" == names::CONNTRACK,
+    pub static CONNTRACK: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CONNTRACK_MAX_ENTRIES, 0);
+}
 
-#[map(name = "NETD_FORWARDS")]
-pub static FORWARDS: HashMap<ForwardKey, ForwardTarget> =
-    HashMap::with_max_entries(FORWARDS_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_FORWARDS" == names::FORWARDS,
+    pub static FORWARDS: HashMap<ForwardKey, ForwardTarget> = HashMap::with_max_entries(FORWARDS_MAX_ENTRIES, 0);
+}
 
-#[map(name = "NETD_GATEWAY")]
-pub static GATEWAY: Array<GatewayInfo> = Array::with_max_entries(1, 0);
+netd_map! {
+    "NETD_GATEWAY" == names::GATEWAY,
+    pub static GATEWAY: Array<GatewayInfo> = Array::with_max_entries(1, 0);
+}
 
-#[map(name = "NETD_NETWORKS")]
-pub static NETWORKS: HashMap<u32, NetworkInfo> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_NETWORKS" == names::NETWORKS,
+    pub static NETWORKS: HashMap<u32, NetworkInfo> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+}
 
-#[map(name = "NETD_ZONE_IFIDX")]
-pub static ZONE_BY_IFINDEX: HashMap<u32, u32> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_ZONE_IFIDX" == names::ZONE_BY_IFINDEX,
+    pub static ZONE_BY_IFINDEX: HashMap<u32, u32> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+}
 
-#[map(name = "NETD_HOST_ADDRS")]
-pub static HOST_ADDRS: HashMap<Ipv4Key, u32> = HashMap::with_max_entries(HOST_ADDRS_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_HOST_ADDRS" == names::HOST_ADDRS,
+    pub static HOST_ADDRS: HashMap<Ipv4Key, u32> = HashMap::with_max_entries(HOST_ADDRS_MAX_ENTRIES, 0);
+}
 
-#[map(name = "NETD_ZONE_MAC")]
-pub static ZONE_BY_MAC: HashMap<u64, u32> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_ZONE_MAC" == names::ZONE_BY_MAC,
+    pub static ZONE_BY_MAC: HashMap<u64, u32> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+}
 
-#[map(name = "NETD_GUEST_PORTS")]
-pub static GUEST_PORTS: HashMap<GuestKey, GuestPort> =
-    HashMap::with_max_entries(GUEST_PORTS_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_GUEST_PORTS" == names::GUEST_PORTS,
+    pub static GUEST_PORTS: HashMap<GuestKey, GuestPort> = HashMap::with_max_entries(GUEST_PORTS_MAX_ENTRIES, 0);
+}
 
-#[map(name = "NETD_GUEST_MAC")]
-pub static GUEST_BY_MAC: HashMap<u64, GuestIdentity> =
-    HashMap::with_max_entries(GUEST_PORTS_MAX_ENTRIES, 0);
+netd_map! {
+    "NETD_GUEST_MAC" == names::GUEST_BY_MAC,
+    pub static GUEST_BY_MAC: HashMap<u64, GuestIdentity> = HashMap::with_max_entries(GUEST_PORTS_MAX_ENTRIES, 0);
+}
 
-/// No preallocation: a policy is 8 KiB and most networks have none.
-#[map(name = "NETD_PARTITIONS")]
-pub static PARTITIONS: HashMap<u32, PartitionPolicy> =
-    HashMap::with_max_entries(netd_common::counters::COUNTED_ZONES, BPF_F_NO_PREALLOC);
+// No preallocation: a policy is 8 KiB and most networks have none.
+netd_map! {
+    "NETD_PARTITIONS" == names::PARTITIONS,
+    pub static PARTITIONS: HashMap<u32, PartitionPolicy> = HashMap::with_max_entries(netd_common::counters::COUNTED_ZONES, BPF_F_NO_PREALLOC);
+}
 
 const BPF_F_NO_PREALLOC: u32 = 1;
 

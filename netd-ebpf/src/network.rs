@@ -13,17 +13,15 @@ use netd_common::counters::Counter;
 use crate::{
     counters::bump,
     maps,
-    parse::{self, ETH_HDR_LEN, IP_CSUM_OFF, Parsed},
+    parse::{self, ETH_DST_OFF, ETH_SRC_OFF, Parsed},
     partition::{self, Peer},
+    ttl::{self, Hop},
 };
-
-/// Offset of the IPv4 TTL (and, in the same 16-bit word, the protocol).
-const IP_TTL_OFF: usize = ETH_HDR_LEN + 8;
 
 pub fn from_gateway(ctx: &TcContext) -> i32 {
     // The frame is addressed to this network's uplink: its MAC says which
     // network this is (broadcasts and ARP find nothing and pass).
-    let Ok(dst_mac) = ctx.load::<[u8; 6]>(0) else {
+    let Ok(dst_mac) = ctx.load::<[u8; 6]>(ETH_DST_OFF) else {
         return TC_ACT_OK;
     };
     let Some(zone) = maps::zone_of_mac(dst_mac) else {
@@ -43,21 +41,17 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
         return TC_ACT_SHOT;
     }
     // Routing would decrement the TTL; so does the shortcut.
-    let Ok([ttl, proto]) = ctx.load::<[u8; 2]>(IP_TTL_OFF) else {
-        return TC_ACT_OK;
-    };
-    if ttl <= 1 {
+    match ttl::decrement(ctx) {
+        Hop::Done => {}
         // The stack sends "time exceeded".
-        return TC_ACT_OK;
+        Hop::Expired => return TC_ACT_OK,
+        Hop::Malformed => {
+            bump(zone, Counter::Malformed);
+            return TC_ACT_OK;
+        }
     }
-    let old = u16::from_be_bytes([ttl, proto]);
-    let new = u16::from_be_bytes([ttl - 1, proto]);
-    if ctx
-        .l3_csum_replace(IP_CSUM_OFF, old.to_be() as u64, new.to_be() as u64, 2)
-        .is_err()
-        || ctx.store(IP_TTL_OFF, &(ttl - 1), 0).is_err()
-        || ctx.store(0, &port.guest_mac, 0).is_err()
-        || ctx.store(6, &port.bridge_mac, 0).is_err()
+    if ctx.store(ETH_DST_OFF, &port.guest_mac, 0).is_err()
+        || ctx.store(ETH_SRC_OFF, &port.bridge_mac, 0).is_err()
     {
         bump(zone, Counter::Malformed);
         return TC_ACT_OK;

@@ -8,11 +8,21 @@ use netd_common::{
 };
 
 pub const ETH_HDR_LEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
 /// Offsets of IPv4 header fields from the start of the frame.
 pub const IP_CSUM_OFF: usize = ETH_HDR_LEN + 10;
 pub const IP_SRC_OFF: usize = ETH_HDR_LEN + 12;
 pub const IP_DST_OFF: usize = ETH_HDR_LEN + 16;
+/// Offset of the TTL (and, in the same 16-bit word, the protocol).
+pub const IP_TTL_OFF: usize = ETH_HDR_LEN + 8;
+/// Offsets in the Ethernet header.
+pub const ETH_DST_OFF: usize = 0;
+pub const ETH_SRC_OFF: usize = 6;
+pub const ETH_TYPE_OFF: usize = 12;
+/// The ARP sender's MAC and IPv4 address, from the start of the frame.
+pub const ARP_SENDER_MAC_OFF: usize = ETH_HDR_LEN + 8;
+pub const ARP_SENDER_IP_OFF: usize = ETH_HDR_LEN + 14;
 
 /// The IPv4 fields the programs decide on.
 pub struct Ipv4 {
@@ -32,7 +42,7 @@ pub enum Parsed {
 }
 
 pub fn ipv4(ctx: &TcContext) -> Parsed {
-    let Ok(ethertype) = ctx.load::<[u8; 2]>(12) else {
+    let Ok(ethertype) = ctx.load::<[u8; 2]>(ETH_TYPE_OFF) else {
         return Parsed::Malformed;
     };
     if u16::from_be_bytes(ethertype) != ETH_P_IP {

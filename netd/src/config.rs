@@ -52,6 +52,85 @@ impl Dataplane {
     }
 }
 
+/// How guests' traffic crosses the host namespace with the eBPF dataplane
+/// (`host_datapath`).
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HostDatapath {
+    /// TC programs on the host's devices: one translation, to the host's
+    /// address, past the host's stack and netfilter.
+    #[default]
+    Ebpf,
+    /// The host's nftables table masquerades what the gateway translated.
+    Nftables,
+}
+
+impl HostDatapath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostDatapath::Ebpf => "ebpf",
+            HostDatapath::Nftables => "nftables",
+        }
+    }
+}
+
+impl fmt::Display for HostDatapath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A range of ports, `MIN-MAX` in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSpan {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl fmt::Display for PortSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+impl std::str::FromStr for PortSpan {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<PortSpan, String> {
+        let (min, max) = text
+            .split_once('-')
+            .ok_or_else(|| format!("{text:?} is not MIN-MAX, e.g. \"61000-65535\""))?;
+        let port = |p: &str| {
+            p.trim().parse::<u16>().map_err(|_| {
+                format!("{p:?} is not a port (1-65535): write MIN-MAX, e.g. \"61000-65535\"")
+            })
+        };
+        let span = PortSpan {
+            min: port(min)?,
+            max: port(max)?,
+        };
+        if span.min < 1024 || span.min > span.max {
+            return Err(format!(
+                "{text:?} must run upwards from 1024 or above, e.g. \"61000-65535\""
+            ));
+        }
+        Ok(span)
+    }
+}
+
+impl Serialize for PortSpan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PortSpan, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Dataplane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -101,6 +180,11 @@ pub struct Config {
     pub bpffs_dir: PathBuf,
     /// The dataplane implementation.
     pub dataplane: Dataplane,
+    /// With the eBPF dataplane: how guests' traffic crosses the host.
+    pub host_datapath: HostDatapath,
+    /// Source ports the eBPF host side uses on host addresses; reserved from
+    /// the host's own sockets (`net.ipv4.ip_local_reserved_ports`).
+    pub host_nat_ports: PortSpan,
     /// A TCP address that serves `GET /metrics` (Prometheus) besides the
     /// API socket; None: the socket only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +215,11 @@ impl Default for Config {
             run_dir: PathBuf::from("/run/netd"),
             bpffs_dir: PathBuf::from("/sys/fs/bpf"),
             dataplane: Dataplane::Ebpf,
+            host_datapath: HostDatapath::Ebpf,
+            host_nat_ports: PortSpan {
+                min: netd_common::nat::HOST_NAT_PORT_MIN,
+                max: netd_common::nat::HOST_NAT_PORT_MAX,
+            },
             metrics_listen: None,
             file: PathBuf::from(DEFAULT_CONFIG_PATH),
         }
@@ -574,6 +663,46 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn host_datapath_and_host_nat_ports_are_read() {
+        let (_dir, path) =
+            write_temp("host_datapath = \"nftables\"\nhost_nat_ports = \"50000-50999\"\n");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.host_datapath, HostDatapath::Nftables);
+        assert_eq!(
+            config.host_nat_ports,
+            PortSpan {
+                min: 50000,
+                max: 50999
+            }
+        );
+        assert_eq!(config.host_nat_ports.to_string(), "50000-50999");
+    }
+
+    #[test]
+    fn bad_host_nat_ports_name_the_form_expected() {
+        for (text, wanted) in [
+            ("61000", "is not MIN-MAX"),
+            ("61000-70000", "is not a port"),
+            ("65000-61000", "must run upwards from 1024"),
+            ("80-1000", "must run upwards from 1024"),
+        ] {
+            let (_dir, path) = write_temp(&format!("host_nat_ports = \"{text}\"\n"));
+            let message = Config::load(&path).unwrap_err().to_string();
+            assert!(message.contains("host_nat_ports"), "{text}: {message}");
+            assert!(message.contains(wanted), "{text}: {message}");
+            assert!(message.contains("61000-65535"), "the example: {message}");
+        }
+    }
+
+    #[test]
+    fn unknown_host_datapath_is_refused() {
+        let (_dir, path) = write_temp("host_datapath = \"iptables\"\n");
+        let message = Config::load(&path).unwrap_err().to_string();
+        assert!(message.contains("host_datapath"), "{message}");
+        assert!(message.contains("ebpf"), "{message}");
     }
 
     #[test]

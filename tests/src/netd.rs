@@ -24,6 +24,10 @@ pub struct Netd<'a> {
 /// the same tests run against either backend.
 pub const DATAPLANE_ENV: &str = "NETD_TEST_DATAPLANE";
 
+/// The conformance suite's name for the eBPF dataplane with the nftables
+/// host side (`host_datapath = "nftables"`).
+pub const EBPF_NFT_HOST: &str = "ebpf-nft-host";
+
 /// The dataplane `NETD_TEST_DATAPLANE` asks for, `ebpf` by default.
 pub fn default_dataplane() -> String {
     std::env::var(DATAPLANE_ENV)
@@ -86,8 +90,13 @@ impl<'a> Netd<'a> {
 
     fn new(sandbox: &'a Sandbox, dataplane: &str, env: &[(&str, &str)]) -> Netd<'a> {
         let config = sandbox.root.join("netd.toml");
+        // The eBPF dataplane with the host's nftables table as its host side.
+        let (dataplane, settings) = match dataplane {
+            EBPF_NFT_HOST => ("ebpf", "host_datapath = \"nftables\"\n"),
+            other => (other, "# sandbox: all defaults\n"),
+        };
         if !config.exists() {
-            std::fs::write(&config, "# sandbox: all defaults\n").expect("writing netd.toml");
+            std::fs::write(&config, settings).expect("writing netd.toml");
         }
         Netd {
             sandbox,

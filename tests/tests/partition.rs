@@ -278,7 +278,8 @@ fn an_established_tcp_connection_stops_at_the_cut_and_resumes_after_heal(datapla
 fn a_timed_partition_heals_by_itself_even_across_a_restart(dataplane: &str) {
     let sandbox = Sandbox::new();
     let mut netd = web(&sandbox, dataplane);
-    netd.ok(&["partition", "web", "isolate", "a", "--for", "4s"]);
+    // Long enough to outlast a restart on a loaded machine.
+    netd.ok(&["partition", "web", "isolate", "a", "--for", "8s"]);
     assert!(!talks(&netd, "b", "a"));
     netd.restart();
     assert!(!talks(&netd, "b", "a"), "still in force after the restart");

@@ -144,6 +144,7 @@ fn with_dataplane(test: impl FnOnce(&mut EbpfDataplane) + Send) {
             host_ip: [172, 18, 255, 1],
             host_side_ifindex: 1,
             ready: 1,
+            ..GatewayInfo::default()
         })
         .unwrap();
     sandbox

@@ -35,6 +35,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("bpftool", "inspecting loaded programs and maps"),
     (
+        "conntrack",
+        "tests: counting the host's connection-tracking entries",
+    ),
+    (
         "podman",
         "tests: a real container runtime using netd through netd-cni (CNI backend)",
     ),

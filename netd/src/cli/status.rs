@@ -14,6 +14,9 @@ pub fn run(client: &Client, args: Args) -> Result<i32> {
     super::print(args.json, &status, |s| {
         println!("dataplane {}", s.dataplane);
         if let Some(figures) = &s.figures {
+            if !figures.host_datapath.is_empty() {
+                println!("host side {}", figures.host_datapath);
+            }
             let nat = &figures.nat;
             println!(
                 "conntrack {} entries; connections: {} snat, {} dnat, {} hairpin",

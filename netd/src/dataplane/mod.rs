@@ -74,6 +74,13 @@ pub struct GatewayPlumbing {
     /// Every address of the host, so that a guest reaching a published port
     /// through one of them is turned around at the gateway (hairpin).
     pub host_addrs: Vec<Ipv4Addr>,
+    /// The host's end of the host link (in the namespace the daemon runs in).
+    pub host_link: String,
+    /// How the eBPF dataplane crosses the host (the nftables one always
+    /// uses the host's nftables table).
+    pub host_datapath: crate::config::HostDatapath,
+    /// Source ports the eBPF host side uses on host addresses.
+    pub host_nat_ports: crate::config::PortSpan,
 }
 
 /// One network as the dataplane needs to know it.
@@ -163,6 +170,10 @@ pub struct ZoneCounters {
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct DataplaneStatus {
+    /// How guests' traffic crosses the host: "ebpf" (the host programs) or
+    /// "nftables" (the host's table masquerades it).
+    #[serde(default)]
+    pub host_datapath: String,
     pub nat: NatSummary,
     pub counters: Vec<ZoneCounters>,
 }

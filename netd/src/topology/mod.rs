@@ -56,6 +56,9 @@ impl Topology {
             gateway_ip: self.config.gateway_ip(),
             host_ip: self.config.host_ip(),
             host_addrs,
+            host_link: self.config.host_link.clone(),
+            host_datapath: self.config.host_datapath,
+            host_nat_ports: self.config.host_nat_ports,
         }
     }
 

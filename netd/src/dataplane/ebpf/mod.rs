@@ -4,6 +4,7 @@
 //! updated in place to the new programs (no moment without a program).
 
 pub mod gc;
+pub mod host;
 pub mod pins;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
@@ -23,16 +24,22 @@ use netd_common::{
     maps,
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, kind},
     partition::PartitionPolicy,
-    zones::{GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo, mac_key, network_flags},
+    zones::{
+        GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo, gateway_flags, mac_key,
+        network_flags,
+    },
 };
 use tracing::{debug, info, warn};
 
-use self::pins::PinDir;
+use self::{
+    host::{HOST_LINK_PIN, HostSide},
+    pins::PinDir,
+};
 use super::{
     Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, GuestPlumbing, NatSummary,
     NetworkPlumbing, PortMapping, ZoneCounters,
 };
-use crate::{ebpf::loader::Loaded, netns::Netns};
+use crate::{config::HostDatapath, ebpf::loader::Loaded, netns::Netns};
 
 /// The pin name of the link on the gateway's host-side veth.
 const GATEWAY_HOST_LINK: &str = "gw-host";
@@ -51,6 +58,10 @@ pub struct EbpfDataplane {
     guest_ports: HashMap<MapData, GuestKey, GuestPort>,
     guest_by_mac: HashMap<MapData, u64, GuestIdentity>,
     partitions: HashMap<MapData, u32, PartitionPolicy>,
+    /// The eBPF host side, while it is in force.
+    host: Option<HostSide>,
+    /// Why the eBPF host side is not in force although it was asked for.
+    host_fallback: Option<String>,
     /// Pinned maps this start replaced because their layout differed.
     pub replaced_maps: Vec<(String, String)>,
 }
@@ -79,6 +90,8 @@ impl EbpfDataplane {
             maps::PROG_GATEWAY_FROM_NETWORK,
             maps::PROG_NETWORK_UPLINK,
             maps::PROG_GUEST_PORT,
+            maps::PROG_HOST_LINK,
+            maps::PROG_HOST_WORLD,
         ] {
             program(&mut loaded, name)?
                 .load()
@@ -96,6 +109,8 @@ impl EbpfDataplane {
             guest_ports: take(&mut loaded, maps::GUEST_PORTS)?,
             guest_by_mac: take(&mut loaded, maps::GUEST_BY_MAC)?,
             partitions: take(&mut loaded, maps::PARTITIONS)?,
+            host: None,
+            host_fallback: None,
             pins,
             loaded,
             replaced_maps,
@@ -140,6 +155,128 @@ impl EbpfDataplane {
         link.pin(&path)
             .with_context(|| format!("pinning the link of {program_name} at {}", path.display()))?;
         Ok(())
+    }
+
+    /// Makes the host addresses map exactly `addrs`.
+    fn set_host_addrs(&mut self, addrs: &[Ipv4Addr]) -> Result<()> {
+        let wanted: Vec<Ipv4Key> = addrs.iter().map(|a| Ipv4Key::new(a.octets())).collect();
+        let stale: Vec<Ipv4Key> = self
+            .host_addrs
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter(|key| !wanted.contains(key))
+            .collect();
+        for key in stale {
+            let _ = self.host_addrs.remove(&key);
+        }
+        for key in wanted {
+            self.host_addrs
+                .insert(key, 1, 0)
+                .context("writing the host's addresses")?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the host programs and reserves their ports.
+    fn start_host_side(&mut self, host: HostSide) -> Result<()> {
+        if host.reserve_ports()? {
+            info!(ports = %host.ports, "reserved the host side's source ports from the host's sockets (net.ipv4.ip_local_reserved_ports)");
+        }
+        let host_netns = Netns::open_path("host", std::path::Path::new("/proc/self/ns/net"))?;
+        self.attach(
+            &host_netns,
+            &host.host_link,
+            maps::PROG_HOST_LINK,
+            HOST_LINK_PIN,
+        )?;
+        // Every device, adopting what a previous daemon pinned: its links
+        // move to this start's programs (and maps) in place.
+        for device in host.world_devices()? {
+            let pin = host::world_pin(&device);
+            if let Err(err) = self.attach(&host_netns, &device, maps::PROG_HOST_WORLD, &pin) {
+                debug!(%device, "attaching the host program: {err:#}");
+            }
+        }
+        self.host = Some(host);
+        self.follow_host()
+    }
+
+    /// Follows the host's devices and addresses: new devices get the world
+    /// program, gone ones lose their pins, a detached program is attached
+    /// again, and the addresses map is the host's.
+    fn follow_host(&mut self) -> Result<()> {
+        let Some(host) = &self.host else {
+            return Ok(());
+        };
+        let devices: std::collections::BTreeSet<String> =
+            host.world_devices()?.into_iter().collect();
+        let addrs = host.addresses()?;
+        let host_link = host.host_link.clone();
+        let detached_link = !host.has_program(&host_link, maps::PROG_HOST_LINK);
+        let missing: Vec<String> = devices
+            .iter()
+            .filter(|d| !host.has_program(d, maps::PROG_HOST_WORLD))
+            .cloned()
+            .collect();
+        let host_netns = Netns::open_path("host", std::path::Path::new("/proc/self/ns/net"))?;
+        for pin in host::stale_world_pins(&host::link_pins(&self.pins.link("")), &devices) {
+            self.pins.remove_link(&pin);
+        }
+        if detached_link {
+            self.pins.remove_link(HOST_LINK_PIN);
+            self.attach(&host_netns, &host_link, maps::PROG_HOST_LINK, HOST_LINK_PIN)?;
+        }
+        for device in missing {
+            let pin = host::world_pin(&device);
+            self.pins.remove_link(&pin);
+            if let Err(err) = self.attach(&host_netns, &device, maps::PROG_HOST_WORLD, &pin) {
+                // A device that vanished between the listing and now.
+                debug!(%device, "attaching the host program: {err:#}");
+            }
+        }
+        self.set_host_addrs(&addrs)
+    }
+
+    /// Detaches the host programs: the host's nftables table serves.
+    fn stop_host_side(&mut self) {
+        if let Some(host) = &self.host
+            && let Err(err) = host.release_ports()
+        {
+            warn!("giving back the host side's reserved ports: {err:#}");
+        }
+        self.pins.remove_link(HOST_LINK_PIN);
+        self.pins.remove_links_with_prefix(host::HOST_WORLD_PINS);
+        if let Ok(mut gw) = self.gateway.get(&0, 0)
+            && gw.flags & gateway_flags::HOST_EBPF != 0
+        {
+            gw.flags &= !gateway_flags::HOST_EBPF;
+            let _ = self.gateway.set(0, gw, 0);
+        }
+        self.host = None;
+    }
+
+    /// What is missing of the host side, one line each.
+    fn host_drift(&self) -> Vec<String> {
+        let Some(host) = &self.host else {
+            return Vec::new();
+        };
+        let mut drift = Vec::new();
+        if !host.has_program(&host.host_link, maps::PROG_HOST_LINK) {
+            drift.push(format!(
+                "the host side's program {} is not attached to {}",
+                maps::PROG_HOST_LINK,
+                host.host_link
+            ));
+        }
+        for device in host.world_devices().unwrap_or_default() {
+            if !host.has_program(&device, maps::PROG_HOST_WORLD) {
+                drift.push(format!(
+                    "the host side's program {} is not attached to {device}",
+                    maps::PROG_HOST_WORLD
+                ));
+            }
+        }
+        drift
     }
 
     fn gateway_link_pin(gateway_port: &str) -> String {
@@ -254,37 +391,43 @@ impl Dataplane for EbpfDataplane {
     fn attach_gateway(&mut self, gw: &GatewayPlumbing) -> Result<()> {
         let netns = Netns::open_path("gateway", &gw.netns)?;
         let host_side_ifindex = netns.ifindex(&gw.host_side)?;
+        let host = HostSide::new(&gw.host_link, gw.host_nat_ports)?;
+        let host_link_ifindex = host.netns.ifindex(&gw.host_link)?;
+        let mut info = GatewayInfo {
+            gateway_ip: gw.gateway_ip.octets(),
+            host_ip: gw.host_ip.octets(),
+            host_side_ifindex,
+            ready: 1,
+            host_link_ifindex,
+            flags: 0,
+            host_port_min: gw.host_nat_ports.min,
+            host_port_max: gw.host_nat_ports.max,
+        };
+        self.set_host_addrs(&gw.host_addrs)?;
+        // The host programs before the flag that sends traffic their way, and
+        // the flag written once: a restarted daemon never has a moment in
+        // which the gateway and the host disagree on who translates.
+        if gw.host_datapath == HostDatapath::Ebpf {
+            match self.start_host_side(host) {
+                Ok(()) => {
+                    info.flags |= gateway_flags::HOST_EBPF;
+                    self.host_fallback = None;
+                }
+                Err(err) => {
+                    warn!(
+                        "the eBPF host side cannot run here, the host's nftables table serves: {err:#}"
+                    );
+                    self.stop_host_side();
+                    self.host_fallback = Some(format!("{err:#}"));
+                }
+            }
+        } else {
+            self.stop_host_side();
+            self.host_fallback = None;
+        }
         self.gateway
-            .set(
-                0,
-                GatewayInfo {
-                    gateway_ip: gw.gateway_ip.octets(),
-                    host_ip: gw.host_ip.octets(),
-                    host_side_ifindex,
-                    ready: 1,
-                },
-                0,
-            )
+            .set(0, info, 0)
             .context("writing the gateway's facts")?;
-        let wanted: Vec<Ipv4Key> = gw
-            .host_addrs
-            .iter()
-            .map(|a| Ipv4Key::new(a.octets()))
-            .collect();
-        let stale: Vec<Ipv4Key> = self
-            .host_addrs
-            .keys()
-            .filter_map(|key| key.ok())
-            .filter(|key| !wanted.contains(key))
-            .collect();
-        for key in stale {
-            let _ = self.host_addrs.remove(&key);
-        }
-        for key in wanted {
-            self.host_addrs
-                .insert(key, 1, 0)
-                .context("writing the host's addresses")?;
-        }
         self.attach(
             &netns,
             &gw.host_side,
@@ -295,6 +438,7 @@ impl Dataplane for EbpfDataplane {
 
     fn detach_gateway(&mut self) {
         self.pins.remove_link(GATEWAY_HOST_LINK);
+        self.stop_host_side();
         let _ = self.gateway.set(0, GatewayInfo::default(), 0);
     }
 
@@ -314,6 +458,8 @@ impl Dataplane for EbpfDataplane {
         {
             let _ = self.zone_by_ifindex.remove(&old.gateway_port_ifindex);
         }
+        let netns = Netns::open_path(&net.name, &net.netns)?;
+        let uplink_mac = netns.mac(crate::topology::names::NETWORK_UPLINK)?;
         let info = NetworkInfo {
             gateway_port_ifindex: ifindex,
             uplink_ip: net.uplink_ip.octets(),
@@ -322,6 +468,13 @@ impl Dataplane for EbpfDataplane {
             } else {
                 0
             },
+            uplink_ifindex: netns.ifindex(crate::topology::names::NETWORK_UPLINK)?,
+            subnet: net.subnet.network().octets(),
+            subnet_mask: net.subnet.mask().octets(),
+            uplink_mac,
+            gateway_port_mac: gw_netns.mac(&net.gateway_port)?,
+            bridge_mac: netns.mac(crate::topology::names::NETWORK_BRIDGE)?,
+            _pad: [0; 2],
         };
         self.networks
             .insert(net.zone, info, 0)
@@ -335,9 +488,7 @@ impl Dataplane for EbpfDataplane {
             maps::PROG_GATEWAY_FROM_NETWORK,
             &Self::gateway_link_pin(&net.gateway_port),
         )?;
-        let netns = Netns::open_path(&net.name, &net.netns)?;
         self.forget_uplink_of_zone(net.zone);
-        let uplink_mac = netns.mac(crate::topology::names::NETWORK_UPLINK)?;
         self.zone_by_mac
             .insert(netd_common::zones::mac_key(uplink_mac), net.zone, 0)
             .context("registering the network's uplink")?;
@@ -494,7 +645,18 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn forget_all(&mut self) {
+        self.stop_host_side();
         self.pins.remove_all();
+    }
+
+    fn check(&self) -> Vec<String> {
+        self.host_drift()
+    }
+
+    fn repair(&mut self) {
+        if let Err(err) = self.follow_host() {
+            warn!("following the host's devices and addresses: {err:#}");
+        }
     }
 
     fn collect_garbage(&mut self) -> Result<GcReport> {
@@ -542,7 +704,16 @@ impl Dataplane for EbpfDataplane {
                 counters: self.counters_of(zone),
             })
             .collect();
-        Ok(DataplaneStatus { nat, counters })
+        let host_datapath = match (&self.host, &self.host_fallback) {
+            (Some(_), _) => HostDatapath::Ebpf.to_string(),
+            (None, Some(why)) => format!("nftables (the eBPF host side cannot run: {why})"),
+            (None, None) => HostDatapath::Nftables.to_string(),
+        };
+        Ok(DataplaneStatus {
+            host_datapath,
+            nat,
+            counters,
+        })
     }
 }
 

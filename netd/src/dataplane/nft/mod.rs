@@ -579,6 +579,7 @@ impl Dataplane for NftDataplane {
             counters.entry(*zone).or_default().extend(found);
         }
         Ok(DataplaneStatus {
+            host_datapath: crate::config::HostDatapath::Nftables.to_string(),
             nat: self.nat_summary(),
             counters: counters
                 .into_iter()

@@ -1,0 +1,233 @@
+//! The eBPF host side: guests' connections are translated once, to the
+//! host's address, by TC programs on the host's devices, and cross the host
+//! without its stack or netfilter; the host keeps control (new devices get
+//! the program, new addresses are followed, a detached program is drift
+//! and is put back, `cleanup` removes it all). The nftables host side
+//! (`host_datapath = "nftables"`) is the yardstick for what the host's
+//! connection tracker would otherwise see.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    thread,
+    time::{Duration, Instant},
+};
+
+use netd::netns::Netns;
+use netd_tests::{
+    Sandbox,
+    netd::{EBPF_NFT_HOST, Netd},
+    sandbox::{HOST_UPLINK, INTERNET_SERVER, UPLINK},
+    sockets::{
+        serve_tcp_echo, serve_udp_echo, tcp_ask, tcp_connect, tcp_listener, udp_ask, udp_socket,
+    },
+    status::{counter, drift, status},
+    traffic::{ping, run_ok},
+};
+
+fn guest(netd: &Netd, network: &str, guest: &str) -> Netns {
+    let name = format!("{}g-{network}.{guest}", netd.prefix());
+    Netns::open(&name).unwrap_or_else(|err| panic!("opening namespace {name}: {err:#}"))
+}
+
+fn server(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(INTERNET_SERVER, port)
+}
+
+/// The host namespace's connection-tracking entries that involve the
+/// internet side (the sandbox's "server" or its router).
+fn host_conntrack_entries(sandbox: &Sandbox) -> Vec<String> {
+    let out = sandbox
+        .host_command("conntrack")
+        .arg("-L")
+        .output()
+        .expect("running conntrack -L (package conntrack)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.contains("203.0.113.") || line.contains("198.51.100."))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Names of the TCX ingress programs on a device of the sandbox's host.
+fn host_programs(sandbox: &Sandbox, device: &str) -> Vec<String> {
+    netd::dataplane::ebpf::host::ingress_programs(&sandbox.host, device)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Traffic out (TCP, UDP, ping) and in through a published port.
+fn exercise(sandbox: &Sandbox, netd: &Netd) {
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    netd.ok(&["port", "add", "web", "a", "8080:80"]);
+    let a = guest(netd, "web", "a");
+    serve_tcp_echo(tcp_listener(&sandbox.internet, server(7000)));
+    serve_udp_echo(udp_socket(&sandbox.internet, server(7001)));
+    serve_tcp_echo(tcp_listener(
+        &a,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+    ));
+
+    assert_eq!(ping(&a, INTERNET_SERVER, 2), 2);
+    let mut out = tcp_connect(&a, server(7000), None).expect("TCP out");
+    let answer = tcp_ask(&mut out, "out");
+    assert!(
+        answer.starts_with(&HOST_UPLINK.to_string()),
+        "translated to the host's address: {answer}"
+    );
+    let udp = udp_socket(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    assert!(udp_ask(&udp, server(7001), "udp").is_some(), "UDP out");
+    let mut inbound = tcp_connect(
+        &sandbox.internet,
+        SocketAddrV4::new(HOST_UPLINK, 8080),
+        None,
+    )
+    .expect("connecting to the published port from the internet");
+    let answer = tcp_ask(&mut inbound, "in");
+    assert!(
+        answer.ends_with("in"),
+        "the published port answers: {answer}"
+    );
+}
+
+#[test]
+fn guests_traffic_crosses_the_host_without_a_host_conntrack_entry() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    exercise(&sandbox, &netd);
+    let entries = host_conntrack_entries(&sandbox);
+    assert!(
+        entries.is_empty(),
+        "the host's connection tracker saw guests' traffic: {entries:#?}"
+    );
+    let (_, status) = status(&netd);
+    assert_eq!(status["figures"]["host_datapath"], "ebpf", "{status}");
+    assert!(counter(&status, "web", "new_snat") >= 3, "{status}");
+    assert!(counter(&status, "web", "new_dnat") >= 1, "{status}");
+    // Out of the host by a FIB lookup, not through its stack.
+    assert!(counter(&status, "web", "forwarded") > 0, "{status}");
+    assert_eq!(counter(&status, "web", "to_stack"), 0, "{status}");
+}
+
+#[test]
+fn with_the_nftables_host_side_the_hosts_tracker_translates_again() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, EBPF_NFT_HOST);
+    exercise(&sandbox, &netd);
+    let entries = host_conntrack_entries(&sandbox);
+    assert!(
+        !entries.is_empty(),
+        "with host_datapath = \"nftables\" the host masquerades (and tracks) guests' connections"
+    );
+    let (_, status) = status(&netd);
+    assert_eq!(status["figures"]["host_datapath"], "nftables", "{status}");
+}
+
+#[test]
+fn the_host_sides_ports_are_reserved_from_the_hosts_sockets_until_cleanup() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    let reserved = || {
+        run_ok({
+            let mut c = sandbox.host_command("sysctl");
+            c.args(["-n", "net.ipv4.ip_local_reserved_ports"]);
+            c
+        })
+    };
+    assert_eq!(reserved().trim(), "", "nothing reserved before a network");
+    netd.ok(&["network", "create", "web"]);
+    assert_eq!(reserved().trim(), "61000-65535");
+    netd.ok(&["cleanup"]);
+    assert_eq!(reserved().trim(), "", "cleanup gives the ports back");
+    assert!(
+        host_programs(&sandbox, UPLINK).is_empty(),
+        "cleanup detaches the host programs"
+    );
+}
+
+#[test]
+fn the_host_side_follows_new_devices_and_addresses_and_puts_back_a_detached_program() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let a = guest(&netd, "web", "a");
+    assert!(
+        host_programs(&sandbox, UPLINK).contains(&"netd_host_world".to_owned()),
+        "the egress device has the program"
+    );
+
+    // A device that appears later (hotplug, a VPN coming up).
+    run_ok({
+        let mut c = sandbox.host_command("ip");
+        c.args([
+            "link", "add", "late0", "type", "veth", "peer", "name", "late1",
+        ]);
+        c
+    });
+    wait_for(
+        "the new device gets the program",
+        Duration::from_secs(12),
+        || host_programs(&sandbox, "late0").contains(&"netd_host_world".to_owned()),
+    );
+
+    // A new address (a DHCP renew): published ports answer on it too.
+    run_ok({
+        let mut c = sandbox.host_command("ip");
+        c.args(["addr", "add", "198.51.100.3/24", "dev", UPLINK]);
+        c
+    });
+    netd.ok(&["port", "add", "web", "a", "9090:90"]);
+    serve_tcp_echo(tcp_listener(
+        &a,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 90),
+    ));
+    let new_addr = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 3), 9090);
+    wait_for(
+        "the new address is followed",
+        Duration::from_secs(12),
+        || {
+            tcp_connect(&sandbox.internet, new_addr, None)
+                .map(|mut s| tcp_ask(&mut s, "hi").ends_with("hi"))
+                .unwrap_or(false)
+        },
+    );
+
+    // Detached behind netd's back: drift, then put back.
+    let pin = sandbox
+        .bpffs_dir
+        .join("netd")
+        .join(netd_common::maps::PIN_LAYOUT_VERSION)
+        .join("links")
+        .join(format!("host-world@{UPLINK}"));
+    // The daemon repairs every few seconds: try again if it was quicker
+    // than the look.
+    let mut seen = None;
+    for _ in 0..5 {
+        std::fs::remove_file(&pin)
+            .unwrap_or_else(|err| panic!("removing {}: {err}", pin.display()));
+        let (code, report) = status(&netd);
+        if code == 3 {
+            seen = Some(report);
+            break;
+        }
+        wait_for("the pin is back", Duration::from_secs(12), || pin.exists());
+    }
+    let report = seen.expect("a detached host program is drift (status exit code 3)");
+    assert!(
+        drift(&report)
+            .iter()
+            .any(|line| line.contains("netd_host_world") && line.contains(UPLINK)),
+        "{report}"
+    );
+    wait_for("the program is put back", Duration::from_secs(12), || {
+        status(&netd).0 == 0
+    });
+    assert_eq!(ping(&a, INTERNET_SERVER, 2), 2, "traffic flows again");
+}
