@@ -32,12 +32,9 @@ use super::{
 
 pub type Shared = Arc<Mutex<Service>>;
 
-pub fn router(service: Shared) -> Router {
-    let telemetry = service
-        .try_lock()
-        .expect("the router is made before anything is served")
-        .telemetry
-        .clone();
+/// `telemetry` is the service's (`Service::telemetry`), passed apart so
+/// that neither events nor request timing ever wait for the service lock.
+pub fn router(service: Shared, telemetry: Arc<metrics::Telemetry>) -> Router {
     host_routes()
         .route_layer(middleware::from_fn(caller::host_only))
         .merge(partition_routes())
@@ -365,7 +362,8 @@ mod tests {
         let listener = runtime
             .block_on(async { tokio::net::UnixListener::bind(&socket) })
             .unwrap();
-        let app = router(Arc::new(Mutex::new(service)))
+        let telemetry = service.telemetry.clone();
+        let app = router(Arc::new(Mutex::new(service)), telemetry)
             .into_make_service_with_connect_info::<caller::PeerCred>();
         runtime.spawn(async move { axum::serve(listener, app).await });
         (runtime, Client::new(&socket))

@@ -19,13 +19,15 @@ impl Service {
                 self.repaired("the host's nftables table restored");
             }
         }
+        // repair() also follows the host (new devices and addresses), so
+        // it runs every time; what check() reports is the drift counted.
         let problems = self.dataplane.check();
         if !problems.is_empty() {
             self.found("dataplane", &problems.join("; "));
-            self.dataplane.repair();
-            if self.dataplane.check().is_empty() {
-                self.repaired("the dataplane's kernel state restored");
-            }
+        }
+        self.dataplane.repair();
+        if !problems.is_empty() && self.dataplane.check().is_empty() {
+            self.repaired("the dataplane's kernel state restored");
         }
     }
 

@@ -104,7 +104,8 @@ pub async fn run(config: Config) -> Result<()> {
     notify_ready();
     info!(socket = %socket.display(), "serving the API");
     // Peer credentials tell the host from a guest (see `caller`).
-    let app = api::router(shared).into_make_service_with_connect_info::<caller::PeerCred>();
+    let app = api::router(shared, telemetry.clone())
+        .into_make_service_with_connect_info::<caller::PeerCred>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
