@@ -42,6 +42,12 @@ fn main() -> anyhow::Result<()> {
 
 fn build() -> anyhow::Result<()> {
     let root_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../netd-ebpf");
+    // aya-build watches the eBPF crate only; the programs are built from
+    // netd-common's layouts and constants too.
+    println!(
+        "cargo:rerun-if-changed={}",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../netd-common/src")
+    );
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "netd-ebpf",

@@ -58,10 +58,14 @@ pub enum Counter {
     /// turned into "fragmentation needed" back to the guest by the eBPF
     /// host side, as a router's stack would answer it.
     FragNeededSent = 21,
+    /// Dropped: the guest already holds its share of the source ports
+    /// towards this destination (a quarter of the range), so others are not
+    /// starved.
+    DroppedPortShare = 22,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 22] = [
+    pub const ALL: [Counter; 23] = [
         Counter::Passed,
         Counter::DroppedBlockedDst,
         Counter::NotIpv4,
@@ -84,6 +88,7 @@ impl Counter {
         Counter::DroppedPartition,
         Counter::Delivered,
         Counter::FragNeededSent,
+        Counter::DroppedPortShare,
     ];
 
     /// Name shown to users (`netd status`, the demo).
@@ -111,6 +116,7 @@ impl Counter {
             Counter::DroppedPartition => "dropped_partition",
             Counter::Delivered => "delivered",
             Counter::FragNeededSent => "frag_needed_sent",
+            Counter::DroppedPortShare => "dropped_port_share",
         }
     }
 

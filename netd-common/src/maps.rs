@@ -51,8 +51,15 @@ pub const GUEST_BY_MAC: &str = "NETD_GUEST_MAC";
 /// allocated on update (no preallocation: most networks have none).
 pub const PARTITIONS: &str = "NETD_PARTITIONS";
 
+/// LRU hash of the ports each guest holds towards each destination
+/// ([`crate::nat::ShareKey`] -> count): the programs count up as they
+/// translate, the daemon's collector recounts from the connections.
+pub const PORT_SHARES: &str = "NETD_PORT_SHARES";
+pub const PORT_SHARES_MAX_ENTRIES: u32 = 65_536;
+
 /// Every map the dataplane pins, in the order user space checks them.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 13] = [
+    PORT_SHARES,
     GUEST_BY_MAC,
     PARTITIONS,
     ZONE_BY_MAC,

@@ -180,6 +180,38 @@ pub const NAT_PORT_MAX: u16 = 60999;
 pub const HOST_NAT_PORT_MIN: u16 = 61000;
 pub const HOST_NAT_PORT_MAX: u16 = 65535;
 
+/// One guest's translations towards one destination (address, port and
+/// protocol): the ports they hold, counted so that no guest takes more than
+/// its share of a destination's ports while others may need them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct ShareKey {
+    pub zone: u32,
+    pub guest: [u8; 4],
+    pub dst: [u8; 4],
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+impl ShareKey {
+    /// The share a new connection arriving with `key` (from a guest) uses.
+    pub const fn of(key: &CtKey) -> ShareKey {
+        ShareKey {
+            zone: key.zone,
+            guest: key.src,
+            dst: key.dst,
+            dport: key.dport,
+            proto: key.proto,
+            _pad: 0,
+        }
+    }
+}
+
+/// A guest may hold at most this fraction (1/N) of a range's ports towards
+/// one destination: one noisy guest leaves three quarters to the others.
+pub const PORT_SHARE_DIVISOR: u32 = 4;
+
 /// Source ports a translation may use: a guest's own port is kept when it
 /// is in the range (and free), else random ones in it are tried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,6 +237,17 @@ impl PortRange {
         (self.keep_from != 0 && port >= self.keep_from) || (port >= self.min && port <= self.max)
     }
 
+    /// How many ports the range holds.
+    pub const fn size(&self) -> u32 {
+        (self.max as u32).saturating_sub(self.min as u32) + 1
+    }
+
+    /// The most ports one guest may hold towards one destination.
+    pub const fn share(&self) -> u32 {
+        let share = self.size() / PORT_SHARE_DIVISOR;
+        if share == 0 { 1 } else { share }
+    }
+
     /// The port `random` picks in the range.
     pub const fn pick(&self, random: u32) -> u16 {
         let span = (self.max as u32).saturating_sub(self.min as u32) + 1;
@@ -227,6 +270,8 @@ mod pod {
     unsafe impl aya::Pod for super::ForwardKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ForwardTarget {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ShareKey {}
 }
 
 #[cfg(test)]
@@ -239,6 +284,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<CtEntry>(), 32);
         assert_eq!(core::mem::size_of::<ForwardKey>(), 4);
         assert_eq!(core::mem::size_of::<ForwardTarget>(), 16);
+        assert_eq!(core::mem::size_of::<ShareKey>(), 16);
     }
 
     #[test]
@@ -273,6 +319,24 @@ mod tests {
         assert!(host.keeps(65535));
         assert!(PortRange::GATEWAY.keeps(40000));
         assert!(!PortRange::GATEWAY.keeps(80));
+    }
+
+    #[test]
+    fn a_guests_share_is_a_quarter_of_the_range() {
+        let host = PortRange {
+            min: HOST_NAT_PORT_MIN,
+            max: HOST_NAT_PORT_MAX,
+            keep_from: 0,
+        };
+        assert_eq!(host.size(), 4536);
+        assert_eq!(host.share(), 1134);
+        assert_eq!(PortRange::GATEWAY.share(), 28232 / 4);
+        let tiny = PortRange {
+            min: 7,
+            max: 8,
+            keep_from: 0,
+        };
+        assert_eq!(tiny.share(), 1, "never zero");
     }
 
     #[test]

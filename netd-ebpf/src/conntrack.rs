@@ -10,11 +10,11 @@ use netd_common::{
     counters::Counter,
     nat::{
         CtEntry, CtKey, IPPROTO_ICMP, IPPROTO_TCP, LAST_SEEN_GRANULARITY_NS, NAT_PORT_PROBES,
-        ORPHAN_SECS, PortRange, idle_timeout_ns, kind, tcp_closed,
+        ORPHAN_SECS, PortRange, ShareKey, idle_timeout_ns, kind, tcp_closed,
     },
 };
 
-use crate::maps::{self, CONNTRACK};
+use crate::maps::{self, CONNTRACK, PORT_SHARES};
 
 /// The programs' clock (CLOCK_MONOTONIC), as user space's collector reads it.
 #[inline(always)]
@@ -102,6 +102,14 @@ pub fn create(
             }
         }
         Some(range) => {
+            let share = ShareKey::of(key);
+            let held = PORT_SHARES.get_ptr_mut(share);
+            if let Some(held) = held
+                // SAFETY: a pointer into the map's value, read once.
+                && unsafe { *held } >= range.share()
+            {
+                return Err(Counter::DroppedPortShare);
+            }
             let wish = wanted.new_sport;
             let mut claimed = false;
             let mut attempt = 0;
@@ -131,6 +139,14 @@ pub fn create(
             }
             if !claimed {
                 return Err(Counter::DroppedNoPort);
+            }
+            match held {
+                // SAFETY: as above; concurrent creates may lose an increment,
+                // which the collector's recount puts right.
+                Some(held) => unsafe { *held += 1 },
+                None => {
+                    let _ = PORT_SHARES.insert(share, 1, BPF_ANY as u64);
+                }
             }
         }
     }

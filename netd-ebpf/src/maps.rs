@@ -10,9 +10,9 @@ use netd_common::{
     maps as names,
     maps::{
         CONNTRACK_MAX_ENTRIES, FORWARDS_MAX_ENTRIES, GUEST_PORTS_MAX_ENTRIES,
-        HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES,
+        HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES, PORT_SHARES_MAX_ENTRIES,
     },
-    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget},
+    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, ShareKey},
     partition::PartitionPolicy,
     zones::{GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo},
 };
@@ -20,6 +20,11 @@ use netd_common::{
 netd_map! {
     "NETD_CONNTRACK" == names::CONNTRACK,
     pub static CONNTRACK: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CONNTRACK_MAX_ENTRIES, 0);
+}
+
+netd_map! {
+    "NETD_PORT_SHARES" == names::PORT_SHARES,
+    pub static PORT_SHARES: LruHashMap<ShareKey, u32> = LruHashMap::with_max_entries(PORT_SHARES_MAX_ENTRIES, 0);
 }
 
 netd_map! {

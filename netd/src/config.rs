@@ -17,6 +17,8 @@ use std::{
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
+use crate::ipam;
+
 /// Where the daemon looks for its configuration unless told otherwise. Only
 /// this file may be missing (then every default applies).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/netd/netd.toml";
@@ -26,7 +28,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/netd/netd.toml";
 pub const MAX_NETNS_PREFIX_LEN: usize = 16;
 
 /// Longest Linux interface name in bytes (IFNAMSIZ - 1).
-const MAX_IFNAME_LEN: usize = 15;
+const MAX_IFNAME_LEN: usize = crate::ifname::IFNAMSIZ_MAX;
 
 /// Which dataplane implementation the daemon runs (`--dataplane`).
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -201,14 +203,29 @@ const fn net(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Ipv4Network {
     Ipv4Network::new_checked(Ipv4Addr::new(a, b, c, d), prefix).unwrap()
 }
 
+// The defaults of the address plan, in one place: what a netd.toml that says
+// nothing gets (see DESIGN.md's address plan).
+
+/// The host's veth to the gateway.
+pub const DEFAULT_HOST_LINK: &str = "netd0";
+/// The host link's /30: the host's end .1, the gateway's .2.
+pub const DEFAULT_HOST_LINK_NET: Ipv4Network = net(172, 18, 255, 0, 30);
+/// The pool that uplink /30s are carved from: as many networks as it has /30s.
+pub const DEFAULT_UPLINK_POOL: Ipv4Network = net(172, 18, 192, 0, 19);
+/// The subnet of a network made without `--subnet`. Not routable, so every
+/// such network may use it: each lives in its own namespace.
+pub const DEFAULT_SUBNET: Ipv4Network = net(172, 18, 0, 0, 24);
+/// Where `--subnet auto` picks a free /24.
+pub const DEFAULT_AUTO_SUBNET_POOL: Ipv4Network = net(172, 18, 0, 0, 17);
+
 impl Default for Config {
     fn default() -> Config {
         Config {
-            host_link: "netd0".to_owned(),
-            host_link_net: net(172, 18, 255, 0, 30),
-            uplink_pool: net(172, 18, 192, 0, 19),
-            default_subnet: net(172, 18, 0, 0, 24),
-            auto_subnet_pool: net(172, 18, 0, 0, 17),
+            host_link: DEFAULT_HOST_LINK.to_owned(),
+            host_link_net: DEFAULT_HOST_LINK_NET,
+            uplink_pool: DEFAULT_UPLINK_POOL,
+            default_subnet: DEFAULT_SUBNET,
+            auto_subnet_pool: DEFAULT_AUTO_SUBNET_POOL,
             netns_prefix: "netd-".to_owned(),
             socket: PathBuf::from("/run/netd/netd.sock"),
             state_dir: PathBuf::from("/var/lib/netd"),
@@ -301,13 +318,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_host_link()?;
         self.validate_host_link_net()?;
-        self.validate_pool("uplink_pool", self.uplink_pool, 30, "172.18.192.0/19")?;
-        self.validate_pool("default_subnet", self.default_subnet, 30, "172.18.0.0/24")?;
+        self.validate_pool("uplink_pool", self.uplink_pool, 30, DEFAULT_UPLINK_POOL)?;
+        self.validate_pool("default_subnet", self.default_subnet, 30, DEFAULT_SUBNET)?;
         self.validate_pool(
             "auto_subnet_pool",
             self.auto_subnet_pool,
             24,
-            "172.18.0.0/17",
+            DEFAULT_AUTO_SUBNET_POOL,
         )?;
         self.validate_netns_prefix()?;
         self.validate_paths()?;
@@ -319,10 +336,10 @@ impl Config {
     /// netd's own (its host link and the routes through it) and are skipped,
     /// so a restarted daemon does not collide with itself. The default route
     /// is skipped because it overlaps everything by design.
-    pub fn check_host_conflicts(
+    pub fn check_host_conflicts<'a>(
         &self,
-        host_addrs: &[(Ipv4Network, String)],
-        host_routes: &[(Ipv4Network, String)],
+        host_addrs: &'a [(Ipv4Network, String)],
+        host_routes: &'a [(Ipv4Network, String)],
         own_link: &str,
     ) -> Result<(), ConfigError> {
         let ranges = [
@@ -334,9 +351,15 @@ impl Config {
             ),
         ];
         for (setting, value, wanted) in ranges {
-            let conflict = first_overlap(value, host_addrs, own_link, 0)
+            let not_own = |entries: &'a [(Ipv4Network, String)]| {
+                entries.iter().filter(|(_, dev)| dev != own_link)
+            };
+            let conflict = ipam::first_overlap(value, not_own(host_addrs), |(net, _)| *net)
                 .map(|found| ("address", found))
-                .or_else(|| first_overlap(value, host_routes, own_link, 1).map(|f| ("route", f)));
+                .or_else(|| {
+                    ipam::first_overlap(value, not_own(host_routes), |(net, _)| *net)
+                        .map(|found| ("route", found))
+                });
             if let Some((kind, (other, dev))) = conflict {
                 return Err(ConfigError::HostConflict {
                     setting,
@@ -390,11 +413,7 @@ impl Config {
 
     fn validate_host_link(&self) -> Result<(), ConfigError> {
         let name = &self.host_link;
-        let bad_char = name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace());
-        if name.is_empty() || name.len() > MAX_IFNAME_LEN || bad_char || name == "." || name == ".."
-        {
+        if crate::ifname::validate_ifname(name).is_err() {
             return Err(self.invalid(
                 "host_link",
                 format!("{name:?}"),
@@ -430,7 +449,7 @@ impl Config {
         setting: &'static str,
         value: Ipv4Network,
         max_prefix: u8,
-        example: &str,
+        example: Ipv4Network,
     ) -> Result<(), ConfigError> {
         if value.prefix() > max_prefix || !is_network_address(value) {
             return Err(self.invalid(
@@ -520,7 +539,7 @@ impl Config {
             ),
         ];
         for (setting, value, other_setting, other) in pairs {
-            if value.overlaps(other) {
+            if ipam::overlaps(value, other) {
                 return Err(self.invalid(
                     setting,
                     value,
@@ -566,18 +585,6 @@ fn load_from(path: &Path, missing_means_defaults: bool) -> Result<Config, Config
 
 /// The first entry not on `own_link`, with a prefix of at least `min_prefix`,
 /// that shares an address with `range`.
-fn first_overlap<'a>(
-    range: Ipv4Network,
-    entries: &'a [(Ipv4Network, String)],
-    own_link: &str,
-    min_prefix: u8,
-) -> Option<&'a (Ipv4Network, String)> {
-    entries
-        .iter()
-        .filter(|(net, dev)| dev != own_link && net.prefix() >= min_prefix)
-        .find(|(net, _)| range.overlaps(*net))
-}
-
 fn is_network_address(net: Ipv4Network) -> bool {
     net.ip() == net.network()
 }

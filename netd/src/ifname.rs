@@ -1,4 +1,7 @@
-//! Interface names. Linux caps them at 15 bytes (IFNAMSIZ - 1) and refuses a
+//! Interface names: the fixed ones inside netd's namespaces, the ones netd
+//! derives (gateway and bridge ports), and the one check of a name
+//! ([`validate_ifname`], plus [`unquotable_char`] for names written into nft
+//! rules). Linux caps them at 15 bytes (IFNAMSIZ - 1) and refuses a
 //! duplicate within a namespace, so every name netd makes is derived to fit
 //! and to be unique where it lives.
 
@@ -9,11 +12,15 @@ use thiserror::Error;
 /// The longest interface name Linux takes: IFNAMSIZ (16) less the NUL.
 pub const IFNAMSIZ_MAX: usize = 15;
 
-/// The host's veth to the gateway when netd.toml does not name another.
-pub const DEFAULT_HOST_LINK: &str = "netd0";
-
+/// Fixed interface names inside netd's own namespaces. They cannot collide:
+/// each namespace holds one of each. The gateway's veth to the host:
+pub const GATEWAY_HOST_SIDE: &str = "host0";
+/// A network's veth to the gateway.
+pub const NETWORK_UPLINK: &str = "uplink";
+/// A network's bridge.
+pub const NETWORK_BRIDGE: &str = "br0";
 /// Every guest sees its network as `eth0`, whatever its name on the bridge.
-pub const GUEST_IFNAME: &str = "eth0";
+pub const GUEST_ETH: &str = "eth0";
 
 /// Prefix of a network's veth end in the gateway namespace.
 const GATEWAY_PORT_PREFIX: &str = "nu";
@@ -55,6 +62,13 @@ pub fn gateway_port(slot: u16) -> String {
     format!("{GATEWAY_PORT_PREFIX}{slot}")
 }
 
+/// Whether `name` is a gateway port (`nu<slot>`, see [`gateway_port`]), so
+/// reconcile can recognise orphans among the gateway's links.
+pub fn is_gateway_port(name: &str) -> bool {
+    name.strip_prefix(GATEWAY_PORT_PREFIX)
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The name of guest `guest`'s veth end on its network's bridge. `taken` holds
 /// the bridge port names of the network's other guests (not this guest's own,
 /// or it would be renamed).
@@ -63,13 +77,6 @@ pub fn gateway_port(slot: u16) -> String {
 /// read in `ip link`; otherwise "g-" + 13 hex digits of a hash of the name,
 /// rehashed with a counter until it is not taken. The same name and the same
 /// `taken` always give the same result.
-/// Whether `name` is a gateway port (`nu<slot>`, see [`gateway_port`]), so
-/// reconcile can recognise orphans among the gateway's links.
-pub fn is_gateway_port(name: &str) -> bool {
-    name.strip_prefix("nu")
-        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-}
-
 pub fn bridge_port(guest: &str, taken: &BTreeSet<String>) -> String {
     let readable = format!("{BRIDGE_PORT_PREFIX}{guest}");
     let readable = (readable.len() <= IFNAMSIZ_MAX).then_some(readable);
@@ -131,6 +138,15 @@ pub fn validate_ifname(name: &str) -> Result<(), IfnameError> {
         }),
         None => Ok(()),
     }
+}
+
+/// The first character of `name` that netd cannot write into a quoted nft
+/// string unescaped: nftables rules take interface names quoted, and netd
+/// keeps to A-Z, a-z, 0-9, '_', '.' and '-' there (its own names always do).
+/// On top of [`validate_ifname`] for every name that goes into a rule.
+pub fn unquotable_char(name: &str) -> Option<char> {
+    let quotable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    name.chars().find(|&c| !quotable(c))
 }
 
 /// The kernel refuses '/', ':' (alias syntax) and whitespace; its `isspace`
@@ -294,8 +310,10 @@ mod tests {
 
     #[test]
     fn default_names_are_valid_interface_names() {
-        assert_eq!(validate_ifname(DEFAULT_HOST_LINK), Ok(()));
-        assert_eq!(validate_ifname(GUEST_IFNAME), Ok(()));
+        assert_eq!(validate_ifname(crate::config::DEFAULT_HOST_LINK), Ok(()));
+        for fixed in [GATEWAY_HOST_SIDE, NETWORK_UPLINK, NETWORK_BRIDGE, GUEST_ETH] {
+            assert_eq!(validate_ifname(fixed), Ok(()));
+        }
     }
 
     #[test]

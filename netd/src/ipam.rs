@@ -15,9 +15,6 @@ use std::{collections::BTreeSet, fmt, net::Ipv4Addr};
 use ipnetwork::Ipv4Network;
 use thiserror::Error;
 
-/// The pool that uplink /30s are carved from when netd.toml says nothing.
-pub const DEFAULT_UPLINK_POOL: &str = "172.18.192.0/19";
-
 /// Subnets given to networks must lie between these prefixes: a /16 holds
 /// 65,533 guests (more than a bridge should carry), a /29 holds 5.
 pub const MIN_SUBNET_PREFIX: u8 = 16;
@@ -433,11 +430,23 @@ fn is_default_route(net: Ipv4Network) -> bool {
     net.prefix() == 0
 }
 
+/// The first of `entries` whose range (`net_of`) shares an address with
+/// `range`, default routes aside: the one overlap check, for routable
+/// subnets against what is occupied and for the configured pools against
+/// the host (`Config::check_host_conflicts`).
+pub fn first_overlap<T>(
+    range: Ipv4Network,
+    entries: impl IntoIterator<Item = T>,
+    net_of: impl Fn(&T) -> Ipv4Network,
+) -> Option<T> {
+    entries.into_iter().find(|entry| {
+        let net = net_of(entry);
+        !is_default_route(net) && overlaps(range, net)
+    })
+}
+
 fn first_collision(subnet: Ipv4Network, occupied: &[Occupied]) -> Option<&Occupied> {
-    occupied
-        .iter()
-        .filter(|entry| !is_default_route(entry.net))
-        .find(|entry| overlaps(subnet, entry.net))
+    first_overlap(subnet, occupied, |entry| entry.net)
 }
 
 /// Checks that a routable `subnet` overlaps none of `occupied` (host routes,
@@ -497,7 +506,7 @@ mod tests {
     }
 
     fn default_pool() -> UplinkPool {
-        UplinkPool::new(net(DEFAULT_UPLINK_POOL)).unwrap()
+        UplinkPool::new(crate::config::DEFAULT_UPLINK_POOL).unwrap()
     }
 
     fn occupied(cidr: &str, what: &str) -> Occupied {

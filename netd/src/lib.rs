@@ -1,18 +1,28 @@
 //! netd: namespaces, veth pairs and bridges over netlink, and a dataplane of
 //! TC eBPF programs configured through BPF maps.
 //!
-//! Side effects live in thin modules (`netns`, `netlink`, `bpffs`, `ebpf`);
-//! decisions live in pure ones (`model`, `ipam`, `ifname`, `config`,
-//! `ports`, `partition`), unit-tested without root. `hostnat` holds both
-//! halves: pure nft script rendering and the thin `HostNat` that runs `nft`.
+//! Layers, each importing only from the ones below it:
+//!
+//! - `cli` (the binary's subcommands) and `client`, over the API;
+//! - `daemon`: the API, the caller check and the `Service` (validate, apply,
+//!   persist), which drives
+//! - `dataplane`: the `Dataplane` trait and its backends (`ebpf`,
+//!   `nftables`), each owning its host side (`hostnat` today), programmed
+//!   from the descriptions `topology` hands out;
+//! - `topology`: namespaces and links built and torn down over netlink,
+//!   with the `*Plumbing` the dataplane programs;
+//! - thin effect modules: `netlink`, `netns`, `nft` (run, render, check
+//!   nftables scripts), `bpffs`, `store`;
+//! - pure vocabulary and decisions, used by every layer above and
+//!   unit-tested without root: `model`, `config` (with the defaults),
+//!   `ipam`, `ifname` (every interface name and its one check), `ports`
+//!   (forwards, `PortMapping`), `partition` (verbs, `PartitionRules`).
 
 pub mod bpffs;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
-pub mod ebpf;
-pub mod hostnat;
 pub mod ifname;
 pub mod ipam;
 pub mod labels;

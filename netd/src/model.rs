@@ -15,13 +15,6 @@ use thiserror::Error;
 
 use crate::{ipam, partition::PartitionState, ports::PortForward};
 
-/// The subnet of a network made without `--subnet`. Not routable, so every
-/// such network may use it: each lives in its own namespace.
-pub const DEFAULT_SUBNET: &str = "172.18.0.0/24";
-
-/// As many networks as the default uplink pool (172.18.192.0/19) has /30s.
-pub const MAX_NETWORKS: usize = 2048;
-
 /// Names become parts of namespace names and of `ip netns` paths, so they are
 /// kept short and free of anything a shell or a path would interpret.
 pub const MAX_NAME_LEN: usize = 32;
@@ -68,6 +61,14 @@ pub struct Network {
 }
 
 impl Network {
+    /// The bridge ports its guests hold (a new guest's must differ).
+    pub fn bridge_ports(&self) -> BTreeSet<String> {
+        self.guests
+            .values()
+            .map(|guest| guest.bridge_port.clone())
+            .collect()
+    }
+
     /// The bridge's address: the last usable host of the subnet
     /// (172.18.0.254 in 172.18.0.0/24), the guests' default gateway.
     pub fn bridge_ip(&self) -> Ipv4Addr {
@@ -115,12 +116,34 @@ impl Network {
         self.guests.values().find(|guest| guest.ip == ip)
     }
 
+    /// The MAC of the guest at `ip`: derived from the network and the
+    /// address, so a guest removed and added again, or rebuilt by
+    /// reconcile, keeps the MAC its peers (and the network's stack) have in
+    /// their ARP caches and is reachable at once. Unicast, locally
+    /// administered; unique across networks but for a 46-bit hash collision.
+    pub fn guest_mac(&self, ip: Ipv4Addr) -> [u8; 6] {
+        guest_mac(&self.name, ip)
+    }
+
     /// The network's number in the dataplane: its uplink slot + 1, because
     /// zone 0 is the gateway's host side. Derived, not stored, so it stays
     /// what it was for as long as the network keeps its slot (its life).
     pub fn zone(&self) -> u32 {
         u32::from(self.uplink_slot) + 1
     }
+}
+
+/// See [`Network::guest_mac`]. FNV-1a over the network's name and the
+/// address.
+pub fn guest_mac(network: &str, ip: Ipv4Addr) -> [u8; 6] {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in network.bytes().chain([0]).chain(ip.octets()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = hash.to_be_bytes();
+    // Unicast (bit 0 clear), locally administered (bit 1 set).
+    [(b[2] & 0xfe) | 0x02, b[3], b[4], b[5], b[6], b[7]]
 }
 
 /// A guest: one network namespace with `eth0` plugged into its network's bridge.
@@ -139,6 +162,12 @@ pub struct Guest {
     /// its life so that a new policy never has to renumber anyone.
     #[serde(default)]
     pub slot: u8,
+    /// The guest's veth end on its network's bridge (`ifname::bridge_port`),
+    /// chosen when it is added and kept for its life. Empty in state files
+    /// older than this field: the service assigns those on load, as they
+    /// were assigned then (in name order).
+    #[serde(default)]
+    pub bridge_port: String,
     /// What its client says it is for (`labels`); netd decides nothing by
     /// them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -221,6 +250,7 @@ mod tests {
                 "10.0.0.5:5000-5002:6000-6002/udp".parse().unwrap(),
             ],
             slot: 0,
+            bridge_port: String::new(),
             labels: Default::default(),
         };
         let external = Guest {
@@ -232,11 +262,12 @@ mod tests {
             created_at: 1_700_000_100,
             ports: Vec::new(),
             slot: 1,
+            bridge_port: String::new(),
             labels: Default::default(),
         };
         let web = Network {
             name: "web".to_owned(),
-            subnet: DEFAULT_SUBNET.parse().unwrap(),
+            subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
             uplink_slot: 0,
             guests: BTreeMap::from([
@@ -384,6 +415,21 @@ mod tests {
     }
 
     #[test]
+    fn guest_macs_are_stable_unicast_local_and_differ_by_network_and_address() {
+        let ip = Ipv4Addr::new(172, 18, 0, 1);
+        let mac = guest_mac("web", ip);
+        assert_eq!(mac, guest_mac("web", ip), "the same guest, the same MAC");
+        assert_eq!(mac[0] & 0x01, 0, "unicast");
+        assert_eq!(mac[0] & 0x02, 0x02, "locally administered");
+        assert_ne!(mac, guest_mac("db", ip), "another network");
+        assert_ne!(mac, guest_mac("web", Ipv4Addr::new(172, 18, 0, 2)));
+        let all: BTreeSet<[u8; 6]> = (1..=253)
+            .flat_map(|i| ["a", "b", "c"].map(|net| guest_mac(net, Ipv4Addr::new(172, 18, 0, i))))
+            .collect();
+        assert_eq!(all.len(), 3 * 253, "no two guests share a MAC");
+    }
+
+    #[test]
     fn used_ips_lists_every_guest_address() {
         let used = sample_state().networks["web"].used_ips();
         let expected = BTreeSet::from([Ipv4Addr::new(172, 18, 0, 1), Ipv4Addr::new(172, 18, 0, 7)]);
@@ -406,7 +452,7 @@ mod tests {
 
     #[test]
     fn default_subnet_is_a_valid_subnet() {
-        let subnet: Ipv4Network = DEFAULT_SUBNET.parse().unwrap();
+        let subnet = crate::config::DEFAULT_SUBNET;
         assert_eq!(ipam::validate_subnet(subnet), Ok(()));
     }
 

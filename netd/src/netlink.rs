@@ -47,7 +47,7 @@ pub struct RouteInfo {
 impl Netlink {
     /// Opens a socket in `netns`, or in the caller's namespace when `None`.
     /// Must be called inside a tokio runtime, which then drives the socket.
-    pub async fn connect(netns: Option<&Netns>) -> Result<Netlink> {
+    pub fn connect(netns: Option<&Netns>) -> Result<Netlink> {
         let runtime = tokio::runtime::Handle::current();
         let open = move || {
             let _entered = runtime.enter();
@@ -123,6 +123,21 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("creating bridge {name}"))
+    }
+
+    /// Sets a link's MAC address.
+    pub async fn set_mac(&self, name: &str, mac: [u8; 6]) -> Result<()> {
+        let index = self.index(name).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .address(mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .with_context(|| format!("setting the MAC address of {name}"))
     }
 
     /// Moves a link into another namespace, renaming it there if `new_name` is set.
@@ -281,6 +296,48 @@ impl Netlink {
 impl Drop for Netlink {
     fn drop(&mut self) {
         self.connection.abort();
+    }
+}
+
+/// The host namespace's addresses and routes, each with the name of its
+/// link: read once per operation ([`HostView::read`]) by everything that
+/// checks netd's ranges against the host or hairpins through its addresses.
+#[derive(Debug, Clone, Default)]
+pub struct HostView {
+    /// Every IPv4 address, with host bits (`192.168.1.5/24`), and its link.
+    pub addresses: Vec<(Ipv4Network, String)>,
+    /// Every IPv4 route's destination and its output link ("" for none).
+    pub routes: Vec<(Ipv4Network, String)>,
+}
+
+impl HostView {
+    /// Reads the namespace the daemon runs in.
+    pub async fn read() -> Result<HostView> {
+        let host = Netlink::connect(None)?;
+        let links = host.links().await?;
+        let name = |index: u32| link_name(&links, index);
+        let addresses = host
+            .addresses()
+            .await?
+            .into_iter()
+            .map(|(index, net)| (net, name(index)))
+            .collect();
+        let routes = host
+            .routes()
+            .await?
+            .into_iter()
+            .map(|r| (r.destination, r.output_index.map(name).unwrap_or_default()))
+            .collect();
+        Ok(HostView { addresses, routes })
+    }
+
+    /// Every address but loopback ones: where published ports are reached.
+    pub fn reachable_ips(&self) -> Vec<Ipv4Addr> {
+        self.addresses
+            .iter()
+            .map(|(net, _)| net.ip())
+            .filter(|ip| !ip.is_loopback())
+            .collect()
     }
 }
 

@@ -10,7 +10,50 @@ use std::{fmt, net::Ipv4Addr, str::FromStr};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::dataplane::{PortMapping, Proto};
+/// The transport protocol of a published port.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// The IP protocol number (IPPROTO_TCP, IPPROTO_UDP).
+    pub const fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One published port, ranges already expanded: traffic to the gateway (or
+/// host) address on `host_port` goes to `guest_ip:guest_port` in network
+/// `zone`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortMapping {
+    pub proto: Proto,
+    /// Only connections to this host address are forwarded; None: any.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub zone: u32,
+    pub guest_ip: Ipv4Addr,
+    pub guest_port: u16,
+}
 
 /// Every port of a forward is one dataplane entry (and one rule for
 /// backends that need rules), so one command may not flood the tables.

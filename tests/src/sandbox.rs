@@ -252,8 +252,8 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) {
 }
 
 async fn wire_up(host: &Netns, internet: &Netns) -> Result<()> {
-    let host_nl = Netlink::connect(Some(host)).await?;
-    let inet_nl = Netlink::connect(Some(internet)).await?;
+    let host_nl = Netlink::connect(Some(host))?;
+    let inet_nl = Netlink::connect(Some(internet))?;
     host_nl.add_veth(UPLINK, "uplink-peer").await?;
     host_nl
         .move_to("uplink-peer", internet, Some(UPLINK))

@@ -3,10 +3,10 @@
 
 use std::{net::Ipv4Addr, process::Command};
 
-use netd::ebpf::filter::{DestinationFilter, Direction};
 use netd_common::counters::Counter;
 use netd_tests::{
     Sandbox,
+    filter::{DestinationFilter, Direction},
     sandbox::{self, INTERNET_GATEWAY, INTERNET_SERVER, UPLINK},
     traffic::{ping, reachable},
 };

@@ -2,17 +2,18 @@
 
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, SocketAddrV4, TcpStream},
-    time::Duration,
+    net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket},
+    time::{Duration, Instant},
 };
 
 use netd::netns::Netns;
 use netd_tests::{
     Sandbox,
     netd::{EBPF_NFT_HOST, Netd},
-    sandbox::HOST_UPLINK,
-    sockets::{serve_tcp_echo, tcp_listener},
+    sandbox::{HOST_UPLINK, INTERNET_SERVER},
+    sockets::{serve_tcp_echo, serve_udp_echo, tcp_listener, udp_socket},
     status::counter,
+    traffic::{ping, run_ok},
 };
 
 fn guest(netd: &Netd, network: &str, guest: &str) -> Netns {
@@ -100,3 +101,128 @@ fn ebpf_a_cut_holds_through_published_ports() {
 fn ebpf_nft_host_a_cut_holds_through_published_ports() {
     a_cut_holds_through_published_ports(EBPF_NFT_HOST);
 }
+
+/// Sends one datagram from each source port in `ports` to `to`, each its
+/// own flow, and counts the answers.
+fn udp_flows(
+    ns: &Netns,
+    to: SocketAddrV4,
+    ports: std::ops::Range<u16>,
+    wait_answers: bool,
+) -> usize {
+    ns.run_in(|| {
+        let mut answered = 0;
+        for port in ports {
+            let Ok(socket) = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)) else {
+                continue;
+            };
+            let _ = socket.send_to(b"flow", to);
+            // Paced, so that no burst overflows a receive queue on the way:
+            // every flow reaches the translation.
+            std::thread::sleep(Duration::from_micros(100));
+            if wait_answers {
+                let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 64];
+                if socket.recv_from(&mut buf).is_ok() {
+                    answered += 1;
+                }
+            }
+        }
+        answered
+    })
+    .expect("entering the namespace")
+}
+
+/// One guest sending from more source ports to one server than the host
+/// side has cannot starve another network's guest of ports to that server
+/// (a shared DNS server, say): it gets a quarter of them, the rest stay for
+/// others.
+#[test]
+fn a_noisy_guest_cannot_starve_others_of_nat_ports() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    for network in ["noisy", "quiet"] {
+        netd.ok(&["network", "create", network]);
+        netd.ok(&["guest", "add", network, "g"]);
+    }
+    let dns = SocketAddrV4::new(INTERNET_SERVER, 5353);
+    serve_udp_echo(udp_socket(&sandbox.internet, dns));
+    // More flows than the host side's 4,536 ports (61000-65535).
+    udp_flows(&guest(&netd, "noisy", "g"), dns, 10_000..15_000, false);
+    let answered = udp_flows(&guest(&netd, "quiet", "g"), dns, 30_000..30_050, true);
+    assert!(
+        answered >= 48,
+        "the quiet guest got {answered} of 50 flows through"
+    );
+    let status = netd.json(&["status"]);
+    assert!(
+        counter(&status, "noisy", "dropped_port_share") > 0,
+        "the noisy guest met its share: {status}"
+    );
+    assert_eq!(counter(&status, "quiet", "dropped_no_port"), 0, "{status}");
+}
+
+/// A guest removed and added again with the same address (or rebuilt by
+/// reconcile) keeps its MAC, so its peers' ARP caches stay right and it is
+/// reachable at once, directly and through its published port.
+fn a_recreated_guest_is_reachable_at_once(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let mut netd = Netd::start_with_dataplane(&sandbox, dataplane);
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a", "--ip", "172.18.0.10"]);
+    netd.ok(&["guest", "add", "web", "b", "--ip", "172.18.0.11"]);
+    let a_ip = Ipv4Addr::new(172, 18, 0, 10);
+    let b = guest(&netd, "web", "b");
+    let published = SocketAddrV4::new(HOST_UPLINK, 8080);
+    let serve = |netd: &Netd| {
+        let a = guest(netd, "web", "a");
+        serve_tcp_echo(tcp_listener(
+            &a,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+        ));
+    };
+    serve(&netd);
+    netd.ok(&["port", "add", "web", "a", "8080:80"]);
+    assert_eq!(ping(&b, a_ip, 1), 1, "b reaches a");
+    assert!(reaches(&sandbox.internet, published), "a's port answers");
+    let mac_before = guest(&netd, "web", "a").mac("eth0").unwrap();
+
+    netd.ok(&["guest", "rm", "web", "a"]);
+    netd.ok(&["guest", "add", "web", "a", "--ip", "172.18.0.10"]);
+    netd.ok(&["port", "add", "web", "a", "8080:80"]);
+    serve(&netd);
+    assert_eq!(
+        guest(&netd, "web", "a").mac("eth0").unwrap(),
+        mac_before,
+        "the same guest gets the same MAC"
+    );
+    let start = Instant::now();
+    assert_eq!(ping(&b, a_ip, 1), 1, "b reaches the re-created a at once");
+    assert!(
+        reaches(&sandbox.internet, published),
+        "the re-created a's port answers at once"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Rebuilt by reconcile after its namespace was deleted by hand.
+    netd.kill9();
+    run_ok({
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "delete", &format!("{}g-web.a", netd.prefix())]);
+        c
+    });
+    netd.restart();
+    serve(&netd);
+    assert_eq!(
+        guest(&netd, "web", "a").mac("eth0").unwrap(),
+        mac_before,
+        "reconcile rebuilds a with its MAC"
+    );
+    assert_eq!(ping(&b, a_ip, 1), 1, "b reaches the rebuilt a at once");
+}
+
+netd_tests::conformance!(a_recreated_guest_is_reachable_at_once);

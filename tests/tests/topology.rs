@@ -103,7 +103,7 @@ fn neighbours(ns: &Netns) -> Vec<(String, String)> {
 /// Interface names in a namespace, read over netlink.
 fn link_names(ns: &Netns) -> Vec<String> {
     block_on(async {
-        let nl = Netlink::connect(Some(ns)).await.expect("netlink");
+        let nl = Netlink::connect(Some(ns)).expect("netlink");
         nl.links()
             .await
             .expect("links")

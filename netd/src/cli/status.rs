@@ -1,7 +1,7 @@
 //! `netd status`
 
 use anyhow::Result;
-use netd::{client::Client, daemon::status::Status};
+use netd::{client::Client, daemon::requests::Status};
 
 #[derive(clap::Args)]
 pub struct Args {

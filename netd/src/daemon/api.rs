@@ -2,46 +2,42 @@
 //! at a time (one lock around the service), so every change is applied and
 //! persisted whole before the next one starts.
 //!
-//! Every request's caller is identified first (`caller`): a guest may use
-//! the partition routes for its own network, and nothing else. Serve the
+//! Every request's caller is identified first (`identify_caller`, which
+//! asks `caller::identify`): a guest may use the partition routes for its
+//! own network, and nothing else. Serve the
 //! router with `into_make_service_with_connect_info::<caller::PeerCred>()`.
-
-use std::sync::Arc;
 
 use axum::{
     Extension, Json, Router,
-    extract::{Path, State},
+    extract::{ConnectInfo, Path, Request, State},
     http::StatusCode,
-    middleware,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
 use serde::Serialize;
-use tokio::sync::Mutex;
 
 use super::{
-    caller::{self, Caller},
+    caller::{self, Caller, PeerCred},
     error::ServiceError,
     events, metrics,
     requests::{
-        AddGuest, AddPort, CreateNetwork, PartitionRequest, PartitionView, PortView, VerifyReport,
+        AddGuest, AddPort, CleanupReport, CreateNetwork, GuestView, NetworkView, PartitionRequest,
+        PartitionView, PortView, Status, VerifyReport,
     },
-    service::Service,
-    status,
+    service::Shared,
 };
-
-pub type Shared = Arc<Mutex<Service>>;
 
 /// `telemetry` is the service's (`Service::telemetry`), passed apart so
 /// that neither events nor request timing ever wait for the service lock.
-pub fn router(service: Shared, telemetry: Arc<metrics::Telemetry>) -> Router {
+pub fn router(service: Shared, telemetry: std::sync::Arc<metrics::Telemetry>) -> Router {
     host_routes()
         .route_layer(middleware::from_fn(caller::host_only))
         .merge(partition_routes())
         .route_layer(middleware::from_fn(metrics::time_requests))
         .layer(middleware::from_fn_with_state(
             service.clone(),
-            caller::identify_caller,
+            identify_caller,
         ))
         .layer(Extension(telemetry))
         .with_state(service)
@@ -100,6 +96,32 @@ fn host_routes() -> Router<Shared> {
         .route("/v1/cleanup", post(cleanup))
 }
 
+/// Middleware on every route: identifies the caller and hands it to the
+/// handlers (and to `caller::host_only`) as a request extension.
+async fn identify_caller(
+    State(service): State<Shared>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<PeerCred>>().cloned()
+    else {
+        return ServiceError::Forbidden(
+            "cannot tell where this request comes from: the API is served without peer \
+             credentials (serve it with `into_make_service_with_connect_info::<PeerCred>`)"
+                .to_owned(),
+        )
+        .into_response();
+    };
+    let caller = caller::identify(&peer, &service.lock().await.guest_namespaces());
+    match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
 impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
         let status =
@@ -121,30 +143,23 @@ fn ok<T: Serialize>(value: T) -> ApiResult<T> {
     Ok(Json(value))
 }
 
-async fn list_networks(State(svc): State<Shared>) -> ApiResult<Vec<super::requests::NetworkView>> {
-    let svc = svc.lock().await;
-    ok(svc
-        .state
-        .networks
-        .values()
-        .map(|n| svc.network_view(n))
-        .collect())
+async fn list_networks(State(svc): State<Shared>) -> ApiResult<Vec<NetworkView>> {
+    ok(svc.lock().await.network_views())
 }
 
 async fn create_network(
     State(svc): State<Shared>,
     Json(request): Json<CreateNetwork>,
-) -> ApiResult<super::requests::NetworkView> {
+) -> ApiResult<NetworkView> {
     ok(svc.lock().await.create_network(request).await?)
 }
 
 async fn inspect_network(
     State(svc): State<Shared>,
     Path(network): Path<String>,
-) -> ApiResult<super::requests::NetworkView> {
+) -> ApiResult<NetworkView> {
     let svc = svc.lock().await;
-    let net = svc.network(&network)?;
-    ok(svc.network_view(net))
+    ok(svc.network_view(svc.network(&network)?))
 }
 
 async fn remove_network(State(svc): State<Shared>, Path(network): Path<String>) -> ApiResult<()> {
@@ -154,36 +169,23 @@ async fn remove_network(State(svc): State<Shared>, Path(network): Path<String>) 
 async fn list_guests(
     State(svc): State<Shared>,
     Path(network): Path<String>,
-) -> ApiResult<Vec<super::requests::GuestView>> {
-    let svc = svc.lock().await;
-    let net = svc.network(&network)?;
-    ok(net
-        .guests
-        .values()
-        .map(|g| svc.guest_view(net, g))
-        .collect())
+) -> ApiResult<Vec<GuestView>> {
+    ok(svc.lock().await.guest_views(&network)?)
 }
 
 async fn add_guest(
     State(svc): State<Shared>,
     Path(network): Path<String>,
     Json(request): Json<AddGuest>,
-) -> ApiResult<super::requests::GuestView> {
+) -> ApiResult<GuestView> {
     ok(svc.lock().await.add_guest(&network, request).await?)
 }
 
 async fn inspect_guest(
     State(svc): State<Shared>,
     Path((network, guest)): Path<(String, String)>,
-) -> ApiResult<super::requests::GuestView> {
-    let svc = svc.lock().await;
-    let net = svc.network(&network)?;
-    let g = net.guests.get(&guest).ok_or_else(|| {
-        ServiceError::NotFound(format!(
-            "no guest named {guest:?} in network {network:?}: `netd guest ls {network}` lists them"
-        ))
-    })?;
-    ok(svc.guest_view(net, g))
+) -> ApiResult<GuestView> {
+    ok(svc.lock().await.inspect_guest(&network, &guest)?)
 }
 
 async fn remove_guest(
@@ -209,30 +211,21 @@ async fn add_port(
     Path((network, guest)): Path<(String, String)>,
     Json(request): Json<AddPort>,
 ) -> ApiResult<PortView> {
-    ok(svc
-        .lock()
-        .await
-        .add_port(&network, &guest, &request.spec)
-        .await?)
+    ok(svc.lock().await.add_port(&network, &guest, &request.spec)?)
 }
 
 async fn remove_port(
     State(svc): State<Shared>,
     Path((network, guest, spec)): Path<(String, String, String)>,
 ) -> ApiResult<()> {
-    ok(svc
-        .lock()
-        .await
-        .remove_port(&network, &guest, &spec)
-        .await?)
+    ok(svc.lock().await.remove_port(&network, &guest, &spec)?)
 }
 
-async fn status(State(svc): State<Shared>) -> ApiResult<status::Status> {
-    let svc = svc.lock().await;
-    ok(status::collect(&svc).await)
+async fn status(State(svc): State<Shared>) -> ApiResult<Status> {
+    ok(svc.lock().await.status().await)
 }
 
-async fn cleanup(State(svc): State<Shared>) -> ApiResult<super::requests::CleanupReport> {
+async fn cleanup(State(svc): State<Shared>) -> ApiResult<CleanupReport> {
     ok(svc.lock().await.cleanup().await?)
 }
 
@@ -279,12 +272,9 @@ async fn set(
     network: Option<String>,
     request: PartitionRequest,
 ) -> ApiResult<PartitionView> {
-    let network = caller.partition_network(network.as_deref())?;
-    ok(svc
-        .lock()
-        .await
-        .set_partition(&network, request, caller)
-        .await?)
+    // The service checks the permission (`Caller::may_partition`) itself.
+    let network = caller.named_network(network.as_deref())?;
+    ok(svc.lock().await.set_partition(&network, request, caller)?)
 }
 
 async fn verify_partition(
@@ -315,7 +305,8 @@ mod tests {
     use crate::{
         client::{Client, segment},
         config::Config,
-        model::{DEFAULT_SUBNET, Guest, GuestNetns, Network, State as Desired},
+        daemon::service::Service,
+        model::{Guest, GuestNetns, Network, State as Desired},
         store::Store,
         topology::Topology,
     };
@@ -330,11 +321,12 @@ mod tests {
             created_at: 0,
             ports: Vec::new(),
             slot: 0,
+            bridge_port: String::new(),
             labels: Default::default(),
         };
         let web = Network {
             name: "web".to_owned(),
-            subnet: DEFAULT_SUBNET.parse().unwrap(),
+            subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
             uplink_slot: 0,
             guests: BTreeMap::from([("web1".to_owned(), web1)]),
@@ -362,9 +354,12 @@ mod tests {
         let listener = runtime
             .block_on(async { tokio::net::UnixListener::bind(&socket) })
             .unwrap();
-        let telemetry = service.telemetry.clone();
-        let app = router(Arc::new(Mutex::new(service)), telemetry)
-            .into_make_service_with_connect_info::<caller::PeerCred>();
+        let telemetry = service.telemetry();
+        let app = router(
+            std::sync::Arc::new(tokio::sync::Mutex::new(service)),
+            telemetry,
+        )
+        .into_make_service_with_connect_info::<caller::PeerCred>();
         runtime.spawn(async move { axum::serve(listener, app).await });
         (runtime, Client::new(&socket))
     }

@@ -4,21 +4,21 @@
 //! in, never from anything the request says. A guest may only partition its
 //! own network; every other request from a guest is refused.
 
-use std::{fmt, os::unix::fs::MetadataExt, path::Path};
+use std::{
+    fmt,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
 
 use axum::{
-    extract::{ConnectInfo, Request, State, connect_info::Connected},
+    extract::{Request, connect_info::Connected},
     middleware::Next,
     response::{IntoResponse, Response},
     serve::IncomingStream,
 };
 use tokio::net::UnixListener;
 
-use super::{
-    api::Shared,
-    error::{ServiceError, ServiceResult},
-    service::Service,
-};
+use super::error::{ServiceError, ServiceResult};
 use crate::netns::Netns;
 
 /// The peer of an accepted API connection, as the kernel reports it.
@@ -65,24 +65,39 @@ impl fmt::Display for Caller {
 impl Caller {
     /// The network a partition request acts on: the one it names, which a
     /// guest may only name if it is its own; or, when it names none, the
-    /// caller's own network.
+    /// caller's own network. [`Caller::named_network`], then
+    /// [`Caller::may_partition`].
     pub fn partition_network(&self, named: Option<&str>) -> ServiceResult<String> {
+        let network = self.named_network(named)?;
+        self.may_partition(&network)?;
+        Ok(network)
+    }
+
+    /// The network a partition request names, or, when it names none, the
+    /// caller's own; the host must name one. Says nothing of permission.
+    pub fn named_network(&self, named: Option<&str>) -> ServiceResult<String> {
         match (self, named) {
-            (Caller::Host, Some(network)) => Ok(network.to_owned()),
+            (_, Some(network)) => Ok(network.to_owned()),
             (Caller::Host, None) => Err(ServiceError::NotFound(
                 "this request names no network: from the host, say which network, \
                  e.g. `netd partition web show`"
                     .to_owned(),
             )),
             (Caller::Guest { network, .. }, None) => Ok(network.clone()),
-            (Caller::Guest { network, .. }, Some(named)) if named == network => Ok(network.clone()),
-            (Caller::Guest { network, guest }, Some(named)) => {
-                Err(ServiceError::Forbidden(format!(
-                    "guest {guest} of network {network} asked to partition network {named:?}: \
-                     a guest may only partition its own network; name no network \
-                     (`netd partition isolate ...`) to act on {network}"
-                )))
-            }
+        }
+    }
+
+    /// The partition permission, checked once per request: the host may
+    /// partition any network, a guest only its own.
+    pub fn may_partition(&self, named: &str) -> ServiceResult<()> {
+        match self {
+            Caller::Host => Ok(()),
+            Caller::Guest { network, .. } if named == network => Ok(()),
+            Caller::Guest { network, guest } => Err(ServiceError::Forbidden(format!(
+                "guest {guest} of network {network} asked to partition network {named:?}: \
+                 a guest may only partition its own network; name no network \
+                 (`netd partition isolate ...`) to act on {network}"
+            ))),
         }
     }
 
@@ -120,73 +135,43 @@ pub fn classify<'a>(
         })
 }
 
-impl Service {
-    /// Who `peer` is. A caller that cannot be placed (no process id, an
-    /// unreadable namespace, a namespace that is neither the host's nor a
-    /// guest's) is refused: a guest must never pass for the host.
-    pub fn identify(&self, peer: &PeerCred) -> ServiceResult<Caller> {
-        let Some(pid) = peer.pid else {
-            return Err(ServiceError::Forbidden(
-                "cannot tell where this request comes from: the kernel gave no process id for \
-                 the connection (is the caller in a PID namespace the daemon cannot see?); \
-                 call from the host, or from a guest with `netd exec NETWORK GUEST -- netd ...`"
-                    .to_owned(),
-            ));
-        };
-        let caller = namespace_inode(&format!("/proc/{pid}/ns/net")).map_err(|err| {
-            ServiceError::Forbidden(format!(
-                "cannot tell which network namespace process {pid} is in ({err:#}): \
-                 call from the host, or from a guest"
-            ))
-        })?;
-        let host = namespace_inode("/proc/self/ns/net")?;
-        let guests = self.state.networks.values().flat_map(|net| {
-            net.guests.values().map(move |guest| {
-                let path = self.topology.guest_netns_path(net, guest);
-                let inode = Netns::open_path(&guest.name, &path)
-                    .and_then(|netns| netns.inode())
-                    .ok();
-                (net.name.as_str(), guest.name.as_str(), inode)
-            })
-        });
-        classify(caller, host, guests).ok_or_else(|| {
-            ServiceError::Forbidden(format!(
-                "this request comes from a network namespace (inode {caller}) that is neither \
-                 the daemon's nor a guest's: call from the host, or from a guest with \
-                 `netd exec NETWORK GUEST -- netd ...`"
-            ))
-        })
-    }
+/// Who `peer` is, among `guests` (network, guest, namespace path; as
+/// `Service::guest_namespaces` lists them). A caller that cannot be placed
+/// (no process id, an unreadable namespace, a namespace that is neither the
+/// host's nor a guest's) is refused: a guest must never pass for the host.
+pub fn identify(peer: &PeerCred, guests: &[(&str, &str, PathBuf)]) -> ServiceResult<Caller> {
+    let Some(pid) = peer.pid else {
+        return Err(ServiceError::Forbidden(
+            "cannot tell where this request comes from: the kernel gave no process id for \
+             the connection (is the caller in a PID namespace the daemon cannot see?); \
+             call from the host, or from a guest with `netd exec NETWORK GUEST -- netd ...`"
+                .to_owned(),
+        ));
+    };
+    let caller = namespace_inode(&format!("/proc/{pid}/ns/net")).map_err(|err| {
+        ServiceError::Forbidden(format!(
+            "cannot tell which network namespace process {pid} is in ({err:#}): \
+             call from the host, or from a guest"
+        ))
+    })?;
+    let host = namespace_inode("/proc/self/ns/net")?;
+    let guests = guests.iter().map(|(network, guest, path)| {
+        let inode = Netns::open_path(guest, path)
+            .and_then(|netns| netns.inode())
+            .ok();
+        (*network, *guest, inode)
+    });
+    classify(caller, host, guests).ok_or_else(|| {
+        ServiceError::Forbidden(format!(
+            "this request comes from a network namespace (inode {caller}) that is neither \
+             the daemon's nor a guest's: call from the host, or from a guest with \
+             `netd exec NETWORK GUEST -- netd ...`"
+        ))
+    })
 }
 
 fn namespace_inode(path: &str) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(Path::new(path))?.ino())
-}
-
-/// Middleware on every route: identifies the caller and hands it to the
-/// handlers (and to `host_only`) as a request extension.
-pub async fn identify_caller(
-    State(service): State<Shared>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<PeerCred>>().cloned()
-    else {
-        return ServiceError::Forbidden(
-            "cannot tell where this request comes from: the API is served without peer \
-             credentials (serve it with `into_make_service_with_connect_info::<PeerCred>`)"
-                .to_owned(),
-        )
-        .into_response();
-    };
-    let caller = service.lock().await.identify(&peer);
-    match caller {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(err) => err.into_response(),
-    }
 }
 
 /// Route layer on every route but the partition ones: guests are refused.

@@ -208,7 +208,7 @@ pub struct EventsQuery {
 /// `GET /v1/events`: a chunked body of JSON lines, for as long as the
 /// client reads and the daemon runs.
 pub async fn stream(
-    State(svc): State<super::api::Shared>,
+    State(svc): State<super::service::Shared>,
     Extension(telemetry): Extension<Arc<Telemetry>>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, ServiceError> {

@@ -3,7 +3,7 @@
 //! Names, units and types follow Prometheus's conventions: counters end in
 //! `_total`, durations are seconds, gauges say what they count.
 //!
-//! The rendering is pure (`Exposition`); `collect` reads the service's
+//! The rendering is pure (`Exposition`); `Service::scrape_metrics` reads the service's
 //! state, the dataplane's figures and the daemon's own telemetry.
 
 use std::{
@@ -25,8 +25,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{events::Bus, service::Service};
-use crate::config::Dataplane as DataplaneKind;
+use super::events::Bus;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -42,8 +41,8 @@ pub struct Telemetry {
     pub events: Bus,
     /// By (method, route): bucket counts, sum of seconds, count.
     api: Mutex<BTreeMap<(String, String), Histogram>>,
-    /// Drift found, by what drifted (`host_table`, `dataplane`).
-    drift_found: Mutex<BTreeMap<&'static str, u64>>,
+    /// Passes that found the kernel differing from what was programmed.
+    pub drift_found: AtomicU64,
     pub drift_repairs: AtomicU64,
     pub started_at: AtomicU64,
 }
@@ -81,16 +80,7 @@ impl Telemetry {
         h.count += 1;
     }
 
-    pub fn drift_found(&self, what: &'static str) {
-        *self
-            .drift_found
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(what)
-            .or_default() += 1;
-    }
-
-    fn render_own(&self, out: &mut Exposition) {
+    pub fn render_own(&self, out: &mut Exposition) {
         out.family(
             "netd_api_request_duration_seconds",
             "Time from a request reaching the daemon to its answer.",
@@ -123,18 +113,14 @@ impl Telemetry {
         }
         out.family(
             "netd_drift_found_total",
-            "Times the kernel was found to differ from what netd programmed, by what.",
+            "Repair passes that found the kernel differing from what netd programmed (the dataplane, its host side included).",
             "counter",
         );
-        let found = self
-            .drift_found
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for what in ["host_table", "dataplane"] {
-            let n = found.get(what).copied().unwrap_or(0);
-            out.sample("netd_drift_found_total", &[("what", what)], n as f64);
-        }
+        out.sample(
+            "netd_drift_found_total",
+            &[],
+            self.drift_found.load(Ordering::Relaxed) as f64,
+        );
         out.family(
             "netd_drift_repairs_total",
             "Repairs of drifted kernel state made by the daemon.",
@@ -222,168 +208,23 @@ fn format_value(value: f64) -> String {
     }
 }
 
-/// Everything, for one scrape.
-pub fn collect(service: &Service, telemetry: &Telemetry) -> String {
-    let mut out = Exposition::default();
-    let networks = &service.state.networks;
-
-    out.family("netd_networks", "Networks netd has.", "gauge");
-    out.sample("netd_networks", &[], networks.len() as f64);
-    out.family("netd_guests", "Guests of each network.", "gauge");
-    for net in networks.values() {
-        out.sample(
-            "netd_guests",
-            &[("network", &net.name)],
-            net.guests.len() as f64,
-        );
-    }
-    out.family(
-        "netd_port_forwards",
-        "Published port forwards (one per port spec) of each network.",
-        "gauge",
-    );
-    for net in networks.values() {
-        let forwards: usize = net.guests.values().map(|g| g.ports.len()).sum();
-        out.sample(
-            "netd_port_forwards",
-            &[("network", &net.name)],
-            forwards as f64,
-        );
-    }
-    out.family(
-        "netd_partition_in_force",
-        "1 while a partition cuts something in the network, else 0.",
-        "gauge",
-    );
-    for net in networks.values() {
-        let cut = net
-            .partition
-            .as_ref()
-            .is_some_and(|p| !p.rules.is_full_mesh());
-        out.sample(
-            "netd_partition_in_force",
-            &[("network", &net.name)],
-            f64::from(u8::from(cut)),
-        );
-    }
-
-    let zone_name = |zone: u32| {
-        if zone == 0 {
-            return "host".to_owned();
-        }
-        networks
-            .values()
-            .find(|net| net.zone() == zone)
-            .map_or_else(|| format!("zone {zone}"), |net| net.name.clone())
-    };
-    out.family(
-        "netd_dataplane_up",
-        "1 if the dataplane's figures could be read, else 0.",
-        "gauge",
-    );
-    match service.dataplane.status(&zone_name) {
-        Ok(figures) => {
-            out.sample("netd_dataplane_up", &[], 1.0);
-            out.family(
-                "netd_packets_total",
-                "Packets the dataplane handled, by network and by what it did (forwarded, translated, dropped_*, ...).",
-                "counter",
-            );
-            for zone in &figures.counters {
-                for (reason, count) in &zone.counters {
-                    out.sample(
-                        "netd_packets_total",
-                        &[("network", &zone.zone), ("reason", reason)],
-                        *count as f64,
-                    );
-                }
-            }
-            out.family(
-                "netd_conntrack_entries",
-                "Connection-tracking entries in use (one per direction of a connection).",
-                "gauge",
-            );
-            out.sample(
-                "netd_conntrack_entries",
-                &[],
-                figures.nat.conntrack_entries as f64,
-            );
-            out.family(
-                "netd_nat_connections",
-                "Tracked translated connections, by kind: snat (guest out, one host-side port each), dnat (through a published port), hairpin.",
-                "gauge",
-            );
-            for (kind, n) in [
-                ("snat", figures.nat.snat),
-                ("dnat", figures.nat.dnat),
-                ("hairpin", figures.nat.hairpin),
-            ] {
-                out.sample("netd_nat_connections", &[("kind", kind)], n as f64);
-            }
-        }
-        Err(err) => {
-            tracing::warn!("metrics: dataplane figures unreadable: {err:#}");
-            out.sample("netd_dataplane_up", &[], 0.0);
-        }
-    }
-    if let Some(capacity) = conntrack_capacity(service) {
-        out.family(
-            "netd_conntrack_capacity",
-            "Connection-tracking entries the dataplane can hold.",
-            "gauge",
-        );
-        out.sample("netd_conntrack_capacity", &[], capacity as f64);
-    }
-    telemetry.render_own(&mut out);
-    out.family("netd_build_info", "netd's version.", "gauge");
-    out.sample(
-        "netd_build_info",
-        &[
-            ("version", env!("CARGO_PKG_VERSION")),
-            ("dataplane", &service.topology.config.dataplane.to_string()),
-        ],
-        1.0,
-    );
-    out.finish()
-}
-
-/// The eBPF conntrack map's size; for nftables, the gateway namespace's
-/// `nf_conntrack_max` (None without a gateway).
-fn conntrack_capacity(service: &Service) -> Option<u64> {
-    match service.topology.config.dataplane {
-        DataplaneKind::Ebpf => Some(u64::from(netd_common::maps::CONNTRACK_MAX_ENTRIES)),
-        DataplaneKind::Nftables => {
-            let gateway = crate::netns::Netns::open(&service.topology.names.gateway_ns()).ok()?;
-            gateway
-                .run_in(|| std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max"))
-                .ok()?
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        }
-    }
-}
-
 /// `GET /metrics`.
 pub async fn scrape(
-    State(svc): State<super::api::Shared>,
+    State(svc): State<super::service::Shared>,
     Extension(telemetry): Extension<Arc<Telemetry>>,
 ) -> Response {
-    let text = {
-        let svc = svc.lock().await;
-        collect(&svc, &telemetry)
-    };
+    let text = svc.lock().await.scrape_metrics();
+    let _ = &telemetry;
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 
 /// Serves `GET /metrics` alone on a TCP address (`metrics_listen`).
 pub async fn serve_tcp(
     addr: std::net::SocketAddr,
-    service: super::api::Shared,
+    service: super::service::Shared,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use anyhow::Context as _;
-    let telemetry = service.lock().await.telemetry.clone();
+    let telemetry = service.lock().await.telemetry();
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("binding metrics_listen {addr}: is the address taken or not local?")
     })?;
@@ -438,7 +279,7 @@ mod tests {
         let t = Telemetry::default();
         t.observe_request("GET", "/v1/networks", Duration::from_micros(700));
         t.observe_request("GET", "/v1/networks", Duration::from_millis(30));
-        t.drift_found("host_table");
+        t.drift_found.fetch_add(1, Ordering::Relaxed);
         let mut out = Exposition::default();
         t.render_own(&mut out);
         let text = out.finish();
@@ -454,7 +295,7 @@ mod tests {
         assert!(text.contains(
             "netd_api_request_duration_seconds_count{method=\"GET\",route=\"/v1/networks\"} 2\n"
         ));
-        assert!(text.contains("netd_drift_found_total{what=\"host_table\"} 1\n"));
-        assert!(text.contains("netd_drift_found_total{what=\"dataplane\"} 0\n"));
+        assert!(text.contains("netd_drift_found_total 1\n"), "{text}");
+        assert!(text.contains("netd_drift_repairs_total 0\n"), "{text}");
     }
 }

@@ -4,16 +4,12 @@
 
 pub mod api;
 pub mod caller;
-pub mod drift;
 pub mod error;
 pub mod events;
 pub mod metrics;
-pub mod partition;
-pub mod ports;
 pub mod probe;
 pub mod requests;
 pub mod service;
-pub mod status;
 
 use std::{
     os::unix::fs::PermissionsExt,
@@ -28,9 +24,9 @@ use tracing::info;
 use crate::{
     bpffs,
     config::{Config, Dataplane as DataplaneKind},
-    dataplane::{Dataplane, ebpf::EbpfDataplane, nft::NftDataplane},
+    dataplane::{Dataplane, ebpf::EbpfDataplane, nftables::NftDataplane},
     model::State,
-    netlink::Netlink,
+    netlink::HostView,
     store::Store,
     topology::Topology,
 };
@@ -83,18 +79,17 @@ pub async fn run(config: Config) -> Result<()> {
     let mut service = service::Service::new(Topology::new(config)?, store, state, dataplane);
     service.reconcile().await;
     info!(
-        networks = service.state.networks.len(),
+        networks = service.network_count(),
         "reconciled the kernel to the desired state"
     );
 
     let listener = bind(&socket)?;
-    let telemetry = service.telemetry.clone();
-    let metrics_listen = service.topology.config.metrics_listen;
-    service.emit(events::Event::new("daemon.started").detail(format!(
-        "dataplane {}, {} networks",
-        service.topology.config.dataplane,
-        service.state.networks.len()
-    )));
+    let telemetry = service.telemetry();
+    let metrics_listen = service.metrics_listen();
+    service.emit(
+        events::Event::new("daemon.started")
+            .detail(format!("{} networks", service.network_count())),
+    );
     let shared = Arc::new(Mutex::new(service));
     let metrics_server = match metrics_listen {
         Some(addr) => Some(metrics::serve_tcp(addr, shared.clone()).await?),
@@ -137,41 +132,22 @@ fn open_dataplane(config: &Config) -> Result<Box<dyn Dataplane>> {
 }
 
 /// How often expired connections are removed from the conntrack table, the
-/// host's nftables table and the dataplane's kernel state are checked (and
-/// repaired), and due timed partitions are healed.
+/// dataplane's kernel state (its host side included) is checked and
+/// repaired, and due timed partitions are healed (`Service::housekeeping`).
 const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
     let mut ticks = tokio::time::interval(GC_INTERVAL);
     loop {
         ticks.tick().await;
-        let mut service = service.lock().await;
-        if let Err(err) = service.dataplane.collect_garbage() {
-            tracing::warn!("conntrack garbage collection: {err:#}");
-        }
-        service.repair_drift();
-        service.heal_expired(service::now()).await;
+        service.lock().await.housekeeping(service::now());
     }
 }
 
 /// Fails early, naming the setting, if the host already uses netd's ranges.
 async fn check_host(config: &Config) -> Result<()> {
-    let host = Netlink::connect(None).await?;
-    let links = host.links().await?;
-    let name = |index: u32| crate::netlink::link_name(&links, index);
-    let addrs: Vec<_> = host
-        .addresses()
-        .await?
-        .into_iter()
-        .map(|(index, net)| (net, name(index)))
-        .collect();
-    let routes: Vec<_> = host
-        .routes()
-        .await?
-        .into_iter()
-        .map(|r| (r.destination, r.output_index.map(name).unwrap_or_default()))
-        .collect();
-    config.check_host_conflicts(&addrs, &routes, &config.host_link)?;
+    let host = HostView::read().await?;
+    config.check_host_conflicts(&host.addresses, &host.routes, &config.host_link)?;
     Ok(())
 }
 

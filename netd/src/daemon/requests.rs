@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::partition::VerifyReport;
 use crate::{
-    dataplane::{PartitionRules, Proto},
-    partition::PartitionState,
+    dataplane::DataplaneStatus,
+    partition::{PartitionRules, PartitionState},
+    ports::Proto,
 };
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -114,4 +115,36 @@ pub struct PartitionView {
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct CleanupReport {
     pub removed: Vec<String>,
+}
+
+/// What `netd status` shows: the live kernel state of every namespace this
+/// instance owns (what is there, not what was asked), and where it drifts
+/// from the desired state.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Status {
+    pub dataplane: String,
+    /// Conntrack/NAT figures and per-network counters from the dataplane.
+    #[serde(default)]
+    pub figures: Option<DataplaneStatus>,
+    pub namespaces: Vec<NamespaceStatus>,
+    /// Differences between desired and live state; empty when all is well.
+    pub drift: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct NamespaceStatus {
+    pub name: String,
+    pub links: Vec<LinkStatus>,
+    pub routes: Vec<String>,
+    pub nft_tables: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct LinkStatus {
+    pub name: String,
+    pub up: bool,
+    pub bridge: Option<String>,
+    pub addresses: Vec<String>,
+    /// TC programs attached through TCX, by direction.
+    pub tc_programs: Vec<String>,
 }

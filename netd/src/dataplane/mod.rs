@@ -1,151 +1,27 @@
 //! The dataplane: what happens to packets once the topology exists. One trait,
-//! one implementation per backend (`ebpf`, and `nft`: the nftables fallback),
+//! one implementation per backend (`ebpf`, and `nftables`: the fallback),
 //! chosen per daemon with `--dataplane`.
 //!
 //! The topology module builds namespaces and links; the dataplane only
-//! programs them. The host side (masquerading out of the host, publishing
-//! ports on host addresses) is shared by every backend: see `hostnat`.
+//! programs them, from the `topology::*Plumbing` descriptions. The host
+//! side (masquerading out of the host, publishing ports on host addresses)
+//! is part of the dataplane too: each backend owns a [`HostSide`] and
+//! programs it with the rest, so the service talks to one trait. Both
+//! backends hold the nftables host table today (`hostnat`); a backend may
+//! bring its own.
 
 pub mod ebpf;
-pub mod nft;
-
-use std::{collections::BTreeSet, fmt, net::Ipv4Addr, path::PathBuf};
+pub mod hostnat;
+pub mod nftables;
 
 use anyhow::Result;
-use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Serialize};
 
-/// The transport protocol of a published port.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    /// The IP protocol number (IPPROTO_TCP, IPPROTO_UDP).
-    pub const fn number(self) -> u8 {
-        match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
-        }
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One published port, ranges already expanded: traffic to the gateway (or
-/// host) address on `host_port` goes to `guest_ip:guest_port` in network
-/// `zone`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortMapping {
-    pub proto: Proto,
-    /// Only connections to this host address are forwarded; None: any.
-    pub host_ip: Option<Ipv4Addr>,
-    pub host_port: u16,
-    pub zone: u32,
-    pub guest_ip: Ipv4Addr,
-    pub guest_port: u16,
-}
-
-/// The gateway namespace as the dataplane needs to know it.
-#[derive(Debug, Clone)]
-pub struct GatewayPlumbing {
-    /// The gateway namespace's handle (under /run/netns).
-    pub netns: PathBuf,
-    /// The gateway's veth towards the host.
-    pub host_side: String,
-    /// The gateway's address on the host link: the address NAT maps guests to.
-    pub gateway_ip: Ipv4Addr,
-    /// The host's address on the host link.
-    pub host_ip: Ipv4Addr,
-    /// Every address of the host, so that a guest reaching a published port
-    /// through one of them is turned around at the gateway (hairpin).
-    pub host_addrs: Vec<Ipv4Addr>,
-    /// The host's end of the host link (in the namespace the daemon runs in).
-    pub host_link: String,
-    /// How the eBPF dataplane crosses the host (the nftables one always
-    /// uses the host's nftables table).
-    pub host_datapath: crate::config::HostDatapath,
-    /// Source ports the eBPF host side uses on host addresses.
-    pub host_nat_ports: crate::config::PortSpan,
-}
-
-/// One network as the dataplane needs to know it.
-#[derive(Debug, Clone)]
-pub struct NetworkPlumbing {
-    pub name: String,
-    /// The gateway namespace's handle, where `gateway_port` lives.
-    pub gateway_netns: PathBuf,
-    /// The network's number in the dataplane (uplink slot + 1; 0 is the
-    /// host side).
-    pub zone: u32,
-    /// The network namespace's handle (under /run/netns).
-    pub netns: PathBuf,
-    /// The gateway's veth towards this network (`nu<slot>`).
-    pub gateway_port: String,
-    /// The network's end of its /30 to the gateway.
-    pub uplink_ip: Ipv4Addr,
-    pub subnet: Ipv4Network,
-    /// Routable networks are reached from the host by their own addresses,
-    /// so the gateway does not translate them.
-    pub routable: bool,
-}
-
-/// One guest as the dataplane needs to know it.
-#[derive(Debug, Clone)]
-pub struct GuestPlumbing {
-    pub network: String,
-    pub name: String,
-    pub zone: u32,
-    pub ip: Ipv4Addr,
-    /// The guest's index in its network's partition matrix.
-    pub slot: u8,
-    /// The network namespace, where the bridge and `port` live.
-    pub network_netns: PathBuf,
-    /// The guest's bridge port (the network's end of its veth).
-    pub port: String,
-    /// The guest's namespace, where its `eth0` lives.
-    pub guest_netns: PathBuf,
-}
-
-/// A network's partition as a dataplane enforces it, in guest slots
-/// (`Guest::slot`). The default (nothing cut) is a full mesh.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionRules {
-    /// Directed pairs (from slot, to slot) whose packets are cut.
-    pub cut: BTreeSet<(u8, u8)>,
-    /// Guests cut from everything outside their network, both ways.
-    pub outside_cut: BTreeSet<u8>,
-    /// The share of affected packets dropped, 1-100 (100: all of them).
-    pub loss_percent: u8,
-}
-
-impl PartitionRules {
-    pub fn is_full_mesh(&self) -> bool {
-        self.cut.is_empty() && self.outside_cut.is_empty()
-    }
-
-    /// The share of affected packets to drop, 1-100; 0 (unset) means all.
-    pub fn effective_loss_percent(&self) -> u8 {
-        match self.loss_percent {
-            0 | 100.. => 100,
-            percent => percent,
-        }
-    }
-}
+use crate::{
+    partition::PartitionRules,
+    ports::PortMapping,
+    topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing},
+};
 
 /// Connection tracking and NAT figures for `netd status`.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -203,27 +79,56 @@ pub trait Dataplane: Send + Sync {
     /// Puts a network's partition in force, replacing the previous one in
     /// one step: no packet sees half of each. Empty rules heal.
     fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()>;
-    /// Publishes ports: all of them, or none on error.
+    /// Makes the host side match `host`: masquerading out of the host and
+    /// every published port on the host's addresses. None (no network is
+    /// left): the host side is removed.
+    fn sync_host(&mut self, host: Option<&HostPlumbing>) -> Result<()>;
+    /// Publishes ports, at the gateway and on the host side: all of them, or
+    /// none on error.
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()>;
-    /// Withdraws ports; ports not published are ignored.
+    /// Withdraws ports from the gateway and the host side; ports not
+    /// published are ignored.
     fn unpublish(&mut self, ports: &[PortMapping]);
-    /// Makes the published ports exactly `ports` (at start-up).
+    /// Makes the ports published at the gateway exactly `ports` (at
+    /// start-up; the host side gets them from [`Dataplane::sync_host`]).
     fn sync_published(&mut self, ports: &[PortMapping]) -> Result<()>;
-    /// Removes everything this backend keeps outside the namespaces (pins).
+    /// Removes everything this backend keeps outside netd's namespaces
+    /// (pins, the host side).
     fn forget_all(&mut self);
     /// Drops expired connection-tracking entries.
     fn collect_garbage(&mut self) -> Result<GcReport>;
     /// Live figures, with zone numbers mapped to names by `zone_name`.
     fn status(&self, zone_name: &dyn Fn(u32) -> String) -> Result<DataplaneStatus>;
     /// Where the kernel differs from what this backend put there (a table
-    /// deleted by hand, say), one line each; empty when all is well. Shown
-    /// by `netd status` as drift.
+    /// deleted by hand, say), host side first, one line each; empty when all
+    /// is well. Shown by `netd status` as drift.
     fn check(&self) -> Vec<String> {
         Vec::new()
     }
-    /// Puts back what [`Dataplane::check`] finds missing or altered. Called
-    /// by the daemon every few seconds.
+    /// Puts back what [`Dataplane::check`] finds missing or altered, host
+    /// side first. Called by the daemon every few seconds.
     fn repair(&mut self) {}
+}
+
+/// The host namespace's part of a backend: masquerading what leaves the
+/// host, and published ports on the host's addresses sent on to the gateway.
+/// A backend owns one and drives it from its `Dataplane` methods; it is the
+/// seam where a backend swaps the shared nftables host table
+/// ([`hostnat::NftHostSide`]) for one of its own.
+pub trait HostSide: Send + Sync + std::fmt::Debug {
+    /// Makes the host side match `host`; None: removes it.
+    fn sync(&mut self, host: Option<&HostPlumbing>) -> Result<()>;
+    /// Publishes ports on the host's addresses: all of them, or none.
+    fn publish(&mut self, ports: &[PortMapping]) -> Result<()>;
+    /// Withdraws ports; failures are logged (the next sync or repair puts
+    /// the host side right).
+    fn unpublish(&mut self, ports: &[PortMapping]);
+    /// Drift, one line each; empty when all is well or nothing is wanted.
+    fn check(&self) -> Vec<String>;
+    /// Puts back what [`HostSide::check`] finds missing or altered.
+    fn repair(&mut self);
+    /// Removes the host side (cleanup); failures are logged.
+    fn remove(&mut self);
 }
 
 /// A stand-in for unit tests of the service's own logic (validation,
@@ -270,6 +175,9 @@ pub mod testing {
                 anyhow::bail!("the test dataplane refuses partitions");
             }
             self.partitions.lock().unwrap().insert(zone, rules.clone());
+            Ok(())
+        }
+        fn sync_host(&mut self, _: Option<&HostPlumbing>) -> Result<()> {
             Ok(())
         }
         fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataplane::PartitionRules;
+use super::PartitionRules;
 
 /// What the partition intends for packets from one end to another.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

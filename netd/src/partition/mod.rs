@@ -7,11 +7,13 @@
 //! the one-way `cut` Jepsen and Chaos Mesh users ask for, packet loss
 //! instead of a clean cut (`--loss`), and a timed heal (`--for`).
 //!
-//! Here: the verbs, what they compile to, what is persisted. `words`: the
+//! Here: the verbs, what they compile to, what is persisted. `rules`: what
+//! they compile to, the dataplanes' input. `words`: the
 //! CLI's words for them (and durations), both ways. `matrix`: the matrices
 //! `show` and `verify` print, and `verify`'s judgement.
 
 mod matrix;
+mod rules;
 #[cfg(test)]
 mod test_support;
 mod words;
@@ -23,9 +25,9 @@ use thiserror::Error;
 
 pub use self::{
     matrix::{End, Intent, PairCheck, VerifyReport, intent, judge, render_rules},
+    rules::PartitionRules,
     words::{format_duration, format_unix_time, parse_duration, parse_loss},
 };
-use crate::dataplane::PartitionRules;
 
 /// A cut drops every affected packet unless `--loss` says otherwise.
 pub const DEFAULT_LOSS_PERCENT: u8 = 100;

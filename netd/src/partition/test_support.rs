@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::PartitionRules;
 use super::{Partition, PartitionError, compile};
-use crate::dataplane::PartitionRules;
 
 pub(super) fn words(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_owned).collect()

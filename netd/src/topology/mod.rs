@@ -8,8 +8,11 @@
 //!
 //! Every build step is undone by the matching teardown, which is idempotent
 //! and goes on past failures, so a failed build is rolled back by calling it.
+//! A teardown returns every failure it went past ([`TeardownErrors`]), for
+//! the caller to report; none is dropped.
 
 pub mod names;
+pub mod plumbing;
 
 use std::{fs, net::Ipv4Addr, path::Path};
 
@@ -18,15 +21,17 @@ use ipnetwork::Ipv4Network;
 
 use crate::{
     config::Config,
-    dataplane::{GatewayPlumbing, GuestPlumbing, NetworkPlumbing},
     ifname,
     ipam::UplinkPool,
     model::{Guest, GuestNetns, Network},
     netlink::Netlink,
     netns::Netns,
+    ports::PortMapping,
 };
 pub use names::Names;
-use names::{GATEWAY_HOST_SIDE, GUEST_ETH, NETWORK_BRIDGE, NETWORK_UPLINK};
+pub use plumbing::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing};
+
+use crate::ifname::{GATEWAY_HOST_SIDE, GUEST_ETH, NETWORK_BRIDGE, NETWORK_UPLINK};
 
 fn default_route() -> Ipv4Network {
     Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0 is valid")
@@ -46,6 +51,22 @@ impl Topology {
             config,
             uplinks,
         })
+    }
+
+    /// The host as the dataplane's host side sees it, with the routable
+    /// networks' subnets and every published port.
+    pub fn host_plumbing(
+        &self,
+        routable_subnets: Vec<Ipv4Network>,
+        ports: Vec<PortMapping>,
+    ) -> HostPlumbing {
+        HostPlumbing {
+            host_link: self.config.host_link.clone(),
+            host_link_net: self.config.host_link_net,
+            gateway_ip: self.config.gateway_ip(),
+            routable_subnets,
+            ports,
+        }
     }
 
     /// The gateway as the dataplane sees it.
@@ -78,7 +99,7 @@ impl Topology {
     }
 
     /// A guest as the dataplane sees it.
-    pub fn guest_plumbing(&self, net: &Network, guest: &Guest, port: &str) -> GuestPlumbing {
+    pub fn guest_plumbing(&self, net: &Network, guest: &Guest) -> GuestPlumbing {
         GuestPlumbing {
             network: net.name.clone(),
             name: guest.name.clone(),
@@ -87,7 +108,7 @@ impl Topology {
             slot: guest.slot,
             network_netns: Path::new(crate::netns::NETNS_RUN_DIR)
                 .join(self.names.network_ns(&net.name)),
-            port: port.to_owned(),
+            port: guest.bridge_port.clone(),
             guest_netns: self.guest_netns_path(net, guest),
         }
     }
@@ -96,14 +117,18 @@ impl Topology {
     /// intact gateway is left alone, a damaged one rebuilt.
     pub async fn ensure_gateway(&self) -> Result<()> {
         let gw_name = self.names.gateway_ns();
-        let host = Netlink::connect(None).await?;
+        let host = Netlink::connect(None)?;
         if Netns::exists(&gw_name) && host.link(&self.config.host_link).await?.is_some() {
             return Ok(());
         }
-        self.teardown_gateway().await;
+        self.teardown_gateway()
+            .await
+            .log("removing a damaged gateway");
         let result = self.build_gateway(&host).await;
         if result.is_err() {
-            self.teardown_gateway().await;
+            self.teardown_gateway()
+                .await
+                .log("rolling back a failed gateway build");
         }
         result
     }
@@ -111,7 +136,7 @@ impl Topology {
     async fn build_gateway(&self, host: &Netlink) -> Result<()> {
         let gw = Netns::create(&self.names.gateway_ns())?;
         enable_forwarding(&gw)?;
-        let gw_nl = Netlink::connect(Some(&gw)).await?;
+        let gw_nl = Netlink::connect(Some(&gw))?;
         gw_nl.set_up("lo").await?;
         let host_link = &self.config.host_link;
         host.add_veth(host_link, GATEWAY_HOST_SIDE).await?;
@@ -129,11 +154,14 @@ impl Topology {
     }
 
     /// Removes the gateway namespace (and with it the host's veth).
-    pub async fn teardown_gateway(&self) {
-        let _ = Netns::delete(&self.names.gateway_ns());
-        if let Ok(host) = Netlink::connect(None).await {
-            let _ = host.delete_link(&self.config.host_link).await;
+    pub async fn teardown_gateway(&self) -> TeardownErrors {
+        let mut errors = TeardownErrors::default();
+        errors.note(Netns::delete(&self.names.gateway_ns()));
+        match Netlink::connect(None) {
+            Ok(host) => errors.note(host.delete_link(&self.config.host_link).await),
+            Err(err) => errors.push(err.context("removing the host link")),
         }
+        errors
     }
 
     /// Builds a network's namespace, bridge and uplink. On failure, what was
@@ -141,7 +169,9 @@ impl Topology {
     pub async fn build_network(&self, net: &Network) -> Result<()> {
         let result = self.try_build_network(net).await;
         if result.is_err() {
-            self.teardown_network(net).await;
+            self.teardown_network(net)
+                .await
+                .log("rolling back a failed network build");
         }
         result
     }
@@ -149,10 +179,10 @@ impl Topology {
     async fn try_build_network(&self, net: &Network) -> Result<()> {
         let addrs = self.uplinks.addresses(net.uplink_slot)?;
         let gw = Netns::open(&self.names.gateway_ns())?;
-        let gw_nl = Netlink::connect(Some(&gw)).await?;
+        let gw_nl = Netlink::connect(Some(&gw))?;
         let ns = Netns::create(&self.names.network_ns(&net.name))?;
         enable_forwarding(&ns)?;
-        let nl = Netlink::connect(Some(&ns)).await?;
+        let nl = Netlink::connect(Some(&ns))?;
         nl.set_up("lo").await?;
 
         let gw_port = ifname::gateway_port(net.uplink_slot);
@@ -178,8 +208,7 @@ impl Topology {
             gw_nl
                 .add_route(net.subnet, Some(addrs.network_side.ip()), Some(&gw_port))
                 .await?;
-            Netlink::connect(None)
-                .await?
+            Netlink::connect(None)?
                 .add_route(
                     net.subnet,
                     Some(self.config.gateway_ip()),
@@ -193,20 +222,26 @@ impl Topology {
     /// Removes a network's namespace (its bridge, ports and uplink end go
     /// with it), its gateway port and host route. Guests' own namespaces are
     /// the caller's to remove first. Idempotent.
-    pub async fn teardown_network(&self, net: &Network) {
-        let _ = Netns::delete(&self.names.network_ns(&net.name));
-        if let Ok(gw) = Netns::open(&self.names.gateway_ns())
-            && let Ok(gw_nl) = Netlink::connect(Some(&gw)).await
-        {
-            let _ = gw_nl
-                .delete_link(&ifname::gateway_port(net.uplink_slot))
-                .await;
+    pub async fn teardown_network(&self, net: &Network) -> TeardownErrors {
+        let mut errors = TeardownErrors::default();
+        errors.note(Netns::delete(&self.names.network_ns(&net.name)));
+        // No gateway namespace: no gateway port to remove.
+        if let Ok(gw) = Netns::open(&self.names.gateway_ns()) {
+            let port = ifname::gateway_port(net.uplink_slot);
+            match Netlink::connect(Some(&gw)) {
+                Ok(gw_nl) => errors.note(gw_nl.delete_link(&port).await),
+                Err(err) => errors.push(err.context(format!("removing gateway port {port}"))),
+            }
         }
-        if net.routable
-            && let Ok(host) = Netlink::connect(None).await
-        {
-            let _ = host.delete_route(net.subnet).await;
+        if net.routable {
+            match Netlink::connect(None) {
+                Ok(host) => errors.note(host.delete_route(net.subnet).await),
+                Err(err) => {
+                    errors.push(err.context(format!("removing the host route to {}", net.subnet)))
+                }
+            }
         }
+        errors
     }
 
     /// Whether the network's namespace, bridge and uplink are all there.
@@ -214,7 +249,7 @@ impl Topology {
         let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
             return false;
         };
-        let Ok(nl) = Netlink::connect(Some(&ns)).await else {
+        let Ok(nl) = Netlink::connect(Some(&ns)) else {
             return false;
         };
         for link in [NETWORK_UPLINK, NETWORK_BRIDGE] {
@@ -236,24 +271,27 @@ impl Topology {
 
     /// Plugs a guest into its network's bridge. On failure, what was built is
     /// removed again.
-    pub async fn build_guest(&self, net: &Network, guest: &Guest, port: &str) -> Result<()> {
-        let result = self.try_build_guest(net, guest, port).await;
+    pub async fn build_guest(&self, net: &Network, guest: &Guest) -> Result<()> {
+        let result = self.try_build_guest(net, guest).await;
         if result.is_err() {
-            self.teardown_guest(net, guest, port).await;
+            self.teardown_guest(net, guest)
+                .await
+                .log("rolling back a failed guest build");
         }
         result
     }
 
-    async fn try_build_guest(&self, net: &Network, guest: &Guest, port: &str) -> Result<()> {
+    async fn try_build_guest(&self, net: &Network, guest: &Guest) -> Result<()> {
+        let port = guest.bridge_port.as_str();
         let net_ns = Netns::open(&self.names.network_ns(&net.name))?;
-        let nl = Netlink::connect(Some(&net_ns)).await?;
+        let nl = Netlink::connect(Some(&net_ns))?;
         let guest_ns = match &guest.netns {
             GuestNetns::Owned => Netns::create(&self.names.guest_ns(&net.name, &guest.name))?,
             GuestNetns::External { path } => {
                 Netns::open_path(&guest.name, path).context("opening the guest's --netns")?
             }
         };
-        let guest_nl = Netlink::connect(Some(&guest_ns)).await?;
+        let guest_nl = Netlink::connect(Some(&guest_ns))?;
         if guest_nl.link(GUEST_ETH).await?.is_some() {
             bail!(
                 "namespace {} already has an {GUEST_ETH}: give netd a namespace without one",
@@ -269,6 +307,7 @@ impl Topology {
         };
         nl.add_veth(port, &peer).await?;
         fail_point("guest-after-veth")?;
+        nl.set_mac(&peer, net.guest_mac(guest.ip)).await?;
         nl.move_to(&peer, &guest_ns, Some(GUEST_ETH)).await?;
         nl.set_controller(port, NETWORK_BRIDGE).await?;
         nl.set_up(port).await?;
@@ -285,19 +324,25 @@ impl Topology {
 
     /// Unplugs a guest: removes its bridge port (the veth pair, so its `eth0`
     /// goes too) and, if netd made it, its namespace. Idempotent.
-    pub async fn teardown_guest(&self, net: &Network, guest: &Guest, port: &str) {
-        if let Ok(net_ns) = Netns::open(&self.names.network_ns(&net.name))
-            && let Ok(nl) = Netlink::connect(Some(&net_ns)).await
-        {
-            let _ = nl.delete_link(port).await;
+    pub async fn teardown_guest(&self, net: &Network, guest: &Guest) -> TeardownErrors {
+        let port = guest.bridge_port.as_str();
+        let mut errors = TeardownErrors::default();
+        // No network namespace: no bridge port to remove.
+        if let Ok(net_ns) = Netns::open(&self.names.network_ns(&net.name)) {
+            match Netlink::connect(Some(&net_ns)) {
+                Ok(nl) => errors.note(nl.delete_link(port).await),
+                Err(err) => errors.push(err.context(format!("removing bridge port {port}"))),
+            }
         }
         if guest.netns == GuestNetns::Owned {
-            let _ = Netns::delete(&self.names.guest_ns(&net.name, &guest.name));
+            errors.note(Netns::delete(&self.names.guest_ns(&net.name, &guest.name)));
         }
+        errors
     }
 
     /// Whether the guest's namespace holds its `eth0` and its bridge port exists.
-    pub async fn guest_intact(&self, net: &Network, guest: &Guest, port: &str) -> bool {
+    pub async fn guest_intact(&self, net: &Network, guest: &Guest) -> bool {
+        let port = guest.bridge_port.as_str();
         let path = self.guest_netns_path(net, guest);
         let Ok(guest_ns) = Netns::open_path(&guest.name, &path) else {
             return false;
@@ -306,13 +351,40 @@ impl Topology {
             return false;
         };
         let (Ok(guest_nl), Ok(nl)) = (
-            Netlink::connect(Some(&guest_ns)).await,
-            Netlink::connect(Some(&net_ns)).await,
+            Netlink::connect(Some(&guest_ns)),
+            Netlink::connect(Some(&net_ns)),
         ) else {
             return false;
         };
         matches!(guest_nl.link(GUEST_ETH).await, Ok(Some(l)) if l.up)
             && matches!(nl.link(port).await, Ok(Some(l)) if l.up)
+    }
+}
+
+/// Every failure one teardown went past, in the order they happened. A
+/// teardown never stops at a failure: each step is tried, and each failure
+/// is kept here for the caller to report (as netavark's error list does).
+#[derive(Debug, Default)]
+#[must_use = "a teardown's failures are to be reported"]
+pub struct TeardownErrors(Vec<anyhow::Error>);
+
+impl TeardownErrors {
+    /// Keeps `result`'s error, if any.
+    fn note(&mut self, result: Result<()>) {
+        if let Err(err) = result {
+            self.0.push(err);
+        }
+    }
+
+    fn push(&mut self, err: anyhow::Error) {
+        self.0.push(err);
+    }
+
+    /// Logs every failure, each as a warning that says what was being done.
+    pub fn log(self, doing: &str) {
+        for err in self.0 {
+            tracing::warn!("{doing}: {err:#}");
+        }
     }
 }
 

@@ -1,12 +1,6 @@
-//! Names of everything netd creates, derived from the instance's prefix so
-//! that instances never collide and orphans are recognisable.
-
-/// Fixed interface names inside netd's own namespaces. They cannot collide:
-/// each namespace holds one of each.
-pub const GATEWAY_HOST_SIDE: &str = "host0";
-pub const NETWORK_UPLINK: &str = "uplink";
-pub const NETWORK_BRIDGE: &str = "br0";
-pub const GUEST_ETH: &str = "eth0";
+//! Names of the namespaces netd creates, derived from the instance's prefix
+//! so that instances never collide and orphans are recognisable. Interface
+//! names are `ifname`'s.
 
 #[derive(Clone, Debug)]
 pub struct Names {

@@ -3,13 +3,11 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use netd::{
-    ebpf::filter::{DestinationFilter, Direction},
-    netns::Netns,
-};
+use netd::netns::Netns;
 use netd_common::counters::Counter;
 use netd_tests::{
     Sandbox,
+    filter::{DestinationFilter, Direction},
     netd::Netd,
     sandbox::{self, HOST_UPLINK, INTERNET_SERVER, UPLINK},
     sockets::{serve_tcp_echo, tcp_ask, tcp_connect, tcp_listener},
@@ -187,7 +185,7 @@ fn topology(sb: &Sandbox) {
 /// The eBPF gateway: NAT out to the internet, port forwards in, hairpin, and
 /// connections that outlive a kill -9 of the daemon.
 fn nat_and_ports(sb: &Sandbox, netd: &mut Netd) {
-    println!("\n-- 3. the eBPF gateway: NAT out, published ports in --");
+    println!("\n-- 3. the eBPF fast path: NAT out once, published ports in --");
     let prefix = netd.prefix();
     let guest_ns = |net: &str, guest: &str| {
         Netns::open(&format!("{prefix}g-{net}.{guest}")).expect("guest namespace")
@@ -209,7 +207,10 @@ fn nat_and_ports(sb: &Sandbox, netd: &mut Netd) {
         );
         streams.push((net, stream));
     }
-    println!("both arrive as the host's address; the second got another port from the gateway");
+    println!(
+        "both arrive as the host's address, translated once by netd_host_link on netd0; the \
+         second got another port (from host_nat_ports, reserved from the host's sockets)"
+    );
     println!(
         "ping blue/web -> {INTERNET_SERVER}: {}/2 replies",
         ping(&guest_ns("blue", "web"), INTERNET_SERVER, 2)
@@ -253,10 +254,28 @@ fn nat_and_ports(sb: &Sandbox, netd: &mut Netd) {
     );
     println!("$ netd status   (the dataplane's figures)");
     for line in netd.ok(&["status"]).lines() {
-        if line.starts_with("conntrack") || line.trim_start().starts_with("counters") {
+        if line.starts_with("conntrack")
+            || line.starts_with("host side")
+            || line.trim_start().starts_with("counters")
+        {
             println!("{line}");
         }
     }
+    let tracked = sb
+        .host_command("conntrack")
+        .arg("-L")
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("203.0.113.") || l.contains("198.51.100."))
+                .count()
+        })
+        .unwrap_or(0);
+    println!(
+        "host namespace: conntrack -L lists {tracked} entries for the guests' traffic \
+         (it crossed the host past its stack and netfilter)"
+    );
 
     println!("\nkill -9 the daemon while connections are open:");
     netd.kill9();

@@ -3,10 +3,13 @@
 //! done here, on both of its entries together, so a one-way stream keeps its
 //! reply direction alive.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use netd_common::nat::{
-    CtEntry, CtKey, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, kind,
+    CtEntry, CtKey, IPPROTO_TCP, IPPROTO_UDP, ShareKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, kind,
 };
 
 /// Timeouts by protocol and TCP state (Cilium's defaults).
@@ -37,6 +40,21 @@ pub fn timeout(proto: u8, original_flags: u8, reply_flags: u8) -> Duration {
         IPPROTO_UDP => UDP,
         _ => ICMP,
     }
+}
+
+/// How many source ports each guest holds towards each destination: one
+/// per connection it started whose source was translated (to the outside,
+/// or to a published port). The programs count up as they translate; this
+/// recount puts back what evictions, takeovers and races left wrong.
+pub fn port_shares(entries: &[(CtKey, CtEntry)]) -> BTreeMap<ShareKey, u32> {
+    let mut shares = BTreeMap::new();
+    for (key, entry) in entries {
+        let allocated = matches!(entry.kind & kind::MASK, kind::SNAT | kind::HAIRPIN);
+        if entry.kind & kind::ORIGINAL != 0 && allocated {
+            *shares.entry(ShareKey::of(key)).or_insert(0) += 1;
+        }
+    }
+    shares
 }
 
 /// The keys to delete: pairs idle for longer than their timeout, and orphans.
@@ -175,6 +193,26 @@ mod tests {
         assert_eq!(expired(&entries, now).len(), 2);
         let entries = pair(now - 59 * SEC, now - 59 * SEC, TCP_SYN, 0);
         assert!(expired(&entries, now).is_empty());
+    }
+
+    #[test]
+    fn port_shares_count_each_guests_translated_connections_per_destination() {
+        let mut entries = pair(0, 0, 0, 0);
+        let mut second = pair(0, 0, 0, 0);
+        second[0].0.sport = 40002;
+        entries.extend(second);
+        let shares = port_shares(&entries);
+        assert_eq!(shares.len(), 1, "{shares:?}");
+        let (share, count) = shares.iter().next().unwrap();
+        assert_eq!(*count, 2, "two connections, two ports");
+        assert_eq!(
+            (share.zone, share.guest, share.dst, share.dport),
+            (3, [172, 18, 0, 5], [203, 0, 113, 10], 80)
+        );
+        // A connection through a published port holds no port of the guest's.
+        let mut dnat = pair(0, 0, 0, 0);
+        dnat[0].1.kind = kind::DNAT | kind::ORIGINAL;
+        assert!(port_shares(&dnat).is_empty());
     }
 
     #[test]

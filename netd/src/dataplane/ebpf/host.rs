@@ -4,7 +4,7 @@
 //! map, and the source ports it uses reserved from the host's own sockets.
 //!
 //! Devices come and go (hotplug, a VPN coming up) and addresses change (a
-//! DHCP renew): [`HostSide::sync`] runs at start and on every repair tick
+//! DHCP renew): [`HostPrograms::follow`] runs at start and on every repair tick
 //! and follows them. A program detached behind netd's back is drift.
 
 use std::{collections::BTreeSet, fs, net::Ipv4Addr, path::Path};
@@ -24,7 +24,7 @@ pub const HOST_LINK_PIN: &str = "host-link";
 pub const HOST_WORLD_PINS: &str = "host-world@";
 
 /// The host as the host side sees it.
-pub struct HostSide {
+pub struct HostPrograms {
     /// The namespace the daemon runs in.
     pub netns: Netns,
     /// The host's end of the host link.
@@ -32,9 +32,9 @@ pub struct HostSide {
     pub ports: PortSpan,
 }
 
-impl HostSide {
-    pub fn new(host_link: &str, ports: PortSpan) -> Result<HostSide> {
-        Ok(HostSide {
+impl HostPrograms {
+    pub fn new(host_link: &str, ports: PortSpan) -> Result<HostPrograms> {
+        Ok(HostPrograms {
             netns: Netns::open_path("host", Path::new("/proc/self/ns/net"))?,
             host_link: host_link.to_owned(),
             ports,

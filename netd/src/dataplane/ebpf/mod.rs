@@ -5,7 +5,9 @@
 
 pub mod gc;
 pub mod host;
+pub mod loader;
 pub mod pins;
+pub mod test_run;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
 
@@ -22,7 +24,7 @@ use netd_common::{
     counters::{COUNTED_ZONES, Counter},
     filter::Ipv4Key,
     maps,
-    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, kind},
+    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, ShareKey, kind},
     partition::PartitionPolicy,
     zones::{
         GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo, gateway_flags, mac_key,
@@ -32,14 +34,21 @@ use netd_common::{
 use tracing::{debug, info, warn};
 
 use self::{
-    host::{HOST_LINK_PIN, HostSide},
+    host::{HOST_LINK_PIN, HostPrograms},
+    loader::Loaded,
     pins::PinDir,
 };
 use super::{
-    Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, GuestPlumbing, NatSummary,
-    NetworkPlumbing, PortMapping, ZoneCounters,
+    Dataplane, DataplaneStatus, GcReport, HostSide, NatSummary, ZoneCounters, hostnat::NftHostSide,
 };
-use crate::{config::HostDatapath, ebpf::loader::Loaded, netns::Netns};
+use crate::config::HostDatapath;
+use crate::{
+    ifname::{GUEST_ETH, NETWORK_BRIDGE, NETWORK_UPLINK},
+    netns::Netns,
+    partition::PartitionRules,
+    ports::PortMapping,
+    topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing},
+};
 
 /// The pin name of the link on the gateway's host-side veth.
 const GATEWAY_HOST_LINK: &str = "gw-host";
@@ -58,12 +67,15 @@ pub struct EbpfDataplane {
     guest_ports: HashMap<MapData, GuestKey, GuestPort>,
     guest_by_mac: HashMap<MapData, u64, GuestIdentity>,
     partitions: HashMap<MapData, u32, PartitionPolicy>,
-    /// The eBPF host side, while it is in force.
-    host: Option<HostSide>,
+    port_shares: HashMap<MapData, ShareKey, u32>,
+    /// The eBPF host side's programs, while they are in force.
+    host_programs: Option<HostPrograms>,
     /// Why the eBPF host side is not in force although it was asked for.
     host_fallback: Option<String>,
     /// Pinned maps this start replaced because their layout differed.
     pub replaced_maps: Vec<(String, String)>,
+    /// The host namespace's part: the shared nftables host table for now.
+    host: Box<dyn HostSide>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -109,11 +121,13 @@ impl EbpfDataplane {
             guest_ports: take(&mut loaded, maps::GUEST_PORTS)?,
             guest_by_mac: take(&mut loaded, maps::GUEST_BY_MAC)?,
             partitions: take(&mut loaded, maps::PARTITIONS)?,
-            host: None,
+            port_shares: take(&mut loaded, maps::PORT_SHARES)?,
+            host_programs: None,
             host_fallback: None,
             pins,
             loaded,
             replaced_maps,
+            host: Box::new(NftHostSide::new()),
         })
     }
 
@@ -157,6 +171,22 @@ impl EbpfDataplane {
         Ok(())
     }
 
+    /// Makes the port shares map exactly `shares`.
+    fn recount_port_shares(&mut self, shares: &BTreeMap<ShareKey, u32>) {
+        let stale: Vec<ShareKey> = self
+            .port_shares
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter(|key| !shares.contains_key(key))
+            .collect();
+        for key in stale {
+            let _ = self.port_shares.remove(&key);
+        }
+        for (key, count) in shares {
+            let _ = self.port_shares.insert(key, count, 0);
+        }
+    }
+
     /// Makes the host addresses map exactly `addrs`.
     fn set_host_addrs(&mut self, addrs: &[Ipv4Addr]) -> Result<()> {
         let wanted: Vec<Ipv4Key> = addrs.iter().map(|a| Ipv4Key::new(a.octets())).collect();
@@ -178,7 +208,7 @@ impl EbpfDataplane {
     }
 
     /// Attaches the host programs and reserves their ports.
-    fn start_host_side(&mut self, host: HostSide) -> Result<()> {
+    fn start_host_side(&mut self, host: HostPrograms) -> Result<()> {
         if host.reserve_ports()? {
             info!(ports = %host.ports, "reserved the host side's source ports from the host's sockets (net.ipv4.ip_local_reserved_ports)");
         }
@@ -197,7 +227,7 @@ impl EbpfDataplane {
                 debug!(%device, "attaching the host program: {err:#}");
             }
         }
-        self.host = Some(host);
+        self.host_programs = Some(host);
         self.follow_host()
     }
 
@@ -205,7 +235,7 @@ impl EbpfDataplane {
     /// program, gone ones lose their pins, a detached program is attached
     /// again, and the addresses map is the host's.
     fn follow_host(&mut self) -> Result<()> {
-        let Some(host) = &self.host else {
+        let Some(host) = &self.host_programs else {
             return Ok(());
         };
         let devices: std::collections::BTreeSet<String> =
@@ -239,7 +269,7 @@ impl EbpfDataplane {
 
     /// Detaches the host programs: the host's nftables table serves.
     fn stop_host_side(&mut self) {
-        if let Some(host) = &self.host
+        if let Some(host) = &self.host_programs
             && let Err(err) = host.release_ports()
         {
             warn!("giving back the host side's reserved ports: {err:#}");
@@ -252,12 +282,12 @@ impl EbpfDataplane {
             gw.flags &= !gateway_flags::HOST_EBPF;
             let _ = self.gateway.set(0, gw, 0);
         }
-        self.host = None;
+        self.host_programs = None;
     }
 
     /// What is missing of the host side, one line each.
     fn host_drift(&self) -> Vec<String> {
-        let Some(host) = &self.host else {
+        let Some(host) = &self.host_programs else {
             return Vec::new();
         };
         let mut drift = Vec::new();
@@ -350,7 +380,7 @@ fn program<'a>(loaded: &'a mut Loaded, name: &str) -> Result<&'a mut SchedClassi
 }
 
 /// The map value of a partition: the rules as a bit matrix over slots.
-pub fn policy_of(rules: &super::PartitionRules) -> PartitionPolicy {
+pub fn policy_of(rules: &PartitionRules) -> PartitionPolicy {
     let mut policy = PartitionPolicy::open();
     policy.set_loss_percent(rules.effective_loss_percent());
     for &(from, to) in &rules.cut {
@@ -387,11 +417,37 @@ fn monotonic_ns() -> u64 {
     now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
 }
 
+impl EbpfDataplane {
+    /// Publishes ports in the gateway's forwards map: all of them, or none.
+    fn publish_at_gateway(&mut self, ports: &[PortMapping]) -> Result<()> {
+        for (done, port) in ports.iter().enumerate() {
+            if let Err(err) = self
+                .forwards
+                .insert(forward_key(port), forward_target(port), 0)
+            {
+                for undo in &ports[..done] {
+                    let _ = self.forwards.remove(&forward_key(undo));
+                }
+                return Err(err)
+                    .with_context(|| format!("publishing {}/{}", port.host_port, port.proto));
+            }
+        }
+        Ok(())
+    }
+
+    /// Withdraws ports from the gateway's forwards map.
+    fn unpublish_at_gateway(&mut self, ports: &[PortMapping]) {
+        for port in ports {
+            let _ = self.forwards.remove(&forward_key(port));
+        }
+    }
+}
+
 impl Dataplane for EbpfDataplane {
     fn attach_gateway(&mut self, gw: &GatewayPlumbing) -> Result<()> {
         let netns = Netns::open_path("gateway", &gw.netns)?;
         let host_side_ifindex = netns.ifindex(&gw.host_side)?;
-        let host = HostSide::new(&gw.host_link, gw.host_nat_ports)?;
+        let host = HostPrograms::new(&gw.host_link, gw.host_nat_ports)?;
         let host_link_ifindex = host.netns.ifindex(&gw.host_link)?;
         let mut info = GatewayInfo {
             gateway_ip: gw.gateway_ip.octets(),
@@ -459,7 +515,7 @@ impl Dataplane for EbpfDataplane {
             let _ = self.zone_by_ifindex.remove(&old.gateway_port_ifindex);
         }
         let netns = Netns::open_path(&net.name, &net.netns)?;
-        let uplink_mac = netns.mac(crate::topology::names::NETWORK_UPLINK)?;
+        let uplink_mac = netns.mac(NETWORK_UPLINK)?;
         let info = NetworkInfo {
             gateway_port_ifindex: ifindex,
             uplink_ip: net.uplink_ip.octets(),
@@ -468,12 +524,12 @@ impl Dataplane for EbpfDataplane {
             } else {
                 0
             },
-            uplink_ifindex: netns.ifindex(crate::topology::names::NETWORK_UPLINK)?,
+            uplink_ifindex: netns.ifindex(NETWORK_UPLINK)?,
             subnet: net.subnet.network().octets(),
             subnet_mask: net.subnet.mask().octets(),
             uplink_mac,
             gateway_port_mac: gw_netns.mac(&net.gateway_port)?,
-            bridge_mac: netns.mac(crate::topology::names::NETWORK_BRIDGE)?,
+            bridge_mac: netns.mac(NETWORK_BRIDGE)?,
             _pad: [0; 2],
         };
         self.networks
@@ -494,7 +550,7 @@ impl Dataplane for EbpfDataplane {
             .context("registering the network's uplink")?;
         self.attach(
             &netns,
-            crate::topology::names::NETWORK_UPLINK,
+            NETWORK_UPLINK,
             maps::PROG_NETWORK_UPLINK,
             &Self::uplink_link_pin(&net.name),
         )
@@ -504,11 +560,11 @@ impl Dataplane for EbpfDataplane {
         let network_netns = Netns::open_path(&guest.network, &guest.network_netns)?;
         let guest_netns = Netns::open_path(&guest.name, &guest.guest_netns)?;
         let port_ifindex = network_netns.ifindex(&guest.port)?;
-        let guest_mac = guest_netns.mac(crate::topology::names::GUEST_ETH)?;
+        let guest_mac = guest_netns.mac(GUEST_ETH)?;
         let port = GuestPort {
             port_ifindex,
             guest_mac,
-            bridge_mac: network_netns.mac(crate::topology::names::NETWORK_BRIDGE)?,
+            bridge_mac: network_netns.mac(NETWORK_BRIDGE)?,
             slot: guest.slot,
             _pad: [0; 3],
         };
@@ -549,7 +605,7 @@ impl Dataplane for EbpfDataplane {
         let _ = self.guest_ports.remove(&key);
     }
 
-    fn apply_partition(&mut self, zone: u32, rules: &super::PartitionRules) -> Result<()> {
+    fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()> {
         if rules.is_full_mesh() {
             return match self.partitions.remove(&zone) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
@@ -605,26 +661,22 @@ impl Dataplane for EbpfDataplane {
         self.zero_counters(net.zone);
     }
 
+    fn sync_host(&mut self, host: Option<&HostPlumbing>) -> Result<()> {
+        self.host.sync(host)
+    }
+
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
-        for (done, port) in ports.iter().enumerate() {
-            if let Err(err) = self
-                .forwards
-                .insert(forward_key(port), forward_target(port), 0)
-            {
-                for undo in &ports[..done] {
-                    let _ = self.forwards.remove(&forward_key(undo));
-                }
-                return Err(err)
-                    .with_context(|| format!("publishing {}/{}", port.host_port, port.proto));
-            }
+        self.publish_at_gateway(ports)?;
+        if let Err(err) = self.host.publish(ports) {
+            self.unpublish_at_gateway(ports);
+            return Err(err);
         }
         Ok(())
     }
 
     fn unpublish(&mut self, ports: &[PortMapping]) {
-        for port in ports {
-            let _ = self.forwards.remove(&forward_key(port));
-        }
+        self.unpublish_at_gateway(ports);
+        self.host.unpublish(ports);
     }
 
     fn sync_published(&mut self, ports: &[PortMapping]) -> Result<()> {
@@ -641,19 +693,23 @@ impl Dataplane for EbpfDataplane {
         for key in stale {
             let _ = self.forwards.remove(&key);
         }
-        self.publish(ports)
+        self.publish_at_gateway(ports)
     }
 
     fn forget_all(&mut self) {
         self.stop_host_side();
         self.pins.remove_all();
+        self.host.remove();
     }
 
     fn check(&self) -> Vec<String> {
-        self.host_drift()
+        let mut drift = self.host.check();
+        drift.extend(self.host_drift());
+        drift
     }
 
     fn repair(&mut self) {
+        self.host.repair();
         if let Err(err) = self.follow_host() {
             warn!("following the host's devices and addresses: {err:#}");
         }
@@ -672,6 +728,13 @@ impl Dataplane for EbpfDataplane {
                 "conntrack gc"
             );
         }
+        let doomed: std::collections::HashSet<CtKey> = doomed.into_iter().collect();
+        let live: Vec<(CtKey, CtEntry)> = entries
+            .iter()
+            .filter(|(key, _)| !doomed.contains(key))
+            .copied()
+            .collect();
+        self.recount_port_shares(&gc::port_shares(&live));
         Ok(GcReport {
             scanned: entries.len() as u64,
             removed: doomed.len() as u64,
@@ -704,7 +767,7 @@ impl Dataplane for EbpfDataplane {
                 counters: self.counters_of(zone),
             })
             .collect();
-        let host_datapath = match (&self.host, &self.host_fallback) {
+        let host_datapath = match (&self.host_programs, &self.host_fallback) {
             (Some(_), _) => HostDatapath::Ebpf.to_string(),
             (None, Some(why)) => format!("nftables (the eBPF host side cannot run: {why})"),
             (None, None) => HostDatapath::Nftables.to_string(),
@@ -720,12 +783,8 @@ impl Dataplane for EbpfDataplane {
 /// Direct access for tests and diagnostics: run a program on a crafted
 /// frame, and write the maps it reads.
 impl EbpfDataplane {
-    pub fn test_run(
-        &mut self,
-        program_name: &str,
-        frame: &[u8],
-    ) -> Result<crate::ebpf::test_run::TestRun> {
-        crate::ebpf::test_run::run(program(&mut self.loaded, program_name)?, frame)
+    pub fn test_run(&mut self, program_name: &str, frame: &[u8]) -> Result<test_run::TestRun> {
+        test_run::run(program(&mut self.loaded, program_name)?, frame)
     }
 
     pub fn set_gateway(&mut self, info: GatewayInfo) -> Result<()> {

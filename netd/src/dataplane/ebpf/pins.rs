@@ -19,7 +19,7 @@ use netd_common::{
     counters::COUNTERS_MAX_ENTRIES,
     filter::{FilterRule, Ipv4Key},
     maps,
-    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget},
+    nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, ShareKey},
     partition::PartitionPolicy,
     zones::{GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo},
 };
@@ -46,7 +46,12 @@ const fn spec<K, V>(name: &'static str, map_type: MapType, max_entries: u32) -> 
 }
 
 /// Every map the dataplane pins, as the programs in `netd-ebpf` declare them.
-pub const MAP_SPECS: [MapSpec; 12] = [
+pub const MAP_SPECS: [MapSpec; 13] = [
+    spec::<ShareKey, u32>(
+        maps::PORT_SHARES,
+        MapType::LruHash,
+        maps::PORT_SHARES_MAX_ENTRIES,
+    ),
     spec::<u64, GuestIdentity>(
         maps::GUEST_BY_MAC,
         MapType::Hash,

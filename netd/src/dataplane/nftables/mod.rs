@@ -18,9 +18,9 @@
 //! synced (in one transaction) when it is new, when its namespace was
 //! rebuilt, when a diff fails, and when [`Dataplane::repair`] finds it
 //! missing or altered. Tables die with their namespaces: nothing is kept
-//! outside them.
+//! outside them. Scripts run, render and are checked through `crate::nft`;
+//! `script` lays out this backend's two tables.
 
-pub mod check;
 pub mod conntrack;
 pub mod routing;
 pub mod script;
@@ -35,14 +35,22 @@ use anyhow::{Context, Result, anyhow};
 use tracing::{info, warn};
 
 use self::script::{
-    Content, GATEWAY_TABLE, GatewaySpec, GuestSpec, NETWORK_TABLE, NetworkPort, NetworkSpec,
+    GATEWAY_TABLE, GatewaySpec, GuestSpec, NETWORK_TABLE, NetworkPort, NetworkSpec,
 };
 use super::{
-    Dataplane, DataplaneStatus, GatewayPlumbing, GcReport, GuestPlumbing, NatSummary,
-    NetworkPlumbing, PartitionRules, PortMapping, Proto, ZoneCounters,
+    Dataplane, DataplaneStatus, GcReport, HostSide, NatSummary, ZoneCounters, hostnat::NftHostSide,
 };
-use crate::nft::Nft;
-use crate::{netns::Netns, topology::names::GUEST_ETH};
+use crate::{
+    ifname::GUEST_ETH,
+    netns::Netns,
+    nft::{
+        Nft,
+        render::{Content, Layout, diff_script},
+    },
+    partition::PartitionRules,
+    ports::{PortMapping, Proto},
+    topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing},
+};
 
 /// What this process last put into a table, and in which namespace (its
 /// inode: a rebuilt namespace has a new one and an empty table).
@@ -109,6 +117,8 @@ pub struct NftDataplane {
     networks: BTreeMap<u32, Network>,
     /// Published ports by protocol and host port.
     forwards: BTreeMap<(Proto, u16), PortMapping>,
+    /// The host namespace's part: the nftables host table.
+    host: Box<dyn HostSide>,
 }
 
 impl Default for NftDataplane {
@@ -124,6 +134,7 @@ impl NftDataplane {
             gateway: None,
             networks: BTreeMap::new(),
             forwards: BTreeMap::new(),
+            host: Box::new(NftHostSide::new()),
         }
     }
 
@@ -163,7 +174,7 @@ impl NftDataplane {
         let inode = nft.netns().expect("opened in a namespace").inode()?;
         let content = script::gateway_content(&spec);
         if let Some(applied) = gw.applied.as_ref().filter(|a| a.inode == inode) {
-            let diff = script::diff_script(GATEWAY_TABLE, &applied.content, &content);
+            let diff = diff_script(GATEWAY_TABLE, &applied.content, &content);
             match nft.apply(&diff) {
                 Ok(()) => {
                     gw.applied = Some(Applied { inode, content });
@@ -195,7 +206,7 @@ impl NftDataplane {
         let inode = nft.netns().expect("opened in a namespace").inode()?;
         let content = script::network_content(&spec);
         if let Some(applied) = net.applied.as_ref().filter(|a| a.inode == inode) {
-            let diff = script::diff_script(NETWORK_TABLE, &applied.content, &content);
+            let diff = diff_script(NETWORK_TABLE, &applied.content, &content);
             match nft.apply(&diff) {
                 Ok(()) => {
                     net.applied = Some(Applied { inode, content });
@@ -295,7 +306,7 @@ impl NftDataplane {
 fn table_problems(
     place: &str,
     netns: &Path,
-    layout: &script::Layout,
+    layout: &Layout,
     counters: &BTreeSet<String>,
 ) -> Vec<String> {
     let listing = Nft::open(place, netns).and_then(|nft| nft.table(layout.table));
@@ -304,7 +315,7 @@ fn table_problems(
             "{place}: nftables table {} is missing (the daemon restores it)",
             layout.table
         )],
-        Ok(Some(listing)) => check::problems(&listing, layout, counters)
+        Ok(Some(listing)) => crate::nft::check::problems(&listing, layout, counters)
             .into_iter()
             .map(|problem| {
                 format!(
@@ -332,6 +343,18 @@ fn table_counters(name: &str, netns: &Path, table: &str) -> Vec<(String, u64)> {
 
 fn key(port: &PortMapping) -> (Proto, u16) {
     (port.proto, port.host_port)
+}
+
+impl NftDataplane {
+    /// Withdraws ports from the gateway table; failures are logged.
+    fn unpublish_at_gateway(&mut self, ports: &[PortMapping]) {
+        for port in ports {
+            self.forwards.remove(&key(port));
+        }
+        if let Err(err) = self.sync_gateway() {
+            warn!("withdrawing {} port(s): {err:#}", ports.len());
+        }
+    }
 }
 
 impl Dataplane for NftDataplane {
@@ -492,6 +515,10 @@ impl Dataplane for NftDataplane {
         Ok(())
     }
 
+    fn sync_host(&mut self, host: Option<&HostPlumbing>) -> Result<()> {
+        self.host.sync(host)
+    }
+
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
         let before = self.forwards.clone();
         for port in ports {
@@ -501,16 +528,16 @@ impl Dataplane for NftDataplane {
             self.forwards = before;
             return Err(err).with_context(|| format!("publishing {} port(s)", ports.len()));
         }
+        if let Err(err) = self.host.publish(ports) {
+            self.unpublish_at_gateway(ports);
+            return Err(err);
+        }
         Ok(())
     }
 
     fn unpublish(&mut self, ports: &[PortMapping]) {
-        for port in ports {
-            self.forwards.remove(&key(port));
-        }
-        if let Err(err) = self.sync_gateway() {
-            warn!("withdrawing {} port(s): {err:#}", ports.len());
-        }
+        self.unpublish_at_gateway(ports);
+        self.host.unpublish(ports);
     }
 
     fn sync_published(&mut self, ports: &[PortMapping]) -> Result<()> {
@@ -544,6 +571,7 @@ impl Dataplane for NftDataplane {
         self.gateway = None;
         self.networks.clear();
         self.forwards.clear();
+        self.host.remove();
     }
 
     fn collect_garbage(&mut self) -> Result<GcReport> {
@@ -596,7 +624,8 @@ impl Dataplane for NftDataplane {
     }
 
     fn check(&self) -> Vec<String> {
-        let mut drift = self.gateway_problems();
+        let mut drift = self.host.check();
+        drift.extend(self.gateway_problems());
         for net in self.networks.values() {
             drift.extend(self.network_problems(net));
         }
@@ -604,6 +633,7 @@ impl Dataplane for NftDataplane {
     }
 
     fn repair(&mut self) {
+        self.host.repair();
         if self.gateway.as_ref().is_some_and(|gw| !gw.adopting)
             && !self.gateway_problems().is_empty()
         {

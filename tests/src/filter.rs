@@ -1,5 +1,6 @@
 //! The destination filter: a TC program that drops IPv4 packets to listed
-//! addresses, with per-CPU counters for every verdict.
+//! addresses, with per-CPU counters for every verdict. Only the demo (part 1)
+//! and the foundation test use it, so it lives here and not in the daemon.
 
 use std::net::Ipv4Addr;
 
@@ -14,8 +15,7 @@ use netd_common::{
     maps,
 };
 
-use super::loader::Loaded;
-use crate::netns::Netns;
+use netd::{dataplane::ebpf::loader::Loaded, netns::Netns};
 
 /// Which way through the interface the program sees packets.
 #[derive(Clone, Copy, Debug)]

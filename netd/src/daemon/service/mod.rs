@@ -1,10 +1,30 @@
 //! The daemon's request logic: validate everything, then apply to the kernel,
 //! then persist; roll back what was applied if a later step fails.
+//!
+//! One `Service` owns the desired state, the topology, the dataplane and the
+//! store; its fields are private, and the API, the caller check and the
+//! daemon's loop use its methods. Its methods are split by concern into
+//! extension modules, each a child of this one so that it reaches the
+//! fields without making them public:
+//!
+//! - here: networks, guests, start-up reconcile, cleanup, listings;
+//! - `port_requests`: the service's handling of `netd port` (what a spec
+//!   means is `crate::ports`);
+//! - `partition_requests`: the service's handling of `netd partition` (what
+//!   a verb means is `crate::partition`);
+//! - `status`: what `netd status` reports (the live kernel state and drift);
+//! - `telemetry`: events, the metrics scrape, drift counted as repaired.
+
+mod partition_requests;
+mod port_requests;
+mod status;
+mod telemetry;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
     path::PathBuf,
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -13,109 +33,109 @@ use tracing::{info, warn};
 use super::{
     error::{ServiceError, ServiceResult},
     events::Event,
+    metrics::Telemetry,
     requests::{AddGuest, CleanupReport, CreateNetwork, GuestView, NetworkView},
 };
 use crate::{
     dataplane::Dataplane,
-    hostnat::{HostNat, HostNatPlan},
     ifname, ipam,
     model::{self, Guest, GuestNetns, NameKind, Network, State},
-    netlink::Netlink,
+    netlink::{HostView, Netlink},
     netns::Netns,
     store::Store,
     topology::Topology,
 };
 
+/// The service as the API's handlers and middleware share it: one request
+/// at a time.
+pub type Shared = Arc<tokio::sync::Mutex<Service>>;
+
 pub struct Service {
-    pub topology: Topology,
-    pub(super) store: Store,
-    pub state: State,
-    pub dataplane: Box<dyn Dataplane>,
-    /// netd's own nftables table in the host namespace: masquerading out of
-    /// the host and publishing ports on host addresses, for every backend.
-    pub hostnat: HostNat,
-    /// Events and the daemon's own metrics (`events`, `metrics`).
-    pub telemetry: std::sync::Arc<super::metrics::Telemetry>,
+    topology: Topology,
+    store: Store,
+    state: State,
+    dataplane: Box<dyn Dataplane>,
+    /// Events and the daemon's own metrics; shared with the API layer,
+    /// which never waits for the service lock to use it.
+    telemetry: Arc<Telemetry>,
 }
 
 impl Service {
     pub fn new(
         topology: Topology,
         store: Store,
-        state: State,
+        mut state: State,
         dataplane: Box<dyn Dataplane>,
     ) -> Service {
+        for net in state.networks.values_mut() {
+            assign_missing_bridge_ports(net);
+        }
         Service {
             topology,
             store,
             state,
             dataplane,
-            hostnat: HostNat::new(None),
-            telemetry: super::metrics::Telemetry::started(now()),
+            telemetry: Telemetry::started(now()),
         }
     }
 
-    /// Tells every `netd events` consumer.
-    pub fn emit(&self, event: Event) {
-        self.telemetry.events.emit(event);
+    /// How many networks the desired state holds.
+    pub fn network_count(&self) -> usize {
+        self.state.networks.len()
     }
 
-    /// What the host's nftables table should hold for the current state.
-    fn host_nat_plan(&self) -> HostNatPlan {
-        HostNatPlan::from_config(
-            &self.topology.config,
-            self.state
+    /// The daemon's periodic work: expired connections removed, the
+    /// dataplane (host side included) checked and repaired, due timed
+    /// partitions healed.
+    pub fn housekeeping(&mut self, now: u64) {
+        if let Err(err) = self.dataplane.collect_garbage() {
+            warn!("conntrack garbage collection: {err:#}");
+        }
+        self.repair_counted();
+        self.heal_expired(now);
+    }
+
+    /// Every guest's network, name and namespace path (for telling who calls
+    /// the API).
+    pub fn guest_namespaces(&self) -> Vec<(&str, &str, PathBuf)> {
+        self.state
+            .networks
+            .values()
+            .flat_map(|net| {
+                net.guests.values().map(move |guest| {
+                    (
+                        net.name.as_str(),
+                        guest.name.as_str(),
+                        self.topology.guest_netns_path(net, guest),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Makes the dataplane's host side match the state: present while some
+    /// network exists, gone otherwise.
+    fn sync_host(&mut self) -> anyhow::Result<()> {
+        let host = (!self.state.networks.is_empty()).then(|| {
+            let routable = self
+                .state
                 .networks
                 .values()
                 .filter(|net| net.routable)
-                .map(|net| net.subnet),
-            self.all_port_mappings(),
-        )
+                .map(|net| net.subnet)
+                .collect();
+            self.topology
+                .host_plumbing(routable, self.all_port_mappings())
+        });
+        self.dataplane.sync_host(host.as_ref())
     }
 
-    /// Makes the host's nftables table match the state: present while some
-    /// network exists, gone otherwise.
-    pub fn sync_host_nat(&mut self) -> anyhow::Result<()> {
-        if self.state.networks.is_empty() {
-            return self.hostnat.remove();
-        }
-        if self.hostnat.enable_forwarding()? {
-            info!("enabled IPv4 forwarding in the host namespace (net.ipv4.ip_forward)");
-        }
-        let plan = self.host_nat_plan();
-        self.hostnat.sync(&plan)
-    }
-
-    /// Restores the host table if something (a firewall reload, a hand-run
-    /// `nft flush ruleset`) removed or changed it.
-    pub fn repair_host_nat(&mut self) {
-        if self.state.networks.is_empty() || self.hostnat.present().unwrap_or(false) {
-            return;
-        }
-        warn!("netd's host nftables table is missing or altered: restoring it");
-        if let Err(err) = self.sync_host_nat() {
-            warn!("restoring the host nftables table: {err:#}");
-        }
-    }
-
-    /// The gateway namespace, built if missing, with its dataplane attached.
-    async fn ensure_gateway(&mut self) -> anyhow::Result<()> {
+    /// The gateway namespace, built if missing, with its dataplane attached
+    /// (hairpin through every address of `host`).
+    async fn ensure_gateway(&mut self, host: &HostView) -> anyhow::Result<()> {
         self.topology.ensure_gateway().await?;
-        let host_addrs = self.host_addresses().await?;
-        let plumbing = self.topology.gateway_plumbing(host_addrs);
+        let plumbing = self.topology.gateway_plumbing(host.reachable_ips());
         self.dataplane.attach_gateway(&plumbing)
-    }
-
-    /// Every IPv4 address of the host namespace (for hairpin through them).
-    async fn host_addresses(&self) -> anyhow::Result<Vec<Ipv4Addr>> {
-        let host = Netlink::connect(None).await?;
-        Ok(host
-            .addresses()
-            .await?
-            .into_iter()
-            .map(|(_, net)| net.ip())
-            .filter(|ip| !ip.is_loopback())
-            .collect())
     }
 
     /// Builds a network's namespaces and links, then programs its dataplane;
@@ -134,32 +154,33 @@ impl Service {
     }
 
     /// Plugs a guest in and programs its port; all or nothing.
-    async fn build_guest(
-        &mut self,
-        net: &Network,
-        guest: &Guest,
-        port: &str,
-    ) -> anyhow::Result<()> {
-        self.topology.build_guest(net, guest, port).await?;
-        let plumbing = self.topology.guest_plumbing(net, guest, port);
+    async fn build_guest(&mut self, net: &Network, guest: &Guest) -> anyhow::Result<()> {
+        self.topology.build_guest(net, guest).await?;
+        let plumbing = self.topology.guest_plumbing(net, guest);
         if let Err(err) = self.dataplane.attach_guest(&plumbing) {
-            self.teardown_guest(net, guest, port).await;
+            self.teardown_guest(net, guest).await;
             return Err(err);
         }
         Ok(())
     }
 
-    async fn teardown_guest(&mut self, net: &Network, guest: &Guest, port: &str) {
-        let plumbing = self.topology.guest_plumbing(net, guest, port);
+    async fn teardown_guest(&mut self, net: &Network, guest: &Guest) {
+        let plumbing = self.topology.guest_plumbing(net, guest);
         self.dataplane.detach_guest(&plumbing);
-        self.topology.teardown_guest(net, guest, port).await;
+        self.topology
+            .teardown_guest(net, guest)
+            .await
+            .log(&format!("removing guest {}/{}", net.name, guest.name));
     }
 
     async fn teardown_network(&mut self, network: &Network) {
         if let Ok(plumbing) = self.topology.network_plumbing(network) {
             self.dataplane.detach_network(&plumbing);
         }
-        self.topology.teardown_network(network).await;
+        self.topology
+            .teardown_network(network)
+            .await
+            .log(&format!("removing network {}", network.name));
     }
 
     pub fn network(&self, name: &str) -> ServiceResult<&Network> {
@@ -184,12 +205,13 @@ impl Service {
                 )))
             };
         }
+        let host = HostView::read().await?;
         let (subnet, routable) = match request.subnet.as_deref() {
             None => (self.topology.config.default_subnet, false),
             Some("auto") => {
                 // Skip the default subnet too: it may be routed from the host
                 // legally, but an auto pick equal to it would confuse readers.
-                let mut occupied = self.occupied().await?;
+                let mut occupied = self.occupied(&host);
                 occupied.push(ipam::Occupied {
                     net: self.topology.config.default_subnet,
                     what: "the default subnet (default_subnet)".to_string(),
@@ -200,7 +222,7 @@ impl Service {
             Some(cidr) => {
                 let subnet = ipam::parse_subnet(cidr)?;
                 ipam::validate_subnet(subnet)?;
-                ipam::check_subnet_free(subnet, &self.occupied().await?)?;
+                ipam::check_subnet_free(subnet, &self.occupied(&host))?;
                 (subnet, true)
             }
         };
@@ -218,7 +240,7 @@ impl Service {
             partition: None,
         };
 
-        if let Err(err) = self.ensure_gateway().await {
+        if let Err(err) = self.ensure_gateway(&host).await {
             self.drop_gateway_if_unused().await;
             return Err(err.into());
         }
@@ -232,7 +254,7 @@ impl Service {
             .insert(network.name.clone(), network.clone());
         self.state.uplink_cursor = Some(slot);
         let saved = self
-            .sync_host_nat()
+            .sync_host()
             .and_then(|()| Ok(self.store.save(&self.state)?));
         if let Err(err) = saved {
             self.state.networks.remove(&network.name);
@@ -252,18 +274,16 @@ impl Service {
 
     pub async fn remove_network(&mut self, name: &str) -> ServiceResult<()> {
         let network = self.network(name)?.clone();
-        let ports = bridge_ports(&network);
         for guest in network.guests.values() {
-            self.unpublish_mappings(&Self::guest_port_mappings(&network, guest))
-                .await;
-            self.teardown_guest(&network, guest, &ports[&guest.name])
-                .await;
+            self.dataplane
+                .unpublish(&Self::guest_port_mappings(&network, guest));
+            self.teardown_guest(&network, guest).await;
         }
         self.teardown_network(&network).await;
         self.state.networks.remove(name);
         self.store.save(&self.state)?;
-        if let Err(err) = self.sync_host_nat() {
-            warn!("updating the host nftables table: {err:#}");
+        if let Err(err) = self.sync_host() {
+            warn!("updating the dataplane's host side: {err:#}");
         }
         self.drop_gateway_if_unused().await;
         info!(network = %name, "network removed");
@@ -275,7 +295,10 @@ impl Service {
     async fn drop_gateway_if_unused(&mut self) {
         if self.state.networks.is_empty() {
             self.dataplane.detach_gateway();
-            self.topology.teardown_gateway().await;
+            self.topology
+                .teardown_gateway()
+                .await
+                .log("removing the gateway");
         }
     }
 
@@ -333,12 +356,11 @@ impl Service {
             created_at: now(),
             ports: Vec::new(),
             slot: net.free_slot(),
+            bridge_port: ifname::bridge_port(&request.name, &net.bridge_ports()),
             labels: request.labels.clone(),
         };
-        let taken: BTreeSet<String> = bridge_ports(&net).into_values().collect();
-        let port = ifname::bridge_port(&guest.name, &taken);
 
-        self.build_guest(&net, &guest, &port).await?;
+        self.build_guest(&net, &guest).await?;
         let stored = self.state.networks.get_mut(network).expect("checked above");
         let previous_cursor = stored.guest_cursor;
         stored.guests.insert(guest.name.clone(), guest.clone());
@@ -349,7 +371,7 @@ impl Service {
             let stored = self.state.networks.get_mut(network).expect("checked above");
             stored.guests.remove(&guest.name);
             stored.guest_cursor = previous_cursor;
-            self.teardown_guest(&net, &guest, &port).await;
+            self.teardown_guest(&net, &guest).await;
             return Err(err.into());
         }
         info!(network, guest = %guest.name, %ip, "guest added");
@@ -370,12 +392,9 @@ impl Service {
                 "no guest named {name:?} in network {network:?}: `netd guest ls {network}` lists them"
             ))
         })?;
-        let port = bridge_ports(&net)
-            .remove(name)
-            .expect("guest is in the network");
-        self.unpublish_mappings(&Self::guest_port_mappings(&net, &guest))
-            .await;
-        self.teardown_guest(&net, &guest, &port).await;
+        self.dataplane
+            .unpublish(&Self::guest_port_mappings(&net, &guest));
+        self.teardown_guest(&net, &guest).await;
         self.state
             .networks
             .get_mut(network)
@@ -398,11 +417,11 @@ impl Service {
             report.removed.push(format!("network {name}"));
         }
         self.dataplane.detach_gateway();
-        self.topology.teardown_gateway().await;
+        self.topology
+            .teardown_gateway()
+            .await
+            .log("removing the gateway");
         self.dataplane.forget_all();
-        if let Err(err) = self.hostnat.remove() {
-            warn!("removing the host nftables table: {err:#}");
-        }
         for orphan in Netns::list_with_prefix(self.topology.names.prefix()) {
             if let Err(err) = Netns::delete(&orphan) {
                 warn!("removing namespace {orphan}: {err:#}");
@@ -419,18 +438,21 @@ impl Service {
     /// damaged, removes namespaces that carry this instance's prefix but are
     /// not wanted. Touches nothing else. Failures are logged, not fatal.
     pub async fn reconcile(&mut self) {
-        if !self.state.networks.is_empty()
-            && let Err(err) = self.ensure_gateway().await
-        {
-            warn!("reconcile: gateway: {err:#}");
+        if !self.state.networks.is_empty() {
+            let gateway = match HostView::read().await {
+                Ok(host) => self.ensure_gateway(&host).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = gateway {
+                warn!("reconcile: gateway: {err:#}");
+            }
         }
         let networks: Vec<Network> = self.state.networks.values().cloned().collect();
         for net in &networks {
-            let ports = bridge_ports(net);
             if !self.topology.network_intact(net).await {
                 info!(network = %net.name, "reconcile: rebuilding network");
                 for guest in net.guests.values() {
-                    self.teardown_guest(net, guest, &ports[&guest.name]).await;
+                    self.teardown_guest(net, guest).await;
                 }
                 self.teardown_network(net).await;
                 if let Err(err) = self.build_network(net).await {
@@ -445,17 +467,16 @@ impl Service {
                 warn!(network = %net.name, "reconcile: dataplane: {err:#}");
             }
             for guest in net.guests.values() {
-                let port = &ports[&guest.name];
-                if self.topology.guest_intact(net, guest, port).await {
-                    let plumbing = self.topology.guest_plumbing(net, guest, port);
+                if self.topology.guest_intact(net, guest).await {
+                    let plumbing = self.topology.guest_plumbing(net, guest);
                     if let Err(err) = self.dataplane.attach_guest(&plumbing) {
                         warn!(network = %net.name, guest = %guest.name, "reconcile: dataplane: {err:#}");
                     }
                     continue;
                 }
                 info!(network = %net.name, guest = %guest.name, "reconcile: rebuilding guest");
-                self.teardown_guest(net, guest, port).await;
-                if let Err(err) = self.build_guest(net, guest, port).await {
+                self.teardown_guest(net, guest).await;
+                if let Err(err) = self.build_guest(net, guest).await {
                     warn!(network = %net.name, guest = %guest.name, "reconcile: {err:#}");
                 }
             }
@@ -484,11 +505,11 @@ impl Service {
         if let Err(err) = self.dataplane.sync_published(&published) {
             warn!("reconcile: published ports: {err:#}");
         }
-        if let Err(err) = self.sync_host_nat() {
-            warn!("reconcile: host nftables table: {err:#}");
+        if let Err(err) = self.sync_host() {
+            warn!("reconcile: the dataplane's host side: {err:#}");
         }
         // Partitions that expired while the daemon was down.
-        self.heal_expired(now()).await;
+        self.heal_expired(now());
     }
 
     /// Namespaces this instance should have, by name.
@@ -513,7 +534,7 @@ impl Service {
         let Ok(gw) = Netns::open(&self.topology.names.gateway_ns()) else {
             return;
         };
-        let Ok(nl) = Netlink::connect(Some(&gw)).await else {
+        let Ok(nl) = Netlink::connect(Some(&gw)) else {
             return;
         };
         let wanted: BTreeSet<String> = self
@@ -525,34 +546,31 @@ impl Service {
         for link in nl.links().await.unwrap_or_default() {
             if ifname::is_gateway_port(&link.name) && !wanted.contains(&link.name) {
                 info!(link = %link.name, "reconcile: removing orphan gateway port");
-                let _ = nl.delete_link(&link.name).await;
+                if let Err(err) = nl.delete_link(&link.name).await {
+                    warn!("reconcile: removing {}: {err:#}", link.name);
+                }
             }
         }
     }
 
     /// Host addresses and routes a routable subnet must avoid, plus the
     /// routable networks netd already has.
-    async fn occupied(&self) -> anyhow::Result<Vec<ipam::Occupied>> {
-        let host = Netlink::connect(None).await?;
-        let links = host.links().await?;
-        let link_name = |index: u32| crate::netlink::link_name(&links, index);
+    fn occupied(&self, host: &HostView) -> Vec<ipam::Occupied> {
         let own = &self.topology.config.host_link;
         let mut occupied = Vec::new();
-        for (index, net) in host.addresses().await? {
-            let link = link_name(index);
-            if &link != own {
+        for (net, link) in &host.addresses {
+            if link != own {
                 occupied.push(ipam::Occupied {
-                    net,
+                    net: *net,
                     what: format!("host address {net} on {link}"),
                 });
             }
         }
-        for route in host.routes().await? {
-            let link = route.output_index.map(link_name).unwrap_or_default();
-            if &link != own {
+        for (destination, link) in &host.routes {
+            if link != own {
                 occupied.push(ipam::Occupied {
-                    net: route.destination,
-                    what: format!("host route {} via {link}", route.destination),
+                    net: *destination,
+                    what: format!("host route {destination} via {link}"),
                 });
             }
         }
@@ -570,7 +588,7 @@ impl Service {
             net: self.topology.config.uplink_pool,
             what: "netd's uplink pool (uplink_pool)".to_string(),
         });
-        Ok(occupied)
+        occupied
     }
 
     fn check_external_netns(&self, path: &std::path::Path) -> ServiceResult<PathBuf> {
@@ -602,6 +620,36 @@ impl Service {
         Ok(path.to_path_buf())
     }
 
+    /// Every network, as listings show them.
+    pub fn network_views(&self) -> Vec<NetworkView> {
+        self.state
+            .networks
+            .values()
+            .map(|net| self.network_view(net))
+            .collect()
+    }
+
+    /// A network's guests, as listings show them.
+    pub fn guest_views(&self, network: &str) -> ServiceResult<Vec<GuestView>> {
+        let net = self.network(network)?;
+        Ok(net
+            .guests
+            .values()
+            .map(|guest| self.guest_view(net, guest))
+            .collect())
+    }
+
+    /// One guest, as listings show it.
+    pub fn inspect_guest(&self, network: &str, guest: &str) -> ServiceResult<GuestView> {
+        let net = self.network(network)?;
+        let found = net.guests.get(guest).ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "no guest named {guest:?} in network {network:?}: `netd guest ls {network}` lists them"
+            ))
+        })?;
+        Ok(self.guest_view(net, found))
+    }
+
     pub fn network_view(&self, net: &Network) -> NetworkView {
         let uplinks = ipam::UplinkPool::new(self.topology.config.uplink_pool).ok();
         NetworkView {
@@ -629,23 +677,23 @@ impl Service {
             ip: format!("{}/{}", guest.ip, net.subnet.prefix()),
             netns: self.topology.guest_netns_path(net, guest),
             owned_netns: guest.netns == GuestNetns::Owned,
-            bridge_port: bridge_ports(net).remove(&guest.name).unwrap_or_default(),
+            bridge_port: guest.bridge_port.clone(),
             labels: guest.labels.clone(),
         }
     }
 }
 
-/// Bridge port names of a network's guests, assigned in name order so the
-/// assignment is the same every time it is computed.
-pub fn bridge_ports(net: &Network) -> BTreeMap<String, String> {
+/// Gives every guest of a state file older than `Guest::bridge_port` the
+/// bridge port it had then: assigned in name order, each avoiding the ones
+/// before it.
+fn assign_missing_bridge_ports(net: &mut Network) {
     let mut taken = BTreeSet::new();
-    let mut ports = BTreeMap::new();
-    for name in net.guests.keys() {
-        let port = ifname::bridge_port(name, &taken);
-        taken.insert(port.clone());
-        ports.insert(name.clone(), port);
+    for guest in net.guests.values_mut() {
+        if guest.bridge_port.is_empty() {
+            guest.bridge_port = ifname::bridge_port(&guest.name, &taken);
+        }
+        taken.insert(guest.bridge_port.clone());
     }
-    ports
 }
 
 /// Whether a create request asks for what `existing` already is.
@@ -660,8 +708,78 @@ fn same_network_request(existing: &Network, subnet: Option<&str>) -> bool {
 }
 
 /// Unix seconds.
-pub(super) fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn guest(name: &str, bridge_port: &str) -> Guest {
+        Guest {
+            name: name.to_owned(),
+            ip: Ipv4Addr::new(172, 18, 0, 1),
+            netns: GuestNetns::Owned,
+            created_at: 0,
+            ports: Vec::new(),
+            slot: 0,
+            bridge_port: bridge_port.to_owned(),
+            labels: Default::default(),
+        }
+    }
+
+    fn service_with(guests: Vec<Guest>, dir: &std::path::Path) -> Service {
+        let web = Network {
+            name: "web".to_owned(),
+            subnet: crate::config::DEFAULT_SUBNET,
+            routable: false,
+            uplink_slot: 0,
+            guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),
+            guest_cursor: None,
+            created_at: 0,
+            partition: None,
+        };
+        let state = State {
+            networks: BTreeMap::from([("web".to_owned(), web)]),
+            uplink_cursor: Some(0),
+        };
+        Service::new(
+            Topology::new(Config::default()).unwrap(),
+            Store::new(dir),
+            state,
+            Box::new(crate::dataplane::testing::Recorder::default()),
+        )
+    }
+
+    fn bridge_ports(service: &Service) -> Vec<String> {
+        let views = service.guest_views("web").unwrap();
+        views.into_iter().map(|view| view.bridge_port).collect()
+    }
+
+    #[test]
+    fn guests_of_an_older_state_file_get_the_bridge_ports_they_had() {
+        let dir = tempfile::tempdir().unwrap();
+        // Too long for "g-NAME": hashed, the second one rehashed if needed.
+        let long = ["a-guest-name-too-long-1", "a-guest-name-too-long-2"];
+        let svc = service_with(
+            vec![guest("web1", ""), guest(long[0], ""), guest(long[1], "")],
+            dir.path(),
+        );
+        let first = ifname::bridge_port(long[0], &BTreeSet::new());
+        let second = ifname::bridge_port(long[1], &BTreeSet::from([first.clone()]));
+        assert_eq!(bridge_ports(&svc), [first, second, "g-web1".to_owned()]);
+    }
+
+    #[test]
+    fn stored_bridge_ports_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service_with(vec![guest("web1", "g-kept")], dir.path());
+        assert_eq!(bridge_ports(&svc), ["g-kept"]);
+    }
 }

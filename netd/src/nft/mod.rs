@@ -1,6 +1,12 @@
-//! Feeds scripts to `nft -f -` inside one network namespace (each script is
-//! one transaction) and reads tables back as JSON. The only place netd runs
-//! `nft`: the host's table (`hostnat`) and the nftables dataplane use it.
+//! netd's one nft layer, used by the host's table (`dataplane::hostnat`),
+//! the nftables dataplane and `netd status`: here, [`Nft`] feeds scripts to
+//! `nft -f -` inside one network namespace (each script is one transaction)
+//! and reads tables back as JSON, the only place netd runs `nft`; `render`
+//! writes the scripts from plain data; `check` compares a listing with the
+//! shape netd gave a table (drift).
+
+pub mod check;
+pub mod render;
 
 use std::{
     io::Write as _,
@@ -61,6 +67,14 @@ impl Nft {
             Err(err) if format!("{err:#}").contains("No such file or directory") => Ok(None),
             Err(err) => Err(err),
         }
+    }
+
+    /// Every table in the namespace, as `FAMILY NAME` (`inet netd`).
+    pub fn tables(&self) -> Result<Vec<String>> {
+        let listing = self.json(&["list", "tables"])?;
+        Ok(objects(&listing, "table")
+            .filter_map(|t| Some(format!("{} {}", t["family"].as_str()?, t["name"].as_str()?)))
+            .collect())
     }
 
     /// `nft -j ARGS`, parsed.

@@ -7,30 +7,27 @@
 use anyhow::anyhow;
 use tracing::{info, warn};
 
-use super::{
+use super::{Service, now};
+use crate::daemon::{
     caller::Caller,
     error::ServiceResult,
     probe::{self, Probe},
     requests::{PartitionRequest, PartitionView, VerifyReport},
-    service::{Service, now},
 };
-use crate::{
-    dataplane::PartitionRules,
-    partition::{self, PartitionState, Verb},
-};
+use crate::partition::{self, PartitionRules, PartitionState, Verb};
 
 impl Service {
     /// Puts `request` in force on `network`, replacing whatever was: the
     /// request is compiled first (an error leaves the network as it was),
     /// then applied, then persisted. `fullmesh` heals and stores nothing.
-    pub async fn set_partition(
+    pub fn set_partition(
         &mut self,
         network: &str,
         request: PartitionRequest,
         caller: Caller,
     ) -> ServiceResult<PartitionView> {
         let started = std::time::Instant::now();
-        caller.partition_network(Some(network))?;
+        caller.may_partition(network)?;
         let net = self.network(network)?;
         let rules = partition::compile(network, &request, &net.slots())?;
         let line = request.describe();
@@ -54,7 +51,7 @@ impl Service {
             "partition.set"
         };
         self.emit(
-            super::events::Event::new(kind)
+            crate::daemon::events::Event::new(kind)
                 .network(network)
                 .detail(format!("netd partition {network} {line} (by {caller})")),
         );
@@ -86,7 +83,7 @@ impl Service {
     /// Heals every network whose timed partition is due at `now`. Called
     /// every few seconds and after the start-up reconcile; a heal that
     /// fails is logged and tried again next time.
-    pub async fn heal_expired(&mut self, now: u64) {
+    pub fn heal_expired(&mut self, now: u64) {
         let due: Vec<String> = self
             .state
             .networks
@@ -98,7 +95,9 @@ impl Service {
             match self.replace_partition(&network, None, std::time::Instant::now()) {
                 Ok(_) => {
                     info!(network, "partition expired: healed");
-                    self.emit(super::events::Event::new("partition.expired").network(&network));
+                    self.emit(
+                        crate::daemon::events::Event::new("partition.expired").network(&network),
+                    );
                 }
                 Err(err) => warn!(
                     network,
@@ -203,6 +202,7 @@ mod tests {
     /// its refusal switch. Builds nothing in the kernel.
     fn service(dir: &std::path::Path) -> (Service, Applied, Arc<std::sync::atomic::AtomicBool>) {
         let guest = |name: &str, slot: u8| Guest {
+            bridge_port: String::new(),
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, slot + 1),
             netns: GuestNetns::Owned,
@@ -213,7 +213,7 @@ mod tests {
         };
         let network = |name: &str, uplink_slot: u16, guests: Vec<Guest>| Network {
             name: name.to_owned(),
-            subnet: crate::model::DEFAULT_SUBNET.parse().unwrap(),
+            subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
             uplink_slot,
             guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),
@@ -243,13 +243,6 @@ mod tests {
         Store::new(dir).load().unwrap().expect("a saved state")
     }
 
-    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
-
     fn request(line: &str) -> PartitionRequest {
         let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
         Partition::from_words(&words).unwrap()
@@ -266,7 +259,9 @@ mod tests {
     fn a_partition_is_applied_to_its_zone_persisted_and_shown() {
         let dir = tempfile::tempdir().unwrap();
         let (mut svc, applied, _) = service(dir.path());
-        let view = run(svc.set_partition("web", request("isolate a"), Caller::Host)).unwrap();
+        let view = svc
+            .set_partition("web", request("isolate a"), Caller::Host)
+            .unwrap();
 
         let rules = applied.lock().unwrap()[&1].clone();
         assert_eq!(rules.outside_cut, [0].into());
@@ -294,8 +289,11 @@ mod tests {
     fn fullmesh_heals_and_stores_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (mut svc, applied, _) = service(dir.path());
-        run(svc.set_partition("web", request("split a b"), Caller::Host)).unwrap();
-        let view = run(svc.set_partition("web", request("heal"), Caller::Host)).unwrap();
+        svc.set_partition("web", request("split a b"), Caller::Host)
+            .unwrap();
+        let view = svc
+            .set_partition("web", request("heal"), Caller::Host)
+            .unwrap();
         assert_eq!(applied.lock().unwrap()[&1], PartitionRules::default());
         assert_eq!(view.state, None);
         assert_eq!(view.command, "netd partition web fullmesh");
@@ -306,9 +304,9 @@ mod tests {
     fn a_timed_partition_stores_its_deadline() {
         let dir = tempfile::tempdir().unwrap();
         let (mut svc, _, _) = service(dir.path());
-        let view =
-            run(svc.set_partition("web", request("cut --from a --to b --for 5m"), Caller::Host))
-                .unwrap();
+        let view = svc
+            .set_partition("web", request("cut --from a --to b --for 5m"), Caller::Host)
+            .unwrap();
         let state = view.state.unwrap();
         assert_eq!(state.expires_at, Some(state.set_at + 300));
         assert_eq!(
@@ -321,14 +319,19 @@ mod tests {
     fn a_refused_request_applies_and_stores_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (mut svc, applied, _) = service(dir.path());
-        let err =
-            run(svc.set_partition("web", request("disjoint a -- b"), Caller::Host)).unwrap_err();
+        let err = svc
+            .set_partition("web", request("disjoint a -- b"), Caller::Host)
+            .unwrap_err();
         assert_eq!(err.status(), 400);
         assert!(err.to_string().contains("guest c is in no group"), "{err}");
-        let err = run(svc.set_partition("web", request("isolate pg"), Caller::Host)).unwrap_err();
+        let err = svc
+            .set_partition("web", request("isolate pg"), Caller::Host)
+            .unwrap_err();
         assert_eq!(err.status(), 404);
         assert!(err.to_string().contains("`netd guest ls web`"), "{err}");
-        let err = run(svc.set_partition("nope", request("isolate a"), Caller::Host)).unwrap_err();
+        let err = svc
+            .set_partition("nope", request("isolate a"), Caller::Host)
+            .unwrap_err();
         assert_eq!(err.status(), 404);
         assert!(applied.lock().unwrap().is_empty());
         assert!(svc.state.networks["web"].partition.is_none());
@@ -338,9 +341,12 @@ mod tests {
     fn a_dataplane_failure_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (mut svc, applied, refuse) = service(dir.path());
-        run(svc.set_partition("web", request("isolate a"), Caller::Host)).unwrap();
+        svc.set_partition("web", request("isolate a"), Caller::Host)
+            .unwrap();
         refuse.store(true, Ordering::SeqCst);
-        let err = run(svc.set_partition("web", request("isolate b"), Caller::Host)).unwrap_err();
+        let err = svc
+            .set_partition("web", request("isolate b"), Caller::Host)
+            .unwrap_err();
         assert_eq!(err.status(), 500);
         assert_eq!(
             svc.state.networks["web"]
@@ -359,7 +365,9 @@ mod tests {
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "").unwrap();
         let (mut svc, applied, _) = service(&blocker.join("state"));
-        let err = run(svc.set_partition("web", request("isolate a"), Caller::Host)).unwrap_err();
+        let err = svc
+            .set_partition("web", request("isolate a"), Caller::Host)
+            .unwrap_err();
         assert_eq!(err.status(), 500);
         assert_eq!(applied.lock().unwrap()[&1], PartitionRules::default());
         assert!(svc.state.networks["web"].partition.is_none());
@@ -369,9 +377,13 @@ mod tests {
     fn a_guest_partitions_its_own_network_and_is_named_as_the_setter() {
         let dir = tempfile::tempdir().unwrap();
         let (mut svc, _, _) = service(dir.path());
-        let view = run(svc.set_partition("web", request("isolate b"), guest_a())).unwrap();
+        let view = svc
+            .set_partition("web", request("isolate b"), guest_a())
+            .unwrap();
         assert_eq!(view.state.unwrap().set_by, "guest a");
-        let err = run(svc.set_partition("db", request("isolate pg"), guest_a())).unwrap_err();
+        let err = svc
+            .set_partition("db", request("isolate pg"), guest_a())
+            .unwrap_err();
         assert_eq!(err.status(), 403);
         assert!(svc.state.networks["db"].partition.is_none());
     }
@@ -380,8 +392,10 @@ mod tests {
     fn expired_partitions_heal_and_others_stay() {
         let dir = tempfile::tempdir().unwrap();
         let (mut svc, applied, _) = service(dir.path());
-        run(svc.set_partition("web", request("isolate a --for 1m"), Caller::Host)).unwrap();
-        run(svc.set_partition("db", request("isolate pg"), Caller::Host)).unwrap();
+        svc.set_partition("web", request("isolate a --for 1m"), Caller::Host)
+            .unwrap();
+        svc.set_partition("db", request("isolate pg"), Caller::Host)
+            .unwrap();
         let deadline = svc.state.networks["web"]
             .partition
             .as_ref()
@@ -389,9 +403,9 @@ mod tests {
             .expires_at
             .unwrap();
 
-        run(svc.heal_expired(deadline - 1));
+        svc.heal_expired(deadline - 1);
         assert!(svc.state.networks["web"].partition.is_some());
-        run(svc.heal_expired(deadline));
+        svc.heal_expired(deadline);
         assert!(svc.state.networks["web"].partition.is_none());
         assert!(saved(dir.path()).networks["web"].partition.is_none());
         assert_eq!(applied.lock().unwrap()[&1], PartitionRules::default());
@@ -405,12 +419,13 @@ mod tests {
     fn a_heal_that_fails_is_tried_again() {
         let dir = tempfile::tempdir().unwrap();
         let (mut svc, _, refuse) = service(dir.path());
-        run(svc.set_partition("web", request("isolate a --for 1s"), Caller::Host)).unwrap();
+        svc.set_partition("web", request("isolate a --for 1s"), Caller::Host)
+            .unwrap();
         refuse.store(true, Ordering::SeqCst);
-        run(svc.heal_expired(u64::MAX));
+        svc.heal_expired(u64::MAX);
         assert!(svc.state.networks["web"].partition.is_some());
         refuse.store(false, Ordering::SeqCst);
-        run(svc.heal_expired(u64::MAX));
+        svc.heal_expired(u64::MAX);
         assert!(svc.state.networks["web"].partition.is_none());
     }
 

@@ -4,26 +4,20 @@
 
 use tracing::info;
 
-use super::{
-    error::{ServiceError, ServiceResult},
-    requests::PortView,
-    service::Service,
-};
+use super::Service;
 use crate::{
-    dataplane::PortMapping,
+    daemon::{
+        error::{ServiceError, ServiceResult},
+        requests::PortView,
+    },
     model::{Guest, Network},
-    ports::{self, PortForward},
+    ports::{self, PortForward, PortMapping},
 };
 
 impl Service {
     /// Publishes `spec` to a guest. Repeating an identical request changes
     /// nothing and answers the same.
-    pub async fn add_port(
-        &mut self,
-        network: &str,
-        guest: &str,
-        spec: &str,
-    ) -> ServiceResult<PortView> {
+    pub fn add_port(&mut self, network: &str, guest: &str, spec: &str) -> ServiceResult<PortView> {
         let net = self.network(network)?;
         let g = guest_in(net, guest)?;
         let forward: PortForward = spec.parse()?;
@@ -33,18 +27,18 @@ impl Service {
         ports::check_conflicts(&forward, self.forwards())?;
         let mappings = forward.mappings(net.zone(), g.ip);
 
-        self.publish_mappings(&mappings).await?;
+        self.dataplane.publish(&mappings)?;
         self.guest_mut(network, guest).ports.push(forward.clone());
         if let Err(err) = self.store.save(&self.state) {
             self.guest_mut(network, guest)
                 .ports
                 .retain(|held| held != &forward);
-            self.unpublish_mappings(&mappings).await;
+            self.dataplane.unpublish(&mappings);
             return Err(err.into());
         }
         info!(network, guest, port = %forward, "port published");
         self.emit(
-            super::events::Event::new("port.published")
+            crate::daemon::events::Event::new("port.published")
                 .network(network)
                 .guest(guest)
                 .detail(forward.to_string()),
@@ -55,12 +49,7 @@ impl Service {
 
     /// Withdraws a forward `add_port` published. `spec` may be written any
     /// way that parses to the same forward (`8080:80` for `8080:80/tcp`).
-    pub async fn remove_port(
-        &mut self,
-        network: &str,
-        guest: &str,
-        spec: &str,
-    ) -> ServiceResult<()> {
+    pub fn remove_port(&mut self, network: &str, guest: &str, spec: &str) -> ServiceResult<()> {
         let net = self.network(network)?;
         let g = guest_in(net, guest)?;
         let forward: PortForward = spec.parse()?;
@@ -72,14 +61,14 @@ impl Service {
         }
         let mappings = forward.mappings(net.zone(), g.ip);
 
-        self.unpublish_mappings(&mappings).await;
+        self.dataplane.unpublish(&mappings);
         self.guest_mut(network, guest)
             .ports
             .retain(|held| held != &forward);
         self.store.save(&self.state)?;
         info!(network, guest, port = %forward, "port withdrawn");
         self.emit(
-            super::events::Event::new("port.withdrawn")
+            crate::daemon::events::Event::new("port.withdrawn")
                 .network(network)
                 .guest(guest)
                 .detail(forward.to_string()),
@@ -176,37 +165,6 @@ fn guest_in<'a>(net: &'a Network, name: &str) -> ServiceResult<&'a Guest> {
     })
 }
 
-// ---------------------------------------------------------------------------
-// STUBS: replaced by the dataplane wiring. `add_port`, `remove_port`,
-// `remove_guest` and `remove_network` call these; until the dataplane is
-// wired in, forwards are validated and persisted but not programmed.
-// ---------------------------------------------------------------------------
-
-impl Service {
-    /// Programs `mappings` into the dataplane: all of them, or none on error.
-    pub(super) async fn publish_mappings(&mut self, mappings: &[PortMapping]) -> ServiceResult<()> {
-        self.dataplane.publish(mappings)?;
-        // Before the first sync there is no table; the sync will carry these.
-        if self.hostnat.plan().is_some()
-            && let Err(err) = self.hostnat.publish(mappings)
-        {
-            self.dataplane.unpublish(mappings);
-            return Err(err.into());
-        }
-        Ok(())
-    }
-
-    /// Withdraws `mappings` from the dataplane; ones not published are ignored.
-    pub(super) async fn unpublish_mappings(&mut self, mappings: &[PortMapping]) {
-        self.dataplane.unpublish(mappings);
-        if self.hostnat.plan().is_some()
-            && let Err(err) = self.hostnat.unpublish(mappings)
-        {
-            tracing::warn!("withdrawing ports from the host nftables table: {err:#}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::{collections::BTreeMap, net::Ipv4Addr};
@@ -214,8 +172,8 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        dataplane::Proto,
         model::{GuestNetns, State},
+        ports::Proto,
         store::Store,
         topology::Topology,
     };
@@ -230,11 +188,12 @@ mod tests {
             created_at: 0,
             ports: Vec::new(),
             slot: 0,
+            bridge_port: String::new(),
             labels: Default::default(),
         };
         let network = |name: &str, slot: u16, guests: Vec<Guest>| Network {
             name: name.to_owned(),
-            subnet: crate::model::DEFAULT_SUBNET.parse().unwrap(),
+            subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
             uplink_slot: slot,
             guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),
@@ -265,18 +224,13 @@ mod tests {
         Store::new(dir).load().unwrap().expect("a saved state")
     }
 
-    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
-
     #[test]
     fn an_added_port_is_stored_with_its_guest_and_shown_canonically() {
         let dir = tempfile::tempdir().unwrap();
         let mut svc = service(dir.path());
-        let view = run(svc.add_port("web", "web1", "0.0.0.0:8000-8001:80-81")).unwrap();
+        let view = svc
+            .add_port("web", "web1", "0.0.0.0:8000-8001:80-81")
+            .unwrap();
         assert_eq!(
             view,
             PortView {
@@ -299,8 +253,8 @@ mod tests {
     fn adding_the_same_forward_again_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut svc = service(dir.path());
-        let first = run(svc.add_port("web", "web1", "8080:80")).unwrap();
-        let again = run(svc.add_port("web", "web1", "0.0.0.0:8080:80/tcp")).unwrap();
+        let first = svc.add_port("web", "web1", "8080:80").unwrap();
+        let again = svc.add_port("web", "web1", "0.0.0.0:8080:80/tcp").unwrap();
         assert_eq!(first, again);
         assert_eq!(svc.state.networks["web"].guests["web1"].ports.len(), 1);
     }
@@ -309,15 +263,15 @@ mod tests {
     fn a_taken_host_port_is_a_conflict_across_networks() {
         let dir = tempfile::tempdir().unwrap();
         let mut svc = service(dir.path());
-        run(svc.add_port("web", "web1", "8080:80")).unwrap();
-        let err = run(svc.add_port("db", "pg", "10.0.0.5:8080:5432")).unwrap_err();
+        svc.add_port("web", "web1", "8080:80").unwrap();
+        let err = svc.add_port("db", "pg", "10.0.0.5:8080:5432").unwrap_err();
         assert_eq!(err.status(), 409);
         assert!(
             err.to_string()
                 .contains("guest web1 in network web (8080:80/tcp)"),
             "{err}"
         );
-        assert!(run(svc.add_port("db", "pg", "8080:5432/udp")).is_ok());
+        assert!(svc.add_port("db", "pg", "8080:5432/udp").is_ok());
         assert!(saved(dir.path()).networks["db"].guests["pg"].ports.len() == 1);
     }
 
@@ -325,8 +279,8 @@ mod tests {
     fn a_guest_conflicts_with_its_own_other_forwards() {
         let dir = tempfile::tempdir().unwrap();
         let mut svc = service(dir.path());
-        run(svc.add_port("web", "web1", "8000-8010:8000-8010")).unwrap();
-        let err = run(svc.add_port("web", "web1", "8010:80")).unwrap_err();
+        svc.add_port("web", "web1", "8000-8010:8000-8010").unwrap();
+        let err = svc.add_port("web", "web1", "8010:80").unwrap_err();
         assert_eq!(err.status(), 409, "{err}");
     }
 
@@ -334,12 +288,12 @@ mod tests {
     fn bad_specs_and_unknown_names_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut svc = service(dir.path());
-        let err = run(svc.add_port("web", "web1", "127.0.0.1:80:80")).unwrap_err();
+        let err = svc.add_port("web", "web1", "127.0.0.1:80:80").unwrap_err();
         assert_eq!(err.status(), 400);
         assert!(err.to_string().contains("loopback"), "{err}");
-        let err = run(svc.add_port("nope", "web1", "80:80")).unwrap_err();
+        let err = svc.add_port("nope", "web1", "80:80").unwrap_err();
         assert_eq!(err.status(), 404);
-        let err = run(svc.add_port("web", "nope", "80:80")).unwrap_err();
+        let err = svc.add_port("web", "nope", "80:80").unwrap_err();
         assert_eq!(err.status(), 404);
         assert!(err.to_string().contains("`netd guest ls web`"), "{err}");
         assert!(svc.list_ports(None).unwrap().is_empty());
@@ -351,7 +305,7 @@ mod tests {
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "").unwrap();
         let mut svc = service(&blocker.join("state"));
-        let err = run(svc.add_port("web", "web1", "8080:80")).unwrap_err();
+        let err = svc.add_port("web", "web1", "8080:80").unwrap_err();
         assert_eq!(err.status(), 500);
         assert!(svc.list_ports(None).unwrap().is_empty());
     }
@@ -360,9 +314,9 @@ mod tests {
     fn removing_takes_any_spelling_of_the_forward() {
         let dir = tempfile::tempdir().unwrap();
         let mut svc = service(dir.path());
-        run(svc.add_port("web", "web1", "8080:80/tcp")).unwrap();
-        run(svc.add_port("web", "web1", "53:53/udp")).unwrap();
-        run(svc.remove_port("web", "web1", "0.0.0.0:8080:80")).unwrap();
+        svc.add_port("web", "web1", "8080:80/tcp").unwrap();
+        svc.add_port("web", "web1", "53:53/udp").unwrap();
+        svc.remove_port("web", "web1", "0.0.0.0:8080:80").unwrap();
         let left: Vec<String> = svc
             .list_ports(Some("web"))
             .unwrap()
@@ -380,8 +334,8 @@ mod tests {
     fn removing_what_is_not_published_says_where_to_look() {
         let dir = tempfile::tempdir().unwrap();
         let mut svc = service(dir.path());
-        run(svc.add_port("web", "web1", "8080:80")).unwrap();
-        let err = run(svc.remove_port("web", "web2", "8080:80")).unwrap_err();
+        svc.add_port("web", "web1", "8080:80").unwrap();
+        let err = svc.remove_port("web", "web2", "8080:80").unwrap_err();
         assert_eq!(err.status(), 404);
         assert_eq!(
             err.to_string(),
@@ -394,8 +348,8 @@ mod tests {
     fn listings_filter_by_network() {
         let dir = tempfile::tempdir().unwrap();
         let mut svc = service(dir.path());
-        run(svc.add_port("web", "web2", "8080:80")).unwrap();
-        run(svc.add_port("db", "pg", "5432:5432")).unwrap();
+        svc.add_port("web", "web2", "8080:80").unwrap();
+        svc.add_port("db", "pg", "5432:5432").unwrap();
         let all: Vec<(String, String)> = svc
             .list_ports(None)
             .unwrap()
@@ -414,8 +368,8 @@ mod tests {
     fn mappings_carry_the_zone_and_the_guest_address() {
         let dir = tempfile::tempdir().unwrap();
         let mut svc = service(dir.path());
-        run(svc.add_port("web", "web2", "8000-8001:80-81")).unwrap();
-        run(svc.add_port("db", "pg", "5432:5432/udp")).unwrap();
+        svc.add_port("web", "web2", "8000-8001:80-81").unwrap();
+        svc.add_port("db", "pg", "5432:5432/udp").unwrap();
         let web = &svc.state.networks["web"];
         let web2 = Service::guest_port_mappings(web, &web.guests["web2"]);
         assert_eq!(web2.len(), 2);

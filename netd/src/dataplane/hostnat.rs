@@ -11,21 +11,29 @@
 //! change).
 //!
 //! Pure part: [`HostNatPlan`] and the `*_script` functions that render nft
-//! scripts (each one a single atomic `nft -f -` batch), unit-tested without
-//! root. Effect part: [`HostNat`], which feeds them to `nft`.
+//! scripts (each one a single atomic `nft -f -` batch, written with
+//! `crate::nft::render`'s element writers), unit-tested without root.
+//! Effect part: [`HostNat`], which feeds them to `nft`; [`NftHostSide`]
+//! makes it a backend's [`HostSide`] (both backends own one today).
 
-use std::{collections::BTreeSet, fmt::Write as _, fs, io, net::Ipv4Addr};
+use std::{collections::BTreeSet, fs, io, net::Ipv4Addr};
 
 use anyhow::{Context, Result, bail};
 use ipnetwork::Ipv4Network;
 use thiserror::Error;
 
+use tracing::{info, warn};
+
+use super::HostSide;
 use crate::{
-    config::Config,
-    dataplane::{PortMapping, Proto},
     ifname::{self, IfnameError},
     netns::Netns,
-    nft::{Nft, objects},
+    nft::{
+        Nft, check, objects,
+        render::{self, SetDecl, write_chain, write_elements, write_set, write_table_start},
+    },
+    ports::{PortMapping, Proto},
+    topology::HostPlumbing,
 };
 
 /// The table netd owns, as nft names it (family and name).
@@ -36,9 +44,24 @@ pub const TABLE: &str = "inet netd";
 /// is pointless.
 const TABLE_COMMENT: &str = "owned by netd: every sync replaces this table, so edits here are lost";
 
-/// Every rule's comment: marks netd's rules in `nft list ruleset` and in
-/// tools that show rules without their table.
-const RULE_COMMENT: &str = "netd";
+/// The table's sets, as `table_definition` declares them.
+const SETS: [SetDecl; 3] = [
+    SetDecl {
+        name: "masq_sources",
+        kind: "set",
+        spec: &["type ipv4_addr", "flags interval"],
+    },
+    SetDecl {
+        name: "ports_any",
+        kind: "set",
+        spec: &["type inet_proto . inet_service"],
+    },
+    SetDecl {
+        name: "ports_on_ip",
+        kind: "set",
+        spec: &["type ipv4_addr . inet_proto . inet_service"],
+    },
+];
 
 /// The chains [`HostNat::present`] expects, with their number of rules.
 const CHAINS: [(&str, usize); 3] = [("prerouting", 2), ("output", 3), ("postrouting", 1)];
@@ -66,21 +89,16 @@ pub struct HostNatPlan {
 }
 
 impl HostNatPlan {
-    /// The plan for the daemon's configuration: the host link and gateway
-    /// address from `config`, the whole host link network plus
-    /// `routable_subnets` masqueraded.
-    pub fn from_config(
-        config: &Config,
-        routable_subnets: impl IntoIterator<Item = Ipv4Network>,
-        ports: Vec<PortMapping>,
-    ) -> HostNatPlan {
+    /// The plan for the host as the topology describes it: the whole host
+    /// link network plus the routable subnets masqueraded.
+    pub fn from_plumbing(host: &HostPlumbing) -> HostNatPlan {
         HostNatPlan {
-            host_link: config.host_link.clone(),
-            gateway_ip: config.gateway_ip(),
-            masquerade_sources: std::iter::once(config.host_link_net)
-                .chain(routable_subnets)
+            host_link: host.host_link.clone(),
+            gateway_ip: host.gateway_ip,
+            masquerade_sources: std::iter::once(host.host_link_net)
+                .chain(host.routable_subnets.iter().copied())
                 .collect(),
-            ports,
+            ports: host.ports.clone(),
         }
     }
 
@@ -122,22 +140,22 @@ pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
     let gateway = plan.gateway_ip;
     let link = &plan.host_link;
     let (any, on_ip) = port_elements(&plan.ports);
+    // Only the rules carry netd's tag (`comment "netd"`, from the shared
+    // writer): it marks netd's rules in `nft list ruleset` and in tools that
+    // show rules without their table, and the drift check counts them. The
+    // table's comment tells whoever reads the host's firewall where it
+    // comes from.
     let mut out = String::new();
-    let _ = writeln!(out, "table {TABLE} {{");
-    let _ = writeln!(out, "\tcomment \"{TABLE_COMMENT}\"");
+    write_table_start(&mut out, TABLE, TABLE_COMMENT);
+    let [masq_sources, ports_any, ports_on_ip] = &SETS;
     write_set(
         &mut out,
-        "masq_sources",
-        "ipv4_addr\n\t\tflags interval",
-        &source_elements(&plan.masquerade_sources),
+        masq_sources,
+        None,
+        source_elements(&plan.masquerade_sources),
     );
-    write_set(&mut out, "ports_any", "inet_proto . inet_service", &any);
-    write_set(
-        &mut out,
-        "ports_on_ip",
-        "ipv4_addr . inet_proto . inet_service",
-        &on_ip,
-    );
+    write_set(&mut out, ports_any, None, &any);
+    write_set(&mut out, ports_on_ip, None, &on_ip);
     let dnat_any =
         format!("fib daddr type local meta l4proto . th dport @ports_any dnat ip to {gateway}");
     let dnat_on_ip =
@@ -146,6 +164,7 @@ pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
         &mut out,
         "prerouting",
         "type nat hook prerouting priority dstnat; policy accept;",
+        None,
         &[&dnat_any, &dnat_on_ip],
     );
     // The host's processes reach published ports through its own addresses
@@ -156,12 +175,14 @@ pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
         &mut out,
         "output",
         "type nat hook output priority -100; policy accept;",
+        None,
         &["ip daddr 127.0.0.0/8 return", &dnat_any, &dnat_on_ip],
     );
     write_chain(
         &mut out,
         "postrouting",
         "type nat hook postrouting priority srcnat; policy accept;",
+        None,
         &[&format!(
             "ip saddr @masq_sources oifname != \"{link}\" masquerade"
         )],
@@ -176,8 +197,8 @@ pub fn publish_script(ports: &[PortMapping]) -> Result<String, PlanError> {
     validate_ports(ports)?;
     let (any, on_ip) = port_elements(ports);
     let mut out = String::new();
-    write_elements(&mut out, "add", "ports_any", &any);
-    write_elements(&mut out, "add", "ports_on_ip", &on_ip);
+    write_elements(&mut out, "add", TABLE, "ports_any", &any);
+    write_elements(&mut out, "add", TABLE, "ports_on_ip", &on_ip);
     Ok(out)
 }
 
@@ -188,8 +209,8 @@ pub fn unpublish_script(ports: &[PortMapping]) -> String {
     let (any, on_ip) = port_elements(ports);
     let mut out = String::new();
     for (set, elements) in [("ports_any", &any), ("ports_on_ip", &on_ip)] {
-        write_elements(&mut out, "add", set, elements);
-        write_elements(&mut out, "delete", set, elements);
+        write_elements(&mut out, "add", TABLE, set, elements);
+        write_elements(&mut out, "delete", TABLE, set, elements);
     }
     out
 }
@@ -198,21 +219,26 @@ pub fn unpublish_script(ports: &[PortMapping]) -> String {
 /// transaction, so no packet sees it half-filled.
 pub fn masquerade_script(sources: &[Ipv4Network]) -> String {
     let mut out = format!("flush set {TABLE} masq_sources\n");
-    write_elements(&mut out, "add", "masq_sources", &source_elements(sources));
+    write_elements(
+        &mut out,
+        "add",
+        TABLE,
+        "masq_sources",
+        source_elements(sources),
+    );
     out
 }
 
 /// Deletes netd's table; a missing table is no error (see [`sync_script`]).
 pub fn remove_script() -> String {
-    format!("add table {TABLE}\ndelete table {TABLE}\n")
+    render::remove_script(TABLE)
 }
 
 /// The host link goes into a quoted nft string: on top of what the kernel
 /// accepts, keep to characters that need no escaping there.
 fn validate_host_link(name: &str) -> Result<(), PlanError> {
     ifname::validate_ifname(name)?;
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-    match name.chars().find(|&c| !allowed(c)) {
+    match ifname::unquotable_char(name) {
         Some(bad) => Err(PlanError::HostLinkChar {
             name: name.to_owned(),
             bad,
@@ -277,36 +303,6 @@ fn source_elements(sources: &[Ipv4Network]) -> Vec<String> {
     kept.iter()
         .map(|net| format!("{}/{}", net.network(), net.prefix()))
         .collect()
-}
-
-fn write_set(out: &mut String, name: &str, type_and_flags: &str, elements: &[String]) {
-    let _ = writeln!(out, "\tset {name} {{");
-    let _ = writeln!(out, "\t\ttype {type_and_flags}");
-    if !elements.is_empty() {
-        let _ = writeln!(out, "\t\telements = {{ {} }}", elements.join(", "));
-    }
-    out.push_str("\t}\n");
-}
-
-fn write_chain(out: &mut String, name: &str, hook: &str, rules: &[&str]) {
-    let _ = writeln!(out, "\tchain {name} {{");
-    let _ = writeln!(out, "\t\t{hook}");
-    for rule in rules {
-        let _ = writeln!(out, "\t\t{rule} comment \"{RULE_COMMENT}\"");
-    }
-    out.push_str("\t}\n");
-}
-
-/// `add element` / `delete element` for a set; nothing for no elements
-/// (nft refuses empty braces).
-fn write_elements(out: &mut String, verb: &str, set: &str, elements: &[String]) {
-    if !elements.is_empty() {
-        let _ = writeln!(
-            out,
-            "{verb} element {TABLE} {set} {{ {} }}",
-            elements.join(", ")
-        );
-    }
 }
 
 /// Applies netd's host NAT through `nft`, in the daemon's own namespace or
@@ -457,6 +453,96 @@ impl HostNat {
     }
 }
 
+/// The host table as a backend's [`HostSide`]: the table is wanted while
+/// some network exists (the last sync was given a host); while it is, it is
+/// checked and, when missing or altered, synced again from what it should
+/// hold.
+#[derive(Debug)]
+pub struct NftHostSide {
+    nat: HostNat,
+    /// What the table should hold: the last sync's host, with the ports
+    /// published and withdrawn since. None: no table is wanted.
+    wanted: Option<HostPlumbing>,
+}
+
+impl NftHostSide {
+    /// The table in the namespace the daemon runs in.
+    pub fn new() -> NftHostSide {
+        NftHostSide {
+            nat: HostNat::new(None),
+            wanted: None,
+        }
+    }
+}
+
+impl Default for NftHostSide {
+    fn default() -> NftHostSide {
+        NftHostSide::new()
+    }
+}
+
+impl HostSide for NftHostSide {
+    fn sync(&mut self, host: Option<&HostPlumbing>) -> Result<()> {
+        self.wanted = host.cloned();
+        let Some(host) = host else {
+            return self.nat.remove();
+        };
+        if self.nat.enable_forwarding()? {
+            info!("enabled IPv4 forwarding in the host namespace (net.ipv4.ip_forward)");
+        }
+        self.nat.sync(&HostNatPlan::from_plumbing(host))
+    }
+
+    fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
+        // Before the first sync there is no table; the sync will carry these.
+        if self.nat.plan().is_some() {
+            self.nat.publish(ports)?;
+        }
+        if let Some(host) = &mut self.wanted {
+            host.ports.extend_from_slice(ports);
+        }
+        Ok(())
+    }
+
+    fn unpublish(&mut self, ports: &[PortMapping]) {
+        if let Some(host) = &mut self.wanted {
+            host.ports.retain(|have| !ports.contains(have));
+        }
+        if self.nat.plan().is_some()
+            && let Err(err) = self.nat.unpublish(ports)
+        {
+            warn!("withdrawing ports from the host nftables table: {err:#}");
+        }
+    }
+
+    fn check(&self) -> Vec<String> {
+        if self.wanted.is_none() || self.nat.present().unwrap_or(false) {
+            return Vec::new();
+        }
+        vec![format!(
+            "host nftables table {TABLE} is missing or altered (the daemon restores it)"
+        )]
+    }
+
+    fn repair(&mut self) {
+        if self.wanted.is_none() || self.nat.present().unwrap_or(false) {
+            return;
+        }
+        warn!("netd's host nftables table is missing or altered: restoring it");
+        let host = self.wanted.clone();
+        if let Err(err) = self.sync(host.as_ref()) {
+            warn!("restoring the host nftables table: {err:#}");
+        }
+    }
+
+    fn remove(&mut self) {
+        self.wanted = None;
+        if let Err(err) = self.nat.remove() {
+            warn!("removing the host nftables table: {err:#}");
+        }
+    }
+}
+
 /// Ports are the same element when protocol, host address and port match.
 fn same_key(a: &PortMapping, b: &PortMapping) -> bool {
     (a.proto, a.host_ip, a.host_port) == (b.proto, b.host_ip, b.host_port)
@@ -472,13 +558,9 @@ fn enable_ip_forward() -> io::Result<bool> {
 
 /// Whether `nft -j list table inet netd` shows every chain with its rules.
 fn chains_intact(listing: &serde_json::Value) -> bool {
-    CHAINS.iter().all(|&(chain, rules)| {
-        let exists = objects(listing, "chain").any(|c| c["name"] == chain);
-        let count = objects(listing, "rule")
-            .filter(|r| r["chain"] == chain && r["comment"] == RULE_COMMENT)
-            .count();
-        exists && count == rules
-    })
+    CHAINS
+        .iter()
+        .all(|&(chain, rules)| check::chain_problem(listing, chain, rules).is_none())
 }
 
 #[cfg(test)]
@@ -571,8 +653,10 @@ mod tests {
     }
 
     #[test]
-    fn from_config_masquerades_the_host_link_and_routable_subnets() {
-        let plan = HostNatPlan::from_config(&Config::default(), [net("10.9.0.0/24")], vec![]);
+    fn the_default_config_masquerades_the_host_link_and_routable_subnets() {
+        let topology = crate::topology::Topology::new(crate::config::Config::default()).unwrap();
+        let host = topology.host_plumbing(vec![net("10.9.0.0/24")], vec![]);
+        let plan = HostNatPlan::from_plumbing(&host);
         assert_eq!(plan.host_link, "netd0");
         assert_eq!(plan.gateway_ip, Ipv4Addr::new(172, 18, 255, 2));
         assert_eq!(

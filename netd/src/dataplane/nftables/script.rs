@@ -26,14 +26,20 @@ use std::{
 
 use thiserror::Error;
 
-use crate::dataplane::{PartitionRules, PortMapping, Proto};
+use crate::{
+    ifname,
+    nft::render::{
+        ChainDecl, Content, Layout, SetDecl, in_place_script, remove_script, table_definition,
+        write_elements,
+    },
+    partition::PartitionRules,
+    ports::{PortMapping, Proto},
+};
 
 /// The gateway's table, as nft names it (family and name).
 pub const GATEWAY_TABLE: &str = "inet netd";
 /// Each network namespace's table.
 pub const NETWORK_TABLE: &str = "bridge netd";
-/// The owner tag on every table, set, map, counter, chain and rule.
-pub const OWNER: &str = "netd";
 
 /// Routing table of a network's zone in the gateway namespace: packets
 /// marked with the zone are routed by it into the network.
@@ -119,41 +125,6 @@ pub struct NetworkSpec {
     /// The partition in force; None: whatever the table holds now is kept
     /// (a restarted daemon that has not been told the partition yet).
     pub partition: Option<PartitionRules>,
-}
-
-/// The part of a table that changes: counters and set (or map) elements, in
-/// nft's syntax. Two contents are compared to change a table by elements
-/// only.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Content {
-    pub counters: BTreeSet<String>,
-    pub elements: BTreeMap<&'static str, BTreeSet<String>>,
-}
-
-/// A set or map declaration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetDecl {
-    pub name: &'static str,
-    /// "set" or "map".
-    pub kind: &'static str,
-    /// `type ...` or `typeof ...`, with `flags` if any (one per line).
-    pub spec: &'static [&'static str],
-}
-
-/// A base chain and its rules (without the owner comment).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainDecl {
-    pub name: &'static str,
-    pub hook: &'static str,
-    pub rules: Vec<String>,
-}
-
-/// Everything but the elements: what a drift check compares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    pub table: &'static str,
-    pub sets: &'static [SetDecl],
-    pub chains: Vec<ChainDecl>,
 }
 
 // ---------------------------------------------------------------------------
@@ -528,154 +499,11 @@ pub fn partition_script(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionR
     out
 }
 
-// ---------------------------------------------------------------------------
-// Shared
-
-/// Changes a table from `old` to `new` by elements and counters only:
-/// counters first added, then elements removed and added, then counters
-/// deleted (once no map element refers to them). Empty when equal.
-pub fn diff_script(table: &str, old: &Content, new: &Content) -> String {
-    let mut out = String::new();
-    for counter in new.counters.difference(&old.counters) {
-        let _ = writeln!(
-            out,
-            "add counter {table} {counter} {{ comment \"{OWNER}\"; }}"
-        );
-    }
-    let empty = BTreeSet::new();
-    let sets: BTreeSet<&str> = old
-        .elements
-        .keys()
-        .chain(new.elements.keys())
-        .copied()
-        .collect();
-    for set in &sets {
-        let before = old.elements.get(set).unwrap_or(&empty);
-        let after = new.elements.get(set).unwrap_or(&empty);
-        let gone: Vec<&String> = before.difference(after).collect();
-        write_elements(&mut out, "delete", table, set, gone);
-    }
-    for set in &sets {
-        let before = old.elements.get(set).unwrap_or(&empty);
-        let after = new.elements.get(set).unwrap_or(&empty);
-        let added: Vec<&String> = after.difference(before).collect();
-        write_elements(&mut out, "add", table, set, added);
-    }
-    for counter in old.counters.difference(&new.counters) {
-        let _ = writeln!(out, "delete counter {table} {counter}");
-    }
-    out
-}
-
-/// `table FAMILY NAME { ... }` with every object tagged.
-pub fn table_definition(layout: &Layout, content: &Content) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "table {} {{", layout.table);
-    let _ = writeln!(out, "\tcomment \"{OWNER}\"");
-    for counter in &content.counters {
-        let _ = writeln!(out, "\tcounter {counter} {{");
-        let _ = writeln!(out, "\t\tcomment \"{OWNER}\"");
-        out.push_str("\t}\n");
-    }
-    for set in layout.sets {
-        let _ = writeln!(out, "\t{} {} {{", set.kind, set.name);
-        for line in set.spec {
-            let _ = writeln!(out, "\t\t{line}");
-        }
-        let _ = writeln!(out, "\t\tcomment \"{OWNER}\"");
-        if let Some(elements) = content.elements.get(set.name).filter(|e| !e.is_empty()) {
-            let list: Vec<&str> = elements.iter().map(String::as_str).collect();
-            let _ = writeln!(out, "\t\telements = {{ {} }}", list.join(", "));
-        }
-        out.push_str("\t}\n");
-    }
-    for chain in &layout.chains {
-        let _ = writeln!(out, "\tchain {} {{", chain.name);
-        let _ = writeln!(out, "\t\t{}", chain.hook);
-        let _ = writeln!(out, "\t\tcomment \"{OWNER}\"");
-        for rule in &chain.rules {
-            let _ = writeln!(out, "\t\t{rule} comment \"{OWNER}\"");
-        }
-        out.push_str("\t}\n");
-    }
-    out.push_str("}\n");
-    out
-}
-
-/// The in-place sync (see [`network_sync_script`]): sets absent from
-/// `content.elements` are created if missing but not flushed.
-pub fn in_place_script(layout: &Layout, content: &Content) -> String {
-    let table = layout.table;
-    let mut out = String::new();
-    let _ = writeln!(out, "add table {table} {{ comment \"{OWNER}\"; }}");
-    for counter in &content.counters {
-        let _ = writeln!(
-            out,
-            "add counter {table} {counter} {{ comment \"{OWNER}\"; }}"
-        );
-    }
-    for set in layout.sets {
-        let _ = writeln!(
-            out,
-            "add {} {table} {} {{ {}; comment \"{OWNER}\"; }}",
-            set.kind,
-            set.name,
-            set.spec.join("; ")
-        );
-        if let Some(elements) = content.elements.get(set.name) {
-            let _ = writeln!(out, "flush {} {table} {}", set.kind, set.name);
-            write_elements(&mut out, "add", table, set.name, elements);
-        }
-    }
-    for chain in &layout.chains {
-        let _ = writeln!(
-            out,
-            "add chain {table} {} {{ {} comment \"{OWNER}\"; }}",
-            chain.name, chain.hook
-        );
-        let _ = writeln!(out, "flush chain {table} {}", chain.name);
-        for rule in &chain.rules {
-            let _ = writeln!(
-                out,
-                "add rule {table} {} {rule} comment \"{OWNER}\"",
-                chain.name
-            );
-        }
-    }
-    out
-}
-
-/// Deletes a table netd owns; a missing one is no error.
-pub fn remove_script(table: &str) -> String {
-    format!("add table {table}\ndelete table {table}\n")
-}
-
-/// `VERB element TABLE SET { a, b }`; nothing for no elements (nft refuses
-/// empty braces).
-fn write_elements<S: AsRef<str>>(
-    out: &mut String,
-    verb: &str,
-    table: &str,
-    set: &str,
-    elements: impl IntoIterator<Item = S>,
-) {
-    let list: Vec<S> = elements.into_iter().collect();
-    if list.is_empty() {
-        return;
-    }
-    let list: Vec<&str> = list.iter().map(AsRef::as_ref).collect();
-    let _ = writeln!(
-        out,
-        "{verb} element {table} {set} {{ {} }}",
-        list.join(", ")
-    );
-}
-
-/// Interface names go into quoted nft strings: keep to characters that need
-/// no escaping there (netd's own names always do).
+/// Interface names go into quoted nft strings: a name the kernel takes and
+/// that needs no escaping there (`ifname`'s checks; netd's own names always
+/// pass).
 pub fn validate_ifname(name: &str) -> Result<(), ScriptError> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-    if name.is_empty() || name.len() > crate::ifname::IFNAMSIZ_MAX || !name.chars().all(allowed) {
+    if ifname::validate_ifname(name).is_err() || ifname::unquotable_char(name).is_some() {
         return Err(ScriptError::Ifname(name.to_owned()));
     }
     Ok(())
@@ -692,6 +520,7 @@ pub fn mac_text(mac: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nft::render::diff_script;
 
     fn mapping(proto: Proto, host_ip: Option<[u8; 4]>, host_port: u16, zone: u32) -> PortMapping {
         PortMapping {
@@ -1109,5 +938,81 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             mac_text([0xde, 0xad, 0, 1, 0x0a, 0xff]),
             "de:ad:00:01:0a:ff"
         );
+    }
+}
+
+/// The drift check (`crate::nft::check`) against the network table's layout.
+#[cfg(test)]
+mod drift_tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::json;
+
+    use crate::{dataplane::nftables::script, nft::check::problems};
+
+    fn listing(objects: &[serde_json::Value]) -> serde_json::Value {
+        json!({ "nftables": objects })
+    }
+
+    /// A listing of exactly the network layout, as nft would give it.
+    fn intact() -> Vec<serde_json::Value> {
+        let layout = script::network_layout();
+        let mut objects = vec![json!({"table": {"family": "bridge", "name": "netd"}})];
+        for counter in script::NETWORK_COUNTERS {
+            objects.push(json!({"counter": {"name": counter, "packets": 0}}));
+        }
+        for set in layout.sets {
+            objects.push(json!({ set.kind: {"name": set.name, "comment": "netd"} }));
+        }
+        for chain in &layout.chains {
+            objects.push(json!({"chain": {"name": chain.name, "comment": "netd"}}));
+            for _ in &chain.rules {
+                objects.push(json!({"rule": {"chain": chain.name, "comment": "netd", "expr": []}}));
+            }
+        }
+        objects
+    }
+
+    fn counters() -> BTreeSet<String> {
+        script::NETWORK_COUNTERS
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_table_has_no_problems() {
+        let layout = script::network_layout();
+        assert_eq!(
+            problems(&listing(&intact()), &layout, &counters()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn missing_and_foreign_pieces_are_named() {
+        let layout = script::network_layout();
+        let mut objects: Vec<serde_json::Value> = intact()
+            .into_iter()
+            .filter(|o| o["set"]["name"] != "cut" && o["counter"]["name"] != "dropped_spoofed")
+            .collect();
+        // One of netd's rules gone from from_guests, a foreign one added.
+        let at = objects
+            .iter()
+            .position(|o| o["rule"]["chain"] == "from_guests")
+            .unwrap();
+        objects.remove(at);
+        objects.push(json!({"rule": {"chain": "to_outside", "expr": []}}));
+        assert_eq!(
+            problems(&listing(&objects), &layout, &counters()),
+            [
+                "chain from_guests has 4 of its 5 rules",
+                "chain to_outside has 1 rules netd did not add",
+                "set cut is missing",
+                "counter dropped_spoofed is missing",
+            ]
+        );
+        let bare = listing(&[json!({"table": {"family": "bridge", "name": "netd"}})]);
+        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 4 + 6);
     }
 }

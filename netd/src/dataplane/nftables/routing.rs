@@ -21,7 +21,7 @@ pub fn ensure(gateway_netns: &Path, zone: u32, port: &str, uplink_ip: Ipv4Addr) 
     let port = port.to_owned();
     block_on(async move {
         let netns = Netns::open_path("gateway", &path)?;
-        let netlink = Netlink::connect(Some(&netns)).await?;
+        let netlink = Netlink::connect(Some(&netns))?;
         let table = route_table(zone);
         netlink
             .replace_default_route_in_table(table, uplink_ip, &port)
@@ -36,7 +36,7 @@ pub fn remove(gateway_netns: &Path, zone: u32) -> Result<()> {
     let path = gateway_netns.to_owned();
     block_on(async move {
         let netns = Netns::open_path("gateway", &path)?;
-        let netlink = Netlink::connect(Some(&netns)).await?;
+        let netlink = Netlink::connect(Some(&netns))?;
         netlink.delete_fwmark_rules(zone, route_table(zone)).await
     })
     .with_context(|| format!("removing the policy routing of zone {zone}"))
@@ -47,7 +47,7 @@ pub fn zones_routed(gateway_netns: &Path) -> Result<BTreeSet<u32>> {
     let path = gateway_netns.to_owned();
     block_on(async move {
         let netns = Netns::open_path("gateway", &path)?;
-        let netlink = Netlink::connect(Some(&netns)).await?;
+        let netlink = Netlink::connect(Some(&netns))?;
         Ok(netlink
             .fwmark_rules()
             .await?

@@ -1,0 +1,157 @@
+//! `netd status`: the live kernel state of every namespace this instance
+//! owns (what is there, not what was asked), and where it drifts from the
+//! desired state.
+
+use std::collections::BTreeSet;
+
+use super::Service;
+use crate::{
+    daemon::requests::{LinkStatus, NamespaceStatus, Status},
+    netlink::Netlink,
+    netns::Netns,
+    nft::Nft,
+};
+
+impl Service {
+    /// The live kernel state of every namespace this instance owns, the
+    /// dataplane's figures, and every drift from the desired state.
+    pub async fn status(&self) -> Status {
+        let prefix = self.topology.names.prefix();
+        let mut namespaces = Vec::new();
+        let live: BTreeSet<String> = Netns::list_with_prefix(prefix).into_iter().collect();
+        for name in &live {
+            match namespace_status(name).await {
+                Ok(status) => namespaces.push(status),
+                Err(err) => namespaces.push(NamespaceStatus {
+                    name: format!("{name} (unreadable: {err:#})"),
+                    links: vec![],
+                    routes: vec![],
+                    nft_tables: vec![],
+                }),
+            }
+        }
+        let mut drift = Vec::new();
+        let wanted = self.wanted_namespaces();
+        for missing in wanted.difference(&live) {
+            drift.push(format!("namespace {missing} is missing"));
+        }
+        for orphan in live.difference(&wanted) {
+            drift.push(format!(
+                "namespace {orphan} is not in the desired state (orphan)"
+            ));
+        }
+        for net in self.state.networks.values() {
+            if live.contains(&self.topology.names.network_ns(&net.name))
+                && !self.topology.network_intact(net).await
+            {
+                drift.push(format!(
+                    "network {}: bridge or uplink missing or down",
+                    net.name
+                ));
+            }
+            for guest in net.guests.values() {
+                if !self.topology.guest_intact(net, guest).await {
+                    drift.push(format!(
+                        "guest {}/{}: eth0 or bridge port {} missing or down",
+                        net.name, guest.name, guest.bridge_port
+                    ));
+                }
+            }
+        }
+        let zone_name = |zone: u32| {
+            if zone == 0 {
+                return "host side".to_owned();
+            }
+            self.state
+                .networks
+                .values()
+                .find(|net| net.zone() == zone)
+                .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
+        };
+        drift.extend(self.dataplane.check());
+        let figures = match self.dataplane.status(&zone_name) {
+            Ok(figures) => Some(figures),
+            Err(err) => {
+                drift.push(format!("dataplane unreadable: {err:#}"));
+                None
+            }
+        };
+        Status {
+            dataplane: self.topology.config.dataplane.to_string(),
+            figures,
+            namespaces,
+            drift,
+        }
+    }
+}
+
+async fn namespace_status(name: &str) -> anyhow::Result<NamespaceStatus> {
+    let ns = Netns::open(name)?;
+    let nl = Netlink::connect(Some(&ns))?;
+    let links = nl.links().await?;
+    let addresses = nl.addresses().await?;
+    let routes = nl.routes().await?;
+    let link_name = |index: u32| crate::netlink::link_name(&links, index);
+    let mut link_statuses = Vec::new();
+    for link in &links {
+        let tc_programs = ns
+            .run_in(|| attached_programs(&link.name))
+            .unwrap_or_default();
+        link_statuses.push(LinkStatus {
+            name: link.name.clone(),
+            up: link.up,
+            bridge: link.controller.map(link_name),
+            addresses: addresses
+                .iter()
+                .filter(|(index, _)| *index == link.index)
+                .map(|(_, net)| net.to_string())
+                .collect(),
+            tc_programs,
+        });
+    }
+    let routes = routes
+        .iter()
+        .map(|r| {
+            let mut text = if r.destination.prefix() == 0 {
+                "default".to_string()
+            } else {
+                r.destination.to_string()
+            };
+            if let Some(gw) = r.gateway {
+                text.push_str(&format!(" via {gw}"));
+            }
+            if let Some(index) = r.output_index {
+                text.push_str(&format!(" dev {}", link_name(index)));
+            }
+            text
+        })
+        .collect();
+    let nft_tables = Netns::open(name)
+        .ok()
+        .and_then(|ns| Nft::new(Some(ns)).tables().ok())
+        .unwrap_or_default();
+    Ok(NamespaceStatus {
+        name: name.to_string(),
+        links: link_statuses,
+        routes,
+        nft_tables,
+    })
+}
+
+/// Names of the programs attached to `link` through TCX (current namespace).
+fn attached_programs(link: &str) -> Vec<String> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let mut out = Vec::new();
+    for (direction, attach) in [
+        ("ingress", TcAttachType::Ingress),
+        ("egress", TcAttachType::Egress),
+    ] {
+        if let Ok((_, programs)) = SchedClassifier::query_tcx(link, attach) {
+            for program in programs {
+                let name = program.name_as_str().unwrap_or("?").to_string();
+                out.push(format!("{direction}:{name}"));
+            }
+        }
+    }
+    out
+}
