@@ -197,25 +197,42 @@ impl Podman<'_> {
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut under: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4))
-            .filter(|m| Path::new(m).starts_with(&self.dir))
-            .collect();
-        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for mount in under {
-            let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
-        }
+        self.unmount_all();
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Podman<'_> {
+    /// Unmounts whatever podman left mounted under its directory (its
+    /// storage driver keeps a mount of its own home, containers their shm),
+    /// deepest first.
+    fn unmount_all(&self) {
+        // A path may be mounted more than once: pass until none is left.
+        for _ in 0..5 {
+            let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let mut under: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(4))
+                .filter(|m| Path::new(m).starts_with(&self.dir))
+                .collect();
+            if under.is_empty() {
+                return;
+            }
+            under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            for mount in under {
+                let _ = nix::mount::umount2(mount, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
     }
 }
 
 impl Drop for Podman<'_> {
     /// Removes every container (podman calls the plugin's DEL), so nothing
-    /// outside the sandbox (its namespaces in /run/netns) is left.
+    /// outside the sandbox (its namespaces in /run/netns) is left, then the
+    /// mounts podman keeps under the sandbox.
     fn drop(&mut self) {
         let _ = self.run(&["rm", "--all", "--force", "--time", "0"]);
+        self.unmount_all();
     }
 }
 
