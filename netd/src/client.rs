@@ -42,6 +42,81 @@ impl Client {
         self.call("DELETE", path, None)
     }
 
+    /// A GET whose answer is text, not JSON (`/metrics`).
+    pub fn get_text(&self, path: &str) -> Result<String> {
+        let (status, body) = self.request("GET", path, None)?;
+        if !(200..300).contains(&status) {
+            bail!("{}", error_message(&body));
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A GET whose answer is a stream of lines (`/v1/events`): `each` gets
+    /// every line as it arrives, until it returns false or the daemon ends
+    /// the stream.
+    pub fn get_lines(&self, path: &str, mut each: impl FnMut(&str) -> Result<bool>) -> Result<()> {
+        use std::io::BufRead;
+        let mut stream = self.connect()?;
+        let head = format!("GET {path} HTTP/1.1\r\nHost: netd\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes())?;
+        let mut reader = std::io::BufReader::new(stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line)?;
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("malformed status line from the daemon"))?;
+        let mut chunked = false;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                bail!("the daemon closed the connection mid-answer");
+            }
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            chunked |= line.starts_with("transfer-encoding:") && line.contains("chunked");
+        }
+        if !(200..300).contains(&status) || !chunked {
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest)?;
+            let body = if chunked { dechunk(&rest)? } else { rest };
+            bail!("{}", error_message(&body));
+        }
+        let mut pending = Vec::new();
+        loop {
+            let mut size_line = String::new();
+            if reader.read_line(&mut size_line)? == 0 {
+                return Ok(());
+            }
+            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| anyhow!("malformed chunk size from the daemon"))?;
+            if size == 0 {
+                return Ok(());
+            }
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            pending.extend_from_slice(&chunk[..size]);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if !each(String::from_utf8_lossy(&line[..end]).as_ref())? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn connect(&self) -> Result<UnixStream> {
+        UnixStream::connect(&self.socket).with_context(|| {
+            format!(
+                "cannot reach the netd daemon at {}: is it running (`netd daemon`, or `systemctl start netd`)? Another socket: --socket PATH",
+                self.socket.display()
+            )
+        })
+    }
+
     fn call<T: DeserializeOwned>(
         &self,
         method: &str,
@@ -50,11 +125,7 @@ impl Client {
     ) -> Result<T> {
         let (status, body) = self.request(method, path, body.as_deref())?;
         if !(200..300).contains(&status) {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            bail!("{message}");
+            bail!("{}", error_message(&body));
         }
         serde_json::from_slice(&body).with_context(|| {
             format!("the daemon's answer to {method} {path} is not what this CLI expects")
@@ -62,12 +133,7 @@ impl Client {
     }
 
     fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>)> {
-        let mut stream = UnixStream::connect(&self.socket).with_context(|| {
-            format!(
-                "cannot reach the netd daemon at {}: is it running (`netd daemon`, or `systemctl start netd`)? Another socket: --socket PATH",
-                self.socket.display()
-            )
-        })?;
+        let mut stream = self.connect()?;
         let body = body.unwrap_or_default();
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: netd\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -81,6 +147,14 @@ impl Client {
             .context("reading the daemon's answer")?;
         parse_response(&response)
     }
+}
+
+/// The daemon's `{"error": "..."}`, or the body as it is.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }
 
 /// Percent-encodes one path segment (names are validated by the daemon, but

@@ -187,6 +187,10 @@ pub struct Config {
     /// Source ports the eBPF host side uses on host addresses; reserved from
     /// the host's own sockets (`net.ipv4.ip_local_reserved_ports`).
     pub host_nat_ports: PortSpan,
+    /// A TCP address that serves `GET /metrics` (Prometheus) besides the
+    /// API socket; None: the socket only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The file these settings came from, named in every error so that the
     /// user edits the right one. Not a setting: never read from or written
     /// to TOML.
@@ -233,6 +237,7 @@ impl Default for Config {
                 min: netd_common::nat::HOST_NAT_PORT_MIN,
                 max: netd_common::nat::HOST_NAT_PORT_MAX,
             },
+            metrics_listen: None,
             file: PathBuf::from(DEFAULT_CONFIG_PATH),
         }
     }

@@ -25,6 +25,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod ifname;
 pub mod ipam;
+pub mod labels;
 pub mod model;
 pub mod netlink;
 pub mod netns;

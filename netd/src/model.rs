@@ -168,6 +168,10 @@ pub struct Guest {
     /// were assigned then (in name order).
     #[serde(default)]
     pub bridge_port: String,
+    /// What its client says it is for (`labels`); netd decides nothing by
+    /// them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: crate::labels::Labels,
 }
 
 /// Whose namespace the guest lives in: it decides whether removing the guest
@@ -247,6 +251,7 @@ mod tests {
             ],
             slot: 0,
             bridge_port: String::new(),
+            labels: Default::default(),
         };
         let external = Guest {
             name: "db".to_owned(),
@@ -258,6 +263,7 @@ mod tests {
             ports: Vec::new(),
             slot: 1,
             bridge_port: String::new(),
+            labels: Default::default(),
         };
         let web = Network {
             name: "web".to_owned(),

@@ -1,8 +1,10 @@
 //! Test support for netd: the sandbox every root test and the demo run in.
 
 pub mod bench;
+pub mod cni;
 pub mod filter;
 pub mod netd;
+pub mod podman;
 pub mod sandbox;
 pub mod sockets;
 pub mod status;

@@ -29,7 +29,7 @@ pub fn run(quick: bool) -> Result<()> {
 
     let root = workspace_root();
     let out = root.join("bench/results");
-    let mut bench = Command::new(root.join("target/release/netd-bench"));
+    let mut bench = Command::new(shell::target_dir()?.join("release/netd-bench"));
     if quick {
         bench.arg("--quick");
     }

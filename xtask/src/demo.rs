@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use crate::{
     setup,
-    shell::{self, cargo, workspace_root},
+    shell::{self, cargo, target_dir},
 };
 
 pub fn run() -> Result<()> {
@@ -12,7 +12,7 @@ pub fn run() -> Result<()> {
     let mut build = cargo();
     build.args(["build", "--workspace", "--exclude", "netd-ebpf", "--bins"]);
     shell::run(build, "the build failed")?;
-    let demo = workspace_root().join("target/debug/netd-demo");
+    let demo = target_dir()?.join("debug/netd-demo");
     shell::run(
         std::process::Command::new(demo),
         "the demo failed: see above",

@@ -31,7 +31,8 @@ enum Task {
     },
     /// Setup, build, then show netd's main job in a sandbox.
     Demo,
-    /// Install the netd binary, its systemd unit and a default config.
+    /// Install the netd binary, the netd-cni plugin, man pages, shell
+    /// completions, the systemd unit and a default config.
     Install,
     /// Setup, release build, then measure netd against a direct veth,
     /// netavark and the CNI plugins in sandboxes; writes

@@ -38,6 +38,23 @@ const PACKAGES: &[(&str, &str)] = &[
         "conntrack",
         "tests: counting the host's connection-tracking entries",
     ),
+    (
+        "podman",
+        "tests: a real container runtime using netd through netd-cni (CNI backend)",
+    ),
+    (
+        "runc",
+        "tests: podman's OCI runtime here (crun refuses the hybrid cgroup layout)",
+    ),
+    ("conmon", "tests: podman's container monitor"),
+    (
+        "busybox-static",
+        "tests: the root filesystem of podman's containers (no registry is reachable)",
+    ),
+    (
+        "prometheus",
+        "tests: promtool checks /metrics, and a real server scrapes it",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

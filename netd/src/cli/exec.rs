@@ -13,7 +13,9 @@ use nix::sched::{CloneFlags, setns};
 
 #[derive(clap::Args)]
 pub struct Args {
+    #[arg(add = super::names::network())]
     network: String,
+    #[arg(add = super::names::guest())]
     guest: String,
     /// The command and its arguments.
     #[arg(last = true, required = true)]

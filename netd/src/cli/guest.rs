@@ -12,6 +12,7 @@ use netd::{
 pub enum Command {
     /// Add a guest: a namespace (or --netns) with eth0 on the network's bridge.
     Add {
+        #[arg(add = super::names::network())]
         network: String,
         name: String,
         /// Address in the network's subnet; the next free one if omitted.
@@ -21,11 +22,21 @@ pub enum Command {
         /// instead of creating one.
         #[arg(long)]
         netns: Option<PathBuf>,
+        /// KEY=VALUE, repeatable: what the guest is for (shown by `guest ls
+        /// --json`; the CNI plugin marks its attachments with `cni.*`).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     /// Remove a guest (and its namespace, if netd made it).
-    Rm { network: String, name: String },
+    Rm {
+        #[arg(add = super::names::network())]
+        network: String,
+        #[arg(add = super::names::guest())]
+        name: String,
+    },
     /// List a network's guests.
     Ls {
+        #[arg(add = super::names::network())]
         network: String,
         #[arg(long)]
         json: bool,
@@ -39,10 +50,17 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
             name,
             ip,
             netns,
+            labels,
         } => {
+            let labels = labels.into_iter().collect();
             let g: GuestView = client.post(
                 &format!("/v1/networks/{}/guests", segment(&network)),
-                &AddGuest { name, ip, netns },
+                &AddGuest {
+                    name,
+                    ip,
+                    netns,
+                    labels,
+                },
             )?;
             println!(
                 "guest {}/{} {} in {}",
@@ -78,4 +96,8 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    netd::labels::parse(text).map_err(|err| err.to_string())
 }

@@ -1,9 +1,12 @@
 //! The command line. One subcommand per file; each has a single entry point.
 
 mod cleanup;
+mod completions;
 mod daemon;
+mod events;
 mod exec;
 mod guest;
+mod names;
 mod network;
 mod partition;
 mod port;
@@ -11,7 +14,7 @@ mod status;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use netd::client::Client;
 
 #[derive(Parser)]
@@ -49,10 +52,21 @@ enum Command {
     Status(status::Args),
     /// Remove everything this daemon instance owns, and nothing else.
     Cleanup,
+    /// Stream what happens (networks, guests, ports, partitions, drift) as it happens.
+    Events(events::Args),
+    /// Print the Prometheus metrics (what `GET /metrics` serves).
+    Metrics,
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(completions::Args),
+    /// Write man pages for netd and every subcommand into a directory.
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    // `COMPLETE=SHELL netd -- WORDS`: the shell asking for completions.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let cli = Cli::parse();
     let socket = cli.socket.clone();
     let client = Client::new(
@@ -69,6 +83,13 @@ pub fn main() -> i32 {
         Command::Exec(args) => exec::run(&client, args),
         Command::Status(args) => status::run(&client, args),
         Command::Cleanup => cleanup::run(&client),
+        Command::Events(args) => events::run(&client, args),
+        Command::Metrics => client.get_text("/metrics").map(|text| {
+            print!("{text}");
+            0
+        }),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => completions::man(args),
     };
     match result {
         Ok(code) => code,

@@ -18,7 +18,10 @@ pub enum Command {
         subnet: Option<String>,
     },
     /// Remove a network with all its guests.
-    Rm { name: String },
+    Rm {
+        #[arg(add = super::names::network())]
+        name: String,
+    },
     /// List networks.
     Ls {
         #[arg(long)]
@@ -26,6 +29,7 @@ pub enum Command {
     },
     /// Show one network and its guests.
     Inspect {
+        #[arg(add = super::names::network())]
         name: String,
         #[arg(long)]
         json: bool,

@@ -10,7 +10,9 @@ use netd::{
 pub enum Command {
     /// Publish a guest's port or port range (idempotent).
     Add {
+        #[arg(add = super::names::network())]
         network: String,
+        #[arg(add = super::names::guest())]
         guest: String,
         /// [HOSTIP:]HOSTPORT[-END]:GUESTPORT[-END][/tcp|udp], e.g. 8080:80 or
         /// 10.0.0.5:5000-5010:5000-5010/udp. Without HOSTIP (or with
@@ -19,7 +21,9 @@ pub enum Command {
     },
     /// Withdraw a published port: SPEC as added, or as `netd port ls` shows it.
     Rm {
+        #[arg(add = super::names::network())]
         network: String,
+        #[arg(add = super::names::guest())]
         guest: String,
         /// Any spelling of the forward: `8080:80` withdraws `8080:80/tcp`.
         spec: String,
@@ -27,6 +31,7 @@ pub enum Command {
     /// List published ports, of one network or of all.
     Ls {
         /// Only this network's ports.
+        #[arg(add = super::names::network())]
         network: Option<String>,
         #[arg(long)]
         json: bool,

@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::{
     caller::{self, Caller, PeerCred},
     error::ServiceError,
+    events, metrics,
     requests::{
         AddGuest, AddPort, CleanupReport, CreateNetwork, GuestView, NetworkView, PartitionRequest,
         PartitionView, PortView, Status, VerifyReport,
@@ -27,14 +28,18 @@ use super::{
     service::Shared,
 };
 
-pub fn router(service: Shared) -> Router {
+/// `telemetry` is the service's (`Service::telemetry`), passed apart so
+/// that neither events nor request timing ever wait for the service lock.
+pub fn router(service: Shared, telemetry: std::sync::Arc<metrics::Telemetry>) -> Router {
     host_routes()
         .route_layer(middleware::from_fn(caller::host_only))
         .merge(partition_routes())
+        .route_layer(middleware::from_fn(metrics::time_requests))
         .layer(middleware::from_fn_with_state(
             service.clone(),
             identify_caller,
         ))
+        .layer(Extension(telemetry))
         .with_state(service)
 }
 
@@ -86,6 +91,8 @@ fn host_routes() -> Router<Shared> {
             delete(remove_port),
         )
         .route("/v1/status", get(status))
+        .route("/v1/events", get(events::stream))
+        .route("/metrics", get(metrics::scrape))
         .route("/v1/cleanup", post(cleanup))
 }
 
@@ -315,6 +322,7 @@ mod tests {
             ports: Vec::new(),
             slot: 0,
             bridge_port: String::new(),
+            labels: Default::default(),
         };
         let web = Network {
             name: "web".to_owned(),
@@ -346,8 +354,12 @@ mod tests {
         let listener = runtime
             .block_on(async { tokio::net::UnixListener::bind(&socket) })
             .unwrap();
-        let app = router(std::sync::Arc::new(tokio::sync::Mutex::new(service)))
-            .into_make_service_with_connect_info::<caller::PeerCred>();
+        let telemetry = service.telemetry();
+        let app = router(
+            std::sync::Arc::new(tokio::sync::Mutex::new(service)),
+            telemetry,
+        )
+        .into_make_service_with_connect_info::<caller::PeerCred>();
         runtime.spawn(async move { axum::serve(listener, app).await });
         (runtime, Client::new(&socket))
     }

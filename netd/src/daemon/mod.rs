@@ -5,6 +5,8 @@
 pub mod api;
 pub mod caller;
 pub mod error;
+pub mod events;
+pub mod metrics;
 pub mod probe;
 pub mod requests;
 pub mod service;
@@ -82,16 +84,34 @@ pub async fn run(config: Config) -> Result<()> {
     );
 
     let listener = bind(&socket)?;
+    let telemetry = service.telemetry();
+    let metrics_listen = service.metrics_listen();
+    service.emit(
+        events::Event::new("daemon.started")
+            .detail(format!("{} networks", service.network_count())),
+    );
     let shared = Arc::new(Mutex::new(service));
+    let metrics_server = match metrics_listen {
+        Some(addr) => Some(metrics::serve_tcp(addr, shared.clone()).await?),
+        None => None,
+    };
     let gc = tokio::spawn(collect_garbage(shared.clone()));
     notify_ready();
     info!(socket = %socket.display(), "serving the API");
     // Peer credentials tell the host from a guest (see `caller`).
-    let app = api::router(shared).into_make_service_with_connect_info::<caller::PeerCred>();
+    let app = api::router(shared, telemetry.clone())
+        .into_make_service_with_connect_info::<caller::PeerCred>();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open `netd events` streams end, so they do not hold this up.
+            telemetry.events.close();
+        })
         .await;
     gc.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     let _ = std::fs::remove_file(&socket);
     served.context("serving the API")?;
     info!("stopped; the networks stay in place");

@@ -28,6 +28,9 @@ pub struct AddGuest {
     pub ip: Option<String>,
     #[serde(default)]
     pub netns: Option<PathBuf>,
+    /// What the guest is for, e.g. `{"cni.container_id": "..."}` (`labels`).
+    #[serde(default)]
+    pub labels: crate::labels::Labels,
 }
 
 /// A guest as listings show it.
@@ -40,6 +43,8 @@ pub struct GuestView {
     pub netns: PathBuf,
     pub owned_netns: bool,
     pub bridge_port: String,
+    #[serde(default)]
+    pub labels: crate::labels::Labels,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

@@ -36,6 +36,13 @@ fn main() {
     drop(sb);
     let left = sandbox::leftovers(&prefix, &root);
     assert!(left.is_empty(), "demo left behind: {left:?}");
+
+    let sb = Sandbox::new();
+    containers(&sb);
+    let (prefix, root) = (sb.prefix.clone(), sb.root.clone());
+    drop(sb);
+    let left = sandbox::leftovers(&prefix, &root);
+    assert!(left.is_empty(), "demo left behind: {left:?}");
     println!("\nsandbox torn down; nothing left behind");
 }
 
@@ -389,4 +396,136 @@ fn nftables_dataplane(sb: &Sandbox) {
 fn show(netd: &Netd, args: &[&str]) {
     println!("$ netd {}", args.join(" "));
     print!("{}", netd.ok(args));
+}
+
+/// Where container users already are: the CNI plugin driven as a runtime
+/// drives it, podman on a netd network, an events stream and a metrics
+/// scrape; in a third sandbox.
+fn containers(sb: &Sandbox) {
+    use std::io::BufRead;
+
+    use netd_tests::{cni, podman::Podman};
+    println!(
+        "\n-- 6. containers: the CNI plugin, podman, events, metrics (a third sandbox: {}) --",
+        sb.prefix
+    );
+    let netd = Netd::start(sb);
+    let mut events = netd
+        .command(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("netd events");
+    let stdout = events.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    println!("$ netd events &   (its lines are shown at the end)");
+    show(&netd, &["network", "create", "web"]);
+
+    let conf = cni::conf(&netd, "netd-web", "web", "1.1.0", serde_json::json!({}));
+    println!("network configuration on stdin: {conf}");
+    let mut addresses = Vec::new();
+    let mut namespaces = Vec::new();
+    for id in ["ctr1", "ctr2"] {
+        let ns = Netns::create(&format!("{}{id}", sb.prefix)).expect("container namespace");
+        let at = cni::Attachment {
+            container_id: id,
+            netns: Some(ns.path()),
+            ifname: "eth0",
+        };
+        let out = cni::run(sb, "ADD", Some(&at), &conf);
+        println!(
+            "CNI_COMMAND=ADD CNI_CONTAINERID={id} CNI_NETNS={} CNI_IFNAME=eth0 netd-cni  ({:?})",
+            ns.path().display(),
+            out.elapsed
+        );
+        let result = out.ok();
+        println!("  {result}");
+        let ip = result["ips"][0]["address"].as_str().unwrap();
+        addresses.push(ip.split('/').next().unwrap().parse::<Ipv4Addr>().unwrap());
+        namespaces.push(ns);
+    }
+    println!(
+        "ping ctr1 -> ctr2 ({}): {}/2 replies; ctr1 -> {INTERNET_SERVER}: {}/2",
+        addresses[1],
+        ping(&namespaces[0], addresses[1], 2),
+        ping(&namespaces[0], INTERNET_SERVER, 2)
+    );
+    for (id, ns) in ["ctr1", "ctr2"].iter().zip(&namespaces) {
+        let at = cni::Attachment {
+            container_id: id,
+            netns: Some(ns.path()),
+            ifname: "eth0",
+        };
+        cni::run(sb, "DEL", Some(&at), &conf).ok();
+        println!("CNI_COMMAND=DEL CNI_CONTAINERID={id} netd-cni: done");
+    }
+
+    match Podman::new(sb, &netd, "web") {
+        Ok(podman) => {
+            let rootfs = podman.rootfs().to_owned();
+            let args = [
+                "run",
+                "-d",
+                "--name",
+                "web1",
+                "--network",
+                "netd-web",
+                "-p",
+                "8080:80",
+                "--rootfs",
+                &rootfs,
+                "/bin/httpd",
+                "-f",
+                "-p",
+                "80",
+                "-h",
+                "/www",
+            ];
+            println!("$ podman {}", args.join(" "));
+            podman.ok(&args);
+            let page = tcp_connect(
+                &sb.internet,
+                SocketAddrV4::new(HOST_UPLINK, 8080),
+                Some(SocketAddrV4::new(INTERNET_SERVER, 0)),
+            )
+            .map(|mut s| {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+                let mut page = String::new();
+                let _ = s.read_to_string(&mut page);
+                page.lines().last().unwrap_or_default().to_owned()
+            })
+            .unwrap_or_else(|err| format!("FAILED: {err}"));
+            println!("internet -> {HOST_UPLINK}:8080: {page}");
+            show(&netd, &["guest", "ls", "web"]);
+            println!("$ podman rm -f web1");
+            podman.ok(&["rm", "-f", "-t", "0", "web1"]);
+            show(&netd, &["guest", "ls", "web"]);
+        }
+        Err(why) => println!("podman part skipped: {why}"),
+    }
+
+    println!("$ netd metrics   (some of it)");
+    for line in netd.ok(&["metrics"]).lines().filter(|l| {
+        l.starts_with("netd_networks")
+            || l.starts_with("netd_guests")
+            || l.starts_with("netd_conntrack")
+            || (l.starts_with("netd_packets_total") && !l.ends_with(" 0"))
+            || l.starts_with("netd_api_request_duration_seconds_count{method=\"POST\"")
+    }) {
+        println!("  {line}");
+    }
+    show(&netd, &["network", "rm", "web"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = events.kill();
+    let _ = events.wait();
+    println!("what netd events printed meanwhile:");
+    for line in lines.join().unwrap_or_default() {
+        println!("  {line}");
+    }
 }

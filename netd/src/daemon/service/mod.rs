@@ -12,11 +12,13 @@
 //!   means is `crate::ports`);
 //! - `partition_requests`: the service's handling of `netd partition` (what
 //!   a verb means is `crate::partition`);
-//! - `status`: what `netd status` reports (the live kernel state and drift).
+//! - `status`: what `netd status` reports (the live kernel state and drift);
+//! - `telemetry`: events, the metrics scrape, drift counted as repaired.
 
 mod partition_requests;
 mod port_requests;
 mod status;
+mod telemetry;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -30,6 +32,8 @@ use tracing::{info, warn};
 
 use super::{
     error::{ServiceError, ServiceResult},
+    events::Event,
+    metrics::Telemetry,
     requests::{AddGuest, CleanupReport, CreateNetwork, GuestView, NetworkView},
 };
 use crate::{
@@ -51,6 +55,9 @@ pub struct Service {
     store: Store,
     state: State,
     dataplane: Box<dyn Dataplane>,
+    /// Events and the daemon's own metrics; shared with the API layer,
+    /// which never waits for the service lock to use it.
+    telemetry: Arc<Telemetry>,
 }
 
 impl Service {
@@ -68,6 +75,7 @@ impl Service {
             store,
             state,
             dataplane,
+            telemetry: Telemetry::started(now()),
         }
     }
 
@@ -83,7 +91,7 @@ impl Service {
         if let Err(err) = self.dataplane.collect_garbage() {
             warn!("conntrack garbage collection: {err:#}");
         }
-        self.dataplane.repair();
+        self.repair_counted();
         self.heal_expired(now);
     }
 
@@ -256,6 +264,11 @@ impl Service {
             return Err(err.into());
         }
         info!(network = %network.name, %subnet, routable, slot, "network created");
+        self.emit(
+            Event::new("network.added")
+                .network(&network.name)
+                .detail(subnet.to_string()),
+        );
         Ok(self.network_view(&network))
     }
 
@@ -274,6 +287,7 @@ impl Service {
         }
         self.drop_gateway_if_unused().await;
         info!(network = %name, "network removed");
+        self.emit(Event::new("network.removed").network(name));
         Ok(())
     }
 
@@ -295,6 +309,8 @@ impl Service {
     ) -> ServiceResult<GuestView> {
         let net = self.network(network)?.clone();
         model::validate_name(NameKind::Guest, &request.name)?;
+        crate::labels::validate(&request.labels)
+            .map_err(|err| ServiceError::Invalid(err.to_string()))?;
         let requested_ip = request
             .ip
             .as_deref()
@@ -341,6 +357,7 @@ impl Service {
             ports: Vec::new(),
             slot: net.free_slot(),
             bridge_port: ifname::bridge_port(&request.name, &net.bridge_ports()),
+            labels: request.labels.clone(),
         };
 
         self.build_guest(&net, &guest).await?;
@@ -358,6 +375,12 @@ impl Service {
             return Err(err.into());
         }
         info!(network, guest = %guest.name, %ip, "guest added");
+        self.emit(
+            Event::new("guest.added")
+                .network(network)
+                .guest(&guest.name)
+                .detail(ip.to_string()),
+        );
         let net = self.network(network)?;
         Ok(self.guest_view(net, &guest))
     }
@@ -380,6 +403,7 @@ impl Service {
             .remove(name);
         self.store.save(&self.state)?;
         info!(network, guest = name, "guest removed");
+        self.emit(Event::new("guest.removed").network(network).guest(name));
         Ok(())
     }
 
@@ -654,6 +678,7 @@ impl Service {
             netns: self.topology.guest_netns_path(net, guest),
             owned_netns: guest.netns == GuestNetns::Owned,
             bridge_port: guest.bridge_port.clone(),
+            labels: guest.labels.clone(),
         }
     }
 }
@@ -705,6 +730,7 @@ mod tests {
             ports: Vec::new(),
             slot: 0,
             bridge_port: bridge_port.to_owned(),
+            labels: Default::default(),
         }
     }
 

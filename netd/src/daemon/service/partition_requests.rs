@@ -31,6 +31,7 @@ impl Service {
         let net = self.network(network)?;
         let rules = partition::compile(network, &request, &net.slots())?;
         let line = request.describe();
+        let heals = matches!(request.verb, Verb::FullMesh);
         let set_at = now();
         let state = match request.verb {
             Verb::FullMesh => None,
@@ -44,6 +45,16 @@ impl Service {
         };
         let in_force_after = self.replace_partition(network, state, started)?;
         info!(network, partition = %line, by = %caller, ?in_force_after, "partition set");
+        let kind = if heals {
+            "partition.healed"
+        } else {
+            "partition.set"
+        };
+        self.emit(
+            crate::daemon::events::Event::new(kind)
+                .network(network)
+                .detail(format!("netd partition {network} {line} (by {caller})")),
+        );
         let mut view = self.show_partition(network)?;
         view.in_force_after_us = Some(in_force_after.as_micros() as u64);
         Ok(view)
@@ -82,7 +93,12 @@ impl Service {
             .collect();
         for network in due {
             match self.replace_partition(&network, None, std::time::Instant::now()) {
-                Ok(_) => info!(network, "partition expired: healed"),
+                Ok(_) => {
+                    info!(network, "partition expired: healed");
+                    self.emit(
+                        crate::daemon::events::Event::new("partition.expired").network(&network),
+                    );
+                }
                 Err(err) => warn!(
                     network,
                     "healing an expired partition: {err:#}; trying again"
@@ -193,6 +209,7 @@ mod tests {
             created_at: 0,
             ports: Vec::new(),
             slot,
+            labels: Default::default(),
         };
         let network = |name: &str, uplink_slot: u16, guests: Vec<Guest>| Network {
             name: name.to_owned(),

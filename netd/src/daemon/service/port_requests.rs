@@ -37,6 +37,12 @@ impl Service {
             return Err(err.into());
         }
         info!(network, guest, port = %forward, "port published");
+        self.emit(
+            crate::daemon::events::Event::new("port.published")
+                .network(network)
+                .guest(guest)
+                .detail(forward.to_string()),
+        );
         let net = self.network(network)?;
         Ok(Self::port_view(net, guest_in(net, guest)?, &forward))
     }
@@ -61,6 +67,12 @@ impl Service {
             .retain(|held| held != &forward);
         self.store.save(&self.state)?;
         info!(network, guest, port = %forward, "port withdrawn");
+        self.emit(
+            crate::daemon::events::Event::new("port.withdrawn")
+                .network(network)
+                .guest(guest)
+                .detail(forward.to_string()),
+        );
         Ok(())
     }
 
@@ -177,6 +189,7 @@ mod tests {
             ports: Vec::new(),
             slot: 0,
             bridge_port: String::new(),
+            labels: Default::default(),
         };
         let network = |name: &str, slot: u16, guests: Vec<Guest>| Network {
             name: name.to_owned(),
