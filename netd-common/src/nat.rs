@@ -99,6 +99,24 @@ impl CtEntry {
     }
 }
 
+impl CtEntry {
+    /// A new connection from `src:sport` to a published port: its
+    /// destination becomes the guest `target` names.
+    pub const fn to_published(src: [u8; 4], sport: u16, target: &ForwardTarget) -> CtEntry {
+        CtEntry {
+            new_src: src,
+            new_dst: target.guest_ip,
+            new_sport: sport,
+            new_dport: target.guest_port,
+            out_zone: target.zone,
+            kind: kind::DNAT,
+            tcp_flags: 0,
+            _pad: [0; 6],
+            last_seen_ns: 0,
+        }
+    }
+}
+
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;

@@ -47,6 +47,12 @@ pub fn classify(ctx: &TcContext, zone: u32) -> Result<Flow, i32> {
         bump(zone, Counter::Malformed);
         return Err(TC_ACT_OK);
     };
+    Ok(flow_of(zone, ip, t))
+}
+
+/// The flow of a parsed packet arriving in `zone`.
+#[inline(always)]
+fn flow_of(zone: u32, ip: Ipv4, t: Transport) -> Flow {
     let key = CtKey {
         zone,
         src: ip.src,
@@ -56,7 +62,7 @@ pub fn classify(ctx: &TcContext, zone: u32) -> Result<Flow, i32> {
         proto: ip.proto,
         _pad: [0; 3],
     };
-    Ok(Flow { ip, t, key })
+    Flow { ip, t, key }
 }
 
 #[inline(always)]
@@ -75,14 +81,5 @@ pub fn parse_quietly(ctx: &TcContext, zone: u32) -> Result<Flow, ()> {
         return Err(());
     }
     let t = parse::transport(ctx, &ip).ok_or(())?;
-    let key = CtKey {
-        zone,
-        src: ip.src,
-        dst: ip.dst,
-        sport: t.sport,
-        dport: t.dport,
-        proto: ip.proto,
-        _pad: [0; 3],
-    };
-    Ok(Flow { ip, t, key })
+    Ok(flow_of(zone, ip, t))
 }

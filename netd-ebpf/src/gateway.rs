@@ -113,15 +113,7 @@ pub fn from_host(ctx: &TcContext) -> i32 {
         && matches!(flow.ip.proto, IPPROTO_TCP | IPPROTO_UDP)
         && let Some(target) = maps::forward(flow.ip.proto, flow.t.dport)
     {
-        let wanted = CtEntry {
-            new_src: flow.ip.src,
-            new_dst: target.guest_ip,
-            new_sport: flow.t.sport,
-            new_dport: target.guest_port,
-            out_zone: target.zone,
-            kind: kind::DNAT,
-            ..CtEntry::default()
-        };
+        let wanted = CtEntry::to_published(flow.ip.src, flow.t.sport, &target);
         return start(ctx, &gw, &flow, wanted, None, Counter::NewDnat);
     }
     // Untranslated: routable networks, and the gateway itself.

@@ -332,15 +332,7 @@ fn start_dnat(flow: &Flow) -> Option<Result<CtEntry, Counter>> {
     {
         return None;
     }
-    let wanted = CtEntry {
-        new_src: flow.ip.src,
-        new_dst: target.guest_ip,
-        new_sport: flow.t.sport,
-        new_dport: target.guest_port,
-        out_zone: target.zone,
-        kind: kind::DNAT,
-        ..CtEntry::default()
-    };
+    let wanted = CtEntry::to_published(flow.ip.src, flow.t.sport, &target);
     let created = conntrack::create(&flow.key, wanted, None, flow.t.tcp_flags);
     if created.is_ok() {
         bump(target.zone, Counter::NewDnat);
