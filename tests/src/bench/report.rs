@@ -10,6 +10,7 @@ use crate::bench::{
     Metric, Results, Settings,
     cases::{CaseKey, PathKind},
     control::Timing,
+    load, progcost,
     stats::Summary,
     svg::{self, Bar, Chart, Group},
 };
@@ -64,7 +65,10 @@ pub fn write(settings: &Settings, results: &Results) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut md = String::new();
     header(&mut md, settings, results);
+    load_section(&mut md, settings, results);
+    ratio_table(&mut md, results);
     summary(&mut md, results);
+    prog_cost_section(&mut md, results);
     for metric in Metric::ALL {
         dataplane_section(&mut md, metric, results);
         let chart = svg::render(&dataplane_chart(metric, results));
@@ -78,18 +82,227 @@ pub fn write(settings: &Settings, results: &Results) -> Result<PathBuf> {
     Ok(report)
 }
 
+/// The load at each round's start, and which rounds ran on a busy machine.
+fn load_section(md: &mut String, settings: &Settings, results: &Results) {
+    if results.round_loads.is_empty() {
+        return;
+    }
+    let busy = results.busy_rounds(settings.busy_load);
+    let _ = writeln!(md, "## Load during the run\n");
+    if busy.is_empty() {
+        let _ = writeln!(
+            md,
+            "No round began with the 1-minute load average above {:.1}.\n",
+            settings.busy_load
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "**Busy machine**: {} of {} rounds began with the 1-minute load average above {:.1} \
+             (on a machine of {} CPUs): other work (builds, tests of other people) ran beside \
+             the benchmark and took CPU time from client, server and the systems under test \
+             alike. The rounds are interleaved and the ratios paired by round, so the \
+             comparison between cases holds better than the absolute figures do.\n",
+            busy.len(),
+            results.round_loads.len(),
+            settings.busy_load,
+            load::cpu_count()
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| round | load 1 min | 5 min | 15 min | |\n|---:|---:|---:|---:|---|"
+    );
+    for (i, l) in results.round_loads.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {:.2} | {:.2} | {} |",
+            i + 1,
+            l[0],
+            l[1],
+            l[2],
+            if busy.contains(&i) {
+                "busy machine"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// The ratios to the limit of every peer on every metric and path, in one
+/// table (the closing figures of issue 12).
+fn ratio_table(md: &mut String, results: &Results) {
+    let peers: Vec<CaseKey> = results
+        .cases
+        .iter()
+        .copied()
+        .filter(|k| *k != CaseKey::Limit)
+        .collect();
+    if peers.is_empty() || !results.cases.contains(&CaseKey::Limit) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Ratios to the limit\n\nEach cell: the median over rounds of the case's figure \
+         divided by the limit's of the same round. Rates: higher is better (1.00× is the limit); \
+         latencies: lower is better.\n"
+    );
+    let _ = write!(md, "| path | metric |");
+    for k in &peers {
+        let _ = write!(md, " {} |", k.short());
+    }
+    let _ = write!(md, "\n|---|---|");
+    for _ in &peers {
+        let _ = write!(md, "---:|");
+    }
+    let _ = writeln!(md);
+    for path in PathKind::ALL {
+        for metric in Metric::ALL {
+            if metric == Metric::UdpSent || metric == Metric::SockperfLatencyAvg {
+                continue;
+            }
+            let _ = write!(md, "| {} | {} |", path.title(), short_title(metric));
+            for &k in &peers {
+                match results.paired_ratio(metric, path, k, CaseKey::Limit) {
+                    Some(r) => {
+                        let _ = write!(md, " {r:.2}× |");
+                    }
+                    None => {
+                        let _ = write!(md, " — |");
+                    }
+                }
+            }
+            let _ = writeln!(md);
+        }
+    }
+    let _ = writeln!(md);
+}
+
+/// The programs' costs by BPF_PROG_TEST_RUN, this build's and (if given)
+/// those of the commit before the fast path.
+fn prog_cost_section(md: &mut String, results: &Results) {
+    let _ = writeln!(md, "## eBPF programs: cost per packet\n");
+    if results.prog_costs.is_empty() {
+        let _ = writeln!(md, "Not measured in this run (see the notes).\n");
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "`BPF_PROG_TEST_RUN` on the programs of the running netd eBPF case (found through the \
+         link pins in its bpffs), with their real maps: the frames carry the topology's \
+         addresses and MACs and the 5-tuple of a live TCP connection from the guest to the \
+         internet server, so they meet its conntrack entries; where a program redirects, its \
+         output frame is the next program's input, as on the path. Each program runs in the \
+         namespace of its device, the skb's `ifindex` that device. A program rewrites its frame \
+         (MACs, TTL, addresses) and the kernel's `repeat` re-runs it on the same skb, so the \
+         figure is the median of the kernel's `duration` over single runs on fresh copies of \
+         the frame, less the median of an empty program's (the timer's own cost, given \
+         below); `repeat` is the kernel's average over that many repeats on one skb, for the \
+         record (from the second run on the program sees its own output). New flows: UDP \
+         packets from fresh source ports through the outbound programs, one timed run each. \
+         Client CPU, nothing else pinned there but the load of the machine.\n"
+    );
+    let labels: Vec<&str> = results
+        .prog_costs
+        .iter()
+        .map(|c| c.label.as_str())
+        .collect();
+    let _ = write!(md, "| program | packet |");
+    for c in &results.prog_costs {
+        let _ = write!(md, " {} ({}) ns | verdict |", c.label, c.commit);
+    }
+    let _ = write!(
+        md,
+        " mean ns ({}) | repeat ns ({}) |\n|---|---|",
+        labels[0], labels[0]
+    );
+    for _ in &results.prog_costs {
+        let _ = write!(md, "---:|---|");
+    }
+    let _ = writeln!(md, "---:|---:|");
+    let first = &results.prog_costs[0];
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for c in &results.prog_costs {
+        for r in &c.rows {
+            let key = (r.program.clone(), r.frame.clone());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    keys.sort_by_key(|(p, _)| progcost::PROGRAMS.iter().position(|q| q == p));
+    for (program, frame) in &keys {
+        let _ = write!(md, "| `{program}` | {frame} |");
+        for c in &results.prog_costs {
+            match c
+                .rows
+                .iter()
+                .find(|r| &r.program == program && &r.frame == frame)
+            {
+                Some(r) => {
+                    let _ = write!(
+                        md,
+                        " {:.0} | {} |",
+                        r.median_ns,
+                        progcost::verdict_name(r.verdict)
+                    );
+                }
+                None => {
+                    let _ = write!(md, " — | |");
+                }
+            }
+        }
+        match first
+            .rows
+            .iter()
+            .find(|r| &r.program == program && &r.frame == frame)
+        {
+            Some(r) => {
+                let repeat = if r.repeat_ns.is_finite() {
+                    format!("{:.0}", r.repeat_ns)
+                } else {
+                    "—".into()
+                };
+                let _ = writeln!(md, " {:.0} | {repeat} |", r.mean_ns);
+            }
+            None => {
+                let _ = writeln!(md, " — | — |");
+            }
+        }
+    }
+    let _ = writeln!(md);
+    for c in &results.prog_costs {
+        let _ = writeln!(
+            md,
+            "- {} ({}): empty program {:.0} ns per single run (subtracted); {} runs per figure.",
+            c.label,
+            c.commit,
+            c.baseline_ns,
+            c.rows.first().map_or(0, |r| r.runs)
+        );
+        for n in &c.notes {
+            let _ = writeln!(md, "- {} ({}): {}", c.label, c.commit, cell(n));
+        }
+    }
+    let _ = writeln!(md);
+}
+
 fn header(md: &mut String, settings: &Settings, results: &Results) {
     let _ = writeln!(md, "# netd benchmark report\n");
     let _ = writeln!(
         md,
-        "Written by `cargo xtask bench{}` in {:.1} minutes. {} rounds; each request/response, \
-         connection-rate and UDP measurement lasts {} s, each iperf3 run {} s. Every figure is \
+        "Written by `cargo xtask bench{}` in {:.1} minutes. {} rounds (sockperf in the first {} \
+         of them); each request/response, connection-rate, UDP and sockperf measurement lasts \
+         {} s, each iperf3 run {} s. Every figure is \
          the **median over the rounds** (min–max beside it); within a round every case is \
          measured in turn for each test and path, the order rotating from round to round, so the \
          machine's drift hits every case alike. Nothing here is a pass/fail threshold.\n",
         if settings.quick { " --quick" } else { "" },
         results.elapsed.as_secs_f64() / 60.0,
         settings.rounds,
+        settings.sockperf_rounds.min(settings.rounds),
         settings.secs.as_secs_f64(),
         settings.iperf_secs
     );
@@ -106,10 +319,13 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
     }
     let _ = writeln!(
         md,
-        "\nClient, servers and the systems under test share this machine's CPUs, and so does \
-         whatever else runs on it (see the load averages): the figures compare the systems \
-         with each other, on this machine, and the interleaving spreads the noise over every \
-         case alike.\n"
+        "\nClient and server are pinned to fixed, different CPUs (see CPU pinning above), the \
+         same for every case; the systems under test (softirq work, daemons) run where the \
+         kernel puts them, and so does whatever else runs on the machine (see the load \
+         averages): the figures compare the systems with each other, on this machine, and the \
+         interleaving spreads the noise over every case alike. The limit's guest → guest \
+         figures are its guest → internet ones (the same client, server and veth, measured \
+         once per round).\n"
     );
     let _ = writeln!(md, "## Cases\n");
     let _ = writeln!(
@@ -122,15 +338,16 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
     );
     let _ = writeln!(
         md,
-        "| case | guest → internet | guest → guest |\n|---|---|---|"
+        "| case | guest → internet | guest → guest | internet → published port |\n|---|---|---|---|"
     );
     for key in CaseKey::ALL {
         let _ = writeln!(
             md,
-            "| {} | {} | {} |",
+            "| {} | {} | {} | {} |",
             key.title(),
             key.route(PathKind::Internet),
-            key.route(PathKind::Guest)
+            key.route(PathKind::Guest),
+            key.route(PathKind::Published)
         );
     }
     let _ = writeln!(md);
@@ -202,10 +419,16 @@ fn short_title(metric: Metric) -> &'static str {
         Metric::RrTps => "TCP request/response rate",
         Metric::RrP50 => "TCP request/response p50",
         Metric::RrP99 => "TCP request/response p99",
+        Metric::BusyTps => "TCP request/response rate, busy-poll",
+        Metric::BusyP50 => "TCP request/response p50, busy-poll",
+        Metric::BusyP99 => "TCP request/response p99, busy-poll",
         Metric::CrrRate => "new TCP connections",
         Metric::UdpReceived => "UDP 64 B received",
         Metric::UdpSent => "UDP 64 B sent",
         Metric::Throughput => "iperf3 TCP",
+        Metric::SockperfLatencyP50 => "sockperf TCP ping-pong half RTT p50",
+        Metric::SockperfLatencyAvg => "sockperf TCP ping-pong half RTT mean",
+        Metric::SockperfUdpRate => "sockperf UDP 64 B sent",
     }
 }
 
@@ -561,6 +784,8 @@ fn raw(settings: &Settings, results: &Results) -> String {
         "unavailable": results.unavailable.iter().map(|(k, why)| json!({"case": k.short(), "why": why})).collect::<Vec<_>>(),
         "traffic": traffic,
         "control": control,
+        "round_loads": results.round_loads,
+        "prog_costs": results.prog_costs.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
         "errors": results.errors.iter().map(|((t, p, k), e)| json!({"test": t.title(), "path": p.title(), "case": k.short(), "errors": e})).collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&value).unwrap_or_default()
