@@ -225,7 +225,10 @@ fn serve_rr(listener: TcpListener, busy: bool, cpu: usize) {
             let mut buf = [0u8; RR_SIZE];
             if busy {
                 let _ = stream.set_nonblocking(true);
-                while spin_read_exact(&mut stream, &mut buf, None).is_ok() {
+                // A client gone without a word (its path broken) must not
+                // leave this thread spinning: 5 s without a request ends it.
+                let idle = || Some(Instant::now() + Duration::from_secs(5));
+                while spin_read_exact(&mut stream, &mut buf, idle()).is_ok() {
                     if spin_write_all(&mut stream, &buf).is_err() {
                         return;
                     }

@@ -365,7 +365,11 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
          10.90.0.0/16) then portmap, run by hand as the CNI spec says (env `CNI_COMMAND` \
          etc., config on stdin, the bridge's result as portmap's `prevResult`). Both run in \
          their sandbox's host namespace. netd's network has the default subnet; the limit is \
-         the sandbox's own host↔internet veth pair, used for both paths.\n"
+         the sandbox's own host↔internet veth pair, for every path (the published path's \
+         client in the internet namespace, its server in the host namespace). The published \
+         path: netd's `netd port add bench g2 HOSTPORT:PORT[/udp]`, netavark's `port_mappings`, \
+         the portmap plugin's `portMappings`, host ports 8101-8106 and 6201 onto the peer \
+         guest's servers.\n"
     );
     let _ = writeln!(
         md,
