@@ -67,6 +67,7 @@ pub fn write(settings: &Settings, results: &Results) -> Result<PathBuf> {
     header(&mut md, settings, results);
     load_section(&mut md, settings, results);
     ratio_table(&mut md, results);
+    targets_section(&mut md, results);
     summary(&mut md, results);
     prog_cost_section(&mut md, results);
     for metric in Metric::ALL {
@@ -176,6 +177,109 @@ fn ratio_table(md: &mut String, results: &Results) {
             }
             let _ = writeln!(md);
         }
+    }
+    let _ = writeln!(md);
+}
+
+/// Issue 12's targets for the full run, against this run's paired ratios.
+/// A statement of where the figures stand, not a pass/fail check: the
+/// bench never fails on a figure.
+fn targets_section(md: &mut String, results: &Results) {
+    if !results.cases.contains(&CaseKey::Limit) || !results.cases.contains(&CaseKey::NetdEbpf) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Issue 12's targets\n\nThe targets of the fast path (issue 12) beside this run's \
+         paired ratios to the limit, for netd eBPF; \"×peer\" is netd eBPF's figure over the \
+         peer's, paired by round.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| path | metric | target | netd eBPF | where it stands | × netavark | × CNI |\n\
+         |---|---|---|---:|---|---:|---:|"
+    );
+    let outside: [(Metric, f64, bool); 4] = [
+        (Metric::RrP50, 1.10, false),
+        (Metric::CrrRate, 0.85, true),
+        (Metric::UdpReceived, 0.80, true),
+        (Metric::Throughput, 0.90, true),
+    ];
+    let fmt = |r: Option<f64>| r.map_or("—".to_owned(), |r| format!("{r:.2}×"));
+    for path in PathKind::ALL {
+        let wanted: Vec<(Metric, f64, bool)> = match path {
+            PathKind::Guest => [
+                Metric::RrTps,
+                Metric::BusyTps,
+                Metric::CrrRate,
+                Metric::UdpReceived,
+                Metric::Throughput,
+            ]
+            .into_iter()
+            .map(|m| (m, 0.95, true))
+            .collect(),
+            _ => outside.to_vec(),
+        };
+        for (metric, target, at_least) in wanted {
+            let ratio = results.paired_ratio(metric, path, CaseKey::NetdEbpf, CaseKey::Limit);
+            let stands = match ratio {
+                None => "not measured".to_owned(),
+                Some(r) if (at_least && r >= target) || (!at_least && r <= target) => {
+                    "met".to_owned()
+                }
+                Some(_) => "not met".to_owned(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} {target:.2}× | {} | {stands} | {} | {} |",
+                path.title(),
+                short_title(metric),
+                if at_least { "≥" } else { "≤" },
+                fmt(ratio),
+                fmt(results.paired_ratio(metric, path, CaseKey::NetdEbpf, CaseKey::Netavark)),
+                fmt(results.paired_ratio(metric, path, CaseKey::NetdEbpf, CaseKey::Cni)),
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nnftables dataplane against netavark (target: at least on par on every metric and \
+         path): netd nftables' figure over netavark's, paired by round (rates: ≥ 1.00× is on \
+         par; latencies: ≤ 1.00×).\n"
+    );
+    if !results.cases.contains(&CaseKey::NetdNft) || !results.cases.contains(&CaseKey::Netavark) {
+        return;
+    }
+    let _ = write!(md, "| metric |");
+    for path in PathKind::ALL {
+        let _ = write!(md, " {} |", path.title());
+    }
+    let _ = writeln!(md, "\n|---|---:|---:|---:|");
+    for metric in Metric::ALL {
+        if metric == Metric::UdpSent || metric == Metric::SockperfLatencyAvg {
+            continue;
+        }
+        let _ = write!(md, "| {} |", short_title(metric));
+        for path in PathKind::ALL {
+            let r = results.paired_ratio(metric, path, CaseKey::NetdNft, CaseKey::Netavark);
+            let on_par = r.map(|r| {
+                if metric.higher_is_better() {
+                    r >= 1.0
+                } else {
+                    r <= 1.0
+                }
+            });
+            let _ = write!(
+                md,
+                " {}{} |",
+                fmt(r),
+                match on_par {
+                    Some(false) => " (behind)",
+                    _ => "",
+                }
+            );
+        }
+        let _ = writeln!(md);
     }
     let _ = writeln!(md);
 }
@@ -793,4 +897,44 @@ fn raw(settings: &Settings, results: &Results) -> String {
         "errors": results.errors.iter().map(|((t, p, k), e)| json!({"test": t.title(), "path": p.title(), "case": k.short(), "errors": e})).collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run with holes (a failed case, a metric with no figure) still
+    /// gives a whole report.
+    #[test]
+    fn a_report_with_missing_figures_is_written() {
+        let dir = std::env::temp_dir().join(format!("netd-report-test-{}", std::process::id()));
+        let mut settings = Settings::new(true, dir.clone());
+        settings.busy_load = 1.5;
+        let mut results = Results {
+            cases: CaseKey::ALL.to_vec(),
+            round_loads: vec![[0.5, 0.4, 0.3], [2.0, 1.0, 0.5]],
+            ..Results::default()
+        };
+        for round in 0..2 {
+            for key in [CaseKey::Limit, CaseKey::NetdEbpf, CaseKey::Netavark] {
+                for path in PathKind::ALL {
+                    let v = 100.0 + round as f64 + key as usize as f64;
+                    results
+                        .per_round
+                        .insert((Metric::RrTps, path, key, round), v);
+                    results
+                        .traffic
+                        .entry((Metric::RrTps, path, key))
+                        .or_default()
+                        .push(v);
+                }
+            }
+        }
+        let report = write(&settings, &results).expect("the report is written");
+        let text = std::fs::read_to_string(&report).unwrap();
+        assert!(text.contains("## Issue 12's targets"));
+        assert!(text.contains("busy machine"), "round 2 is flagged");
+        assert!(text.contains("not measured"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
