@@ -404,6 +404,9 @@ pub fn tcp_rr(ns: &Netns, to: SocketAddrV4, duration: Duration, busy: bool) -> R
 pub struct CrrResult {
     pub connections: u64,
     pub failures: u64,
+    /// Connections that took half a second or more (a SYN or FIN
+    /// retransmitted: something on the path dropped a packet).
+    pub slow: u64,
     pub secs: f64,
 }
 
@@ -425,12 +428,18 @@ pub fn tcp_crr(ns: &Netns, to: SocketAddrV4, duration: Duration) -> Result<CrrRe
                 _ => Err(std::io::Error::other("more than one byte")),
             }
         };
-        let (mut connections, mut failures) = (0u64, 0u64);
+        let (mut connections, mut failures, mut slow) = (0u64, 0u64, 0u64);
         let mut last_error = None;
         let start = Instant::now();
         while start.elapsed() < duration {
+            let began = Instant::now();
             match one() {
-                Ok(()) => connections += 1,
+                Ok(()) => {
+                    connections += 1;
+                    if began.elapsed() >= Duration::from_millis(500) {
+                        slow += 1;
+                    }
+                }
                 Err(err) => {
                     failures += 1;
                     last_error = Some(err);
@@ -449,6 +458,7 @@ pub fn tcp_crr(ns: &Netns, to: SocketAddrV4, duration: Duration) -> Result<CrrRe
         Ok(CrrResult {
             connections,
             failures,
+            slow,
             secs: start.elapsed().as_secs_f64(),
         })
     })?

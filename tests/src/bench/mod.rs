@@ -311,7 +311,9 @@ impl Metric {
             Metric::CrrRate => {
                 "One connection at a time: connect, 1 byte each way, the server closes, the \
                  client sees the close and closes: a new connection (and conntrack entry, and \
-                 NAT mapping) per transaction."
+                 NAT mapping) per transaction. \"slow\" counts the connections that took \
+                 0.5 s or more over all rounds: a retransmitted SYN or FIN (1 s on Linux), i.e. \
+                 a packet the path dropped."
             }
             Metric::UdpReceived => {
                 "One sender blasts 64-byte datagrams on one flow for the whole measurement; the \
@@ -368,6 +370,8 @@ pub struct Results {
     pub errors: BTreeMap<(Test, PathKind, CaseKey), Vec<String>>,
     /// Failed connection attempts during the connection-rate test.
     pub crr_failures: BTreeMap<(PathKind, CaseKey), u64>,
+    /// Connections of the connection-rate test that took 0.5 s or more.
+    pub crr_slow: BTreeMap<(PathKind, CaseKey), u64>,
     /// Cases measured, in order.
     pub cases: Vec<CaseKey>,
     /// Cases that could not be built, and why.
@@ -585,7 +589,7 @@ fn traffic(cases: &[Case], settings: &Settings, results: &mut Results, log: &dyn
                         measure(case, path, test, settings, tag)
                     };
                     match measured {
-                        Ok((figures, failures)) => {
+                        Ok((figures, [failures, slow])) => {
                             for (metric, value) in &figures {
                                 results
                                     .traffic
@@ -597,6 +601,7 @@ fn traffic(cases: &[Case], settings: &Settings, results: &mut Results, log: &dyn
                                     .insert((*metric, path, case.key, round), *value);
                             }
                             *results.crr_failures.entry((path, case.key)).or_default() += failures;
+                            *results.crr_slow.entry((path, case.key)).or_default() += slow;
                             if let Some((metric, value)) = figures.first() {
                                 line.push_str(&format!(
                                     " {} {}",
@@ -621,8 +626,12 @@ fn traffic(cases: &[Case], settings: &Settings, results: &mut Results, log: &dyn
     }
 }
 
+/// A measurement's figures, and its failed and slow connections (the
+/// connection-rate test's; zeros for the others).
+type Measured = (Vec<(Metric, f64)>, [u64; 2]);
+
 /// The limit's guest → internet figures of `test` in `round`.
-fn shared_limit(results: &Results, test: Test, round: usize) -> Result<(Vec<(Metric, f64)>, u64)> {
+fn shared_limit(results: &Results, test: Test, round: usize) -> Result<Measured> {
     let figures: Vec<(Metric, f64)> = Metric::ALL
         .into_iter()
         .filter(|m| m.test() == test)
@@ -636,18 +645,19 @@ fn shared_limit(results: &Results, test: Test, round: usize) -> Result<(Vec<(Met
     if figures.is_empty() {
         anyhow::bail!("the limit's guest → internet measurement failed in this round");
     }
-    Ok((figures, 0))
+    Ok((figures, [0, 0]))
 }
 
 /// One measurement of `test` on one path of one case: its figures, and
-/// the connection attempts that failed (connection-rate test only).
+/// the connection attempts that failed and the connections that were slow
+/// (connection-rate test only).
 fn measure(
     case: &Case,
     path: PathKind,
     test: Test,
     settings: &Settings,
     tag: u64,
-) -> Result<(Vec<(Metric, f64)>, u64)> {
+) -> Result<Measured> {
     let target = case.target(path);
     let to = |port| SocketAddrV4::new(target.server, port);
     let ports = target.ports;
@@ -656,7 +666,7 @@ fn measure(
         let r = load::tcp_crr(&target.client, to(ports.crr), settings.secs)?;
         return Ok((
             vec![(Metric::CrrRate, r.connections as f64 / r.secs)],
-            r.failures,
+            [r.failures, r.slow],
         ));
     }
     Ok((
@@ -714,7 +724,7 @@ fn measure(
                 vec![(Metric::SockperfUdpRate, rate)]
             }
         },
-        0,
+        [0, 0],
     ))
 }
 

@@ -572,14 +572,14 @@ fn dataplane_section(md: &mut String, metric: Metric, results: &Results) {
             let _ = write!(md, " × {} |", peer.short());
         }
         if metric == Metric::CrrRate {
-            let _ = write!(md, " failed connects |");
+            let _ = write!(md, " failed connects | slow (≥ 0.5 s) |");
         }
         let _ = write!(md, "\n|---|---:|---:|---:|");
         for _ in measured {
             let _ = write!(md, "---:|");
         }
         if metric == Metric::CrrRate {
-            let _ = write!(md, "---:|");
+            let _ = write!(md, "---:|---:|");
         }
         let _ = writeln!(md);
         for &key in measured {
@@ -610,7 +610,8 @@ fn dataplane_section(md: &mut String, metric: Metric, results: &Results) {
             }
             if metric == Metric::CrrRate {
                 let failures = results.crr_failures.get(&(path, key)).copied().unwrap_or(0);
-                let _ = write!(md, " {failures} |");
+                let slow = results.crr_slow.get(&(path, key)).copied().unwrap_or(0);
+                let _ = write!(md, " {failures} | {slow} |");
             }
             let _ = writeln!(md);
         }
@@ -893,6 +894,7 @@ fn raw(settings: &Settings, results: &Results) -> String {
         "traffic": traffic,
         "control": control,
         "round_loads": results.round_loads,
+        "crr_slow": results.crr_slow.iter().map(|((p, k), n)| json!({"path": p.title(), "case": k.short(), "slow": n})).collect::<Vec<_>>(),
         "prog_costs": results.prog_costs.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
         "errors": results.errors.iter().map(|((t, p, k), e)| json!({"test": t.title(), "path": p.title(), "case": k.short(), "errors": e})).collect::<Vec<_>>(),
     });
