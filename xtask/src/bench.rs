@@ -34,6 +34,13 @@ pub fn run(quick: bool) -> Result<()> {
         bench.arg("--quick");
     }
     bench.arg("--out").arg(&out);
+    // The programs' costs on the commit before the fast path, measured by
+    // `netd-bench --only progcost` against that commit's netd (see
+    // bench/results/README.md), are shown beside this build's.
+    let before = out.join("progcost-before.json");
+    if before.exists() {
+        bench.arg("--prog-costs-before").arg(&before);
+    }
     shell::run(bench, "the benchmark could not run: see above")?;
     println!(
         "bench: report in {} (charts and results.json beside it)",

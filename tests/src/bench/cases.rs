@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 
 use crate::{
     Sandbox,
-    bench::load::{self, UdpSink},
+    bench::load::{self, Ports, UdpSink},
     netd::Netd,
-    sandbox::INTERNET_SERVER,
+    sandbox::{HOST_UPLINK, INTERNET_SERVER},
 };
 
 /// Where netavark's binary is (Debian's package puts it beside podman's).
@@ -84,16 +84,40 @@ impl CaseKey {
     /// What traffic crosses, for each path.
     pub fn route(self, path: PathKind) -> &'static str {
         match (self, path) {
+            (CaseKey::Limit, PathKind::Published) => {
+                "the same veth pair, the other way: a client in the internet namespace to a \
+                 server in the host namespace, on the host's address"
+            }
             (CaseKey::Limit, _) => "one veth pair between two namespaces: no bridge, no NAT",
+            (CaseKey::NetdEbpf, PathKind::Published) => {
+                "uplink, eBPF DNAT in the host program on the uplink's ingress \
+                 (`netd port add`), gateway, peer guest (the nft host side where the eBPF one \
+                 does not run)"
+            }
+            (CaseKey::NetdNft, PathKind::Published) => {
+                "uplink, host namespace (netd's nftables DNAT), gateway, network, peer guest"
+            }
+            (CaseKey::Netavark, PathKind::Published) => {
+                "uplink, iptables(-nft) DNAT of netavark's port mapping, host bridge, container"
+            }
+            (CaseKey::Cni, PathKind::Published) => {
+                "uplink, iptables(-nft) DNAT of the portmap plugin, host bridge, container"
+            }
             (CaseKey::NetdEbpf, PathKind::Internet) => {
-                "guest veth, bridge and routing in the network namespace, eBPF SNAT and redirect \
-                 in the gateway namespace, host namespace (netd's nft masquerade), uplink"
+                "guest veth; the guest's port program redirects into the gateway, one eBPF \
+                 translation to the host's address in the host program on `netd0`, FIB lookup \
+                 and redirect to the uplink (the fast path; replies by the host program on the \
+                 uplink's ingress)"
             }
             (CaseKey::NetdNft, PathKind::Internet) => {
                 "guest veth, bridge in the network namespace, nftables NAT in the gateway \
                  namespace, host namespace, uplink"
             }
-            (CaseKey::NetdEbpf | CaseKey::NetdNft, PathKind::Guest) => {
+            (CaseKey::NetdEbpf, PathKind::Guest) => {
+                "guest veth; the guest's port program (partition check) redirects straight into \
+                 the peer's veth"
+            }
+            (CaseKey::NetdNft, PathKind::Guest) => {
                 "guest veth, the network namespace's bridge (partition check on the guest's port), \
                  peer veth"
             }
@@ -119,15 +143,28 @@ pub enum PathKind {
     Internet,
     /// Guest to a peer guest of the same network.
     Guest,
+    /// A client in the sandbox internet to a guest's port published on the
+    /// host's address.
+    Published,
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 2] = [PathKind::Internet, PathKind::Guest];
+    pub const ALL: [PathKind; 3] = [PathKind::Internet, PathKind::Guest, PathKind::Published];
 
     pub fn title(self) -> &'static str {
         match self {
             PathKind::Internet => "guest → internet",
             PathKind::Guest => "guest → guest",
+            PathKind::Published => "internet → published port",
+        }
+    }
+
+    /// A key for file names and JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            PathKind::Internet => "internet",
+            PathKind::Guest => "guest",
+            PathKind::Published => "published",
         }
     }
 }
@@ -137,6 +174,8 @@ pub struct Target {
     pub client: Netns,
     pub server: Ipv4Addr,
     pub sink: Arc<UdpSink>,
+    /// The ports the client connects to.
+    pub ports: Ports,
 }
 
 /// One system under test, ready for traffic.
@@ -145,6 +184,7 @@ pub struct Case<'a> {
     pub sandbox: &'a Sandbox,
     pub internet: Target,
     pub peer: Target,
+    pub published: Target,
     system: System<'a>,
 }
 
@@ -160,6 +200,7 @@ impl<'a> Case<'a> {
         match path {
             PathKind::Internet => &self.internet,
             PathKind::Guest => &self.peer,
+            PathKind::Published => &self.published,
         }
     }
 
@@ -192,6 +233,17 @@ impl<'a> Case<'a> {
             client,
             server: INTERNET_SERVER,
             sink: internet_servers.clone(),
+            ports: Ports::DIRECT,
+        };
+        // The published path's client is in the sandbox internet, towards
+        // the host's uplink address.
+        let published = |sink: Arc<UdpSink>, ports: Ports| -> Result<Target> {
+            Ok(Target {
+                client: Netns::open_path(sb.internet.name(), sb.internet.path())?,
+                server: HOST_UPLINK,
+                sink,
+                ports,
+            })
         };
         match key {
             CaseKey::Limit => {
@@ -199,11 +251,14 @@ impl<'a> Case<'a> {
                 // by one veth pair: the limit for both paths.
                 let client = || Netns::open(sb.host.name());
                 widen_ports(&sb.host)?;
+                widen_ports(&sb.internet)?;
+                let host_servers = serve(sb, &sb.host)?;
                 Ok(Case {
                     key,
                     sandbox: sb,
                     internet: internet(client()?),
                     peer: internet(client()?),
+                    published: published(host_servers, Ports::DIRECT)?,
                     system: System::Limit,
                 })
             }
@@ -232,15 +287,30 @@ impl<'a> Case<'a> {
                 let (g1, _) = open("g1")?;
                 let (g2, g2_ip) = open("g2")?;
                 widen_ports(&g1)?;
+                widen_ports(&sb.internet)?;
                 let peer = Target {
                     server: g2_ip,
                     sink: serve(sb, &g2)?,
                     client: Netns::open_path("g1", g1.path())?,
+                    ports: Ports::DIRECT,
                 };
+                for (host, guest, proto) in Ports::PUBLISHED.mappings() {
+                    cli(
+                        &netd,
+                        &[
+                            "port",
+                            "add",
+                            "bench",
+                            "g2",
+                            &format!("{host}:{guest}/{proto}"),
+                        ],
+                    )?;
+                }
                 Ok(Case {
                     key,
                     sandbox: sb,
                     internet: internet(g1),
+                    published: published(peer.sink.clone(), Ports::PUBLISHED)?,
                     peer,
                     system: System::Netd(netd),
                 })
@@ -250,38 +320,50 @@ impl<'a> Case<'a> {
                 let mut attached = Vec::new();
                 for (i, name) in ["c1", "c2"].into_iter().enumerate() {
                     let ns = container_netns(sb, name)?;
-                    let options = net.options(i as u32, 8080 + i as u16);
+                    let mut options = net.options(i as u32, 8080 + i as u16);
+                    if i == 1 {
+                        NetavarkNet::publish(&mut options, &Ports::PUBLISHED.mappings());
+                    }
                     net.setup(ns.path(), &options)?;
                     attached.push((ns, options));
                 }
-                build_bridged(sb, &attached[0].0, &attached[1].0, net.ip(1), internet).map(
-                    |(internet, peer)| Case {
-                        key,
-                        sandbox: sb,
-                        internet,
-                        peer,
-                        system: System::Netavark(net, attached),
-                    },
-                )
+                widen_ports(&sb.internet)?;
+                let (internet, peer) =
+                    build_bridged(sb, &attached[0].0, &attached[1].0, net.ip(1), internet)?;
+                Ok(Case {
+                    key,
+                    sandbox: sb,
+                    published: published(peer.sink.clone(), Ports::PUBLISHED)?,
+                    internet,
+                    peer,
+                    system: System::Netavark(net, attached),
+                })
             }
             CaseKey::Cni => {
                 let net = CniNet::new(sb)?;
                 let mut attached = Vec::new();
                 for (i, name) in ["c1", "c2"].into_iter().enumerate() {
                     let ns = container_netns(sb, name)?;
-                    let (attachment, _) = net.add(name, ns.path(), 8080 + i as u16)?;
+                    let extra = if i == 1 {
+                        Ports::PUBLISHED.mappings()
+                    } else {
+                        Vec::new()
+                    };
+                    let (attachment, _) = net.add_with(name, ns.path(), 8080 + i as u16, &extra)?;
                     attached.push((ns, name.to_owned(), attachment));
                 }
                 let peer_ip = attached[1].2.ip;
-                build_bridged(sb, &attached[0].0, &attached[1].0, peer_ip, internet).map(
-                    |(internet, peer)| Case {
-                        key,
-                        sandbox: sb,
-                        internet,
-                        peer,
-                        system: System::Cni(net, attached),
-                    },
-                )
+                widen_ports(&sb.internet)?;
+                let (internet, peer) =
+                    build_bridged(sb, &attached[0].0, &attached[1].0, peer_ip, internet)?;
+                Ok(Case {
+                    key,
+                    sandbox: sb,
+                    published: published(peer.sink.clone(), Ports::PUBLISHED)?,
+                    internet,
+                    peer,
+                    system: System::Cni(net, attached),
+                })
             }
         }
     }
@@ -330,6 +412,7 @@ fn build_bridged(
         client: Netns::open_path(c1.name(), c1.path())?,
         server: c2_ip,
         sink: serve(sb, c2)?,
+        ports: Ports::DIRECT,
     };
     Ok((internet(Netns::open_path(c1.name(), c1.path())?), peer))
 }
@@ -338,6 +421,9 @@ fn build_bridged(
 fn serve(sb: &Sandbox, ns: &Netns) -> Result<Arc<UdpSink>> {
     let servers = load::start_servers(ns)?;
     sb.spawn(load::iperf3_server(ns))?;
+    for server in load::sockperf_servers(ns) {
+        sb.spawn(server)?;
+    }
     Ok(servers.sink)
 }
 
@@ -465,6 +551,18 @@ impl<'a> NetavarkNet<'a> {
         })
     }
 
+    /// Adds port mappings (host port, container port, protocol) to options.
+    pub fn publish(options: &mut Value, mappings: &[(u16, u16, &str)]) {
+        if let Some(list) = options["port_mappings"].as_array_mut() {
+            for &(host, container, proto) in mappings {
+                list.push(json!({
+                    "host_ip": "", "container_port": container, "host_port": host,
+                    "range": 1, "protocol": proto
+                }));
+            }
+        }
+    }
+
     fn call(&self, verb: &str, netns: &Path, options: &Value) -> Result<Duration> {
         let mut cmd = self.sb.host_command(NETAVARK);
         cmd.arg("--config")
@@ -493,6 +591,8 @@ pub struct CniAttachment {
     result: Value,
     pub ip: Ipv4Addr,
     host_port: u16,
+    /// Further mappings (host port, container port, protocol).
+    extra: Vec<(u16, u16, &'static str)>,
 }
 
 /// The CNI reference plugins as a chain (a conflist, run by hand as the
@@ -528,16 +628,24 @@ impl<'a> CniNet<'a> {
         })
     }
 
-    fn portmap_config(&self, host_port: u16, prev: &Value) -> Value {
+    fn portmap_config(
+        &self,
+        host_port: u16,
+        extra: &[(u16, u16, &'static str)],
+        prev: &Value,
+    ) -> Value {
+        let mut mappings =
+            vec![json!({"hostPort": host_port, "containerPort": 80, "protocol": "tcp"})];
+        for &(host, container, proto) in extra {
+            mappings.push(json!({"hostPort": host, "containerPort": container, "protocol": proto}));
+        }
         json!({
             "cniVersion": "1.0.0",
             "name": "bench",
             "type": "portmap",
             "capabilities": {"portMappings": true},
             "snat": true,
-            "runtimeConfig": {"portMappings": [
-                {"hostPort": host_port, "containerPort": 80, "protocol": "tcp"}
-            ]},
+            "runtimeConfig": {"portMappings": mappings},
             "prevResult": prev
         })
     }
@@ -569,13 +677,24 @@ impl<'a> CniNet<'a> {
 
     /// ADD through the chain; the attachment and the time of both calls.
     pub fn add(&self, id: &str, netns: &Path, host_port: u16) -> Result<(CniAttachment, Duration)> {
+        self.add_with(id, netns, host_port, &[])
+    }
+
+    /// Same, with further port mappings (host port, container port, protocol).
+    pub fn add_with(
+        &self,
+        id: &str,
+        netns: &Path,
+        host_port: u16,
+        extra: &[(u16, u16, &'static str)],
+    ) -> Result<(CniAttachment, Duration)> {
         let (bridge_result, t1) = self.exec("bridge", "ADD", id, netns, &self.bridge_config())?;
         let (portmap_result, t2) = self.exec(
             "portmap",
             "ADD",
             id,
             netns,
-            &self.portmap_config(host_port, &bridge_result),
+            &self.portmap_config(host_port, extra, &bridge_result),
         )?;
         let ip = portmap_result["ips"][0]["address"]
             .as_str()
@@ -586,6 +705,7 @@ impl<'a> CniNet<'a> {
                 result: portmap_result,
                 ip,
                 host_port,
+                extra: extra.to_vec(),
             },
             t1 + t2,
         ))
@@ -598,7 +718,7 @@ impl<'a> CniNet<'a> {
             "DEL",
             id,
             netns,
-            &self.portmap_config(attachment.host_port, &attachment.result),
+            &self.portmap_config(attachment.host_port, &attachment.extra, &attachment.result),
         )?;
         let mut bridge = self.bridge_config();
         bridge["prevResult"] = attachment.result.clone();

@@ -6,6 +6,7 @@ pub mod api;
 pub mod cases;
 pub mod control;
 pub mod load;
+pub mod progcost;
 pub mod report;
 pub mod stats;
 pub mod svg;
@@ -38,6 +39,13 @@ pub struct Settings {
     /// Length of each request/response, connection and UDP measurement.
     pub secs: Duration,
     pub iperf_secs: u32,
+    /// Rounds that also run the sockperf cross-check (the first ones).
+    pub sockperf_rounds: usize,
+    /// A round whose 1-minute load average at its start exceeds this is
+    /// flagged as run on a busy machine.
+    pub busy_load: f64,
+    /// Fresh single runs per program for the BPF_PROG_TEST_RUN costs.
+    pub prog_runs: u32,
     /// Guests added (and partitioned) in one network.
     pub guests: usize,
     pub networks: usize,
@@ -52,6 +60,17 @@ pub struct Settings {
     pub traffic: bool,
     /// Run the control-plane figures (off with `--only traffic`).
     pub control: bool,
+    /// Measure the programs' costs with BPF_PROG_TEST_RUN.
+    pub prog_costs: bool,
+    /// Program costs measured by another run (the commit before the fast
+    /// path), to show beside this run's.
+    pub prog_costs_before: Option<PathBuf>,
+    /// Where to save this run's program costs (`--only progcost`).
+    pub prog_costs_out: Option<PathBuf>,
+    /// `LABEL` or `LABEL:COMMIT` of this run's program costs ("after").
+    pub prog_costs_as: String,
+    /// Build only these cases (all when None).
+    pub only_cases: Option<Vec<CaseKey>>,
 }
 
 impl Settings {
@@ -62,6 +81,9 @@ impl Settings {
                 rounds: 3,
                 secs: Duration::from_secs(1),
                 iperf_secs: 1,
+                sockperf_rounds: 1,
+                busy_load: 1.5,
+                prog_runs: 10_000,
                 guests: 25,
                 networks: 20,
                 forward_levels: vec![1, 1_000],
@@ -71,22 +93,40 @@ impl Settings {
                 out_dir,
                 traffic: true,
                 control: true,
+                prog_costs: true,
+                prog_costs_before: None,
+                prog_costs_out: None,
+                prog_costs_as: "after".into(),
+                only_cases: None,
             }
         } else {
             Settings {
                 quick,
                 rounds: 5,
-                secs: Duration::from_secs(3),
-                iperf_secs: 3,
-                guests: 253,
-                networks: 100,
-                forward_levels: vec![1, 1_000, 10_000],
-                forward_samples: 20,
-                partition_reps: 10,
-                setup_containers: 30,
+                secs: Duration::from_secs(5),
+                iperf_secs: 5,
+                // sockperf costs 2 s more than asked per run (warm-up and
+                // drain): in the first rounds only, to keep the full run
+                // near 40 minutes.
+                sockperf_rounds: 2,
+                busy_load: 1.5,
+                prog_runs: 100_000,
+                // The control plane at the quick levels: the traffic rounds
+                // take most of the half hour a full run may last.
+                guests: 25,
+                networks: 20,
+                forward_levels: vec![1, 1_000],
+                forward_samples: 10,
+                partition_reps: 5,
+                setup_containers: 10,
                 out_dir,
                 traffic: true,
                 control: true,
+                prog_costs: true,
+                prog_costs_before: None,
+                prog_costs_out: None,
+                prog_costs_as: "after".into(),
+                only_cases: None,
             }
         }
     }
@@ -96,21 +136,39 @@ impl Settings {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
 pub enum Test {
     Rr,
+    BusyRr,
     Crr,
     Udp,
     Iperf,
+    SockperfPingPong,
+    SockperfUdp,
 }
 
 impl Test {
-    pub const ALL: [Test; 4] = [Test::Rr, Test::Crr, Test::Udp, Test::Iperf];
+    pub const ALL: [Test; 7] = [
+        Test::Rr,
+        Test::BusyRr,
+        Test::Crr,
+        Test::Udp,
+        Test::Iperf,
+        Test::SockperfPingPong,
+        Test::SockperfUdp,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
             Test::Rr => "TCP request/response",
+            Test::BusyRr => "TCP request/response, busy-poll",
             Test::Crr => "TCP connect/request/response/close",
             Test::Udp => "UDP 64-byte blast",
             Test::Iperf => "iperf3 TCP throughput",
+            Test::SockperfPingPong => "sockperf TCP ping-pong",
+            Test::SockperfUdp => "sockperf UDP 64-byte throughput",
         }
+    }
+
+    pub fn is_sockperf(self) -> bool {
+        matches!(self, Test::SockperfPingPong | Test::SockperfUdp)
     }
 }
 
@@ -119,29 +177,44 @@ pub enum Metric {
     RrTps,
     RrP50,
     RrP99,
+    BusyTps,
+    BusyP50,
+    BusyP99,
     CrrRate,
     UdpReceived,
     UdpSent,
     Throughput,
+    SockperfLatencyP50,
+    SockperfLatencyAvg,
+    SockperfUdpRate,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 13] = [
         Metric::RrTps,
         Metric::RrP50,
         Metric::RrP99,
+        Metric::BusyTps,
+        Metric::BusyP50,
+        Metric::BusyP99,
         Metric::CrrRate,
         Metric::UdpReceived,
         Metric::UdpSent,
         Metric::Throughput,
+        Metric::SockperfLatencyP50,
+        Metric::SockperfLatencyAvg,
+        Metric::SockperfUdpRate,
     ];
 
     pub fn test(self) -> Test {
         match self {
             Metric::RrTps | Metric::RrP50 | Metric::RrP99 => Test::Rr,
+            Metric::BusyTps | Metric::BusyP50 | Metric::BusyP99 => Test::BusyRr,
             Metric::CrrRate => Test::Crr,
             Metric::UdpReceived | Metric::UdpSent => Test::Udp,
             Metric::Throughput => Test::Iperf,
+            Metric::SockperfLatencyP50 | Metric::SockperfLatencyAvg => Test::SockperfPingPong,
+            Metric::SockperfUdpRate => Test::SockperfUdp,
         }
     }
 
@@ -151,10 +224,16 @@ impl Metric {
             Metric::RrTps => "tcp_rr_tps",
             Metric::RrP50 => "tcp_rr_p50",
             Metric::RrP99 => "tcp_rr_p99",
+            Metric::BusyTps => "tcp_rr_busy_tps",
+            Metric::BusyP50 => "tcp_rr_busy_p50",
+            Metric::BusyP99 => "tcp_rr_busy_p99",
             Metric::CrrRate => "tcp_crr",
             Metric::UdpReceived => "udp_pps",
             Metric::UdpSent => "udp_sent_pps",
             Metric::Throughput => "tcp_throughput",
+            Metric::SockperfLatencyP50 => "sockperf_tcp_pp_p50",
+            Metric::SockperfLatencyAvg => "sockperf_tcp_pp_avg",
+            Metric::SockperfUdpRate => "sockperf_udp_pps",
         }
     }
 
@@ -163,6 +242,12 @@ impl Metric {
             Metric::RrTps => "TCP request/response: transactions per second",
             Metric::RrP50 => "TCP request/response: latency p50",
             Metric::RrP99 => "TCP request/response: latency p99",
+            Metric::BusyTps => "TCP request/response, busy-poll: transactions per second",
+            Metric::BusyP50 => "TCP request/response, busy-poll: latency p50",
+            Metric::BusyP99 => "TCP request/response, busy-poll: latency p99",
+            Metric::SockperfLatencyP50 => "sockperf TCP ping-pong: half round trip p50",
+            Metric::SockperfLatencyAvg => "sockperf TCP ping-pong: half round trip, mean",
+            Metric::SockperfUdpRate => "sockperf UDP 64-byte throughput: messages sent per second",
             Metric::CrrRate => "New TCP connections per second",
             Metric::UdpReceived => "UDP 64-byte packets per second, received",
             Metric::UdpSent => "UDP 64-byte packets per second, sent",
@@ -172,28 +257,63 @@ impl Metric {
 
     pub fn unit(self) -> &'static str {
         match self {
-            Metric::RrTps => "transactions/s",
-            Metric::RrP50 | Metric::RrP99 => "µs",
+            Metric::RrTps | Metric::BusyTps => "transactions/s",
+            Metric::RrP50
+            | Metric::RrP99
+            | Metric::BusyP50
+            | Metric::BusyP99
+            | Metric::SockperfLatencyP50
+            | Metric::SockperfLatencyAvg => "µs",
             Metric::CrrRate => "connections/s",
-            Metric::UdpReceived | Metric::UdpSent => "packets/s",
+            Metric::UdpReceived | Metric::UdpSent | Metric::SockperfUdpRate => "packets/s",
             Metric::Throughput => "Gbit/s",
         }
     }
 
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, Metric::RrP50 | Metric::RrP99)
+        !self.is_latency()
+    }
+
+    pub fn is_latency(self) -> bool {
+        matches!(
+            self,
+            Metric::RrP50
+                | Metric::RrP99
+                | Metric::BusyP50
+                | Metric::BusyP99
+                | Metric::SockperfLatencyP50
+                | Metric::SockperfLatencyAvg
+        )
     }
 
     pub fn describe(self) -> &'static str {
         match self {
             Metric::RrTps | Metric::RrP50 | Metric::RrP99 => {
                 "One TCP connection (TCP_NODELAY), a 64-byte request answered with 64 bytes, \
-                 back to back; latency is each transaction's time from send to full answer."
+                 back to back; latency is each transaction's time from send to full answer. \
+                 Client and server block in their reads: each transaction pays two wake-ups."
+            }
+            Metric::BusyTps | Metric::BusyP50 | Metric::BusyP99 => {
+                "The same request/response, with client and server spinning on non-blocking \
+                 reads (each on its own CPU) instead of sleeping in them: no wake-up per \
+                 transaction, so what is left is the path itself and the ratios are not \
+                 squeezed towards 1 by the scheduler's costs."
+            }
+            Metric::SockperfLatencyP50 | Metric::SockperfLatencyAvg => {
+                "`sockperf ping-pong --tcp -m 64 -t N` (an outside tool, Debian's sockperf 3.7), \
+                 client pinned to the client CPU, `sockperf server --tcp` pinned to the server \
+                 CPU; sockperf reports half the round trip (its p50, or its mean)."
+            }
+            Metric::SockperfUdpRate => {
+                "`sockperf throughput -m 64 -t N` (UDP): the messages per second the sender got \
+                 out, as sockperf reports them; pinned as above."
             }
             Metric::CrrRate => {
                 "One connection at a time: connect, 1 byte each way, the server closes, the \
                  client sees the close and closes: a new connection (and conntrack entry, and \
-                 NAT mapping) per transaction."
+                 NAT mapping) per transaction. \"slow\" counts the connections that took \
+                 0.5 s or more over all rounds: a retransmitted SYN or FIN (1 s on Linux), i.e. \
+                 a packet the path dropped."
             }
             Metric::UdpReceived => {
                 "One sender blasts 64-byte datagrams on one flow for the whole measurement; the \
@@ -219,7 +339,7 @@ impl Metric {
             return "—".to_owned();
         }
         match self {
-            Metric::RrP50 | Metric::RrP99 => format!("{v:.1}"),
+            m if m.is_latency() => format!("{v:.1}"),
             Metric::Throughput => format!("{v:.2}"),
             _ => group_thousands(v.round() as u64),
         }
@@ -250,6 +370,8 @@ pub struct Results {
     pub errors: BTreeMap<(Test, PathKind, CaseKey), Vec<String>>,
     /// Failed connection attempts during the connection-rate test.
     pub crr_failures: BTreeMap<(PathKind, CaseKey), u64>,
+    /// Connections of the connection-rate test that took 0.5 s or more.
+    pub crr_slow: BTreeMap<(PathKind, CaseKey), u64>,
     /// Cases measured, in order.
     pub cases: Vec<CaseKey>,
     /// Cases that could not be built, and why.
@@ -258,7 +380,24 @@ pub struct Results {
     /// Anything else worth a line in the report.
     pub notes: Vec<String>,
     pub facts: Vec<(String, String)>,
+    /// Per round: the load averages (1, 5, 15 min) at its start.
+    pub round_loads: Vec<[f64; 3]>,
+    /// BPF_PROG_TEST_RUN costs of this build's programs, and of the
+    /// commit before the fast path when they were measured.
+    pub prog_costs: Vec<progcost::ProgramCosts>,
     pub elapsed: Duration,
+}
+
+impl Results {
+    /// Rounds that began with the 1-minute load above `threshold`.
+    pub fn busy_rounds(&self, threshold: f64) -> Vec<usize> {
+        self.round_loads
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l[0] > threshold)
+            .map(|(i, _)| i)
+            .collect()
+    }
 }
 
 impl Results {
@@ -303,6 +442,11 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
 
     let mut sandboxes: Vec<(CaseKey, Sandbox)> = Vec::new();
     for key in CaseKey::ALL {
+        if let Some(only) = &settings.only_cases
+            && !only.contains(&key)
+        {
+            continue;
+        }
         match catch_unwind(Sandbox::new) {
             Ok(sb) => sandboxes.push((key, sb)),
             Err(panic) => {
@@ -339,6 +483,39 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
 
     if settings.traffic {
         traffic(&cases, settings, &mut results, &log);
+    }
+    if settings.prog_costs {
+        for case in &cases {
+            if case.key == CaseKey::NetdEbpf {
+                log("BPF_PROG_TEST_RUN costs of the running programs");
+                match catch_unwind(AssertUnwindSafe(|| progcost::measure(case, settings))) {
+                    Ok(Ok(costs)) => results.prog_costs.push(costs),
+                    Ok(Err(err)) => results
+                        .notes
+                        .push(format!("program costs not measured: {err:#}")),
+                    Err(panic) => results.notes.push(format!(
+                        "program costs not measured: {}",
+                        panic_message(&panic)
+                    )),
+                }
+            }
+        }
+        if let Some(before) = &settings.prog_costs_before {
+            match progcost::ProgramCosts::load(before) {
+                Ok(costs) => results.prog_costs.push(costs),
+                Err(err) => results.notes.push(format!(
+                    "the figures before the fast path ({}): {err:#}",
+                    before.display()
+                )),
+            }
+        }
+        if let Some(out) = &settings.prog_costs_out {
+            for costs in &results.prog_costs {
+                if let Err(err) = costs.save(out) {
+                    results.notes.push(format!("{}: {err:#}", out.display()));
+                }
+            }
+        }
     }
     if settings.control {
         // The setup comparison first, while netd's state is as small as
@@ -380,18 +557,39 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
 
 /// The traffic rounds: for each round, test and path, every case in turn,
 /// the order rotating from round to round so that no case always goes first.
+/// The limit's guest → guest figure is its guest → internet one: the same
+/// client, server and veth, measured once per round.
 fn traffic(cases: &[Case], settings: &Settings, results: &mut Results, log: &dyn Fn(&str)) {
     let mut tag = 0u64;
     for round in 0..settings.rounds {
-        log(&format!("round {}/{}", round + 1, settings.rounds));
+        let load = load_figures();
+        let busy = load[0] > settings.busy_load;
+        results.round_loads.push(load);
+        log(&format!(
+            "round {}/{} (load {:.2} {:.2} {:.2}{})",
+            round + 1,
+            settings.rounds,
+            load[0],
+            load[1],
+            load[2],
+            if busy { ", busy machine" } else { "" }
+        ));
         for (t, test) in Test::ALL.into_iter().enumerate() {
+            if test.is_sockperf() && round >= settings.sockperf_rounds {
+                continue;
+            }
             for path in PathKind::ALL {
                 let mut line = format!("  {} {}:", test.title(), path.title());
                 for k in 0..cases.len() {
                     let case = &cases[(k + round + t) % cases.len()];
                     tag += 1;
-                    match measure(case, path, test, settings, tag) {
-                        Ok((figures, failures)) => {
+                    let measured = if case.key == CaseKey::Limit && path == PathKind::Guest {
+                        shared_limit(results, test, round)
+                    } else {
+                        measure(case, path, test, settings, tag)
+                    };
+                    match measured {
+                        Ok((figures, [failures, slow])) => {
                             for (metric, value) in &figures {
                                 results
                                     .traffic
@@ -403,12 +601,14 @@ fn traffic(cases: &[Case], settings: &Settings, results: &mut Results, log: &dyn
                                     .insert((*metric, path, case.key, round), *value);
                             }
                             *results.crr_failures.entry((path, case.key)).or_default() += failures;
-                            let (metric, value) = figures[0];
-                            line.push_str(&format!(
-                                " {} {}",
-                                case.key.short(),
-                                metric.format(value)
-                            ));
+                            *results.crr_slow.entry((path, case.key)).or_default() += slow;
+                            if let Some((metric, value)) = figures.first() {
+                                line.push_str(&format!(
+                                    " {} {}",
+                                    case.key.short(),
+                                    metric.format(*value)
+                                ));
+                            }
                         }
                         Err(err) => {
                             line.push_str(&format!(" {} FAILED", case.key.short()));
@@ -426,39 +626,74 @@ fn traffic(cases: &[Case], settings: &Settings, results: &mut Results, log: &dyn
     }
 }
 
+/// A measurement's figures, and its failed and slow connections (the
+/// connection-rate test's; zeros for the others).
+type Measured = (Vec<(Metric, f64)>, [u64; 2]);
+
+/// The limit's guest → internet figures of `test` in `round`.
+fn shared_limit(results: &Results, test: Test, round: usize) -> Result<Measured> {
+    let figures: Vec<(Metric, f64)> = Metric::ALL
+        .into_iter()
+        .filter(|m| m.test() == test)
+        .filter_map(|m| {
+            let v = results
+                .per_round
+                .get(&(m, PathKind::Internet, CaseKey::Limit, round))?;
+            Some((m, *v))
+        })
+        .collect();
+    if figures.is_empty() {
+        anyhow::bail!("the limit's guest → internet measurement failed in this round");
+    }
+    Ok((figures, [0, 0]))
+}
+
 /// One measurement of `test` on one path of one case: its figures, and
-/// the connection attempts that failed (connection-rate test only).
+/// the connection attempts that failed and the connections that were slow
+/// (connection-rate test only).
 fn measure(
     case: &Case,
     path: PathKind,
     test: Test,
     settings: &Settings,
     tag: u64,
-) -> Result<(Vec<(Metric, f64)>, u64)> {
+) -> Result<Measured> {
     let target = case.target(path);
     let to = |port| SocketAddrV4::new(target.server, port);
+    let ports = target.ports;
+    let secs = settings.secs.as_secs().max(1) as u32;
     if test == Test::Crr {
-        let r = load::tcp_crr(&target.client, to(load::CRR_PORT), settings.secs)?;
+        let r = load::tcp_crr(&target.client, to(ports.crr), settings.secs)?;
         return Ok((
             vec![(Metric::CrrRate, r.connections as f64 / r.secs)],
-            r.failures,
+            [r.failures, r.slow],
         ));
     }
     Ok((
         match test {
-            Test::Rr => {
-                let r = load::tcp_rr(&target.client, to(load::RR_PORT), settings.secs)?;
-                vec![
-                    (Metric::RrTps, r.per_sec()),
-                    (Metric::RrP50, r.latency_us(0.5)),
-                    (Metric::RrP99, r.latency_us(0.99)),
-                ]
+            Test::Rr | Test::BusyRr => {
+                let busy = test == Test::BusyRr;
+                let port = if busy { ports.busy } else { ports.rr };
+                let r = load::tcp_rr(&target.client, to(port), settings.secs, busy)?;
+                if busy {
+                    vec![
+                        (Metric::BusyTps, r.per_sec()),
+                        (Metric::BusyP50, r.latency_us(0.5)),
+                        (Metric::BusyP99, r.latency_us(0.99)),
+                    ]
+                } else {
+                    vec![
+                        (Metric::RrTps, r.per_sec()),
+                        (Metric::RrP50, r.latency_us(0.5)),
+                        (Metric::RrP99, r.latency_us(0.99)),
+                    ]
+                }
             }
             Test::Crr => unreachable!("measured above"),
             Test::Udp => {
                 let r = load::udp_blast(
                     &target.client,
-                    to(load::UDP_PORT),
+                    to(ports.udp),
                     &target.sink,
                     tag,
                     settings.secs,
@@ -469,12 +704,38 @@ fn measure(
                 ]
             }
             Test::Iperf => {
-                let bps = load::iperf3(&target.client, target.server, settings.iperf_secs)?;
+                let bps = load::iperf3(
+                    &target.client,
+                    target.server,
+                    ports.iperf,
+                    settings.iperf_secs,
+                )?;
                 vec![(Metric::Throughput, bps / 1e9)]
             }
+            Test::SockperfPingPong => {
+                let r = load::sockperf_ping_pong(&target.client, to(ports.sockperf_tcp), secs)?;
+                vec![
+                    (Metric::SockperfLatencyP50, r.p50_us),
+                    (Metric::SockperfLatencyAvg, r.avg_us),
+                ]
+            }
+            Test::SockperfUdp => {
+                let rate = load::sockperf_throughput(&target.client, to(ports.sockperf_udp), secs)?;
+                vec![(Metric::SockperfUdpRate, rate)]
+            }
         },
-        0,
+        [0, 0],
     ))
+}
+
+/// The 1, 5 and 15 minute load averages as numbers.
+pub fn load_figures() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut figures = [f64::NAN; 3];
+    for (slot, field) in figures.iter_mut().zip(text.split_whitespace()) {
+        *slot = field.parse().unwrap_or(f64::NAN);
+    }
+    figures
 }
 
 /// The 1, 5 and 15 minute load averages: other work on the machine shows here.
@@ -546,6 +807,24 @@ fn machine_facts() -> Vec<(String, String)> {
         ("CPUs".into(), format!("{cpus} × {cpu_model}")),
         ("memory".into(), memory),
         ("load average at the start".into(), load_average()),
+        (
+            "CPU pinning".into(),
+            format!(
+                "every client (load threads, iperf3 -c, sockperf clients) on CPU {}, every \
+                 server (load servers' threads, iperf3 -s, sockperf servers) on CPU {}, for \
+                 every case alike",
+                load::CLIENT_CPU,
+                load::server_cpu()
+            ),
+        ),
+        (
+            "sockperf".into(),
+            run("sockperf", &["--version"])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        ),
         (
             "netd build".into(),
             "release (`cargo build --release`)".into(),
@@ -619,8 +898,11 @@ mod tests {
     fn quick_runs_are_smaller() {
         let quick = Settings::new(true, PathBuf::new());
         let full = Settings::new(false, PathBuf::new());
-        assert!(quick.rounds < full.rounds && quick.guests < full.guests);
-        assert_eq!(full.guests, 253);
-        assert_eq!(full.forward_levels, vec![1, 1_000, 10_000]);
+        assert!(quick.rounds < full.rounds && quick.secs < full.secs);
+        // The full run: 5 rounds of at least 5 s each (issue 12); its
+        // control plane at the quick levels, to keep its wall time down.
+        assert_eq!(full.rounds, 5);
+        assert!(full.secs >= Duration::from_secs(5) && full.iperf_secs >= 5);
+        assert_eq!(full.guests, quick.guests);
     }
 }

@@ -10,6 +10,7 @@ use crate::bench::{
     Metric, Results, Settings,
     cases::{CaseKey, PathKind},
     control::Timing,
+    load, progcost,
     stats::Summary,
     svg::{self, Bar, Chart, Group},
 };
@@ -64,7 +65,11 @@ pub fn write(settings: &Settings, results: &Results) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut md = String::new();
     header(&mut md, settings, results);
+    load_section(&mut md, settings, results);
+    ratio_table(&mut md, results);
+    targets_section(&mut md, results);
     summary(&mut md, results);
+    prog_cost_section(&mut md, results);
     for metric in Metric::ALL {
         dataplane_section(&mut md, metric, results);
         let chart = svg::render(&dataplane_chart(metric, results));
@@ -78,18 +83,330 @@ pub fn write(settings: &Settings, results: &Results) -> Result<PathBuf> {
     Ok(report)
 }
 
+/// The load at each round's start, and which rounds ran on a busy machine.
+fn load_section(md: &mut String, settings: &Settings, results: &Results) {
+    if results.round_loads.is_empty() {
+        return;
+    }
+    let busy = results.busy_rounds(settings.busy_load);
+    let _ = writeln!(md, "## Load during the run\n");
+    if busy.is_empty() {
+        let _ = writeln!(
+            md,
+            "No round began with the 1-minute load average above {:.1}.\n",
+            settings.busy_load
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "**Busy machine**: {} of {} rounds began with the 1-minute load average above {:.1} \
+             (on a machine of {} CPUs): other work (builds, tests of other people) ran beside \
+             the benchmark and took CPU time from client, server and the systems under test \
+             alike. The rounds are interleaved and the ratios paired by round, so the \
+             comparison between cases holds better than the absolute figures do.\n",
+            busy.len(),
+            results.round_loads.len(),
+            settings.busy_load,
+            load::cpu_count()
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| round | load 1 min | 5 min | 15 min | |\n|---:|---:|---:|---:|---|"
+    );
+    for (i, l) in results.round_loads.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {:.2} | {:.2} | {} |",
+            i + 1,
+            l[0],
+            l[1],
+            l[2],
+            if busy.contains(&i) {
+                "busy machine"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// The ratios to the limit of every peer on every metric and path, in one
+/// table (the closing figures of issue 12).
+fn ratio_table(md: &mut String, results: &Results) {
+    let peers: Vec<CaseKey> = results
+        .cases
+        .iter()
+        .copied()
+        .filter(|k| *k != CaseKey::Limit)
+        .collect();
+    if peers.is_empty() || !results.cases.contains(&CaseKey::Limit) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Ratios to the limit\n\nEach cell: the median over rounds of the case's figure \
+         divided by the limit's of the same round. Rates: higher is better (1.00× is the limit); \
+         latencies: lower is better.\n"
+    );
+    let _ = write!(md, "| path | metric |");
+    for k in &peers {
+        let _ = write!(md, " {} |", k.short());
+    }
+    let _ = write!(md, "\n|---|---|");
+    for _ in &peers {
+        let _ = write!(md, "---:|");
+    }
+    let _ = writeln!(md);
+    for path in PathKind::ALL {
+        for metric in Metric::ALL {
+            if metric == Metric::UdpSent || metric == Metric::SockperfLatencyAvg {
+                continue;
+            }
+            let _ = write!(md, "| {} | {} |", path.title(), short_title(metric));
+            for &k in &peers {
+                match results.paired_ratio(metric, path, k, CaseKey::Limit) {
+                    Some(r) => {
+                        let _ = write!(md, " {r:.2}× |");
+                    }
+                    None => {
+                        let _ = write!(md, " — |");
+                    }
+                }
+            }
+            let _ = writeln!(md);
+        }
+    }
+    let _ = writeln!(md);
+}
+
+/// Issue 12's targets for the full run, against this run's paired ratios.
+/// A statement of where the figures stand, not a pass/fail check: the
+/// bench never fails on a figure.
+fn targets_section(md: &mut String, results: &Results) {
+    if !results.cases.contains(&CaseKey::Limit) || !results.cases.contains(&CaseKey::NetdEbpf) {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Issue 12's targets\n\nThe targets of the fast path (issue 12) beside this run's \
+         paired ratios to the limit, for netd eBPF; \"×peer\" is netd eBPF's figure over the \
+         peer's, paired by round.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| path | metric | target | netd eBPF | where it stands | × netavark | × CNI |\n\
+         |---|---|---|---:|---|---:|---:|"
+    );
+    let outside: [(Metric, f64, bool); 4] = [
+        (Metric::RrP50, 1.10, false),
+        (Metric::CrrRate, 0.85, true),
+        (Metric::UdpReceived, 0.80, true),
+        (Metric::Throughput, 0.90, true),
+    ];
+    let fmt = |r: Option<f64>| r.map_or("—".to_owned(), |r| format!("{r:.2}×"));
+    for path in PathKind::ALL {
+        let wanted: Vec<(Metric, f64, bool)> = match path {
+            PathKind::Guest => [
+                Metric::RrTps,
+                Metric::BusyTps,
+                Metric::CrrRate,
+                Metric::UdpReceived,
+                Metric::Throughput,
+            ]
+            .into_iter()
+            .map(|m| (m, 0.95, true))
+            .collect(),
+            _ => outside.to_vec(),
+        };
+        for (metric, target, at_least) in wanted {
+            let ratio = results.paired_ratio(metric, path, CaseKey::NetdEbpf, CaseKey::Limit);
+            let stands = match ratio {
+                None => "not measured".to_owned(),
+                Some(r) if (at_least && r >= target) || (!at_least && r <= target) => {
+                    "met".to_owned()
+                }
+                Some(_) => "not met".to_owned(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} {target:.2}× | {} | {stands} | {} | {} |",
+                path.title(),
+                short_title(metric),
+                if at_least { "≥" } else { "≤" },
+                fmt(ratio),
+                fmt(results.paired_ratio(metric, path, CaseKey::NetdEbpf, CaseKey::Netavark)),
+                fmt(results.paired_ratio(metric, path, CaseKey::NetdEbpf, CaseKey::Cni)),
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nnftables dataplane against netavark (target: at least on par on every metric and \
+         path): netd nftables' figure over netavark's, paired by round (rates: ≥ 1.00× is on \
+         par; latencies: ≤ 1.00×).\n"
+    );
+    if !results.cases.contains(&CaseKey::NetdNft) || !results.cases.contains(&CaseKey::Netavark) {
+        return;
+    }
+    let _ = write!(md, "| metric |");
+    for path in PathKind::ALL {
+        let _ = write!(md, " {} |", path.title());
+    }
+    let _ = writeln!(md, "\n|---|---:|---:|---:|");
+    for metric in Metric::ALL {
+        if metric == Metric::UdpSent || metric == Metric::SockperfLatencyAvg {
+            continue;
+        }
+        let _ = write!(md, "| {} |", short_title(metric));
+        for path in PathKind::ALL {
+            let r = results.paired_ratio(metric, path, CaseKey::NetdNft, CaseKey::Netavark);
+            let on_par = r.map(|r| {
+                if metric.higher_is_better() {
+                    r >= 1.0
+                } else {
+                    r <= 1.0
+                }
+            });
+            let _ = write!(
+                md,
+                " {}{} |",
+                fmt(r),
+                match on_par {
+                    Some(false) => " (behind)",
+                    _ => "",
+                }
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md);
+}
+
+/// The programs' costs by BPF_PROG_TEST_RUN, this build's and (if given)
+/// those of the commit before the fast path.
+fn prog_cost_section(md: &mut String, results: &Results) {
+    let _ = writeln!(md, "## eBPF programs: cost per packet\n");
+    if results.prog_costs.is_empty() {
+        let _ = writeln!(md, "Not measured in this run (see the notes).\n");
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "`BPF_PROG_TEST_RUN` on the programs of the running netd eBPF case (found through the \
+         link pins in its bpffs), with their real maps: the frames carry the topology's \
+         addresses and MACs and the 5-tuple of a live TCP connection from the guest to the \
+         internet server, so they meet its conntrack entries; where a program redirects, its \
+         output frame is the next program's input, as on the path. Each program runs in the \
+         namespace of its device, the skb's `ifindex` that device. A program rewrites its frame \
+         (MACs, TTL, addresses) and the kernel's `repeat` re-runs it on the same skb, so the \
+         figure is the median of the kernel's `duration` over single runs on fresh copies of \
+         the frame, less the median of an empty program's (the timer's own cost, given \
+         below); `repeat` is the kernel's average over that many repeats on one skb, for the \
+         record (from the second run on the program sees its own output). New flows: UDP \
+         packets from fresh source ports through the outbound programs, one timed run each. \
+         Client CPU, nothing else pinned there but the load of the machine.\n"
+    );
+    let labels: Vec<&str> = results
+        .prog_costs
+        .iter()
+        .map(|c| c.label.as_str())
+        .collect();
+    let _ = write!(md, "| program | packet |");
+    for c in &results.prog_costs {
+        let _ = write!(md, " {} ({}) ns | verdict |", c.label, c.commit);
+    }
+    let _ = write!(
+        md,
+        " mean ns ({}) | repeat ns ({}) |\n|---|---|",
+        labels[0], labels[0]
+    );
+    for _ in &results.prog_costs {
+        let _ = write!(md, "---:|---|");
+    }
+    let _ = writeln!(md, "---:|---:|");
+    let first = &results.prog_costs[0];
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for c in &results.prog_costs {
+        for r in &c.rows {
+            let key = (r.program.clone(), r.frame.clone());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    keys.sort_by_key(|(p, _)| progcost::PROGRAMS.iter().position(|q| q == p));
+    for (program, frame) in &keys {
+        let _ = write!(md, "| `{program}` | {frame} |");
+        for c in &results.prog_costs {
+            match c
+                .rows
+                .iter()
+                .find(|r| &r.program == program && &r.frame == frame)
+            {
+                Some(r) => {
+                    let _ = write!(
+                        md,
+                        " {:.0} | {} |",
+                        r.median_ns,
+                        progcost::verdict_name(r.verdict)
+                    );
+                }
+                None => {
+                    let _ = write!(md, " — | |");
+                }
+            }
+        }
+        match first
+            .rows
+            .iter()
+            .find(|r| &r.program == program && &r.frame == frame)
+        {
+            Some(r) => {
+                let repeat = if r.repeat_ns.is_finite() {
+                    format!("{:.0}", r.repeat_ns)
+                } else {
+                    "—".into()
+                };
+                let _ = writeln!(md, " {:.0} | {repeat} |", r.mean_ns);
+            }
+            None => {
+                let _ = writeln!(md, " — | — |");
+            }
+        }
+    }
+    let _ = writeln!(md);
+    for c in &results.prog_costs {
+        let _ = writeln!(
+            md,
+            "- {} ({}): empty program {:.0} ns per single run (subtracted); {} runs per figure.",
+            c.label,
+            c.commit,
+            c.baseline_ns,
+            c.rows.first().map_or(0, |r| r.runs)
+        );
+        for n in &c.notes {
+            let _ = writeln!(md, "- {} ({}): {}", c.label, c.commit, cell(n));
+        }
+    }
+    let _ = writeln!(md);
+}
+
 fn header(md: &mut String, settings: &Settings, results: &Results) {
     let _ = writeln!(md, "# netd benchmark report\n");
     let _ = writeln!(
         md,
-        "Written by `cargo xtask bench{}` in {:.1} minutes. {} rounds; each request/response, \
-         connection-rate and UDP measurement lasts {} s, each iperf3 run {} s. Every figure is \
+        "Written by `cargo xtask bench{}` in {:.1} minutes. {} rounds (sockperf in the first {} \
+         of them); each request/response, connection-rate, UDP and sockperf measurement lasts \
+         {} s, each iperf3 run {} s. Every figure is \
          the **median over the rounds** (min–max beside it); within a round every case is \
          measured in turn for each test and path, the order rotating from round to round, so the \
          machine's drift hits every case alike. Nothing here is a pass/fail threshold.\n",
         if settings.quick { " --quick" } else { "" },
         results.elapsed.as_secs_f64() / 60.0,
         settings.rounds,
+        settings.sockperf_rounds.min(settings.rounds),
         settings.secs.as_secs_f64(),
         settings.iperf_secs
     );
@@ -106,10 +423,13 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
     }
     let _ = writeln!(
         md,
-        "\nClient, servers and the systems under test share this machine's CPUs, and so does \
-         whatever else runs on it (see the load averages): the figures compare the systems \
-         with each other, on this machine, and the interleaving spreads the noise over every \
-         case alike.\n"
+        "\nClient and server are pinned to fixed, different CPUs (see CPU pinning above), the \
+         same for every case; the systems under test (softirq work, daemons) run where the \
+         kernel puts them, and so does whatever else runs on the machine (see the load \
+         averages): the figures compare the systems with each other, on this machine, and the \
+         interleaving spreads the noise over every case alike. The limit's guest → guest \
+         figures are its guest → internet ones (the same client, server and veth, measured \
+         once per round).\n"
     );
     let _ = writeln!(md, "## Cases\n");
     let _ = writeln!(
@@ -122,15 +442,16 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
     );
     let _ = writeln!(
         md,
-        "| case | guest → internet | guest → guest |\n|---|---|---|"
+        "| case | guest → internet | guest → guest | internet → published port |\n|---|---|---|---|"
     );
     for key in CaseKey::ALL {
         let _ = writeln!(
             md,
-            "| {} | {} | {} |",
+            "| {} | {} | {} | {} |",
             key.title(),
             key.route(PathKind::Internet),
-            key.route(PathKind::Guest)
+            key.route(PathKind::Guest),
+            key.route(PathKind::Published)
         );
     }
     let _ = writeln!(md);
@@ -148,7 +469,11 @@ fn header(md: &mut String, settings: &Settings, results: &Results) {
          10.90.0.0/16) then portmap, run by hand as the CNI spec says (env `CNI_COMMAND` \
          etc., config on stdin, the bridge's result as portmap's `prevResult`). Both run in \
          their sandbox's host namespace. netd's network has the default subnet; the limit is \
-         the sandbox's own host↔internet veth pair, used for both paths.\n"
+         the sandbox's own host↔internet veth pair, for every path (the published path's \
+         client in the internet namespace, its server in the host namespace). The published \
+         path: netd's `netd port add bench g2 HOSTPORT:PORT[/udp]`, netavark's `port_mappings`, \
+         the portmap plugin's `portMappings`, host ports 8101-8106 and 6201 onto the peer \
+         guest's servers.\n"
     );
     let _ = writeln!(
         md,
@@ -202,10 +527,16 @@ fn short_title(metric: Metric) -> &'static str {
         Metric::RrTps => "TCP request/response rate",
         Metric::RrP50 => "TCP request/response p50",
         Metric::RrP99 => "TCP request/response p99",
+        Metric::BusyTps => "TCP request/response rate, busy-poll",
+        Metric::BusyP50 => "TCP request/response p50, busy-poll",
+        Metric::BusyP99 => "TCP request/response p99, busy-poll",
         Metric::CrrRate => "new TCP connections",
         Metric::UdpReceived => "UDP 64 B received",
         Metric::UdpSent => "UDP 64 B sent",
         Metric::Throughput => "iperf3 TCP",
+        Metric::SockperfLatencyP50 => "sockperf TCP ping-pong half RTT p50",
+        Metric::SockperfLatencyAvg => "sockperf TCP ping-pong half RTT mean",
+        Metric::SockperfUdpRate => "sockperf UDP 64 B sent",
     }
 }
 
@@ -241,14 +572,14 @@ fn dataplane_section(md: &mut String, metric: Metric, results: &Results) {
             let _ = write!(md, " × {} |", peer.short());
         }
         if metric == Metric::CrrRate {
-            let _ = write!(md, " failed connects |");
+            let _ = write!(md, " failed connects | slow (≥ 0.5 s) |");
         }
         let _ = write!(md, "\n|---|---:|---:|---:|");
         for _ in measured {
             let _ = write!(md, "---:|");
         }
         if metric == Metric::CrrRate {
-            let _ = write!(md, "---:|");
+            let _ = write!(md, "---:|---:|");
         }
         let _ = writeln!(md);
         for &key in measured {
@@ -279,7 +610,8 @@ fn dataplane_section(md: &mut String, metric: Metric, results: &Results) {
             }
             if metric == Metric::CrrRate {
                 let failures = results.crr_failures.get(&(path, key)).copied().unwrap_or(0);
-                let _ = write!(md, " {failures} |");
+                let slow = results.crr_slow.get(&(path, key)).copied().unwrap_or(0);
+                let _ = write!(md, " {failures} | {slow} |");
             }
             let _ = writeln!(md);
         }
@@ -561,7 +893,50 @@ fn raw(settings: &Settings, results: &Results) -> String {
         "unavailable": results.unavailable.iter().map(|(k, why)| json!({"case": k.short(), "why": why})).collect::<Vec<_>>(),
         "traffic": traffic,
         "control": control,
+        "round_loads": results.round_loads,
+        "crr_slow": results.crr_slow.iter().map(|((p, k), n)| json!({"path": p.title(), "case": k.short(), "slow": n})).collect::<Vec<_>>(),
+        "prog_costs": results.prog_costs.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
         "errors": results.errors.iter().map(|((t, p, k), e)| json!({"test": t.title(), "path": p.title(), "case": k.short(), "errors": e})).collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run with holes (a failed case, a metric with no figure) still
+    /// gives a whole report.
+    #[test]
+    fn a_report_with_missing_figures_is_written() {
+        let dir = std::env::temp_dir().join(format!("netd-report-test-{}", std::process::id()));
+        let mut settings = Settings::new(true, dir.clone());
+        settings.busy_load = 1.5;
+        let mut results = Results {
+            cases: CaseKey::ALL.to_vec(),
+            round_loads: vec![[0.5, 0.4, 0.3], [2.0, 1.0, 0.5]],
+            ..Results::default()
+        };
+        for round in 0..2 {
+            for key in [CaseKey::Limit, CaseKey::NetdEbpf, CaseKey::Netavark] {
+                for path in PathKind::ALL {
+                    let v = 100.0 + round as f64 + key as usize as f64;
+                    results
+                        .per_round
+                        .insert((Metric::RrTps, path, key, round), v);
+                    results
+                        .traffic
+                        .entry((Metric::RrTps, path, key))
+                        .or_default()
+                        .push(v);
+                }
+            }
+        }
+        let report = write(&settings, &results).expect("the report is written");
+        let text = std::fs::read_to_string(&report).unwrap();
+        assert!(text.contains("## Issue 12's targets"));
+        assert!(text.contains("busy machine"), "round 2 is flagged");
+        assert!(text.contains("not measured"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use netd_tests::bench::{self, Settings};
 
-const USAGE: &str = "usage: netd-bench [--quick] [--out DIR] [--only traffic|control]";
+const USAGE: &str = "usage: netd-bench [--quick] [--out DIR] [--only traffic|control|progcost] \
+     [--rounds N] [--secs S] [--sockperf-rounds N] [--prog-costs-before FILE] \
+     [--prog-costs-out FILE] [--prog-costs-as LABEL[:COMMIT]]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +29,10 @@ fn main() {
     let mut quick = false;
     let mut out = PathBuf::from("bench/results");
     let mut only = None;
+    let mut numbers: Vec<(String, u64)> = Vec::new();
+    let mut before = None;
+    let mut costs_out = None;
+    let mut costs_as = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -36,9 +42,22 @@ fn main() {
                 None => usage(),
             },
             "--only" => match rest.next().map(String::as_str) {
-                Some(part @ ("traffic" | "control")) => only = Some(part.to_owned()),
+                Some(part @ ("traffic" | "control" | "progcost")) => only = Some(part.to_owned()),
                 _ => usage(),
             },
+            flag @ ("--rounds" | "--secs" | "--sockperf-rounds") => {
+                match rest.next().and_then(|n| n.parse().ok()) {
+                    Some(n) => numbers.push((flag.to_owned(), n)),
+                    None => usage(),
+                }
+            }
+            "--prog-costs-before" => {
+                before = Some(PathBuf::from(rest.next().unwrap_or_else(|| usage())))
+            }
+            "--prog-costs-out" => {
+                costs_out = Some(PathBuf::from(rest.next().unwrap_or_else(|| usage())))
+            }
+            "--prog-costs-as" => costs_as = Some(rest.next().unwrap_or_else(|| usage()).clone()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -55,6 +74,25 @@ fn main() {
     if let Some(part) = only {
         settings.traffic = part == "traffic";
         settings.control = part == "control";
+        settings.prog_costs = part != "control";
+        if part == "progcost" {
+            settings.only_cases = Some(vec![bench::cases::CaseKey::NetdEbpf]);
+        }
+    }
+    for (flag, n) in numbers {
+        match flag.as_str() {
+            "--rounds" => settings.rounds = n as usize,
+            "--secs" => {
+                settings.secs = std::time::Duration::from_secs(n);
+                settings.iperf_secs = n as u32;
+            }
+            _ => settings.sockperf_rounds = n as usize,
+        }
+    }
+    settings.prog_costs_before = before;
+    settings.prog_costs_out = costs_out;
+    if let Some(label) = costs_as {
+        settings.prog_costs_as = label;
     }
     match bench::run(&settings) {
         Ok(report) => println!("report: {}", report.display()),
