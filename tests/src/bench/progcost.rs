@@ -25,7 +25,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use netd::{ebpf::test_run, netns::Netns};
+use netd::{dataplane::ebpf::test_run, netns::Netns};
 use netd_common::csum::checksum;
 use serde_json::{Value, json};
 
