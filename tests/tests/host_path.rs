@@ -142,7 +142,7 @@ fn the_host_sides_ports_are_reserved_from_the_hosts_sockets_until_cleanup() {
     };
     assert_eq!(reserved().trim(), "", "nothing reserved before a network");
     netd.ok(&["network", "create", "web"]);
-    assert_eq!(reserved().trim(), "61000-65535");
+    assert_eq!(reserved().trim(), "40000-65535");
     netd.ok(&["cleanup"]);
     assert_eq!(reserved().trim(), "", "cleanup gives the ports back");
     assert!(
@@ -273,5 +273,36 @@ fn a_routable_network_answers_connections_from_outside_untranslated() {
     assert!(
         answer.starts_with(&HOST_UPLINK.to_string()),
         "masqueraded to the host's address: {answer}"
+    );
+}
+
+/// A port range that would leave the host no ephemeral port of its own is
+/// refused: the nftables host side serves, and status says why.
+#[test]
+fn a_port_range_that_leaves_the_host_no_ephemeral_port_is_refused() {
+    let sandbox = Sandbox::new();
+    std::fs::write(
+        sandbox.root.join("netd.toml"),
+        "host_nat_ports = \"30000-65535\"\n",
+    )
+    .expect("writing netd.toml");
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let (_, report) = status(&netd);
+    let side = report["figures"]["host_datapath"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(side.starts_with("nftables"), "{side}");
+    assert!(
+        side.contains("host_nat_ports 30000-65535 would leave the host no ephemeral port")
+            && side.contains("40000-65535"),
+        "the reason and the fix: {side}"
+    );
+    assert_eq!(
+        ping(&guest(&netd, "web", "a"), INTERNET_SERVER, 1),
+        1,
+        "guests still reach the outside, through the nftables host side"
     );
 }

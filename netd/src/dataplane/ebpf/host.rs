@@ -17,6 +17,8 @@ use crate::{config::PortSpan, netns::Netns};
 /// Where the kernel keeps the ports its own sockets must not be given; per
 /// network namespace, for the namespace of the thread that opens it.
 const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+/// The host's own ephemeral port range, for the same namespace.
+const EPHEMERAL_PORTS: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 
 /// The link pin of the host link's program.
 pub const HOST_LINK_PIN: &str = "host-link";
@@ -89,6 +91,18 @@ impl HostPrograms {
         let wanted = self.ports.to_string();
         let ports = self.ports;
         self.netns.run_in(move || -> Result<bool> {
+            let ephemeral = fs::read_to_string(EPHEMERAL_PORTS)
+                .with_context(|| format!("reading {EPHEMERAL_PORTS}"))?;
+            if let Some((low, high)) = parse_port_range(&ephemeral)
+                && ports.min <= low
+                && ports.max >= high
+            {
+                anyhow::bail!(
+                    "host_nat_ports {ports} would leave the host no ephemeral port of its own \
+                     (net.ipv4.ip_local_port_range is {low}-{high}): set host_nat_ports in \
+                     netd.toml to a range that leaves part of it free, e.g. the default 40000-65535"
+                );
+            }
             let current = fs::read_to_string(RESERVED_PORTS)
                 .with_context(|| format!("reading {RESERVED_PORTS}"))?;
             let reserved = parse_reserved(&current);
@@ -160,6 +174,12 @@ pub fn parse_reserved(text: &str) -> Vec<(u16, u16)> {
         .collect()
 }
 
+/// `ip_local_port_range`: "32768\t60999".
+pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let mut parts = text.split_whitespace();
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// The world pins that name devices not in `devices`.
 pub fn stale_world_pins(pins: &[String], devices: &BTreeSet<String>) -> Vec<String> {
     let wanted: BTreeSet<String> = devices.iter().map(|d| world_pin(d)).collect();
@@ -198,6 +218,12 @@ mod tests {
             vec![(8080, 8080), (61000, 65535)]
         );
         assert_eq!(parse_reserved("\n"), vec![]);
+    }
+
+    #[test]
+    fn the_ephemeral_range_parses() {
+        assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_port_range("junk"), None);
     }
 
     #[test]
