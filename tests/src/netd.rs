@@ -17,6 +17,8 @@ pub struct Netd<'a> {
     pub dataplane: String,
     pid: Option<u32>,
     env: Vec<(String, String)>,
+    /// Extra `netd daemon` arguments of the next start.
+    pub daemon_args: Vec<String>,
 }
 
 /// The environment variable that picks the dataplane of daemons started with
@@ -108,6 +110,7 @@ impl<'a> Netd<'a> {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            daemon_args: Vec::new(),
         }
     }
 
@@ -140,6 +143,7 @@ impl<'a> Netd<'a> {
             .arg(self.prefix())
             .arg("--dataplane")
             .arg(&self.dataplane)
+            .args(&self.daemon_args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -190,6 +194,14 @@ impl<'a> Netd<'a> {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
             wait_gone(pid);
         }
+    }
+
+    /// Starts the daemon again (after `kill9` or `stop`); a daemon that
+    /// refuses to start is an error carrying its log, not a panic.
+    pub fn try_restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.launch();
+        self.try_wait_ready()
     }
 
     /// Starts the daemon again (after `kill9` or `stop`).

@@ -214,6 +214,7 @@ impl Service {
             Some(cidr) => {
                 let subnet = ipam::parse_subnet(cidr)?;
                 ipam::validate_subnet(subnet)?;
+                ipam::check_not_reserved(subnet)?;
                 ipam::check_subnet_free(subnet, &self.occupied(&host))?;
                 (subnet, true)
             }
