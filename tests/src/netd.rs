@@ -114,6 +114,19 @@ impl<'a> Netd<'a> {
         }
     }
 
+    /// Replaces the extra environment of the next start.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
+    /// Whether the daemon process is alive.
+    pub fn alive(&self) -> bool {
+        self.pid.is_some_and(running)
+    }
+
     /// The `--netns-prefix` this instance runs with.
     pub fn prefix(&self) -> String {
         format!("{}-", self.sandbox.prefix)

@@ -244,6 +244,52 @@ impl Topology {
         errors
     }
 
+    /// Links in the network's namespace that belong to no guest of the
+    /// state (a bridge port and its peer left by a daemon killed while
+    /// plugging a guest in): the namespace is netd's alone, so anything
+    /// but `lo`, the uplink, the bridge and the guests' ports is an orphan.
+    pub async fn orphan_network_links(&self, net: &Network) -> Vec<String> {
+        let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
+            return Vec::new();
+        };
+        let Ok(nl) = Netlink::connect(Some(&ns)) else {
+            return Vec::new();
+        };
+        let mut wanted: std::collections::BTreeSet<&str> =
+            ["lo", NETWORK_UPLINK, NETWORK_BRIDGE].into();
+        wanted.extend(net.guests.values().map(|guest| guest.bridge_port.as_str()));
+        nl.links()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|link| link.name)
+            .filter(|name| !wanted.contains(name.as_str()))
+            .collect()
+    }
+
+    /// Removes what [`Topology::orphan_network_links`] finds.
+    pub async fn remove_orphan_network_links(&self, net: &Network) {
+        let orphans = self.orphan_network_links(net).await;
+        if orphans.is_empty() {
+            return;
+        }
+        let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
+            return;
+        };
+        let Ok(nl) = Netlink::connect(Some(&ns)) else {
+            return;
+        };
+        for link in orphans {
+            tracing::info!(network = %net.name, %link, "reconcile: removing orphan link");
+            if let Err(err) = nl.delete_link(&link).await {
+                tracing::warn!(
+                    "reconcile: removing {link} in network {}: {err:#}",
+                    net.name
+                );
+            }
+        }
+    }
+
     /// Whether the network's namespace, bridge and uplink are all there.
     pub async fn network_intact(&self, net: &Network) -> bool {
         let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
@@ -398,8 +444,27 @@ fn enable_forwarding(ns: &Netns) -> Result<()> {
 /// Test hook: `NETD_FAIL_AT=<point>` makes the named step fail, so tests can
 /// show that a failure half-way leaves nothing behind.
 fn fail_point(point: &str) -> Result<()> {
+    crash_point(point);
     if std::env::var("NETD_FAIL_AT").is_ok_and(|p| p == point) {
         bail!("injected failure at {point} (NETD_FAIL_AT)");
     }
     Ok(())
+}
+
+/// Test hook: `NETD_CRASH_AT=<point>` or `<point>#<n>` kills the daemon
+/// with SIGKILL the first (or n-th) time it reaches the named step, as a
+/// power cut or an OOM kill would. Unset: nothing.
+pub fn crash_point(point: &str) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static HITS: AtomicU32 = AtomicU32::new(0);
+    let Ok(wanted) = std::env::var("NETD_CRASH_AT") else {
+        return;
+    };
+    let (name, nth) = match wanted.split_once('#') {
+        Some((name, n)) => (name, n.parse().unwrap_or(1)),
+        None => (wanted.as_str(), 1),
+    };
+    if name == point && HITS.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
 }

@@ -28,6 +28,7 @@ impl Service {
         let mappings = forward.mappings(net.zone(), g.ip);
 
         self.dataplane.publish(&mappings)?;
+        super::crash_point("port-published");
         self.guest_mut(network, guest).ports.push(forward.clone());
         if let Err(err) = self.store.save(&self.state) {
             self.guest_mut(network, guest)
@@ -56,6 +57,7 @@ impl Service {
         let mappings = forward.mappings(net.zone(), g.ip);
 
         self.dataplane.unpublish(&mappings);
+        super::crash_point("port-withdrawn");
         self.guest_mut(network, guest)
             .ports
             .retain(|held| held != &forward);

@@ -49,6 +49,12 @@ impl Service {
                     net.name
                 ));
             }
+            for link in self.topology.orphan_network_links(net).await {
+                drift.push(format!(
+                    "network {}: link {link} belongs to no guest (orphan)",
+                    net.name
+                ));
+            }
             for guest in net.guests.values() {
                 if !self.topology.guest_intact(net, guest).await {
                     drift.push(format!(
@@ -57,6 +63,17 @@ impl Service {
                     ));
                 }
             }
+        }
+        match crate::netlink::HostView::read().await {
+            Ok(host) => {
+                for route in self.orphan_host_routes(&host) {
+                    drift.push(format!(
+                        "host route {route} dev {} belongs to no routable network (orphan)",
+                        self.topology.config.host_link
+                    ));
+                }
+            }
+            Err(err) => drift.push(format!("host routes unreadable: {err:#}")),
         }
         let zone_name = |zone: u32| {
             if zone == 0 {
