@@ -280,7 +280,10 @@ mod tests {
         let path = PathBuf::from("/run/netns/x");
         for (net, g) in [("web", "a"), ("db", "a")] {
             let guest = s.networks.get_mut(net).unwrap().guests.get_mut(g).unwrap();
-            guest.netns = GuestNetns::External { path: path.clone() };
+            guest.netns = GuestNetns::External {
+                path: path.clone(),
+                id: None,
+            };
         }
         assert!(problem(&s).contains("both live in namespace /run/netns/x"));
     }

@@ -302,3 +302,162 @@ mod crash_points {
         super::a_crash_at_any_step_leaves_no_drift_and_no_orphan("nftables")
     }
 }
+
+/// One raw HTTP request to the daemon's API from the sandbox's host
+/// namespace (curl, so that the caller is a process there): the status
+/// code and the body.
+fn http(netd: &Netd, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut curl = netd.sandbox.host_command("curl");
+    curl.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+        .arg("--unix-socket")
+        .arg(&netd.socket)
+        .args(["-H", "Content-Type: application/json", "--data", body])
+        .arg(format!("http://netd{path}"));
+    let out = curl.output().expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Reserved ranges, unknown fields, `--netns` at something that is no
+/// container's namespace, a host address the host does not have: each a
+/// 400 that names the problem, with nothing made.
+#[test]
+fn bad_requests_are_400s_that_name_the_problem() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start(&sandbox);
+    for (subnet, what) in [
+        ("0.0.0.0/16", "this network"),
+        ("127.0.0.0/16", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/24", "multicast"),
+        ("240.0.0.0/24", "reserved range"),
+        ("255.255.255.0/24", "255.255.255.255"),
+    ] {
+        let body = format!(r#"{{"name":"r","subnet":"{subnet}"}}"#);
+        let (code, text) = http(&netd, "POST", "/v1/networks", &body);
+        assert_eq!(code, 400, "{subnet}: {text}");
+        assert!(text.contains(what), "{subnet}: {text}");
+    }
+    let (code, text) = http(
+        &netd,
+        "POST",
+        "/v1/networks",
+        r#"{"name":"typo","subnett":"auto"}"#,
+    );
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("unknown field `subnett`"), "{text}");
+    assert_eq!(netd.json(&["network", "ls"]), serde_json::json!([]));
+
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let prefix = netd.prefix();
+    let not_a_namespace = sandbox.root.join("netd.toml");
+    for (netns, what) in [
+        (format!("/run/netns/{prefix}gw"), "netd's own namespace"),
+        (format!("/run/netns/{prefix}n-web"), "netd's own namespace"),
+        (
+            format!("/run/netns/{prefix}g-web.a"),
+            "netd's own namespace",
+        ),
+        (
+            "/proc/self/ns/net".to_owned(),
+            "the daemon's own network namespace",
+        ),
+        (
+            format!("/run/netns/{}host", sandbox.prefix),
+            "the daemon's own",
+        ),
+        (
+            not_a_namespace.display().to_string(),
+            "is no network namespace file",
+        ),
+        (
+            "/proc/self/ns/mnt".to_owned(),
+            "is no network namespace file",
+        ),
+    ] {
+        let body = format!(r#"{{"name":"x","netns":"{netns}"}}"#);
+        let (code, text) = http(&netd, "POST", "/v1/networks/web/guests", &body);
+        assert_eq!(code, 400, "{netns}: {text}");
+        assert!(text.contains(what), "{netns}: {text}");
+    }
+    let (code, text) = http(
+        &netd,
+        "POST",
+        "/v1/networks/web/guests",
+        r#"{"name":"x","ipp":"172.18.0.9"}"#,
+    );
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("unknown field `ipp`"), "{text}");
+
+    let (code, text) = http(
+        &netd,
+        "POST",
+        "/v1/networks/web/guests/a/ports",
+        r#"{"spec":"192.0.2.77:8080:80"}"#,
+    );
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("192.0.2.77"), "{text}");
+    assert!(
+        text.contains("198.51.100.2"),
+        "the host's addresses are named: {text}"
+    );
+    netd.ok(&["port", "add", "web", "a", "198.51.100.2:8080:80"]);
+    let names: Vec<String> = netd
+        .json(&["guest", "ls", "web"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["a"]);
+}
+
+/// An external namespace is known by its identity, not its path: one
+/// deleted and made again at the same path is never plugged into after a
+/// restart, and a gone or replaced one is drift in `status`.
+#[test]
+fn a_replaced_external_namespace_is_never_plugged_into() {
+    let sandbox = Sandbox::new();
+    let mut netd = Netd::start(&sandbox);
+    let name = format!("{}ext", sandbox.prefix);
+    let path = format!("/run/netns/{name}");
+    let first = netd::netns::Netns::create(&name).unwrap();
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "c", "--netns", &path]);
+    drop(first);
+    netd.stop();
+
+    netd::netns::Netns::delete(&name).unwrap();
+    let (code, _) = {
+        netd.try_restart().unwrap();
+        netd_tests::status::status(&netd)
+    };
+    assert_eq!(code, 3, "a gone namespace is drift");
+    let (_, status) = netd_tests::status::status(&netd);
+    let drift = netd_tests::status::drift(&status);
+    assert!(drift.iter().any(|d| d.contains("is gone")), "{drift:?}");
+
+    netd.stop();
+    let second = netd::netns::Netns::create(&name).unwrap();
+    netd.try_restart().unwrap();
+    let eth0 = std::process::Command::new("ip")
+        .args(["-n", &name, "link", "show", "eth0"])
+        .output()
+        .unwrap();
+    assert!(
+        !eth0.status.success(),
+        "netd plugged the guest into another namespace"
+    );
+    drop(second);
+    let (code, status) = netd_tests::status::status(&netd);
+    let drift = netd_tests::status::drift(&status);
+    assert_eq!(code, 3, "{drift:?}");
+    assert!(
+        drift.iter().any(|d| d.contains("is another namespace")),
+        "{drift:?}"
+    );
+    netd.ok(&["guest", "rm", "web", "c"]);
+    netd::netns::Netns::delete(&name).unwrap();
+}

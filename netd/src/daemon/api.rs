@@ -132,6 +132,26 @@ impl IntoResponse for ServiceError {
 
 type ApiResult<T> = Result<Json<T>, ServiceError>;
 
+/// A JSON request body. A body that does not fit (bad JSON, a missing or
+/// an unknown field: a typo in `subnet` must not silently make another
+/// network) is a 400 naming the problem, like every other bad request.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ServiceError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ServiceError::Invalid(format!(
+                "bad request body: {}: send only the fields the API documents (README, \"The \
+                 API\"), spelled as there",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
 fn ok<T: Serialize>(value: T) -> ApiResult<T> {
     Ok(Json(value))
 }
@@ -142,7 +162,7 @@ async fn list_networks(State(svc): State<Shared>) -> ApiResult<Vec<NetworkView>>
 
 async fn create_network(
     State(svc): State<Shared>,
-    Json(request): Json<CreateNetwork>,
+    Body(request): Body<CreateNetwork>,
 ) -> ApiResult<NetworkView> {
     ok(svc.lock().await.create_network(request).await?)
 }
@@ -169,7 +189,7 @@ async fn list_guests(
 async fn add_guest(
     State(svc): State<Shared>,
     Path(network): Path<String>,
-    Json(request): Json<AddGuest>,
+    Body(request): Body<AddGuest>,
 ) -> ApiResult<GuestView> {
     ok(svc.lock().await.add_guest(&network, request).await?)
 }
@@ -202,9 +222,10 @@ async fn list_ports(
 async fn add_port(
     State(svc): State<Shared>,
     Path((network, guest)): Path<(String, String)>,
-    Json(request): Json<AddPort>,
+    Body(request): Body<AddPort>,
 ) -> ApiResult<PortView> {
-    ok(svc.lock().await.add_port(&network, &guest, &request.spec)?)
+    let mut svc = svc.lock().await;
+    ok(svc.publish_port(&network, &guest, &request.spec).await?)
 }
 
 async fn remove_port(
@@ -246,7 +267,7 @@ async fn set_partition(
     State(svc): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(network): Path<String>,
-    Json(request): Json<PartitionRequest>,
+    Body(request): Body<PartitionRequest>,
 ) -> ApiResult<PartitionView> {
     set(svc, caller, Some(network), request).await
 }
@@ -254,7 +275,7 @@ async fn set_partition(
 async fn set_own_partition(
     State(svc): State<Shared>,
     Extension(caller): Extension<Caller>,
-    Json(request): Json<PartitionRequest>,
+    Body(request): Body<PartitionRequest>,
 ) -> ApiResult<PartitionView> {
     set(svc, caller, None, request).await
 }

@@ -311,7 +311,7 @@ impl Topology {
         match &guest.netns {
             GuestNetns::Owned => Path::new(crate::netns::NETNS_RUN_DIR)
                 .join(self.names.guest_ns(&net.name, &guest.name)),
-            GuestNetns::External { path } => path.clone(),
+            GuestNetns::External { path, .. } => path.clone(),
         }
     }
 
@@ -333,7 +333,15 @@ impl Topology {
         let nl = Netlink::connect(Some(&net_ns))?;
         let guest_ns = match &guest.netns {
             GuestNetns::Owned => Netns::create(&self.names.guest_ns(&net.name, &guest.name))?,
-            GuestNetns::External { path } => {
+            GuestNetns::External { path, .. } => {
+                if let Some(problem) = external_netns_problem(guest) {
+                    bail!(
+                        "{problem}: netd never plugs a guest into another namespace; remove \
+                         the guest (netd guest rm {} {}) and add it again with --netns",
+                        net.name,
+                        guest.name
+                    );
+                }
                 Netns::open_path(&guest.name, path).context("opening the guest's --netns")?
             }
         };
@@ -388,6 +396,9 @@ impl Topology {
 
     /// Whether the guest's namespace holds its `eth0` and its bridge port exists.
     pub async fn guest_intact(&self, net: &Network, guest: &Guest) -> bool {
+        if external_netns_problem(guest).is_some() {
+            return false;
+        }
         let port = guest.bridge_port.as_str();
         let path = self.guest_netns_path(net, guest);
         let Ok(guest_ns) = Netns::open_path(&guest.name, &path) else {
@@ -404,6 +415,30 @@ impl Topology {
         };
         matches!(guest_nl.link(GUEST_ETH).await, Ok(Some(l)) if l.up)
             && matches!(nl.link(port).await, Ok(Some(l)) if l.up)
+    }
+}
+
+/// What is wrong with an external guest's namespace, if anything: gone
+/// from its path, or another namespace than the one the guest was added
+/// with (deleted and made again there, or a reused PID).
+pub fn external_netns_problem(guest: &Guest) -> Option<String> {
+    let GuestNetns::External { path, id } = &guest.netns else {
+        return None;
+    };
+    let found = Netns::open_path(&guest.name, path).and_then(|ns| ns.identity());
+    match (found, id) {
+        (Err(err), _) => Some(format!(
+            "guest {}: its namespace {} is gone ({err:#})",
+            guest.name,
+            path.display()
+        )),
+        (Ok((dev, ino)), Some(id)) if (dev, ino) != (id.dev, id.ino) => Some(format!(
+            "guest {}: {} is another namespace (device {dev} inode {ino}) than the one it was \
+             added with ({id})",
+            guest.name,
+            path.display()
+        )),
+        _ => None,
     }
 }
 

@@ -326,8 +326,9 @@ impl Service {
             .transpose()?;
         let netns = match &request.netns {
             None => GuestNetns::Owned,
-            Some(path) => GuestNetns::External {
-                path: self.check_external_netns(path)?,
+            Some(path) => match self.existing_guest_netns(network, &request.name, path) {
+                Some(same) => same,
+                None => self.check_external_netns(path)?,
             },
         };
         if let Some(existing) = net.guests.get(&request.name) {
@@ -620,33 +621,86 @@ impl Service {
         occupied
     }
 
-    fn check_external_netns(&self, path: &std::path::Path) -> ServiceResult<PathBuf> {
+    /// Checks a `--netns` for a new guest and returns it with its identity:
+    /// an absolute path to a network namespace that is neither the daemon's
+    /// own nor one netd made (the gateway's, a network's, a guest's), and
+    /// that no other guest lives in.
+    fn check_external_netns(&self, path: &std::path::Path) -> ServiceResult<GuestNetns> {
+        let shown = path.display();
         if !path.is_absolute() {
             return Err(ServiceError::Invalid(format!(
-                "--netns {} is not an absolute path: give the namespace file, e.g. /run/netns/NAME or /proc/PID/ns/net",
-                path.display()
+                "--netns {shown} is not an absolute path: give the namespace file, e.g. /run/netns/NAME or /proc/PID/ns/net"
             )));
         }
-        Netns::open_path("external", path).map_err(|err| {
-            ServiceError::Invalid(format!(
-                "--netns {}: {err:#}: give an existing network namespace file",
-                path.display()
-            ))
-        })?;
+        let identity = Netns::open_path("external", path)
+            .and_then(|ns| ns.identity())
+            .map_err(|err| {
+                ServiceError::Invalid(format!(
+                    "--netns {shown}: {err:#}: give an existing network namespace file, e.g. \
+                     /run/netns/NAME or /proc/PID/ns/net"
+                ))
+            })?;
+        let id_of = |path: &std::path::Path| {
+            Netns::open_path("check", path)
+                .and_then(|ns| ns.identity())
+                .ok()
+        };
+        if id_of(std::path::Path::new("/proc/self/ns/net")) == Some(identity) {
+            return Err(ServiceError::Invalid(format!(
+                "--netns {shown} is the daemon's own network namespace (the host's): give the \
+                 container's namespace, or leave --netns out to get a new one"
+            )));
+        }
+        for name in Netns::list_with_prefix(self.topology.names.prefix()) {
+            let own = std::path::Path::new(crate::netns::NETNS_RUN_DIR).join(&name);
+            if id_of(&own) == Some(identity) {
+                return Err(ServiceError::Invalid(format!(
+                    "--netns {shown} is netd's own namespace {name} (the gateway's, a \
+                     network's or a guest's): give the container's namespace, or leave \
+                     --netns out to get a new one"
+                )));
+            }
+        }
+        let id = crate::model::NetnsId {
+            dev: identity.0,
+            ino: identity.1,
+        };
         let in_use = self
             .state
             .networks
             .values()
             .flat_map(|n| n.guests.values())
-            .find(|g| matches!(&g.netns, GuestNetns::External { path: p } if p == path));
+            .find(|g| match &g.netns {
+                GuestNetns::External { path: p, id: held } => {
+                    p == path || *held == Some(id) || id_of(p) == Some(identity)
+                }
+                GuestNetns::Owned => false,
+            });
         if let Some(guest) = in_use {
             return Err(ServiceError::Conflict(format!(
-                "--netns {} is already guest {:?}: one namespace, one guest",
-                path.display(),
+                "--netns {shown} is already guest {:?}: one namespace, one guest",
                 guest.name
             )));
         }
-        Ok(path.to_path_buf())
+        Ok(GuestNetns::External {
+            path: path.to_path_buf(),
+            id: Some(id),
+        })
+    }
+
+    /// The namespace of guest `name` of `network` if it already lives at
+    /// `path`: a repeated identical `guest add` answers the same.
+    fn existing_guest_netns(
+        &self,
+        network: &str,
+        name: &str,
+        path: &std::path::Path,
+    ) -> Option<GuestNetns> {
+        let guest = self.state.networks.get(network)?.guests.get(name)?;
+        match &guest.netns {
+            GuestNetns::External { path: held, .. } if held == path => Some(guest.netns.clone()),
+            _ => None,
+        }
     }
 
     /// Every network, as listings show them.

@@ -56,7 +56,9 @@ impl Service {
                 ));
             }
             for guest in net.guests.values() {
-                if !self.topology.guest_intact(net, guest).await {
+                if let Some(problem) = crate::topology::external_netns_problem(guest) {
+                    drift.push(format!("network {}: {problem}", net.name));
+                } else if !self.topology.guest_intact(net, guest).await {
                     drift.push(format!(
                         "guest {}/{}: eth0 or bridge port {} missing or down",
                         net.name, guest.name, guest.bridge_port
