@@ -122,6 +122,11 @@ impl<'a> Netd<'a> {
             .collect();
     }
 
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
     /// Whether the daemon process is alive.
     pub fn alive(&self) -> bool {
         self.pid.is_some_and(running)

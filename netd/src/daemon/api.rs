@@ -96,6 +96,10 @@ async fn identify_caller(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // Before any wait for the service: every timing figure starts here.
+    request
+        .extensions_mut()
+        .insert(Arrived(std::time::Instant::now()));
     let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<PeerCred>>().cloned()
     else {
         return ServiceError::Forbidden(
@@ -131,6 +135,10 @@ impl IntoResponse for ServiceError {
 }
 
 type ApiResult<T> = Result<Json<T>, ServiceError>;
+
+/// When a request reached the daemon (set by `identify_caller`).
+#[derive(Clone, Copy, Debug)]
+pub struct Arrived(pub std::time::Instant);
 
 /// A JSON request body. A body that does not fit (bad JSON, a missing or
 /// an unknown field: a typo in `subnet` must not silently make another
@@ -235,8 +243,11 @@ async fn remove_port(
     ok(svc.lock().await.remove_port(&network, &guest, &spec)?)
 }
 
+/// The service lock is held only to take the snapshot: reads never block
+/// changes for long.
 async fn status(State(svc): State<Shared>) -> ApiResult<Status> {
-    ok(svc.lock().await.status().await)
+    let snapshot = svc.lock().await.status_snapshot();
+    ok(snapshot.finish().await)
 }
 
 async fn cleanup(State(svc): State<Shared>) -> ApiResult<CleanupReport> {
@@ -266,29 +277,35 @@ async fn show(svc: Shared, caller: Caller, network: Option<String>) -> ApiResult
 async fn set_partition(
     State(svc): State<Shared>,
     Extension(caller): Extension<Caller>,
+    Extension(arrived): Extension<Arrived>,
     Path(network): Path<String>,
     Body(request): Body<PartitionRequest>,
 ) -> ApiResult<PartitionView> {
-    set(svc, caller, Some(network), request).await
+    set(svc, caller, arrived, Some(network), request).await
 }
 
 async fn set_own_partition(
     State(svc): State<Shared>,
     Extension(caller): Extension<Caller>,
+    Extension(arrived): Extension<Arrived>,
     Body(request): Body<PartitionRequest>,
 ) -> ApiResult<PartitionView> {
-    set(svc, caller, None, request).await
+    set(svc, caller, arrived, None, request).await
 }
 
 async fn set(
     svc: Shared,
     caller: Caller,
+    arrived: Arrived,
     network: Option<String>,
     request: PartitionRequest,
 ) -> ApiResult<PartitionView> {
     // The service checks the permission (`Caller::may_partition`) itself.
     let network = caller.named_network(network.as_deref())?;
-    ok(svc.lock().await.set_partition(&network, request, caller)?)
+    ok(svc
+        .lock()
+        .await
+        .set_partition_since(&network, request, caller, arrived.0)?)
 }
 
 async fn verify_partition(

@@ -18,6 +18,8 @@ mod partition_requests;
 mod port_requests;
 mod status;
 
+pub use status::StatusSnapshot;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
