@@ -464,3 +464,97 @@ fn a_replaced_external_namespace_is_never_plugged_into() {
     netd.ok(&["guest", "rm", "web", "c"]);
     netd::netns::Netns::delete(&name).unwrap();
 }
+
+/// `status` holds the service lock only for its snapshot: a change sent
+/// while a status of many networks runs is not held up for the status's
+/// whole run. And `in_force_after_us` counts from the request's arrival.
+fn status_does_not_stop_the_world(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, dataplane);
+    const NETWORKS: usize = 40;
+    for n in 0..NETWORKS {
+        netd.ok(&["network", "create", &format!("n{n}")]);
+        netd.ok(&["guest", "add", &format!("n{n}"), "a"]);
+    }
+    // A status that runs during a change may see it half done (exit 3).
+    let timed = |args: &[&str]| {
+        let start = std::time::Instant::now();
+        let out = netd.cli(args);
+        assert!(
+            out.status.code().is_some_and(|c| c == 0 || c == 3),
+            "{args:?}: {out:?}"
+        );
+        start.elapsed()
+    };
+    let alone = timed(&["status", "--json"]);
+    let add_alone = timed(&["guest", "add", "n0", "warm"]);
+    let (during, status_run) = std::thread::scope(|scope| {
+        let status = scope.spawn(|| timed(&["status", "--json"]));
+        std::thread::sleep(alone / 5);
+        let during = timed(&["guest", "add", "n0", "b"]);
+        (during, status.join().unwrap())
+    });
+    eprintln!(
+        "{dataplane}: status of {NETWORKS} networks {alone:?} ({status_run:?} under load); \
+         guest add {add_alone:?} alone, {during:?} during a status"
+    );
+    assert!(
+        during < add_alone + status_run / 2,
+        "guest add waited for the status: {during:?} (alone {add_alone:?}, status {status_run:?})"
+    );
+}
+
+mod status_lock {
+    #[test]
+    fn ebpf() {
+        super::status_does_not_stop_the_world("ebpf")
+    }
+    #[test]
+    fn nftables() {
+        super::status_does_not_stop_the_world("nftables")
+    }
+}
+
+/// The daemon raises its own open files limit to the hard limit, and an nft
+/// that cannot run for want of descriptors (EMFILE) is "could not check",
+/// never a missing table to "restore".
+#[test]
+fn running_out_of_descriptors_is_not_drift() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "nftables");
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let pid = netd.pid().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft limit not raised: {files}");
+
+    let before = netd.log().matches("restoring").count();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // Only the soft limit: the hard one, and so the way back, stays.
+    let tight = format!("--nofile={}:", open + 1);
+    let run = |limit: &str| {
+        let out = std::process::Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), limit])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "prlimit {limit}: {out:?}");
+    };
+    run(&tight);
+    // Two rounds of the drift checker (every 5 s).
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    run(&format!("--nofile={}:", numbers[1]));
+    let log = netd.log();
+    assert!(
+        log.matches("restoring").count() == before,
+        "EMFILE taken for drift: {log}"
+    );
+    let (code, status) = netd_tests::status::status(&netd);
+    assert_eq!(code, 0, "{:?}", netd_tests::status::drift(&status));
+}

@@ -73,6 +73,7 @@ pub struct StartOptions {
 }
 
 pub async fn run(config: Config, options: StartOptions) -> Result<()> {
+    raise_fd_limit();
     check_host(&config).await?;
     let store = Store::new(&config.state_dir);
     let _lock = store.lock()?;
@@ -199,6 +200,36 @@ async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
     loop {
         ticks.tick().await;
         service.lock().await.housekeeping(service::now());
+    }
+}
+
+/// Raises the soft limit of open files to the hard one: every API
+/// connection, namespace handle and nft run takes descriptors, and the
+/// default 1024 is soon reached by a guest opening thousands of
+/// connections (which the per-caller limit of `api` also bounds).
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(
+            "reading the open files limit: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let soft = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            tracing::warn!(
+                "raising the open files limit from {soft} to {}: {}",
+                limit.rlim_max,
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 
