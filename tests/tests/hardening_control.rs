@@ -558,3 +558,60 @@ fn running_out_of_descriptors_is_not_drift() {
     let (code, status) = netd_tests::status::status(&netd);
     assert_eq!(code, 0, "{:?}", netd_tests::status::drift(&status));
 }
+
+/// A guest that opens hundreds of idle API connections holds at most its
+/// own share of them: the daemon's descriptors stay, and the host's CLI
+/// answers at once.
+#[test]
+fn a_guest_cannot_stall_the_api_with_idle_connections() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start(&sandbox);
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let pid = netd.pid().unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    let script = format!(
+        "import socket, time\n\
+         held = []\n\
+         for _ in range(400):\n\
+         \x20   s = socket.socket(socket.AF_UNIX)\n\
+         \x20   s.connect({:?})\n\
+         \x20   held.append(s)\n\
+         print('ready', flush=True)\n\
+         time.sleep(20)\n",
+        netd.socket.display().to_string()
+    );
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &format!("{}g-web.a", netd.prefix())])
+        .args(["/usr/bin/python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let held = fds();
+    let start = std::time::Instant::now();
+    netd.ok(&["network", "ls"]);
+    let answered = start.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!(
+        "daemon fds: {before} before, {held} with 400 connections from a guest; network ls in {answered:?}"
+    );
+    assert!(
+        held < before + netd::daemon::limit::CONNECTIONS_PER_CALLER + 20,
+        "the guest's connections took {} descriptors",
+        held - before
+    );
+    assert!(answered < std::time::Duration::from_secs(2), "{answered:?}");
+}

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod caller;
 pub mod error;
+pub mod limit;
 pub mod probe;
 pub mod requests;
 pub mod service;
@@ -97,6 +98,7 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
     info!(socket = %socket.display(), "serving the API");
     // Peer credentials tell the host from a guest (see `caller`).
     let app = api::router(shared).into_make_service_with_connect_info::<caller::PeerCred>();
+    let listener = limit::LimitedListener::new(listener, limit::CONNECTIONS_PER_CALLER);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
