@@ -55,6 +55,9 @@ fn an_empty_or_missing_state_removes_nothing_unless_told() {
     assert_eq!(netd.json(&["network", "ls"]), serde_json::json!([]));
 }
 
+/// A change that makes a good state file bad.
+type Spoil = Box<dyn Fn(&mut serde_json::Value)>;
+
 /// A state no request could have made is refused at start, naming the
 /// problem and the fix, and nothing is touched.
 #[test]
@@ -69,7 +72,7 @@ fn a_state_no_request_could_make_is_refused_at_start() {
     let good: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
 
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    let cases: Vec<(Spoil, &str)> = vec![
         (
             Box::new(|s| {
                 let web = s["networks"]["web"].clone();
@@ -614,4 +617,19 @@ fn a_guest_cannot_stall_the_api_with_idle_connections() {
         held - before
     );
     assert!(answered < std::time::Duration::from_secs(2), "{answered:?}");
+}
+
+/// Healing a network that has no partition is a no-op: no warning at
+/// every start for every such network.
+#[test]
+fn a_start_warns_of_nothing_for_networks_without_a_partition() {
+    let sandbox = Sandbox::new();
+    let mut netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["network", "create", "db"]);
+    netd.ok(&["partition", "web", "heal"]);
+    netd.restart();
+    let log = netd.log();
+    assert!(!log.contains("bpf_map_delete_elem"), "{log}");
+    assert!(!log.contains("healing the partition"), "{log}");
 }
