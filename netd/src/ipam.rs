@@ -51,6 +51,17 @@ pub enum IpamError {
     },
 
     #[error(
+        "subnet {subnet} overlaps {range}, {what}, which cannot be routed to a bridge: \
+         choose a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16), or pass \
+         --subnet auto to get a free one"
+    )]
+    SubnetReserved {
+        subnet: Ipv4Network,
+        range: Ipv4Network,
+        what: &'static str,
+    },
+
+    #[error(
         "subnet {subnet} overlaps {occupant}: choose a --subnet that overlaps nothing, \
          or pass --subnet auto to get a free one"
     )]
@@ -386,6 +397,43 @@ pub fn validate_subnet(subnet: Ipv4Network) -> Result<(), IpamError> {
         Some(network) => Err(IpamError::NotNetworkAddress {
             given: subnet,
             network,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Ranges that no routable network may touch (RFC 6890): routing them to a
+/// bridge would take addresses the host needs (its loopback, the link-local
+/// range with the cloud metadata address 169.254.169.254) or ones that are
+/// no unicast destination at all.
+pub const RESERVED_RANGES: [(Ipv4Network, &str); 5] = [
+    (reserved(0, 8), "\"this network\" (RFC 1122)"),
+    (reserved(127, 8), "the loopback range"),
+    (
+        Ipv4Network::new_checked(Ipv4Addr::new(169, 254, 0, 0), 16).expect("valid"),
+        "the link-local range (cloud metadata at 169.254.169.254)",
+    ),
+    (reserved(224, 4), "the multicast range"),
+    (
+        reserved(240, 4),
+        "the reserved range (with the broadcast address 255.255.255.255)",
+    ),
+];
+
+const fn reserved(first: u8, prefix: u8) -> Ipv4Network {
+    Ipv4Network::new_checked(Ipv4Addr::new(first, 0, 0, 0), prefix).expect("valid")
+}
+
+/// Checks that a routable subnet touches none of [`RESERVED_RANGES`].
+pub fn check_not_reserved(subnet: Ipv4Network) -> Result<(), IpamError> {
+    match RESERVED_RANGES
+        .iter()
+        .find(|(range, _)| overlaps(subnet, *range))
+    {
+        Some(&(range, what)) => Err(IpamError::SubnetReserved {
+            subnet,
+            range,
+            what,
         }),
         None => Ok(()),
     }
@@ -926,5 +974,31 @@ mod tests {
     fn ipam_errors_can_cross_threads_and_box_as_std_errors() {
         fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
         assert_error::<IpamError>();
+    }
+
+    #[test]
+    fn reserved_ranges_are_refused_as_routable_subnets() {
+        for (cidr, what) in [
+            ("0.0.0.0/16", "this network"),
+            ("127.1.0.0/16", "loopback"),
+            ("169.254.0.0/16", "link-local"),
+            ("169.254.169.0/24", "cloud metadata"),
+            ("224.0.0.0/24", "multicast"),
+            ("240.0.0.0/24", "reserved"),
+            ("255.255.255.0/24", "255.255.255.255"),
+        ] {
+            let err = check_not_reserved(net(cidr)).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(what), "{cidr}: {text}");
+            assert!(text.contains("choose a private range"), "{text}");
+        }
+        for ok in [
+            "10.20.0.0/24",
+            "172.16.0.0/16",
+            "192.168.5.0/24",
+            "100.64.0.0/24",
+        ] {
+            check_not_reserved(net(ok)).unwrap();
+        }
     }
 }

@@ -16,7 +16,8 @@
 //! - pure vocabulary and decisions, used by every layer above and
 //!   unit-tested without root: `model`, `config` (with the defaults),
 //!   `ipam`, `ifname` (every interface name and its one check), `ports`
-//!   (forwards, `PortMapping`), `partition` (verbs, `PartitionRules`).
+//!   (forwards, `PortMapping`), `partition` (verbs, `PartitionRules`),
+//!   `state_check` (a loaded state checked as strictly as a request).
 
 pub mod bpffs;
 pub mod client;
@@ -32,5 +33,6 @@ pub mod netns;
 pub mod nft;
 pub mod partition;
 pub mod ports;
+pub mod state_check;
 pub mod store;
 pub mod topology;

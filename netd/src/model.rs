@@ -183,7 +183,28 @@ pub enum GuestNetns {
     Owned,
     /// A runtime's namespace passed with `--netns`; netd only removes the
     /// interface it put there.
-    External { path: PathBuf },
+    External {
+        path: PathBuf,
+        /// The namespace's identity when the guest was added: netd never
+        /// plugs the guest into another namespace found at `path` later (a
+        /// namespace deleted and made again there, a reused PID). None in
+        /// state files older than this field: then not checked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<NetnsId>,
+    },
+}
+
+/// A namespace's identity: the device and inode of its nsfs file.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetnsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl fmt::Display for NetnsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "device {} inode {}", self.dev, self.ino)
+    }
 }
 
 /// What a name is for, so that its error says which name is wrong.
@@ -258,6 +279,10 @@ mod tests {
             ip: Ipv4Addr::new(172, 18, 0, 7),
             netns: GuestNetns::External {
                 path: PathBuf::from("/proc/4242/ns/net"),
+                id: Some(NetnsId {
+                    dev: 4,
+                    ino: 4026532000,
+                }),
             },
             created_at: 1_700_000_100,
             ports: Vec::new(),
@@ -387,6 +412,7 @@ mod tests {
         assert_eq!(owned, serde_json::json!({ "kind": "owned" }));
         let external = serde_json::to_value(GuestNetns::External {
             path: PathBuf::from("/run/netns/cni-1234"),
+            id: None,
         })
         .unwrap();
         assert_eq!(

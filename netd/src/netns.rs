@@ -90,6 +90,33 @@ impl Netns {
         })
     }
 
+    /// The namespace's identity: the device and inode of its nsfs file
+    /// (two paths name one namespace exactly when these match). An error if
+    /// the file is no network namespace at all.
+    pub fn identity(&self) -> Result<(u64, u64)> {
+        // NS_GET_NSTYPE (_IO(0xb7, 0x3)): the namespace type of an nsfs file;
+        // any other file fails (ENOTTY) or names another kind.
+        const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+        // SAFETY: the ioctl takes no argument and only reads the open fd.
+        let kind = unsafe { libc::ioctl(self.file.as_raw_fd(), NS_GET_NSTYPE as _) };
+        if kind != libc::CLONE_NEWNET {
+            bail!(
+                "{} is no network namespace file ({})",
+                self.path.display(),
+                if kind < 0 {
+                    "not a namespace at all"
+                } else {
+                    "a namespace of another kind"
+                }
+            );
+        }
+        let meta = self
+            .file
+            .metadata()
+            .with_context(|| format!("stat of {}", self.path.display()))?;
+        Ok((meta.dev(), meta.ino()))
+    }
+
     /// Whether a namespace of that name exists in `/run/netns`.
     pub fn exists(name: &str) -> bool {
         Path::new(NETNS_RUN_DIR).join(name).exists()

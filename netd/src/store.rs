@@ -26,6 +26,11 @@ pub const STATE_FILE: &str = "state.json";
 pub const TEMP_FILE: &str = "state.json.tmp";
 /// The file [`Store::lock`] locks.
 pub const LOCK_FILE: &str = "lock";
+/// How many previous states a save keeps beside [`STATE_FILE`], newest
+/// first: `state.json.1` is the state before the last change, up to
+/// `state.json.3`. Every one of them was a state the daemon ran on, so each
+/// is a good state to roll back to.
+pub const BACKUPS: usize = 3;
 
 /// What went wrong with the state directory, and what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +49,10 @@ pub enum StoreError {
     Read { path: PathBuf, error: io::Error },
 
     #[error(
-        "state file {} is corrupt: {error}: move it aside (mv {0} {0}.bad) and restart to start \
-         with empty state, which removes every network netd had; netd never replaces it on its own",
+        "state file {} is corrupt: {error}: roll back to the previous state (cp {0}.1 {0}; .2 \
+         and .3 are older), or move it aside (mv {0} {0}.bad) and start with \
+         `netd daemon --adopt-empty-state`, which removes every network netd had; netd never \
+         replaces it on its own",
         path.display()
     )]
     Corrupt {
@@ -111,6 +118,20 @@ impl Store {
         self.dir.join(STATE_FILE)
     }
 
+    /// The `n`th previous state (1 = the one before the last save), see
+    /// [`BACKUPS`].
+    pub fn backup_path(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("{STATE_FILE}.{n}"))
+    }
+
+    /// The previous states that exist, newest first.
+    pub fn backups(&self) -> Vec<PathBuf> {
+        (1..=BACKUPS)
+            .map(|n| self.backup_path(n))
+            .filter(|path| path.exists())
+            .collect()
+    }
+
     /// The last saved state, or `None` if nothing was ever saved here. A file
     /// that does not parse is an error, not `None`: starting empty would make
     /// the daemon tear down every network it had.
@@ -137,6 +158,7 @@ impl Store {
         let temp = self.dir.join(TEMP_FILE);
         write_synced(&temp, &json)?;
         let path = self.state_path();
+        self.rotate_backups()?;
         fs::rename(&temp, &path).map_err(|error| StoreError::Write {
             step: "renaming the new state over",
             path: path.clone(),
@@ -175,6 +197,35 @@ impl Store {
         };
         write_pid(&mut file).map_err(lock_err)?;
         Ok(StoreLock { _file: file, path })
+    }
+
+    /// Shifts `state.json.1..` one up (dropping the oldest) and makes the
+    /// current state `state.json.1` (a hard link, so `state.json` stays in
+    /// place until the rename over it). A crash at any point leaves
+    /// `state.json` complete.
+    fn rotate_backups(&self) -> Result<(), StoreError> {
+        let path = self.state_path();
+        if !path.exists() {
+            return Ok(());
+        }
+        let step_err = |step, path: &Path| {
+            let path = path.to_owned();
+            move |error| StoreError::Write { step, path, error }
+        };
+        for n in (1..BACKUPS).rev() {
+            let from = self.backup_path(n);
+            if from.exists() {
+                let to = self.backup_path(n + 1);
+                fs::rename(&from, &to).map_err(step_err("keeping a previous state as", &to))?;
+            }
+        }
+        let newest = self.backup_path(1);
+        match fs::remove_file(&newest) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(step_err("removing", &newest)(error)),
+        }
+        fs::hard_link(&path, &newest).map_err(step_err("keeping the current state as", &newest))
     }
 
     /// Creates the state directory if missing; 0700 because the state names
@@ -347,6 +398,23 @@ mod tests {
         assert!(message.contains("move it aside"), "{message}");
         // Still there, untouched.
         assert_eq!(fs::read(store.state_path()).unwrap(), b"{\"networks\": ");
+    }
+
+    #[test]
+    fn saves_keep_the_last_three_states_to_roll_back_to() {
+        let (_dir, store) = temp_store();
+        for n in 0..6 {
+            store.save(&state(&[("n", n)])).unwrap();
+        }
+        assert_eq!(store.load::<State>().unwrap(), Some(state(&[("n", 5)])));
+        let backups = store.backups();
+        assert_eq!(backups.len(), BACKUPS);
+        for (i, path) in backups.iter().enumerate() {
+            let back: State = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+            assert_eq!(back, state(&[("n", 4 - i as u32)]), "{}", path.display());
+            assert_eq!(mode(path), 0o600);
+        }
+        assert!(!store.dir().join(format!("{STATE_FILE}.4")).exists());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct Netd<'a> {
     pub dataplane: String,
     pid: Option<u32>,
     env: Vec<(String, String)>,
+    /// Extra `netd daemon` arguments of the next start.
+    pub daemon_args: Vec<String>,
 }
 
 /// The environment variable that picks the dataplane of daemons started with
@@ -108,7 +110,26 @@ impl<'a> Netd<'a> {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            daemon_args: Vec::new(),
         }
+    }
+
+    /// Replaces the extra environment of the next start.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Whether the daemon process is alive.
+    pub fn alive(&self) -> bool {
+        self.pid.is_some_and(running)
     }
 
     /// The `--netns-prefix` this instance runs with.
@@ -140,6 +161,7 @@ impl<'a> Netd<'a> {
             .arg(self.prefix())
             .arg("--dataplane")
             .arg(&self.dataplane)
+            .args(&self.daemon_args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -190,6 +212,14 @@ impl<'a> Netd<'a> {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
             wait_gone(pid);
         }
+    }
+
+    /// Starts the daemon again (after `kill9` or `stop`); a daemon that
+    /// refuses to start is an error carrying its log, not a panic.
+    pub fn try_restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.launch();
+        self.try_wait_ready()
     }
 
     /// Starts the daemon again (after `kill9` or `stop`).

@@ -28,11 +28,16 @@ pub struct Args {
     /// ebpf or nftables.
     #[arg(long)]
     dataplane: Option<Dataplane>,
+    /// Start even if the state is empty or missing while netd's networks
+    /// still exist, and remove them (without it the daemon refuses).
+    #[arg(long)]
+    adopt_empty_state: bool,
 }
 
 /// `socket` is the global `--socket`: it overrides the file's setting only
 /// when given.
 pub fn run(args: Args, socket: Option<PathBuf>) -> Result<i32> {
+    let adopt_empty_state = args.adopt_empty_state;
     let overrides = Overrides {
         socket,
         state_dir: args.state_dir,
@@ -51,6 +56,9 @@ pub fn run(args: Args, socket: Option<PathBuf>) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(daemon::run(config))?;
+    runtime.block_on(daemon::run(
+        config,
+        daemon::StartOptions { adopt_empty_state },
+    ))?;
     Ok(0)
 }

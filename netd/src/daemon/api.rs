@@ -103,6 +103,10 @@ async fn identify_caller(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // Before any wait for the service: every timing figure starts here.
+    request
+        .extensions_mut()
+        .insert(Arrived(std::time::Instant::now()));
     let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<PeerCred>>().cloned()
     else {
         return ServiceError::Forbidden(
@@ -139,6 +143,30 @@ impl IntoResponse for ServiceError {
 
 type ApiResult<T> = Result<Json<T>, ServiceError>;
 
+/// When a request reached the daemon (set by `identify_caller`).
+#[derive(Clone, Copy, Debug)]
+pub struct Arrived(pub std::time::Instant);
+
+/// A JSON request body. A body that does not fit (bad JSON, a missing or
+/// an unknown field: a typo in `subnet` must not silently make another
+/// network) is a 400 naming the problem, like every other bad request.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ServiceError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ServiceError::Invalid(format!(
+                "bad request body: {}: send only the fields the API documents (README, \"The \
+                 API\"), spelled as there",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
 fn ok<T: Serialize>(value: T) -> ApiResult<T> {
     Ok(Json(value))
 }
@@ -149,7 +177,7 @@ async fn list_networks(State(svc): State<Shared>) -> ApiResult<Vec<NetworkView>>
 
 async fn create_network(
     State(svc): State<Shared>,
-    Json(request): Json<CreateNetwork>,
+    Body(request): Body<CreateNetwork>,
 ) -> ApiResult<NetworkView> {
     ok(svc.lock().await.create_network(request).await?)
 }
@@ -176,7 +204,7 @@ async fn list_guests(
 async fn add_guest(
     State(svc): State<Shared>,
     Path(network): Path<String>,
-    Json(request): Json<AddGuest>,
+    Body(request): Body<AddGuest>,
 ) -> ApiResult<GuestView> {
     ok(svc.lock().await.add_guest(&network, request).await?)
 }
@@ -209,9 +237,10 @@ async fn list_ports(
 async fn add_port(
     State(svc): State<Shared>,
     Path((network, guest)): Path<(String, String)>,
-    Json(request): Json<AddPort>,
+    Body(request): Body<AddPort>,
 ) -> ApiResult<PortView> {
-    ok(svc.lock().await.add_port(&network, &guest, &request.spec)?)
+    let mut svc = svc.lock().await;
+    ok(svc.publish_port(&network, &guest, &request.spec).await?)
 }
 
 async fn remove_port(
@@ -221,8 +250,11 @@ async fn remove_port(
     ok(svc.lock().await.remove_port(&network, &guest, &spec)?)
 }
 
+/// The service lock is held only to take the snapshot: reads never block
+/// changes for long.
 async fn status(State(svc): State<Shared>) -> ApiResult<Status> {
-    ok(svc.lock().await.status().await)
+    let snapshot = svc.lock().await.status_snapshot();
+    ok(snapshot.finish().await)
 }
 
 async fn cleanup(State(svc): State<Shared>) -> ApiResult<CleanupReport> {
@@ -252,29 +284,35 @@ async fn show(svc: Shared, caller: Caller, network: Option<String>) -> ApiResult
 async fn set_partition(
     State(svc): State<Shared>,
     Extension(caller): Extension<Caller>,
+    Extension(arrived): Extension<Arrived>,
     Path(network): Path<String>,
-    Json(request): Json<PartitionRequest>,
+    Body(request): Body<PartitionRequest>,
 ) -> ApiResult<PartitionView> {
-    set(svc, caller, Some(network), request).await
+    set(svc, caller, arrived, Some(network), request).await
 }
 
 async fn set_own_partition(
     State(svc): State<Shared>,
     Extension(caller): Extension<Caller>,
-    Json(request): Json<PartitionRequest>,
+    Extension(arrived): Extension<Arrived>,
+    Body(request): Body<PartitionRequest>,
 ) -> ApiResult<PartitionView> {
-    set(svc, caller, None, request).await
+    set(svc, caller, arrived, None, request).await
 }
 
 async fn set(
     svc: Shared,
     caller: Caller,
+    arrived: Arrived,
     network: Option<String>,
     request: PartitionRequest,
 ) -> ApiResult<PartitionView> {
     // The service checks the permission (`Caller::may_partition`) itself.
     let network = caller.named_network(network.as_deref())?;
-    ok(svc.lock().await.set_partition(&network, request, caller)?)
+    ok(svc
+        .lock()
+        .await
+        .set_partition_since(&network, request, caller, arrived.0)?)
 }
 
 async fn verify_partition(

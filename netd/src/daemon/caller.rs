@@ -31,9 +31,15 @@ pub struct PeerCred {
 
 impl Connected<IncomingStream<'_, UnixListener>> for PeerCred {
     fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        PeerCred::of(stream.io())
+    }
+}
+
+impl PeerCred {
+    /// The kernel's word on who is at the other end of `stream`.
+    pub fn of(stream: &tokio::net::UnixStream) -> PeerCred {
         PeerCred {
             pid: stream
-                .io()
                 .peer_cred()
                 .ok()
                 .and_then(|cred| cred.pid())

@@ -6,6 +6,7 @@ pub mod api;
 pub mod caller;
 pub mod error;
 pub mod events;
+pub mod limit;
 pub mod metrics;
 pub mod probe;
 pub mod requests;
@@ -66,14 +67,23 @@ pub fn effective_config(config_file: &Path, overrides: &Overrides) -> Result<Con
     Ok(config)
 }
 
-pub async fn run(config: Config) -> Result<()> {
+/// How the daemon treats what it finds at start.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StartOptions {
+    /// Start on an empty or missing state even though the kernel holds
+    /// networks or guests netd made, and so remove them.
+    pub adopt_empty_state: bool,
+}
+
+pub async fn run(config: Config, options: StartOptions) -> Result<()> {
+    raise_fd_limit();
     check_host(&config).await?;
     let store = Store::new(&config.state_dir);
     let _lock = store.lock()?;
     bpffs::ensure_mounted(&config.bpffs_dir)?;
     std::fs::create_dir_all(&config.run_dir)
         .with_context(|| format!("creating run dir {}", config.run_dir.display()))?;
-    let state: State = store.load()?.unwrap_or_default();
+    let state = load_state(&store, &config, options)?;
     let socket = config.socket.clone();
     let dataplane = open_dataplane(&config)?;
     let mut service = service::Service::new(Topology::new(config)?, store, state, dataplane);
@@ -101,6 +111,7 @@ pub async fn run(config: Config) -> Result<()> {
     // Peer credentials tell the host from a guest (see `caller`).
     let app = api::router(shared, telemetry.clone())
         .into_make_service_with_connect_info::<caller::PeerCred>();
+    let listener = limit::LimitedListener::new(listener, limit::CONNECTIONS_PER_CALLER);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -116,6 +127,76 @@ pub async fn run(config: Config) -> Result<()> {
     served.context("serving the API")?;
     info!("stopped; the networks stay in place");
     Ok(())
+}
+
+/// The persisted state, checked as strictly as a request, and refused if it
+/// is empty (or missing) while the kernel still holds networks or guests
+/// netd made: reconciling to it would remove them all.
+fn load_state(store: &Store, config: &Config, options: StartOptions) -> Result<State> {
+    let path = store.state_path();
+    let rollback = rollback_hint(store);
+    let loaded: Option<State> = store.load()?;
+    let missing = loaded.is_none();
+    let state = loaded.unwrap_or_default();
+    let uplinks = crate::ipam::UplinkPool::new(config.uplink_pool)?;
+    if let Err(problem) = crate::state_check::check_state(&state, &uplinks) {
+        anyhow::bail!(
+            "state file {} is inconsistent: {problem}: netd does not start on it, as \
+             reconciling to it could tear down live networks; {rollback}, or correct the file",
+            path.display()
+        );
+    }
+    if state.networks.is_empty() {
+        let names = crate::topology::Names::new(&config.netns_prefix);
+        let owned: Vec<String> = crate::netns::Netns::list_with_prefix(names.prefix())
+            .into_iter()
+            .filter(|name| *name != names.gateway_ns())
+            .collect();
+        if !owned.is_empty() {
+            let what = if missing {
+                "is missing"
+            } else {
+                "holds no network"
+            };
+            if !options.adopt_empty_state {
+                anyhow::bail!(
+                    "state file {} {what}, but netd's namespaces {} exist: starting on it would \
+                     remove them; {rollback}, or start with `netd daemon --adopt-empty-state` \
+                     to remove them",
+                    path.display(),
+                    owned.join(", ")
+                );
+            }
+            tracing::warn!(
+                namespaces = %owned.join(", "),
+                "state file {} {what}: removing the networks netd had (--adopt-empty-state)",
+                path.display()
+            );
+        }
+    }
+    Ok(state)
+}
+
+/// How to roll back to a previous state, naming the ones kept.
+fn rollback_hint(store: &Store) -> String {
+    let state = store.state_path();
+    match store.backups().first() {
+        Some(newest) => format!(
+            "roll back to the previous state (cp {} {}; kept: {})",
+            newest.display(),
+            state.display(),
+            store
+                .backups()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => format!(
+            "restore {} from a backup (netd kept no previous state there)",
+            state.display()
+        ),
+    }
 }
 
 /// The dataplane backend the configuration asks for, loaded and adopting
@@ -141,6 +222,36 @@ async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
     loop {
         ticks.tick().await;
         service.lock().await.housekeeping(service::now());
+    }
+}
+
+/// Raises the soft limit of open files to the hard one: every API
+/// connection, namespace handle and nft run takes descriptors, and the
+/// default 1024 is soon reached by a guest opening thousands of
+/// connections (which the per-caller limit of `api` also bounds).
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(
+            "reading the open files limit: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let soft = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            tracing::warn!(
+                "raising the open files limit from {soft} to {}: {}",
+                limit.rlim_max,
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 

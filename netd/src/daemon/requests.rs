@@ -13,6 +13,7 @@ use crate::{
 };
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct CreateNetwork {
     pub name: String,
     /// None: the default (overlapping, not routable) subnet; "auto": the first
@@ -22,6 +23,7 @@ pub struct CreateNetwork {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct AddGuest {
     pub name: String,
     #[serde(default)]
@@ -48,6 +50,7 @@ pub struct GuestView {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct AddPort {
     /// `[HOSTIP:]HOSTPORT[-END]:GUESTPORT[-END][/tcp|udp]`: see `ports`.
     pub spec: String,

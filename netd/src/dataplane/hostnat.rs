@@ -516,17 +516,32 @@ impl HostSide for NftHostSide {
     }
 
     fn check(&self) -> Vec<String> {
-        if self.wanted.is_none() || self.nat.present().unwrap_or(false) {
+        if self.wanted.is_none() {
             return Vec::new();
         }
-        vec![format!(
-            "host nftables table {TABLE} is missing or altered (the daemon restores it)"
-        )]
+        match self.nat.present() {
+            Ok(true) => Vec::new(),
+            Ok(false) => vec![format!(
+                "host nftables table {TABLE} is missing or altered (the daemon restores it)"
+            )],
+            // nft could not run (EMFILE...): no sign that the table is gone.
+            Err(err) => vec![format!(
+                "could not check host nftables table {TABLE}: {err:#}"
+            )],
+        }
     }
 
     fn repair(&mut self) {
-        if self.wanted.is_none() || self.nat.present().unwrap_or(false) {
+        if self.wanted.is_none() {
             return;
+        }
+        match self.nat.present() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(err) => {
+                warn!("could not check the host nftables table (left as it is): {err:#}");
+                return;
+            }
         }
         warn!("netd's host nftables table is missing or altered: restoring it");
         let host = self.wanted.clone();

@@ -244,6 +244,52 @@ impl Topology {
         errors
     }
 
+    /// Links in the network's namespace that belong to no guest of the
+    /// state (a bridge port and its peer left by a daemon killed while
+    /// plugging a guest in): the namespace is netd's alone, so anything
+    /// but `lo`, the uplink, the bridge and the guests' ports is an orphan.
+    pub async fn orphan_network_links(&self, net: &Network) -> Vec<String> {
+        let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
+            return Vec::new();
+        };
+        let Ok(nl) = Netlink::connect(Some(&ns)) else {
+            return Vec::new();
+        };
+        let mut wanted: std::collections::BTreeSet<&str> =
+            ["lo", NETWORK_UPLINK, NETWORK_BRIDGE].into();
+        wanted.extend(net.guests.values().map(|guest| guest.bridge_port.as_str()));
+        nl.links()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|link| link.name)
+            .filter(|name| !wanted.contains(name.as_str()))
+            .collect()
+    }
+
+    /// Removes what [`Topology::orphan_network_links`] finds.
+    pub async fn remove_orphan_network_links(&self, net: &Network) {
+        let orphans = self.orphan_network_links(net).await;
+        if orphans.is_empty() {
+            return;
+        }
+        let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
+            return;
+        };
+        let Ok(nl) = Netlink::connect(Some(&ns)) else {
+            return;
+        };
+        for link in orphans {
+            tracing::info!(network = %net.name, %link, "reconcile: removing orphan link");
+            if let Err(err) = nl.delete_link(&link).await {
+                tracing::warn!(
+                    "reconcile: removing {link} in network {}: {err:#}",
+                    net.name
+                );
+            }
+        }
+    }
+
     /// Whether the network's namespace, bridge and uplink are all there.
     pub async fn network_intact(&self, net: &Network) -> bool {
         let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
@@ -265,7 +311,7 @@ impl Topology {
         match &guest.netns {
             GuestNetns::Owned => Path::new(crate::netns::NETNS_RUN_DIR)
                 .join(self.names.guest_ns(&net.name, &guest.name)),
-            GuestNetns::External { path } => path.clone(),
+            GuestNetns::External { path, .. } => path.clone(),
         }
     }
 
@@ -287,7 +333,15 @@ impl Topology {
         let nl = Netlink::connect(Some(&net_ns))?;
         let guest_ns = match &guest.netns {
             GuestNetns::Owned => Netns::create(&self.names.guest_ns(&net.name, &guest.name))?,
-            GuestNetns::External { path } => {
+            GuestNetns::External { path, .. } => {
+                if let Some(problem) = external_netns_problem(guest) {
+                    bail!(
+                        "{problem}: netd never plugs a guest into another namespace; remove \
+                         the guest (netd guest rm {} {}) and add it again with --netns",
+                        net.name,
+                        guest.name
+                    );
+                }
                 Netns::open_path(&guest.name, path).context("opening the guest's --netns")?
             }
         };
@@ -342,6 +396,9 @@ impl Topology {
 
     /// Whether the guest's namespace holds its `eth0` and its bridge port exists.
     pub async fn guest_intact(&self, net: &Network, guest: &Guest) -> bool {
+        if external_netns_problem(guest).is_some() {
+            return false;
+        }
         let port = guest.bridge_port.as_str();
         let path = self.guest_netns_path(net, guest);
         let Ok(guest_ns) = Netns::open_path(&guest.name, &path) else {
@@ -358,6 +415,30 @@ impl Topology {
         };
         matches!(guest_nl.link(GUEST_ETH).await, Ok(Some(l)) if l.up)
             && matches!(nl.link(port).await, Ok(Some(l)) if l.up)
+    }
+}
+
+/// What is wrong with an external guest's namespace, if anything: gone
+/// from its path, or another namespace than the one the guest was added
+/// with (deleted and made again there, or a reused PID).
+pub fn external_netns_problem(guest: &Guest) -> Option<String> {
+    let GuestNetns::External { path, id } = &guest.netns else {
+        return None;
+    };
+    let found = Netns::open_path(&guest.name, path).and_then(|ns| ns.identity());
+    match (found, id) {
+        (Err(err), _) => Some(format!(
+            "guest {}: its namespace {} is gone ({err:#})",
+            guest.name,
+            path.display()
+        )),
+        (Ok((dev, ino)), Some(id)) if (dev, ino) != (id.dev, id.ino) => Some(format!(
+            "guest {}: {} is another namespace (device {dev} inode {ino}) than the one it was \
+             added with ({id})",
+            guest.name,
+            path.display()
+        )),
+        _ => None,
     }
 }
 
@@ -398,8 +479,27 @@ fn enable_forwarding(ns: &Netns) -> Result<()> {
 /// Test hook: `NETD_FAIL_AT=<point>` makes the named step fail, so tests can
 /// show that a failure half-way leaves nothing behind.
 fn fail_point(point: &str) -> Result<()> {
+    crash_point(point);
     if std::env::var("NETD_FAIL_AT").is_ok_and(|p| p == point) {
         bail!("injected failure at {point} (NETD_FAIL_AT)");
     }
     Ok(())
+}
+
+/// Test hook: `NETD_CRASH_AT=<point>` or `<point>#<n>` kills the daemon
+/// with SIGKILL the first (or n-th) time it reaches the named step, as a
+/// power cut or an OOM kill would. Unset: nothing.
+pub fn crash_point(point: &str) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static HITS: AtomicU32 = AtomicU32::new(0);
+    let Ok(wanted) = std::env::var("NETD_CRASH_AT") else {
+        return;
+    };
+    let (name, nth) = match wanted.split_once('#') {
+        Some((name, n)) => (name, n.parse().unwrap_or(1)),
+        None => (wanted.as_str(), 1),
+    };
+    if name == point && HITS.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
 }

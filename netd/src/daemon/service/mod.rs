@@ -20,6 +20,8 @@ mod port_requests;
 mod status;
 mod telemetry;
 
+pub use status::StatusSnapshot;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
@@ -222,6 +224,7 @@ impl Service {
             Some(cidr) => {
                 let subnet = ipam::parse_subnet(cidr)?;
                 ipam::validate_subnet(subnet)?;
+                ipam::check_not_reserved(subnet)?;
                 ipam::check_subnet_free(subnet, &self.occupied(&host))?;
                 (subnet, true)
             }
@@ -240,27 +243,41 @@ impl Service {
             partition: None,
         };
 
-        if let Err(err) = self.ensure_gateway(&host).await {
-            self.drop_gateway_if_unused().await;
-            return Err(err.into());
-        }
-        if let Err(err) = self.build_network(&network).await {
-            self.drop_gateway_if_unused().await;
-            return Err(err.into());
-        }
+        // The desired state first, then the kernel: a daemon killed half-way
+        // finds the network in its state and finishes it at restart, instead
+        // of an unowned half-built network beside a state that knows nothing
+        // of it (see `daemon::load_state`). A create repeated after such a
+        // crash gets the network.
         let previous_cursor = self.state.uplink_cursor;
         self.state
             .networks
             .insert(network.name.clone(), network.clone());
         self.state.uplink_cursor = Some(slot);
-        let saved = self
-            .sync_host()
-            .and_then(|()| Ok(self.store.save(&self.state)?));
-        if let Err(err) = saved {
+        if let Err(err) = self.store.save(&self.state) {
+            self.state.networks.remove(&network.name);
+            self.state.uplink_cursor = previous_cursor;
+            return Err(err.into());
+        }
+        crash_point("network-saved");
+        let built = match self.ensure_gateway(&host).await {
+            Ok(()) => self.build_network(&network).await,
+            Err(err) => Err(err),
+        };
+        let built = built.and_then(|()| {
+            crash_point("network-built");
+            self.sync_host()
+        });
+        if let Err(err) = built {
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
             self.teardown_network(&network).await;
             self.drop_gateway_if_unused().await;
+            if let Err(save) = self.store.save(&self.state) {
+                warn!("rolling back network {}: {save}", network.name);
+            }
+            if let Err(sync) = self.sync_host() {
+                warn!("rolling back network {}: {sync:#}", network.name);
+            }
             return Err(err.into());
         }
         info!(network = %network.name, %subnet, routable, slot, "network created");
@@ -278,10 +295,13 @@ impl Service {
             self.dataplane
                 .unpublish(&Self::guest_port_mappings(&network, guest));
             self.teardown_guest(&network, guest).await;
+            crash_point("network-rm-guest");
         }
         self.teardown_network(&network).await;
+        crash_point("network-torn-down");
         self.state.networks.remove(name);
         self.store.save(&self.state)?;
+        crash_point("network-rm-saved");
         if let Err(err) = self.sync_host() {
             warn!("updating the dataplane's host side: {err:#}");
         }
@@ -324,8 +344,9 @@ impl Service {
             .transpose()?;
         let netns = match &request.netns {
             None => GuestNetns::Owned,
-            Some(path) => GuestNetns::External {
-                path: self.check_external_netns(path)?,
+            Some(path) => match self.existing_guest_netns(network, &request.name, path) {
+                Some(same) => same,
+                None => self.check_external_netns(path)?,
             },
         };
         if let Some(existing) = net.guests.get(&request.name) {
@@ -361,6 +382,7 @@ impl Service {
         };
 
         self.build_guest(&net, &guest).await?;
+        crash_point("guest-built");
         let stored = self.state.networks.get_mut(network).expect("checked above");
         let previous_cursor = stored.guest_cursor;
         stored.guests.insert(guest.name.clone(), guest.clone());
@@ -395,6 +417,7 @@ impl Service {
         self.dataplane
             .unpublish(&Self::guest_port_mappings(&net, &guest));
         self.teardown_guest(&net, &guest).await;
+        crash_point("guest-torn-down");
         self.state
             .networks
             .get_mut(network)
@@ -466,6 +489,7 @@ impl Service {
             {
                 warn!(network = %net.name, "reconcile: dataplane: {err:#}");
             }
+            self.topology.remove_orphan_network_links(net).await;
             for guest in net.guests.values() {
                 if self.topology.guest_intact(net, guest).await {
                     let plumbing = self.topology.guest_plumbing(net, guest);
@@ -501,6 +525,7 @@ impl Service {
             }
         }
         self.remove_orphan_gateway_ports().await;
+        self.remove_orphan_host_routes().await;
         let published = self.all_port_mappings();
         if let Err(err) = self.dataplane.sync_published(&published) {
             warn!("reconcile: published ports: {err:#}");
@@ -528,6 +553,37 @@ impl Service {
             }
         }
         wanted
+    }
+
+    /// Host routes through netd's host link that no routable network wants
+    /// (a daemon killed between adding a network's route and saving, or a
+    /// state rolled back): see [`orphan_host_routes`].
+    fn orphan_host_routes(&self, host: &HostView) -> Vec<ipnetwork::Ipv4Network> {
+        let wanted: BTreeSet<ipnetwork::Ipv4Network> = self
+            .state
+            .networks
+            .values()
+            .filter(|net| net.routable)
+            .map(|net| net.subnet)
+            .collect();
+        orphan_host_routes(
+            host,
+            &self.topology.config.host_link,
+            self.topology.config.host_link_net,
+            &wanted,
+        )
+    }
+
+    async fn remove_orphan_host_routes(&self) {
+        let (Ok(host), Ok(nl)) = (HostView::read().await, Netlink::connect(None)) else {
+            return;
+        };
+        for route in self.orphan_host_routes(&host) {
+            info!(%route, "reconcile: removing orphan host route");
+            if let Err(err) = nl.delete_route(route).await {
+                warn!("reconcile: removing host route {route}: {err:#}");
+            }
+        }
     }
 
     async fn remove_orphan_gateway_ports(&self) {
@@ -591,33 +647,86 @@ impl Service {
         occupied
     }
 
-    fn check_external_netns(&self, path: &std::path::Path) -> ServiceResult<PathBuf> {
+    /// Checks a `--netns` for a new guest and returns it with its identity:
+    /// an absolute path to a network namespace that is neither the daemon's
+    /// own nor one netd made (the gateway's, a network's, a guest's), and
+    /// that no other guest lives in.
+    fn check_external_netns(&self, path: &std::path::Path) -> ServiceResult<GuestNetns> {
+        let shown = path.display();
         if !path.is_absolute() {
             return Err(ServiceError::Invalid(format!(
-                "--netns {} is not an absolute path: give the namespace file, e.g. /run/netns/NAME or /proc/PID/ns/net",
-                path.display()
+                "--netns {shown} is not an absolute path: give the namespace file, e.g. /run/netns/NAME or /proc/PID/ns/net"
             )));
         }
-        Netns::open_path("external", path).map_err(|err| {
-            ServiceError::Invalid(format!(
-                "--netns {}: {err:#}: give an existing network namespace file",
-                path.display()
-            ))
-        })?;
+        let identity = Netns::open_path("external", path)
+            .and_then(|ns| ns.identity())
+            .map_err(|err| {
+                ServiceError::Invalid(format!(
+                    "--netns {shown}: {err:#}: give an existing network namespace file, e.g. \
+                     /run/netns/NAME or /proc/PID/ns/net"
+                ))
+            })?;
+        let id_of = |path: &std::path::Path| {
+            Netns::open_path("check", path)
+                .and_then(|ns| ns.identity())
+                .ok()
+        };
+        if id_of(std::path::Path::new("/proc/self/ns/net")) == Some(identity) {
+            return Err(ServiceError::Invalid(format!(
+                "--netns {shown} is the daemon's own network namespace (the host's): give the \
+                 container's namespace, or leave --netns out to get a new one"
+            )));
+        }
+        for name in Netns::list_with_prefix(self.topology.names.prefix()) {
+            let own = std::path::Path::new(crate::netns::NETNS_RUN_DIR).join(&name);
+            if id_of(&own) == Some(identity) {
+                return Err(ServiceError::Invalid(format!(
+                    "--netns {shown} is netd's own namespace {name} (the gateway's, a \
+                     network's or a guest's): give the container's namespace, or leave \
+                     --netns out to get a new one"
+                )));
+            }
+        }
+        let id = crate::model::NetnsId {
+            dev: identity.0,
+            ino: identity.1,
+        };
         let in_use = self
             .state
             .networks
             .values()
             .flat_map(|n| n.guests.values())
-            .find(|g| matches!(&g.netns, GuestNetns::External { path: p } if p == path));
+            .find(|g| match &g.netns {
+                GuestNetns::External { path: p, id: held } => {
+                    p == path || *held == Some(id) || id_of(p) == Some(identity)
+                }
+                GuestNetns::Owned => false,
+            });
         if let Some(guest) = in_use {
             return Err(ServiceError::Conflict(format!(
-                "--netns {} is already guest {:?}: one namespace, one guest",
-                path.display(),
+                "--netns {shown} is already guest {:?}: one namespace, one guest",
                 guest.name
             )));
         }
-        Ok(path.to_path_buf())
+        Ok(GuestNetns::External {
+            path: path.to_path_buf(),
+            id: Some(id),
+        })
+    }
+
+    /// The namespace of guest `name` of `network` if it already lives at
+    /// `path`: a repeated identical `guest add` answers the same.
+    fn existing_guest_netns(
+        &self,
+        network: &str,
+        name: &str,
+        path: &std::path::Path,
+    ) -> Option<GuestNetns> {
+        let guest = self.state.networks.get(network)?.guests.get(name)?;
+        match &guest.netns {
+            GuestNetns::External { path: held, .. } if held == path => Some(guest.netns.clone()),
+            _ => None,
+        }
     }
 
     /// Every network, as listings show them.
@@ -696,6 +805,26 @@ fn assign_missing_bridge_ports(net: &mut Network) {
     }
 }
 
+/// The routes of `host` through `host_link` whose destination is neither the
+/// link's own subnet nor one of the `wanted` routable subnets: netd made
+/// them (nothing else routes through its link) and no network wants them.
+fn orphan_host_routes(
+    host: &HostView,
+    host_link: &str,
+    host_link_net: ipnetwork::Ipv4Network,
+    wanted: &BTreeSet<ipnetwork::Ipv4Network>,
+) -> Vec<ipnetwork::Ipv4Network> {
+    host.routes
+        .iter()
+        .filter(|(destination, link)| {
+            link == host_link
+                && destination.network() != host_link_net.network()
+                && !wanted.contains(destination)
+        })
+        .map(|(destination, _)| *destination)
+        .collect()
+}
+
 /// Whether a create request asks for what `existing` already is.
 fn same_network_request(existing: &Network, subnet: Option<&str>) -> bool {
     match subnet {
@@ -705,6 +834,14 @@ fn same_network_request(existing: &Network, subnet: Option<&str>) -> bool {
             existing.routable && ipam::parse_subnet(cidr).is_ok_and(|s| s == existing.subnet)
         }
     }
+}
+
+/// Test hook: `NETD_CRASH_AT=<point>` (or `<point>#<n>`, the n-th time it
+/// is reached) kills the daemon with SIGKILL at the named step, so that a
+/// test can show that a restart after a crash at any step leaves no drift
+/// and no orphan.
+pub fn crash_point(point: &str) {
+    crate::topology::crash_point(point);
 }
 
 /// Unix seconds.
@@ -774,6 +911,26 @@ mod tests {
         let first = ifname::bridge_port(long[0], &BTreeSet::new());
         let second = ifname::bridge_port(long[1], &BTreeSet::from([first.clone()]));
         assert_eq!(bridge_ports(&svc), [first, second, "g-web1".to_owned()]);
+    }
+
+    #[test]
+    fn routes_through_the_host_link_that_no_network_wants_are_orphans() {
+        let net = |cidr: &str| cidr.parse::<ipnetwork::Ipv4Network>().unwrap();
+        let host = HostView {
+            addresses: vec![],
+            routes: vec![
+                (net("172.18.255.0/30"), "netd0".to_owned()),
+                (net("172.18.1.0/24"), "netd0".to_owned()),
+                (net("172.18.2.0/24"), "netd0".to_owned()),
+                (net("172.18.3.0/24"), "eth0".to_owned()),
+                (net("0.0.0.0/0"), "eth0".to_owned()),
+            ],
+        };
+        let wanted = BTreeSet::from([net("172.18.1.0/24")]);
+        assert_eq!(
+            orphan_host_routes(&host, "netd0", net("172.18.255.0/30"), &wanted),
+            [net("172.18.2.0/24")]
+        );
     }
 
     #[test]

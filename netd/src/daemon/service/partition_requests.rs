@@ -26,7 +26,19 @@ impl Service {
         request: PartitionRequest,
         caller: Caller,
     ) -> ServiceResult<PartitionView> {
-        let started = std::time::Instant::now();
+        self.set_partition_since(network, request, caller, std::time::Instant::now())
+    }
+
+    /// `set_partition` for a request that reached the daemon at `started`
+    /// (before it waited for the service): `in_force_after_us` counts from
+    /// there, as the README says.
+    pub fn set_partition_since(
+        &mut self,
+        network: &str,
+        request: PartitionRequest,
+        caller: Caller,
+        started: std::time::Instant,
+    ) -> ServiceResult<PartitionView> {
         caller.may_partition(network)?;
         let net = self.network(network)?;
         let rules = partition::compile(network, &request, &net.slots())?;

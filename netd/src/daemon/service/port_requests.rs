@@ -15,6 +15,30 @@ use crate::{
 };
 
 impl Service {
+    /// `add_port` as the API calls it: a forward on one host address is
+    /// refused unless the host has that address (naming those it has).
+    pub async fn publish_port(
+        &mut self,
+        network: &str,
+        guest: &str,
+        spec: &str,
+    ) -> ServiceResult<PortView> {
+        let forward: PortForward = spec.parse()?;
+        if let Some(ip) = forward.host_ip {
+            let host = crate::netlink::HostView::read().await?;
+            let addresses = host.reachable_ips();
+            if !addresses.contains(&ip) {
+                let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+                return Err(ServiceError::Invalid(format!(
+                    "host address {ip} in {spec:?} is not an address of the host: use one of \
+                     {}, or leave the address out to publish on every host address",
+                    listed.join(", ")
+                )));
+            }
+        }
+        self.add_port(network, guest, spec)
+    }
+
     /// Publishes `spec` to a guest. Repeating an identical request changes
     /// nothing and answers the same.
     pub fn add_port(&mut self, network: &str, guest: &str, spec: &str) -> ServiceResult<PortView> {
@@ -28,6 +52,7 @@ impl Service {
         let mappings = forward.mappings(net.zone(), g.ip);
 
         self.dataplane.publish(&mappings)?;
+        super::crash_point("port-published");
         self.guest_mut(network, guest).ports.push(forward.clone());
         if let Err(err) = self.store.save(&self.state) {
             self.guest_mut(network, guest)
@@ -62,6 +87,7 @@ impl Service {
         let mappings = forward.mappings(net.zone(), g.ip);
 
         self.dataplane.unpublish(&mappings);
+        super::crash_point("port-withdrawn");
         self.guest_mut(network, guest)
             .ports
             .retain(|held| held != &forward);

@@ -7,15 +7,66 @@ use std::collections::BTreeSet;
 use super::Service;
 use crate::{
     daemon::requests::{LinkStatus, NamespaceStatus, Status},
+    model::State,
     netlink::Netlink,
     netns::Netns,
     nft::Nft,
+    topology::Topology,
 };
+
+/// What `status` needs from the service, taken under its lock (the state,
+/// the dataplane's own check and figures: map reads, no netlink); the
+/// rest, one netlink round per namespace, runs after the lock is released
+/// (`StatusSnapshot::finish`), so that a status of hundreds of networks
+/// never holds up a change.
+pub struct StatusSnapshot {
+    topology: Topology,
+    state: State,
+    wanted: BTreeSet<String>,
+    dataplane: String,
+    dataplane_drift: Vec<String>,
+    figures: Result<crate::dataplane::DataplaneStatus, String>,
+}
 
 impl Service {
     /// The live kernel state of every namespace this instance owns, the
     /// dataplane's figures, and every drift from the desired state.
     pub async fn status(&self) -> Status {
+        self.status_snapshot().finish().await
+    }
+
+    /// The part of `status` that needs the service (see [`StatusSnapshot`]).
+    pub fn status_snapshot(&self) -> StatusSnapshot {
+        let zone_name = |zone: u32| {
+            if zone == 0 {
+                return "host side".to_owned();
+            }
+            self.state
+                .networks
+                .values()
+                .find(|net| net.zone() == zone)
+                .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
+        };
+        let dataplane_drift = self.dataplane.check();
+        let figures = self
+            .dataplane
+            .status(&zone_name)
+            .map_err(|err| format!("{err:#}"));
+        StatusSnapshot {
+            topology: Topology::new(self.topology.config.clone())
+                .expect("the running topology's config is valid"),
+            state: self.state.clone(),
+            wanted: self.wanted_namespaces(),
+            dataplane: self.topology.config.dataplane.to_string(),
+            dataplane_drift,
+            figures,
+        }
+    }
+}
+
+impl StatusSnapshot {
+    /// The rest of `status`: the namespaces, links and routes as they are.
+    pub async fn finish(self) -> Status {
         let prefix = self.topology.names.prefix();
         let mut namespaces = Vec::new();
         let live: BTreeSet<String> = Netns::list_with_prefix(prefix).into_iter().collect();
@@ -31,11 +82,11 @@ impl Service {
             }
         }
         let mut drift = Vec::new();
-        let wanted = self.wanted_namespaces();
+        let wanted = &self.wanted;
         for missing in wanted.difference(&live) {
             drift.push(format!("namespace {missing} is missing"));
         }
-        for orphan in live.difference(&wanted) {
+        for orphan in live.difference(wanted) {
             drift.push(format!(
                 "namespace {orphan} is not in the desired state (orphan)"
             ));
@@ -49,8 +100,16 @@ impl Service {
                     net.name
                 ));
             }
+            for link in self.topology.orphan_network_links(net).await {
+                drift.push(format!(
+                    "network {}: link {link} belongs to no guest (orphan)",
+                    net.name
+                ));
+            }
             for guest in net.guests.values() {
-                if !self.topology.guest_intact(net, guest).await {
+                if let Some(problem) = crate::topology::external_netns_problem(guest) {
+                    drift.push(format!("network {}: {problem}", net.name));
+                } else if !self.topology.guest_intact(net, guest).await {
                     drift.push(format!(
                         "guest {}/{}: eth0 or bridge port {} missing or down",
                         net.name, guest.name, guest.bridge_port
@@ -58,26 +117,40 @@ impl Service {
                 }
             }
         }
-        let zone_name = |zone: u32| {
-            if zone == 0 {
-                return "host side".to_owned();
+        match crate::netlink::HostView::read().await {
+            Ok(host) => {
+                let routable = self
+                    .state
+                    .networks
+                    .values()
+                    .filter(|net| net.routable)
+                    .map(|net| net.subnet)
+                    .collect();
+                let config = &self.topology.config;
+                for route in super::orphan_host_routes(
+                    &host,
+                    &config.host_link,
+                    config.host_link_net,
+                    &routable,
+                ) {
+                    drift.push(format!(
+                        "host route {route} dev {} belongs to no routable network (orphan)",
+                        config.host_link
+                    ));
+                }
             }
-            self.state
-                .networks
-                .values()
-                .find(|net| net.zone() == zone)
-                .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
-        };
-        drift.extend(self.dataplane.check());
-        let figures = match self.dataplane.status(&zone_name) {
+            Err(err) => drift.push(format!("host routes unreadable: {err:#}")),
+        }
+        drift.extend(self.dataplane_drift);
+        let figures = match self.figures {
             Ok(figures) => Some(figures),
             Err(err) => {
-                drift.push(format!("dataplane unreadable: {err:#}"));
+                drift.push(format!("dataplane unreadable: {err}"));
                 None
             }
         };
         Status {
-            dataplane: self.topology.config.dataplane.to_string(),
+            dataplane: self.dataplane,
             figures,
             namespaces,
             drift,

@@ -607,8 +607,15 @@ impl Dataplane for EbpfDataplane {
 
     fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()> {
         if rules.is_full_mesh() {
+            // Nothing in force is nothing to heal: aya reports a missing key
+            // as the syscall's ENOENT, not as KeyNotFound.
             return match self.partitions.remove(&zone) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(aya::maps::MapError::SyscallError(err))
+                    if err.io_error.raw_os_error() == Some(libc::ENOENT) =>
+                {
+                    Ok(())
+                }
                 Err(err) => Err(err).context("healing the partition"),
             };
         }

@@ -266,7 +266,7 @@ impl NftDataplane {
                     }
                 }
             }
-            Err(err) => problems.push(format!("gateway: routing rules unreadable: {err:#}")),
+            Err(err) => problems.push(format!("gateway: {COULD_NOT_CHECK} routing rules: {err:#}")),
         }
         problems
     }
@@ -324,11 +324,21 @@ fn table_problems(
                 )
             })
             .collect(),
+        // Could not check (nft could not run: EMFILE, ENOMEM...): not a
+        // sign that the table is gone, so nothing to restore.
         Err(err) => vec![format!(
-            "{place}: nftables table {} unreadable: {err:#}",
+            "{place}: {COULD_NOT_CHECK} nftables table {}: {err:#}",
             layout.table
         )],
     }
+}
+
+/// How a problem that is no drift begins: the check itself failed.
+const COULD_NOT_CHECK: &str = "could not check";
+
+/// Whether `problems` show drift to repair, rather than a check that failed.
+fn drifted(problems: &[String]) -> bool {
+    problems.iter().any(|p| !p.contains(COULD_NOT_CHECK))
 }
 
 /// Named counters of a table (packets), or none if it cannot be read.
@@ -634,8 +644,7 @@ impl Dataplane for NftDataplane {
 
     fn repair(&mut self) {
         self.host.repair();
-        if self.gateway.as_ref().is_some_and(|gw| !gw.adopting)
-            && !self.gateway_problems().is_empty()
+        if self.gateway.as_ref().is_some_and(|gw| !gw.adopting) && drifted(&self.gateway_problems())
         {
             warn!(
                 "the gateway's nftables table or routing rules are missing or altered: restoring them"
@@ -658,7 +667,7 @@ impl Dataplane for NftDataplane {
         let drifted: Vec<u32> = self
             .networks
             .iter()
-            .filter(|(_, net)| !self.network_problems(net).is_empty())
+            .filter(|(_, net)| drifted(&self.network_problems(net)))
             .map(|(zone, _)| *zone)
             .collect();
         for zone in drifted {
