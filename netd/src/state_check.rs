@@ -143,6 +143,7 @@ mod tests {
             ports: Vec::new(),
             slot,
             bridge_port: format!("g-{name}"),
+            labels: Default::default(),
         }
     }
 
