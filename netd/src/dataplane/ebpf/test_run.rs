@@ -42,33 +42,10 @@ const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
 pub fn run(program: &SchedClassifier, frame: &[u8]) -> Result<TestRun> {
     let fd = program.fd().context("the program is not loaded")?;
-    let mut out = vec![0u8; frame.len() + 256];
-    let mut attr = TestRunAttr {
-        prog_fd: fd.as_fd().as_raw_fd() as u32,
-        data_size_in: frame.len() as u32,
-        data_size_out: out.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        data_out: out.as_mut_ptr() as u64,
-        repeat: 1,
-        ..TestRunAttr::default()
-    };
-    // SAFETY: `attr` is a valid bpf_attr prefix for this command; the
-    // buffers it points to outlive the call and have the sizes given.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error()).context("BPF_PROG_TEST_RUN");
-    }
-    out.truncate(attr.data_size_out as usize);
+    let timed = run_timed(fd.as_fd(), frame, 0, 0, 1)?;
     Ok(TestRun {
-        verdict: attr.retval as i32,
-        frame: out,
+        verdict: timed.verdict,
+        frame: timed.frame,
     })
 }
 
