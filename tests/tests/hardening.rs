@@ -3,7 +3,7 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use netd::netns::Netns;
@@ -202,16 +202,12 @@ fn a_recreated_guest_is_reachable_at_once(dataplane: &str) {
         mac_before,
         "the same guest gets the same MAC"
     );
-    let start = Instant::now();
+    // "At once": one ping (1 s to answer) and one connection (700 ms), no
+    // retries; with a stale ARP entry both fail for tens of seconds.
     assert_eq!(ping(&b, a_ip, 1), 1, "b reaches the re-created a at once");
     assert!(
         reaches(&sandbox.internet, published),
         "the re-created a's port answers at once"
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
     );
 
     // Rebuilt by reconcile after its namespace was deleted by hand.
