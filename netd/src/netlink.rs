@@ -8,11 +8,11 @@ use anyhow::{Context, Result, anyhow};
 use futures::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use rtnetlink::{
-    Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
         AddressFamily,
         address::AddressAttribute,
-        link::{LinkAttribute, LinkFlags, LinkMessage},
+        link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
         route::{RouteAddress, RouteAttribute},
         rule::{RuleAction, RuleAttribute, RuleMessage},
     },
@@ -106,6 +106,45 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("creating veth pair {name} <-> {peer}"))
+    }
+
+    /// Creates, in one request, a veth pair whose end `port` stays here,
+    /// enslaved to the bridge `bridge_index` and up, while its peer is made
+    /// directly inside `peer_ns` as `peer_name` with `peer_mac` (down: it is
+    /// set up from inside, once it has its address). Made in
+    /// place, the peer is never moved between namespaces, which costs the
+    /// kernel an RCU grace period per move.
+    pub async fn add_veth_into(
+        &self,
+        port: &str,
+        bridge_index: u32,
+        peer_ns: &Netns,
+        peer_name: &str,
+        peer_mac: [u8; 6],
+    ) -> Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer_name.to_owned())
+            .address(peer_mac.to_vec())
+            .setns_by_fd(peer_ns.as_fd().as_raw_fd())
+            .build();
+        let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(port.to_owned())
+            .controller(bridge_index)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .with_context(|| {
+                format!(
+                    "creating veth pair {port} <-> {peer_name} (in {})",
+                    peer_ns.name()
+                )
+            })
     }
 
     /// Creates a bridge with a fixed MAC address. A bridge without one takes

@@ -113,7 +113,13 @@ fn a_json_state_of_an_older_netd_is_imported_once() {
     netd.stop();
     for file in std::fs::read_dir(&sandbox.state_dir).unwrap() {
         let path = file.unwrap().path();
-        if path.file_name().unwrap().to_str().unwrap().starts_with(STATE_DB) {
+        if path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(STATE_DB)
+        {
             std::fs::remove_file(path).unwrap();
         }
     }
