@@ -233,6 +233,43 @@ impl Netlink {
             .with_context(|| format!("deleting link {name}"))
     }
 
+    /// The cls_bpf programs filtering link `index`, as `ingress:NAME` or
+    /// `egress:NAME` (netd's guest ports carry theirs so, see
+    /// `dataplane::ebpf::port_filter`).
+    pub async fn bpf_filters(&self, index: u32) -> Result<Vec<String>> {
+        use rtnetlink::packet_route::tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcOption};
+        let mut out = Vec::new();
+        for (direction, minor) in [
+            ("ingress", TcHandle::MIN_INGRESS),
+            ("egress", TcHandle::MIN_EGRESS),
+        ] {
+            let request = self.handle.traffic_filter(index as i32).get();
+            let request = if minor == TcHandle::MIN_INGRESS {
+                request.ingress()
+            } else {
+                request.egress()
+            };
+            let messages: Vec<_> = match request.execute().try_collect().await {
+                Ok(messages) => messages,
+                // No clsact qdisc: no filters.
+                Err(_) => continue,
+            };
+            for message in messages {
+                for attribute in &message.attributes {
+                    let TcAttribute::Options(options) = attribute else {
+                        continue;
+                    };
+                    for option in options {
+                        if let TcOption::Bpf(TcFilterBpfOption::ProgName(name)) = option {
+                            out.push(format!("{direction}:{name}"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn add_address(&self, link: &str, address: Ipv4Network) -> Result<()> {
         let index = self.index(link).await?;
         self.handle
