@@ -383,6 +383,11 @@ impl Topology {
                 guest_ns.path().display()
             );
         }
+        // A port of that name left by a guest removed a moment ago, which
+        // the kernel may still be destroying, belongs to no guest now.
+        if nl.link(port).await?.is_some() {
+            nl.delete_link(port).await?;
+        }
         let bridge = nl.index(NETWORK_BRIDGE).await?;
         nl.add_veth_into(port, bridge, &guest_ns, GUEST_ETH, net.guest_mac(guest.ip))
             .await?;
@@ -398,8 +403,24 @@ impl Topology {
         Ok(())
     }
 
+    /// Removes a guest as `guest rm` does: a namespace netd made just goes,
+    /// and the kernel destroys the veth pair inside it in its namespace
+    /// cleanup, off the request's path (deleting a link waits for RCU grace
+    /// periods, tens of milliseconds); a port still being destroyed when its
+    /// name is reused is removed by `try_build_guest`. Other guests are
+    /// unplugged by [`Topology::teardown_guest`].
+    pub async fn remove_guest(&self, net: &Network, guest: &Guest) -> TeardownErrors {
+        if guest.netns != GuestNetns::Owned {
+            return self.teardown_guest(net, guest).await;
+        }
+        let mut errors = TeardownErrors::default();
+        errors.note(Netns::delete(&self.names.guest_ns(&net.name, &guest.name)));
+        errors
+    }
+
     /// Unplugs a guest: removes its bridge port (the veth pair, so its `eth0`
-    /// goes too) and, if netd made it, its namespace. Idempotent.
+    /// goes too) and, if netd made it, its namespace. Idempotent; when it
+    /// returns, nothing of the guest is left.
     pub async fn teardown_guest(&self, net: &Network, guest: &Guest) -> TeardownErrors {
         let port = guest.bridge_port.as_str();
         let mut errors = TeardownErrors::default();

@@ -430,7 +430,12 @@ impl Service {
         })?;
         self.dataplane
             .unpublish(&Self::guest_port_mappings(&net, &guest));
-        self.teardown_guest(&net, &guest).await;
+        let plumbing = self.topology.guest_plumbing(&net, &guest);
+        self.dataplane.detach_guest(&plumbing);
+        self.topology
+            .remove_guest(&net, &guest)
+            .await
+            .log(&format!("removing guest {}/{}", net.name, guest.name));
         crash_point("guest-torn-down");
         self.state
             .networks
