@@ -89,7 +89,9 @@ pub fn netd_figures(case: &Case, settings: &Settings, log: &dyn Fn(&str)) -> Vec
         settings.forward_levels
     ));
     port_add(&mut helper, system, settings, &mut out, log);
-    log(&format!("{system}: 253 guests into one network through the CLI"));
+    log(&format!(
+        "{system}: 253 guests into one network through the CLI"
+    ));
     guests_through_the_cli(netd, system, &mut out);
     if case.key == CaseKey::NetdEbpf {
         log("store commit (one guest added to a network of 253, in-process)");
