@@ -58,6 +58,14 @@ pub struct Network {
     /// state files older than partitions.
     #[serde(default)]
     pub partition: Option<PartitionState>,
+    /// Its guests talk to each other and to nothing outside it: no NAT, no
+    /// published ports (`--internal`). Absent from older state files: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// The MTU of its bridge, bridge ports and guests' interfaces
+    /// (`--mtu`); None: the kernel's default (1500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 impl Network {
@@ -125,6 +133,22 @@ impl Network {
         guest_mac(&self.name, ip)
     }
 
+    /// The MAC `guest`'s interface has: the one it was given (`--mac`), or
+    /// the derived one ([`Network::guest_mac`]).
+    pub fn mac_of(&self, guest: &Guest) -> [u8; 6] {
+        guest
+            .mac
+            .map_or_else(|| self.guest_mac(guest.ip), |mac| mac.0)
+    }
+
+    /// The guest other than `name` whose interface has `mac`, so that a
+    /// `--mac` already taken in the network is refused naming its holder.
+    pub fn guest_with_mac(&self, mac: [u8; 6], name: &str) -> Option<&Guest> {
+        self.guests
+            .values()
+            .find(|guest| guest.name != name && self.mac_of(guest) == mac)
+    }
+
     /// The network's number in the dataplane: its uplink slot + 1, because
     /// zone 0 is the gateway's host side. Derived, not stored, so it stays
     /// what it was for as long as the network keeps its slot (its life).
@@ -172,6 +196,10 @@ pub struct Guest {
     /// them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: crate::labels::Labels,
+    /// The MAC it asked for (`--mac`); None: derived from the network and
+    /// the address ([`Network::guest_mac`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<crate::mac::Mac>,
 }
 
 /// Whose namespace the guest lives in: it decides whether removing the guest
@@ -262,6 +290,7 @@ mod tests {
 
     fn sample_state() -> State {
         let owned = Guest {
+            mac: None,
             name: "web1".to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,
@@ -275,6 +304,7 @@ mod tests {
             labels: Default::default(),
         };
         let external = Guest {
+            mac: None,
             name: "db".to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 7),
             netns: GuestNetns::External {
@@ -291,6 +321,8 @@ mod tests {
             labels: Default::default(),
         };
         let web = Network {
+            internal: false,
+            mtu: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
@@ -304,6 +336,8 @@ mod tests {
             partition: None,
         };
         let routed = Network {
+            internal: false,
+            mtu: None,
             name: "routed".to_owned(),
             subnet: "10.20.0.0/16".parse().unwrap(),
             routable: true,

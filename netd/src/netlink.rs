@@ -34,6 +34,8 @@ pub struct LinkInfo {
     pub up: bool,
     /// Index of the bridge it is enslaved to, if any.
     pub controller: Option<u32>,
+    /// Its MTU (0 if the kernel did not say).
+    pub mtu: u32,
 }
 
 /// An IPv4 route as the kernel reports it (main table only).
@@ -154,6 +156,17 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("moving link {name} into namespace {}", target.name()))
+    }
+
+    /// Sets a link's MTU.
+    pub async fn set_mtu(&self, name: &str, mtu: u32) -> Result<()> {
+        let index = self.index(name).await?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+            .execute()
+            .await
+            .with_context(|| format!("setting the MTU of {name} to {mtu}"))
     }
 
     pub async fn set_up(&self, name: &str) -> Result<()> {
@@ -308,6 +321,8 @@ pub struct HostView {
     pub addresses: Vec<(Ipv4Network, String)>,
     /// Every IPv4 route's destination and its output link ("" for none).
     pub routes: Vec<(Ipv4Network, String)>,
+    /// Every link's MTU, by name.
+    pub mtus: Vec<(String, u32)>,
 }
 
 impl HostView {
@@ -328,7 +343,26 @@ impl HostView {
             .into_iter()
             .map(|r| (r.destination, r.output_index.map(name).unwrap_or_default()))
             .collect();
-        Ok(HostView { addresses, routes })
+        let mtus = links.iter().map(|l| (l.name.clone(), l.mtu)).collect();
+        Ok(HostView {
+            addresses,
+            routes,
+            mtus,
+        })
+    }
+
+    /// The MTU of the link the host's default route leaves by (the
+    /// smallest, if several routes are default): what guests' packets to
+    /// the outside must fit. None without a default route.
+    pub fn uplink_mtu(&self) -> Option<(String, u32)> {
+        self.routes
+            .iter()
+            .filter(|(destination, _)| destination.prefix() == 0)
+            .filter_map(|(_, link)| {
+                let mtu = self.mtus.iter().find(|(name, _)| name == link)?.1;
+                Some((link.clone(), mtu))
+            })
+            .min_by_key(|(_, mtu)| *mtu)
     }
 
     /// Every address but loopback ones: where published ports are reached.
@@ -352,10 +386,12 @@ pub fn link_name(links: &[LinkInfo], index: u32) -> String {
 fn link_info(message: &LinkMessage) -> LinkInfo {
     let mut name = String::new();
     let mut controller = None;
+    let mut mtu = 0;
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(n) => name = n.clone(),
             LinkAttribute::Controller(index) => controller = Some(*index),
+            LinkAttribute::Mtu(m) => mtu = *m,
             _ => {}
         }
     }
@@ -364,6 +400,7 @@ fn link_info(message: &LinkMessage) -> LinkInfo {
         name,
         up: message.header.flags.contains(LinkFlags::Up),
         controller,
+        mtu,
     }
 }
 

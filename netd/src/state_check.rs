@@ -136,6 +136,7 @@ mod tests {
 
     fn guest(name: &str, last: u8, slot: u8) -> Guest {
         Guest {
+            mac: None,
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, last),
             netns: GuestNetns::Owned,
@@ -149,6 +150,8 @@ mod tests {
 
     fn network(name: &str, slot: u16, guests: Vec<Guest>) -> Network {
         Network {
+            internal: false,
+            mtu: None,
             name: name.to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

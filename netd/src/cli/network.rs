@@ -16,6 +16,14 @@ pub enum Command {
         /// may overlap other networks'.
         #[arg(long)]
         subnet: Option<String>,
+        /// Guests talk to each other and to nothing outside the network: no
+        /// NAT out, no published ports.
+        #[arg(long)]
+        internal: bool,
+        /// MTU of the bridge, its ports and the guests' eth0 (576 up to the
+        /// MTU of the host's link to the outside).
+        #[arg(long)]
+        mtu: Option<u32>,
     },
     /// Remove a network with all its guests.
     Rm {
@@ -38,11 +46,28 @@ pub enum Command {
 
 pub fn run(client: &Client, command: Command) -> Result<i32> {
     match command {
-        Command::Create { name, subnet } => {
-            let net: NetworkView = client.post("/v1/networks", &CreateNetwork { name, subnet })?;
+        Command::Create {
+            name,
+            subnet,
+            internal,
+            mtu,
+        } => {
+            let net: NetworkView = client.post(
+                "/v1/networks",
+                &CreateNetwork {
+                    name,
+                    subnet,
+                    internal,
+                    mtu,
+                },
+            )?;
             println!(
-                "network {} {} (bridge {})",
-                net.name, net.subnet, net.bridge_ip
+                "network {} {} (bridge {}){}{}",
+                net.name,
+                net.subnet,
+                net.bridge_ip,
+                if net.internal { " internal" } else { "" },
+                net.mtu.map(|mtu| format!(" mtu {mtu}")).unwrap_or_default()
             );
         }
         Command::Rm { name } => {
@@ -77,6 +102,12 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
                     n.subnet,
                     if n.routable { " (routable)" } else { "" }
                 );
+                if n.internal {
+                    println!("internal  yes: no traffic to or from outside the network");
+                }
+                if let Some(mtu) = n.mtu {
+                    println!("mtu       {mtu}");
+                }
                 println!("bridge    {}", n.bridge_ip);
                 println!("uplink    {}", n.uplink);
                 println!("namespace {}", n.netns);

@@ -90,6 +90,7 @@ fn host_routes() -> Router<Shared> {
             "/v1/networks/{network}/guests/{guest}/ports/{spec}",
             delete(remove_port),
         )
+        .route("/v1/resolve/{name}", get(resolve))
         .route("/v1/status", get(status))
         .route("/v1/events", get(events::stream))
         .route("/metrics", get(metrics::scrape))
@@ -214,6 +215,21 @@ async fn inspect_guest(
     Path((network, guest)): Path<(String, String)>,
 ) -> ApiResult<GuestView> {
     ok(svc.lock().await.inspect_guest(&network, &guest)?)
+}
+
+/// Guests' addresses by name, as the networks' resolvers answer them; 404
+/// if no guest has the name.
+async fn resolve(
+    State(svc): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<Vec<crate::dns::directory::Resolved>> {
+    let found = svc.lock().await.resolve(&name);
+    if found.is_empty() {
+        return Err(ServiceError::NotFound(format!(
+            "no guest is named {name:?}: give GUEST or GUEST.NETWORK (`netd guest ls NETWORK`              lists them)"
+        )));
+    }
+    ok(found)
 }
 
 async fn remove_guest(
@@ -353,6 +369,7 @@ mod tests {
     /// web/web1 and nothing built in the kernel.
     fn serve(dir: &std::path::Path) -> (tokio::runtime::Runtime, Client) {
         let web1 = Guest {
+            mac: None,
             name: "web1".to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,
@@ -363,6 +380,8 @@ mod tests {
             labels: Default::default(),
         };
         let web = Network {
+            internal: false,
+            mtu: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

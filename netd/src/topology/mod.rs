@@ -95,6 +95,8 @@ impl Topology {
             uplink_ip: self.uplinks.addresses(net.uplink_slot)?.network_side.ip(),
             subnet: net.subnet,
             routable: net.routable,
+            internal: net.internal,
+            mtu: net.mtu,
         })
     }
 
@@ -197,6 +199,9 @@ impl Topology {
             .await?;
 
         nl.add_bridge(NETWORK_BRIDGE).await?;
+        if let Some(mtu) = net.mtu {
+            nl.set_mtu(NETWORK_BRIDGE, mtu).await?;
+        }
         nl.add_address(
             NETWORK_BRIDGE,
             Ipv4Network::new(net.bridge_ip(), net.subnet.prefix())?,
@@ -361,7 +366,11 @@ impl Topology {
         };
         nl.add_veth(port, &peer).await?;
         fail_point("guest-after-veth")?;
-        nl.set_mac(&peer, net.guest_mac(guest.ip)).await?;
+        nl.set_mac(&peer, net.mac_of(guest)).await?;
+        if let Some(mtu) = net.mtu {
+            nl.set_mtu(port, mtu).await?;
+            nl.set_mtu(&peer, mtu).await?;
+        }
         nl.move_to(&peer, &guest_ns, Some(GUEST_ETH)).await?;
         nl.set_controller(port, NETWORK_BRIDGE).await?;
         nl.set_up(port).await?;

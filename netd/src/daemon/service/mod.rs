@@ -40,6 +40,7 @@ use super::{
 };
 use crate::{
     dataplane::Dataplane,
+    dns::{Resolvers, upstream::Upstreams},
     ifname, ipam,
     model::{self, Guest, GuestNetns, NameKind, Network, State},
     netlink::{HostView, Netlink},
@@ -60,6 +61,8 @@ pub struct Service {
     /// Events and the daemon's own metrics; shared with the API layer,
     /// which never waits for the service lock to use it.
     telemetry: Arc<Telemetry>,
+    /// Each network's resolver, and the names they answer.
+    resolvers: Resolvers,
 }
 
 impl Service {
@@ -72,13 +75,38 @@ impl Service {
         for net in state.networks.values_mut() {
             assign_missing_bridge_ports(net);
         }
+        // Checked when the configuration was loaded.
+        let upstreams = topology.config.dns_upstream_addrs().unwrap_or_default();
+        let resolvers = Resolvers::new(Upstreams::from_config(&upstreams));
+        resolvers.update(&state);
         Service {
             topology,
             store,
             state,
             dataplane,
             telemetry: Telemetry::started(now()),
+            resolvers,
         }
+    }
+
+    /// The resolvers take the names of the state as it is now: called after
+    /// every change of guests, networks or partitions, so names follow at
+    /// once.
+    fn names_changed(&self) {
+        self.resolvers.update(&self.state);
+    }
+
+    /// Serves `network`'s resolver on its bridge address, in its namespace
+    /// (a no-op while it runs there already).
+    fn start_resolver(&mut self, network: &Network) -> anyhow::Result<()> {
+        let netns = Netns::open(&self.topology.names.network_ns(&network.name))?;
+        self.resolvers
+            .ensure(&network.name, &netns, network.bridge_ip())
+    }
+
+    /// `netd resolve NAME[.NETWORK]`: guests' addresses by name.
+    pub fn resolve(&self, name: &str) -> Vec<crate::dns::directory::Resolved> {
+        self.resolvers.resolve_from_host(name)
     }
 
     /// How many networks the desired state holds.
@@ -147,7 +175,8 @@ impl Service {
         let attached = self
             .topology
             .network_plumbing(network)
-            .and_then(|plumbing| self.dataplane.attach_network(&plumbing));
+            .and_then(|plumbing| self.dataplane.attach_network(&plumbing))
+            .and_then(|()| self.start_resolver(network));
         if let Err(err) = attached {
             self.teardown_network(network).await;
             return Err(err);
@@ -176,6 +205,7 @@ impl Service {
     }
 
     async fn teardown_network(&mut self, network: &Network) {
+        self.resolvers.stop(&network.name);
         if let Ok(plumbing) = self.topology.network_plumbing(network) {
             self.dataplane.detach_network(&plumbing);
         }
@@ -196,18 +226,32 @@ impl Service {
     pub async fn create_network(&mut self, request: CreateNetwork) -> ServiceResult<NetworkView> {
         model::validate_name(NameKind::Network, &request.name)?;
         if let Some(existing) = self.state.networks.get(&request.name) {
-            return if same_network_request(existing, request.subnet.as_deref()) {
+            return if same_network_request(existing, &request) {
                 Ok(self.network_view(existing))
             } else {
                 Err(ServiceError::Conflict(format!(
-                    "network {:?} exists with subnet {}{}: remove it first to change it",
+                    "network {:?} exists with subnet {}{}{}{}: remove it first to change it",
                     existing.name,
                     existing.subnet,
-                    if existing.routable { " (routable)" } else { "" }
+                    if existing.routable { " (routable)" } else { "" },
+                    if existing.internal { ", internal" } else { "" },
+                    existing
+                        .mtu
+                        .map(|mtu| format!(", MTU {mtu}"))
+                        .unwrap_or_default(),
                 )))
             };
         }
         let host = HostView::read().await?;
+        if let Some(mtu) = request.mtu {
+            let uplink = host.uplink_mtu();
+            crate::mtu::check_network_mtu(
+                mtu,
+                request.internal,
+                uplink.as_ref().map(|(link, mtu)| (link.as_str(), *mtu)),
+            )
+            .map_err(|err| ServiceError::Invalid(err.to_string()))?;
+        }
         let (subnet, routable) = match request.subnet.as_deref() {
             None => (self.topology.config.default_subnet, false),
             Some("auto") => {
@@ -241,6 +285,8 @@ impl Service {
             guest_cursor: None,
             created_at: now(),
             partition: None,
+            internal: request.internal,
+            mtu: request.mtu,
         };
 
         // The desired state first, then the kernel: a daemon killed half-way
@@ -253,9 +299,12 @@ impl Service {
             .networks
             .insert(network.name.clone(), network.clone());
         self.state.uplink_cursor = Some(slot);
+        self.names_changed();
         if let Err(err) = self.store.save(&self.state) {
+            self.names_changed();
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
+            self.names_changed();
             return Err(err.into());
         }
         crash_point("network-saved");
@@ -270,6 +319,7 @@ impl Service {
         if let Err(err) = built {
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
+            self.names_changed();
             self.teardown_network(&network).await;
             self.drop_gateway_if_unused().await;
             if let Err(save) = self.store.save(&self.state) {
@@ -300,6 +350,7 @@ impl Service {
         self.teardown_network(&network).await;
         crash_point("network-torn-down");
         self.state.networks.remove(name);
+        self.names_changed();
         self.store.save(&self.state)?;
         crash_point("network-rm-saved");
         if let Err(err) = self.sync_host() {
@@ -342,6 +393,15 @@ impl Service {
                 })
             })
             .transpose()?;
+        let requested_mac = request
+            .mac
+            .as_deref()
+            .map(|text| {
+                text.parse::<crate::mac::Mac>()
+                    .and_then(crate::mac::Mac::check_guest)
+                    .map_err(|err| ServiceError::Invalid(err.to_string()))
+            })
+            .transpose()?;
         let netns = match &request.netns {
             None => GuestNetns::Owned,
             Some(path) => match self.existing_guest_netns(network, &request.name, path) {
@@ -350,7 +410,9 @@ impl Service {
             },
         };
         if let Some(existing) = net.guests.get(&request.name) {
-            let same = requested_ip.is_none_or(|ip| ip == existing.ip) && netns == existing.netns;
+            let same = requested_ip.is_none_or(|ip| ip == existing.ip)
+                && requested_mac.is_none_or(|mac| Some(mac) == existing.mac)
+                && netns == existing.netns;
             return if same {
                 Ok(self.guest_view(&net, existing))
             } else {
@@ -379,7 +441,15 @@ impl Service {
             slot: net.free_slot(),
             bridge_port: ifname::bridge_port(&request.name, &net.bridge_ports()),
             labels: request.labels.clone(),
+            mac: requested_mac,
         };
+        if let Some(holder) = net.guest_with_mac(net.mac_of(&guest), &guest.name) {
+            return Err(ServiceError::Conflict(format!(
+                "MAC address {} is guest {:?}'s in network {network:?}: give another --mac, or                  leave it out to get one derived from the address",
+                crate::mac::Mac(net.mac_of(&guest)),
+                holder.name
+            )));
+        }
 
         self.build_guest(&net, &guest).await?;
         crash_point("guest-built");
@@ -389,10 +459,12 @@ impl Service {
         if requested_ip.is_none() {
             stored.guest_cursor = Some(ip);
         }
+        self.names_changed();
         if let Err(err) = self.store.save(&self.state) {
             let stored = self.state.networks.get_mut(network).expect("checked above");
             stored.guests.remove(&guest.name);
             stored.guest_cursor = previous_cursor;
+            self.names_changed();
             self.teardown_guest(&net, &guest).await;
             return Err(err.into());
         }
@@ -424,6 +496,7 @@ impl Service {
             .expect("checked above")
             .guests
             .remove(name);
+        self.names_changed();
         self.store.save(&self.state)?;
         info!(network, guest = name, "guest removed");
         self.emit(Event::new("guest.removed").network(network).guest(name));
@@ -453,6 +526,8 @@ impl Service {
             }
         }
         self.state = State::default();
+        self.names_changed();
+        self.resolvers.stop_all();
         self.store.save(&self.state)?;
         Ok(report)
     }
@@ -488,6 +563,9 @@ impl Service {
                 .and_then(|plumbing| self.dataplane.attach_network(&plumbing))
             {
                 warn!(network = %net.name, "reconcile: dataplane: {err:#}");
+            }
+            if let Err(err) = self.start_resolver(net) {
+                warn!(network = %net.name, "reconcile: resolver: {err:#}");
             }
             self.topology.remove_orphan_network_links(net).await;
             for guest in net.guests.values() {
@@ -776,6 +854,8 @@ impl Service {
                 .values()
                 .map(|g| self.guest_view(net, g))
                 .collect(),
+            internal: net.internal,
+            mtu: net.mtu,
         }
     }
 
@@ -788,6 +868,8 @@ impl Service {
             owned_netns: guest.netns == GuestNetns::Owned,
             bridge_port: guest.bridge_port.clone(),
             labels: guest.labels.clone(),
+            mac: crate::mac::Mac(net.mac_of(guest)).to_string(),
+            nameserver: net.bridge_ip().to_string(),
         }
     }
 }
@@ -826,8 +908,11 @@ fn orphan_host_routes(
 }
 
 /// Whether a create request asks for what `existing` already is.
-fn same_network_request(existing: &Network, subnet: Option<&str>) -> bool {
-    match subnet {
+fn same_network_request(existing: &Network, request: &CreateNetwork) -> bool {
+    if existing.internal != request.internal || existing.mtu != request.mtu {
+        return false;
+    }
+    match request.subnet.as_deref() {
         None => !existing.routable,
         Some("auto") => existing.routable,
         Some(cidr) => {
@@ -860,6 +945,7 @@ mod tests {
 
     fn guest(name: &str, bridge_port: &str) -> Guest {
         Guest {
+            mac: None,
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,
@@ -873,6 +959,8 @@ mod tests {
 
     fn service_with(guests: Vec<Guest>, dir: &std::path::Path) -> Service {
         let web = Network {
+            internal: false,
+            mtu: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
@@ -925,6 +1013,7 @@ mod tests {
                 (net("172.18.3.0/24"), "eth0".to_owned()),
                 (net("0.0.0.0/0"), "eth0".to_owned()),
             ],
+            mtus: vec![],
         };
         let wanted = BTreeSet::from([net("172.18.1.0/24")]);
         assert_eq!(

@@ -99,6 +99,7 @@ impl Network {
                 .map(|(port, guest)| (port.clone(), *guest))
                 .collect(),
             partition: self.partition.clone(),
+            internal_subnet: self.plumbing.internal.then_some(self.plumbing.subnet),
         }
     }
 
