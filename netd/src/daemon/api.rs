@@ -226,7 +226,8 @@ async fn resolve(
     let found = svc.lock().await.resolve(&name);
     if found.is_empty() {
         return Err(ServiceError::NotFound(format!(
-            "no guest is named {name:?}: give GUEST or GUEST.NETWORK (`netd guest ls NETWORK`              lists them)"
+            "no guest is named {name:?}: give GUEST or GUEST.NETWORK (`netd guest ls NETWORK` \
+             lists them)"
         )));
     }
     ok(found)

@@ -445,7 +445,8 @@ impl Service {
         };
         if let Some(holder) = net.guest_with_mac(net.mac_of(&guest), &guest.name) {
             return Err(ServiceError::Conflict(format!(
-                "MAC address {} is guest {:?}'s in network {network:?}: give another --mac, or                  leave it out to get one derived from the address",
+                "MAC address {} is guest {:?}'s in network {network:?}: give another --mac, or \
+                 leave it out to get one derived from the address",
                 crate::mac::Mac(net.mac_of(&guest)),
                 holder.name
             )));

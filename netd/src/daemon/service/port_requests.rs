@@ -47,7 +47,9 @@ impl Service {
         let forward: PortForward = spec.parse()?;
         if net.internal {
             return Err(ServiceError::Invalid(format!(
-                "network {network:?} is internal: its guests are reachable from nothing outside                  it, so no port is published; publish from a guest of a network made without                  --internal"
+                "network {network:?} is internal: its guests are reachable from nothing outside \
+                 it, so no port is published; publish from a guest of a network made without \
+                 --internal"
             )));
         }
         if g.ports.contains(&forward) {
