@@ -11,8 +11,8 @@ use netd::netns::Netns;
 use netd_tests::{
     Sandbox,
     netd::Netd,
-    sandbox::INTERNET_SERVER,
-    sockets::{serve_tcp_echo, tcp_connect, tcp_listener},
+    sandbox::{HOST_UPLINK, INTERNET_SERVER},
+    sockets::{serve_tcp_echo, tcp_connect, tcp_listener, udp_ask, udp_socket},
     status::counter,
     traffic::{ping, reachable, run_ok},
 };
@@ -173,6 +173,58 @@ fn a_networks_mtu_is_on_its_bridge_ports_and_guests_and_packets_keep_to_it(datap
     );
 }
 
+/// A datagram from the outside larger than the network's MTU, DF set,
+/// is answered with "fragmentation needed" carrying that MTU, as any router
+/// in front of a narrower link does: the server's path MTU towards the
+/// host drops to it, and the guest is never handed an oversized frame.
+fn a_packet_from_outside_too_big_for_the_network_gets_fragmentation_needed(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, dataplane);
+    netd.ok(&["network", "create", "small", "--mtu", "1280"]);
+    netd.ok(&["guest", "add", "small", "a"]);
+    let a = guest(&netd, "small", "a");
+    // The server answers every datagram with 1400 bytes, DF set.
+    let server = udp_socket(&sandbox.internet, SocketAddrV4::new(INTERNET_SERVER, 6000));
+    let dont_fragment: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: a valid socket and option of the right size.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&server),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&raw const dont_fragment).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "IP_MTU_DISCOVER");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((_, peer)) = server.recv_from(&mut buf) {
+            let _ = server.send_to(&[0x55; 1400], peer);
+        }
+    });
+    let socket = udp_socket(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        if let Some(answer) = udp_ask(&socket, SocketAddrV4::new(INTERNET_SERVER, 6000), "big?") {
+            got.push(answer.len());
+        }
+    }
+    assert!(
+        got.is_empty(),
+        "no 1400-byte datagram reached the guest: {got:?}"
+    );
+    let route = run_ok({
+        let mut c = sandbox.internet_command("ip");
+        c.args(["route", "get"]).arg(HOST_UPLINK.to_string());
+        c
+    });
+    assert!(
+        route.contains("mtu 1280"),
+        "the server learnt the network's MTU: {route}"
+    );
+}
+
 fn mtu_values_are_checked_against_the_host_and_a_minimum(dataplane: &str) {
     let sandbox = Sandbox::new();
     let netd = Netd::start_with_dataplane(&sandbox, dataplane);
@@ -252,6 +304,7 @@ netd_tests::conformance!(
     internal_guests_talk_to_each_other_and_to_nothing_outside,
     a_routable_internal_network_is_unreachable_from_the_host_although_routed,
     a_networks_mtu_is_on_its_bridge_ports_and_guests_and_packets_keep_to_it,
+    a_packet_from_outside_too_big_for_the_network_gets_fragmentation_needed,
     mtu_values_are_checked_against_the_host_and_a_minimum,
     a_guest_gets_the_mac_it_asks_for_and_bad_or_taken_macs_are_refused,
 );
