@@ -200,6 +200,29 @@ pub struct Guest {
     /// the address ([`Network::guest_mac`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<crate::mac::Mac>,
+    /// Its interface in this network's namespace: None for `eth0`, the
+    /// guest's own network; `eth1`, ... for a guest of another network
+    /// connected to this one (`netd network connect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+impl Guest {
+    /// The name of its interface on this network.
+    pub fn ifname(&self) -> &str {
+        self.interface
+            .as_deref()
+            .unwrap_or(crate::ifname::GUEST_ETH)
+    }
+
+    /// The network it was added to, when this is its connection to
+    /// another (`netd network connect`).
+    pub fn home(&self) -> Option<&str> {
+        match &self.netns {
+            GuestNetns::Connected { network, .. } => Some(network),
+            _ => None,
+        }
+    }
 }
 
 /// Whose namespace the guest lives in: it decides whether removing the guest
@@ -220,6 +243,11 @@ pub enum GuestNetns {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<NetnsId>,
     },
+    /// The namespace of the guest of the same name in `network`, which is
+    /// connected to this network too (`netd network connect`): netd only
+    /// removes the interface it put there, and the connection goes with
+    /// that guest.
+    Connected { network: String, path: PathBuf },
 }
 
 /// A namespace's identity: the device and inode of its nsfs file.

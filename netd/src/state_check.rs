@@ -104,6 +104,17 @@ pub fn check_state(state: &State, uplinks: &ipam::UplinkPool) -> Result<(), Stat
                     ));
                 }
             }
+            if let GuestNetns::Connected { network: home, .. } = &guest.netns {
+                let own = state
+                    .networks
+                    .get(home)
+                    .and_then(|home_net| home_net.guests.get(gkey));
+                if own.is_none_or(|own| own.home().is_some()) || home == name {
+                    return problem(format!(
+                        "{who} is a connection from network {home:?}, which has no guest                          {gkey:?} of its own"
+                    ));
+                }
+            }
             if let GuestNetns::External { path, .. } = &guest.netns {
                 if !path.is_absolute() {
                     return problem(format!(

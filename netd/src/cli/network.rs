@@ -25,7 +25,30 @@ pub enum Command {
         #[arg(long)]
         mtu: Option<u32>,
     },
-    /// Remove a network with all its guests.
+    /// Give a guest of another network an interface (eth1, ...) on this one
+    /// too, with an address of this network; its default route stays its
+    /// own network's.
+    Connect {
+        #[arg(add = super::names::network())]
+        network: String,
+        #[arg(add = super::names::guest())]
+        guest: String,
+        /// The network the guest was added to.
+        #[arg(long, add = super::names::network())]
+        network_of: String,
+        /// Its address on NETWORK; the next free one if omitted.
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Remove a guest's interface on a network it was connected to.
+    Disconnect {
+        #[arg(add = super::names::network())]
+        network: String,
+        #[arg(add = super::names::guest())]
+        guest: String,
+    },
+    /// Remove a network with all its guests (and other networks' guests'
+    /// interfaces on it).
     Rm {
         #[arg(add = super::names::network())]
         name: String,
@@ -69,6 +92,38 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
                 if net.internal { " internal" } else { "" },
                 net.mtu.map(|mtu| format!(" mtu {mtu}")).unwrap_or_default()
             );
+        }
+        Command::Connect {
+            network,
+            guest,
+            network_of,
+            ip,
+        } => {
+            let g: netd::daemon::requests::GuestView = client.post(
+                &format!("/v1/networks/{}/connections", segment(&network)),
+                &netd::daemon::requests::ConnectGuest {
+                    guest,
+                    network_of,
+                    ip,
+                },
+            )?;
+            println!(
+                "guest {}/{} {} on {} (from network {})",
+                g.network,
+                g.name,
+                g.ip,
+                g.interface,
+                g.connected_from.as_deref().unwrap_or("?")
+            );
+            println!("nameserver {}", g.nameserver);
+        }
+        Command::Disconnect { network, guest } => {
+            client.delete(&format!(
+                "/v1/networks/{}/connections/{}",
+                segment(&network),
+                segment(&guest)
+            ))?;
+            println!("disconnected guest {guest} from network {network}");
         }
         Command::Rm { name } => {
             client.delete(&format!("/v1/networks/{}", segment(&name)))?;

@@ -90,6 +90,11 @@ fn host_routes() -> Router<Shared> {
             "/v1/networks/{network}/guests/{guest}/ports/{spec}",
             delete(remove_port),
         )
+        .route("/v1/networks/{network}/connections", post(connect_guest))
+        .route(
+            "/v1/networks/{network}/connections/{guest}",
+            delete(disconnect_guest),
+        )
         .route("/v1/resolve/{name}", get(resolve))
         .route("/v1/status", get(status))
         .route("/v1/events", get(events::stream))
@@ -215,6 +220,21 @@ async fn inspect_guest(
     Path((network, guest)): Path<(String, String)>,
 ) -> ApiResult<GuestView> {
     ok(svc.lock().await.inspect_guest(&network, &guest)?)
+}
+
+async fn connect_guest(
+    State(svc): State<Shared>,
+    Path(network): Path<String>,
+    Json(request): Json<crate::daemon::requests::ConnectGuest>,
+) -> ApiResult<GuestView> {
+    ok(svc.lock().await.connect_guest(&network, request).await?)
+}
+
+async fn disconnect_guest(
+    State(svc): State<Shared>,
+    Path((network, guest)): Path<(String, String)>,
+) -> ApiResult<()> {
+    ok(svc.lock().await.disconnect_guest(&network, &guest).await?)
 }
 
 /// Guests' addresses by name, as the networks' resolvers answer them; 404

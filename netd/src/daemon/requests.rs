@@ -60,11 +60,29 @@ pub struct GuestView {
     /// Its interface's MAC.
     #[serde(default)]
     pub mac: String,
+    /// Its interface on this network (`eth0`; `eth1`... when connected).
+    #[serde(default)]
+    pub interface: String,
+    /// The network it was added to, when this is a connection to another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_from: Option<String>,
     /// Its network's resolver (the bridge address, port 53): netd writes
     /// nothing into a guest's files, so its runtime puts this in its
     /// resolv.conf.
     #[serde(default)]
     pub nameserver: String,
+}
+
+/// The body of `POST /v1/networks/NAME/connections`: guest `guest` of
+/// network `network_of` gets an interface on NAME too.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectGuest {
+    pub guest: String,
+    pub network_of: String,
+    /// Its address on NAME; the next free one if omitted.
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

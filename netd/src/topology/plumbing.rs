@@ -90,6 +90,9 @@ pub struct GuestPlumbing {
     pub network_netns: PathBuf,
     /// The guest's bridge port (the network's end of its veth).
     pub port: String,
+    /// Its interface in the guest's namespace (`eth0`, or `eth1`... on a
+    /// network it is connected to).
+    pub ifname: String,
     /// The guest's namespace, where its `eth0` lives.
     pub guest_netns: PathBuf,
 }

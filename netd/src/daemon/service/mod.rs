@@ -15,6 +15,7 @@
 //! - `status`: what `netd status` reports (the live kernel state and drift);
 //! - `telemetry`: events, the metrics scrape, drift counted as repaired.
 
+mod connect_requests;
 mod partition_requests;
 mod port_requests;
 mod status;
@@ -341,6 +342,11 @@ impl Service {
 
     pub async fn remove_network(&mut self, name: &str) -> ServiceResult<()> {
         let network = self.network(name)?.clone();
+        // Its guests' interfaces on other networks go first, while their
+        // namespaces still exist.
+        for guest in network.guests.values().filter(|g| g.home().is_none()) {
+            self.drop_connections_of(name, &guest.name).await?;
+        }
         for guest in network.guests.values() {
             self.dataplane
                 .unpublish(&Self::guest_port_mappings(&network, guest));
@@ -442,6 +448,7 @@ impl Service {
             bridge_port: ifname::bridge_port(&request.name, &net.bridge_ports()),
             labels: request.labels.clone(),
             mac: requested_mac,
+            interface: None,
         };
         if let Some(holder) = net.guest_with_mac(net.mac_of(&guest), &guest.name) {
             return Err(ServiceError::Conflict(format!(
@@ -487,6 +494,13 @@ impl Service {
                 "no guest named {name:?} in network {network:?}: `netd guest ls {network}` lists them"
             ))
         })?;
+        if let Some(home) = guest.home() {
+            return Err(ServiceError::Invalid(format!(
+                "guest {name:?} is in network {network:?} by a connection from network                  {home:?}: `netd network disconnect {network} {name}` removes it here, `netd                  guest rm {home} {name}` everywhere"
+            )));
+        }
+        self.drop_connections_of(network, name).await?;
+        let net = self.network(network)?.clone();
         self.dataplane
             .unpublish(&Self::guest_port_mappings(&net, &guest));
         self.teardown_guest(&net, &guest).await;
@@ -569,19 +583,10 @@ impl Service {
                 warn!(network = %net.name, "reconcile: resolver: {err:#}");
             }
             self.topology.remove_orphan_network_links(net).await;
-            for guest in net.guests.values() {
-                if self.topology.guest_intact(net, guest).await {
-                    let plumbing = self.topology.guest_plumbing(net, guest);
-                    if let Err(err) = self.dataplane.attach_guest(&plumbing) {
-                        warn!(network = %net.name, guest = %guest.name, "reconcile: dataplane: {err:#}");
-                    }
-                    continue;
-                }
-                info!(network = %net.name, guest = %guest.name, "reconcile: rebuilding guest");
-                self.teardown_guest(net, guest).await;
-                if let Err(err) = self.build_guest(net, guest).await {
-                    warn!(network = %net.name, guest = %guest.name, "reconcile: {err:#}");
-                }
+            // Connections live in other networks' guests' namespaces: they
+            // come after every network's own guests (below).
+            for guest in net.guests.values().filter(|g| g.home().is_none()) {
+                self.reconcile_guest(net, guest).await;
             }
             // The persisted partition, or none: a rebuilt dataplane gets it
             // back, and one changed behind the state's back is put right.
@@ -592,6 +597,11 @@ impl Service {
                 .unwrap_or_default();
             if let Err(err) = self.dataplane.apply_partition(net.zone(), &rules) {
                 warn!(network = %net.name, "reconcile: partition: {err:#}");
+            }
+        }
+        for net in &networks {
+            for guest in net.guests.values().filter(|g| g.home().is_some()) {
+                self.reconcile_guest(net, guest).await;
             }
         }
         let wanted = self.wanted_namespaces();
@@ -614,6 +624,22 @@ impl Service {
         }
         // Partitions that expired while the daemon was down.
         self.heal_expired(now());
+    }
+
+    /// Re-attaches an intact guest's port, rebuilds a broken one.
+    async fn reconcile_guest(&mut self, net: &Network, guest: &Guest) {
+        if self.topology.guest_intact(net, guest).await {
+            let plumbing = self.topology.guest_plumbing(net, guest);
+            if let Err(err) = self.dataplane.attach_guest(&plumbing) {
+                warn!(network = %net.name, guest = %guest.name, "reconcile: dataplane: {err:#}");
+            }
+            return;
+        }
+        info!(network = %net.name, guest = %guest.name, "reconcile: rebuilding guest");
+        self.teardown_guest(net, guest).await;
+        if let Err(err) = self.build_guest(net, guest).await {
+            warn!(network = %net.name, guest = %guest.name, "reconcile: {err:#}");
+        }
     }
 
     /// Namespaces this instance should have, by name.
@@ -779,7 +805,7 @@ impl Service {
                 GuestNetns::External { path: p, id: held } => {
                     p == path || *held == Some(id) || id_of(p) == Some(identity)
                 }
-                GuestNetns::Owned => false,
+                GuestNetns::Owned | GuestNetns::Connected { .. } => false,
             });
         if let Some(guest) = in_use {
             return Err(ServiceError::Conflict(format!(
@@ -871,6 +897,8 @@ impl Service {
             labels: guest.labels.clone(),
             mac: crate::mac::Mac(net.mac_of(guest)).to_string(),
             nameserver: net.bridge_ip().to_string(),
+            interface: guest.ifname().to_owned(),
+            connected_from: guest.home().map(str::to_owned),
         }
     }
 }

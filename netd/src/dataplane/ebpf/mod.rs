@@ -43,7 +43,7 @@ use super::{
 };
 use crate::config::HostDatapath;
 use crate::{
-    ifname::{GUEST_ETH, NETWORK_BRIDGE, NETWORK_UPLINK},
+    ifname::{NETWORK_BRIDGE, NETWORK_UPLINK},
     netns::Netns,
     partition::PartitionRules,
     ports::PortMapping,
@@ -571,7 +571,7 @@ impl Dataplane for EbpfDataplane {
         let network_netns = Netns::open_path(&guest.network, &guest.network_netns)?;
         let guest_netns = Netns::open_path(&guest.name, &guest.guest_netns)?;
         let port_ifindex = network_netns.ifindex(&guest.port)?;
-        let guest_mac = guest_netns.mac(GUEST_ETH)?;
+        let guest_mac = guest_netns.mac(&guest.ifname)?;
         let port = GuestPort {
             port_ifindex,
             guest_mac,
