@@ -114,6 +114,8 @@ mod tests {
             labels,
             mac: "02:00:00:00:00:01".into(),
             nameserver: "172.18.0.254".into(),
+            interface: "eth0".into(),
+            connected_from: None,
         }
     }
 

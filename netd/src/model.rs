@@ -319,6 +319,7 @@ mod tests {
     fn sample_state() -> State {
         let owned = Guest {
             mac: None,
+            interface: None,
             name: "web1".to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,
@@ -333,6 +334,7 @@ mod tests {
         };
         let external = Guest {
             mac: None,
+            interface: None,
             name: "db".to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 7),
             netns: GuestNetns::External {
@@ -481,6 +483,23 @@ mod tests {
             external,
             serde_json::json!({ "kind": "external", "path": "/run/netns/cni-1234" })
         );
+    }
+
+    #[test]
+    fn a_connection_is_stored_with_its_network_and_interface() {
+        let mut guest = sample_state().networks["web"].guests["web1"].clone();
+        guest.netns = GuestNetns::Connected {
+            network: "front".to_owned(),
+            path: PathBuf::from("/run/netns/netd-g-front.web1"),
+        };
+        guest.interface = Some("eth1".to_owned());
+        let json = serde_json::to_value(&guest).unwrap();
+        assert_eq!(json["netns"]["kind"], "connected");
+        assert_eq!(json["interface"], "eth1");
+        let back: Guest = serde_json::from_value(json).unwrap();
+        assert_eq!((back.home(), back.ifname()), (Some("front"), "eth1"));
+        let own = &sample_state().networks["web"].guests["web1"];
+        assert_eq!((own.home(), own.ifname()), (None, "eth0"));
     }
 
     #[test]

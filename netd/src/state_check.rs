@@ -148,6 +148,7 @@ mod tests {
     fn guest(name: &str, last: u8, slot: u8) -> Guest {
         Guest {
             mac: None,
+            interface: None,
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, last),
             netns: GuestNetns::Owned,
@@ -196,6 +197,40 @@ mod tests {
     fn a_state_requests_could_make_passes() {
         check_state(&good(), &pool()).unwrap();
         check_state(&State::default(), &pool()).unwrap();
+    }
+
+    #[test]
+    fn a_connection_needs_its_guest_in_its_own_network() {
+        let connected = |home: &str| GuestNetns::Connected {
+            network: home.to_owned(),
+            path: "/run/netns/netd-g-web.b".into(),
+        };
+        let mut s = good();
+        let mut b = guest("b", 9, 9);
+        b.netns = connected("web");
+        b.interface = Some("eth1".to_owned());
+        s.networks
+            .get_mut("db")
+            .unwrap()
+            .guests
+            .insert("b".to_owned(), b.clone());
+        check_state(&s, &pool()).unwrap();
+
+        for home in ["gone", "db"] {
+            let mut bad = s.clone();
+            let mut stray = b.clone();
+            stray.netns = connected(home);
+            bad.networks
+                .get_mut("db")
+                .unwrap()
+                .guests
+                .insert("b".to_owned(), stray);
+            assert!(
+                problem(&bad).contains(&format!("a connection from network \"{home}\"")),
+                "{home}: {}",
+                problem(&bad)
+            );
+        }
     }
 
     #[test]

@@ -391,6 +391,7 @@ mod tests {
     fn serve(dir: &std::path::Path) -> (tokio::runtime::Runtime, Client) {
         let web1 = Guest {
             mac: None,
+            interface: None,
             name: "web1".to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,

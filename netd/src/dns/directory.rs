@@ -228,6 +228,68 @@ mod tests {
     }
 
     #[test]
+    fn the_directory_follows_the_state_with_partitions_and_internal_networks() {
+        use crate::{
+            model::{Guest, GuestNetns, Network},
+            partition::{Partition, PartitionRules, PartitionState, Verb},
+        };
+        let guest = |name: &str, last: u8, slot: u8| Guest {
+            name: name.to_owned(),
+            ip: ip(last),
+            netns: GuestNetns::Owned,
+            created_at: 0,
+            ports: Vec::new(),
+            slot,
+            bridge_port: format!("g-{name}"),
+            labels: Default::default(),
+            mac: None,
+            interface: None,
+        };
+        let cut = |loss_percent: u8| PartitionState {
+            partition: Partition::new(Verb::FullMesh),
+            rules: PartitionRules {
+                cut: BTreeSet::new(),
+                outside_cut: BTreeSet::from([1]),
+                loss_percent,
+            },
+            set_at: 0,
+            expires_at: None,
+            set_by: "host".to_owned(),
+        };
+        let web = Network {
+            name: "web".to_owned(),
+            subnet: crate::config::DEFAULT_SUBNET,
+            routable: false,
+            uplink_slot: 0,
+            guests: [guest("a", 1, 0), guest("b", 2, 1)]
+                .into_iter()
+                .map(|g| (g.name.clone(), g))
+                .collect(),
+            guest_cursor: None,
+            created_at: 0,
+            partition: Some(cut(100)),
+            internal: true,
+            mtu: None,
+        };
+        let mut state = State {
+            networks: BTreeMap::from([("web".to_owned(), web)]),
+            uplink_cursor: None,
+        };
+        let d = Directory::from_state(&state);
+        let names = &d.networks["web"];
+        assert_eq!(names.guests.len(), 2);
+        assert!(names.internal);
+        assert_eq!(names.cut_from_outside, BTreeSet::from([ip(2)]));
+        // A lossy cut lets some questions through: not refused outright.
+        state.networks.get_mut("web").unwrap().partition = Some(cut(30));
+        assert!(
+            Directory::from_state(&state).networks["web"]
+                .cut_from_outside
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn the_host_resolves_a_name_in_every_network_or_in_the_one_named() {
         let d = directory();
         let all = d.resolve_from_host("A");

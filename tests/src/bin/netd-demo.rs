@@ -496,6 +496,47 @@ fn names(netd: &Netd) {
     for line in answer.lines().filter(|l| l.contains("status:")) {
         println!("{line}");
     }
+
+    println!("\na guest on two networks: shop/api joins a routable network too");
+    show(netd, &["network", "create", "back", "--subnet", "auto"]);
+    show(netd, &["guest", "add", "back", "store"]);
+    show(
+        netd,
+        &["network", "connect", "back", "api", "--network-of", "shop"],
+    );
+    show(
+        netd,
+        &["exec", "shop", "api", "--", "ip", "-br", "-4", "address"],
+    );
+    show(
+        netd,
+        &[
+            "exec", "shop", "api", "--", "ip", "route", "show", "default",
+        ],
+    );
+    let back_resolver = netd.json(&["network", "inspect", "back"])["bridge_ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    println!("$ netd exec back store -- dig +short @{back_resolver} -q api");
+    print!(
+        "{}",
+        netd.ok(&[
+            "exec",
+            "back",
+            "store",
+            "--",
+            "dig",
+            "+short",
+            "+time=2",
+            "+tries=1",
+            &format!("@{back_resolver}"),
+            "-q",
+            "api"
+        ])
+    );
+    show(netd, &["resolve", "api"]);
+    show(netd, &["network", "disconnect", "back", "api"]);
 }
 
 fn show(netd: &Netd, args: &[&str]) {

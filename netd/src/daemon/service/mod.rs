@@ -975,6 +975,7 @@ mod tests {
     fn guest(name: &str, bridge_port: &str) -> Guest {
         Guest {
             mac: None,
+            interface: None,
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,

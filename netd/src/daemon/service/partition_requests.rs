@@ -216,6 +216,7 @@ mod tests {
     fn service(dir: &std::path::Path) -> (Service, Applied, Arc<std::sync::atomic::AtomicBool>) {
         let guest = |name: &str, slot: u8| Guest {
             mac: None,
+            interface: None,
             bridge_port: String::new(),
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, slot + 1),

@@ -216,6 +216,7 @@ mod tests {
     fn service(dir: &std::path::Path) -> Service {
         let guest = |name: &str, last: u8| Guest {
             mac: None,
+            interface: None,
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, last),
             netns: GuestNetns::Owned,
