@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result};
 use tokio::{
     net::{TcpListener, TcpStream, UdpSocket},
-    task::JoinHandle,
+    task::{JoinHandle, JoinSet},
 };
 use tracing::{debug, info};
 
@@ -185,18 +185,22 @@ async fn respond(
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, network: String, shared: Arc<Shared>) {
+    // Relays wait on the upstream: each query has its own task, held here
+    // so that stopping the resolver stops them too (and closes the socket,
+    // which keeps the network's namespace alive).
+    let mut queries = JoinSet::new();
     let mut buf = vec![0u8; 65_535];
     loop {
-        let Ok((len, from)) = socket.recv_from(&mut buf).await else {
-            continue;
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buf) => received,
+            Some(_) = queries.join_next(), if !queries.is_empty() => continue,
         };
-        let SocketAddr::V4(from) = from else {
+        let Ok((len, SocketAddr::V4(from))) = received else {
             continue;
         };
         let message = buf[..len].to_vec();
         let (socket, network, shared) = (socket.clone(), network.clone(), shared.clone());
-        // Relays wait on the upstream: each query has its own task.
-        tokio::spawn(async move {
+        queries.spawn(async move {
             if let Some(answer) = respond(&shared, &network, *from.ip(), &message, false).await {
                 let _ = socket.send_to(&answer, from).await;
             }
@@ -205,15 +209,18 @@ async fn serve_udp(socket: Arc<UdpSocket>, network: String, shared: Arc<Shared>)
 }
 
 async fn serve_tcp(listener: TcpListener, network: String, shared: Arc<Shared>) {
+    // As for UDP: connections end with the resolver.
+    let mut connections = JoinSet::new();
     loop {
-        let Ok((stream, from)) = listener.accept().await else {
-            continue;
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let SocketAddr::V4(from) = from else {
+        let Ok((stream, SocketAddr::V4(from))) = accepted else {
             continue;
         };
         let (network, shared) = (network.clone(), shared.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _ = serve_connection(stream, *from.ip(), &network, &shared).await;
         });
     }
