@@ -673,6 +673,33 @@ mod tests {
     }
 
     #[test]
+    fn dns_upstreams_take_addresses_with_or_without_a_port() {
+        let parsed = Config::parse(
+            "dns_upstreams = [\"192.0.2.53\", \"127.0.0.53:5353\"]",
+            Path::new("/etc/netd/netd.toml"),
+        )
+        .unwrap();
+        let addrs: Vec<String> = parsed
+            .dns_upstream_addrs()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(addrs, ["192.0.2.53:53", "127.0.0.53:5353"]);
+        let bad = Config::parse(
+            "dns_upstreams = [\"dns.example\"]",
+            Path::new("/etc/netd/netd.toml"),
+        )
+        .unwrap();
+        let err = invalid(bad);
+        assert!(
+            err.starts_with("dns_upstreams \"dns.example\" in /etc/netd/netd.toml: ")
+                && err.contains("write IP or IP:PORT"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn empty_file_means_defaults() {
         let parsed = Config::parse("", Path::new(DEFAULT_CONFIG_PATH)).unwrap();
         assert_eq!(parsed, Config::default());

@@ -231,6 +231,11 @@ fn bad_connections_are_refused_and_change_nothing(dataplane: &str) {
     }
     let err = netd.err(&["network", "disconnect", "front", "a"]);
     assert!(err.contains("own guest, not a connection"), "{err}");
+    let err = netd.err(&["network", "disconnect", "side", "a"]);
+    assert!(
+        err.contains("no guest named \"a\" is on network \"side\""),
+        "{err}"
+    );
     let err = netd.err(&["guest", "rm", "back", "a"]);
     assert!(err.contains("netd network disconnect back a"), "{err}");
     let after = (
