@@ -117,6 +117,28 @@ fn guests_resolve_each_other_by_name_over_udp_and_tcp(dataplane: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // `netd exec --resolver` does the same for one command.
+    let host_conf = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    let out = netd.ok(&[
+        "exec",
+        "web",
+        "a",
+        "--resolver",
+        "--",
+        "getent",
+        "hosts",
+        "b",
+    ]);
+    assert!(
+        out.starts_with(&format!("{b_ip} ")),
+        "exec --resolver: {out}"
+    );
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+        host_conf,
+        "the host's resolv.conf is untouched"
+    );
+
     let shown = netd.json(&["guest", "inspect", "web", "a"]);
     assert_eq!(shown["nameserver"], RESOLVER, "{shown}");
     let resolved = netd.json(&["resolve", "b.web"]);
