@@ -191,6 +191,7 @@ fn observe_attached(
         address,
         gateway,
         network: network.name.clone(),
+        mtu: network.mtu,
     })
 }
 

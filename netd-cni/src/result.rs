@@ -91,6 +91,8 @@ pub struct Attached {
     pub gateway: Ipv4Addr,
     /// The netd network: the resolver's search domain (`GUEST.NETWORK`).
     pub network: String,
+    /// The network's `--mtu`, if it has one.
+    pub mtu: Option<u32>,
 }
 
 pub fn format_mac(mac: [u8; 6]) -> String {
@@ -116,7 +118,7 @@ pub fn add_result(
     result.interfaces.push(Interface {
         name: attached.ifname.clone(),
         mac: format_mac(attached.mac),
-        mtu: None,
+        mtu: attached.mtu,
         sandbox: attached.sandbox.clone(),
         extra: Extra::new(),
     });
@@ -196,7 +198,21 @@ mod tests {
             address: "172.18.0.1/24".parse().unwrap(),
             gateway: Ipv4Addr::new(172, 18, 0, 254),
             network: "web".into(),
+            mtu: None,
         }
+    }
+
+    #[test]
+    fn a_networks_mtu_is_the_interfaces() {
+        let attached = Attached {
+            mtu: Some(1400),
+            ..attached()
+        };
+        let result = add_result("1.1.0", None, &attached, None);
+        assert_eq!(
+            serde_json::to_value(&result).unwrap()["interfaces"][0]["mtu"],
+            1400
+        );
     }
 
     #[test]
