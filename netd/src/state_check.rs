@@ -111,7 +111,8 @@ pub fn check_state(state: &State, uplinks: &ipam::UplinkPool) -> Result<(), Stat
                     .and_then(|home_net| home_net.guests.get(gkey));
                 if own.is_none_or(|own| own.home().is_some()) || home == name {
                     return problem(format!(
-                        "{who} is a connection from network {home:?}, which has no guest                          {gkey:?} of its own"
+                        "{who} is a connection from network {home:?}, which has no guest \
+                         {gkey:?} of its own"
                     ));
                 }
             }

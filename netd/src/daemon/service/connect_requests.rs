@@ -128,7 +128,7 @@ impl Service {
             stored.guest_cursor = Some(ip);
         }
         self.names_changed();
-        if let Err(err) = self.store.save(&self.state) {
+        if let Err(err) = self.store.save_network(&self.state, network) {
             let stored = self.state.networks.get_mut(network).expect("checked above");
             stored.guests.remove(name);
             stored.guest_cursor = previous_cursor;
@@ -180,7 +180,7 @@ impl Service {
             stored.guests.remove(name);
         }
         self.names_changed();
-        self.store.save(&self.state)?;
+        self.store.save_network(&self.state, network)?;
         info!(network, guest = name, "guest disconnected");
         self.emit(
             Event::new("guest.disconnected")

@@ -110,6 +110,20 @@ impl Service {
         self.resolvers.resolve_from_host(name)
     }
 
+    /// The desired state.
+    pub fn desired_state(&self) -> &State {
+        &self.state
+    }
+
+    /// Keeps a copy of the saved state to roll back to, unless it holds no
+    /// network (which would push good copies out).
+    pub fn keep_backup(&self) -> Result<(), crate::store::StoreError> {
+        if self.state.networks.is_empty() {
+            return Ok(());
+        }
+        self.store.keep_backup()
+    }
+
     /// How many networks the desired state holds.
     pub fn network_count(&self) -> usize {
         self.state.networks.len()
@@ -301,7 +315,7 @@ impl Service {
             .insert(network.name.clone(), network.clone());
         self.state.uplink_cursor = Some(slot);
         self.names_changed();
-        if let Err(err) = self.store.save(&self.state) {
+        if let Err(err) = self.store.save_network(&self.state, &network.name) {
             self.names_changed();
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
@@ -323,7 +337,7 @@ impl Service {
             self.names_changed();
             self.teardown_network(&network).await;
             self.drop_gateway_if_unused().await;
-            if let Err(save) = self.store.save(&self.state) {
+            if let Err(save) = self.store.save_network(&self.state, &network.name) {
                 warn!("rolling back network {}: {save}", network.name);
             }
             if let Err(sync) = self.sync_host() {
@@ -357,7 +371,7 @@ impl Service {
         crash_point("network-torn-down");
         self.state.networks.remove(name);
         self.names_changed();
-        self.store.save(&self.state)?;
+        self.store.save_network(&self.state, name)?;
         crash_point("network-rm-saved");
         if let Err(err) = self.sync_host() {
             warn!("updating the dataplane's host side: {err:#}");
@@ -468,7 +482,7 @@ impl Service {
             stored.guest_cursor = Some(ip);
         }
         self.names_changed();
-        if let Err(err) = self.store.save(&self.state) {
+        if let Err(err) = self.store.save_network(&self.state, network) {
             let stored = self.state.networks.get_mut(network).expect("checked above");
             stored.guests.remove(&guest.name);
             stored.guest_cursor = previous_cursor;
@@ -496,14 +510,21 @@ impl Service {
         })?;
         if let Some(home) = guest.home() {
             return Err(ServiceError::Invalid(format!(
-                "guest {name:?} is in network {network:?} by a connection from network                  {home:?}: `netd network disconnect {network} {name}` removes it here, `netd                  guest rm {home} {name}` everywhere"
+                "guest {name:?} is in network {network:?} by a connection from network \
+                 {home:?}: `netd network disconnect {network} {name}` removes it here, `netd \
+                 guest rm {home} {name}` everywhere"
             )));
         }
         self.drop_connections_of(network, name).await?;
         let net = self.network(network)?.clone();
         self.dataplane
             .unpublish(&Self::guest_port_mappings(&net, &guest));
-        self.teardown_guest(&net, &guest).await;
+        let plumbing = self.topology.guest_plumbing(&net, &guest);
+        self.dataplane.detach_guest(&plumbing);
+        self.topology
+            .remove_guest(&net, &guest)
+            .await
+            .log(&format!("removing guest {}/{}", net.name, guest.name));
         crash_point("guest-torn-down");
         self.state
             .networks
@@ -512,7 +533,7 @@ impl Service {
             .guests
             .remove(name);
         self.names_changed();
-        self.store.save(&self.state)?;
+        self.store.save_network(&self.state, network)?;
         info!(network, guest = name, "guest removed");
         self.emit(Event::new("guest.removed").network(network).guest(name));
         Ok(())
@@ -1006,7 +1027,7 @@ mod tests {
         };
         Service::new(
             Topology::new(Config::default()).unwrap(),
-            Store::new(dir),
+            Store::open(dir).unwrap(),
             state,
             Box::new(crate::dataplane::testing::Recorder::default()),
         )
