@@ -328,6 +328,8 @@ pub mod test_support {
             guest_cursor: None,
             created_at: 0,
             partition: None,
+            internal: false,
+            mtu: None,
         }
     }
 
@@ -342,6 +344,8 @@ pub mod test_support {
             slot,
             bridge_port: format!("g-{name}"),
             labels: Default::default(),
+            mac: None,
+            interface: None,
         }
     }
 }
