@@ -112,6 +112,10 @@ mod tests {
             owned_netns: false,
             bridge_port: "g-x".into(),
             labels,
+            mac: "02:00:00:00:00:01".into(),
+            nameserver: "172.18.0.254".into(),
+            interface: "eth0".into(),
+            connected_from: None,
         }
     }
 

@@ -102,6 +102,7 @@ pub fn add(env: &Env, conf: &NetConf) -> CniResult<CniOutput> {
         ip: ip.map(|ip| ip.to_string()),
         netns: Some(netns.to_path_buf()),
         labels: attachment::labels(container_id, ifname, &conf.name),
+        mac: None,
     };
     let guest: GuestView = daemon.client.post(&guests_path, &request).map_err(|err| {
         daemon.refused(
@@ -189,6 +190,8 @@ fn observe_attached(
         sandbox: netns.display().to_string(),
         address,
         gateway,
+        network: network.name.clone(),
+        mtu: network.mtu,
     })
 }
 

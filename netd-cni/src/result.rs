@@ -86,8 +86,13 @@ pub struct Attached {
     pub mac: [u8; 6],
     pub sandbox: String,
     pub address: Ipv4Network,
-    /// The network's bridge: the guest's default gateway.
+    /// The network's bridge: the guest's default gateway, and its
+    /// resolver.
     pub gateway: Ipv4Addr,
+    /// The netd network: the resolver's search domain (`GUEST.NETWORK`).
+    pub network: String,
+    /// The network's `--mtu`, if it has one.
+    pub mtu: Option<u32>,
 }
 
 pub fn format_mac(mac: [u8; 6]) -> String {
@@ -98,8 +103,9 @@ pub fn format_mac(mac: [u8; 6]) -> String {
 }
 
 /// ADD's result: `prev` (an earlier plugin's, when chained) with this
-/// attachment's interface, address and default route appended; the
-/// configuration's `dns` where `prev` has none.
+/// attachment's interface, address and default route appended; where
+/// `prev` has no `dns`, the configuration's, else the network's own
+/// resolver (the bridge address, the network's name as search domain).
 pub fn add_result(
     version: &str,
     prev: Option<Result>,
@@ -112,7 +118,7 @@ pub fn add_result(
     result.interfaces.push(Interface {
         name: attached.ifname.clone(),
         mac: format_mac(attached.mac),
-        mtu: None,
+        mtu: attached.mtu,
         sandbox: attached.sandbox.clone(),
         extra: Extra::new(),
     });
@@ -127,12 +133,21 @@ pub fn add_result(
         gw: Some(gateway),
         extra: Extra::new(),
     });
-    if result.dns.is_empty()
-        && let Some(dns) = dns
-    {
-        result.dns = dns;
+    if result.dns.is_empty() {
+        result.dns = dns
+            .filter(|dns| !dns.is_empty())
+            .unwrap_or_else(|| network_resolver(attached));
     }
     result
+}
+
+/// The network's resolver as a result's `dns`.
+fn network_resolver(attached: &Attached) -> Dns {
+    Dns {
+        nameservers: vec![attached.gateway.to_string()],
+        search: vec![attached.network.clone()],
+        ..Dns::default()
+    }
 }
 
 /// What CHECK finds against a `prevResult`: the attachment's interface and
@@ -182,6 +197,32 @@ mod tests {
             sandbox: "/run/netns/ctr".into(),
             address: "172.18.0.1/24".parse().unwrap(),
             gateway: Ipv4Addr::new(172, 18, 0, 254),
+            network: "web".into(),
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn a_networks_mtu_is_the_interfaces() {
+        let attached = Attached {
+            mtu: Some(1400),
+            ..attached()
+        };
+        let result = add_result("1.1.0", None, &attached, None);
+        assert_eq!(
+            serde_json::to_value(&result).unwrap()["interfaces"][0]["mtu"],
+            1400
+        );
+    }
+
+    #[test]
+    fn without_dns_of_its_own_a_result_names_the_networks_resolver() {
+        for conf_dns in [None, Some(Dns::default())] {
+            let result = add_result("1.1.0", None, &attached(), conf_dns);
+            assert_eq!(
+                serde_json::to_value(&result.dns).unwrap(),
+                serde_json::json!({"nameservers": ["172.18.0.254"], "search": ["web"]})
+            );
         }
     }
 

@@ -62,10 +62,13 @@ pub enum Counter {
     /// towards this destination (a quarter of the range), so others are not
     /// starved.
     DroppedPortShare = 22,
+    /// Dropped: a guest of an internal network addressing the outside, or
+    /// the outside addressing one of its guests.
+    DroppedInternal = 23,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 24] = [
         Counter::Passed,
         Counter::DroppedBlockedDst,
         Counter::NotIpv4,
@@ -89,6 +92,7 @@ impl Counter {
         Counter::Delivered,
         Counter::FragNeededSent,
         Counter::DroppedPortShare,
+        Counter::DroppedInternal,
     ];
 
     /// Name shown to users (`netd status`, the demo).
@@ -117,6 +121,7 @@ impl Counter {
             Counter::Delivered => "delivered",
             Counter::FragNeededSent => "frag_needed_sent",
             Counter::DroppedPortShare => "dropped_port_share",
+            Counter::DroppedInternal => "dropped_internal",
         }
     }
 

@@ -77,7 +77,10 @@ pub struct NetworkInfo {
     pub gateway_port_mac: [u8; 6],
     /// The bridge's MAC: guests send packets for the outside to it.
     pub bridge_mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The guests' MTU; 0: not set (1500). Packets from outside larger than
+    /// it take the network namespace's stack, which fragments them or
+    /// answers "fragmentation needed" (DF set) as a router does.
+    pub mtu: u16,
 }
 
 impl NetworkInfo {
@@ -93,6 +96,9 @@ impl NetworkInfo {
 pub mod network_flags {
     /// The host routes to this network's subnet: no translation outbound.
     pub const ROUTABLE: u32 = 1;
+    /// An internal network: nothing crosses between its guests and the
+    /// outside, either way.
+    pub const INTERNAL: u32 = 2;
 }
 
 #[cfg(feature = "user")]

@@ -4,14 +4,18 @@
 //! in one step, as on a direct veth: to another guest of the network
 //! straight into that guest's veth, to the outside (sent to the bridge's
 //! MAC) routed by the program itself straight into the gateway's port. Only
-//! ARP, broadcasts and packets for the bridge itself cross the bridge.
+//! ARP, broadcasts and packets for the bridge itself cross the bridge. A
+//! guest of an internal network sends nothing outside its subnet.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::generated::bpf_redirect_peer,
     programs::TcContext,
 };
-use netd_common::{counters::Counter, zones::NetworkInfo};
+use netd_common::{
+    counters::Counter,
+    zones::{NetworkInfo, network_flags},
+};
 
 use crate::{
     counters::bump,
@@ -55,6 +59,12 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
         return TC_ACT_OK;
     };
     let inside = net.contains(ip.dst);
+    // An internal network's guests reach nothing outside it, by whatever
+    // MAC they address it (the bridge's stack would route it otherwise).
+    if !inside && net.flags & network_flags::INTERNAL != 0 {
+        bump(me.zone, Counter::DroppedInternal);
+        return TC_ACT_SHOT;
+    }
     let other = if inside {
         maps::guest_port(me.zone, ip.dst)
     } else {

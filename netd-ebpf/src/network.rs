@@ -8,12 +8,12 @@ use aya_ebpf::{
     helpers::generated::bpf_redirect_peer,
     programs::TcContext,
 };
-use netd_common::counters::Counter;
+use netd_common::{counters::Counter, zones::network_flags};
 
 use crate::{
     counters::bump,
     maps,
-    parse::{self, ETH_DST_OFF, ETH_SRC_OFF, Parsed},
+    parse::{self, ETH_DST_OFF, ETH_HDR_LEN, ETH_SRC_OFF, Parsed},
     partition::{self, Peer},
     ttl::{self, Hop},
 };
@@ -30,6 +30,21 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
     let Parsed::Ipv4(ip) = parse::ipv4(ctx) else {
         return TC_ACT_OK;
     };
+    let Some(net) = maps::network(zone) else {
+        return TC_ACT_OK;
+    };
+    // Nothing from outside reaches an internal network's guests, nor the
+    // namespace's stack, which would route it to them.
+    if net.flags & network_flags::INTERNAL != 0 {
+        bump(zone, Counter::DroppedInternal);
+        return TC_ACT_SHOT;
+    }
+    // Larger than the guests' MTU: the stack routes it and, as a router
+    // does, fragments it or (DF set) answers "fragmentation needed" with
+    // the bridge's MTU. The shortcut would hand the guest an oversized frame.
+    if net.mtu != 0 && ctx.len() > u32::from(net.mtu) + ETH_HDR_LEN as u32 {
+        return TC_ACT_OK;
+    }
     let Some(port) = maps::guest_port(zone, ip.dst) else {
         return TC_ACT_OK;
     };

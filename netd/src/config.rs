@@ -191,6 +191,11 @@ pub struct Config {
     /// API socket; None: the socket only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where networks' resolvers send names that are not netd's: `IP` or
+    /// `IP:PORT`, tried in order. Empty: the nameservers of the host's
+    /// /etc/resolv.conf, read at each query.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_upstreams: Vec<String>,
     /// The file these settings came from, named in every error so that the
     /// user edits the right one. Not a setting: never read from or written
     /// to TOML.
@@ -238,6 +243,7 @@ impl Default for Config {
                 max: netd_common::nat::HOST_NAT_PORT_MAX,
             },
             metrics_listen: None,
+            dns_upstreams: Vec::new(),
             file: PathBuf::from(DEFAULT_CONFIG_PATH),
         }
     }
@@ -328,7 +334,23 @@ impl Config {
         )?;
         self.validate_netns_prefix()?;
         self.validate_paths()?;
+        self.dns_upstream_addrs()?;
         self.validate_no_overlaps()
+    }
+
+    /// `dns_upstreams` as addresses (port 53 where none is given).
+    pub fn dns_upstream_addrs(&self) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+        self.dns_upstreams
+            .iter()
+            .map(|text| {
+                crate::dns::upstream::parse_upstream(text).map_err(|problem| ConfigError::Invalid {
+                    setting: "dns_upstreams",
+                    value: format!("{text:?}"),
+                    path: self.file.clone(),
+                    problem,
+                })
+            })
+            .collect()
     }
 
     /// Fails if `host_link_net` or `uplink_pool` overlaps an address or a
@@ -648,6 +670,33 @@ mod tests {
         assert!(!text.contains("file"), "file is not a setting: {text}");
         let parsed = Config::parse(&text, Path::new(DEFAULT_CONFIG_PATH)).unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn dns_upstreams_take_addresses_with_or_without_a_port() {
+        let parsed = Config::parse(
+            "dns_upstreams = [\"192.0.2.53\", \"127.0.0.53:5353\"]",
+            Path::new("/etc/netd/netd.toml"),
+        )
+        .unwrap();
+        let addrs: Vec<String> = parsed
+            .dns_upstream_addrs()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(addrs, ["192.0.2.53:53", "127.0.0.53:5353"]);
+        let bad = Config::parse(
+            "dns_upstreams = [\"dns.example\"]",
+            Path::new("/etc/netd/netd.toml"),
+        )
+        .unwrap();
+        let err = invalid(bad);
+        assert!(
+            err.starts_with("dns_upstreams \"dns.example\" in /etc/netd/netd.toml: ")
+                && err.contains("write IP or IP:PORT"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!   nftables scripts), `bpffs`, `store`;
 //! - pure vocabulary and decisions, used by every layer above and
 //!   unit-tested without root: `model`, `config` (with the defaults),
-//!   `ipam`, `ifname` (every interface name and its one check), `ports`
+//!   `ipam`, `mac` (a guest's `--mac`), `mtu` (a network's `--mtu`), `ifname` (every interface name and its one check), `ports`
 //!   (forwards, `PortMapping`), `partition` (verbs, `PartitionRules`),
 //!   `state_check` (a loaded state checked as strictly as a request).
 
@@ -24,10 +24,13 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod dns;
 pub mod ifname;
 pub mod ipam;
 pub mod labels;
+pub mod mac;
 pub mod model;
+pub mod mtu;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

@@ -58,6 +58,14 @@ pub struct Network {
     /// state files older than partitions.
     #[serde(default)]
     pub partition: Option<PartitionState>,
+    /// Its guests talk to each other and to nothing outside it: no NAT, no
+    /// published ports (`--internal`). Absent from older state files: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// The MTU of its bridge, bridge ports and guests' interfaces
+    /// (`--mtu`); None: the kernel's default (1500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 impl Network {
@@ -125,6 +133,22 @@ impl Network {
         guest_mac(&self.name, ip)
     }
 
+    /// The MAC `guest`'s interface has: the one it was given (`--mac`), or
+    /// the derived one ([`Network::guest_mac`]).
+    pub fn mac_of(&self, guest: &Guest) -> [u8; 6] {
+        guest
+            .mac
+            .map_or_else(|| self.guest_mac(guest.ip), |mac| mac.0)
+    }
+
+    /// The guest other than `name` whose interface has `mac`, so that a
+    /// `--mac` already taken in the network is refused naming its holder.
+    pub fn guest_with_mac(&self, mac: [u8; 6], name: &str) -> Option<&Guest> {
+        self.guests
+            .values()
+            .find(|guest| guest.name != name && self.mac_of(guest) == mac)
+    }
+
     /// The network's number in the dataplane: its uplink slot + 1, because
     /// zone 0 is the gateway's host side. Derived, not stored, so it stays
     /// what it was for as long as the network keeps its slot (its life).
@@ -172,6 +196,33 @@ pub struct Guest {
     /// them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: crate::labels::Labels,
+    /// The MAC it asked for (`--mac`); None: derived from the network and
+    /// the address ([`Network::guest_mac`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<crate::mac::Mac>,
+    /// Its interface in this network's namespace: None for `eth0`, the
+    /// guest's own network; `eth1`, ... for a guest of another network
+    /// connected to this one (`netd network connect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+impl Guest {
+    /// The name of its interface on this network.
+    pub fn ifname(&self) -> &str {
+        self.interface
+            .as_deref()
+            .unwrap_or(crate::ifname::GUEST_ETH)
+    }
+
+    /// The network it was added to, when this is its connection to
+    /// another (`netd network connect`).
+    pub fn home(&self) -> Option<&str> {
+        match &self.netns {
+            GuestNetns::Connected { network, .. } => Some(network),
+            _ => None,
+        }
+    }
 }
 
 /// Whose namespace the guest lives in: it decides whether removing the guest
@@ -192,6 +243,11 @@ pub enum GuestNetns {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<NetnsId>,
     },
+    /// The namespace of the guest of the same name in `network`, which is
+    /// connected to this network too (`netd network connect`): netd only
+    /// removes the interface it put there, and the connection goes with
+    /// that guest.
+    Connected { network: String, path: PathBuf },
 }
 
 /// A namespace's identity: the device and inode of its nsfs file.
@@ -272,6 +328,8 @@ pub mod test_support {
             guest_cursor: None,
             created_at: 0,
             partition: None,
+            internal: false,
+            mtu: None,
         }
     }
 
@@ -286,6 +344,8 @@ pub mod test_support {
             slot,
             bridge_port: format!("g-{name}"),
             labels: Default::default(),
+            mac: None,
+            interface: None,
         }
     }
 }
@@ -296,6 +356,8 @@ mod tests {
 
     fn sample_state() -> State {
         let owned = Guest {
+            mac: None,
+            interface: None,
             name: "web1".to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,
@@ -309,6 +371,8 @@ mod tests {
             labels: Default::default(),
         };
         let external = Guest {
+            mac: None,
+            interface: None,
             name: "db".to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 7),
             netns: GuestNetns::External {
@@ -325,6 +389,8 @@ mod tests {
             labels: Default::default(),
         };
         let web = Network {
+            internal: false,
+            mtu: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
@@ -338,6 +404,8 @@ mod tests {
             partition: None,
         };
         let routed = Network {
+            internal: false,
+            mtu: None,
             name: "routed".to_owned(),
             subnet: "10.20.0.0/16".parse().unwrap(),
             routable: true,
@@ -453,6 +521,23 @@ mod tests {
             external,
             serde_json::json!({ "kind": "external", "path": "/run/netns/cni-1234" })
         );
+    }
+
+    #[test]
+    fn a_connection_is_stored_with_its_network_and_interface() {
+        let mut guest = sample_state().networks["web"].guests["web1"].clone();
+        guest.netns = GuestNetns::Connected {
+            network: "front".to_owned(),
+            path: PathBuf::from("/run/netns/netd-g-front.web1"),
+        };
+        guest.interface = Some("eth1".to_owned());
+        let json = serde_json::to_value(&guest).unwrap();
+        assert_eq!(json["netns"]["kind"], "connected");
+        assert_eq!(json["interface"], "eth1");
+        let back: Guest = serde_json::from_value(json).unwrap();
+        assert_eq!((back.home(), back.ifname()), (Some("front"), "eth1"));
+        let own = &sample_state().networks["web"].guests["web1"];
+        assert_eq!((own.home(), own.ifname()), (None, "eth0"));
     }
 
     #[test]

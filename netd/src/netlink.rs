@@ -34,6 +34,8 @@ pub struct LinkInfo {
     pub up: bool,
     /// Index of the bridge it is enslaved to, if any.
     pub controller: Option<u32>,
+    /// Its MTU (0 if the kernel did not say).
+    pub mtu: u32,
 }
 
 /// An IPv4 route as the kernel reports it (main table only).
@@ -111,7 +113,8 @@ impl Netlink {
     /// Creates, in one request, a veth pair whose end `port` stays here,
     /// enslaved to the bridge `bridge_index` and up, while its peer is made
     /// directly inside `peer_ns` as `peer_name` with `peer_mac` (down: it is
-    /// set up from inside, once it has its address). Made in
+    /// set up from inside, once it has its address), both ends with `mtu`
+    /// if given. Made in
     /// place, the peer is never moved between namespaces, which costs the
     /// kernel an RCU grace period per move.
     pub async fn add_veth_into(
@@ -121,18 +124,23 @@ impl Netlink {
         peer_ns: &Netns,
         peer_name: &str,
         peer_mac: [u8; 6],
+        mtu: Option<u32>,
     ) -> Result<()> {
         use std::os::fd::{AsFd, AsRawFd};
-        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer_name.to_owned())
             .address(peer_mac.to_vec())
-            .setns_by_fd(peer_ns.as_fd().as_raw_fd())
-            .build();
-        let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .setns_by_fd(peer_ns.as_fd().as_raw_fd());
+        let mut port_end = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(port.to_owned())
             .controller(bridge_index)
-            .up()
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .up();
+        if let Some(mtu) = mtu {
+            peer = peer.mtu(mtu);
+            port_end = port_end.mtu(mtu);
+        }
+        let message = port_end
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         self.handle
             .link()
@@ -193,6 +201,17 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("moving link {name} into namespace {}", target.name()))
+    }
+
+    /// Sets a link's MTU.
+    pub async fn set_mtu(&self, name: &str, mtu: u32) -> Result<()> {
+        let index = self.index(name).await?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+            .execute()
+            .await
+            .with_context(|| format!("setting the MTU of {name} to {mtu}"))
     }
 
     pub async fn set_up(&self, name: &str) -> Result<()> {
@@ -384,6 +403,8 @@ pub struct HostView {
     pub addresses: Vec<(Ipv4Network, String)>,
     /// Every IPv4 route's destination and its output link ("" for none).
     pub routes: Vec<(Ipv4Network, String)>,
+    /// Every link's MTU, by name.
+    pub mtus: Vec<(String, u32)>,
 }
 
 impl HostView {
@@ -404,7 +425,26 @@ impl HostView {
             .into_iter()
             .map(|r| (r.destination, r.output_index.map(name).unwrap_or_default()))
             .collect();
-        Ok(HostView { addresses, routes })
+        let mtus = links.iter().map(|l| (l.name.clone(), l.mtu)).collect();
+        Ok(HostView {
+            addresses,
+            routes,
+            mtus,
+        })
+    }
+
+    /// The MTU of the link the host's default route leaves by (the
+    /// smallest, if several routes are default): what guests' packets to
+    /// the outside must fit. None without a default route.
+    pub fn uplink_mtu(&self) -> Option<(String, u32)> {
+        self.routes
+            .iter()
+            .filter(|(destination, _)| destination.prefix() == 0)
+            .filter_map(|(_, link)| {
+                let mtu = self.mtus.iter().find(|(name, _)| name == link)?.1;
+                Some((link.clone(), mtu))
+            })
+            .min_by_key(|(_, mtu)| *mtu)
     }
 
     /// Every address but loopback ones: where published ports are reached.
@@ -428,10 +468,12 @@ pub fn link_name(links: &[LinkInfo], index: u32) -> String {
 fn link_info(message: &LinkMessage) -> LinkInfo {
     let mut name = String::new();
     let mut controller = None;
+    let mut mtu = 0;
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(n) => name = n.clone(),
             LinkAttribute::Controller(index) => controller = Some(*index),
+            LinkAttribute::Mtu(m) => mtu = *m,
             _ => {}
         }
     }
@@ -440,6 +482,7 @@ fn link_info(message: &LinkMessage) -> LinkInfo {
         name,
         up: message.header.flags.contains(LinkFlags::Up),
         controller,
+        mtu,
     }
 }
 

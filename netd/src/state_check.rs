@@ -104,6 +104,18 @@ pub fn check_state(state: &State, uplinks: &ipam::UplinkPool) -> Result<(), Stat
                     ));
                 }
             }
+            if let GuestNetns::Connected { network: home, .. } = &guest.netns {
+                let own = state
+                    .networks
+                    .get(home)
+                    .and_then(|home_net| home_net.guests.get(gkey));
+                if own.is_none_or(|own| own.home().is_some()) || home == name {
+                    return problem(format!(
+                        "{who} is a connection from network {home:?}, which has no guest \
+                         {gkey:?} of its own"
+                    ));
+                }
+            }
             if let GuestNetns::External { path, .. } = &guest.netns {
                 if !path.is_absolute() {
                     return problem(format!(
@@ -136,6 +148,8 @@ mod tests {
 
     fn guest(name: &str, last: u8, slot: u8) -> Guest {
         Guest {
+            mac: None,
+            interface: None,
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, last),
             netns: GuestNetns::Owned,
@@ -149,6 +163,8 @@ mod tests {
 
     fn network(name: &str, slot: u16, guests: Vec<Guest>) -> Network {
         Network {
+            internal: false,
+            mtu: None,
             name: name.to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
@@ -182,6 +198,40 @@ mod tests {
     fn a_state_requests_could_make_passes() {
         check_state(&good(), &pool()).unwrap();
         check_state(&State::default(), &pool()).unwrap();
+    }
+
+    #[test]
+    fn a_connection_needs_its_guest_in_its_own_network() {
+        let connected = |home: &str| GuestNetns::Connected {
+            network: home.to_owned(),
+            path: "/run/netns/netd-g-web.b".into(),
+        };
+        let mut s = good();
+        let mut b = guest("b", 9, 9);
+        b.netns = connected("web");
+        b.interface = Some("eth1".to_owned());
+        s.networks
+            .get_mut("db")
+            .unwrap()
+            .guests
+            .insert("b".to_owned(), b.clone());
+        check_state(&s, &pool()).unwrap();
+
+        for home in ["gone", "db"] {
+            let mut bad = s.clone();
+            let mut stray = b.clone();
+            stray.netns = connected(home);
+            bad.networks
+                .get_mut("db")
+                .unwrap()
+                .guests
+                .insert("b".to_owned(), stray);
+            assert!(
+                problem(&bad).contains(&format!("a connection from network \"{home}\"")),
+                "{home}: {}",
+                problem(&bad)
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cni;
+pub mod fake_dns;
 pub mod filter;
 pub mod netd;
 pub mod podman;

@@ -80,6 +80,18 @@ impl<'a> Netd<'a> {
         netd
     }
 
+    /// With the given `--dataplane` and `settings` added to its netd.toml
+    /// (e.g. `dns_upstreams = [...]`).
+    pub fn start_with_settings(sandbox: &'a Sandbox, dataplane: &str, settings: &str) -> Netd<'a> {
+        let (_, base) = dataplane_settings(dataplane);
+        std::fs::write(
+            sandbox.root.join("netd.toml"),
+            format!("{base}{settings}\n"),
+        )
+        .expect("writing netd.toml");
+        Self::start_with(sandbox, dataplane, &[])
+    }
+
     /// Starts a daemon with the given `--dataplane`; unlike `start`, a
     /// daemon that refuses to start (or does not answer in 30 s) is an error
     /// carrying its log, not a panic.
@@ -92,11 +104,7 @@ impl<'a> Netd<'a> {
 
     fn new(sandbox: &'a Sandbox, dataplane: &str, env: &[(&str, &str)]) -> Netd<'a> {
         let config = sandbox.root.join("netd.toml");
-        // The eBPF dataplane with the host's nftables table as its host side.
-        let (dataplane, settings) = match dataplane {
-            EBPF_NFT_HOST => ("ebpf", "host_datapath = \"nftables\"\n"),
-            other => (other, "# sandbox: all defaults\n"),
-        };
+        let (dataplane, settings) = dataplane_settings(dataplane);
         if !config.exists() {
             std::fs::write(&config, settings).expect("writing netd.toml");
         }
@@ -270,6 +278,16 @@ impl<'a> Netd<'a> {
         let mut args = args.to_vec();
         args.push("--json");
         serde_json::from_str(&self.ok(&args)).expect("JSON output")
+    }
+}
+
+/// The `--dataplane` a conformance name runs and the netd.toml it needs:
+/// the eBPF dataplane with the host's nftables table as its host side for
+/// [`EBPF_NFT_HOST`].
+fn dataplane_settings(dataplane: &str) -> (&str, &'static str) {
+    match dataplane {
+        EBPF_NFT_HOST => ("ebpf", "host_datapath = \"nftables\"\n"),
+        other => (other, "# sandbox: all defaults\n"),
     }
 }
 

@@ -50,6 +50,42 @@ fn address(result: &Value, index: usize) -> Ipv4Addr {
 }
 
 #[test]
+fn without_dns_of_its_own_the_result_names_the_networks_resolver_which_knows_the_containers() {
+    let sandbox = Sandbox::new();
+    let netd = daemon_with_network(&sandbox);
+    let conf = conf(&netd, "netd-web", "web", "1.1.0", json!({}));
+    let (c1, p1) = container_ns(&sandbox, "c1");
+    let (_c2, p2) = container_ns(&sandbox, "c2");
+    let r1 = run(&sandbox, "ADD", Some(&attachment("ctr1", &p1)), &conf).ok();
+    let r2 = run(&sandbox, "ADD", Some(&attachment("ctr2", &p2)), &conf).ok();
+    assert_eq!(
+        r1["dns"],
+        json!({"nameservers": ["172.18.0.254"], "search": ["web"]}),
+        "{r1}"
+    );
+    // The other container, by its guest name, from the resolver the
+    // result names.
+    let guests = netd.json(&["guest", "ls", "web"]);
+    let second = guests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["labels"]["cni.container_id"] == "ctr2")
+        .expect("the second attachment");
+    let name = second["name"].as_str().unwrap();
+    let out = c1
+        .command("dig")
+        .args(["@172.18.0.254", "+short", "+time=2", "+tries=1"])
+        .arg(format!("{name}.web"))
+        .output()
+        .expect("dig");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        address(&r2, 0).to_string()
+    );
+}
+
+#[test]
 fn add_gives_traffic_to_another_attachment_and_to_the_internet() {
     let sandbox = Sandbox::new();
     let netd = daemon_with_network(&sandbox);

@@ -52,6 +52,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "tests: the root filesystem of podman's containers (no registry is reachable)",
     ),
     (
+        "dnsutils",
+        "tests: real DNS queries (dig) to netd's per-network resolvers",
+    ),
+    (
         "prometheus",
         "tests: promtool checks /metrics, and a real server scrapes it",
     ),

@@ -26,6 +26,19 @@ pub enum Command {
         /// --json`; the CNI plugin marks its attachments with `cni.*`).
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// The MAC of its eth0 (unicast, not taken in the network); derived
+        /// from the network and the address if omitted.
+        #[arg(long)]
+        mac: Option<String>,
+    },
+    /// Show one guest.
+    Inspect {
+        #[arg(add = super::names::network())]
+        network: String,
+        #[arg(add = super::names::guest())]
+        name: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a guest (and its namespace, if netd made it).
     Rm {
@@ -51,6 +64,7 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
             ip,
             netns,
             labels,
+            mac,
         } => {
             let labels = labels.into_iter().collect();
             let g: GuestView = client.post(
@@ -60,6 +74,7 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
                     ip,
                     netns,
                     labels,
+                    mac,
                 },
             )?;
             println!(
@@ -69,6 +84,27 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
                 g.ip,
                 g.netns.display()
             );
+            println!("mac {}", g.mac);
+            println!("nameserver {}", g.nameserver);
+        }
+        Command::Inspect {
+            network,
+            name,
+            json,
+        } => {
+            let g: GuestView = client.get(&format!(
+                "/v1/networks/{}/guests/{}",
+                segment(&network),
+                segment(&name)
+            ))?;
+            super::print(json, &g, |g| {
+                println!("guest     {}/{}", g.network, g.name);
+                println!("address   {}", g.ip);
+                println!("mac       {}", g.mac);
+                println!("resolver  {}", g.nameserver);
+                println!("port      {}", g.bridge_port);
+                println!("namespace {}", g.netns.display());
+            });
         }
         Command::Rm { network, name } => {
             client.delete(&format!(

@@ -10,6 +10,7 @@ mod names;
 mod network;
 mod partition;
 mod port;
+mod resolve;
 mod state;
 mod status;
 
@@ -45,6 +46,8 @@ enum Command {
     /// Publish guest ports on the gateway and host addresses.
     #[command(subcommand)]
     Port(port::Command),
+    /// A guest's address by name, as the networks' resolvers answer it.
+    Resolve(resolve::Args),
     /// Split a network's guests apart on purpose, show it, verify it.
     Partition(partition::Args),
     /// Run a command in a guest's network namespace.
@@ -83,6 +86,7 @@ pub fn main() -> i32 {
         Command::Network(cmd) => network::run(&client, cmd),
         Command::Guest(cmd) => guest::run(&client, cmd),
         Command::Port(cmd) => port::run(&client, cmd),
+        Command::Resolve(args) => resolve::run(&client, args),
         Command::Partition(args) => partition::run(&client, args),
         Command::Exec(args) => exec::run(&client, args),
         Command::Status(args) => status::run(&client, args),

@@ -16,8 +16,39 @@ pub enum Command {
         /// may overlap other networks'.
         #[arg(long)]
         subnet: Option<String>,
+        /// Guests talk to each other and to nothing outside the network: no
+        /// NAT out, no published ports.
+        #[arg(long)]
+        internal: bool,
+        /// MTU of the bridge, its ports and the guests' eth0 (576 up to the
+        /// MTU of the host's link to the outside).
+        #[arg(long)]
+        mtu: Option<u32>,
     },
-    /// Remove a network with all its guests.
+    /// Give a guest of another network an interface (eth1, ...) on this one
+    /// too, with an address of this network; its default route stays its
+    /// own network's.
+    Connect {
+        #[arg(add = super::names::network())]
+        network: String,
+        #[arg(add = super::names::guest())]
+        guest: String,
+        /// The network the guest was added to.
+        #[arg(long, add = super::names::network())]
+        network_of: String,
+        /// Its address on NETWORK; the next free one if omitted.
+        #[arg(long)]
+        ip: Option<String>,
+    },
+    /// Remove a guest's interface on a network it was connected to.
+    Disconnect {
+        #[arg(add = super::names::network())]
+        network: String,
+        #[arg(add = super::names::guest())]
+        guest: String,
+    },
+    /// Remove a network with all its guests (and other networks' guests'
+    /// interfaces on it).
     Rm {
         #[arg(add = super::names::network())]
         name: String,
@@ -38,12 +69,61 @@ pub enum Command {
 
 pub fn run(client: &Client, command: Command) -> Result<i32> {
     match command {
-        Command::Create { name, subnet } => {
-            let net: NetworkView = client.post("/v1/networks", &CreateNetwork { name, subnet })?;
+        Command::Create {
+            name,
+            subnet,
+            internal,
+            mtu,
+        } => {
+            let net: NetworkView = client.post(
+                "/v1/networks",
+                &CreateNetwork {
+                    name,
+                    subnet,
+                    internal,
+                    mtu,
+                },
+            )?;
             println!(
-                "network {} {} (bridge {})",
-                net.name, net.subnet, net.bridge_ip
+                "network {} {} (bridge {}){}{}",
+                net.name,
+                net.subnet,
+                net.bridge_ip,
+                if net.internal { " internal" } else { "" },
+                net.mtu.map(|mtu| format!(" mtu {mtu}")).unwrap_or_default()
             );
+        }
+        Command::Connect {
+            network,
+            guest,
+            network_of,
+            ip,
+        } => {
+            let g: netd::daemon::requests::GuestView = client.post(
+                &format!("/v1/networks/{}/connections", segment(&network)),
+                &netd::daemon::requests::ConnectGuest {
+                    guest,
+                    network_of,
+                    ip,
+                },
+            )?;
+            println!(
+                "guest {}/{} {} on {} (from network {})",
+                g.network,
+                g.name,
+                g.ip,
+                g.interface,
+                g.connected_from.as_deref().unwrap_or("?")
+            );
+            println!("nameserver {}", g.nameserver);
+        }
+        Command::Disconnect { network, guest } => {
+            client.delete(&format!(
+                "/v1/networks/{}/connections/{}",
+                segment(&network),
+                segment(&guest)
+            ))?;
+            println!("disconnected guest {guest} from network {network}");
         }
         Command::Rm { name } => {
             client.delete(&format!("/v1/networks/{}", segment(&name)))?;
@@ -77,6 +157,12 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
                     n.subnet,
                     if n.routable { " (routable)" } else { "" }
                 );
+                if n.internal {
+                    println!("internal  yes: no traffic to or from outside the network");
+                }
+                if let Some(mtu) = n.mtu {
+                    println!("mtu       {mtu}");
+                }
                 println!("bridge    {}", n.bridge_ip);
                 println!("uplink    {}", n.uplink);
                 println!("namespace {}", n.netns);

@@ -90,6 +90,12 @@ fn host_routes() -> Router<Shared> {
             "/v1/networks/{network}/guests/{guest}/ports/{spec}",
             delete(remove_port),
         )
+        .route("/v1/networks/{network}/connections", post(connect_guest))
+        .route(
+            "/v1/networks/{network}/connections/{guest}",
+            delete(disconnect_guest),
+        )
+        .route("/v1/resolve/{name}", get(resolve))
         .route("/v1/status", get(status))
         .route("/v1/state", get(desired_state))
         .route("/v1/events", get(events::stream))
@@ -215,6 +221,37 @@ async fn inspect_guest(
     Path((network, guest)): Path<(String, String)>,
 ) -> ApiResult<GuestView> {
     ok(svc.lock().await.inspect_guest(&network, &guest)?)
+}
+
+async fn connect_guest(
+    State(svc): State<Shared>,
+    Path(network): Path<String>,
+    Json(request): Json<crate::daemon::requests::ConnectGuest>,
+) -> ApiResult<GuestView> {
+    ok(svc.lock().await.connect_guest(&network, request).await?)
+}
+
+async fn disconnect_guest(
+    State(svc): State<Shared>,
+    Path((network, guest)): Path<(String, String)>,
+) -> ApiResult<()> {
+    ok(svc.lock().await.disconnect_guest(&network, &guest).await?)
+}
+
+/// Guests' addresses by name, as the networks' resolvers answer them; 404
+/// if no guest has the name.
+async fn resolve(
+    State(svc): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<Vec<crate::dns::directory::Resolved>> {
+    let found = svc.lock().await.resolve(&name);
+    if found.is_empty() {
+        return Err(ServiceError::NotFound(format!(
+            "no guest is named {name:?}: give GUEST or GUEST.NETWORK (`netd guest ls NETWORK` \
+             lists them)"
+        )));
+    }
+    ok(found)
 }
 
 async fn remove_guest(
@@ -359,6 +396,8 @@ mod tests {
     /// web/web1 and nothing built in the kernel.
     fn serve(dir: &std::path::Path) -> (tokio::runtime::Runtime, Client) {
         let web1 = Guest {
+            mac: None,
+            interface: None,
             name: "web1".to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,
@@ -369,6 +408,8 @@ mod tests {
             labels: Default::default(),
         };
         let web = Network {
+            internal: false,
+            mtu: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

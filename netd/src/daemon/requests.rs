@@ -20,6 +20,12 @@ pub struct CreateNetwork {
     /// free /24 of the auto pool; else a CIDR.
     #[serde(default)]
     pub subnet: Option<String>,
+    /// Guests talk to each other and to nothing outside the network.
+    #[serde(default)]
+    pub internal: bool,
+    /// The MTU of the network's bridge, ports and guests' interfaces.
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -33,6 +39,10 @@ pub struct AddGuest {
     /// What the guest is for, e.g. `{"cni.container_id": "..."}` (`labels`).
     #[serde(default)]
     pub labels: crate::labels::Labels,
+    /// The MAC of its interface (`02:42:ac:11:00:02`); None: derived from
+    /// the network and the address.
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 /// A guest as listings show it.
@@ -47,6 +57,32 @@ pub struct GuestView {
     pub bridge_port: String,
     #[serde(default)]
     pub labels: crate::labels::Labels,
+    /// Its interface's MAC.
+    #[serde(default)]
+    pub mac: String,
+    /// Its interface on this network (`eth0`; `eth1`... when connected).
+    #[serde(default)]
+    pub interface: String,
+    /// The network it was added to, when this is a connection to another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_from: Option<String>,
+    /// Its network's resolver (the bridge address, port 53): netd writes
+    /// nothing into a guest's files, so its runtime puts this in its
+    /// resolv.conf.
+    #[serde(default)]
+    pub nameserver: String,
+}
+
+/// The body of `POST /v1/networks/NAME/connections`: guest `guest` of
+/// network `network_of` gets an interface on NAME too.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectGuest {
+    pub guest: String,
+    pub network_of: String,
+    /// Its address on NAME; the next free one if omitted.
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -83,6 +119,11 @@ pub struct NetworkView {
     pub uplink: String,
     pub netns: String,
     pub guests: Vec<GuestView>,
+    #[serde(default)]
+    pub internal: bool,
+    /// None: the kernel's default (1500).
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 /// The body of `PUT /v1/networks/NAME/partition` (and `PUT /v1/partition`):

@@ -31,7 +31,7 @@ use crate::{
 pub use names::Names;
 pub use plumbing::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing};
 
-use crate::ifname::{GATEWAY_HOST_SIDE, GUEST_ETH, NETWORK_BRIDGE, NETWORK_UPLINK};
+use crate::ifname::{GATEWAY_HOST_SIDE, NETWORK_BRIDGE, NETWORK_UPLINK};
 
 fn default_route() -> Ipv4Network {
     Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0 is valid")
@@ -126,6 +126,8 @@ impl Topology {
             uplink_ip: self.uplinks.addresses(net.uplink_slot)?.network_side.ip(),
             subnet: net.subnet,
             routable: net.routable,
+            internal: net.internal,
+            mtu: net.mtu,
         })
     }
 
@@ -140,6 +142,7 @@ impl Topology {
             network_netns: Path::new(crate::netns::NETNS_RUN_DIR)
                 .join(self.names.network_ns(&net.name)),
             port: guest.bridge_port.clone(),
+            ifname: guest.ifname().to_owned(),
             guest_netns: self.guest_netns_path(net, guest),
         }
     }
@@ -228,6 +231,9 @@ impl Topology {
             .await?;
 
         nl.add_bridge(NETWORK_BRIDGE).await?;
+        if let Some(mtu) = net.mtu {
+            nl.set_mtu(NETWORK_BRIDGE, mtu).await?;
+        }
         nl.add_address(
             NETWORK_BRIDGE,
             Ipv4Network::new(net.bridge_ip(), net.subnet.prefix())?,
@@ -343,7 +349,7 @@ impl Topology {
         match &guest.netns {
             GuestNetns::Owned => Path::new(crate::netns::NETNS_RUN_DIR)
                 .join(self.names.guest_ns(&net.name, &guest.name)),
-            GuestNetns::External { path, .. } => path.clone(),
+            GuestNetns::External { path, .. } | GuestNetns::Connected { path, .. } => path.clone(),
         }
     }
 
@@ -375,11 +381,16 @@ impl Topology {
                 }
                 Netns::open_path(&guest.name, path).context("opening the guest's --netns")?
             }
+            GuestNetns::Connected { network, path } => Netns::open_path(&guest.name, path)
+                .with_context(|| {
+                    format!("opening the namespace of guest {}/{}", network, guest.name)
+                })?,
         };
+        let eth = guest.ifname();
         let guest_nl = Netlink::connect(Some(&guest_ns))?;
-        if guest_nl.link(GUEST_ETH).await?.is_some() {
+        if guest_nl.link(eth).await?.is_some() {
             bail!(
-                "namespace {} already has an {GUEST_ETH}: give netd a namespace without one",
+                "namespace {} already has an {eth}: give netd a namespace without one",
                 guest_ns.path().display()
             );
         }
@@ -389,17 +400,21 @@ impl Topology {
             nl.delete_link(port).await?;
         }
         let bridge = nl.index(NETWORK_BRIDGE).await?;
-        nl.add_veth_into(port, bridge, &guest_ns, GUEST_ETH, net.guest_mac(guest.ip))
+        nl.add_veth_into(port, bridge, &guest_ns, eth, net.mac_of(guest), net.mtu)
             .await?;
         fail_point("guest-after-veth")?;
         guest_nl.set_up("lo").await?;
         guest_nl
-            .add_address(GUEST_ETH, Ipv4Network::new(guest.ip, net.subnet.prefix())?)
+            .add_address(eth, Ipv4Network::new(guest.ip, net.subnet.prefix())?)
             .await?;
-        guest_nl.set_up(GUEST_ETH).await?;
-        guest_nl
-            .add_route(default_route(), Some(net.bridge_ip()), None)
-            .await?;
+        guest_nl.set_up(eth).await?;
+        // One default route: the guest's own network's. A connected
+        // network is reached through its subnet's route alone.
+        if guest.interface.is_none() {
+            guest_nl
+                .add_route(default_route(), Some(net.bridge_ip()), None)
+                .await?;
+        }
         Ok(())
     }
 
@@ -452,7 +467,7 @@ impl Topology {
         else {
             return false;
         };
-        matches!(guest_nl.link(GUEST_ETH).await, Ok(Some(l)) if l.up)
+        matches!(guest_nl.link(guest.ifname()).await, Ok(Some(l)) if l.up)
             && matches!(nl.link(port).await, Ok(Some(l)) if l.up)
     }
 }

@@ -68,6 +68,13 @@ pub struct NetworkPlumbing {
     /// Routable networks are reached from the host by their own addresses,
     /// so the gateway does not translate them.
     pub routable: bool,
+    /// Its guests reach nothing outside it, and nothing outside reaches
+    /// them: the dataplane drops it (`dropped_internal`).
+    pub internal: bool,
+    /// The guests' MTU (None: 1500): packets from outside that do not fit
+    /// take the network namespace's stack, which answers "fragmentation
+    /// needed".
+    pub mtu: Option<u32>,
 }
 
 /// One guest as the dataplane needs to know it.
@@ -83,6 +90,9 @@ pub struct GuestPlumbing {
     pub network_netns: PathBuf,
     /// The guest's bridge port (the network's end of its veth).
     pub port: String,
+    /// Its interface in the guest's namespace (`eth0`, or `eth1`... on a
+    /// network it is connected to).
+    pub ifname: String,
     /// The guest's namespace, where its `eth0` lives.
     pub guest_netns: PathBuf,
 }

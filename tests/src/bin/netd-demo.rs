@@ -81,7 +81,14 @@ fn ebpf_filter(sb: &Sandbox) {
 /// pings, live status, a restart that keeps everything, cleanup.
 fn topology(sb: &Sandbox) {
     println!("\n-- 2. the daemon: networks and guests over netlink --");
-    let mut netd = Netd::start(sb);
+    // Names that are not guests' go to a resolver in the sandbox's
+    // internet, never to a real one.
+    netd_tests::fake_dns::serve(&sb.internet, DEMO_UPSTREAM, Ipv4Addr::new(192, 0, 2, 80));
+    let mut netd = Netd::start_with_settings(
+        sb,
+        &netd_tests::netd::default_dataplane(),
+        &format!("dns_upstreams = [\"{DEMO_UPSTREAM}\"]"),
+    );
     println!(
         "netd daemon running in the host namespace, API on {}",
         netd.socket.display()
@@ -186,6 +193,7 @@ fn topology(sb: &Sandbox) {
     );
     nat_and_ports(sb, &mut netd);
     partitions(&netd);
+    names(&netd);
 
     show(&netd, &["cleanup"]);
     let left = Netns::list_with_prefix(&netd.prefix());
@@ -364,7 +372,7 @@ fn partitions(netd: &Netd) {
 /// The same jobs on the nftables dataplane, in a second sandbox.
 fn nftables_dataplane(sb: &Sandbox) {
     println!(
-        "\n-- 5. the nftables dataplane (a second sandbox: {}) --",
+        "\n-- 6. the nftables dataplane (a second sandbox: {}) --",
         sb.prefix
     );
     let mut netd = Netd::start_with_dataplane(sb, "nftables");
@@ -404,6 +412,144 @@ fn nftables_dataplane(sb: &Sandbox) {
     netd.stop();
 }
 
+/// A fake upstream resolver in the sandbox's internet namespace.
+const DEMO_UPSTREAM: SocketAddrV4 = SocketAddrV4::new(INTERNET_SERVER, 53);
+
+/// Each network's resolver, internal networks, MTU and MAC.
+fn names(netd: &Netd) {
+    println!("\n-- 5. names, internal networks, MTU and MAC --");
+    show(netd, &["network", "create", "shop", "--mtu", "1400"]);
+    show(netd, &["guest", "add", "shop", "api"]);
+    show(
+        netd,
+        &["guest", "add", "shop", "db", "--mac", "02:00:00:00:be:ef"],
+    );
+    let dig = |network: &str, guest: &str, name: &str| {
+        println!("$ netd exec {network} {guest} -- dig +short @172.18.0.254 {name}");
+        print!(
+            "{}",
+            netd.ok(&[
+                "exec",
+                network,
+                guest,
+                "--",
+                "dig",
+                "+short",
+                "+time=2",
+                "+tries=1",
+                "@172.18.0.254",
+                name
+            ])
+        );
+    };
+    dig("shop", "api", "db");
+    dig("shop", "api", "db.shop");
+    println!(
+        "(example.org: relayed from the host's namespace to the sandbox's fake upstream {DEMO_UPSTREAM})"
+    );
+    dig("shop", "api", "example.org");
+    show(netd, &["resolve", "db"]);
+    show(
+        netd,
+        &[
+            "exec", "shop", "db", "--", "ip", "-br", "link", "show", "eth0",
+        ],
+    );
+    show(netd, &["network", "create", "vault", "--internal"]);
+    show(netd, &["guest", "add", "vault", "safe"]);
+    show(netd, &["guest", "add", "vault", "key"]);
+    let vault = |guest: &str, to: &str| {
+        netd.cli(&["exec", "vault", guest, "--", "ping", "-c1", "-W1", to])
+            .status
+            .success()
+    };
+    let key = netd.json(&["guest", "inspect", "vault", "key"])["ip"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    println!(
+        "vault/safe -> vault/key ({key}): {}",
+        if vault("safe", &key) {
+            "reachable"
+        } else {
+            "UNREACHABLE"
+        }
+    );
+    println!(
+        "vault/safe -> the internet server {INTERNET_SERVER}: {}",
+        if vault("safe", &INTERNET_SERVER.to_string()) {
+            "REACHABLE (wrong)"
+        } else {
+            "dropped by the dataplane"
+        }
+    );
+    println!("$ netd port add vault safe 8443:443");
+    println!(
+        "{}",
+        netd.err(&["port", "add", "vault", "safe", "8443:443"])
+            .trim()
+    );
+    println!("$ netd exec vault safe -- dig @172.18.0.254 example.org   (status line)");
+    let answer = netd.ok(&[
+        "exec",
+        "vault",
+        "safe",
+        "--",
+        "dig",
+        "+time=2",
+        "+tries=1",
+        "@172.18.0.254",
+        "example.org",
+    ]);
+    for line in answer.lines().filter(|l| l.contains("status:")) {
+        println!("{line}");
+    }
+
+    println!("\na guest on two networks: shop/api joins a routable network too");
+    show(netd, &["network", "create", "back", "--subnet", "auto"]);
+    show(netd, &["guest", "add", "back", "store"]);
+    show(
+        netd,
+        &["network", "connect", "back", "api", "--network-of", "shop"],
+    );
+    show(
+        netd,
+        &["exec", "shop", "api", "--", "ip", "-br", "-4", "address"],
+    );
+    show(
+        netd,
+        &[
+            "exec", "shop", "api", "--", "ip", "route", "show", "default",
+        ],
+    );
+    let back_resolver = netd.json(&["network", "inspect", "back"])["bridge_ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    println!("$ netd exec back store -- dig +short @{back_resolver} -q api");
+    print!(
+        "{}",
+        netd.ok(&[
+            "exec",
+            "back",
+            "store",
+            "--",
+            "dig",
+            "+short",
+            "+time=2",
+            "+tries=1",
+            &format!("@{back_resolver}"),
+            "-q",
+            "api"
+        ])
+    );
+    show(netd, &["resolve", "api"]);
+    show(netd, &["network", "disconnect", "back", "api"]);
+}
+
 fn show(netd: &Netd, args: &[&str]) {
     println!("$ netd {}", args.join(" "));
     print!("{}", netd.ok(args));
@@ -417,7 +563,7 @@ fn containers(sb: &Sandbox) {
 
     use netd_tests::{cni, podman::Podman};
     println!(
-        "\n-- 6. containers: the CNI plugin, podman, events, metrics (a third sandbox: {}) --",
+        "\n-- 7. containers: the CNI plugin, podman, events, metrics (a third sandbox: {}) --",
         sb.prefix
     );
     let netd = Netd::start(sb);

@@ -15,6 +15,7 @@
 //! - `status`: what `netd status` reports (the live kernel state and drift);
 //! - `telemetry`: events, the metrics scrape, drift counted as repaired.
 
+mod connect_requests;
 mod partition_requests;
 mod port_requests;
 mod status;
@@ -40,6 +41,7 @@ use super::{
 };
 use crate::{
     dataplane::Dataplane,
+    dns::{Resolvers, upstream::Upstreams},
     ifname, ipam,
     model::{self, Guest, GuestNetns, NameKind, Network, State},
     netlink::{HostView, Netlink},
@@ -60,6 +62,8 @@ pub struct Service {
     /// Events and the daemon's own metrics; shared with the API layer,
     /// which never waits for the service lock to use it.
     telemetry: Arc<Telemetry>,
+    /// Each network's resolver, and the names they answer.
+    resolvers: Resolvers,
 }
 
 impl Service {
@@ -72,13 +76,38 @@ impl Service {
         for net in state.networks.values_mut() {
             assign_missing_bridge_ports(net);
         }
+        // Checked when the configuration was loaded.
+        let upstreams = topology.config.dns_upstream_addrs().unwrap_or_default();
+        let resolvers = Resolvers::new(Upstreams::from_config(&upstreams));
+        resolvers.update(&state);
         Service {
             topology,
             store,
             state,
             dataplane,
             telemetry: Telemetry::started(now()),
+            resolvers,
         }
+    }
+
+    /// The resolvers take the names of the state as it is now: called after
+    /// every change of guests, networks or partitions, so names follow at
+    /// once.
+    fn names_changed(&self) {
+        self.resolvers.update(&self.state);
+    }
+
+    /// Serves `network`'s resolver on its bridge address, in its namespace
+    /// (a no-op while it runs there already).
+    fn start_resolver(&mut self, network: &Network) -> anyhow::Result<()> {
+        let netns = Netns::open(&self.topology.names.network_ns(&network.name))?;
+        self.resolvers
+            .ensure(&network.name, &netns, network.bridge_ip())
+    }
+
+    /// `netd resolve NAME[.NETWORK]`: guests' addresses by name.
+    pub fn resolve(&self, name: &str) -> Vec<crate::dns::directory::Resolved> {
+        self.resolvers.resolve_from_host(name)
     }
 
     /// The desired state.
@@ -161,7 +190,8 @@ impl Service {
         let attached = self
             .topology
             .network_plumbing(network)
-            .and_then(|plumbing| self.dataplane.attach_network(&plumbing));
+            .and_then(|plumbing| self.dataplane.attach_network(&plumbing))
+            .and_then(|()| self.start_resolver(network));
         if let Err(err) = attached {
             self.teardown_network(network).await;
             return Err(err);
@@ -190,6 +220,7 @@ impl Service {
     }
 
     async fn teardown_network(&mut self, network: &Network) {
+        self.resolvers.stop(&network.name);
         if let Ok(plumbing) = self.topology.network_plumbing(network) {
             self.dataplane.detach_network(&plumbing);
         }
@@ -210,18 +241,32 @@ impl Service {
     pub async fn create_network(&mut self, request: CreateNetwork) -> ServiceResult<NetworkView> {
         model::validate_name(NameKind::Network, &request.name)?;
         if let Some(existing) = self.state.networks.get(&request.name) {
-            return if same_network_request(existing, request.subnet.as_deref()) {
+            return if same_network_request(existing, &request) {
                 Ok(self.network_view(existing))
             } else {
                 Err(ServiceError::Conflict(format!(
-                    "network {:?} exists with subnet {}{}: remove it first to change it",
+                    "network {:?} exists with subnet {}{}{}{}: remove it first to change it",
                     existing.name,
                     existing.subnet,
-                    if existing.routable { " (routable)" } else { "" }
+                    if existing.routable { " (routable)" } else { "" },
+                    if existing.internal { ", internal" } else { "" },
+                    existing
+                        .mtu
+                        .map(|mtu| format!(", MTU {mtu}"))
+                        .unwrap_or_default(),
                 )))
             };
         }
         let host = HostView::read().await?;
+        if let Some(mtu) = request.mtu {
+            let uplink = host.uplink_mtu();
+            crate::mtu::check_network_mtu(
+                mtu,
+                request.internal,
+                uplink.as_ref().map(|(link, mtu)| (link.as_str(), *mtu)),
+            )
+            .map_err(|err| ServiceError::Invalid(err.to_string()))?;
+        }
         let (subnet, routable) = match request.subnet.as_deref() {
             None => (self.topology.config.default_subnet, false),
             Some("auto") => {
@@ -255,6 +300,8 @@ impl Service {
             guest_cursor: None,
             created_at: now(),
             partition: None,
+            internal: request.internal,
+            mtu: request.mtu,
         };
 
         // The desired state first, then the kernel: a daemon killed half-way
@@ -267,9 +314,12 @@ impl Service {
             .networks
             .insert(network.name.clone(), network.clone());
         self.state.uplink_cursor = Some(slot);
+        self.names_changed();
         if let Err(err) = self.store.save_network(&self.state, &network.name) {
+            self.names_changed();
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
+            self.names_changed();
             return Err(err.into());
         }
         crash_point("network-saved");
@@ -284,6 +334,7 @@ impl Service {
         if let Err(err) = built {
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
+            self.names_changed();
             self.teardown_network(&network).await;
             self.drop_gateway_if_unused().await;
             if let Err(save) = self.store.save_network(&self.state, &network.name) {
@@ -305,6 +356,11 @@ impl Service {
 
     pub async fn remove_network(&mut self, name: &str) -> ServiceResult<()> {
         let network = self.network(name)?.clone();
+        // Its guests' interfaces on other networks go first, while their
+        // namespaces still exist.
+        for guest in network.guests.values().filter(|g| g.home().is_none()) {
+            self.drop_connections_of(name, &guest.name).await?;
+        }
         for guest in network.guests.values() {
             self.dataplane
                 .unpublish(&Self::guest_port_mappings(&network, guest));
@@ -314,6 +370,7 @@ impl Service {
         self.teardown_network(&network).await;
         crash_point("network-torn-down");
         self.state.networks.remove(name);
+        self.names_changed();
         self.store.save_network(&self.state, name)?;
         crash_point("network-rm-saved");
         if let Err(err) = self.sync_host() {
@@ -356,6 +413,15 @@ impl Service {
                 })
             })
             .transpose()?;
+        let requested_mac = request
+            .mac
+            .as_deref()
+            .map(|text| {
+                text.parse::<crate::mac::Mac>()
+                    .and_then(crate::mac::Mac::check_guest)
+                    .map_err(|err| ServiceError::Invalid(err.to_string()))
+            })
+            .transpose()?;
         let netns = match &request.netns {
             None => GuestNetns::Owned,
             Some(path) => match self.existing_guest_netns(network, &request.name, path) {
@@ -364,7 +430,9 @@ impl Service {
             },
         };
         if let Some(existing) = net.guests.get(&request.name) {
-            let same = requested_ip.is_none_or(|ip| ip == existing.ip) && netns == existing.netns;
+            let same = requested_ip.is_none_or(|ip| ip == existing.ip)
+                && requested_mac.is_none_or(|mac| Some(mac) == existing.mac)
+                && netns == existing.netns;
             return if same {
                 Ok(self.guest_view(&net, existing))
             } else {
@@ -393,7 +461,17 @@ impl Service {
             slot: net.free_slot(),
             bridge_port: ifname::bridge_port(&request.name, &net.bridge_ports()),
             labels: request.labels.clone(),
+            mac: requested_mac,
+            interface: None,
         };
+        if let Some(holder) = net.guest_with_mac(net.mac_of(&guest), &guest.name) {
+            return Err(ServiceError::Conflict(format!(
+                "MAC address {} is guest {:?}'s in network {network:?}: give another --mac, or \
+                 leave it out to get one derived from the address",
+                crate::mac::Mac(net.mac_of(&guest)),
+                holder.name
+            )));
+        }
 
         self.build_guest(&net, &guest).await?;
         crash_point("guest-built");
@@ -403,10 +481,12 @@ impl Service {
         if requested_ip.is_none() {
             stored.guest_cursor = Some(ip);
         }
+        self.names_changed();
         if let Err(err) = self.store.save_network(&self.state, network) {
             let stored = self.state.networks.get_mut(network).expect("checked above");
             stored.guests.remove(&guest.name);
             stored.guest_cursor = previous_cursor;
+            self.names_changed();
             self.teardown_guest(&net, &guest).await;
             return Err(err.into());
         }
@@ -428,6 +508,15 @@ impl Service {
                 "no guest named {name:?} in network {network:?}: `netd guest ls {network}` lists them"
             ))
         })?;
+        if let Some(home) = guest.home() {
+            return Err(ServiceError::Invalid(format!(
+                "guest {name:?} is in network {network:?} by a connection from network \
+                 {home:?}: `netd network disconnect {network} {name}` removes it here, `netd \
+                 guest rm {home} {name}` everywhere"
+            )));
+        }
+        self.drop_connections_of(network, name).await?;
+        let net = self.network(network)?.clone();
         self.dataplane
             .unpublish(&Self::guest_port_mappings(&net, &guest));
         let plumbing = self.topology.guest_plumbing(&net, &guest);
@@ -443,6 +532,7 @@ impl Service {
             .expect("checked above")
             .guests
             .remove(name);
+        self.names_changed();
         self.store.save_network(&self.state, network)?;
         info!(network, guest = name, "guest removed");
         self.emit(Event::new("guest.removed").network(network).guest(name));
@@ -472,6 +562,8 @@ impl Service {
             }
         }
         self.state = State::default();
+        self.names_changed();
+        self.resolvers.stop_all();
         self.store.save(&self.state)?;
         Ok(report)
     }
@@ -508,20 +600,14 @@ impl Service {
             {
                 warn!(network = %net.name, "reconcile: dataplane: {err:#}");
             }
+            if let Err(err) = self.start_resolver(net) {
+                warn!(network = %net.name, "reconcile: resolver: {err:#}");
+            }
             self.topology.remove_orphan_network_links(net).await;
-            for guest in net.guests.values() {
-                if self.topology.guest_intact(net, guest).await {
-                    let plumbing = self.topology.guest_plumbing(net, guest);
-                    if let Err(err) = self.dataplane.attach_guest(&plumbing) {
-                        warn!(network = %net.name, guest = %guest.name, "reconcile: dataplane: {err:#}");
-                    }
-                    continue;
-                }
-                info!(network = %net.name, guest = %guest.name, "reconcile: rebuilding guest");
-                self.teardown_guest(net, guest).await;
-                if let Err(err) = self.build_guest(net, guest).await {
-                    warn!(network = %net.name, guest = %guest.name, "reconcile: {err:#}");
-                }
+            // Connections live in other networks' guests' namespaces: they
+            // come after every network's own guests (below).
+            for guest in net.guests.values().filter(|g| g.home().is_none()) {
+                self.reconcile_guest(net, guest).await;
             }
             // The persisted partition, or none: a rebuilt dataplane gets it
             // back, and one changed behind the state's back is put right.
@@ -532,6 +618,11 @@ impl Service {
                 .unwrap_or_default();
             if let Err(err) = self.dataplane.apply_partition(net.zone(), &rules) {
                 warn!(network = %net.name, "reconcile: partition: {err:#}");
+            }
+        }
+        for net in &networks {
+            for guest in net.guests.values().filter(|g| g.home().is_some()) {
+                self.reconcile_guest(net, guest).await;
             }
         }
         let wanted = self.wanted_namespaces();
@@ -554,6 +645,22 @@ impl Service {
         }
         // Partitions that expired while the daemon was down.
         self.heal_expired(now());
+    }
+
+    /// Re-attaches an intact guest's port, rebuilds a broken one.
+    async fn reconcile_guest(&mut self, net: &Network, guest: &Guest) {
+        if self.topology.guest_intact(net, guest).await {
+            let plumbing = self.topology.guest_plumbing(net, guest);
+            if let Err(err) = self.dataplane.attach_guest(&plumbing) {
+                warn!(network = %net.name, guest = %guest.name, "reconcile: dataplane: {err:#}");
+            }
+            return;
+        }
+        info!(network = %net.name, guest = %guest.name, "reconcile: rebuilding guest");
+        self.teardown_guest(net, guest).await;
+        if let Err(err) = self.build_guest(net, guest).await {
+            warn!(network = %net.name, guest = %guest.name, "reconcile: {err:#}");
+        }
     }
 
     /// Namespaces this instance should have, by name.
@@ -719,7 +826,7 @@ impl Service {
                 GuestNetns::External { path: p, id: held } => {
                     p == path || *held == Some(id) || id_of(p) == Some(identity)
                 }
-                GuestNetns::Owned => false,
+                GuestNetns::Owned | GuestNetns::Connected { .. } => false,
             });
         if let Some(guest) = in_use {
             return Err(ServiceError::Conflict(format!(
@@ -795,6 +902,8 @@ impl Service {
                 .values()
                 .map(|g| self.guest_view(net, g))
                 .collect(),
+            internal: net.internal,
+            mtu: net.mtu,
         }
     }
 
@@ -807,6 +916,10 @@ impl Service {
             owned_netns: guest.netns == GuestNetns::Owned,
             bridge_port: guest.bridge_port.clone(),
             labels: guest.labels.clone(),
+            mac: crate::mac::Mac(net.mac_of(guest)).to_string(),
+            nameserver: net.bridge_ip().to_string(),
+            interface: guest.ifname().to_owned(),
+            connected_from: guest.home().map(str::to_owned),
         }
     }
 }
@@ -845,8 +958,11 @@ fn orphan_host_routes(
 }
 
 /// Whether a create request asks for what `existing` already is.
-fn same_network_request(existing: &Network, subnet: Option<&str>) -> bool {
-    match subnet {
+fn same_network_request(existing: &Network, request: &CreateNetwork) -> bool {
+    if existing.internal != request.internal || existing.mtu != request.mtu {
+        return false;
+    }
+    match request.subnet.as_deref() {
         None => !existing.routable,
         Some("auto") => existing.routable,
         Some(cidr) => {
@@ -879,6 +995,8 @@ mod tests {
 
     fn guest(name: &str, bridge_port: &str) -> Guest {
         Guest {
+            mac: None,
+            interface: None,
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, 1),
             netns: GuestNetns::Owned,
@@ -892,6 +1010,8 @@ mod tests {
 
     fn service_with(guests: Vec<Guest>, dir: &std::path::Path) -> Service {
         let web = Network {
+            internal: false,
+            mtu: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
@@ -944,6 +1064,7 @@ mod tests {
                 (net("172.18.3.0/24"), "eth0".to_owned()),
                 (net("0.0.0.0/0"), "eth0".to_owned()),
             ],
+            mtus: vec![],
         };
         let wanted = BTreeSet::from([net("172.18.1.0/24")]);
         assert_eq!(

@@ -172,6 +172,7 @@ impl Service {
             self.network_mut(network).partition = previous;
             return Err(err.into());
         }
+        self.names_changed();
         Ok(in_force_after)
     }
 
@@ -214,6 +215,8 @@ mod tests {
     /// its refusal switch. Builds nothing in the kernel.
     fn service(dir: &std::path::Path) -> (Service, Applied, Arc<std::sync::atomic::AtomicBool>) {
         let guest = |name: &str, slot: u8| Guest {
+            mac: None,
+            interface: None,
             bridge_port: String::new(),
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, slot + 1),
@@ -224,6 +227,8 @@ mod tests {
             labels: Default::default(),
         };
         let network = |name: &str, uplink_slot: u16, guests: Vec<Guest>| Network {
+            internal: false,
+            mtu: None,
             name: name.to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

@@ -45,6 +45,13 @@ impl Service {
         let net = self.network(network)?;
         let g = guest_in(net, guest)?;
         let forward: PortForward = spec.parse()?;
+        if net.internal {
+            return Err(ServiceError::Invalid(format!(
+                "network {network:?} is internal: its guests are reachable from nothing outside \
+                 it, so no port is published; publish from a guest of a network made without \
+                 --internal"
+            )));
+        }
         if g.ports.contains(&forward) {
             return Ok(Self::port_view(net, g, &forward));
         }
@@ -208,6 +215,8 @@ mod tests {
     /// (slot 4: 172.18.0.1 pg), stored in `dir`. Builds nothing in the kernel.
     fn service(dir: &std::path::Path) -> Service {
         let guest = |name: &str, last: u8| Guest {
+            mac: None,
+            interface: None,
             name: name.to_owned(),
             ip: Ipv4Addr::new(172, 18, 0, last),
             netns: GuestNetns::Owned,
@@ -218,6 +227,8 @@ mod tests {
             labels: Default::default(),
         };
         let network = |name: &str, slot: u16, guests: Vec<Guest>| Network {
+            internal: false,
+            mtu: None,
             name: name.to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

@@ -45,7 +45,7 @@ use super::{
 };
 use crate::config::HostDatapath;
 use crate::{
-    ifname::{GUEST_ETH, NETWORK_BRIDGE, NETWORK_UPLINK},
+    ifname::{NETWORK_BRIDGE, NETWORK_UPLINK},
     netns::Netns,
     partition::PartitionRules,
     ports::PortMapping,
@@ -399,6 +399,18 @@ pub fn policy_of(rules: &PartitionRules) -> PartitionPolicy {
     policy
 }
 
+/// A network's [`network_flags`] bits.
+fn network_flags_of(net: &NetworkPlumbing) -> u32 {
+    let mut flags = 0;
+    if net.routable {
+        flags |= network_flags::ROUTABLE;
+    }
+    if net.internal {
+        flags |= network_flags::INTERNAL;
+    }
+    flags
+}
+
 fn forward_key(port: &PortMapping) -> ForwardKey {
     ForwardKey {
         proto: port.proto.number(),
@@ -526,18 +538,17 @@ impl Dataplane for EbpfDataplane {
         let info = NetworkInfo {
             gateway_port_ifindex: ifindex,
             uplink_ip: net.uplink_ip.octets(),
-            flags: if net.routable {
-                network_flags::ROUTABLE
-            } else {
-                0
-            },
+            flags: network_flags_of(net),
             uplink_ifindex: netns.ifindex(NETWORK_UPLINK)?,
             subnet: net.subnet.network().octets(),
             subnet_mask: net.subnet.mask().octets(),
             uplink_mac,
             gateway_port_mac: gw_netns.mac(&net.gateway_port)?,
             bridge_mac: netns.mac(NETWORK_BRIDGE)?,
-            _pad: [0; 2],
+            // At most 65,535 (`mtu::MAX_MTU`).
+            mtu: net
+                .mtu
+                .map_or(0, |mtu| u16::try_from(mtu).unwrap_or(u16::MAX)),
         };
         self.networks
             .insert(net.zone, info, 0)
@@ -567,7 +578,7 @@ impl Dataplane for EbpfDataplane {
         let network_netns = Netns::open_path(&guest.network, &guest.network_netns)?;
         let guest_netns = Netns::open_path(&guest.name, &guest.guest_netns)?;
         let port_ifindex = network_netns.ifindex(&guest.port)?;
-        let guest_mac = guest_netns.mac(GUEST_ETH)?;
+        let guest_mac = guest_netns.mac(&guest.ifname)?;
         let port = GuestPort {
             port_ifindex,
             guest_mac,

@@ -41,7 +41,6 @@ use super::{
     Dataplane, DataplaneStatus, GcReport, HostSide, NatSummary, ZoneCounters, hostnat::NftHostSide,
 };
 use crate::{
-    ifname::GUEST_ETH,
     netns::Netns,
     nft::{
         Nft,
@@ -99,6 +98,7 @@ impl Network {
                 .map(|(port, guest)| (port.clone(), *guest))
                 .collect(),
             partition: self.partition.clone(),
+            internal_subnet: self.plumbing.internal.then_some(self.plumbing.subnet),
         }
     }
 
@@ -448,7 +448,7 @@ impl Dataplane for NftDataplane {
         script::validate_ifname(&plumbing.port)?;
         let guest_netns = Netns::open_path(&plumbing.name, &plumbing.guest_netns)?;
         let guest = GuestSpec {
-            mac: guest_netns.mac(GUEST_ETH)?,
+            mac: guest_netns.mac(&plumbing.ifname)?,
             ip: plumbing.ip,
             slot: plumbing.slot,
         };

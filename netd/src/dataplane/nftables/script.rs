@@ -65,10 +65,11 @@ pub const CROSS_NETWORK_PREFIX: &str = "dropped_cross_network_z";
 pub const INVALID_COUNTER: &str = "dropped_invalid";
 
 /// Counters in each network's table, named as `netd status` shows them.
-pub const NETWORK_COUNTERS: [&str; 3] = [
+pub const NETWORK_COUNTERS: [&str; 4] = [
     "dropped_spoofed",
     "dropped_unsupported",
     "dropped_partition",
+    "dropped_internal",
 ];
 
 /// Why a spec cannot be rendered.
@@ -125,6 +126,9 @@ pub struct NetworkSpec {
     /// The partition in force; None: whatever the table holds now is kept
     /// (a restarted daemon that has not been told the partition yet).
     pub partition: Option<PartitionRules>,
+    /// An internal network's subnet: nothing crosses between it and the
+    /// outside. None: not internal.
+    pub internal_subnet: Option<ipnetwork::Ipv4Network>,
 }
 
 // ---------------------------------------------------------------------------
@@ -351,6 +355,11 @@ const NETWORK_SETS: &[SetDecl] = &[
         kind: "set",
         spec: &["typeof numgen random mod 100", "flags interval"],
     },
+    SetDecl {
+        name: "internal",
+        kind: "set",
+        spec: &["type ipv4_addr", "flags interval"],
+    },
 ];
 
 /// The sets that hold the partition, replaced together in one transaction.
@@ -363,8 +372,12 @@ pub const PARTITION_SETS: [&str; 3] = ["cut", "outside_cut", "loss"];
 /// outside) in input, router to guest in output. Cut packets are dropped
 /// when `numgen random mod 100` falls in `@loss` (0-99 for all of them).
 /// Nothing here tracks connections, so established connections are cut too.
+/// `@internal` holds an internal network's subnet (and is empty otherwise):
+/// then nothing crosses between the router and the guests unless both ends
+/// are inside it (the bridge's own address is).
 pub fn network_layout() -> Layout {
     let lossy = "numgen random mod 100 @loss counter name \"dropped_partition\" drop";
+    let internal = "counter name \"dropped_internal\" drop";
     Layout {
         table: NETWORK_TABLE,
         sets: NETWORK_SETS,
@@ -393,12 +406,18 @@ pub fn network_layout() -> Layout {
             ChainDecl {
                 name: "to_outside",
                 hook: "type filter hook input priority filter; policy accept;",
-                rules: vec![format!("ip saddr @outside_cut {lossy}")],
+                rules: vec![
+                    format!("ip saddr @internal ip daddr != @internal {internal}"),
+                    format!("ip saddr @outside_cut {lossy}"),
+                ],
             },
             ChainDecl {
                 name: "from_outside",
                 hook: "type filter hook output priority filter; policy accept;",
-                rules: vec![format!("ip daddr @outside_cut {lossy}")],
+                rules: vec![
+                    format!("ip daddr @internal ip saddr != @internal {internal}"),
+                    format!("ip daddr @outside_cut {lossy}"),
+                ],
             },
         ],
     }
@@ -427,6 +446,13 @@ pub fn network_content(spec: &NetworkSpec) -> Content {
             .elements
             .extend(partition_elements(&spec.guests, rules));
     }
+    content.elements.insert(
+        "internal",
+        spec.internal_subnet
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    );
     content
 }
 
@@ -752,6 +778,7 @@ mod tests {
         );
         let guests = BTreeMap::from([("g-\"x".to_owned(), guest(1, 0))]);
         let spec = NetworkSpec {
+            internal_subnet: None,
             guests,
             partition: None,
         };
@@ -774,6 +801,7 @@ mod tests {
                 ("g-c".to_owned(), guest(3, 2)),
             ]),
             partition,
+            internal_subnet: None,
         }
     }
 
@@ -782,6 +810,7 @@ mod tests {
         assert_eq!(
             network_sync_script(&network(None)).unwrap(),
             r#"add table bridge netd { comment "netd"; }
+add counter bridge netd dropped_internal { comment "netd"; }
 add counter bridge netd dropped_partition { comment "netd"; }
 add counter bridge netd dropped_spoofed { comment "netd"; }
 add counter bridge netd dropped_unsupported { comment "netd"; }
@@ -797,6 +826,8 @@ add element bridge netd guests { "g-a" . 02:00:00:00:00:01 . 172.18.0.1, "g-b" .
 add set bridge netd cut { type ipv4_addr . ipv4_addr; comment "netd"; }
 add set bridge netd outside_cut { type ipv4_addr; comment "netd"; }
 add set bridge netd loss { typeof numgen random mod 100; flags interval; comment "netd"; }
+add set bridge netd internal { type ipv4_addr; flags interval; comment "netd"; }
+flush set bridge netd internal
 add chain bridge netd from_guests { type filter hook prerouting priority filter; policy accept; comment "netd"; }
 flush chain bridge netd from_guests
 add rule bridge netd from_guests iifname != @guest_ports accept comment "netd"
@@ -810,9 +841,11 @@ add rule bridge netd between_guests ip saddr . ip daddr @cut numgen random mod 1
 add rule bridge netd between_guests ip saddr @outside_cut ip daddr != @guest_ips numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 add chain bridge netd to_outside { type filter hook input priority filter; policy accept; comment "netd"; }
 flush chain bridge netd to_outside
+add rule bridge netd to_outside ip saddr @internal ip daddr != @internal counter name "dropped_internal" drop comment "netd"
 add rule bridge netd to_outside ip saddr @outside_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 add chain bridge netd from_outside { type filter hook output priority filter; policy accept; comment "netd"; }
 flush chain bridge netd from_outside
+add rule bridge netd from_outside ip daddr @internal ip saddr != @internal counter name "dropped_internal" drop comment "netd"
 add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 "#
         );
@@ -910,7 +943,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             .lines()
             .filter(|l| *l == "\t\tcomment \"netd\"")
             .count();
-        assert_eq!(objects, 3 + 6 + 4);
+        assert_eq!(objects, 4 + 7 + 4);
         assert_eq!(tagged_objects, objects);
         let rules: Vec<&str> = text
             .lines()
@@ -923,7 +956,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
                     && !l.starts_with("\t\ttypeof")
             })
             .collect();
-        assert_eq!(rules.len(), 9, "{rules:?}");
+        assert_eq!(rules.len(), 11, "{rules:?}");
         assert!(
             rules.iter().all(|r| r.ends_with(" comment \"netd\"")),
             "{rules:?}"
@@ -1013,6 +1046,6 @@ mod drift_tests {
             ]
         );
         let bare = listing(&[json!({"table": {"family": "bridge", "name": "netd"}})]);
-        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 4 + 6);
+        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 4 + 7);
     }
 }
