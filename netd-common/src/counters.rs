@@ -62,10 +62,16 @@ pub enum Counter {
     /// towards this destination (a quarter of the range), so others are not
     /// starved.
     DroppedPortShare = 22,
+    /// Dropped: over the rate a fault policy allows this sender.
+    DroppedRate = 23,
+    /// Sent twice by a fault policy (counted once per copy made).
+    Duplicated = 24,
+    /// Damaged on purpose by a fault policy (its receiver drops it).
+    Corrupted = 25,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 26] = [
         Counter::Passed,
         Counter::DroppedBlockedDst,
         Counter::NotIpv4,
@@ -89,6 +95,9 @@ impl Counter {
         Counter::Delivered,
         Counter::FragNeededSent,
         Counter::DroppedPortShare,
+        Counter::DroppedRate,
+        Counter::Duplicated,
+        Counter::Corrupted,
     ];
 
     /// Name shown to users (`netd status`, the demo).
@@ -117,6 +126,9 @@ impl Counter {
             Counter::Delivered => "delivered",
             Counter::FragNeededSent => "frag_needed_sent",
             Counter::DroppedPortShare => "dropped_port_share",
+            Counter::DroppedRate => "dropped_rate",
+            Counter::Duplicated => "duplicated",
+            Counter::Corrupted => "corrupted",
         }
     }
 

@@ -86,10 +86,10 @@ impl Network {
     pub fn free_slot(&self) -> u8 {
         let held: BTreeSet<u8> = self.guests.values().map(|guest| guest.slot).collect();
         let mut named = held.clone();
-        if let Some(partition) = &self.partition {
-            let rules = &partition.rules;
-            named.extend(rules.cut.iter().flat_map(|&(from, to)| [from, to]));
-            named.extend(rules.outside_cut.iter().copied());
+        if let Some(partition) = &self.partition
+            && let Ok(rules) = partition.compile(&self.name, &self.slots())
+        {
+            named.extend(rules.slots());
         }
         (0..=u8::MAX)
             .find(|slot| !named.contains(slot))
@@ -313,7 +313,7 @@ mod tests {
             created_at: 1_700_000_200,
             partition: Some(PartitionState {
                 partition: crate::partition::Partition::new(crate::partition::Verb::FullMesh),
-                rules: Default::default(),
+                slots: BTreeMap::new(),
                 set_at: 1_700_000_300,
                 expires_at: None,
                 set_by: "host".to_owned(),

@@ -20,8 +20,8 @@ use netd::{
 };
 
 /// Every word `netd partition` takes in place of a network.
-const VERBS: [&str; 8] = [
-    "fullmesh", "heal", "isolate", "disjoint", "split", "cut", "show", "verify",
+const VERBS: [&str; 9] = [
+    "fullmesh", "heal", "isolate", "disjoint", "split", "cut", "all", "show", "verify",
 ];
 
 const GRAMMAR: &str = "\
@@ -33,14 +33,29 @@ Verbs:
                                            from each other, both ways
   split A B -- B C [-- ...]                two guests talk iff a group holds both (B bridges);
                                            guests in no group are cut from every guest
-  cut --from A,B --to C,D                  A->C, A->D, B->C, B->D cut; the reverse untouched
+  cut --from A,B --to C,D [--both-ways]    A->C, A->D, B->C, B->D cut; the reverse untouched
+                                           (unless --both-ways)
+  all                                      every ordered pair of guests (the outside untouched)
   show                                     the partition in force and its matrix
   verify                                   real datagrams between every pair of guests,
                                            against the partition; exit code 1 on a mismatch
 
-Options of the verbs that cut:
-  --loss PERCENT    drop only this share of cut packets (1-100; default 100)
-  --for DURATION    heal by itself after DURATION (30s, 5m, 1h30m, 2d; at most 30d)
+Clauses: `VERB ... + VERB ...` puts several in force as one policy, replaced
+as a whole (`isolate a + all --delay 100ms`); every clause that selects a
+packet applies to it.
+
+What a clause does to what it selects (nothing given: cut):
+  --loss PERCENT         drop this share (1-100; default 100 without impairments)
+  --duplicate PERCENT    send this share twice (1-100)
+  --corrupt PERCENT      damage this share; receivers drop them (1-100)
+  --rate RATE            each sender at most RATE (bit, kbit, mbit, gbit: 1mbit)
+  --delay TIME [--jitter TIME [--correlation PERCENT]]
+                         delay (us, ms, s: 50ms); not on every dataplane yet
+Which packets of the selected pairs:
+  --port N[/tcp|udp]     only to or from port N (TCP and UDP without /proto)
+  --proto tcp|udp|icmp   only this protocol
+For the whole policy:
+  --for DURATION         heal by itself after DURATION (30s, 5m, 1h30m, 2d; at most 30d)
 
 Without NETWORK (the first word is a verb) the request is for the caller's own
 network: from inside a guest, `netd exec web a -- netd partition isolate b`.
@@ -106,11 +121,11 @@ pub fn run(client: &Client, args: Args) -> Result<i32> {
                 .print_long_help()?;
         }
         Action::Show => {
-            let view: PartitionView = client.get(&path)?;
+            let view: PartitionView = client.get(&format!("{path}?matrix=true"))?;
             super::print(json, &view, print_view);
         }
         Action::Set(request) => {
-            let view: PartitionView = client.put(&path, &request)?;
+            let view: PartitionView = client.put(&format!("{path}?matrix=true"), &request)?;
             super::print(json, &view, print_view);
         }
         Action::Verify => {
@@ -150,14 +165,14 @@ fn parse(words: &[String]) -> Result<Invocation> {
     }
     let network = match rest.first() {
         None => bail!(
-            "say what to do: netd partition [NETWORK] fullmesh|heal|isolate|disjoint|split|cut|show|verify ... (`netd partition --help`)"
+            "say what to do: netd partition [NETWORK] fullmesh|heal|isolate|disjoint|split|cut|all|show|verify ... (`netd partition --help`)"
         ),
         Some(first) if VERBS.contains(&first.as_str()) => None,
         Some(_) => Some(rest.remove(0)),
     };
     let action = match rest.first().map(String::as_str) {
         None => bail!(
-            "say what to do with network {}: fullmesh|heal|isolate|disjoint|split|cut|show|verify ... (`netd partition --help`)",
+            "say what to do with network {}: fullmesh|heal|isolate|disjoint|split|cut|all|show|verify ... (`netd partition --help`)",
             network.as_deref().unwrap_or_default()
         ),
         Some(verb @ ("show" | "verify")) => {
@@ -220,7 +235,9 @@ fn print_view(view: &PartitionView) {
             }
         }
     }
-    print!("{}", view.matrix);
+    if let Some(matrix) = &view.matrix {
+        print!("{matrix}");
+    }
 }
 
 fn print_report(report: &VerifyReport) {
@@ -295,7 +312,7 @@ mod tests {
         let Action::Set(partition) = invocation.action else {
             panic!("a partition");
         };
-        assert_eq!(partition.loss_percent, Some(5));
+        assert_eq!(partition.first.loss_percent, Some(5));
         assert_eq!(
             parsed("verify --socket=/x").socket,
             Some(PathBuf::from("/x"))

@@ -2,28 +2,40 @@
 //! columns), and `verify`'s judgement of what arrived against what the
 //! partition intends.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+};
 
 use serde::{Deserialize, Serialize};
 
-use super::PartitionRules;
+use super::{FaultClass, PartitionRules};
 
 /// What the partition intends for packets from one end to another.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Intent {
     Allowed,
-    Cut,
+    /// Some ports or protocols only are affected.
+    Partly,
+    /// Delayed, duplicated, corrupted or rate-limited, not (only) dropped.
+    Impaired,
     /// Cut with `--loss` under 100: some packets pass.
     Lossy,
+    Cut,
 }
 
 impl Intent {
-    fn of(cut: bool, rules: &PartitionRules) -> Intent {
-        match (cut, rules.loss_percent >= 100) {
-            (false, _) => Intent::Allowed,
-            (true, true) => Intent::Cut,
-            (true, false) => Intent::Lossy,
+    /// What one class intends for the packets it selects.
+    fn of(class: &FaultClass) -> Intent {
+        if !class.traffic.is_all() {
+            Intent::Partly
+        } else if class.is_cut() {
+            Intent::Cut
+        } else if class.loss_percent > 0 {
+            Intent::Lossy
+        } else {
+            Intent::Impaired
         }
     }
 
@@ -31,8 +43,10 @@ impl Intent {
     pub fn mark(self) -> char {
         match self {
             Intent::Allowed => '.',
-            Intent::Cut => 'X',
+            Intent::Partly => 'p',
+            Intent::Impaired => '*',
             Intent::Lossy => '~',
+            Intent::Cut => 'X',
         }
     }
 }
@@ -45,20 +59,28 @@ pub enum End {
     Outside,
 }
 
-/// What `rules` intend for packets from `from` to `to` (`from != to`).
+/// What `rules` intend for packets from `from` to `to` (`from != to`): the
+/// strongest of the classes that select the pair (a cut over a loss over an
+/// impairment over one that selects some ports only).
 pub fn intent(rules: &PartitionRules, from: End, to: End) -> Intent {
-    let cut = match (from, to) {
-        (End::Guest(a), End::Guest(b)) => rules.cut.contains(&(a, b)),
-        (End::Guest(guest), End::Outside) | (End::Outside, End::Guest(guest)) => {
-            rules.outside_cut.contains(&guest)
-        }
-        (End::Outside, End::Outside) => false,
-    };
-    Intent::of(cut, rules)
+    rules
+        .faults
+        .iter()
+        .filter(|class| match (from, to) {
+            (End::Guest(a), End::Guest(b)) => class.pairs.contains(&(a, b)),
+            (End::Guest(guest), End::Outside) | (End::Outside, End::Guest(guest)) => {
+                class.outside.contains(&guest)
+            }
+            (End::Outside, End::Outside) => false,
+        })
+        .map(Intent::of)
+        .max()
+        .unwrap_or(Intent::Allowed)
 }
 
 /// The matrix `show` prints: rows are senders, columns receivers, guests in
-/// name order plus the outside; "." allowed, "X" cut, "~" lossy, "-" itself.
+/// name order plus the outside; "." allowed, "X" cut, "~" lossy, "*"
+/// impaired, "p" some ports or protocols, "-" itself.
 pub fn render_rules(rules: &PartitionRules, guests: &BTreeMap<String, u8>) -> String {
     let mut labels: Vec<&str> = guests.keys().map(String::as_str).collect();
     labels.push("outside");
@@ -71,8 +93,23 @@ pub fn render_rules(rules: &PartitionRules, guests: &BTreeMap<String, u8>) -> St
         intent(rules, ends[row], ends[col]).mark()
     });
     text.push_str(". allowed  X cut  - itself");
-    if rules.loss_percent < 100 && !rules.is_full_mesh() {
-        let _ = write!(text, "  ~ cut at {}% loss", rules.loss_percent);
+    let live = || rules.faults.iter().filter(|class| !class.selects_nothing());
+    let shares: BTreeSet<u8> = live()
+        .filter(|class| Intent::of(class) == Intent::Lossy)
+        .map(|class| class.loss_percent)
+        .collect();
+    match shares.len() {
+        0 => {}
+        1 => {
+            let _ = write!(text, "  ~ cut at {}% loss", shares.first().expect("one"));
+        }
+        _ => text.push_str("  ~ lossy"),
+    }
+    if live().any(|class| Intent::of(class) == Intent::Impaired) {
+        text.push_str("  * impaired");
+    }
+    if live().any(|class| Intent::of(class) == Intent::Partly) {
+        text.push_str("  p some ports or protocols");
     }
     text.push('\n');
     text
@@ -159,10 +196,12 @@ pub fn judge(
                 .get(&(from.clone(), to.clone()))
                 .copied()
                 .unwrap_or(0);
+            // Only cuts and allowed pairs are judged here; what arrives
+            // through a lossy or impaired pair varies.
             let ok = match intended {
                 Intent::Allowed => got > 0,
                 Intent::Cut => got == 0,
-                Intent::Lossy => true,
+                Intent::Lossy | Intent::Impaired | Intent::Partly => true,
             };
             if !ok {
                 mismatches.push(match intended {

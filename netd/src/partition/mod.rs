@@ -1,17 +1,23 @@
-//! Network partitions ("netd partition"): what a verb means, compiled to the
-//! directed cuts a dataplane enforces (`PartitionRules`, in guest slots).
-//! Pure: the daemon applies the rules to the whole network in one step,
-//! persists them with the verb as given, and heals timed partitions.
+//! Network partitions and faults ("netd partition"): what a request means,
+//! compiled to the fault classes a dataplane enforces (`PartitionRules`, in
+//! guest slots). Pure: the daemon applies the rules to the whole network in
+//! one step, persists the request as given (with the guests' slots), and
+//! heals timed partitions.
 //!
-//! The verbs are vagga's (`fullmesh`, `isolate`, `disjoint`, `split`), plus
-//! the one-way `cut` Jepsen and Chaos Mesh users ask for, packet loss
-//! instead of a clean cut (`--loss`), and a timed heal (`--for`).
+//! A request is one or more clauses (`isolate a + all --delay 100ms`), each a
+//! verb that selects ordered pairs of guests (vagga's `fullmesh`, `isolate`,
+//! `disjoint`, `split`, the one-way `cut` Jepsen and Chaos Mesh users ask
+//! for, and `all`), optionally narrowed to a port or protocol, and what
+//! happens to the selected packets: cut (the default), a loss share, or
+//! impairments (`fault`). Every clause that selects a packet applies to it.
 //!
-//! Here: the verbs, what they compile to, what is persisted. `rules`: what
-//! they compile to, the dataplanes' input. `words`: the
-//! CLI's words for them (and durations), both ways. `matrix`: the matrices
-//! `show` and `verify` print, and `verify`'s judgement.
+//! Here: the verbs and clauses, what they compile to, what is persisted.
+//! `rules`: what they compile to, the dataplanes' input. `fault`: the
+//! impairments and traffic selectors. `words`: the CLI's words for them
+//! (and durations), both ways. `matrix`: the matrices `show` and `verify`
+//! print, and `verify`'s judgement.
 
+pub mod fault;
 mod matrix;
 mod rules;
 #[cfg(test)]
@@ -24,13 +30,17 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use self::{
+    fault::{Impairments, L4, Traffic},
     matrix::{End, Intent, PairCheck, VerifyReport, intent, judge, render_rules},
-    rules::PartitionRules,
+    rules::{FaultClass, PartitionRules},
     words::{format_duration, format_unix_time, parse_duration, parse_loss},
 };
 
 /// A cut drops every affected packet unless `--loss` says otherwise.
 pub const DEFAULT_LOSS_PERCENT: u8 = 100;
+
+/// Clauses one policy may hold: the eBPF policy has this many fault classes.
+pub const MAX_CLAUSES: usize = netd_common::partition::MAX_FAULTS;
 
 /// The longest timed partition: 30 days. Longer ones are forgotten tests;
 /// a partition without `--for` lasts until it is healed.
@@ -41,10 +51,11 @@ const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
 
 /// The verbs, repeated by errors that do not know which one was meant.
-const VERBS: &str = "fullmesh (or heal), isolate, disjoint, split, cut";
+const VERBS: &str = "fullmesh (or heal), isolate, disjoint, split, cut, all";
 
-/// What to cut, as the user said it. Guests are named, not numbered: names
-/// are what `show` prints back, and what a test suite knows.
+/// Which ordered pairs of guests a clause selects, as the user said it.
+/// Guests are named, not numbered: names are what `show` prints back, and
+/// what a test suite knows.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "verb", rename_all = "lowercase")]
 pub enum Verb {
@@ -66,8 +77,17 @@ pub enum Verb {
     /// other guest. The outside is untouched.
     Split { groups: Vec<Vec<String>> },
     /// One way only: packets from each `from` guest to each `to` guest are
-    /// cut; the reverse direction and everything else are untouched.
-    Cut { from: Vec<String>, to: Vec<String> },
+    /// cut; the reverse direction too with `both_ways`; everything else is
+    /// untouched.
+    Cut {
+        from: Vec<String>,
+        to: Vec<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        both_ways: bool,
+    },
+    /// Every ordered pair of guests (the outside untouched): with
+    /// impairments, the whole network's links (`all --delay 50ms`).
+    All,
 }
 
 impl Verb {
@@ -79,50 +99,60 @@ impl Verb {
             Verb::Disjoint { .. } => "disjoint",
             Verb::Split { .. } => "split",
             Verb::Cut { .. } => "cut",
+            Verb::All => "all",
         }
     }
 }
 
-/// A partition as asked for: the verb, how hard it cuts, how long it lasts.
-/// It is both the API's request body and what the daemon stores for `show`.
+/// One clause: the pairs its verb selects, which of their packets
+/// (`traffic`), and what happens to those: cut when no loss share and no
+/// impairment is given; else only the given share lost and the given
+/// impairments.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Partition {
+pub struct Fault {
     #[serde(flatten)]
     pub verb: Verb,
-    /// The share of cut packets dropped, 1-100; None: 100 (all of them).
+    /// The share of selected packets dropped, 1-100; None: 100 (all of
+    /// them) without impairments, none with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_percent: Option<u8>,
-    /// Seconds until the network heals by itself; None: until healed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_secs: Option<u64>,
+    #[serde(flatten)]
+    pub impair: Impairments,
+    #[serde(flatten)]
+    pub traffic: Traffic,
 }
 
-impl Partition {
-    /// A partition with no options.
-    pub fn new(verb: Verb) -> Partition {
-        Partition {
+impl Fault {
+    /// A clause that cuts what `verb` selects.
+    pub fn new(verb: Verb) -> Fault {
+        Fault {
             verb,
             loss_percent: None,
-            duration_secs: None,
+            impair: Impairments::default(),
+            traffic: Traffic::default(),
         }
     }
 
-    /// Checks everything that does not depend on the network's guests: the
-    /// verb names guests where it must, no list names one twice, a disjoint
-    /// partition puts no guest in two groups, and the options fit the verb.
-    pub fn check(&self) -> Result<(), PartitionError> {
+    /// The share of selected packets it drops, 0-100.
+    pub fn effective_loss_percent(&self) -> u8 {
+        match self.loss_percent {
+            Some(loss) => loss,
+            None if self.impair.is_empty() => DEFAULT_LOSS_PERCENT,
+            None => 0,
+        }
+    }
+
+    fn check(&self) -> Result<(), PartitionError> {
         let verb = self.verb.name();
         match &self.verb {
             Verb::FullMesh => {
+                let mut options = self.impair.words();
+                options.extend(self.traffic.words());
                 if let Some(loss) = self.loss_percent {
-                    return Err(PartitionError::OptionOnFullMesh {
-                        option: format!("--loss {loss}"),
-                    });
+                    options.insert(0, format!("--loss {loss}"));
                 }
-                if let Some(secs) = self.duration_secs {
-                    return Err(PartitionError::OptionOnFullMesh {
-                        option: format!("--for {}", format_duration(secs)),
-                    });
+                if let Some(option) = options.into_iter().next() {
+                    return Err(PartitionError::OptionOnFullMesh { option });
                 }
             }
             Verb::Isolate { guests, .. } => {
@@ -140,7 +170,7 @@ impl Partition {
                     check_disjoint(groups)?;
                 }
             }
-            Verb::Cut { from, to } => {
+            Verb::Cut { from, to, .. } => {
                 for (side, list) in [("--from", from), ("--to", to)] {
                     if list.is_empty() {
                         return Err(PartitionError::MissingSide { side });
@@ -153,6 +183,7 @@ impl Partition {
                     });
                 }
             }
+            Verb::All => {}
         }
         if let Some(loss) = self.loss_percent
             && !(1..=100).contains(&loss)
@@ -161,7 +192,70 @@ impl Partition {
                 text: loss.to_string(),
             });
         }
+        self.impair.check()?;
+        self.traffic.check()
+    }
+}
+
+/// A partition as asked for: one or more clauses, and how long it lasts.
+/// It is both the API's request body and what the daemon stores for `show`.
+/// The first clause's fields sit at the top (`{"verb": "isolate", ...}`, as
+/// before there were several), the others in `and`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    #[serde(flatten)]
+    pub first: Fault,
+    /// More clauses of the same policy, applied together with the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub and: Vec<Fault>,
+    /// Seconds until the network heals by itself; None: until healed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<u64>,
+}
+
+impl Partition {
+    /// A partition of one clause that cuts what `verb` selects.
+    pub fn new(verb: Verb) -> Partition {
+        Partition {
+            first: Fault::new(verb),
+            and: Vec::new(),
+            duration_secs: None,
+        }
+    }
+
+    /// Every clause, the first first.
+    pub fn clauses(&self) -> impl Iterator<Item = &Fault> {
+        std::iter::once(&self.first).chain(&self.and)
+    }
+
+    /// Whether it heals the network (`fullmesh`).
+    pub fn heals(&self) -> bool {
+        matches!(self.first.verb, Verb::FullMesh)
+    }
+
+    /// Checks everything that does not depend on the network's guests: the
+    /// verbs name guests where they must, no list names one twice, a
+    /// disjoint partition puts no guest in two groups, the options fit the
+    /// verbs and their values their ranges, `fullmesh` stands alone.
+    pub fn check(&self) -> Result<(), PartitionError> {
+        if self.clauses().count() > MAX_CLAUSES {
+            return Err(PartitionError::TooManyClauses {
+                count: self.clauses().count(),
+            });
+        }
+        if self.heals() && !self.and.is_empty() {
+            return Err(PartitionError::FullMeshWithOthers);
+        }
+        if self.and.iter().any(|fault| fault.verb == Verb::FullMesh) {
+            return Err(PartitionError::FullMeshWithOthers);
+        }
+        for fault in self.clauses() {
+            fault.check()?;
+        }
         match self.duration_secs {
+            Some(secs) if self.heals() => Err(PartitionError::OptionOnFullMesh {
+                option: format!("--for {}", format_duration(secs)),
+            }),
             Some(0) => Err(PartitionError::DurationTooShort),
             Some(secs) if secs > MAX_DURATION_SECS => Err(PartitionError::DurationTooLong {
                 text: format_duration(secs),
@@ -232,14 +326,40 @@ fn check_disjoint(groups: &[Vec<String>]) -> Result<(), PartitionError> {
 }
 
 /// Compiles a partition of `network`, whose guests are `guests` (name ->
-/// slot), into the cuts the dataplane enforces. Nothing is applied: an error
-/// here leaves the network as it was.
+/// slot), into the fault classes the dataplane enforces, one per clause.
+/// Nothing is applied: an error here leaves the network as it was.
 pub fn compile(
     network: &str,
     partition: &Partition,
     guests: &BTreeMap<String, u8>,
 ) -> Result<PartitionRules, PartitionError> {
     partition.check()?;
+    if partition.heals() {
+        return Ok(PartitionRules::default());
+    }
+    let faults = partition
+        .clauses()
+        .map(|fault| {
+            let (pairs, outside) = select(network, &fault.verb, guests)?;
+            Ok(FaultClass {
+                pairs,
+                outside,
+                traffic: fault.traffic,
+                loss_percent: fault.effective_loss_percent(),
+                impair: fault.impair,
+            })
+        })
+        .collect::<Result<_, PartitionError>>()?;
+    Ok(PartitionRules { faults })
+}
+
+/// The directed pairs (from slot, to slot) a verb selects, and the guests it
+/// cuts from the outside.
+fn select(
+    network: &str,
+    verb: &Verb,
+    guests: &BTreeMap<String, u8>,
+) -> Result<(BTreeSet<(u8, u8)>, BTreeSet<u8>), PartitionError> {
     let slot = |name: &String| {
         guests
             .get(name)
@@ -251,12 +371,10 @@ pub fn compile(
     };
     let slots = |names: &[String]| names.iter().map(slot).collect::<Result<Vec<u8>, _>>();
     let all: Vec<u8> = guests.values().copied().collect();
-    let mut rules = PartitionRules {
-        loss_percent: partition.loss_percent.unwrap_or(DEFAULT_LOSS_PERCENT),
-        ..PartitionRules::default()
-    };
-    match &partition.verb {
-        Verb::FullMesh => return Ok(PartitionRules::default()),
+    let mut pairs = BTreeSet::new();
+    let mut outside = BTreeSet::new();
+    match verb {
+        Verb::FullMesh => {}
         Verb::Isolate {
             guests: listed,
             keep_outside,
@@ -264,12 +382,12 @@ pub fn compile(
             let listed = slots(listed)?;
             for &isolated in &listed {
                 for &other in all.iter().filter(|&&other| other != isolated) {
-                    rules.cut.insert((isolated, other));
-                    rules.cut.insert((other, isolated));
+                    pairs.insert((isolated, other));
+                    pairs.insert((other, isolated));
                 }
             }
             if !keep_outside {
-                rules.outside_cut.extend(listed);
+                outside.extend(listed);
             }
         }
         Verb::Disjoint { groups } => {
@@ -287,7 +405,7 @@ pub fn compile(
             for (&a, group_a) in &group_of {
                 for (&b, group_b) in &group_of {
                     if group_a != group_b {
-                        rules.cut.insert((a, b));
+                        pairs.insert((a, b));
                     }
                 }
             }
@@ -303,32 +421,47 @@ pub fn compile(
                         .iter()
                         .any(|group| group.contains(&a) && group.contains(&b));
                     if !together {
-                        rules.cut.insert((a, b));
+                        pairs.insert((a, b));
                     }
                 }
             }
         }
-        Verb::Cut { from, to } => {
+        Verb::Cut {
+            from,
+            to,
+            both_ways,
+        } => {
             let to = slots(to)?;
             for a in slots(from)? {
                 for &b in &to {
-                    rules.cut.insert((a, b));
+                    pairs.insert((a, b));
+                    if *both_ways {
+                        pairs.insert((b, a));
+                    }
                 }
             }
         }
+        Verb::All => {
+            for &a in &all {
+                pairs.extend(all.iter().filter(|&&b| b != a).map(|&b| (a, b)));
+            }
+        }
     }
-    Ok(rules)
+    Ok((pairs, outside))
 }
 
-/// A network's partition as the daemon persists it: what was asked, what it
-/// compiled to, and when and by whom it was set. The deadline is stored, not
+/// A network's partition as the daemon persists it: what was asked, the
+/// slots its guests held then (it is compiled against them whenever it is
+/// applied), and when and by whom it was set. The deadline is stored, not
 /// a timer, so a timed heal survives a daemon restart.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PartitionState {
     /// The partition as given, for `show`.
     pub partition: Partition,
-    /// What the dataplane holds for it.
-    pub rules: PartitionRules,
+    /// Each guest's slot when it was set, by name. Empty in states written
+    /// before slots were stored: then the network's guests' slots serve.
+    #[serde(default)]
+    pub slots: BTreeMap<String, u8>,
     /// Unix seconds.
     pub set_at: u64,
     /// Unix seconds at which the daemon heals it; None: until healed.
@@ -348,6 +481,25 @@ impl PartitionState {
     pub fn expired(&self, now: u64) -> bool {
         self.expires_at.is_some_and(|deadline| deadline <= now)
     }
+
+    /// The slots it is compiled against: its own, or (a state from before
+    /// they were stored) `current`.
+    pub fn slots_or<'a>(&'a self, current: &'a BTreeMap<String, u8>) -> &'a BTreeMap<String, u8> {
+        if self.slots.is_empty() {
+            current
+        } else {
+            &self.slots
+        }
+    }
+
+    /// What the dataplane enforces for it, compiled against its slots.
+    pub fn compile(
+        &self,
+        network: &str,
+        current: &BTreeMap<String, u8>,
+    ) -> Result<PartitionRules, PartitionError> {
+        compile(network, &self.partition, self.slots_or(current))
+    }
 }
 
 /// Why a partition cannot be set.
@@ -355,6 +507,44 @@ impl PartitionState {
 pub enum PartitionError {
     #[error("network {network} has no guest named {guest:?}: `netd guest ls {network}` lists them")]
     UnknownGuest { network: String, guest: String },
+    #[error(
+        "{count} clauses in one policy: at most {MAX_CLAUSES} (join clauses with ` + `, e.g. `isolate a + all --delay 50ms`)"
+    )]
+    TooManyClauses { count: usize },
+    #[error(
+        "`fullmesh` (or `heal`) stands alone: it heals the whole network; give the other clauses without it"
+    )]
+    FullMeshWithOthers,
+    #[error("a ` + ` with no clause after it: write `VERB ... + VERB ...`, e.g. `isolate a + all --delay 50ms`")]
+    EmptyClause,
+    #[error("{option} is given twice: give it once{}", if *option == "--for" { " (it applies to the whole policy)" } else { " per clause" })]
+    OptionTwice { option: String },
+    #[error("bad {option} {text:?}: write a whole number with unit us, ms or s, e.g. --delay 50ms")]
+    BadDelay { option: &'static str, text: String },
+    #[error("delay {text} is out of range: give from 1ms to at most 10s")]
+    DelayOutOfRange { text: String },
+    #[error("{option} needs --delay: it varies the delay, e.g. `--delay 50ms --jitter 10ms`")]
+    NeedsDelay { option: &'static str },
+    #[error("--jitter {jitter} is more than --delay {delay}: a packet cannot leave before it was sent; give at most the delay")]
+    JitterOverDelay { jitter: String, delay: String },
+    #[error("--correlation needs --jitter: it says how much each drawn jitter follows the last, e.g. `--delay 50ms --jitter 10ms --correlation 25`")]
+    CorrelationWithoutJitter,
+    #[error("{option} {text:?} is not a percentage: give a whole number from {low} to 100, e.g. {option} 5")]
+    BadPercent { option: &'static str, text: String, low: u8 },
+    #[error("{option} {text} is out of range: give a whole percentage from {low} to 100")]
+    PercentOutOfRange { option: &'static str, text: String, low: u8 },
+    #[error("bad --rate {text:?}: write a number and a unit of bits per second, bit, kbit, mbit or gbit, e.g. --rate 1mbit or --rate 500kbit")]
+    BadRate { text: String },
+    #[error("--rate {text} is out of range: give from 8kbit to 100gbit")]
+    RateOutOfRange { text: String },
+    #[error("unknown protocol {text:?}: give tcp, udp or icmp, e.g. --proto udp or --port 5432/tcp")]
+    BadProto { text: String },
+    #[error("bad --port {text:?}: give a port from 1 to 65535, optionally with a protocol, e.g. --port 5432/tcp")]
+    BadPort { text: String },
+    #[error("--port {port} with ICMP: ICMP has no ports; give --port {port}/tcp or /udp, or --proto icmp alone")]
+    PortOnIcmp { port: u16 },
+    #[error("one protocol per clause, but got {first} and {second}: write two clauses joined by ` + ` for both")]
+    TwoProtos { first: &'static str, second: &'static str },
     #[error("no verb given: say what to do, one of {VERBS}, or show or verify")]
     NoVerb,
     #[error("unknown partition verb {word:?}: use one of {VERBS}, or show or verify")]
@@ -423,7 +613,7 @@ pub enum PartitionError {
     DurationTooLong { text: String },
     #[error("{option:?} needs a value, e.g. `--loss 30`, `--for 5m`, `--from a,b`")]
     MissingValue { option: String },
-    #[error("unknown option {option:?} for `{verb}`: {}", options_of(verb))]
+    #[error("unknown option {option:?} for `{verb}`: {}", full_grammar(verb))]
     UnknownOption { option: String, verb: &'static str },
     #[error(
         "`{verb}` takes no guest names here, but got {word:?}: {}",
@@ -440,14 +630,29 @@ pub enum PartitionError {
 /// A verb's grammar, for errors about its words.
 fn options_of(verb: &str) -> &'static str {
     match verb {
-        "isolate" => "write `isolate GUEST... [--keep-outside] [--loss PERCENT] [--for DURATION]`",
-        "disjoint" => "write `disjoint A B -- C D [-- ...] [--loss PERCENT] [--for DURATION]`",
-        "split" => "write `split A B -- B C [-- ...] [--loss PERCENT] [--for DURATION]`",
-        "cut" => "write `cut --from A,B --to C,D [--loss PERCENT] [--for DURATION]`",
+        "isolate" => "write `isolate GUEST... [--keep-outside] [FAULT OPTIONS] [--for DURATION]`",
+        "disjoint" => "write `disjoint A B -- C D [-- ...] [FAULT OPTIONS] [--for DURATION]`",
+        "split" => "write `split A B -- B C [-- ...] [FAULT OPTIONS] [--for DURATION]`",
+        "cut" => {
+            "write `cut --from A,B --to C,D [--both-ways] [FAULT OPTIONS] [--for DURATION]`"
+        }
+        "all" => "write `all [FAULT OPTIONS] [--for DURATION]`",
         _ => "write `fullmesh` (or `heal`) alone",
     }
 }
 
+/// The options every verb but `fullmesh` takes, for errors about them.
+pub const FAULT_OPTIONS: &str = "--loss PERCENT, --delay TIME [--jitter TIME [--correlation PERCENT]], \
+--duplicate PERCENT, --corrupt PERCENT, --rate RATE, --port N[/tcp|udp], --proto tcp|udp|icmp";
+
+
+/// A verb's grammar with the fault options spelled out.
+fn full_grammar(verb: &str) -> String {
+    match verb {
+        "fullmesh" => options_of(verb).to_owned(),
+        _ => format!("{}; FAULT OPTIONS: {FAULT_OPTIONS}", options_of(verb)),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::{test_support::*, *};
@@ -466,36 +671,36 @@ mod tests {
     #[test]
     fn isolate_cuts_the_guest_from_everyone_and_the_outside() {
         let rules = compiled("isolate a", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 1), (0, 2)]));
-        assert_eq!(rules.outside_cut, BTreeSet::from([0]));
-        assert_eq!(rules.loss_percent, 100);
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2)]));
+        assert_eq!(rules.outside_cut(), BTreeSet::from([0]));
+        assert_eq!(rules.loss_percent(), 100);
     }
 
     #[test]
     fn isolated_guests_are_cut_from_each_other_too() {
         let rules = compiled("isolate a b", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 1), (0, 2), (1, 2)]));
-        assert_eq!(rules.outside_cut, BTreeSet::from([0, 1]));
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2), (1, 2)]));
+        assert_eq!(rules.outside_cut(), BTreeSet::from([0, 1]));
     }
 
     #[test]
     fn keep_outside_leaves_the_outside_alone() {
         let rules = compiled("isolate a --keep-outside", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 1), (0, 2)]));
-        assert!(rules.outside_cut.is_empty());
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2)]));
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
     fn disjoint_cuts_every_pair_across_groups_both_ways() {
         let rules = compiled("disjoint a b -- c e", "a b c e");
-        assert_eq!(rules.cut, both_ways(&[(0, 2), (0, 9), (1, 2), (1, 9)]));
-        assert!(rules.outside_cut.is_empty());
+        assert_eq!(rules.cut(), both_ways(&[(0, 2), (0, 9), (1, 2), (1, 9)]));
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
     fn disjoint_with_three_groups() {
         let rules = compiled("disjoint a -- b -- c", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 1), (0, 2), (1, 2)]));
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2), (1, 2)]));
     }
 
     #[test]
@@ -530,18 +735,18 @@ mod tests {
     fn split_groups_may_overlap_and_a_shared_guest_bridges_them() {
         // b is in both groups: a-b and b-c talk, a-c do not.
         let rules = compiled("split a b -- b c", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 2)]));
-        assert!(rules.outside_cut.is_empty());
+        assert_eq!(rules.cut(), both_ways(&[(0, 2)]));
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
     fn split_cuts_unlisted_guests_from_every_guest() {
         let rules = compiled("split a b", "a b c e");
         assert_eq!(
-            rules.cut,
+            rules.cut(),
             both_ways(&[(0, 2), (0, 9), (1, 2), (1, 9), (2, 9)])
         );
-        assert!(rules.outside_cut.is_empty());
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
@@ -555,8 +760,8 @@ mod tests {
     #[test]
     fn cut_is_one_way() {
         let rules = compiled("cut --from a,b --to c", "a b c e");
-        assert_eq!(rules.cut, BTreeSet::from([(0, 2), (1, 2)]));
-        assert!(rules.outside_cut.is_empty());
+        assert_eq!(rules.cut(), BTreeSet::from([(0, 2), (1, 2)]));
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
@@ -566,6 +771,7 @@ mod tests {
             Partition::new(Verb::Cut {
                 from: names("a b"),
                 to: names("c e"),
+                both_ways: false,
             })
         );
     }
@@ -585,9 +791,9 @@ mod tests {
 
     #[test]
     fn loss_is_carried_into_the_rules() {
-        assert_eq!(compiled("isolate a --loss 30", "a b").loss_percent, 30);
+        assert_eq!(compiled("isolate a --loss 30", "a b").loss_percent(), 30);
         assert_eq!(
-            compiled("cut --from a --to b --loss=100%", "a b").loss_percent,
+            compiled("cut --from a --to b --loss=100%", "a b").loss_percent(),
             100
         );
     }
@@ -612,13 +818,11 @@ mod tests {
             let err = parse_loss(text).unwrap_err();
             assert_eq!(err, PartitionError::BadLoss { text: text.into() });
         }
-        let api = Partition {
-            loss_percent: Some(0),
-            ..Partition::new(Verb::Isolate {
-                guests: names("a"),
-                keep_outside: false,
-            })
-        };
+        let mut api = Partition::new(Verb::Isolate {
+            guests: names("a"),
+            keep_outside: false,
+        });
+        api.first.loss_percent = Some(0);
         assert!(matches!(
             api.check(),
             Err(PartitionError::LossOutOfRange { .. })
@@ -701,8 +905,8 @@ mod tests {
     #[test]
     fn a_network_with_one_guest_can_be_isolated_from_the_outside_only() {
         let rules = compiled("isolate a", "a");
-        assert!(rules.cut.is_empty());
-        assert_eq!(rules.outside_cut, BTreeSet::from([0]));
+        assert!(rules.cut().is_empty());
+        assert_eq!(rules.outside_cut(), BTreeSet::from([0]));
     }
 
     // --- JSON ---
@@ -756,7 +960,7 @@ mod tests {
     fn states_survive_a_json_round_trip() {
         let state = PartitionState {
             partition: parse("split a b -- b c --loss 50 --for 10m"),
-            rules: compiled("split a b -- b c --loss 50", "a b c"),
+            slots: guests("a b c"),
             set_at: 1_700_000_000,
             expires_at: Some(1_700_000_600),
             set_by: "guest a".into(),
@@ -773,7 +977,7 @@ mod tests {
     fn a_state_expires_at_its_deadline() {
         let mut state = PartitionState {
             partition: parse("isolate a"),
-            rules: PartitionRules::default(),
+            slots: BTreeMap::new(),
             set_at: 100,
             expires_at: Some(160),
             set_by: "host".into(),

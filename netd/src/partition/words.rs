@@ -1,18 +1,77 @@
 //! The CLI's words for a partition, both ways: `Partition::from_words`
-//! reads `isolate a b --for 5m`, `Partition::describe` prints it back; and
-//! the durations and times those words and `show` use.
+//! reads `isolate a b --for 5m` (clauses joined by `+`:
+//! `isolate a + all --delay 100ms`), `Partition::describe` prints it back;
+//! and the durations and times those words and `show` use.
 
 use std::fmt::Write as _;
 
-use super::{DAY, HOUR, MAX_DURATION_SECS, MINUTE, Partition, PartitionError, Verb};
+use super::{
+    DAY, Fault, HOUR, MAX_DURATION_SECS, MINUTE, Partition, PartitionError, Verb,
+    fault::{parse_millis, parse_percent, parse_rate},
+};
+
+/// The word that joins the clauses of one policy.
+pub const CLAUSE_SEPARATOR: &str = "+";
 
 impl Partition {
     /// The partition as the CLI words that set it again (after
     /// `netd partition NETWORK`): `isolate a b --keep-outside --loss 30 --for 5m`.
     pub fn describe(&self) -> String {
+        let mut line = self
+            .clauses()
+            .map(Fault::describe)
+            .collect::<Vec<_>>()
+            .join(&format!(" {CLAUSE_SEPARATOR} "));
+        if let Some(secs) = self.duration_secs {
+            let _ = write!(line, " --for {}", format_duration(secs));
+        }
+        line
+    }
+
+    /// Reads the CLI's words after the network: clauses joined by `+`, each
+    /// a verb, its guests (groups separated by `--` for `disjoint` and
+    /// `split`), and options anywhere after the verb (see
+    /// `Fault::from_words`); `--for DURATION` in any one clause, for the
+    /// whole policy. Only the syntax is checked here; `check` and
+    /// `compile` do the rest.
+    pub fn from_words(words: &[String]) -> Result<Partition, PartitionError> {
+        let mut duration_secs = None;
+        let mut clauses = Vec::new();
+        for clause in words.split(|word| word == CLAUSE_SEPARATOR) {
+            if clause.is_empty() {
+                return Err(if words.is_empty() {
+                    PartitionError::NoVerb
+                } else {
+                    PartitionError::EmptyClause
+                });
+            }
+            let (fault, duration) = Fault::from_words(clause)?;
+            if let Some(secs) = duration {
+                if duration_secs.is_some() {
+                    return Err(PartitionError::OptionTwice {
+                        option: "--for".to_owned(),
+                    });
+                }
+                duration_secs = Some(secs);
+            }
+            clauses.push(fault);
+        }
+        let mut clauses = clauses.into_iter();
+        let first = clauses.next().ok_or(PartitionError::NoVerb)?;
+        Ok(Partition {
+            first,
+            and: clauses.collect(),
+            duration_secs,
+        })
+    }
+}
+
+impl Fault {
+    /// One clause's words.
+    pub fn describe(&self) -> String {
         let mut words: Vec<String> = vec![self.verb.name().to_owned()];
         match &self.verb {
-            Verb::FullMesh => {}
+            Verb::FullMesh | Verb::All => {}
             Verb::Isolate {
                 guests,
                 keep_outside,
@@ -31,42 +90,51 @@ impl Partition {
                         .join(" -- "),
                 );
             }
-            Verb::Cut { from, to } => {
+            Verb::Cut {
+                from,
+                to,
+                both_ways,
+            } => {
                 words.push(format!("--from {}", from.join(",")));
                 words.push(format!("--to {}", to.join(",")));
+                if *both_ways {
+                    words.push("--both-ways".to_owned());
+                }
             }
         }
         if let Some(loss) = self.loss_percent {
             words.push(format!("--loss {loss}"));
         }
-        if let Some(secs) = self.duration_secs {
-            words.push(format!("--for {}", format_duration(secs)));
-        }
+        words.extend(self.impair.words());
+        words.extend(self.traffic.words());
         words.join(" ")
     }
 
-    /// Reads the CLI's words after the network: a verb, its guests (groups
-    /// separated by `--` for `disjoint` and `split`), and options anywhere
-    /// after the verb: `--loss PERCENT`, `--for DURATION`, `--keep-outside`
-    /// (isolate), `--from A,B` and `--to C,D` (cut; repeatable). Guest names
-    /// never start with '-', so a word that does is an option. Only the
-    /// syntax is checked here; `check` and `compile` do the rest.
-    pub fn from_words(words: &[String]) -> Result<Partition, PartitionError> {
+    /// Reads one clause: a verb, its guests, and its options: `--loss
+    /// PERCENT`, the impairments (`--delay`, `--jitter`, `--correlation`,
+    /// `--duplicate`, `--corrupt`, `--rate`), the traffic (`--port`,
+    /// `--proto`), `--keep-outside` (isolate), `--from A,B`, `--to C,D`
+    /// (cut; repeatable) and `--both-ways` (cut), and `--for DURATION`,
+    /// returned apart. Guest names never start with '-', so a word that
+    /// does is an option.
+    fn from_words(words: &[String]) -> Result<(Fault, Option<u64>), PartitionError> {
         let Some((verb_word, rest)) = words.split_first() else {
             return Err(PartitionError::NoVerb);
         };
         let verb = verb_word.as_str();
-        let mut loss_percent = None;
+        let mut fault = Fault::new(Verb::FullMesh);
         let mut duration_secs = None;
         let mut keep_outside = false;
+        let mut both_ways = false;
         let mut names: Vec<String> = Vec::new();
         let mut groups: Vec<Vec<String>> = vec![Vec::new()];
         let mut from: Vec<String> = Vec::new();
         let mut to: Vec<String> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
         let grouped = matches!(verb, "disjoint" | "split");
         if !matches!(
             verb,
-            "fullmesh" | "heal" | "isolate" | "disjoint" | "split" | "cut"
+            "fullmesh" | "heal" | "isolate" | "disjoint" | "split" | "cut" | "all"
         ) {
             return Err(PartitionError::UnknownVerb {
                 word: verb.to_owned(),
@@ -97,12 +165,36 @@ impl Partition {
                             option: format!("--{name}"),
                         })
                 };
+                let repeatable = matches!(name, "from" | "to");
+                if !repeatable && seen.iter().any(|seen| seen == name) {
+                    return Err(PartitionError::OptionTwice {
+                        option: format!("--{name}"),
+                    });
+                }
+                seen.push(name.to_owned());
+                let impair = &mut fault.impair;
                 match name {
-                    "loss" => loss_percent = Some(parse_loss(&value()?)?),
+                    "loss" => fault.loss_percent = Some(parse_loss(&value()?)?),
                     "for" => duration_secs = Some(parse_duration(&value()?)?),
+                    "delay" => impair.delay_ms = Some(parse_millis("--delay", &value()?)?),
+                    "jitter" => impair.jitter_ms = Some(parse_millis("--jitter", &value()?)?),
+                    "correlation" => {
+                        impair.correlation_percent =
+                            Some(parse_percent("--correlation", &value()?, 0)?);
+                    }
+                    "duplicate" => {
+                        impair.duplicate_percent = Some(parse_percent("--duplicate", &value()?, 1)?);
+                    }
+                    "corrupt" => {
+                        impair.corrupt_percent = Some(parse_percent("--corrupt", &value()?, 1)?);
+                    }
+                    "rate" => impair.rate_bits_per_sec = Some(parse_rate(&value()?)?),
+                    "port" => fault.traffic.set_port(&value()?)?,
+                    "proto" => fault.traffic.set_proto_word(&value()?)?,
                     "keep-outside" if verb == "isolate" && inline.is_none() => {
                         keep_outside = true;
                     }
+                    "both-ways" if verb == "cut" && inline.is_none() => both_ways = true,
                     "from" if verb == "cut" => from.extend(split_list(&value()?)),
                     "to" if verb == "cut" => to.extend(split_list(&value()?)),
                     _ => {
@@ -137,21 +229,22 @@ impl Partition {
         } else {
             groups
         };
-        let verb = match verb {
+        fault.verb = match verb {
             "isolate" => Verb::Isolate {
                 guests: names,
                 keep_outside,
             },
             "disjoint" => Verb::Disjoint { groups },
             "split" => Verb::Split { groups },
-            "cut" => Verb::Cut { from, to },
+            "cut" => Verb::Cut {
+                from,
+                to,
+                both_ways,
+            },
+            "all" => Verb::All,
             _ => Verb::FullMesh,
         };
-        Ok(Partition {
-            verb,
-            loss_percent,
-            duration_secs,
-        })
+        Ok((fault, duration_secs))
     }
 }
 
@@ -162,6 +255,7 @@ fn verb_name(word: &str) -> &'static str {
         "disjoint" => "disjoint",
         "split" => "split",
         "cut" => "cut",
+        "all" => "all",
         _ => "fullmesh",
     }
 }
@@ -295,11 +389,14 @@ mod tests {
     #[test]
     fn options_may_come_anywhere_after_the_verb() {
         let expected = Partition {
-            verb: Verb::Isolate {
-                guests: names("a b"),
-                keep_outside: true,
+            first: Fault {
+                loss_percent: Some(30),
+                ..Fault::new(Verb::Isolate {
+                    guests: names("a b"),
+                    keep_outside: true,
+                })
             },
-            loss_percent: Some(30),
+            and: Vec::new(),
             duration_secs: Some(90),
         };
         assert_eq!(

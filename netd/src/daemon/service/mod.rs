@@ -506,11 +506,7 @@ impl Service {
             }
             // The persisted partition, or none: a rebuilt dataplane gets it
             // back, and one changed behind the state's back is put right.
-            let rules = net
-                .partition
-                .as_ref()
-                .map(|partition| partition.rules.clone())
-                .unwrap_or_default();
+            let rules = partition_requests::rules_in_force(net);
             if let Err(err) = self.dataplane.apply_partition(net.zone(), &rules) {
                 warn!(network = %net.name, "reconcile: partition: {err:#}");
             }

@@ -10,11 +10,11 @@ use tracing::{info, warn};
 use super::{Service, now};
 use crate::daemon::{
     caller::Caller,
-    error::ServiceResult,
+    error::{ServiceError, ServiceResult},
     probe::{self, Probe},
     requests::{PartitionRequest, PartitionView, VerifyReport},
 };
-use crate::partition::{self, PartitionRules, PartitionState, Verb};
+use crate::partition::{self, PartitionRules, PartitionState};
 
 impl Service {
     /// Puts `request` in force on `network`, replacing whatever was: the
@@ -41,21 +41,22 @@ impl Service {
     ) -> ServiceResult<PartitionView> {
         caller.may_partition(network)?;
         let net = self.network(network)?;
-        let rules = partition::compile(network, &request, &net.slots())?;
+        let slots = net.slots();
+        let rules = partition::compile(network, &request, &slots)?;
+        if let Some(reason) = self.dataplane.cannot_enforce(&rules) {
+            return Err(ServiceError::Invalid(reason));
+        }
         let line = request.describe();
-        let heals = matches!(request.verb, Verb::FullMesh);
+        let heals = request.heals();
         let set_at = now();
-        let state = match request.verb {
-            Verb::FullMesh => None,
-            _ => Some(PartitionState {
-                expires_at: request.duration_secs.map(|secs| set_at + secs),
-                partition: request,
-                rules,
-                set_at,
-                set_by: caller.to_string(),
-            }),
-        };
-        let in_force_after = self.replace_partition(network, state, started)?;
+        let state = (!heals).then(|| PartitionState {
+            expires_at: request.duration_secs.map(|secs| set_at + secs),
+            partition: request,
+            slots,
+            set_at,
+            set_by: caller.to_string(),
+        });
+        let in_force_after = self.replace_partition(network, state, rules, started)?;
         info!(network, partition = %line, by = %caller, ?in_force_after, "partition set");
         let kind = if heals {
             "partition.healed"
@@ -67,25 +68,32 @@ impl Service {
                 .network(network)
                 .detail(format!("netd partition {network} {line} (by {caller})")),
         );
-        let mut view = self.show_partition(network)?;
+        let mut view = self.show_partition(network, true)?;
         view.in_force_after_us = Some(in_force_after.as_micros() as u64);
         Ok(view)
     }
 
-    /// The partition in force on `network`, its matrix and its rules.
-    pub fn show_partition(&self, network: &str) -> ServiceResult<PartitionView> {
+    /// The partition in force on `network`, as asked for; with `matrix`,
+    /// also what it compiles to and its matrix.
+    pub fn show_partition(&self, network: &str, matrix: bool) -> ServiceResult<PartitionView> {
         let net = self.network(network)?;
         let slots = net.slots();
-        let rules = rules_of(net.partition.as_ref());
         let words = net
             .partition
             .as_ref()
             .map_or_else(|| "fullmesh".to_owned(), PartitionState::describe);
+        let (rules, matrix) = if matrix {
+            let rules = rules_in_force(net);
+            let matrix = partition::render_rules(&rules, &slots);
+            (Some(rules), Some(matrix))
+        } else {
+            (None, None)
+        };
         Ok(PartitionView {
             network: net.name.clone(),
             command: format!("netd partition {} {words}", net.name),
             state: net.partition.clone(),
-            matrix: partition::render_rules(&rules, &slots),
+            matrix,
             slots,
             rules,
             in_force_after_us: None,
@@ -104,7 +112,13 @@ impl Service {
             .map(|net| net.name.clone())
             .collect();
         for network in due {
-            match self.replace_partition(&network, None, std::time::Instant::now()) {
+            let healed = self.replace_partition(
+                &network,
+                None,
+                PartitionRules::default(),
+                std::time::Instant::now(),
+            );
+            match healed {
                 Ok(_) => {
                     info!(network, "partition expired: healed");
                     self.emit(
@@ -138,35 +152,33 @@ impl Service {
             .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
         Ok(partition::judge(
             network,
-            &rules_of(net.partition.as_ref()),
+            &rules_in_force(net),
             &net.slots(),
             &received,
             probe::DATAGRAMS_PER_PAIR,
         ))
     }
 
-    /// Makes `state` the network's partition: applied in one step, then
-    /// persisted; if persisting fails, the previous rules are applied again
-    /// and the previous state restored.
+    /// Makes `state` (compiled to `rules`) the network's partition: applied
+    /// in one step, then persisted; if persisting fails, the previous rules
+    /// are applied again and the previous state restored.
     /// Returns how long after `started` the new policy was in force.
     fn replace_partition(
         &mut self,
         network: &str,
         state: Option<PartitionState>,
+        rules: PartitionRules,
         started: std::time::Instant,
     ) -> ServiceResult<std::time::Duration> {
         let net = self.network(network)?;
         let zone = net.zone();
         let previous = net.partition.clone();
-        self.dataplane
-            .apply_partition(zone, &rules_of(state.as_ref()))?;
+        let previous_rules = rules_in_force(net);
+        self.dataplane.apply_partition(zone, &rules)?;
         let in_force_after = started.elapsed();
         self.network_mut(network).partition = state;
         if let Err(err) = self.store.save(&self.state) {
-            if let Err(undo) = self
-                .dataplane
-                .apply_partition(zone, &rules_of(previous.as_ref()))
-            {
+            if let Err(undo) = self.dataplane.apply_partition(zone, &previous_rules) {
                 warn!(network, "restoring the previous partition: {undo:#}");
             }
             self.network_mut(network).partition = previous;
@@ -184,9 +196,20 @@ impl Service {
     }
 }
 
-/// What the dataplane holds for a partition state; nothing cut without one.
-fn rules_of(state: Option<&PartitionState>) -> PartitionRules {
-    state.map(|state| state.rules.clone()).unwrap_or_default()
+/// What the dataplane holds for a network's partition: its stored request
+/// compiled against its stored slots; nothing cut without one. A stored
+/// request that no longer compiles (a state edited by hand) cuts nothing,
+/// and says so in the log.
+pub fn rules_in_force(net: &crate::model::Network) -> PartitionRules {
+    let Some(state) = &net.partition else {
+        return PartitionRules::default();
+    };
+    state
+        .compile(&net.name, &net.slots())
+        .unwrap_or_else(|err| {
+            warn!(network = %net.name, "the stored partition does not compile: {err}; nothing is cut");
+            PartitionRules::default()
+        })
 }
 
 #[cfg(test)]
@@ -276,9 +299,9 @@ mod tests {
             .unwrap();
 
         let rules = applied.lock().unwrap()[&1].clone();
-        assert_eq!(rules.outside_cut, [0].into());
-        assert_eq!(rules.cut.len(), 4);
-        assert_eq!(view.rules, rules);
+        assert_eq!(rules.outside_cut(), [0].into());
+        assert_eq!(rules.cut().len(), 4);
+        assert_eq!(view.rules, Some(rules));
         assert_eq!(view.command, "netd partition web isolate a");
         assert_eq!(
             view.slots,
@@ -286,8 +309,10 @@ mod tests {
         );
         assert!(
             view.matrix
+                .as_deref()
+                .unwrap()
                 .starts_with("from \\ to  a  b  c  outside\na          -  X  X  X\n"),
-            "{}",
+            "{:?}",
             view.matrix
         );
         let state = view.state.expect("a partition state");
@@ -368,7 +393,7 @@ mod tests {
                 .describe(),
             "isolate a"
         );
-        assert_eq!(applied.lock().unwrap()[&1].outside_cut, [0].into());
+        assert_eq!(applied.lock().unwrap()[&1].outside_cut(), [0].into());
     }
 
     #[test]
@@ -445,13 +470,15 @@ mod tests {
     fn show_of_an_unpartitioned_network_is_a_full_mesh() {
         let dir = tempfile::tempdir().unwrap();
         let (svc, _, _) = service(dir.path());
-        let view = svc.show_partition("db").unwrap();
+        let view = svc.show_partition("db", true).unwrap();
         assert_eq!(view.command, "netd partition db fullmesh");
-        assert_eq!(view.rules, PartitionRules::default());
+        assert_eq!(view.rules, Some(PartitionRules::default()));
         assert_eq!(
-            view.matrix,
+            view.matrix.as_deref().unwrap(),
             "from \\ to  pg  outside\npg         -   .\noutside    .   -\n. allowed  X cut  - itself\n"
         );
-        assert_eq!(svc.show_partition("nope").unwrap_err().status(), 404);
+        assert_eq!(svc.show_partition("nope", false).unwrap_err().status(), 404);
+        let plain = svc.show_partition("db", false).unwrap();
+        assert_eq!((plain.rules, plain.matrix), (None, None));
     }
 }

@@ -84,7 +84,7 @@ impl Service {
             let cut = net
                 .partition
                 .as_ref()
-                .is_some_and(|p| !p.rules.is_full_mesh());
+                .is_some();
             out.sample(
                 "netd_partition_in_force",
                 &[("network", &net.name)],

@@ -490,6 +490,10 @@ impl Dataplane for NftDataplane {
         }
     }
 
+    fn cannot_enforce(&self, rules: &PartitionRules) -> Option<String> {
+        script::cannot_enforce(rules)
+    }
+
     fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()> {
         let net = self
             .networks

@@ -438,22 +438,61 @@ pub fn partition_elements(
 ) -> BTreeMap<&'static str, BTreeSet<String>> {
     let ip_of: BTreeMap<u8, Ipv4Addr> = guests.values().map(|g| (g.slot, g.ip)).collect();
     let cut = rules
-        .cut
+        .cut()
         .iter()
         .filter_map(|(from, to)| Some(format!("{} . {}", ip_of.get(from)?, ip_of.get(to)?)))
         .collect();
     let outside = rules
-        .outside_cut
+        .outside_cut()
         .iter()
         .filter_map(|slot| Some(ip_of.get(slot)?.to_string()))
         .collect();
     // As the eBPF dataplane reads it: 1-100, 100 drops every cut packet.
-    let loss = rules.effective_loss_percent();
+    let loss = rules.loss_percent();
     BTreeMap::from([
         ("cut", cut),
         ("outside_cut", outside),
         ("loss", BTreeSet::from([format!("0-{}", loss - 1)])),
     ])
+}
+
+/// Why the nftables dataplane cannot enforce `rules`, naming the option:
+/// it has no delay line, cannot send a packet twice or damage one, and its
+/// partition sets hold one loss share for all traffic.
+pub fn cannot_enforce(rules: &PartitionRules) -> Option<String> {
+    let nftables_cannot = |option: String, what: &str| {
+        Some(format!(
+            "{option}: the nftables dataplane cannot {what}; use the eBPF dataplane (`netd daemon --dataplane ebpf`) or leave it out"
+        ))
+    };
+    for fault in &rules.faults {
+        let impair = &fault.impair;
+        if let Some(delay) = impair.delay_ms {
+            return nftables_cannot(
+                format!("--delay {}", crate::partition::fault::format_millis(delay)),
+                "delay packets",
+            );
+        }
+        if let Some(percent) = impair.duplicate_percent {
+            return nftables_cannot(format!("--duplicate {percent}"), "duplicate packets");
+        }
+        if let Some(percent) = impair.corrupt_percent {
+            return nftables_cannot(format!("--corrupt {percent}"), "corrupt packets");
+        }
+        if let Some(rate) = impair.rate_bits_per_sec {
+            return nftables_cannot(
+                format!("--rate {}", crate::partition::fault::format_rate(rate)),
+                "limit rates yet",
+            );
+        }
+        if !fault.traffic.is_all() {
+            return nftables_cannot(fault.traffic.words().join(" "), "select ports yet");
+        }
+    }
+    let shares: BTreeSet<u8> = rules.faults.iter().map(|f| f.loss_percent).collect();
+    (shares.len() > 1).then(|| {
+        "clauses with different --loss shares: the nftables dataplane holds one share per network; give every clause the same --loss, or use the eBPF dataplane".to_owned()
+    })
 }
 
 /// Checks what goes into a network script inside quotes.
@@ -820,11 +859,11 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
 
     #[test]
     fn a_known_partition_is_flushed_and_refilled_by_a_sync() {
-        let rules = PartitionRules {
-            cut: BTreeSet::from([(0, 1)]),
-            outside_cut: BTreeSet::new(),
-            loss_percent: 100,
-        };
+        let rules = PartitionRules::cutting(
+            BTreeSet::from([(0, 1)]),
+            BTreeSet::new(),
+            100,
+        );
         let script = network_sync_script(&network(Some(rules))).unwrap();
         for line in [
             "flush set bridge netd cut\nadd element bridge netd cut { 172.18.0.1 . 172.18.0.2 }\n",
@@ -837,12 +876,12 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
 
     #[test]
     fn a_partition_is_one_batch_over_guest_addresses() {
-        let rules = PartitionRules {
+        let rules = PartitionRules::cutting(
             // Slot 7 holds no guest: nothing to cut.
-            cut: BTreeSet::from([(0, 1), (1, 0), (2, 0), (0, 7)]),
-            outside_cut: BTreeSet::from([2, 9]),
-            loss_percent: 30,
-        };
+            BTreeSet::from([(0, 1), (1, 0), (2, 0), (0, 7)]),
+            BTreeSet::from([2, 9]),
+            30,
+        );
         assert_eq!(
             partition_script(&network(None).guests, &rules),
             "flush set bridge netd cut\n\
@@ -860,20 +899,17 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
              flush set bridge netd loss\n\
              add element bridge netd loss { 0-99 }\n"
         );
-        let all = PartitionRules {
-            loss_percent: 100,
-            ..PartitionRules::default()
-        };
+        let all = PartitionRules::cutting(BTreeSet::new(), BTreeSet::new(), 100);
         assert!(partition_script(&BTreeMap::new(), &all).ends_with("loss { 0-99 }\n"));
     }
 
     #[test]
     fn a_guest_added_to_a_partitioned_network_joins_its_cuts() {
-        let rules = PartitionRules {
-            cut: BTreeSet::from([(0, 3)]),
-            outside_cut: BTreeSet::from([3]),
-            loss_percent: 100,
-        };
+        let rules = PartitionRules::cutting(
+            BTreeSet::from([(0, 3)]),
+            BTreeSet::from([3]),
+            100,
+        );
         let before = network(Some(rules.clone()));
         let mut after = network(Some(rules));
         after.guests.insert("g-d".to_owned(), guest(4, 3));
