@@ -989,6 +989,189 @@ mod tests {
         assert!(!state.expired(u64::MAX));
     }
 
+    // --- faults beyond cuts ---
+
+    #[test]
+    fn impairments_select_like_cuts_and_do_not_drop() {
+        let rules = compiled("all --delay 50ms --jitter 10ms --correlation 25", "a b c");
+        assert_eq!(rules.faults.len(), 1);
+        let class = &rules.faults[0];
+        assert_eq!(
+            class.pairs,
+            both_ways(&[(0, 1), (0, 2), (1, 2)]),
+            "all: every ordered pair"
+        );
+        assert!(class.outside.is_empty());
+        assert_eq!(class.loss_percent, 0, "an impairment alone drops nothing");
+        assert_eq!(class.impair.delay_ms, Some(50));
+        assert_eq!(class.impair.jitter_ms, Some(10));
+        assert_eq!(class.impair.correlation_percent, Some(25));
+        assert!(rules.cut().is_empty());
+
+        let rules = compiled("cut --from a --to b --duplicate 5 --loss 10", "a b c");
+        let class = &rules.faults[0];
+        assert_eq!(class.pairs, BTreeSet::from([(0, 1)]), "one way");
+        assert_eq!((class.loss_percent, class.impair.duplicate_percent), (10, Some(5)));
+        let rules = compiled("cut --from a --to b,c --both-ways --corrupt 1", "a b c");
+        assert_eq!(
+            rules.faults[0].pairs,
+            both_ways(&[(0, 1), (0, 2)]),
+            "--both-ways adds the reverse"
+        );
+        let rules = compiled("isolate a --rate 1mbit", "a b");
+        assert_eq!(rules.faults[0].impair.rate_bits_per_sec, Some(1_000_000));
+        assert_eq!(rules.faults[0].outside, BTreeSet::from([0]));
+    }
+
+    #[test]
+    fn a_port_or_protocol_narrows_a_clause() {
+        let rules = compiled("cut --from a --to b --port 5432/tcp", "a b");
+        assert_eq!(
+            rules.faults[0].traffic,
+            Traffic {
+                proto: Some(L4::Tcp),
+                port: Some(5432)
+            }
+        );
+        assert_eq!(rules.faults[0].loss_percent, 100, "a port cut");
+        assert!(rules.cut().is_empty(), "not a cut of the whole pair");
+        let rules = compiled("all --proto icmp --loss 50", "a b");
+        assert_eq!(rules.faults[0].traffic.proto, Some(L4::Icmp));
+        assert_eq!(
+            compile_err("all --port 7/icmp", "a b"),
+            PartitionError::PortOnIcmp { port: 7 }
+        );
+    }
+
+    #[test]
+    fn clauses_joined_by_plus_form_one_policy() {
+        let partition = parse("isolate a + all --delay 100ms --for 5m");
+        assert_eq!(partition.and.len(), 1);
+        assert_eq!(partition.duration_secs, Some(300));
+        let rules = compiled("isolate a + all --delay 100ms", "a b c");
+        assert_eq!(rules.faults.len(), 2);
+        assert!(rules.faults[0].is_cut());
+        assert_eq!(rules.faults[1].impair.delay_ms, Some(100));
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2)]));
+        assert_eq!(
+            partition.describe(),
+            "isolate a + all --delay 100ms --for 5m",
+            "--for is printed once, for the whole policy"
+        );
+        // Every option of every clause prints back as it reads.
+        for line in [
+            "cut --from a,b --to c --both-ways --loss 30 --duplicate 2 --corrupt 3 --rate 500kbit --port 53/udp",
+            "split a b -- b c --proto tcp + isolate c --keep-outside --delay 2s --jitter 0ms",
+        ] {
+            assert_eq!(parse(line).describe(), line);
+            assert_eq!(parse(&parse(line).describe()), parse(line));
+        }
+    }
+
+    #[test]
+    fn bad_clauses_and_values_are_refused_with_the_fix() {
+        for (line, parts) in [
+            ("isolate a --loss 150", &["--loss 150 is out of range", "1 to 100"][..]),
+            ("all --rate 1xbit", &["bad --rate \"1xbit\"", "kbit, mbit or gbit"]),
+            ("all --rate 1bit", &["--rate 1bit is out of range", "8kbit to 100gbit"]),
+            ("all --duplicate 150", &["--duplicate 150 is out of range"]),
+            ("all --corrupt x", &["--corrupt \"x\" is not a percentage"]),
+            ("all --delay 50", &["bad --delay \"50\"", "us, ms or s"]),
+            ("all --delay 20s", &["at most 10s"]),
+            ("all --jitter 5ms", &["--jitter needs --delay"]),
+            ("all --delay 5ms --jitter 6ms", &["--jitter 6ms is more than --delay 5ms"]),
+            ("all --delay 5ms --correlation 5", &["--correlation needs --jitter"]),
+            ("all --port 99999", &["bad --port \"99999\"", "1 to 65535"]),
+            ("all --port 53/sctp", &["unknown protocol \"sctp\"", "tcp, udp or icmp"]),
+            ("all --port 53/udp --proto tcp", &["one protocol per clause"]),
+            ("all --delay 5ms --delay 6ms", &["--delay is given twice"]),
+            ("isolate a --for 1m + all --for 2m", &["--for is given twice", "whole policy"]),
+            ("isolate a +", &["a ` + ` with no clause after it"]),
+            ("+ isolate a", &["a ` + ` with no clause after it"]),
+            ("heal + isolate a", &["`fullmesh` (or `heal`) stands alone"]),
+            ("isolate a + heal", &["stands alone"]),
+            ("heal --delay 5ms", &["--delay 5ms does not apply to fullmesh"]),
+            ("heal --port 80", &["--port 80 does not apply to fullmesh"]),
+            ("isolate a --both-ways", &["unknown option \"--both-ways\" for `isolate`"]),
+            ("all a", &["`all` takes no guest names"]),
+            ("all --warp 9", &["unknown option \"--warp\"", "FAULT OPTIONS", "--rate RATE"]),
+        ] {
+            let err = match Partition::from_words(&words(line)) {
+                Ok(partition) => partition.check().unwrap_err(),
+                Err(err) => err,
+            };
+            assert_message(&err, parts);
+        }
+        let five = "all + all + all + all + all";
+        assert_message(&parse(five).check().unwrap_err(), &["5 clauses", "at most 4"]);
+    }
+
+    #[test]
+    fn api_requests_keep_their_old_shape_and_take_clauses_in_and() {
+        let old: Partition = serde_json::from_str(
+            r#"{"verb": "isolate", "guests": ["a"], "loss_percent": 30, "duration_secs": 300}"#,
+        )
+        .unwrap();
+        assert_eq!(old.describe(), "isolate a --loss 30 --for 5m");
+        let new: Partition = serde_json::from_str(
+            r#"{"verb": "isolate", "guests": ["a"], "and": [{"verb": "cut", "from": ["b"],
+                "to": ["c"], "delay_ms": 100, "rate_bits_per_sec": 1000000, "port": 80,
+                "proto": "tcp"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            new.describe(),
+            "isolate a + cut --from b --to c --delay 100ms --rate 1mbit --port 80/tcp"
+        );
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["and"][0]["delay_ms"], 100);
+        assert!(json.get("delay_ms").is_none(), "unset options are left out");
+        assert_eq!(serde_json::from_value::<Partition>(json).unwrap(), new);
+        let bad: Partition =
+            serde_json::from_str(r#"{"verb": "all", "duplicate_percent": 0}"#).unwrap();
+        assert_message(&bad.check().unwrap_err(), &["--duplicate 0 is out of range"]);
+    }
+
+    #[test]
+    fn a_stored_state_compiles_against_its_own_slots() {
+        let state = PartitionState {
+            partition: parse("isolate a"),
+            slots: guests("a b"),
+            set_at: 1,
+            expires_at: None,
+            set_by: "host".into(),
+        };
+        // Guest b left and c (slot 5) came after the partition was set:
+        // the stored slots still compile, and c is outside the partition.
+        let now = BTreeMap::from([("a".to_owned(), 0), ("c".to_owned(), 5)]);
+        let rules = state.compile("web", &now).unwrap();
+        assert_eq!(rules.cut(), both_ways(&[(0, 1)]));
+        // A state from before slots were stored compiles against today's.
+        let old: PartitionState = serde_json::from_str(
+            r#"{"partition": {"verb": "isolate", "guests": ["a"]},
+                "rules": {"cut": [[0, 1]], "outside_cut": [0], "loss_percent": 100},
+                "set_at": 1, "set_by": "host"}"#,
+        )
+        .unwrap();
+        assert!(old.slots.is_empty());
+        assert_eq!(old.compile("web", &now).unwrap().cut(), both_ways(&[(0, 5)]));
+    }
+
+    #[test]
+    fn the_matrix_marks_impaired_and_port_only_pairs() {
+        let rules = compiled("cut --from a --to b --delay 5ms + cut --from b --to a --port 80", "a b");
+        assert_eq!(
+            render_rules(&rules, &guests("a b")),
+            "\
+from \\ to  a  b  outside
+a          -  *  .
+b          p  -  .
+outside    .  .  -
+. allowed  X cut  - itself  * impaired  p some ports or protocols
+"
+        );
+    }
+
     #[test]
     fn errors_can_cross_threads_and_box_as_std_errors() {
         fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}

@@ -1,0 +1,344 @@
+//! Faults beyond cuts (`netd partition ... --duplicate/--corrupt/--rate/
+//! --port/--proto`, clauses joined by `+`), checked with real traffic
+//! between guests: duplicates counted at the receiver, corrupt datagrams
+//! never delivered to the application, a port fault that leaves the pair's
+//! other ports alone, a rate measured by iperf3, and what each dataplane
+//! refuses.
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddrV4, TcpStream},
+    process::Stdio,
+    time::Duration,
+};
+
+use netd::netns::Netns;
+use netd_tests::{
+    Sandbox,
+    netd::Netd,
+    sockets::{serve_tcp_echo, tcp_ask, tcp_connect, tcp_listener, udp_socket},
+    status::counter,
+};
+
+const GUESTS: [&str; 3] = ["a", "b", "c"];
+
+fn guest(netd: &Netd, name: &str) -> Netns {
+    let netns = format!("{}g-web.{name}", netd.prefix());
+    Netns::open(&netns).unwrap_or_else(|err| panic!("opening namespace {netns}: {err:#}"))
+}
+
+/// Guests a, b, c get 172.18.0.1-3 in that order.
+fn ip_of(name: &str) -> Ipv4Addr {
+    let index = GUESTS.iter().position(|g| *g == name).expect("a guest") as u8;
+    Ipv4Addr::new(172, 18, 0, index + 1)
+}
+
+/// A network "web" with guests a, b, c.
+fn web<'a>(sandbox: &'a Sandbox, dataplane: &str) -> Netd<'a> {
+    let netd = Netd::start_with_dataplane(sandbox, dataplane);
+    netd.ok(&["network", "create", "web"]);
+    for g in GUESTS {
+        netd.ok(&["guest", "add", "web", g]);
+    }
+    netd
+}
+
+fn partition(netd: &Netd, words: &str) -> String {
+    let mut args = vec!["partition", "web"];
+    args.extend(words.split_whitespace());
+    netd.ok(&args)
+}
+
+fn refused(netd: &Netd, words: &str) -> String {
+    let mut args = vec!["partition", "web"];
+    args.extend(words.split_whitespace());
+    netd.err(&args)
+}
+
+/// Sends datagrams numbered 0..count from guest `from` to guest `to` on
+/// UDP port `port`, and returns how often each number arrived at the
+/// receiving socket. The receiver counts until the line has been quiet for
+/// 500 ms.
+fn udp_arrivals(netd: &Netd, from: &str, to: &str, port: u16, count: u32) -> BTreeMap<u32, u32> {
+    let receiver = udp_socket(&guest(netd, to), SocketAddrV4::new(ip_of(to), port));
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let counting = std::thread::spawn(move || {
+        let mut arrivals: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(len) = receiver.recv(&mut buf) {
+            assert_eq!(len, 64, "a datagram arrived with another length");
+            let number = u32::from_be_bytes(buf[..4].try_into().unwrap());
+            assert!(
+                buf[4..64].iter().all(|&b| b == 0x5a),
+                "datagram {number} arrived damaged"
+            );
+            *arrivals.entry(number).or_default() += 1;
+        }
+        arrivals
+    });
+    let sender = udp_socket(&guest(netd, from), SocketAddrV4::new(ip_of(from), 0));
+    let target = SocketAddrV4::new(ip_of(to), port);
+    for number in 0..count {
+        let mut datagram = [0x5a_u8; 64];
+        datagram[..4].copy_from_slice(&number.to_be_bytes());
+        sender.send_to(&datagram, target).expect("send");
+        if number % 50 == 49 {
+            // Pace the burst so no socket buffer overflows on the way.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    counting.join().expect("the counting thread")
+}
+
+fn total(arrivals: &BTreeMap<u32, u32>) -> u32 {
+    arrivals.values().sum()
+}
+
+/// A guest's IP checksum errors, from its own namespace's counters.
+fn ip_checksum_errors(netd: &Netd, name: &str) -> u64 {
+    let output = guest(netd, name)
+        .command("cat")
+        .arg("/proc/net/netstat")
+        .output()
+        .expect("reading /proc/net/netstat");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines().filter(|line| line.starts_with("IpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "InCsumErrors")
+        .map(|(_, value)| value.parse().unwrap())
+        .expect("IpExt InCsumErrors")
+}
+
+fn duplicates_are_counted_at_the_receiver(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "cut --from a --to b --duplicate 100");
+    let arrivals = udp_arrivals(&netd, "a", "b", 6000, 300);
+    assert_eq!(arrivals.len(), 300, "every datagram arrived");
+    assert!(
+        arrivals.values().all(|&n| n == 2),
+        "each datagram arrives twice: {:?}",
+        arrivals
+            .iter()
+            .filter(|(_, n)| **n != 2)
+            .collect::<Vec<_>>()
+    );
+    let reverse = udp_arrivals(&netd, "b", "a", 6000, 100);
+    assert_eq!(total(&reverse), 100, "the other way is untouched");
+
+    partition(&netd, "cut --from a --to b --duplicate 30");
+    let arrivals = udp_arrivals(&netd, "a", "b", 6001, 1000);
+    let copies = total(&arrivals) - arrivals.len() as u32;
+    eprintln!("--duplicate 30: {copies} duplicates of 1000 datagrams");
+    assert_eq!(arrivals.len(), 1000);
+    assert!((220..=380).contains(&copies), "{copies} duplicates of 1000");
+    let status = netd.json(&["status"]);
+    assert!(
+        counter(&status, "web", "duplicated") >= 300 + copies as u64,
+        "{status}"
+    );
+}
+
+fn corrupt_datagrams_never_reach_the_application(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    let before = ip_checksum_errors(&netd, "b");
+    partition(&netd, "cut --from a --to b --corrupt 100");
+    let arrivals = udp_arrivals(&netd, "a", "b", 6000, 200);
+    assert!(
+        arrivals.is_empty(),
+        "corrupt datagrams arrived: {arrivals:?}"
+    );
+    let errors = ip_checksum_errors(&netd, "b") - before;
+    assert!(
+        errors >= 200,
+        "b's stack dropped {errors} of 200 for their checksum"
+    );
+
+    // Half damaged: the rest arrive whole (udp_arrivals checks every byte).
+    partition(&netd, "cut --from a --to b --corrupt 50");
+    let arrivals = udp_arrivals(&netd, "a", "b", 6001, 1000);
+    eprintln!("--corrupt 50: {} of 1000 delivered", arrivals.len());
+    assert!((400..=600).contains(&arrivals.len()), "{}", arrivals.len());
+    let status = netd.json(&["status"]);
+    assert!(counter(&status, "web", "corrupted") >= 600, "{status}");
+}
+
+fn a_port_fault_leaves_the_pairs_other_ports_alone(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "cut --from a --to b --port 6000/udp");
+    assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6000, 100)), 0);
+    assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6001, 100)), 100);
+    assert_eq!(total(&udp_arrivals(&netd, "a", "c", 6000, 100)), 100);
+
+    // TCP: a connection to the cut port fails, one to the next port works.
+    for port in [7000, 7001] {
+        serve_tcp_echo(tcp_listener(
+            &guest(&netd, "b"),
+            SocketAddrV4::new(ip_of("b"), port),
+        ));
+    }
+    partition(&netd, "cut --from a --to b --both-ways --port 7000/tcp");
+    let connect = |port| -> Option<TcpStream> {
+        tcp_connect(
+            &guest(&netd, "a"),
+            SocketAddrV4::new(ip_of("b"), port),
+            None,
+        )
+        .ok()
+    };
+    assert!(connect(7000).is_none(), "the cut port answered");
+    let mut stream = connect(7001).expect("the other port answers");
+    assert!(tcp_ask(&mut stream, "hello").contains("hello"));
+    assert_eq!(
+        total(&udp_arrivals(&netd, "a", "b", 7000, 50)),
+        50,
+        "UDP on the same port number is not TCP"
+    );
+}
+
+fn clauses_apply_together_and_show_says_which(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    let shown = partition(
+        &netd,
+        "isolate c + cut --from a --to b --loss 100 --port 6000",
+    );
+    assert!(
+        shown.contains("isolate c + cut --from a --to b --loss 100 --port 6000"),
+        "{shown}"
+    );
+    assert!(shown.contains("p some ports or protocols"), "{shown}");
+    assert_eq!(total(&udp_arrivals(&netd, "a", "c", 6001, 20)), 0);
+    assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6000, 20)), 0);
+    assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6001, 20)), 20);
+    let json = netd.json(&["partition", "web", "show"]);
+    assert_eq!(json["state"]["partition"]["and"][0]["port"], 6000, "{json}");
+    assert_eq!(
+        json["rules"]["faults"].as_array().unwrap().len(),
+        2,
+        "{json}"
+    );
+    // A new policy replaces the whole of the old one.
+    partition(&netd, "cut --from b --to a");
+    assert_eq!(total(&udp_arrivals(&netd, "a", "c", 6001, 20)), 20);
+    assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6000, 20)), 20);
+}
+
+/// iperf3's UDP test from a to b at `offered`: the rate b received, in
+/// bits per second.
+fn iperf3_udp_received(sandbox: &Sandbox, netd: &Netd, offered: &str) -> f64 {
+    // The namespace's file must stay open until the server is spawned.
+    let b = guest(netd, "b");
+    let mut server = b.command("iperf3");
+    server
+        .args(["-s", "-1", "-B"])
+        .arg(ip_of("b").to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    sandbox.spawn(server).expect("iperf3 server");
+    std::thread::sleep(Duration::from_millis(500));
+    let output = guest(netd, "a")
+        .command("iperf3")
+        .args([
+            "-c",
+            &ip_of("b").to_string(),
+            "-u",
+            "-b",
+            offered,
+            "-t",
+            "5",
+            "-J",
+        ])
+        .output()
+        .expect("running iperf3 (`cargo xtask setup` installs it)");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "iperf3's JSON: {err}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .or_else(|| report["end"]["sum"]["bits_per_second"].as_f64())
+        .unwrap_or_else(|| panic!("no received rate in {report}"))
+}
+
+fn rate_1mbit_is_what_iperf3_measures(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "cut --from a --to b --rate 1mbit");
+    let received = iperf3_udp_received(&sandbox, &netd, "4M");
+    eprintln!("--rate 1mbit: iperf3 UDP at 4 Mbit/s offered, {received:.0} bit/s received");
+    assert!(
+        (900_000.0..=1_100_000.0).contains(&received),
+        "{received:.0} bit/s through --rate 1mbit"
+    );
+    if dataplane != "nftables" {
+        let status = netd.json(&["status"]);
+        assert!(counter(&status, "web", "dropped_rate") > 0, "{status}");
+    }
+}
+
+fn the_ebpf_dataplane_refuses_a_delay_until_it_has_a_delay_line(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "isolate c");
+    let err = refused(&netd, "all --delay 50ms");
+    assert!(
+        err.contains("--delay 50ms") && err.contains("does not delay"),
+        "{err}"
+    );
+    let shown = partition(&netd, "show");
+    assert!(
+        shown.contains("isolate c"),
+        "the refused policy changed nothing: {shown}"
+    );
+}
+
+fn bad_values_are_refused_before_anything_changes(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    for (words, part) in [
+        ("isolate a --loss 150", "--loss 150 is out of range"),
+        ("all --rate 1xbit", "kbit, mbit or gbit"),
+        ("all --port 70000", "1 to 65535"),
+        ("isolate a + heal", "stands alone"),
+    ] {
+        let err = refused(&netd, words);
+        assert!(err.contains(part), "{words}: {err}");
+    }
+    assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6000, 10)), 10);
+}
+
+netd_tests::conformance!(
+    a_port_fault_leaves_the_pairs_other_ports_alone,
+    clauses_apply_together_and_show_says_which,
+    rate_1mbit_is_what_iperf3_measures,
+    bad_values_are_refused_before_anything_changes,
+);
+
+/// What only the eBPF dataplane does: duplication, corruption (and, until
+/// the delay line exists, its refusal of delays).
+mod ebpf_only {
+    #[test]
+    fn duplicates_are_counted_at_the_receiver() {
+        super::duplicates_are_counted_at_the_receiver("ebpf")
+    }
+
+    #[test]
+    fn corrupt_datagrams_never_reach_the_application() {
+        super::corrupt_datagrams_never_reach_the_application("ebpf")
+    }
+
+    #[test]
+    fn the_ebpf_dataplane_refuses_a_delay_until_it_has_a_delay_line() {
+        super::the_ebpf_dataplane_refuses_a_delay_until_it_has_a_delay_line("ebpf")
+    }
+}
