@@ -16,13 +16,12 @@ use netd_common::{counters::Counter, zones::NetworkInfo};
 use crate::{
     counters::bump,
     forward::ingress_ifindex,
-    maps,
+    impairment, maps,
+    network::traffic_of,
     parse::{
         self, ARP_SENDER_IP_OFF, ARP_SENDER_MAC_OFF, ETH_DST_OFF, ETH_P_ARP, ETH_SRC_OFF,
         ETH_TYPE_OFF, Parsed,
     },
-    impairment,
-    network::traffic_of,
     partition::{self, Drop, Impairments, Peer, Sent},
     ttl::{self, Hop},
 };

@@ -35,7 +35,13 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
     };
     // Everything through the uplink comes from outside the network.
     if let Some(policy) = maps::partition(zone)
-        && partition::drops(policy, port.slot, Peer::Outside, false, &traffic_of(ctx, &ip))
+        && partition::drops(
+            policy,
+            port.slot,
+            Peer::Outside,
+            false,
+            &traffic_of(ctx, &ip),
+        )
     {
         bump(zone, Counter::DroppedPartition);
         return TC_ACT_SHOT;

@@ -101,7 +101,8 @@ pub struct Sent {
 /// five, in registers.
 #[inline(never)]
 pub fn from_guest(policy: &PartitionPolicy, sent: &Sent) -> Result<Impairments, Drop> {
-    let (zone, slot, peer, traffic, len) = (sent.zone, sent.slot, sent.peer, &sent.traffic, sent.len);
+    let (zone, slot, peer, traffic, len) =
+        (sent.zone, sent.slot, sent.peer, &sent.traffic, sent.len);
     let mut impair = Impairments::default();
     let mut index = 0;
     while index < MAX_FAULTS {

@@ -280,10 +280,8 @@ fn rate_1mbit_is_what_iperf3_measures(dataplane: &str) {
         (900_000.0..=1_100_000.0).contains(&received),
         "{received:.0} bit/s through --rate 1mbit"
     );
-    if dataplane != "nftables" {
-        let status = netd.json(&["status"]);
-        assert!(counter(&status, "web", "dropped_rate") > 0, "{status}");
-    }
+    let status = netd.json(&["status"]);
+    assert!(counter(&status, "web", "dropped_rate") > 0, "{status}");
 }
 
 fn the_ebpf_dataplane_refuses_a_delay_until_it_has_a_delay_line(dataplane: &str) {
@@ -317,10 +315,39 @@ fn bad_values_are_refused_before_anything_changes(dataplane: &str) {
     assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6000, 10)), 10);
 }
 
+fn the_nftables_dataplane_refuses_what_it_cannot_do(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "isolate c");
+    for (words, part) in [
+        ("all --duplicate 5", "cannot duplicate packets"),
+        ("all --corrupt 5", "cannot corrupt packets"),
+        ("all --delay 50ms", "cannot delay packets"),
+        ("all --rate 1mbit", "cannot limit rates"),
+        ("isolate a --port 80", "traffic with the outside"),
+        ("isolate a + all --loss 30", "different --loss shares"),
+    ] {
+        let err = refused(&netd, words);
+        assert!(
+            err.contains(part) && err.contains("--dataplane ebpf"),
+            "{words}: {err}"
+        );
+    }
+    let shown = partition(&netd, "show");
+    assert!(shown.contains("isolate c"), "nothing changed: {shown}");
+    assert_eq!(total(&udp_arrivals(&netd, "a", "c", 6000, 10)), 0);
+}
+
+mod nftables_only {
+    #[test]
+    fn the_nftables_dataplane_refuses_what_it_cannot_do() {
+        super::the_nftables_dataplane_refuses_what_it_cannot_do("nftables")
+    }
+}
+
 netd_tests::conformance!(
     a_port_fault_leaves_the_pairs_other_ports_alone,
     clauses_apply_together_and_show_says_which,
-    rate_1mbit_is_what_iperf3_measures,
     bad_values_are_refused_before_anything_changes,
 );
 
@@ -335,6 +362,11 @@ mod ebpf_only {
     #[test]
     fn corrupt_datagrams_never_reach_the_application() {
         super::corrupt_datagrams_never_reach_the_application("ebpf")
+    }
+
+    #[test]
+    fn rate_1mbit_is_what_iperf3_measures() {
+        super::rate_1mbit_is_what_iperf3_measures("ebpf")
     }
 
     #[test]

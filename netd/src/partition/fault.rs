@@ -369,7 +369,11 @@ pub fn parse_rate(text: &str) -> Result<u64, PartitionError> {
 
 /// Bits per second the way `--rate` takes them: `1mbit`, `1500kbit`.
 pub fn format_rate(bits: u64) -> String {
-    for (scale, unit) in [(1_000_000_000, "gbit"), (1_000_000, "mbit"), (1_000, "kbit")] {
+    for (scale, unit) in [
+        (1_000_000_000, "gbit"),
+        (1_000_000, "mbit"),
+        (1_000, "kbit"),
+    ] {
         if bits >= scale && bits % scale == 0 {
             return format!("{}{unit}", bits / scale);
         }
@@ -411,11 +415,7 @@ mod tests {
         assert_eq!(parse_rate("8000bit"), Ok(8_000));
         for text in ["1xbit", "1", "mbit", "1mb", "1..5mbit", "1.0005mbit", ""] {
             let err = parse_rate(text).unwrap_err();
-            assert_eq!(
-                err,
-                PartitionError::BadRate { text: text.into() },
-                "{text}"
-            );
+            assert_eq!(err, PartitionError::BadRate { text: text.into() }, "{text}");
             assert!(err.to_string().contains("kbit, mbit or gbit"), "{err}");
         }
         for text in ["1bit", "7kbit", "101gbit", "99999999999999999999gbit"] {

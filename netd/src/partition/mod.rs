@@ -515,7 +515,9 @@ pub enum PartitionError {
         "`fullmesh` (or `heal`) stands alone: it heals the whole network; give the other clauses without it"
     )]
     FullMeshWithOthers,
-    #[error("a ` + ` with no clause after it: write `VERB ... + VERB ...`, e.g. `isolate a + all --delay 50ms`")]
+    #[error(
+        "a ` + ` with no clause after it: write `VERB ... + VERB ...`, e.g. `isolate a + all --delay 50ms`"
+    )]
     EmptyClause,
     #[error("{option} is given twice: give it once{}", if *option == "--for" { " (it applies to the whole policy)" } else { " per clause" })]
     OptionTwice { option: String },
@@ -525,26 +527,53 @@ pub enum PartitionError {
     DelayOutOfRange { text: String },
     #[error("{option} needs --delay: it varies the delay, e.g. `--delay 50ms --jitter 10ms`")]
     NeedsDelay { option: &'static str },
-    #[error("--jitter {jitter} is more than --delay {delay}: a packet cannot leave before it was sent; give at most the delay")]
+    #[error(
+        "--jitter {jitter} is more than --delay {delay}: a packet cannot leave before it was sent; give at most the delay"
+    )]
     JitterOverDelay { jitter: String, delay: String },
-    #[error("--correlation needs --jitter: it says how much each drawn jitter follows the last, e.g. `--delay 50ms --jitter 10ms --correlation 25`")]
+    #[error(
+        "--correlation needs --jitter: it says how much each drawn jitter follows the last, e.g. `--delay 50ms --jitter 10ms --correlation 25`"
+    )]
     CorrelationWithoutJitter,
-    #[error("{option} {text:?} is not a percentage: give a whole number from {low} to 100, e.g. {option} 5")]
-    BadPercent { option: &'static str, text: String, low: u8 },
+    #[error(
+        "{option} {text:?} is not a percentage: give a whole number from {low} to 100, e.g. {option} 5"
+    )]
+    BadPercent {
+        option: &'static str,
+        text: String,
+        low: u8,
+    },
     #[error("{option} {text} is out of range: give a whole percentage from {low} to 100")]
-    PercentOutOfRange { option: &'static str, text: String, low: u8 },
-    #[error("bad --rate {text:?}: write a number and a unit of bits per second, bit, kbit, mbit or gbit, e.g. --rate 1mbit or --rate 500kbit")]
+    PercentOutOfRange {
+        option: &'static str,
+        text: String,
+        low: u8,
+    },
+    #[error(
+        "bad --rate {text:?}: write a number and a unit of bits per second, bit, kbit, mbit or gbit, e.g. --rate 1mbit or --rate 500kbit"
+    )]
     BadRate { text: String },
     #[error("--rate {text} is out of range: give from 8kbit to 100gbit")]
     RateOutOfRange { text: String },
-    #[error("unknown protocol {text:?}: give tcp, udp or icmp, e.g. --proto udp or --port 5432/tcp")]
+    #[error(
+        "unknown protocol {text:?}: give tcp, udp or icmp, e.g. --proto udp or --port 5432/tcp"
+    )]
     BadProto { text: String },
-    #[error("bad --port {text:?}: give a port from 1 to 65535, optionally with a protocol, e.g. --port 5432/tcp")]
+    #[error(
+        "bad --port {text:?}: give a port from 1 to 65535, optionally with a protocol, e.g. --port 5432/tcp"
+    )]
     BadPort { text: String },
-    #[error("--port {port} with ICMP: ICMP has no ports; give --port {port}/tcp or /udp, or --proto icmp alone")]
+    #[error(
+        "--port {port} with ICMP: ICMP has no ports; give --port {port}/tcp or /udp, or --proto icmp alone"
+    )]
     PortOnIcmp { port: u16 },
-    #[error("one protocol per clause, but got {first} and {second}: write two clauses joined by ` + ` for both")]
-    TwoProtos { first: &'static str, second: &'static str },
+    #[error(
+        "one protocol per clause, but got {first} and {second}: write two clauses joined by ` + ` for both"
+    )]
+    TwoProtos {
+        first: &'static str,
+        second: &'static str,
+    },
     #[error("no verb given: say what to do, one of {VERBS}, or show or verify")]
     NoVerb,
     #[error("unknown partition verb {word:?}: use one of {VERBS}, or show or verify")]
@@ -633,9 +662,7 @@ fn options_of(verb: &str) -> &'static str {
         "isolate" => "write `isolate GUEST... [--keep-outside] [FAULT OPTIONS] [--for DURATION]`",
         "disjoint" => "write `disjoint A B -- C D [-- ...] [FAULT OPTIONS] [--for DURATION]`",
         "split" => "write `split A B -- B C [-- ...] [FAULT OPTIONS] [--for DURATION]`",
-        "cut" => {
-            "write `cut --from A,B --to C,D [--both-ways] [FAULT OPTIONS] [--for DURATION]`"
-        }
+        "cut" => "write `cut --from A,B --to C,D [--both-ways] [FAULT OPTIONS] [--for DURATION]`",
         "all" => "write `all [FAULT OPTIONS] [--for DURATION]`",
         _ => "write `fullmesh` (or `heal`) alone",
     }
@@ -644,7 +671,6 @@ fn options_of(verb: &str) -> &'static str {
 /// The options every verb but `fullmesh` takes, for errors about them.
 pub const FAULT_OPTIONS: &str = "--loss PERCENT, --delay TIME [--jitter TIME [--correlation PERCENT]], \
 --duplicate PERCENT, --corrupt PERCENT, --rate RATE, --port N[/tcp|udp], --proto tcp|udp|icmp";
-
 
 /// A verb's grammar with the fault options spelled out.
 fn full_grammar(verb: &str) -> String {
@@ -1011,7 +1037,10 @@ mod tests {
         let rules = compiled("cut --from a --to b --duplicate 5 --loss 10", "a b c");
         let class = &rules.faults[0];
         assert_eq!(class.pairs, BTreeSet::from([(0, 1)]), "one way");
-        assert_eq!((class.loss_percent, class.impair.duplicate_percent), (10, Some(5)));
+        assert_eq!(
+            (class.loss_percent, class.impair.duplicate_percent),
+            (10, Some(5))
+        );
         let rules = compiled("cut --from a --to b,c --both-ways --corrupt 1", "a b c");
         assert_eq!(
             rules.faults[0].pairs,
@@ -1071,30 +1100,63 @@ mod tests {
     #[test]
     fn bad_clauses_and_values_are_refused_with_the_fix() {
         for (line, parts) in [
-            ("isolate a --loss 150", &["--loss 150 is out of range", "1 to 100"][..]),
-            ("all --rate 1xbit", &["bad --rate \"1xbit\"", "kbit, mbit or gbit"]),
-            ("all --rate 1bit", &["--rate 1bit is out of range", "8kbit to 100gbit"]),
+            (
+                "isolate a --loss 150",
+                &["--loss 150 is out of range", "1 to 100"][..],
+            ),
+            (
+                "all --rate 1xbit",
+                &["bad --rate \"1xbit\"", "kbit, mbit or gbit"],
+            ),
+            (
+                "all --rate 1bit",
+                &["--rate 1bit is out of range", "8kbit to 100gbit"],
+            ),
             ("all --duplicate 150", &["--duplicate 150 is out of range"]),
             ("all --corrupt x", &["--corrupt \"x\" is not a percentage"]),
             ("all --delay 50", &["bad --delay \"50\"", "us, ms or s"]),
             ("all --delay 20s", &["at most 10s"]),
             ("all --jitter 5ms", &["--jitter needs --delay"]),
-            ("all --delay 5ms --jitter 6ms", &["--jitter 6ms is more than --delay 5ms"]),
-            ("all --delay 5ms --correlation 5", &["--correlation needs --jitter"]),
+            (
+                "all --delay 5ms --jitter 6ms",
+                &["--jitter 6ms is more than --delay 5ms"],
+            ),
+            (
+                "all --delay 5ms --correlation 5",
+                &["--correlation needs --jitter"],
+            ),
             ("all --port 99999", &["bad --port \"99999\"", "1 to 65535"]),
-            ("all --port 53/sctp", &["unknown protocol \"sctp\"", "tcp, udp or icmp"]),
-            ("all --port 53/udp --proto tcp", &["one protocol per clause"]),
+            (
+                "all --port 53/sctp",
+                &["unknown protocol \"sctp\"", "tcp, udp or icmp"],
+            ),
+            (
+                "all --port 53/udp --proto tcp",
+                &["one protocol per clause"],
+            ),
             ("all --delay 5ms --delay 6ms", &["--delay is given twice"]),
-            ("isolate a --for 1m + all --for 2m", &["--for is given twice", "whole policy"]),
+            (
+                "isolate a --for 1m + all --for 2m",
+                &["--for is given twice", "whole policy"],
+            ),
             ("isolate a +", &["a ` + ` with no clause after it"]),
             ("+ isolate a", &["a ` + ` with no clause after it"]),
             ("heal + isolate a", &["`fullmesh` (or `heal`) stands alone"]),
             ("isolate a + heal", &["stands alone"]),
-            ("heal --delay 5ms", &["--delay 5ms does not apply to fullmesh"]),
+            (
+                "heal --delay 5ms",
+                &["--delay 5ms does not apply to fullmesh"],
+            ),
             ("heal --port 80", &["--port 80 does not apply to fullmesh"]),
-            ("isolate a --both-ways", &["unknown option \"--both-ways\" for `isolate`"]),
+            (
+                "isolate a --both-ways",
+                &["unknown option \"--both-ways\" for `isolate`"],
+            ),
             ("all a", &["`all` takes no guest names"]),
-            ("all --warp 9", &["unknown option \"--warp\"", "FAULT OPTIONS", "--rate RATE"]),
+            (
+                "all --warp 9",
+                &["unknown option \"--warp\"", "FAULT OPTIONS", "--rate RATE"],
+            ),
         ] {
             let err = match Partition::from_words(&words(line)) {
                 Ok(partition) => partition.check().unwrap_err(),
@@ -1103,7 +1165,10 @@ mod tests {
             assert_message(&err, parts);
         }
         let five = "all + all + all + all + all";
-        assert_message(&parse(five).check().unwrap_err(), &["5 clauses", "at most 4"]);
+        assert_message(
+            &parse(five).check().unwrap_err(),
+            &["5 clauses", "at most 4"],
+        );
     }
 
     #[test]
@@ -1129,7 +1194,10 @@ mod tests {
         assert_eq!(serde_json::from_value::<Partition>(json).unwrap(), new);
         let bad: Partition =
             serde_json::from_str(r#"{"verb": "all", "duplicate_percent": 0}"#).unwrap();
-        assert_message(&bad.check().unwrap_err(), &["--duplicate 0 is out of range"]);
+        assert_message(
+            &bad.check().unwrap_err(),
+            &["--duplicate 0 is out of range"],
+        );
     }
 
     #[test]
@@ -1154,12 +1222,18 @@ mod tests {
         )
         .unwrap();
         assert!(old.slots.is_empty());
-        assert_eq!(old.compile("web", &now).unwrap().cut(), both_ways(&[(0, 5)]));
+        assert_eq!(
+            old.compile("web", &now).unwrap().cut(),
+            both_ways(&[(0, 5)])
+        );
     }
 
     #[test]
     fn the_matrix_marks_impaired_and_port_only_pairs() {
-        let rules = compiled("cut --from a --to b --delay 5ms + cut --from b --to a --port 80", "a b");
+        let rules = compiled(
+            "cut --from a --to b --delay 5ms + cut --from b --to a --port 80",
+            "a b",
+        );
         assert_eq!(
             render_rules(&rules, &guests("a b")),
             "\

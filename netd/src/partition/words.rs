@@ -183,7 +183,8 @@ impl Fault {
                             Some(parse_percent("--correlation", &value()?, 0)?);
                     }
                     "duplicate" => {
-                        impair.duplicate_percent = Some(parse_percent("--duplicate", &value()?, 1)?);
+                        impair.duplicate_percent =
+                            Some(parse_percent("--duplicate", &value()?, 1)?);
                     }
                     "corrupt" => {
                         impair.corrupt_percent = Some(parse_percent("--corrupt", &value()?, 1)?);

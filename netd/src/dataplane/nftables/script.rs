@@ -351,10 +351,18 @@ const NETWORK_SETS: &[SetDecl] = &[
         kind: "set",
         spec: &["typeof numgen random mod 100", "flags interval"],
     },
+    SetDecl {
+        name: "port_cut",
+        kind: "set",
+        spec: &[
+            "type ipv4_addr . ipv4_addr . inet_proto . inet_service",
+            "flags interval",
+        ],
+    },
 ];
 
 /// The sets that hold the partition, replaced together in one transaction.
-pub const PARTITION_SETS: [&str; 3] = ["cut", "outside_cut", "loss"];
+pub const PARTITION_SETS: [&str; 4] = ["cut", "outside_cut", "loss", "port_cut"];
 
 /// A network table's sets and chains. Guest ports are checked where frames
 /// enter the bridge (prerouting: every frame a guest sends, whether it is
@@ -388,6 +396,13 @@ pub fn network_layout() -> Layout {
                 rules: vec![
                     format!("ip saddr . ip daddr @cut {lossy}"),
                     format!("ip saddr @outside_cut ip daddr != @guest_ips {lossy}"),
+                    // A packet to or from the port: tried by its destination
+                    // port, else by its source port, so it is drawn once.
+                    format!("ip saddr . ip daddr . meta l4proto . th dport @port_cut {lossy}"),
+                    format!(
+                        "ip saddr . ip daddr . meta l4proto . th dport != @port_cut \
+                         ip saddr . ip daddr . meta l4proto . th sport @port_cut {lossy}"
+                    ),
                 ],
             },
             ChainDecl {
@@ -437,6 +452,25 @@ pub fn partition_elements(
     rules: &PartitionRules,
 ) -> BTreeMap<&'static str, BTreeSet<String>> {
     let ip_of: BTreeMap<u8, Ipv4Addr> = guests.values().map(|g| (g.slot, g.ip)).collect();
+    let mut port_cut = BTreeSet::new();
+    for fault in rules.faults.iter().filter(|f| !f.traffic.is_all()) {
+        let protos: Vec<&str> = match fault.traffic.proto {
+            Some(proto) => vec![proto.name()],
+            None => vec!["tcp", "udp"],
+        };
+        let ports = fault
+            .traffic
+            .port
+            .map_or_else(|| "0-65535".to_owned(), |port| port.to_string());
+        for (from, to) in &fault.pairs {
+            let (Some(from), Some(to)) = (ip_of.get(from), ip_of.get(to)) else {
+                continue;
+            };
+            for proto in &protos {
+                port_cut.insert(format!("{from} . {to} . {proto} . {ports}"));
+            }
+        }
+    }
     let cut = rules
         .cut()
         .iter()
@@ -453,6 +487,7 @@ pub fn partition_elements(
         ("cut", cut),
         ("outside_cut", outside),
         ("loss", BTreeSet::from([format!("0-{}", loss - 1)])),
+        ("port_cut", port_cut),
     ])
 }
 
@@ -485,13 +520,16 @@ pub fn cannot_enforce(rules: &PartitionRules) -> Option<String> {
                 "limit rates yet",
             );
         }
-        if !fault.traffic.is_all() {
-            return nftables_cannot(fault.traffic.words().join(" "), "select ports yet");
+        if !fault.traffic.is_all() && !fault.outside.is_empty() {
+            return nftables_cannot(
+                fault.traffic.words().join(" "),
+                "select ports of traffic with the outside (isolate without --keep-outside)",
+            );
         }
     }
     let shares: BTreeSet<u8> = rules.faults.iter().map(|f| f.loss_percent).collect();
     (shares.len() > 1).then(|| {
-        "clauses with different --loss shares: the nftables dataplane holds one share per network; give every clause the same --loss, or use the eBPF dataplane".to_owned()
+        "clauses with different --loss shares: the nftables dataplane holds one share per network; give every clause the same --loss, or use the eBPF dataplane (`netd daemon --dataplane ebpf`)".to_owned()
     })
 }
 
@@ -836,6 +874,7 @@ add element bridge netd guests { "g-a" . 02:00:00:00:00:01 . 172.18.0.1, "g-b" .
 add set bridge netd cut { type ipv4_addr . ipv4_addr; comment "netd"; }
 add set bridge netd outside_cut { type ipv4_addr; comment "netd"; }
 add set bridge netd loss { typeof numgen random mod 100; flags interval; comment "netd"; }
+add set bridge netd port_cut { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval; comment "netd"; }
 add chain bridge netd from_guests { type filter hook prerouting priority filter; policy accept; comment "netd"; }
 flush chain bridge netd from_guests
 add rule bridge netd from_guests iifname != @guest_ports accept comment "netd"
@@ -847,6 +886,8 @@ add chain bridge netd between_guests { type filter hook forward priority filter;
 flush chain bridge netd between_guests
 add rule bridge netd between_guests ip saddr . ip daddr @cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 add rule bridge netd between_guests ip saddr @outside_cut ip daddr != @guest_ips numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add rule bridge netd between_guests ip saddr . ip daddr . meta l4proto . th dport @port_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add rule bridge netd between_guests ip saddr . ip daddr . meta l4proto . th dport != @port_cut ip saddr . ip daddr . meta l4proto . th sport @port_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 add chain bridge netd to_outside { type filter hook input priority filter; policy accept; comment "netd"; }
 flush chain bridge netd to_outside
 add rule bridge netd to_outside ip saddr @outside_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
@@ -859,11 +900,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
 
     #[test]
     fn a_known_partition_is_flushed_and_refilled_by_a_sync() {
-        let rules = PartitionRules::cutting(
-            BTreeSet::from([(0, 1)]),
-            BTreeSet::new(),
-            100,
-        );
+        let rules = PartitionRules::cutting(BTreeSet::from([(0, 1)]), BTreeSet::new(), 100);
         let script = network_sync_script(&network(Some(rules))).unwrap();
         for line in [
             "flush set bridge netd cut\nadd element bridge netd cut { 172.18.0.1 . 172.18.0.2 }\n",
@@ -887,6 +924,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             "flush set bridge netd cut\n\
              flush set bridge netd outside_cut\n\
              flush set bridge netd loss\n\
+             flush set bridge netd port_cut\n\
              add element bridge netd cut { 172.18.0.1 . 172.18.0.2, 172.18.0.2 . 172.18.0.1, 172.18.0.3 . 172.18.0.1 }\n\
              add element bridge netd loss { 0-29 }\n\
              add element bridge netd outside_cut { 172.18.0.3 }\n"
@@ -897,6 +935,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             "flush set bridge netd cut\n\
              flush set bridge netd outside_cut\n\
              flush set bridge netd loss\n\
+             flush set bridge netd port_cut\n\
              add element bridge netd loss { 0-99 }\n"
         );
         let all = PartitionRules::cutting(BTreeSet::new(), BTreeSet::new(), 100);
@@ -904,12 +943,67 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
     }
 
     #[test]
-    fn a_guest_added_to_a_partitioned_network_joins_its_cuts() {
-        let rules = PartitionRules::cutting(
-            BTreeSet::from([(0, 3)]),
-            BTreeSet::from([3]),
-            100,
+    fn port_faults_are_elements_by_protocol_and_port() {
+        let words: Vec<String> = "cut --from a --to b --port 53 + cut --from b --to c --proto icmp"
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let slots = BTreeMap::from([("a".into(), 0), ("b".into(), 1), ("c".into(), 2)]);
+        let partition = crate::partition::Partition::from_words(&words).unwrap();
+        let rules = crate::partition::compile("web", &partition, &slots).unwrap();
+        assert_eq!(cannot_enforce(&rules), None);
+        let elements = partition_elements(&network(None).guests, &rules);
+        assert_eq!(
+            elements["port_cut"],
+            BTreeSet::from([
+                "172.18.0.1 . 172.18.0.2 . tcp . 53".to_owned(),
+                "172.18.0.1 . 172.18.0.2 . udp . 53".to_owned(),
+                "172.18.0.2 . 172.18.0.3 . icmp . 0-65535".to_owned(),
+            ])
         );
+        assert!(elements["cut"].is_empty(), "no whole pair is cut");
+    }
+
+    #[test]
+    fn what_nftables_cannot_do_is_refused_by_name() {
+        let refusal = |line: &str| {
+            let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            let slots = BTreeMap::from([("a".into(), 0), ("b".into(), 1)]);
+            let partition = crate::partition::Partition::from_words(&words).unwrap();
+            cannot_enforce(&crate::partition::compile("web", &partition, &slots).unwrap())
+        };
+        for (line, part) in [
+            (
+                "all --delay 5ms",
+                "--delay 5ms: the nftables dataplane cannot delay packets",
+            ),
+            (
+                "all --duplicate 5",
+                "--duplicate 5: the nftables dataplane cannot duplicate",
+            ),
+            (
+                "all --corrupt 5",
+                "--corrupt 5: the nftables dataplane cannot corrupt",
+            ),
+            (
+                "all --rate 1mbit",
+                "--rate 1mbit: the nftables dataplane cannot limit rates",
+            ),
+            ("isolate a --port 80", "traffic with the outside"),
+            ("isolate a + all --loss 30", "different --loss shares"),
+        ] {
+            let reason = refusal(line).unwrap_or_else(|| panic!("{line} was accepted"));
+            assert!(reason.contains(part), "{line}: {reason}");
+        }
+        assert_eq!(
+            refusal("isolate a --loss 30 + all --port 80 --loss 30"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_guest_added_to_a_partitioned_network_joins_its_cuts() {
+        let rules = PartitionRules::cutting(BTreeSet::from([(0, 3)]), BTreeSet::from([3]), 100);
         let before = network(Some(rules.clone()));
         let mut after = network(Some(rules));
         after.guests.insert("g-d".to_owned(), guest(4, 3));
@@ -946,7 +1040,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             .lines()
             .filter(|l| *l == "\t\tcomment \"netd\"")
             .count();
-        assert_eq!(objects, 3 + 6 + 4);
+        assert_eq!(objects, 3 + 7 + 4);
         assert_eq!(tagged_objects, objects);
         let rules: Vec<&str> = text
             .lines()
@@ -959,7 +1053,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
                     && !l.starts_with("\t\ttypeof")
             })
             .collect();
-        assert_eq!(rules.len(), 9, "{rules:?}");
+        assert_eq!(rules.len(), 11, "{rules:?}");
         assert!(
             rules.iter().all(|r| r.ends_with(" comment \"netd\"")),
             "{rules:?}"
@@ -1049,6 +1143,6 @@ mod drift_tests {
             ]
         );
         let bare = listing(&[json!({"table": {"family": "bridge", "name": "netd"}})]);
-        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 4 + 6);
+        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 4 + 7);
     }
 }
