@@ -276,8 +276,17 @@ fn rate_1mbit_is_what_iperf3_measures(dataplane: &str) {
     partition(&netd, "cut --from a --to b --rate 1mbit");
     let received = iperf3_udp_received(&sandbox, &netd, "4M");
     eprintln!("--rate 1mbit: iperf3 UDP at 4 Mbit/s offered, {received:.0} bit/s received");
+    // eBPF's token bucket holds the rate within 10 %. nftables' `limit
+    // rate over` let about 18 % more through on this kernel (1.18 Mbit/s
+    // measured, steadily, for runs of 5 and 12 s): a looser bound there,
+    // stated in the README.
+    let high = if dataplane == "nftables" {
+        1_300_000.0
+    } else {
+        1_100_000.0
+    };
     assert!(
-        (900_000.0..=1_100_000.0).contains(&received),
+        (900_000.0..=high).contains(&received),
         "{received:.0} bit/s through --rate 1mbit"
     );
     let status = netd.json(&["status"]);
@@ -323,7 +332,10 @@ fn the_nftables_dataplane_refuses_what_it_cannot_do(dataplane: &str) {
         ("all --duplicate 5", "cannot duplicate packets"),
         ("all --corrupt 5", "cannot corrupt packets"),
         ("all --delay 50ms", "cannot delay packets"),
-        ("all --rate 1mbit", "cannot limit rates"),
+        (
+            "all --rate 1mbit --port 80",
+            "cannot limit the rate of one port",
+        ),
         ("isolate a --port 80", "traffic with the outside"),
         ("isolate a + all --loss 30", "different --loss shares"),
     ] {
@@ -347,6 +359,7 @@ mod nftables_only {
 
 netd_tests::conformance!(
     a_port_fault_leaves_the_pairs_other_ports_alone,
+    rate_1mbit_is_what_iperf3_measures,
     clauses_apply_together_and_show_says_which,
     bad_values_are_refused_before_anything_changes,
 );
@@ -362,11 +375,6 @@ mod ebpf_only {
     #[test]
     fn corrupt_datagrams_never_reach_the_application() {
         super::corrupt_datagrams_never_reach_the_application("ebpf")
-    }
-
-    #[test]
-    fn rate_1mbit_is_what_iperf3_measures() {
-        super::rate_1mbit_is_what_iperf3_measures("ebpf")
     }
 
     #[test]

@@ -279,7 +279,7 @@ impl NftDataplane {
         table_problems(
             &format!("network {}", net.plumbing.name),
             &net.plumbing.netns,
-            &script::network_layout(),
+            &script::network_layout_for(&spec),
             &script::network_content(&spec).counters,
         )
     }

@@ -65,10 +65,11 @@ pub const CROSS_NETWORK_PREFIX: &str = "dropped_cross_network_z";
 pub const INVALID_COUNTER: &str = "dropped_invalid";
 
 /// Counters in each network's table, named as `netd status` shows them.
-pub const NETWORK_COUNTERS: [&str; 3] = [
+pub const NETWORK_COUNTERS: [&str; 4] = [
     "dropped_spoofed",
     "dropped_unsupported",
     "dropped_partition",
+    "dropped_rate",
 ];
 
 /// Why a spec cannot be rendered.
@@ -372,6 +373,54 @@ pub const PARTITION_SETS: [&str; 4] = ["cut", "outside_cut", "loss", "port_cut"]
 /// when `numgen random mod 100` falls in `@loss` (0-99 for all of them).
 /// Nothing here tracks connections, so established connections are cut too.
 pub fn network_layout() -> Layout {
+    network_layout_with_rates(Vec::new())
+}
+
+/// The layout with the partition's rate rules in the `rates` chain (which
+/// the guest-to-guest chain jumps to): they carry each clause's rate, so
+/// they change with the policy, in the same transaction as its sets.
+pub fn network_layout_for(spec: &NetworkSpec) -> Layout {
+    network_layout_with_rates(
+        spec.partition
+            .as_ref()
+            .map_or_else(Vec::new, |rules| rate_rules(&spec.guests, rules)),
+    )
+}
+
+/// One `limit rate over` rule per clause with a rate: the clause's pairs
+/// (as addresses, in an anonymous set), its protocol, and the rate and
+/// burst (50 ms of it, at least two full-size frames) shared by all its
+/// senders.
+pub fn rate_rules(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionRules) -> Vec<String> {
+    let ip_of: BTreeMap<u8, Ipv4Addr> = guests.values().map(|g| (g.slot, g.ip)).collect();
+    rules
+        .faults
+        .iter()
+        .filter_map(|fault| {
+            let bits = fault.impair.rate_bits_per_sec?;
+            let pairs: Vec<String> = fault
+                .pairs
+                .iter()
+                .filter_map(|(from, to)| Some(format!("{} . {}", ip_of.get(from)?, ip_of.get(to)?)))
+                .collect();
+            if pairs.is_empty() {
+                return None;
+            }
+            let proto = fault
+                .traffic
+                .proto
+                .map_or_else(String::new, |proto| format!(" meta l4proto {proto}"));
+            let bytes = bits / 8;
+            let burst = (bytes / 20).max(2 * 1514);
+            Some(format!(
+                "ip saddr . ip daddr {{ {} }}{proto} limit rate over {bytes} bytes/second burst {burst} bytes counter name \"dropped_rate\" drop",
+                pairs.join(", ")
+            ))
+        })
+        .collect()
+}
+
+fn network_layout_with_rates(rates: Vec<String>) -> Layout {
     let lossy = "numgen random mod 100 @loss counter name \"dropped_partition\" drop";
     Layout {
         table: NETWORK_TABLE,
@@ -403,7 +452,13 @@ pub fn network_layout() -> Layout {
                         "ip saddr . ip daddr . meta l4proto . th dport != @port_cut \
                          ip saddr . ip daddr . meta l4proto . th sport @port_cut {lossy}"
                     ),
+                    "jump rates".to_owned(),
                 ],
+            },
+            ChainDecl {
+                name: "rates",
+                hook: "",
+                rules: rates,
             },
             ChainDecl {
                 name: "to_outside",
@@ -514,10 +569,12 @@ pub fn cannot_enforce(rules: &PartitionRules) -> Option<String> {
         if let Some(percent) = impair.corrupt_percent {
             return nftables_cannot(format!("--corrupt {percent}"), "corrupt packets");
         }
-        if let Some(rate) = impair.rate_bits_per_sec {
+        if let Some(rate) = impair.rate_bits_per_sec
+            && (fault.traffic.port.is_some() || !fault.outside.is_empty())
+        {
             return nftables_cannot(
                 format!("--rate {}", crate::partition::fault::format_rate(rate)),
-                "limit rates yet",
+                "limit the rate of one port, or of traffic with the outside",
             );
         }
         if !fault.traffic.is_all() && !fault.outside.is_empty() {
@@ -548,7 +605,10 @@ pub fn validate_network(spec: &NetworkSpec) -> Result<(), ScriptError> {
 /// heal a partition it has not been told about yet.
 pub fn network_sync_script(spec: &NetworkSpec) -> Result<String, ScriptError> {
     validate_network(spec)?;
-    Ok(in_place_script(&network_layout(), &network_content(spec)))
+    Ok(in_place_script(
+        &network_layout_for(spec),
+        &network_content(spec),
+    ))
 }
 
 /// The fallback when an in-place sync fails (a table of another layout):
@@ -558,7 +618,7 @@ pub fn network_replace_script(spec: &NetworkSpec) -> Result<String, ScriptError>
     Ok(format!(
         "{}{}",
         remove_script(NETWORK_TABLE),
-        table_definition(&network_layout(), &network_content(spec))
+        table_definition(&network_layout_for(spec), &network_content(spec))
     ))
 }
 
@@ -572,6 +632,14 @@ pub fn partition_script(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionR
     }
     for (set, elements) in &elements {
         write_elements(&mut out, "add", NETWORK_TABLE, set, elements);
+    }
+    let _ = writeln!(out, "flush chain {NETWORK_TABLE} rates");
+    for rule in rate_rules(guests, rules) {
+        let _ = writeln!(
+            out,
+            "add rule {NETWORK_TABLE} rates {rule} comment \"{}\"",
+            crate::nft::render::OWNER
+        );
     }
     out
 }
@@ -860,6 +928,7 @@ mod tests {
             network_sync_script(&network(None)).unwrap(),
             r#"add table bridge netd { comment "netd"; }
 add counter bridge netd dropped_partition { comment "netd"; }
+add counter bridge netd dropped_rate { comment "netd"; }
 add counter bridge netd dropped_spoofed { comment "netd"; }
 add counter bridge netd dropped_unsupported { comment "netd"; }
 add set bridge netd guest_ports { type ifname; comment "netd"; }
@@ -888,6 +957,9 @@ add rule bridge netd between_guests ip saddr . ip daddr @cut numgen random mod 1
 add rule bridge netd between_guests ip saddr @outside_cut ip daddr != @guest_ips numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 add rule bridge netd between_guests ip saddr . ip daddr . meta l4proto . th dport @port_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 add rule bridge netd between_guests ip saddr . ip daddr . meta l4proto . th dport != @port_cut ip saddr . ip daddr . meta l4proto . th sport @port_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add rule bridge netd between_guests jump rates comment "netd"
+add chain bridge netd rates {  comment "netd"; }
+flush chain bridge netd rates
 add chain bridge netd to_outside { type filter hook input priority filter; policy accept; comment "netd"; }
 flush chain bridge netd to_outside
 add rule bridge netd to_outside ip saddr @outside_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
@@ -927,7 +999,8 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
              flush set bridge netd port_cut\n\
              add element bridge netd cut { 172.18.0.1 . 172.18.0.2, 172.18.0.2 . 172.18.0.1, 172.18.0.3 . 172.18.0.1 }\n\
              add element bridge netd loss { 0-29 }\n\
-             add element bridge netd outside_cut { 172.18.0.3 }\n"
+             add element bridge netd outside_cut { 172.18.0.3 }\n\
+             flush chain bridge netd rates\n"
         );
         // Healing: empty sets, every packet would be dropped if cut.
         assert_eq!(
@@ -936,10 +1009,14 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
              flush set bridge netd outside_cut\n\
              flush set bridge netd loss\n\
              flush set bridge netd port_cut\n\
-             add element bridge netd loss { 0-99 }\n"
+             add element bridge netd loss { 0-99 }\n\
+             flush chain bridge netd rates\n"
         );
         let all = PartitionRules::cutting(BTreeSet::new(), BTreeSet::new(), 100);
-        assert!(partition_script(&BTreeMap::new(), &all).ends_with("loss { 0-99 }\n"));
+        assert!(
+            partition_script(&BTreeMap::new(), &all)
+                .ends_with("loss { 0-99 }\nflush chain bridge netd rates\n")
+        );
     }
 
     #[test]
@@ -986,8 +1063,8 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
                 "--corrupt 5: the nftables dataplane cannot corrupt",
             ),
             (
-                "all --rate 1mbit",
-                "--rate 1mbit: the nftables dataplane cannot limit rates",
+                "all --rate 1mbit --port 80",
+                "--rate 1mbit: the nftables dataplane cannot limit the rate of one port",
             ),
             ("isolate a --port 80", "traffic with the outside"),
             ("isolate a + all --loss 30", "different --loss shares"),
@@ -1040,7 +1117,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             .lines()
             .filter(|l| *l == "\t\tcomment \"netd\"")
             .count();
-        assert_eq!(objects, 3 + 7 + 4);
+        assert_eq!(objects, 4 + 7 + 5);
         assert_eq!(tagged_objects, objects);
         let rules: Vec<&str> = text
             .lines()
@@ -1053,7 +1130,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
                     && !l.starts_with("\t\ttypeof")
             })
             .collect();
-        assert_eq!(rules.len(), 11, "{rules:?}");
+        assert_eq!(rules.len(), 12, "{rules:?}");
         assert!(
             rules.iter().all(|r| r.ends_with(" comment \"netd\"")),
             "{rules:?}"
@@ -1143,6 +1220,6 @@ mod drift_tests {
             ]
         );
         let bare = listing(&[json!({"table": {"family": "bridge", "name": "netd"}})]);
-        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 4 + 7);
+        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 5 + 7);
     }
 }
