@@ -324,6 +324,63 @@ fn bad_values_are_refused_before_anything_changes(dataplane: &str) {
     assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6000, 10)), 10);
 }
 
+/// Whether one of three datagrams gets from `from` to `to`.
+fn talks(netd: &Netd, from: &str, to: &str) -> bool {
+    total(&udp_arrivals(netd, from, to, 6100, 3)) > 0
+}
+
+fn presets_cut_what_their_definitions_say(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    // Halves a | b c, b the bridge: only a and c are cut apart.
+    partition(&netd, "bridge");
+    for (from, to, open) in [
+        ("a", "b", true),
+        ("b", "a", true),
+        ("b", "c", true),
+        ("c", "b", true),
+        ("a", "c", false),
+        ("c", "a", false),
+    ] {
+        assert_eq!(talks(&netd, from, to), open, "bridge: {from} -> {to}");
+    }
+    // A ring of three: each hears the one before it and itself.
+    partition(&netd, "majorities-ring");
+    for (from, to, open) in [
+        ("c", "a", true),
+        ("a", "b", true),
+        ("b", "c", true),
+        ("b", "a", false),
+        ("c", "b", false),
+        ("a", "c", false),
+    ] {
+        assert_eq!(
+            talks(&netd, from, to),
+            open,
+            "majorities-ring: {from} -> {to}"
+        );
+    }
+    let shown = partition(&netd, "random-halves");
+    let seed = shown
+        .split("--seed ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no seed printed: {shown}"))
+        .to_owned();
+    let replay = partition(&netd, &format!("random-halves --seed {seed}"));
+    let matrix = |text: &str| {
+        text.lines()
+            .skip_while(|l| !l.starts_with("from"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        matrix(&shown),
+        matrix(&replay),
+        "the seed replays the split"
+    );
+}
+
 fn the_nftables_dataplane_refuses_what_it_cannot_do(dataplane: &str) {
     let sandbox = Sandbox::new();
     let netd = web(&sandbox, dataplane);
@@ -359,6 +416,7 @@ mod nftables_only {
 
 netd_tests::conformance!(
     a_port_fault_leaves_the_pairs_other_ports_alone,
+    presets_cut_what_their_definitions_say,
     rate_1mbit_is_what_iperf3_measures,
     clauses_apply_together_and_show_says_which,
     bad_values_are_refused_before_anything_changes,

@@ -20,8 +20,20 @@ use netd::{
 };
 
 /// Every word `netd partition` takes in place of a network.
-const VERBS: [&str; 9] = [
-    "fullmesh", "heal", "isolate", "disjoint", "split", "cut", "all", "show", "verify",
+const VERBS: [&str; 13] = [
+    "fullmesh",
+    "heal",
+    "isolate",
+    "disjoint",
+    "split",
+    "cut",
+    "all",
+    "bridge",
+    "majorities-ring",
+    "minority-third",
+    "random-halves",
+    "show",
+    "verify",
 ];
 
 const GRAMMAR: &str = "\
@@ -36,6 +48,15 @@ Verbs:
   cut --from A,B --to C,D [--both-ways]    A->C, A->D, B->C, B->D cut; the reverse untouched
                                            (unless --both-ways)
   all                                      every ordered pair of guests (the outside untouched)
+Jepsen's presets, over the guests in name order:
+  bridge                                   two halves cut apart, but the first guest of the
+                                           second half talks to both
+  majorities-ring                          guests on a ring; each hears only the majority
+                                           around it (one way cuts)
+  minority-third                           the first k guests (k the largest whole number
+                                           under n/3) cut from the rest
+  random-halves [--seed N]                 two random halves cut apart; the seed (picked
+                                           when left out) is printed, to replay the split
   show                                     the partition in force and its matrix
   verify                                   real datagrams between every pair of guests,
                                            against the partition; exit code 1 on a mismatch

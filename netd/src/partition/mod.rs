@@ -19,6 +19,7 @@
 
 pub mod fault;
 mod matrix;
+mod presets;
 mod rules;
 #[cfg(test)]
 mod test_support;
@@ -51,7 +52,8 @@ const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
 
 /// The verbs, repeated by errors that do not know which one was meant.
-const VERBS: &str = "fullmesh (or heal), isolate, disjoint, split, cut, all";
+const VERBS: &str = "fullmesh (or heal), isolate, disjoint, split, cut, all, \
+bridge, majorities-ring, minority-third, random-halves";
 
 /// Which ordered pairs of guests a clause selects, as the user said it.
 /// Guests are named, not numbered: names are what `show` prints back, and
@@ -88,6 +90,22 @@ pub enum Verb {
     /// Every ordered pair of guests (the outside untouched): with
     /// impairments, the whole network's links (`all --delay 50ms`).
     All,
+    /// Jepsen's presets (`presets`), over the guests in name order.
+    /// Two halves cut apart but for one guest that talks to both.
+    Bridge,
+    /// Each guest hears only a majority around it on a ring, its own.
+    #[serde(rename = "majorities-ring")]
+    MajoritiesRing,
+    /// The largest minority under a third cut from the rest.
+    #[serde(rename = "minority-third")]
+    MinorityThird,
+    /// Two random halves cut apart; the seed (picked by the daemon when
+    /// not given) is stored and printed, so the split can be replayed.
+    #[serde(rename = "random-halves")]
+    RandomHalves {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
+    },
 }
 
 impl Verb {
@@ -100,6 +118,20 @@ impl Verb {
             Verb::Split { .. } => "split",
             Verb::Cut { .. } => "cut",
             Verb::All => "all",
+            Verb::Bridge => "bridge",
+            Verb::MajoritiesRing => "majorities-ring",
+            Verb::MinorityThird => "minority-third",
+            Verb::RandomHalves { .. } => "random-halves",
+        }
+    }
+
+    /// The fewest guests the verb needs to cut anything.
+    fn min_guests(&self) -> usize {
+        match self {
+            Verb::Bridge | Verb::MajoritiesRing => 3,
+            Verb::MinorityThird => 4,
+            Verb::RandomHalves { .. } => 2,
+            _ => 0,
         }
     }
 }
@@ -183,7 +215,11 @@ impl Fault {
                     });
                 }
             }
-            Verb::All => {}
+            Verb::All
+            | Verb::Bridge
+            | Verb::MajoritiesRing
+            | Verb::MinorityThird
+            | Verb::RandomHalves { .. } => {}
         }
         if let Some(loss) = self.loss_percent
             && !(1..=100).contains(&loss)
@@ -226,6 +262,17 @@ impl Partition {
     /// Every clause, the first first.
     pub fn clauses(&self) -> impl Iterator<Item = &Fault> {
         std::iter::once(&self.first).chain(&self.and)
+    }
+
+    /// Gives every `random-halves` without a seed one, from `entropy`, so
+    /// that what is stored (and printed) replays the same split.
+    pub fn fill_seeds(&mut self, entropy: u64) {
+        let clauses = std::iter::once(&mut self.first).chain(&mut self.and);
+        for (index, fault) in clauses.enumerate() {
+            if let Verb::RandomHalves { seed: seed @ None } = &mut fault.verb {
+                *seed = Some(entropy.wrapping_add(index as u64) % 1_000_000_000);
+            }
+        }
     }
 
     /// Whether it heals the network (`fullmesh`).
@@ -446,6 +493,24 @@ fn select(
                 pairs.extend(all.iter().filter(|&&b| b != a).map(|&b| (a, b)));
             }
         }
+        Verb::Bridge | Verb::MajoritiesRing | Verb::MinorityThird | Verb::RandomHalves { .. } => {
+            if all.len() < verb.min_guests() {
+                return Err(PartitionError::TooFewGuests {
+                    verb: verb.name(),
+                    needs: verb.min_guests(),
+                    has: all.len(),
+                });
+            }
+            pairs = match verb {
+                Verb::Bridge => presets::bridge(&all),
+                Verb::MajoritiesRing => presets::majorities_ring(&all),
+                Verb::MinorityThird => presets::minority_third(&all),
+                Verb::RandomHalves { seed } => {
+                    presets::random_halves(&all, seed.ok_or(PartitionError::NoSeed)?)
+                }
+                _ => unreachable!("a preset"),
+            };
+        }
     }
     Ok((pairs, outside))
 }
@@ -574,6 +639,20 @@ pub enum PartitionError {
         first: &'static str,
         second: &'static str,
     },
+    #[error(
+        "`{verb}` needs at least {needs} guests to cut anything, and the network has {has}: add guests, or choose another verb"
+    )]
+    TooFewGuests {
+        verb: &'static str,
+        needs: usize,
+        has: usize,
+    },
+    #[error(
+        "`random-halves` has no seed: give one with --seed N (the daemon picks one when it is left out)"
+    )]
+    NoSeed,
+    #[error("bad --seed {text:?}: give a whole number, e.g. --seed 42")]
+    BadSeed { text: String },
     #[error("no verb given: say what to do, one of {VERBS}, or show or verify")]
     NoVerb,
     #[error("unknown partition verb {word:?}: use one of {VERBS}, or show or verify")]
@@ -664,6 +743,10 @@ fn options_of(verb: &str) -> &'static str {
         "split" => "write `split A B -- B C [-- ...] [FAULT OPTIONS] [--for DURATION]`",
         "cut" => "write `cut --from A,B --to C,D [--both-ways] [FAULT OPTIONS] [--for DURATION]`",
         "all" => "write `all [FAULT OPTIONS] [--for DURATION]`",
+        "bridge" | "majorities-ring" | "minority-third" => {
+            "write the preset alone: `bridge`, `majorities-ring` or `minority-third` [FAULT OPTIONS] [--for DURATION]"
+        }
+        "random-halves" => "write `random-halves [--seed N] [FAULT OPTIONS] [--for DURATION]`",
         _ => "write `fullmesh` (or `heal`) alone",
     }
 }
@@ -1244,6 +1327,61 @@ outside    .  .  -
 . allowed  X cut  - itself  * impaired  p some ports or protocols
 "
         );
+    }
+
+    #[test]
+    fn presets_compile_to_their_definitions_over_guests_in_name_order() {
+        // guests(): a..e in slots 0, 1, 2, 3, and e in 9.
+        let rules = compiled("bridge", "a b c d e");
+        // Halves a b | c d e, c the bridge.
+        assert_eq!(rules.cut(), both_ways(&[(0, 3), (0, 9), (1, 3), (1, 9)]));
+        let rules = compiled("minority-third", "a b c d");
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2), (0, 3)]));
+        let rules = compiled("majorities-ring", "a b c d e");
+        // Each guest hears its two ring neighbours: a is cut off c and d.
+        assert!(rules.cut().contains(&(2, 0)) && rules.cut().contains(&(3, 0)));
+        assert!(!rules.cut().contains(&(1, 0)) && !rules.cut().contains(&(9, 0)));
+        assert_eq!(rules.cut().len(), 10);
+        let halves = compiled("random-halves --seed 7", "a b c d");
+        assert_eq!(
+            halves,
+            compiled("random-halves --seed 7", "a b c d"),
+            "replayed"
+        );
+        assert_eq!(halves.cut().len(), 8, "two and two, cut both ways");
+        // Presets take fault options like any verb.
+        let slow = compiled("bridge --delay 10ms", "a b c");
+        assert_eq!(slow.faults[0].impair.delay_ms, Some(10));
+    }
+
+    #[test]
+    fn a_random_split_gets_a_seed_that_is_stored_and_printed() {
+        assert_eq!(compile_err("random-halves", "a b"), PartitionError::NoSeed);
+        let mut partition = parse("random-halves + random-halves --seed 5 --loss 10");
+        partition.fill_seeds(1_234);
+        assert_eq!(
+            partition.describe(),
+            "random-halves --seed 1234 + random-halves --seed 5 --loss 10"
+        );
+        assert_message(
+            &parse_err("random-halves --seed x"),
+            &["bad --seed \"x\"", "whole number"],
+        );
+        assert_message(
+            &parse_err("bridge --seed 5"),
+            &["unknown option \"--seed\" for `bridge`"],
+        );
+        assert_message(
+            &compile_err("minority-third", "a b c"),
+            &["`minority-third` needs at least 4 guests", "has 3"],
+        );
+        let json = serde_json::to_value(parse("random-halves --seed 9")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"verb": "random-halves", "seed": 9})
+        );
+        let back: Partition = serde_json::from_str(r#"{"verb": "majorities-ring"}"#).unwrap();
+        assert_eq!(back.first.verb, Verb::MajoritiesRing);
     }
 
     #[test]

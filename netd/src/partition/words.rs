@@ -71,7 +71,13 @@ impl Fault {
     pub fn describe(&self) -> String {
         let mut words: Vec<String> = vec![self.verb.name().to_owned()];
         match &self.verb {
-            Verb::FullMesh | Verb::All => {}
+            Verb::FullMesh
+            | Verb::All
+            | Verb::Bridge
+            | Verb::MajoritiesRing
+            | Verb::MinorityThird
+            | Verb::RandomHalves { seed: None } => {}
+            Verb::RandomHalves { seed: Some(seed) } => words.push(format!("--seed {seed}")),
             Verb::Isolate {
                 guests,
                 keep_outside,
@@ -126,6 +132,7 @@ impl Fault {
         let mut duration_secs = None;
         let mut keep_outside = false;
         let mut both_ways = false;
+        let mut seed = None;
         let mut names: Vec<String> = Vec::new();
         let mut groups: Vec<Vec<String>> = vec![Vec::new()];
         let mut from: Vec<String> = Vec::new();
@@ -134,7 +141,17 @@ impl Fault {
         let grouped = matches!(verb, "disjoint" | "split");
         if !matches!(
             verb,
-            "fullmesh" | "heal" | "isolate" | "disjoint" | "split" | "cut" | "all"
+            "fullmesh"
+                | "heal"
+                | "isolate"
+                | "disjoint"
+                | "split"
+                | "cut"
+                | "all"
+                | "bridge"
+                | "majorities-ring"
+                | "minority-third"
+                | "random-halves"
         ) {
             return Err(PartitionError::UnknownVerb {
                 word: verb.to_owned(),
@@ -196,6 +213,13 @@ impl Fault {
                         keep_outside = true;
                     }
                     "both-ways" if verb == "cut" && inline.is_none() => both_ways = true,
+                    "seed" if verb == "random-halves" => {
+                        let text = value()?;
+                        seed = Some(
+                            text.parse::<u64>()
+                                .map_err(|_| PartitionError::BadSeed { text: text.clone() })?,
+                        );
+                    }
                     "from" if verb == "cut" => from.extend(split_list(&value()?)),
                     "to" if verb == "cut" => to.extend(split_list(&value()?)),
                     _ => {
@@ -243,6 +267,10 @@ impl Fault {
                 both_ways,
             },
             "all" => Verb::All,
+            "bridge" => Verb::Bridge,
+            "majorities-ring" => Verb::MajoritiesRing,
+            "minority-third" => Verb::MinorityThird,
+            "random-halves" => Verb::RandomHalves { seed },
             _ => Verb::FullMesh,
         };
         Ok((fault, duration_secs))
@@ -257,6 +285,10 @@ fn verb_name(word: &str) -> &'static str {
         "split" => "split",
         "cut" => "cut",
         "all" => "all",
+        "bridge" => "bridge",
+        "majorities-ring" => "majorities-ring",
+        "minority-third" => "minority-third",
+        "random-halves" => "random-halves",
         _ => "fullmesh",
     }
 }

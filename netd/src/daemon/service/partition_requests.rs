@@ -35,11 +35,17 @@ impl Service {
     pub fn set_partition_since(
         &mut self,
         network: &str,
-        request: PartitionRequest,
+        mut request: PartitionRequest,
         caller: Caller,
         started: std::time::Instant,
     ) -> ServiceResult<PartitionView> {
         caller.may_partition(network)?;
+        // A random split without a seed gets one now, stored with it.
+        request.fill_seeds(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        );
         let net = self.network(network)?;
         let slots = net.slots();
         let rules = partition::compile(network, &request, &slots)?;
