@@ -86,10 +86,14 @@ impl Network {
     pub fn free_slot(&self) -> u8 {
         let held: BTreeSet<u8> = self.guests.values().map(|guest| guest.slot).collect();
         let mut named = held.clone();
-        if let Some(partition) = &self.partition
-            && let Ok(rules) = partition.compile(&self.name, &self.slots())
-        {
-            named.extend(rules.slots());
+        if let Some(partition) = &self.partition {
+            // Every guest of the network when it was set (a schedule may
+            // name any of them at some step); before slots were stored,
+            // those its rules name.
+            named.extend(partition.slots.values().copied());
+            if let Ok(rules) = partition.compile(&self.name, &self.slots(), 0) {
+                named.extend(rules.slots());
+            }
         }
         (0..=u8::MAX)
             .find(|slot| !named.contains(slot))
@@ -315,6 +319,8 @@ mod tests {
                 partition: crate::partition::Partition::new(crate::partition::Verb::FullMesh),
                 slots: BTreeMap::new(),
                 set_at: 1_700_000_300,
+                set_at_ms: 0,
+                step: None,
                 expires_at: None,
                 set_by: "host".to_owned(),
             }),

@@ -9,7 +9,7 @@ use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, SocketAddrV4, TcpStream},
     process::Stdio,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use netd::netns::Netns;
@@ -381,6 +381,50 @@ fn presets_cut_what_their_definitions_say(dataplane: &str) {
     );
 }
 
+/// Polls until `check` holds (a failure guard of 30 s, no timing asserted).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn a_flap_is_observed_in_both_states(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    let shown = partition(&netd, "isolate a --flap 2s");
+    assert!(shown.contains("step 1 of 2 in force: isolate a"), "{shown}");
+    assert!(shown.contains("s: fullmesh"), "{shown}");
+    for round in 0..2 {
+        eventually(&format!("cut, round {round}"), || !talks(&netd, "b", "a"));
+        eventually(&format!("healed, round {round}"), || talks(&netd, "b", "a"));
+    }
+    let events = netd.ok(&["partition", "web", "show"]);
+    assert!(events.contains("--flap 2s"), "{events}");
+}
+
+fn a_schedule_carries_on_across_a_restart(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let mut netd = web(&sandbox, dataplane);
+    partition(
+        &netd,
+        "schedule 6s cut --from a --to b then 1h cut --from b --to a",
+    );
+    assert!(!talks(&netd, "a", "b"), "step 1: a -> b cut");
+    assert!(talks(&netd, "b", "a"));
+    netd.restart();
+    eventually("step 2 after the restart", || {
+        !talks(&netd, "b", "a") && talks(&netd, "a", "b")
+    });
+    let shown = partition(&netd, "show");
+    assert!(
+        shown.contains("step 2 of 2 in force: cut --from b --to a"),
+        "{shown}"
+    );
+    assert!(shown.contains(": fullmesh"), "the heal comes next: {shown}");
+}
+
 fn the_nftables_dataplane_refuses_what_it_cannot_do(dataplane: &str) {
     let sandbox = Sandbox::new();
     let netd = web(&sandbox, dataplane);
@@ -416,6 +460,8 @@ mod nftables_only {
 
 netd_tests::conformance!(
     a_port_fault_leaves_the_pairs_other_ports_alone,
+    a_flap_is_observed_in_both_states,
+    a_schedule_carries_on_across_a_restart,
     presets_cut_what_their_definitions_say,
     rate_1mbit_is_what_iperf3_measures,
     clauses_apply_together_and_show_says_which,

@@ -20,7 +20,7 @@ use netd::{
 };
 
 /// Every word `netd partition` takes in place of a network.
-const VERBS: [&str; 13] = [
+const VERBS: [&str; 14] = [
     "fullmesh",
     "heal",
     "isolate",
@@ -32,6 +32,7 @@ const VERBS: [&str; 13] = [
     "majorities-ring",
     "minority-third",
     "random-halves",
+    "schedule",
     "show",
     "verify",
 ];
@@ -77,6 +78,11 @@ Which packets of the selected pairs:
   --proto tcp|udp|icmp   only this protocol
 For the whole policy:
   --for DURATION         heal by itself after DURATION (30s, 5m, 1h30m, 2d; at most 30d)
+  --flap PERIOD          in force for PERIOD, healed for PERIOD, over and over
+
+Schedules (steps in turn; at the end the network heals, unless --repeat):
+  schedule [--repeat] DURATION POLICY then DURATION POLICY ...
+  schedule FILE          one `DURATION POLICY` step a line, `repeat` alone, `#` comments
 
 Without NETWORK (the first word is a verb) the request is for the caller's own
 network: from inside a guest, `netd exec web a -- netd partition isolate b`.
@@ -206,6 +212,9 @@ fn parse(words: &[String]) -> Result<Invocation> {
                 Action::Verify
             }
         }
+        Some("schedule") if rest.len() == 2 && !rest[1].starts_with('-') => {
+            Action::Set(Partition::from_words(&schedule_file(&rest[1])?)?)
+        }
         Some(_) => Action::Set(Partition::from_words(&rest).map_err(|err| match &network {
             // The network was a guess: say so, in case it was a mistyped verb.
             Some(network) if matches!(err, PartitionError::UnknownVerb { .. }) => {
@@ -220,6 +229,33 @@ fn parse(words: &[String]) -> Result<Invocation> {
         json,
         socket,
     })
+}
+
+/// `schedule FILE`: one step a line (`DURATION POLICY`, as after
+/// `schedule` on the command line), `repeat` on a line of its own to
+/// repeat them, `#` comments; read into the words of an inline schedule.
+fn schedule_file(path: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        anyhow::anyhow!(
+            "reading the schedule {path}: {err}; write `schedule FILE` with one `DURATION POLICY` step a line, or the steps inline: `schedule 10s isolate a then 5s heal`"
+        )
+    })?;
+    Ok(schedule_words(&text))
+}
+
+fn schedule_words(text: &str) -> Vec<String> {
+    let mut words = vec!["schedule".to_owned()];
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        match line {
+            "" => {}
+            "repeat" => words.insert(1, "--repeat".to_owned()),
+            _ => steps.push(line.split_whitespace().map(str::to_owned).collect()),
+        }
+    }
+    words.extend(steps.join(&"then".to_owned()));
+    words
 }
 
 fn now() -> u64 {
@@ -246,6 +282,19 @@ fn print_view(view: &PartitionView) {
                 state.set_by,
                 format_duration(now.saturating_sub(state.set_at))
             );
+            if let Some(step) = &view.step {
+                if step.index < step.count {
+                    println!(
+                        "step {} of {} in force: {}",
+                        step.index + 1,
+                        step.count,
+                        step.in_force
+                    );
+                }
+                if let (Some(next), Some(in_ms)) = (&step.next, step.next_in_ms) {
+                    println!("next, in {:.1} s: {next}", in_ms as f64 / 1000.0);
+                }
+            }
             match state.expires_at {
                 Some(deadline) => println!(
                     "heals {} (in {})",
@@ -344,6 +393,24 @@ mod tests {
     fn show_and_verify_take_nothing_else() {
         assert_eq!(parsed("web verify --json").action, Action::Verify);
         assert!(refused("web show a").contains("`show` takes no arguments"));
+    }
+
+    #[test]
+    fn a_schedule_file_is_read_into_steps() {
+        let words = schedule_words("# a flaky link\n10s isolate a\n\nrepeat\n5s heal  # rest\n");
+        assert_eq!(
+            words.join(" "),
+            "schedule --repeat 10s isolate a then 5s heal"
+        );
+        let err = refused("web schedule /nonexistent/steps");
+        assert!(
+            err.contains("reading the schedule /nonexistent/steps"),
+            "{err}"
+        );
+        assert!(matches!(
+            parsed("web schedule 10s isolate a then 5s heal").action,
+            Action::Set(_)
+        ));
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub struct PartitionView {
     /// when asked for, as `rules`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matrix: Option<String>,
+    /// For a flap or a schedule: the step in force and the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepView>,
     /// For a change: microseconds from the request reaching the service to
     /// the new policy being in force (validation, compiling, the map update
     /// or nft transaction), before it is persisted.
@@ -165,4 +168,17 @@ pub struct LinkStatus {
 pub struct PartitionQuery {
     #[serde(default)]
     pub matrix: bool,
+}
+
+/// Where a flapping or scheduled partition stands.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StepView {
+    /// 0-based; `count` once a schedule has ended.
+    pub index: usize,
+    pub count: usize,
+    /// The policy of the step in force.
+    pub in_force: String,
+    /// The policy of the next step; None when nothing follows.
+    pub next: Option<String>,
+    pub next_in_ms: Option<u64>,
 }

@@ -21,6 +21,7 @@ pub mod fault;
 mod matrix;
 mod presets;
 mod rules;
+pub mod schedule;
 #[cfg(test)]
 mod test_support;
 mod words;
@@ -106,6 +107,13 @@ pub enum Verb {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seed: Option<u64>,
     },
+    /// Steps of policies in turn, each for its time, once or over and over
+    /// (`schedule`); stands alone.
+    Schedule {
+        steps: Vec<schedule::Step>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repeat: bool,
+    },
 }
 
 impl Verb {
@@ -122,6 +130,7 @@ impl Verb {
             Verb::MajoritiesRing => "majorities-ring",
             Verb::MinorityThird => "minority-third",
             Verb::RandomHalves { .. } => "random-halves",
+            Verb::Schedule { .. } => "schedule",
         }
     }
 
@@ -163,6 +172,12 @@ impl Fault {
             impair: Impairments::default(),
             traffic: Traffic::default(),
         }
+    }
+
+    /// Whether it says what happens to packets (loss, impairments) or
+    /// which (a port, a protocol), beyond its verb.
+    pub fn changes_anything(&self) -> bool {
+        self.loss_percent.is_some() || !self.impair.is_empty() || !self.traffic.is_all()
     }
 
     /// The share of selected packets it drops, 0-100.
@@ -219,7 +234,8 @@ impl Fault {
             | Verb::Bridge
             | Verb::MajoritiesRing
             | Verb::MinorityThird
-            | Verb::RandomHalves { .. } => {}
+            | Verb::RandomHalves { .. }
+            | Verb::Schedule { .. } => {}
         }
         if let Some(loss) = self.loss_percent
             && !(1..=100).contains(&loss)
@@ -247,6 +263,10 @@ pub struct Partition {
     /// Seconds until the network heals by itself; None: until healed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_secs: Option<u64>,
+    /// In force for this many seconds, then healed as long, over and over
+    /// (`--flap`); None: in force throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_secs: Option<u64>,
 }
 
 impl Partition {
@@ -256,6 +276,7 @@ impl Partition {
             first: Fault::new(verb),
             and: Vec::new(),
             duration_secs: None,
+            flap_secs: None,
         }
     }
 
@@ -299,6 +320,7 @@ impl Partition {
         for fault in self.clauses() {
             fault.check()?;
         }
+        self.check_timeline()?;
         match self.duration_secs {
             Some(secs) if self.heals() => Err(PartitionError::OptionOnFullMesh {
                 option: format!("--for {}", format_duration(secs)),
@@ -376,6 +398,36 @@ fn check_disjoint(groups: &[Vec<String>]) -> Result<(), PartitionError> {
 /// slot), into the fault classes the dataplane enforces, one per clause.
 /// Nothing is applied: an error here leaves the network as it was.
 pub fn compile(
+    network: &str,
+    partition: &Partition,
+    guests: &BTreeMap<String, u8>,
+) -> Result<PartitionRules, PartitionError> {
+    partition.check()?;
+    if let Verb::Schedule { steps, .. } = &partition.first.verb {
+        // Every step is checked now, not when its turn comes.
+        for step in steps {
+            compile(network, &step.partition, guests)?;
+        }
+    }
+    compile_at(network, partition, guests, 0)
+}
+
+/// What a policy compiles to `elapsed_ms` after it was set: the step in
+/// force of a flap or a schedule, or the policy itself.
+pub fn compile_at(
+    network: &str,
+    partition: &Partition,
+    guests: &BTreeMap<String, u8>,
+    elapsed_ms: u64,
+) -> Result<PartitionRules, PartitionError> {
+    if let Some(step) = partition.step_at(elapsed_ms) {
+        return compile_static(network, &step.partition, guests);
+    }
+    compile_static(network, partition, guests)
+}
+
+/// A policy that does not vary, compiled.
+fn compile_static(
     network: &str,
     partition: &Partition,
     guests: &BTreeMap<String, u8>,
@@ -511,6 +563,7 @@ fn select(
                 _ => unreachable!("a preset"),
             };
         }
+        Verb::Schedule { .. } => unreachable!("a schedule is compiled step by step"),
     }
     Ok((pairs, outside))
 }
@@ -529,6 +582,13 @@ pub struct PartitionState {
     pub slots: BTreeMap<String, u8>,
     /// Unix seconds.
     pub set_at: u64,
+    /// Unix milliseconds, for the steps of a flap or schedule (0 in states
+    /// from before: `set_at` serves).
+    #[serde(default)]
+    pub set_at_ms: u64,
+    /// The step of a flap or schedule the dataplane holds (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
     /// Unix seconds at which the daemon heals it; None: until healed.
     #[serde(default)]
     pub expires_at: Option<u64>,
@@ -557,13 +617,36 @@ impl PartitionState {
         }
     }
 
-    /// What the dataplane enforces for it, compiled against its slots.
+    /// What the dataplane enforces for it at `now_ms` (unix milliseconds),
+    /// compiled against its slots.
     pub fn compile(
         &self,
         network: &str,
         current: &BTreeMap<String, u8>,
+        now_ms: u64,
     ) -> Result<PartitionRules, PartitionError> {
-        compile(network, &self.partition, self.slots_or(current))
+        compile_at(
+            network,
+            &self.partition,
+            self.slots_or(current),
+            self.elapsed_ms(now_ms),
+        )
+    }
+
+    /// Milliseconds since it was set.
+    pub fn elapsed_ms(&self, now_ms: u64) -> u64 {
+        let set = if self.set_at_ms == 0 {
+            self.set_at * 1_000
+        } else {
+            self.set_at_ms
+        };
+        now_ms.saturating_sub(set)
+    }
+
+    /// The step of a flap or schedule in force at `now_ms`; None for a
+    /// policy that stays as it is.
+    pub fn step_at(&self, now_ms: u64) -> Option<schedule::StepAt> {
+        self.partition.step_at(self.elapsed_ms(now_ms))
     }
 }
 
@@ -653,6 +736,26 @@ pub enum PartitionError {
     NoSeed,
     #[error("bad --seed {text:?}: give a whole number, e.g. --seed 42")]
     BadSeed { text: String },
+    #[error("--flap {text} is out of range: give a period from 1s to 1d")]
+    FlapOutOfRange { text: String },
+    #[error(
+        "`schedule` stands alone: its steps hold the clauses and options; write `schedule [--repeat] 10s isolate a then 5s heal`"
+    )]
+    ScheduleNotAlone,
+    #[error(
+        "a schedule needs 1 to 32 steps, but got {count}: write `schedule [--repeat] 10s isolate a then 5s heal`"
+    )]
+    StepCount { count: usize },
+    #[error("step {step} of the schedule must start with its duration, e.g. `10s isolate a`")]
+    StepNoDuration { step: usize },
+    #[error("step {step} of the schedule lasts 0s or more than 30 days: give 1s to 30d")]
+    StepDuration { step: usize },
+    #[error(
+        "step {step} may not vary or last by itself (no --flap, --for or schedule inside a schedule): its duration is the step's"
+    )]
+    StepVaries { step: usize },
+    #[error("a `then` with no step after it: write `schedule 10s isolate a then 5s heal`")]
+    EmptyStep,
     #[error("no verb given: say what to do, one of {VERBS}, or show or verify")]
     NoVerb,
     #[error("unknown partition verb {word:?}: use one of {VERBS}, or show or verify")]
@@ -1071,6 +1174,8 @@ mod tests {
             partition: parse("split a b -- b c --loss 50 --for 10m"),
             slots: guests("a b c"),
             set_at: 1_700_000_000,
+            set_at_ms: 0,
+            step: None,
             expires_at: Some(1_700_000_600),
             set_by: "guest a".into(),
         };
@@ -1088,6 +1193,8 @@ mod tests {
             partition: parse("isolate a"),
             slots: BTreeMap::new(),
             set_at: 100,
+            set_at_ms: 0,
+            step: None,
             expires_at: Some(160),
             set_by: "host".into(),
         };
@@ -1289,13 +1396,15 @@ mod tests {
             partition: parse("isolate a"),
             slots: guests("a b"),
             set_at: 1,
+            set_at_ms: 0,
+            step: None,
             expires_at: None,
             set_by: "host".into(),
         };
         // Guest b left and c (slot 5) came after the partition was set:
         // the stored slots still compile, and c is outside the partition.
         let now = BTreeMap::from([("a".to_owned(), 0), ("c".to_owned(), 5)]);
-        let rules = state.compile("web", &now).unwrap();
+        let rules = state.compile("web", &now, 0).unwrap();
         assert_eq!(rules.cut(), both_ways(&[(0, 1)]));
         // A state from before slots were stored compiles against today's.
         let old: PartitionState = serde_json::from_str(
@@ -1306,7 +1415,7 @@ mod tests {
         .unwrap();
         assert!(old.slots.is_empty());
         assert_eq!(
-            old.compile("web", &now).unwrap().cut(),
+            old.compile("web", &now, 0).unwrap().cut(),
             both_ways(&[(0, 5)])
         );
     }

@@ -13,15 +13,38 @@ use super::{
 /// The word that joins the clauses of one policy.
 pub const CLAUSE_SEPARATOR: &str = "+";
 
+/// The word that separates the steps of a schedule.
+pub const STEP_SEPARATOR: &str = "then";
+
 impl Partition {
     /// The partition as the CLI words that set it again (after
     /// `netd partition NETWORK`): `isolate a b --keep-outside --loss 30 --for 5m`.
     pub fn describe(&self) -> String {
-        let mut line = self
-            .clauses()
-            .map(Fault::describe)
-            .collect::<Vec<_>>()
-            .join(&format!(" {CLAUSE_SEPARATOR} "));
+        let mut line = match &self.first.verb {
+            Verb::Schedule { steps, repeat } => {
+                let steps = steps
+                    .iter()
+                    .map(|step| {
+                        format!(
+                            "{} {}",
+                            format_duration(step.secs),
+                            step.partition.describe()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(&format!(" {STEP_SEPARATOR} "));
+                let repeat = if *repeat { " --repeat" } else { "" };
+                format!("schedule{repeat} {steps}")
+            }
+            _ => self
+                .clauses()
+                .map(Fault::describe)
+                .collect::<Vec<_>>()
+                .join(&format!(" {CLAUSE_SEPARATOR} ")),
+        };
+        if let Some(secs) = self.flap_secs {
+            let _ = write!(line, " --flap {}", format_duration(secs));
+        }
         if let Some(secs) = self.duration_secs {
             let _ = write!(line, " --for {}", format_duration(secs));
         }
@@ -31,11 +54,15 @@ impl Partition {
     /// Reads the CLI's words after the network: clauses joined by `+`, each
     /// a verb, its guests (groups separated by `--` for `disjoint` and
     /// `split`), and options anywhere after the verb (see
-    /// `Fault::from_words`); `--for DURATION` in any one clause, for the
-    /// whole policy. Only the syntax is checked here; `check` and
-    /// `compile` do the rest.
+    /// `Fault::from_words`); `--for DURATION` and `--flap PERIOD` in any
+    /// one clause, for the whole policy. Or a schedule: `schedule
+    /// [--repeat] DURATION POLICY then DURATION POLICY ...`. Only the
+    /// syntax is checked here; `check` and `compile` do the rest.
     pub fn from_words(words: &[String]) -> Result<Partition, PartitionError> {
-        let mut duration_secs = None;
+        if words.first().is_some_and(|word| word == "schedule") {
+            return Self::schedule_from_words(&words[1..]);
+        }
+        let mut globals = Globals::default();
         let mut clauses = Vec::new();
         for clause in words.split(|word| word == CLAUSE_SEPARATOR) {
             if clause.is_empty() {
@@ -45,14 +72,19 @@ impl Partition {
                     PartitionError::EmptyClause
                 });
             }
-            let (fault, duration) = Fault::from_words(clause)?;
-            if let Some(secs) = duration {
-                if duration_secs.is_some() {
-                    return Err(PartitionError::OptionTwice {
-                        option: "--for".to_owned(),
-                    });
+            let (fault, found) = Fault::from_words(clause)?;
+            for (option, mine, theirs) in [
+                ("--for", &mut globals.duration_secs, found.duration_secs),
+                ("--flap", &mut globals.flap_secs, found.flap_secs),
+            ] {
+                if let Some(secs) = theirs {
+                    if mine.is_some() {
+                        return Err(PartitionError::OptionTwice {
+                            option: option.to_owned(),
+                        });
+                    }
+                    *mine = Some(secs);
                 }
-                duration_secs = Some(secs);
             }
             clauses.push(fault);
         }
@@ -61,9 +93,43 @@ impl Partition {
         Ok(Partition {
             first,
             and: clauses.collect(),
-            duration_secs,
+            duration_secs: globals.duration_secs,
+            flap_secs: globals.flap_secs,
         })
     }
+
+    /// `[--repeat] DURATION POLICY then DURATION POLICY ...`, after `schedule`.
+    fn schedule_from_words(words: &[String]) -> Result<Partition, PartitionError> {
+        let (repeat, words) = match words.split_first() {
+            Some((first, rest)) if first == "--repeat" => (true, rest),
+            _ => (false, words),
+        };
+        let mut steps = Vec::new();
+        if !words.is_empty() {
+            for (index, step) in words.split(|word| word == STEP_SEPARATOR).enumerate() {
+                let Some((duration, policy)) = step.split_first() else {
+                    return Err(PartitionError::EmptyStep);
+                };
+                let secs = parse_duration(duration)
+                    .map_err(|_| PartitionError::StepNoDuration { step: index + 1 })?;
+                if policy.is_empty() {
+                    return Err(PartitionError::EmptyStep);
+                }
+                steps.push(super::schedule::Step {
+                    secs,
+                    partition: Partition::from_words(policy)?,
+                });
+            }
+        }
+        Ok(Partition::new(Verb::Schedule { steps, repeat }))
+    }
+}
+
+/// The options of a whole policy, found in one of its clauses.
+#[derive(Default)]
+struct Globals {
+    duration_secs: Option<u64>,
+    flap_secs: Option<u64>,
 }
 
 impl Fault {
@@ -76,7 +142,8 @@ impl Fault {
             | Verb::Bridge
             | Verb::MajoritiesRing
             | Verb::MinorityThird
-            | Verb::RandomHalves { seed: None } => {}
+            | Verb::RandomHalves { seed: None }
+            | Verb::Schedule { .. } => {}
             Verb::RandomHalves { seed: Some(seed) } => words.push(format!("--seed {seed}")),
             Verb::Isolate {
                 guests,
@@ -123,13 +190,13 @@ impl Fault {
     /// (cut; repeatable) and `--both-ways` (cut), and `--for DURATION`,
     /// returned apart. Guest names never start with '-', so a word that
     /// does is an option.
-    fn from_words(words: &[String]) -> Result<(Fault, Option<u64>), PartitionError> {
+    fn from_words(words: &[String]) -> Result<(Fault, Globals), PartitionError> {
         let Some((verb_word, rest)) = words.split_first() else {
             return Err(PartitionError::NoVerb);
         };
         let verb = verb_word.as_str();
         let mut fault = Fault::new(Verb::FullMesh);
-        let mut duration_secs = None;
+        let mut globals = Globals::default();
         let mut keep_outside = false;
         let mut both_ways = false;
         let mut seed = None;
@@ -192,7 +259,8 @@ impl Fault {
                 let impair = &mut fault.impair;
                 match name {
                     "loss" => fault.loss_percent = Some(parse_loss(&value()?)?),
-                    "for" => duration_secs = Some(parse_duration(&value()?)?),
+                    "for" => globals.duration_secs = Some(parse_duration(&value()?)?),
+                    "flap" => globals.flap_secs = Some(parse_duration(&value()?)?),
                     "delay" => impair.delay_ms = Some(parse_millis("--delay", &value()?)?),
                     "jitter" => impair.jitter_ms = Some(parse_millis("--jitter", &value()?)?),
                     "correlation" => {
@@ -273,7 +341,7 @@ impl Fault {
             "random-halves" => Verb::RandomHalves { seed },
             _ => Verb::FullMesh,
         };
-        Ok((fault, duration_secs))
+        Ok((fault, globals))
     }
 }
 
@@ -431,6 +499,7 @@ mod tests {
             },
             and: Vec::new(),
             duration_secs: Some(90),
+            flap_secs: None,
         };
         assert_eq!(
             parse("isolate a --loss 30 b --keep-outside --for 1m30s"),

@@ -15,7 +15,7 @@
 //! - `status`: what `netd status` reports (the live kernel state and drift);
 //! - `telemetry`: events, the metrics scrape, drift counted as repaired.
 
-mod partition_requests;
+pub mod partition_requests;
 mod port_requests;
 mod status;
 mod telemetry;

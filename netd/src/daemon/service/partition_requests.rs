@@ -7,12 +7,19 @@
 use anyhow::anyhow;
 use tracing::{info, warn};
 
-use super::{Service, now};
+use super::Service;
+
+/// Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 use crate::daemon::{
     caller::Caller,
     error::{ServiceError, ServiceResult},
     probe::{self, Probe},
-    requests::{PartitionRequest, PartitionView, VerifyReport},
+    requests::{PartitionRequest, PartitionView, StepView, VerifyReport},
 };
 use crate::partition::{self, PartitionRules, PartitionState};
 
@@ -54,12 +61,17 @@ impl Service {
         }
         let line = request.describe();
         let heals = request.heals();
-        let set_at = now();
+        let set_at_ms = now_ms();
+        let set_at = set_at_ms / 1_000;
+        // A schedule without --repeat heals at its end, as --for does.
+        let lasts = request.duration_secs.or(request.schedule_secs());
         let state = (!heals).then(|| PartitionState {
-            expires_at: request.duration_secs.map(|secs| set_at + secs),
+            expires_at: lasts.map(|secs| set_at + secs),
+            step: request.varies().then_some(0),
             partition: request,
             slots,
             set_at,
+            set_at_ms,
             set_by: caller.to_string(),
         });
         let in_force_after = self.replace_partition(network, state, rules, started)?;
@@ -88,6 +100,19 @@ impl Service {
             .partition
             .as_ref()
             .map_or_else(|| "fullmesh".to_owned(), PartitionState::describe);
+        let step = net.partition.as_ref().and_then(|state| {
+            let at = state.step_at(now_ms())?;
+            Some(StepView {
+                index: at.index,
+                count: at.count,
+                in_force: at.partition.describe(),
+                next: at.next_in_ms.and_then(|in_ms| {
+                    let next = state.step_at(now_ms() + in_ms)?;
+                    Some(next.partition.describe())
+                }),
+                next_in_ms: at.next_in_ms,
+            })
+        });
         let (rules, matrix) = if matrix {
             let rules = rules_in_force(net);
             let matrix = partition::render_rules(&rules, &slots);
@@ -102,8 +127,56 @@ impl Service {
             matrix,
             slots,
             rules,
+            step,
             in_force_after_us: None,
         })
+    }
+
+    /// Puts the step in force of every flapping or scheduled partition
+    /// whose step changed by `now_ms`, one network at a time, each in one
+    /// step as any policy. Called every 200 ms; a change that fails is
+    /// logged and tried again next time.
+    pub fn advance_schedules(&mut self, now_ms: u64) {
+        let due: Vec<(String, usize)> = self
+            .state
+            .networks
+            .values()
+            .filter_map(|net| {
+                let state = net.partition.as_ref()?;
+                let at = state.step_at(now_ms)?;
+                (state.step != Some(at.index)).then(|| (net.name.clone(), at.index))
+            })
+            .collect();
+        for (network, index) in due {
+            let net = self.network(&network).expect("listed above");
+            let mut state = net.partition.clone().expect("listed above");
+            let rules = match state.compile(&network, &net.slots(), now_ms) {
+                Ok(rules) => rules,
+                Err(err) => {
+                    warn!(network, "the next step does not compile: {err}");
+                    continue;
+                }
+            };
+            state.step = Some(index);
+            let described = state
+                .step_at(now_ms)
+                .map(|at| at.partition.describe())
+                .unwrap_or_default();
+            match self.replace_partition(&network, Some(state), rules, std::time::Instant::now()) {
+                Ok(_) => {
+                    info!(network, step = index + 1, policy = %described, "partition step");
+                    self.emit(
+                        crate::daemon::events::Event::new("partition.step")
+                            .network(&network)
+                            .detail(format!("step {}: {described}", index + 1)),
+                    );
+                }
+                Err(err) => warn!(
+                    network,
+                    "the next step of the partition: {err:#}; trying again"
+                ),
+            }
+        }
     }
 
     /// Heals every network whose timed partition is due at `now`. Called
@@ -211,7 +284,7 @@ pub fn rules_in_force(net: &crate::model::Network) -> PartitionRules {
         return PartitionRules::default();
     };
     state
-        .compile(&net.name, &net.slots())
+        .compile(&net.name, &net.slots(), now_ms())
         .unwrap_or_else(|err| {
             warn!(network = %net.name, "the stored partition does not compile: {err}; nothing is cut");
             PartitionRules::default()
@@ -470,6 +543,61 @@ mod tests {
         refuse.store(false, Ordering::SeqCst);
         svc.heal_expired(u64::MAX);
         assert!(svc.state.networks["web"].partition.is_none());
+    }
+
+    #[test]
+    fn a_flap_steps_between_the_policy_and_a_heal_from_its_stored_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, applied, _) = service(dir.path());
+        let view = svc
+            .set_partition("web", request("isolate a --flap 2s"), Caller::Host)
+            .unwrap();
+        let step = view.step.expect("a flap has steps");
+        assert_eq!((step.index, step.count), (0, 2));
+        assert_eq!(step.in_force, "isolate a");
+        assert_eq!(step.next.as_deref(), Some("fullmesh"));
+        assert_eq!(applied.lock().unwrap()[&1].outside_cut(), [0].into());
+        let start = svc.state.networks["web"]
+            .partition
+            .as_ref()
+            .unwrap()
+            .set_at_ms;
+
+        svc.advance_schedules(start + 1_999);
+        assert_eq!(applied.lock().unwrap()[&1].outside_cut(), [0].into());
+        svc.advance_schedules(start + 2_000);
+        assert!(applied.lock().unwrap()[&1].is_full_mesh(), "healed");
+        let saved_state = saved(dir.path()).networks["web"].partition.clone().unwrap();
+        assert_eq!(saved_state.step, Some(1), "the step is persisted");
+        assert_eq!(saved_state.describe(), "isolate a --flap 2s");
+        svc.advance_schedules(start + 4_100);
+        assert_eq!(applied.lock().unwrap()[&1].outside_cut(), [0].into());
+        // A restarted daemon finds the step from the stored start alone.
+        let rules = rules_in_force(&svc.state.networks["web"]);
+        assert!(rules.is_full_mesh() || rules.outside_cut() == [0].into());
+    }
+
+    #[test]
+    fn a_schedule_heals_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, applied, _) = service(dir.path());
+        let view = svc
+            .set_partition(
+                "web",
+                request("schedule 10s isolate a then 5s cut --from b --to c"),
+                Caller::Host,
+            )
+            .unwrap();
+        let state = view.state.unwrap();
+        assert_eq!(state.expires_at, Some(state.set_at + 15));
+        svc.advance_schedules(state.set_at_ms + 10_000);
+        assert_eq!(applied.lock().unwrap()[&1].cut(), [(1, 2)].into());
+        svc.heal_expired(state.set_at + 15);
+        assert!(svc.state.networks["web"].partition.is_none());
+        let err = svc
+            .set_partition("web", request("schedule 10s isolate zed"), Caller::Host)
+            .unwrap_err();
+        assert_eq!(err.status(), 404, "every step is checked at once");
     }
 
     #[test]
