@@ -425,6 +425,37 @@ fn a_schedule_carries_on_across_a_restart(dataplane: &str) {
     assert!(shown.contains(": fullmesh"), "the heal comes next: {shown}");
 }
 
+fn verify_measures_loss_shares_against_the_policy(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "cut --from a --to b --loss 30");
+    let out = netd.ok(&["partition", "web", "verify"]);
+    assert!(out.contains("verify: OK"), "{out}");
+    assert!(
+        out.contains("a -> b: ") && out.contains("the policy means 140"),
+        "{out}"
+    );
+    let report = netd.json(&["partition", "web", "verify"]);
+    let pair = report["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["from"] == "a" && p["to"] == "b")
+        .unwrap()
+        .clone();
+    assert_eq!(pair["sent"], 200, "{pair}");
+    eprintln!("verify --loss 30: {} of 200 arrived", pair["received"]);
+}
+
+fn verify_counts_duplicates(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "all --duplicate 50");
+    let out = netd.ok(&["partition", "web", "verify"]);
+    assert!(out.contains("verify: OK"), "{out}");
+    assert!(out.contains("the policy means 300"), "{out}");
+}
+
 fn the_nftables_dataplane_refuses_what_it_cannot_do(dataplane: &str) {
     let sandbox = Sandbox::new();
     let netd = web(&sandbox, dataplane);
@@ -460,6 +491,7 @@ mod nftables_only {
 
 netd_tests::conformance!(
     a_port_fault_leaves_the_pairs_other_ports_alone,
+    verify_measures_loss_shares_against_the_policy,
     a_flap_is_observed_in_both_states,
     a_schedule_carries_on_across_a_restart,
     presets_cut_what_their_definitions_say,
@@ -479,6 +511,11 @@ mod ebpf_only {
     #[test]
     fn corrupt_datagrams_never_reach_the_application() {
         super::corrupt_datagrams_never_reach_the_application("ebpf")
+    }
+
+    #[test]
+    fn verify_counts_duplicates() {
+        super::verify_counts_duplicates("ebpf")
     }
 
     #[test]

@@ -317,6 +317,18 @@ fn print_report(report: &VerifyReport) {
     );
     print!("{}", report.matrix);
     println!(". all arrived  ~ some  X none  - itself");
+    for pair in &report.pairs {
+        if let (Some(expected), Some(tolerance)) = (pair.expected, pair.tolerance) {
+            println!(
+                "  {} -> {}: {} of {} arrived; the policy means {expected:.0} (± {tolerance:.0}){}",
+                pair.from,
+                pair.to,
+                pair.received,
+                pair.sent,
+                if pair.ok { "" } else { "  MISMATCH" }
+            );
+        }
+    }
     if report.ok {
         println!("verify: OK ({} pairs)", report.pairs.len());
     } else {

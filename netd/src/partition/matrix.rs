@@ -148,7 +148,7 @@ fn grid(labels: &[&str], mark: impl Fn(usize, usize) -> char) -> String {
 }
 
 /// One ordered pair of guests as `verify` saw it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PairCheck {
     pub from: String,
     pub to: String,
@@ -158,13 +158,20 @@ pub struct PairCheck {
     /// At least one datagram arrived.
     pub delivered: bool,
     /// What arrived fits the intent: nothing through a cut, something
-    /// through an allowed pair; a lossy pair always fits.
+    /// through an allowed pair, the expected count (within its tolerance)
+    /// through a pair with a loss, duplication or corruption share.
     pub ok: bool,
+    /// For a measured pair: the datagrams expected to arrive, and by how
+    /// many the count may differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
 }
 
 /// What `netd partition verify` found: every ordered pair of guests, the
 /// observed matrix, and the pairs that contradict the partition.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct VerifyReport {
     pub network: String,
     /// True iff no pair contradicts the partition.
@@ -196,15 +203,23 @@ pub fn judge(
                 .get(&(from.clone(), to.clone()))
                 .copied()
                 .unwrap_or(0);
-            // Only cuts and allowed pairs are judged here; what arrives
-            // through a lossy or impaired pair varies.
+            let expectation = super::measure::expectation(rules, a, b);
+            let measured = expectation.measured();
+            // A share is measured against its expectation; a rate, or
+            // faults of other ports, are not judged here.
             let ok = match intended {
+                _ if measured => expectation.fits(sent, got),
                 Intent::Allowed => got > 0,
                 Intent::Cut => got == 0,
                 Intent::Lossy | Intent::Impaired | Intent::Partly => true,
             };
             if !ok {
                 mismatches.push(match intended {
+                    _ if measured => format!(
+                        "{from} -> {to}: {got} of {sent} datagrams arrived, but the policy means {:.0} (± {:.0})",
+                        expectation.received(sent),
+                        expectation.tolerance(sent)
+                    ),
                     Intent::Allowed => {
                         format!("{from} -> {to}: allowed, but none of {sent} datagrams arrived")
                     }
@@ -219,6 +234,8 @@ pub fn judge(
                 received: got,
                 delivered: got > 0,
                 ok,
+                expected: measured.then(|| expectation.received(sent)),
+                tolerance: measured.then(|| expectation.tolerance(sent)),
             });
         }
     }
@@ -324,6 +341,8 @@ outside    .      .  -
                     received: 0,
                     delivered: false,
                     ok: true,
+                    expected: None,
+                    tolerance: None,
                 },
                 PairCheck {
                     from: "b".into(),
@@ -333,6 +352,8 @@ outside    .      .  -
                     received: 3,
                     delivered: true,
                     ok: true,
+                    expected: None,
+                    tolerance: None,
                 },
             ]
         );
@@ -369,19 +390,47 @@ outside    .      .  -
     }
 
     #[test]
-    fn lossy_pairs_are_never_mismatches() {
+    fn lossy_pairs_are_measured_against_their_share() {
         let rules = compiled("isolate a --loss 50", "a b");
-        for count in [0, 1, 3] {
+        for (count, ok) in [(100, true), (85, true), (60, false), (150, false)] {
             let report = judge(
                 "web",
                 &rules,
                 &guests("a b"),
-                &received(&[("a", "b", count), ("b", "a", count)]),
-                3,
+                &received(&[("a", "b", count), ("b", "a", 100)]),
+                200,
             );
-            assert!(report.ok, "{count}");
+            assert_eq!(report.ok, ok, "{count}: {:?}", report.mismatches);
             assert_eq!(report.pairs[0].intended, Intent::Lossy);
+            assert_eq!(report.pairs[0].expected, Some(100.0));
         }
+        let report = judge(
+            "web",
+            &rules,
+            &guests("a b"),
+            &received(&[("a", "b", 40), ("b", "a", 100)]),
+            200,
+        );
+        assert_eq!(
+            report.mismatches,
+            vec!["a -> b: 40 of 200 datagrams arrived, but the policy means 100 (± 35)"]
+        );
+    }
+
+    #[test]
+    fn duplicates_count_above_what_was_sent() {
+        let rules = compiled("cut --from a --to b --duplicate 100", "a b");
+        let judged = |count| {
+            judge(
+                "web",
+                &rules,
+                &guests("a b"),
+                &received(&[("a", "b", count), ("b", "a", 200)]),
+                200,
+            )
+        };
+        assert!(judged(400).ok);
+        assert!(!judged(200).ok, "no duplicates arrived");
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 pub mod fault;
 mod matrix;
+pub mod measure;
 mod presets;
 mod rules;
 pub mod schedule;

@@ -226,15 +226,23 @@ impl Service {
                 netns: self.topology.guest_netns_path(net, guest),
             })
             .collect();
-        let received = tokio::task::spawn_blocking(move || probe::exchange(&probes))
+        let rules = rules_in_force(net);
+        // Shares are measured: many datagrams per pair, not a few.
+        let per_pair = if partition::measure::needs_measuring(&rules, net.slots().values().copied())
+        {
+            partition::measure::MEASURED_PER_PAIR
+        } else {
+            probe::DATAGRAMS_PER_PAIR
+        };
+        let received = tokio::task::spawn_blocking(move || probe::exchange(&probes, per_pair))
             .await
             .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
         Ok(partition::judge(
             network,
-            &rules_in_force(net),
+            &rules,
             &net.slots(),
             &received,
-            probe::DATAGRAMS_PER_PAIR,
+            per_pair,
         ))
     }
 
