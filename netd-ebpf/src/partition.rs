@@ -138,14 +138,14 @@ fn take_tokens(zone: u32, policy: &PartitionPolicy, index: usize, slot: u8, len:
     };
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    match maps::RATE_BUCKETS.get_ptr_mut(&key) {
+    match maps::RATE_BUCKETS.get_ptr_mut(key) {
         // SAFETY: an LRU value stays valid for the program's run; CPUs may
         // race on it, which costs the rate a little accuracy, never safety.
         Some(bucket) => unsafe { (*bucket).take(class, now, len as u64) },
         None => {
             let mut bucket = RateBucket::full(class, now);
             let passes = bucket.take(class, now, len as u64);
-            let _ = maps::RATE_BUCKETS.insert(&key, &bucket, 0);
+            let _ = maps::RATE_BUCKETS.insert(key, bucket, 0);
             passes
         }
     }

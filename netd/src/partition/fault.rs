@@ -321,7 +321,7 @@ pub fn parse_millis(option: &'static str, text: &str) -> Result<u32, PartitionEr
 
 /// Milliseconds as `--delay` takes them: `50ms`, `2s`.
 pub fn format_millis(millis: u32) -> String {
-    if millis >= 1_000 && millis % 1_000 == 0 {
+    if millis >= 1_000 && millis.is_multiple_of(1_000) {
         format!("{}s", millis / 1_000)
     } else {
         format!("{millis}ms")
@@ -374,7 +374,7 @@ pub fn format_rate(bits: u64) -> String {
         (1_000_000, "mbit"),
         (1_000, "kbit"),
     ] {
-        if bits >= scale && bits % scale == 0 {
+        if bits >= scale && bits.is_multiple_of(scale) {
             return format!("{}{unit}", bits / scale);
         }
     }

@@ -453,13 +453,17 @@ fn compile_static(
     Ok(PartitionRules { faults })
 }
 
+/// The directed pairs (from slot, to slot) a verb selects, and the guests
+/// whose traffic with the outside it selects.
+type Selection = (BTreeSet<(u8, u8)>, BTreeSet<u8>);
+
 /// The directed pairs (from slot, to slot) a verb selects, and the guests it
 /// cuts from the outside.
 fn select(
     network: &str,
     verb: &Verb,
     guests: &BTreeMap<String, u8>,
-) -> Result<(BTreeSet<(u8, u8)>, BTreeSet<u8>), PartitionError> {
+) -> Result<Selection, PartitionError> {
     let slot = |name: &String| {
         guests
             .get(name)
