@@ -508,7 +508,13 @@ pub fn partition_elements(
 ) -> BTreeMap<&'static str, BTreeSet<String>> {
     let ip_of: BTreeMap<u8, Ipv4Addr> = guests.values().map(|g| (g.slot, g.ip)).collect();
     let mut port_cut = BTreeSet::new();
-    for fault in rules.faults.iter().filter(|f| !f.traffic.is_all()) {
+    // Only clauses that drop: a clause of a rate alone selects packets to
+    // limit, not to cut.
+    for fault in rules
+        .faults
+        .iter()
+        .filter(|f| !f.traffic.is_all() && f.loss_percent > 0)
+    {
         let protos: Vec<&str> = match fault.traffic.proto {
             Some(proto) => vec![proto.name()],
             None => vec!["tcp", "udp"],
@@ -584,7 +590,12 @@ pub fn cannot_enforce(rules: &PartitionRules) -> Option<String> {
             );
         }
     }
-    let shares: BTreeSet<u8> = rules.faults.iter().map(|f| f.loss_percent).collect();
+    let shares: BTreeSet<u8> = rules
+        .faults
+        .iter()
+        .map(|f| f.loss_percent)
+        .filter(|&share| share > 0)
+        .collect();
     (shares.len() > 1).then(|| {
         "clauses with different --loss shares: the nftables dataplane holds one share per network; give every clause the same --loss, or use the eBPF dataplane (`netd daemon --dataplane ebpf`)".to_owned()
     })
@@ -1039,6 +1050,33 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             ])
         );
         assert!(elements["cut"].is_empty(), "no whole pair is cut");
+    }
+
+    #[test]
+    fn a_rate_is_a_limit_rule_and_no_cut() {
+        let words: Vec<String> = "isolate c + all --rate 1mbit --proto udp"
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let slots = BTreeMap::from([("a".into(), 0), ("b".into(), 1), ("c".into(), 2)]);
+        let partition = crate::partition::Partition::from_words(&words).unwrap();
+        let rules = crate::partition::compile("web", &partition, &slots).unwrap();
+        let guests = network(None).guests;
+        assert!(partition_elements(&guests, &rules)["port_cut"].is_empty());
+        let limits = rate_rules(&guests, &rules);
+        assert_eq!(limits.len(), 1);
+        assert!(
+            limits[0].contains("172.18.0.1 . 172.18.0.2")
+                && limits[0].ends_with(
+                    " meta l4proto udp limit rate over 125000 bytes/second burst 6250 bytes counter name \"dropped_rate\" drop"
+                ),
+            "{}",
+            limits[0]
+        );
+        assert!(
+            partition_script(&guests, &rules)
+                .contains("flush chain bridge netd rates\nadd rule bridge netd rates ip saddr")
+        );
     }
 
     #[test]
