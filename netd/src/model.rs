@@ -260,6 +260,40 @@ fn is_valid_name(name: &str) -> bool {
         && bytes.iter().all(allowed)
 }
 
+/// Networks and guests for unit tests elsewhere.
+#[cfg(test)]
+pub mod test_support {
+    use super::*;
+
+    /// A network with no guests and no partition.
+    pub fn network(name: &str, subnet: &str, uplink_slot: u16) -> Network {
+        Network {
+            name: name.to_owned(),
+            subnet: subnet.parse().expect("a CIDR"),
+            routable: false,
+            uplink_slot,
+            guests: BTreeMap::new(),
+            guest_cursor: None,
+            created_at: 0,
+            partition: None,
+        }
+    }
+
+    /// A guest in a namespace netd owns.
+    pub fn guest(name: &str, ip: &str, slot: u8) -> Guest {
+        Guest {
+            name: name.to_owned(),
+            ip: ip.parse().expect("an IPv4 address"),
+            netns: GuestNetns::Owned,
+            created_at: 0,
+            ports: Vec::new(),
+            slot,
+            bridge_port: format!("g-{name}"),
+            labels: Default::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

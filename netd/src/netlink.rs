@@ -8,11 +8,11 @@ use anyhow::{Context, Result, anyhow};
 use futures::TryStreamExt;
 use ipnetwork::Ipv4Network;
 use rtnetlink::{
-    Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
     packet_route::{
         AddressFamily,
         address::AddressAttribute,
-        link::{LinkAttribute, LinkFlags, LinkMessage},
+        link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
         route::{RouteAddress, RouteAttribute},
         rule::{RuleAction, RuleAttribute, RuleMessage},
     },
@@ -108,6 +108,45 @@ impl Netlink {
             .with_context(|| format!("creating veth pair {name} <-> {peer}"))
     }
 
+    /// Creates, in one request, a veth pair whose end `port` stays here,
+    /// enslaved to the bridge `bridge_index` and up, while its peer is made
+    /// directly inside `peer_ns` as `peer_name` with `peer_mac` (down: it is
+    /// set up from inside, once it has its address). Made in
+    /// place, the peer is never moved between namespaces, which costs the
+    /// kernel an RCU grace period per move.
+    pub async fn add_veth_into(
+        &self,
+        port: &str,
+        bridge_index: u32,
+        peer_ns: &Netns,
+        peer_name: &str,
+        peer_mac: [u8; 6],
+    ) -> Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer_name.to_owned())
+            .address(peer_mac.to_vec())
+            .setns_by_fd(peer_ns.as_fd().as_raw_fd())
+            .build();
+        let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(port.to_owned())
+            .controller(bridge_index)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        self.handle
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .with_context(|| {
+                format!(
+                    "creating veth pair {port} <-> {peer_name} (in {})",
+                    peer_ns.name()
+                )
+            })
+    }
+
     /// Creates a bridge with a fixed MAC address. A bridge without one takes
     /// the lowest MAC of its ports and changes it when ports come and go,
     /// which leaves guests' ARP caches pointing at a MAC the bridge no longer
@@ -192,6 +231,43 @@ impl Netlink {
             .execute()
             .await
             .with_context(|| format!("deleting link {name}"))
+    }
+
+    /// The cls_bpf programs filtering link `index`, as `ingress:NAME` or
+    /// `egress:NAME` (netd's guest ports carry theirs so, see
+    /// `dataplane::ebpf::port_filter`).
+    pub async fn bpf_filters(&self, index: u32) -> Result<Vec<String>> {
+        use rtnetlink::packet_route::tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcOption};
+        let mut out = Vec::new();
+        for (direction, minor) in [
+            ("ingress", TcHandle::MIN_INGRESS),
+            ("egress", TcHandle::MIN_EGRESS),
+        ] {
+            let request = self.handle.traffic_filter(index as i32).get();
+            let request = if minor == TcHandle::MIN_INGRESS {
+                request.ingress()
+            } else {
+                request.egress()
+            };
+            let messages: Vec<_> = match request.execute().try_collect().await {
+                Ok(messages) => messages,
+                // No clsact qdisc: no filters.
+                Err(_) => continue,
+            };
+            for message in messages {
+                for attribute in &message.attributes {
+                    let TcAttribute::Options(options) = attribute else {
+                        continue;
+                    };
+                    for option in options {
+                        if let TcOption::Bpf(TcFilterBpfOption::ProgName(name)) = option {
+                            out.push(format!("{direction}:{name}"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn add_address(&self, link: &str, address: Ipv4Network) -> Result<()> {

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use netd::store::{STATE_DB, Store};
 use netd_tests::{Sandbox, netd::Netd};
 
 fn namespace_exists(name: &str) -> bool {
@@ -27,20 +28,19 @@ fn an_empty_or_missing_state_removes_nothing_unless_told() {
     netd.ok(&["network", "create", "web"]);
     netd.ok(&["guest", "add", "web", "a"]);
     let network_ns = format!("{}n-web", netd.prefix());
-    let state = sandbox.state_dir.join("state.json");
     netd.stop();
 
-    std::fs::write(&state, "{\"networks\": {}}\n").unwrap();
+    Store::replace(&sandbox.state_dir, &netd::model::State::default()).unwrap();
     let log = refused(&mut netd);
     assert!(log.contains("holds no network"), "{log}");
     assert!(log.contains("--adopt-empty-state"), "{log}");
     assert!(
-        log.contains("state.json.1"),
-        "the previous state is named: {log}"
+        log.contains("state.db.1") && log.contains("netd state restore"),
+        "the state kept at the last stop is named, with the way back: {log}"
     );
     assert!(namespace_exists(&network_ns), "{network_ns} was removed");
 
-    std::fs::remove_file(&state).unwrap();
+    std::fs::remove_file(sandbox.state_dir.join(STATE_DB)).unwrap();
     let log = refused(&mut netd);
     assert!(log.contains("is missing"), "{log}");
     assert!(namespace_exists(&network_ns), "{network_ns} was removed");
@@ -55,7 +55,91 @@ fn an_empty_or_missing_state_removes_nothing_unless_told() {
     assert_eq!(netd.json(&["network", "ls"]), serde_json::json!([]));
 }
 
-/// A change that makes a good state file bad.
+/// `netd state dump` prints the desired state; `netd state restore` puts
+/// the state kept at the last stop back (refused while the daemon runs, and
+/// for a state the daemon would refuse), and the next start rebuilds it.
+#[test]
+fn a_state_is_dumped_and_an_earlier_one_restored() {
+    let sandbox = Sandbox::new();
+    let mut netd = Netd::start(&sandbox);
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a", "--ip", "172.18.0.9"]);
+    let dumped = netd.json(&["state", "dump"]);
+    assert_eq!(dumped["networks"]["web"]["guests"]["a"]["ip"], "172.18.0.9");
+    let dir = sandbox.state_dir.to_str().unwrap().to_owned();
+    let err = netd.err(&["state", "restore", "/nonexistent", "--state-dir", &dir]);
+    assert!(err.contains("needs the daemon stopped"), "{err}");
+    netd.stop();
+    // The stop kept the state it ran on as state.db.1.
+    let kept = sandbox.root.join("kept.db");
+    std::fs::copy(sandbox.state_dir.join(format!("{STATE_DB}.1")), &kept).unwrap();
+    let backup = kept.to_str().unwrap();
+    netd.restart();
+    netd.ok(&["guest", "rm", "web", "a"]);
+    netd.stop();
+
+    let bad = sandbox.root.join("bad.json");
+    let mut spoiled = dumped.clone();
+    spoiled["networks"]["web"]["guests"]["a"]["ip"] = "10.9.9.9".into();
+    std::fs::write(&bad, spoiled.to_string()).unwrap();
+    let err = netd.err(&[
+        "state",
+        "restore",
+        bad.to_str().unwrap(),
+        "--state-dir",
+        &dir,
+    ]);
+    assert!(
+        err.contains("is inconsistent") && err.contains("nothing was changed"),
+        "{err}"
+    );
+
+    let out = netd.ok(&["state", "restore", backup, "--state-dir", &dir]);
+    assert!(out.contains("restored 1 networks"), "{out}");
+    netd.restart();
+    assert_eq!(netd.json(&["state", "dump"]), dumped);
+    netd.ok(&["exec", "web", "a", "--", "true"]);
+}
+
+/// The JSON state file of an older netd is imported into the database at
+/// start, once, and kept beside it.
+#[test]
+fn a_json_state_of_an_older_netd_is_imported_once() {
+    let sandbox = Sandbox::new();
+    let mut netd = Netd::start(&sandbox);
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let dumped = netd.json(&["state", "dump"]);
+    netd.stop();
+    for file in std::fs::read_dir(&sandbox.state_dir).unwrap() {
+        let path = file.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(STATE_DB)
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    std::fs::write(sandbox.state_dir.join("state.json"), dumped.to_string()).unwrap();
+
+    netd.restart();
+    assert_eq!(netd.json(&["state", "dump"]), dumped);
+    assert!(sandbox.state_dir.join("state.json.imported").exists());
+    assert!(!sandbox.state_dir.join("state.json").exists());
+    assert!(netd.log().contains("imported"), "{}", netd.log());
+    netd.ok(&["exec", "web", "a", "--", "true"]);
+}
+
+/// Puts `state` into the database, as an operator editing it would.
+fn write_state(dir: &Path, state: &serde_json::Value) {
+    let state: netd::model::State = serde_json::from_value(state.clone()).unwrap();
+    Store::replace(dir, &state).unwrap();
+}
+
+/// A change that makes a good state bad.
 type Spoil = Box<dyn Fn(&mut serde_json::Value)>;
 
 /// A state no request could have made is refused at start, naming the
@@ -67,10 +151,9 @@ fn a_state_no_request_could_make_is_refused_at_start() {
     netd.ok(&["network", "create", "web"]);
     netd.ok(&["network", "create", "db"]);
     netd.ok(&["guest", "add", "web", "a"]);
-    let state = sandbox.state_dir.join("state.json");
     netd.stop();
-    let good: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let good =
+        serde_json::to_value(Store::read_file(&sandbox.state_dir.join(STATE_DB)).unwrap()).unwrap();
 
     let cases: Vec<(Spoil, &str)> = vec![
         (
@@ -99,7 +182,7 @@ fn a_state_no_request_could_make_is_refused_at_start() {
     for (spoil, expected) in cases {
         let mut bad = good.clone();
         spoil(&mut bad);
-        std::fs::write(&state, serde_json::to_string_pretty(&bad).unwrap()).unwrap();
+        write_state(&sandbox.state_dir, &bad);
         let log = refused(&mut netd);
         assert!(log.contains("is inconsistent"), "{log}");
         assert!(log.contains(expected), "{expected:?} not in {log}");
@@ -109,7 +192,7 @@ fn a_state_no_request_could_make_is_refused_at_start() {
             assert!(namespace_exists(&ns), "{ns} was removed");
         }
     }
-    std::fs::write(&state, serde_json::to_string_pretty(&good).unwrap()).unwrap();
+    write_state(&sandbox.state_dir, &good);
     netd.try_restart().unwrap();
     assert_eq!(netd.json(&["network", "ls"]).as_array().unwrap().len(), 2);
 }

@@ -88,6 +88,16 @@ fn a_guest_reaches_the_internet_over_tcp_udp_and_icmp_with_the_hosts_address(dat
         );
         assert!(counter(&status, "web", "translated") > 0, "{status}");
         assert_eq!(status["figures"]["host_datapath"], "ebpf", "{status}");
+        // The guest's port carries its program as a cls_bpf filter.
+        let port_programs: Vec<&serde_json::Value> = status["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|ns| ns["links"].as_array().unwrap())
+            .filter(|link| link["name"].as_str().unwrap().starts_with("g-"))
+            .flat_map(|link| link["tc_programs"].as_array().unwrap())
+            .collect();
+        assert_eq!(port_programs, vec!["ingress:netd_guest_port"], "{status}");
     }
 }
 

@@ -10,6 +10,7 @@ mod names;
 mod network;
 mod partition;
 mod port;
+mod state;
 mod status;
 
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ enum Command {
     Status(status::Args),
     /// Remove everything this daemon instance owns, and nothing else.
     Cleanup,
+    /// Print the desired state, or restore an earlier one.
+    #[command(subcommand)]
+    State(state::Command),
     /// Stream what happens (networks, guests, ports, partitions, drift) as it happens.
     Events(events::Args),
     /// Print the Prometheus metrics (what `GET /metrics` serves).
@@ -83,6 +87,7 @@ pub fn main() -> i32 {
         Command::Exec(args) => exec::run(&client, args),
         Command::Status(args) => status::run(&client, args),
         Command::Cleanup => cleanup::run(&client),
+        Command::State(cmd) => state::run(&client, cmd),
         Command::Events(args) => events::run(&client, args),
         Command::Metrics => client.get_text("/metrics").map(|text| {
             print!("{text}");

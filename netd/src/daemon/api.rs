@@ -91,6 +91,7 @@ fn host_routes() -> Router<Shared> {
             delete(remove_port),
         )
         .route("/v1/status", get(status))
+        .route("/v1/state", get(desired_state))
         .route("/v1/events", get(events::stream))
         .route("/metrics", get(metrics::scrape))
         .route("/v1/cleanup", post(cleanup))
@@ -257,6 +258,11 @@ async fn status(State(svc): State<Shared>) -> ApiResult<Status> {
     ok(snapshot.finish().await)
 }
 
+/// The whole desired state, as the store holds it (`netd state dump`).
+async fn desired_state(State(svc): State<Shared>) -> ApiResult<crate::model::State> {
+    ok(svc.lock().await.desired_state().clone())
+}
+
 async fn cleanup(State(svc): State<Shared>) -> ApiResult<CleanupReport> {
     ok(svc.lock().await.cleanup().await?)
 }
@@ -386,7 +392,7 @@ mod tests {
         let topology = Topology::new(Config::default()).unwrap();
         let service = Service::new(
             topology,
-            Store::new(dir.join("state")),
+            Store::open(dir.join("state")).unwrap(),
             state,
             Box::new(crate::dataplane::testing::Recorder::default()),
         );

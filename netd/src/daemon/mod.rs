@@ -28,7 +28,7 @@ use crate::{
     dataplane::{Dataplane, ebpf::EbpfDataplane, nftables::NftDataplane},
     model::State,
     netlink::HostView,
-    store::Store,
+    store::{Store, StoreLock},
     topology::Topology,
 };
 
@@ -78,8 +78,8 @@ pub struct StartOptions {
 pub async fn run(config: Config, options: StartOptions) -> Result<()> {
     raise_fd_limit();
     check_host(&config).await?;
-    let store = Store::new(&config.state_dir);
-    let _lock = store.lock()?;
+    let _lock = StoreLock::take(&config.state_dir)?;
+    let store = Store::open(&config.state_dir)?;
     bpffs::ensure_mounted(&config.bpffs_dir)?;
     std::fs::create_dir_all(&config.run_dir)
         .with_context(|| format!("creating run dir {}", config.run_dir.display()))?;
@@ -110,7 +110,7 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
     notify_ready();
     info!(socket = %socket.display(), "serving the API");
     // Peer credentials tell the host from a guest (see `caller`).
-    let app = api::router(shared, telemetry.clone())
+    let app = api::router(shared.clone(), telemetry.clone())
         .into_make_service_with_connect_info::<caller::PeerCred>();
     let listener = limit::LimitedListener::new(listener, limit::CONNECTIONS_PER_CALLER);
     let served = axum::serve(listener, app)
@@ -126,6 +126,10 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
         server.abort();
     }
     let _ = std::fs::remove_file(&socket);
+    // The state the daemon stops on is a good one to roll back to as well.
+    if let Err(err) = shared.lock().await.keep_backup() {
+        tracing::warn!("keeping a backup of the state: {err}");
+    }
     served.context("serving the API")?;
     info!("stopped; the networks stay in place");
     Ok(())
@@ -133,9 +137,10 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
 
 /// The persisted state, checked as strictly as a request, and refused if it
 /// is empty (or missing) while the kernel still holds networks or guests
-/// netd made: reconciling to it would remove them all.
+/// netd made: reconciling to it would remove them all. A state that passes
+/// is kept as the newest backup.
 fn load_state(store: &Store, config: &Config, options: StartOptions) -> Result<State> {
-    let path = store.state_path();
+    let path = store.db_path();
     let rollback = rollback_hint(store);
     let loaded: Option<State> = store.load()?;
     let missing = loaded.is_none();
@@ -143,8 +148,8 @@ fn load_state(store: &Store, config: &Config, options: StartOptions) -> Result<S
     let uplinks = crate::ipam::UplinkPool::new(config.uplink_pool)?;
     if let Err(problem) = crate::state_check::check_state(&state, &uplinks) {
         anyhow::bail!(
-            "state file {} is inconsistent: {problem}: netd does not start on it, as \
-             reconciling to it could tear down live networks; {rollback}, or correct the file",
+            "state database {} is inconsistent: {problem}: netd does not start on it, as \
+             reconciling to it could tear down live networks; {rollback}",
             path.display()
         );
     }
@@ -162,31 +167,34 @@ fn load_state(store: &Store, config: &Config, options: StartOptions) -> Result<S
             };
             if !options.adopt_empty_state {
                 anyhow::bail!(
-                    "state file {} {what}, but netd's namespaces {} exist: starting on it would \
-                     remove them; {rollback}, or start with `netd daemon --adopt-empty-state` \
-                     to remove them",
+                    "state database {} {what}, but netd's namespaces {} exist: starting on it \
+                     would remove them; {rollback}, or start with `netd daemon \
+                     --adopt-empty-state` to remove them",
                     path.display(),
                     owned.join(", ")
                 );
             }
             tracing::warn!(
                 namespaces = %owned.join(", "),
-                "state file {} {what}: removing the networks netd had (--adopt-empty-state)",
+                "state database {} {what}: removing the networks netd had (--adopt-empty-state)",
                 path.display()
             );
         }
     }
+    if !state.networks.is_empty() {
+        store.keep_backup()?;
+    }
     Ok(state)
 }
 
-/// How to roll back to a previous state, naming the ones kept.
+/// How to roll back to an earlier state, naming the ones kept.
 fn rollback_hint(store: &Store) -> String {
-    let state = store.state_path();
+    let dir = store.dir().display();
     match store.backups().first() {
         Some(newest) => format!(
-            "roll back to the previous state (cp {} {}; kept: {})",
+            "roll back to the state of the last start (`netd state restore {} --state-dir \
+             {dir}`; kept: {})",
             newest.display(),
-            state.display(),
             store
                 .backups()
                 .iter()
@@ -195,8 +203,8 @@ fn rollback_hint(store: &Store) -> String {
                 .join(", ")
         ),
         None => format!(
-            "restore {} from a backup (netd kept no previous state there)",
-            state.display()
+            "restore a state you have (`netd state restore FILE --state-dir {dir}`, FILE a \
+             state database or JSON state); netd kept no earlier state there"
         ),
     }
 }

@@ -14,7 +14,7 @@
 pub mod names;
 pub mod plumbing;
 
-use std::{fs, net::Ipv4Addr, path::Path};
+use std::{collections::HashMap, fs, net::Ipv4Addr, path::Path, sync::Arc};
 
 use anyhow::{Context, Result, bail};
 use ipnetwork::Ipv4Network;
@@ -41,6 +41,11 @@ pub struct Topology {
     pub config: Config,
     pub names: Names,
     uplinks: UplinkPool,
+    /// One netlink socket per network namespace, opened once and reused by
+    /// every guest request of that network (opening one costs a thread that
+    /// enters the namespace). Keyed by network name, with the namespace's
+    /// inode so that a namespace made again gets a new socket.
+    network_sockets: std::sync::Mutex<HashMap<String, (u64, Arc<Netlink>)>>,
 }
 
 impl Topology {
@@ -50,7 +55,33 @@ impl Topology {
             names: Names::new(&config.netns_prefix),
             config,
             uplinks,
+            network_sockets: Default::default(),
         })
+    }
+
+    /// The network's namespace and the netlink socket inside it.
+    fn network_netlink(&self, net: &Network) -> Result<(Netns, Arc<Netlink>)> {
+        let ns = Netns::open(&self.names.network_ns(&net.name))?;
+        let inode = ns.inode()?;
+        let mut sockets = self
+            .network_sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((held, nl)) = sockets.get(&net.name)
+            && *held == inode
+        {
+            return Ok((ns, nl.clone()));
+        }
+        let nl = Arc::new(Netlink::connect(Some(&ns))?);
+        sockets.insert(net.name.clone(), (inode, nl.clone()));
+        Ok((ns, nl))
+    }
+
+    fn forget_network_netlink(&self, net: &Network) {
+        self.network_sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&net.name);
     }
 
     /// The host as the dataplane's host side sees it, with the routable
@@ -223,6 +254,7 @@ impl Topology {
     /// with it), its gateway port and host route. Guests' own namespaces are
     /// the caller's to remove first. Idempotent.
     pub async fn teardown_network(&self, net: &Network) -> TeardownErrors {
+        self.forget_network_netlink(net);
         let mut errors = TeardownErrors::default();
         errors.note(Netns::delete(&self.names.network_ns(&net.name)));
         // No gateway namespace: no gateway port to remove.
@@ -329,8 +361,7 @@ impl Topology {
 
     async fn try_build_guest(&self, net: &Network, guest: &Guest) -> Result<()> {
         let port = guest.bridge_port.as_str();
-        let net_ns = Netns::open(&self.names.network_ns(&net.name))?;
-        let nl = Netlink::connect(Some(&net_ns))?;
+        let (_net_ns, nl) = self.network_netlink(net)?;
         let guest_ns = match &guest.netns {
             GuestNetns::Owned => Netns::create(&self.names.guest_ns(&net.name, &guest.name))?,
             GuestNetns::External { path, .. } => {
@@ -352,19 +383,15 @@ impl Topology {
                 guest_ns.path().display()
             );
         }
-        // A temporary peer name that cannot clash inside the network namespace.
-        let peer = format!("{port}p");
-        let peer = if peer.len() > ifname::IFNAMSIZ_MAX {
-            "guestpeer".to_string()
-        } else {
-            peer
-        };
-        nl.add_veth(port, &peer).await?;
+        // A port of that name left by a guest removed a moment ago, which
+        // the kernel may still be destroying, belongs to no guest now.
+        if nl.link(port).await?.is_some() {
+            nl.delete_link(port).await?;
+        }
+        let bridge = nl.index(NETWORK_BRIDGE).await?;
+        nl.add_veth_into(port, bridge, &guest_ns, GUEST_ETH, net.guest_mac(guest.ip))
+            .await?;
         fail_point("guest-after-veth")?;
-        nl.set_mac(&peer, net.guest_mac(guest.ip)).await?;
-        nl.move_to(&peer, &guest_ns, Some(GUEST_ETH)).await?;
-        nl.set_controller(port, NETWORK_BRIDGE).await?;
-        nl.set_up(port).await?;
         guest_nl.set_up("lo").await?;
         guest_nl
             .add_address(GUEST_ETH, Ipv4Network::new(guest.ip, net.subnet.prefix())?)
@@ -376,15 +403,31 @@ impl Topology {
         Ok(())
     }
 
+    /// Removes a guest as `guest rm` does: a namespace netd made just goes,
+    /// and the kernel destroys the veth pair inside it in its namespace
+    /// cleanup, off the request's path (deleting a link waits for RCU grace
+    /// periods, tens of milliseconds); a port still being destroyed when its
+    /// name is reused is removed by `try_build_guest`. Other guests are
+    /// unplugged by [`Topology::teardown_guest`].
+    pub async fn remove_guest(&self, net: &Network, guest: &Guest) -> TeardownErrors {
+        if guest.netns != GuestNetns::Owned {
+            return self.teardown_guest(net, guest).await;
+        }
+        let mut errors = TeardownErrors::default();
+        errors.note(Netns::delete(&self.names.guest_ns(&net.name, &guest.name)));
+        errors
+    }
+
     /// Unplugs a guest: removes its bridge port (the veth pair, so its `eth0`
-    /// goes too) and, if netd made it, its namespace. Idempotent.
+    /// goes too) and, if netd made it, its namespace. Idempotent; when it
+    /// returns, nothing of the guest is left.
     pub async fn teardown_guest(&self, net: &Network, guest: &Guest) -> TeardownErrors {
         let port = guest.bridge_port.as_str();
         let mut errors = TeardownErrors::default();
         // No network namespace: no bridge port to remove.
-        if let Ok(net_ns) = Netns::open(&self.names.network_ns(&net.name)) {
-            match Netlink::connect(Some(&net_ns)) {
-                Ok(nl) => errors.note(nl.delete_link(port).await),
+        if Netns::exists(&self.names.network_ns(&net.name)) {
+            match self.network_netlink(net) {
+                Ok((_, nl)) => errors.note(nl.delete_link(port).await),
                 Err(err) => errors.push(err.context(format!("removing bridge port {port}"))),
             }
         }
@@ -404,13 +447,9 @@ impl Topology {
         let Ok(guest_ns) = Netns::open_path(&guest.name, &path) else {
             return false;
         };
-        let Ok(net_ns) = Netns::open(&self.names.network_ns(&net.name)) else {
-            return false;
-        };
-        let (Ok(guest_nl), Ok(nl)) = (
-            Netlink::connect(Some(&guest_ns)),
-            Netlink::connect(Some(&net_ns)),
-        ) else {
+        let (Ok(guest_nl), Ok((_, nl))) =
+            (Netlink::connect(Some(&guest_ns)), self.network_netlink(net))
+        else {
             return false;
         };
         matches!(guest_nl.link(GUEST_ETH).await, Ok(Some(l)) if l.up)

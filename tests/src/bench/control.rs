@@ -89,7 +89,86 @@ pub fn netd_figures(case: &Case, settings: &Settings, log: &dyn Fn(&str)) -> Vec
         settings.forward_levels
     ));
     port_add(&mut helper, system, settings, &mut out, log);
+    log(&format!(
+        "{system}: 253 guests into one network through the CLI"
+    ));
+    guests_through_the_cli(netd, system, &mut out);
+    if case.key == CaseKey::NetdEbpf {
+        log("store commit (one guest added to a network of 253, in-process)");
+        out.push(store_commit(&netd.sandbox.root));
+    }
     out
+}
+
+/// A network filled to its 253 guests, one `netd guest add` process each
+/// (what a test suite's setup script does). The label carries the total.
+fn guests_through_the_cli(netd: &crate::netd::Netd, system: &str, out: &mut Vec<Timing>) {
+    let mut t = Timing::new("guests through the CLI", format!("{system}, CLI"));
+    let started = Instant::now();
+    match cli(netd, &["network", "create", "cpcli"]) {
+        Err(err) => t.fail(err),
+        Ok(_) => {
+            for i in 0..253 {
+                let name = format!("c{i}");
+                let call = Instant::now();
+                match cli(netd, &["guest", "add", "cpcli", &name]) {
+                    Ok(_) => t.samples_us.push(us(call.elapsed())),
+                    Err(err) => {
+                        t.fail(err);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    t.label = format!(
+        "{system}, CLI: {} guests in {:.2} s",
+        t.samples_us.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = cli(netd, &["network", "rm", "cpcli"]);
+    out.push(t);
+}
+
+/// What a change costs the store: one guest added to a network of 253
+/// guests, committed to a SQLite file on this machine's disk (the daemon's
+/// `Store::save_network`, in-process, so only the store is timed).
+fn store_commit(dir: &std::path::Path) -> Timing {
+    use netd::{model::State, store::Store};
+    let mut t = Timing::new("store commit", "SQLite, one guest into a network of 253");
+    let run = || -> Result<Vec<f64>> {
+        let dir = dir.join("store-bench");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir)?;
+        let mut state: State = serde_json::from_value(json!({
+            "networks": {"web": {
+                "name": "web", "subnet": "172.18.0.0/24", "routable": false,
+                "uplink_slot": 0, "guests": {}, "created_at": 0
+            }}
+        }))?;
+        let guest = |i: usize| -> Result<netd::model::Guest> {
+            Ok(serde_json::from_value(json!({
+                "name": format!("g{i}"), "ip": format!("172.18.0.{}", i + 1),
+                "netns": {"kind": "owned"}, "created_at": 0, "slot": i, "bridge_port": format!("g-g{i}")
+            }))?)
+        };
+        let mut samples = Vec::new();
+        for i in 0..253 {
+            let g = guest(i)?;
+            let net = state.networks.get_mut("web").expect("made above");
+            net.guests.insert(g.name.clone(), g);
+            let started = Instant::now();
+            store.save_network(&state, "web")?;
+            samples.push(us(started.elapsed()));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(samples)
+    };
+    match run() {
+        Ok(samples) => t.samples_us = samples,
+        Err(err) => t.fail(err),
+    }
+    t
 }
 
 fn guest_add(helper: &mut ApiHelper, system: &str, n: usize, out: &mut Vec<Timing>) -> Vec<String> {

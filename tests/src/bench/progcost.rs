@@ -223,7 +223,8 @@ fn link_program_id(path: &Path) -> Option<u32> {
     let fd = owned(bpf(BPF_OBJ_GET, &mut attr).ok()?);
     use std::os::fd::AsRawFd;
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
-    if !info.contains("link_type") {
+    // A link pin (its program's id) or a program pin (its own id).
+    if !info.contains("link_type") && !info.contains("prog_type") {
         return None;
     }
     info.lines()
@@ -252,7 +253,8 @@ fn program_by_id(id: u32) -> Result<(OwnedFd, String)> {
     Ok((fd, String::from_utf8_lossy(&name).into_owned()))
 }
 
-/// Every program attached through a link pinned under `dir`, by name.
+/// Every program pinned under `dir`, or attached through a link pinned
+/// there, by name.
 fn pinned_programs(dir: &Path) -> BTreeMap<String, OwnedFd> {
     let mut ids = std::collections::BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];

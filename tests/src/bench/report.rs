@@ -16,7 +16,7 @@ use crate::bench::{
 };
 
 /// Control-plane tables, in the order the report shows them.
-const GROUPS: [(&str, &str); 8] = [
+const GROUPS: [(&str, &str); 10] = [
     (
         "guest add",
         "`POST /v1/networks/NET/guests` through `netd::client::Client` (the API helper in the \
@@ -47,6 +47,18 @@ const GROUPS: [(&str, &str); 8] = [
          so each request changes the policy. `in_force_after_us` is the daemon's own figure (from \
          the request reaching the service to the policy in force); the round trips are the API \
          call (helper) and `netd partition NET disjoint ... --json` (a process per call).",
+    ),
+    (
+        "guests through the CLI",
+        "A network filled to its 253 guests with one `netd guest add NET NAME` process each, \
+         as a test suite's setup script would (spawn to exit; the label gives the total).",
+    ),
+    (
+        "store commit",
+        "One guest added to a network holding up to 253, committed by the daemon's store \
+         (`Store::save_network`: the changed rows in one SQLite transaction, WAL, \
+         `synchronous = FULL`, durable at return) to a file on this machine's disk, \
+         in-process.",
     ),
     (
         "container setup",

@@ -161,6 +161,17 @@ fn topology(sb: &Sandbox) {
     println!("$ netd status   (live kernel state, drift flagged)");
     print!("{}", netd.ok(&["status"]));
 
+    let state = netd.json(&["state", "dump"]);
+    println!(
+        "$ netd state dump   (the desired state, from the SQLite store {}): {} networks, {} guests",
+        sb.state_dir.join("state.db").display(),
+        state["networks"].as_object().map_or(0, |n| n.len()),
+        state["networks"].as_object().map_or(0, |n| n
+            .values()
+            .map(|net| net["guests"].as_object().map_or(0, |g| g.len()))
+            .sum())
+    );
+
     println!("\nkill -9 the daemon, delete green/db's namespace by hand, start it again:");
     netd.kill9();
     Netns::delete(&format!("{}g-green.db", netd.prefix())).unwrap();

@@ -81,6 +81,20 @@ impl Service {
         }
     }
 
+    /// The desired state.
+    pub fn desired_state(&self) -> &State {
+        &self.state
+    }
+
+    /// Keeps a copy of the saved state to roll back to, unless it holds no
+    /// network (which would push good copies out).
+    pub fn keep_backup(&self) -> Result<(), crate::store::StoreError> {
+        if self.state.networks.is_empty() {
+            return Ok(());
+        }
+        self.store.keep_backup()
+    }
+
     /// How many networks the desired state holds.
     pub fn network_count(&self) -> usize {
         self.state.networks.len()
@@ -253,7 +267,7 @@ impl Service {
             .networks
             .insert(network.name.clone(), network.clone());
         self.state.uplink_cursor = Some(slot);
-        if let Err(err) = self.store.save(&self.state) {
+        if let Err(err) = self.store.save_network(&self.state, &network.name) {
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
             return Err(err.into());
@@ -272,7 +286,7 @@ impl Service {
             self.state.uplink_cursor = previous_cursor;
             self.teardown_network(&network).await;
             self.drop_gateway_if_unused().await;
-            if let Err(save) = self.store.save(&self.state) {
+            if let Err(save) = self.store.save_network(&self.state, &network.name) {
                 warn!("rolling back network {}: {save}", network.name);
             }
             if let Err(sync) = self.sync_host() {
@@ -300,7 +314,7 @@ impl Service {
         self.teardown_network(&network).await;
         crash_point("network-torn-down");
         self.state.networks.remove(name);
-        self.store.save(&self.state)?;
+        self.store.save_network(&self.state, name)?;
         crash_point("network-rm-saved");
         if let Err(err) = self.sync_host() {
             warn!("updating the dataplane's host side: {err:#}");
@@ -389,7 +403,7 @@ impl Service {
         if requested_ip.is_none() {
             stored.guest_cursor = Some(ip);
         }
-        if let Err(err) = self.store.save(&self.state) {
+        if let Err(err) = self.store.save_network(&self.state, network) {
             let stored = self.state.networks.get_mut(network).expect("checked above");
             stored.guests.remove(&guest.name);
             stored.guest_cursor = previous_cursor;
@@ -416,7 +430,12 @@ impl Service {
         })?;
         self.dataplane
             .unpublish(&Self::guest_port_mappings(&net, &guest));
-        self.teardown_guest(&net, &guest).await;
+        let plumbing = self.topology.guest_plumbing(&net, &guest);
+        self.dataplane.detach_guest(&plumbing);
+        self.topology
+            .remove_guest(&net, &guest)
+            .await
+            .log(&format!("removing guest {}/{}", net.name, guest.name));
         crash_point("guest-torn-down");
         self.state
             .networks
@@ -424,7 +443,7 @@ impl Service {
             .expect("checked above")
             .guests
             .remove(name);
-        self.store.save(&self.state)?;
+        self.store.save_network(&self.state, network)?;
         info!(network, guest = name, "guest removed");
         self.emit(Event::new("guest.removed").network(network).guest(name));
         Ok(())
@@ -884,7 +903,7 @@ mod tests {
         };
         Service::new(
             Topology::new(Config::default()).unwrap(),
-            Store::new(dir),
+            Store::open(dir).unwrap(),
             state,
             Box::new(crate::dataplane::testing::Recorder::default()),
         )

@@ -264,7 +264,7 @@ impl Service {
         self.dataplane.apply_partition(zone, &rules)?;
         let in_force_after = started.elapsed();
         self.network_mut(network).partition = state;
-        if let Err(err) = self.store.save(&self.state) {
+        if let Err(err) = self.store.save_network(&self.state, network) {
             if let Err(undo) = self.dataplane.apply_partition(zone, &previous_rules) {
                 warn!(network, "restoring the previous partition: {undo:#}");
             }
@@ -357,12 +357,21 @@ mod tests {
         let applied = recorder.partitions.clone();
         let refuse = recorder.refuse_partitions.clone();
         let topology = Topology::new(Config::default()).unwrap();
-        let service = Service::new(topology, Store::new(dir), state, Box::new(recorder));
+        let service = Service::new(
+            topology,
+            Store::open(dir).unwrap(),
+            state,
+            Box::new(recorder),
+        );
         (service, applied, refuse)
     }
 
     fn saved(dir: &std::path::Path) -> State {
-        Store::new(dir).load().unwrap().expect("a saved state")
+        Store::open(dir)
+            .unwrap()
+            .load()
+            .unwrap()
+            .expect("a saved state")
     }
 
     fn request(line: &str) -> PartitionRequest {

@@ -54,7 +54,7 @@ impl Service {
         self.dataplane.publish(&mappings)?;
         super::crash_point("port-published");
         self.guest_mut(network, guest).ports.push(forward.clone());
-        if let Err(err) = self.store.save(&self.state) {
+        if let Err(err) = self.store.save_network(&self.state, network) {
             self.guest_mut(network, guest)
                 .ports
                 .retain(|held| held != &forward);
@@ -91,7 +91,7 @@ impl Service {
         self.guest_mut(network, guest)
             .ports
             .retain(|held| held != &forward);
-        self.store.save(&self.state)?;
+        self.store.save_network(&self.state, network)?;
         info!(network, guest, port = %forward, "port withdrawn");
         self.emit(
             crate::daemon::events::Event::new("port.withdrawn")
@@ -240,14 +240,18 @@ mod tests {
         let topology = Topology::new(Config::default()).unwrap();
         Service::new(
             topology,
-            Store::new(dir),
+            Store::open(dir).unwrap(),
             state,
             Box::new(crate::dataplane::testing::Recorder::default()),
         )
     }
 
     fn saved(dir: &std::path::Path) -> State {
-        Store::new(dir).load().unwrap().expect("a saved state")
+        Store::open(dir)
+            .unwrap()
+            .load()
+            .unwrap()
+            .expect("a saved state")
     }
 
     #[test]

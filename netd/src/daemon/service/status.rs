@@ -167,9 +167,10 @@ async fn namespace_status(name: &str) -> anyhow::Result<NamespaceStatus> {
     let link_name = |index: u32| crate::netlink::link_name(&links, index);
     let mut link_statuses = Vec::new();
     for link in &links {
-        let tc_programs = ns
+        let mut tc_programs = ns
             .run_in(|| attached_programs(&link.name))
             .unwrap_or_default();
+        tc_programs.extend(nl.bpf_filters(link.index).await.unwrap_or_default());
         link_statuses.push(LinkStatus {
             name: link.name.clone(),
             up: link.up,

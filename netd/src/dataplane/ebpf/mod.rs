@@ -1,12 +1,14 @@
 //! The eBPF dataplane: netd's TC programs on the gateway's veths, configured
 //! through pinned maps. Loading adopts what a previous daemon left: pinned
-//! maps that fit are reused (connections survive), pinned TCX links are
-//! updated in place to the new programs (no moment without a program).
+//! maps that fit are reused (connections survive), pinned TCX links and
+//! guest ports' cls_bpf filters (`port_filter`) are updated in place to the
+//! new programs (no moment without a program).
 
 pub mod gc;
 pub mod host;
 pub mod loader;
 pub mod pins;
+mod port_filter;
 pub mod test_run;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
@@ -111,6 +113,11 @@ impl EbpfDataplane {
                 .load()
                 .with_context(|| format!("the verifier rejected {name}"))?;
         }
+        let guest_port_pin = pins.program(maps::PROG_GUEST_PORT);
+        let _ = std::fs::remove_file(&guest_port_pin);
+        program(&mut loaded, maps::PROG_GUEST_PORT)?
+            .pin(&guest_port_pin)
+            .with_context(|| format!("pinning {}", guest_port_pin.display()))?;
         Ok(EbpfDataplane {
             conntrack: take(&mut loaded, maps::CONNTRACK)?,
             forwards: take(&mut loaded, maps::FORWARDS)?,
@@ -611,15 +618,22 @@ impl Dataplane for EbpfDataplane {
             .insert(mac_key(guest_mac), identity, 0)
             .and_then(|()| self.guest_ports.insert(key, port, 0))
             .with_context(|| format!("registering guest {}/{}", guest.network, guest.name))?;
-        self.attach(
+        port_filter::attach(
             &network_netns,
             &guest.port,
-            maps::PROG_GUEST_PORT,
-            &Self::guest_port_pin(&guest.network, &guest.name),
-        )
+            program(&mut self.loaded, maps::PROG_GUEST_PORT)?,
+        )?;
+        // A TCX link an older netd pinned for this port goes once the
+        // filter is in place.
+        self.pins
+            .remove_link(&Self::guest_port_pin(&guest.network, &guest.name));
+        Ok(())
     }
 
     fn detach_guest(&mut self, guest: &GuestPlumbing) {
+        if let Ok(network_netns) = Netns::open_path(&guest.network, &guest.network_netns) {
+            port_filter::detach(&network_netns, &guest.port);
+        }
         self.pins
             .remove_link(&Self::guest_port_pin(&guest.network, &guest.name));
         let key = GuestKey {

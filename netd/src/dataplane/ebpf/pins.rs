@@ -153,8 +153,15 @@ impl PinDir {
         self.root.join("links").join(name)
     }
 
+    /// Where a loaded program is pinned: the guest ports' program has no
+    /// link to be found by (see `port_filter`), so tools (bpftool, the
+    /// bench) find it here.
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.root.join("programs").join(name)
+    }
+
     pub fn create(&self) -> Result<()> {
-        for sub in ["maps", "links"] {
+        for sub in ["maps", "links", "programs"] {
             let dir = self.root.join(sub);
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
