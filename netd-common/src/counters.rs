@@ -62,13 +62,19 @@ pub enum Counter {
     /// towards this destination (a quarter of the range), so others are not
     /// starved.
     DroppedPortShare = 22,
+    /// Dropped: over the rate a fault policy allows this sender.
+    DroppedRate = 23,
+    /// Sent twice by a fault policy (counted once per copy made).
+    Duplicated = 24,
+    /// Damaged on purpose by a fault policy (its receiver drops it).
+    Corrupted = 25,
     /// Dropped: a guest of an internal network addressing the outside, or
     /// the outside addressing one of its guests.
-    DroppedInternal = 23,
+    DroppedInternal = 26,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 24] = [
+    pub const ALL: [Counter; 27] = [
         Counter::Passed,
         Counter::DroppedBlockedDst,
         Counter::NotIpv4,
@@ -92,6 +98,9 @@ impl Counter {
         Counter::Delivered,
         Counter::FragNeededSent,
         Counter::DroppedPortShare,
+        Counter::DroppedRate,
+        Counter::Duplicated,
+        Counter::Corrupted,
         Counter::DroppedInternal,
     ];
 
@@ -121,6 +130,9 @@ impl Counter {
             Counter::Delivered => "delivered",
             Counter::FragNeededSent => "frag_needed_sent",
             Counter::DroppedPortShare => "dropped_port_share",
+            Counter::DroppedRate => "dropped_rate",
+            Counter::Duplicated => "duplicated",
+            Counter::Corrupted => "corrupted",
             Counter::DroppedInternal => "dropped_internal",
         }
     }

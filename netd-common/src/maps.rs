@@ -51,6 +51,13 @@ pub const GUEST_BY_MAC: &str = "NETD_GUEST_MAC";
 /// allocated on update (no preallocation: most networks have none).
 pub const PARTITIONS: &str = "NETD_PARTITIONS";
 
+/// LRU hash of fault policies' rate buckets ([`crate::partition::RateKey`]
+/// -> [`crate::partition::RateBucket`]): one per network, policy, class and
+/// sender, made on a sender's first packet. Not pinned: a restarted daemon
+/// starts with full buckets.
+pub const RATE_BUCKETS: &str = "NETD_RATE_BUCKETS";
+pub const RATE_BUCKETS_MAX_ENTRIES: u32 = 16_384;
+
 /// LRU hash of the ports each guest holds towards each destination
 /// ([`crate::nat::ShareKey`] -> count): the programs count up as they
 /// translate, the daemon's collector recounts from the connections.

@@ -23,14 +23,14 @@ use crate::{
     flow::{Flow, classify, is_error},
     forward, icmp_error, maps, nat,
     parse::{ETH_P_IP, IP_DST_OFF},
-    partition::{self, Peer},
+    partition::{self, Peer, Traffic},
 };
 
 /// An existing connection's packet: rewrite and send on.
 #[inline(always)]
 fn translate(ctx: &TcContext, gw: &GatewayInfo, flow: &Flow, entry: &CtEntry) -> i32 {
     let zone = flow.key.zone;
-    if entry.out_zone == zone && cut_between_guests(zone, flow.ip.src, entry.new_dst) {
+    if entry.out_zone == zone && cut_between_guests(zone, flow, entry.new_dst) {
         bump(zone, Counter::DroppedPartition);
         return TC_ACT_SHOT;
     }
@@ -46,7 +46,8 @@ fn translate(ctx: &TcContext, gw: &GatewayInfo, flow: &Flow, entry: &CtEntry) ->
 /// guest reaching another of its network through a published port (hairpin)
 /// meets the same cut as on the direct way, on every packet.
 #[inline(always)]
-fn cut_between_guests(zone: u32, from: [u8; 4], to: [u8; 4]) -> bool {
+fn cut_between_guests(zone: u32, flow: &Flow, to: [u8; 4]) -> bool {
+    let from = flow.ip.src;
     let Some(policy) = maps::partition(zone) else {
         return false;
     };
@@ -54,7 +55,18 @@ fn cut_between_guests(zone: u32, from: [u8; 4], to: [u8; 4]) -> bool {
     else {
         return false;
     };
-    partition::drops(policy, sender.slot, Peer::Guest(receiver.slot), true)
+    let traffic = Traffic {
+        proto: flow.ip.proto,
+        sport: flow.t.sport,
+        dport: flow.t.dport,
+    };
+    partition::drops(
+        policy,
+        sender.slot,
+        Peer::Guest(receiver.slot),
+        true,
+        &traffic,
+    )
 }
 
 /// A new connection: record it, rewrite, send on.

@@ -20,12 +20,13 @@ use netd_common::{
 use crate::{
     counters::bump,
     forward::ingress_ifindex,
-    maps,
+    impairment, maps,
+    network::traffic_of,
     parse::{
         self, ARP_SENDER_IP_OFF, ARP_SENDER_MAC_OFF, ETH_DST_OFF, ETH_P_ARP, ETH_SRC_OFF,
         ETH_TYPE_OFF, Parsed,
     },
-    partition::{self, Peer},
+    partition::{self, Drop, Impairments, Peer, Sent},
     ttl::{self, Hop},
 };
 
@@ -70,14 +71,32 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
     } else {
         None
     };
+    let mut impair = Impairments::default();
     if let Some(policy) = maps::partition(me.zone) {
         let peer = match &other {
             Some(other) => Peer::Guest(other.slot),
             None => Peer::Outside,
         };
-        if partition::drops(policy, me.slot, peer, true) {
-            bump(me.zone, Counter::DroppedPartition);
-            return TC_ACT_SHOT;
+        let sent = Sent {
+            zone: me.zone,
+            slot: me.slot,
+            peer,
+            traffic: traffic_of(ctx, &ip),
+            len: ctx.len(),
+        };
+        match partition::from_guest(policy, &sent) {
+            Ok(found) => impair = found,
+            Err(Drop::Partition) => {
+                bump(me.zone, Counter::DroppedPartition);
+                return TC_ACT_SHOT;
+            }
+            Err(Drop::Rate) => {
+                bump(me.zone, Counter::DroppedRate);
+                return TC_ACT_SHOT;
+            }
+        }
+        if impair.corrupt {
+            impairment::corrupt(ctx, me.zone, ip.l4);
         }
     }
     let Ok(dst_mac) = ctx.load::<[u8; 6]>(ETH_DST_OFF) else {
@@ -86,11 +105,16 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
     match other {
         // Another guest, addressed by its own MAC: into its veth.
         Some(other) if other.guest_mac == dst_mac => {
+            if impair.duplicate {
+                impairment::duplicate(ctx, me.zone, other.port_ifindex);
+            }
             bump(me.zone, Counter::Delivered);
             // SAFETY: plain helper call.
             unsafe { bpf_redirect_peer(other.port_ifindex, 0) as i32 }
         }
-        None if !inside && dst_mac == net.bridge_mac => to_gateway(ctx, &net, me.zone),
+        None if !inside && dst_mac == net.bridge_mac => {
+            to_gateway(ctx, &net, me.zone, impair.duplicate)
+        }
         _ => TC_ACT_OK,
     }
 }
@@ -98,7 +122,7 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
 /// Routes a packet for the outside as the network namespace would, and
 /// puts it straight into the gateway's port for this network.
 #[inline(always)]
-fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32) -> i32 {
+fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32, duplicate: bool) -> i32 {
     if net.uplink_mac == [0; 6] {
         return TC_ACT_OK;
     }
@@ -116,6 +140,9 @@ fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32) -> i32 {
     {
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
+    }
+    if duplicate {
+        impairment::duplicate(ctx, zone, net.uplink_ifindex);
     }
     bump(zone, Counter::Forwarded);
     // SAFETY: plain helper call.

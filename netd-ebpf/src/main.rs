@@ -43,6 +43,7 @@ mod gateway;
 mod guest_port;
 mod host;
 mod icmp_error;
+mod impairment;
 mod maps;
 mod nat;
 mod network;

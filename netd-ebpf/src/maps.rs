@@ -11,9 +11,10 @@ use netd_common::{
     maps::{
         CONNTRACK_MAX_ENTRIES, FORWARDS_MAX_ENTRIES, GUEST_PORTS_MAX_ENTRIES,
         HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES, PORT_SHARES_MAX_ENTRIES,
+        RATE_BUCKETS_MAX_ENTRIES,
     },
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, ShareKey},
-    partition::PartitionPolicy,
+    partition::{PartitionPolicy, RateBucket, RateKey},
     zones::{GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo},
 };
 
@@ -67,7 +68,12 @@ netd_map! {
     pub static GUEST_BY_MAC: HashMap<u64, GuestIdentity> = HashMap::with_max_entries(GUEST_PORTS_MAX_ENTRIES, 0);
 }
 
-// No preallocation: a policy is 8 KiB and most networks have none.
+netd_map! {
+    "NETD_RATE_BUCKETS" == names::RATE_BUCKETS,
+    pub static RATE_BUCKETS: LruHashMap<RateKey, RateBucket> = LruHashMap::with_max_entries(RATE_BUCKETS_MAX_ENTRIES, 0);
+}
+
+// No preallocation: a policy is 33 KiB and most networks have none.
 netd_map! {
     "NETD_PARTITIONS" == names::PARTITIONS,
     pub static PARTITIONS: HashMap<u32, PartitionPolicy> = HashMap::with_max_entries(netd_common::counters::COUNTED_ZONES, names::BPF_F_NO_PREALLOC);
@@ -79,7 +85,7 @@ pub fn guest_by_mac(mac: [u8; 6]) -> Option<GuestIdentity> {
     unsafe { GUEST_BY_MAC.get(netd_common::zones::mac_key(mac)) }.copied()
 }
 
-/// The network's policy, read in place (8 KiB is too big to copy to the
+/// The network's policy, read in place (33 KiB is too big to copy to the
 /// stack). A policy is replaced whole, never edited, so the reference sees
 /// one policy or the other.
 #[inline(always)]

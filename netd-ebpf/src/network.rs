@@ -14,7 +14,7 @@ use crate::{
     counters::bump,
     maps,
     parse::{self, ETH_DST_OFF, ETH_HDR_LEN, ETH_SRC_OFF, Parsed},
-    partition::{self, Peer},
+    partition::{self, Peer, Traffic},
     ttl::{self, Hop},
 };
 
@@ -50,7 +50,13 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
     };
     // Everything through the uplink comes from outside the network.
     if let Some(policy) = maps::partition(zone)
-        && partition::drops(policy, port.slot, Peer::Outside, false)
+        && partition::drops(
+            policy,
+            port.slot,
+            Peer::Outside,
+            false,
+            &traffic_of(ctx, &ip),
+        )
     {
         bump(zone, Counter::DroppedPartition);
         return TC_ACT_SHOT;
@@ -74,4 +80,20 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
     bump(zone, Counter::Delivered);
     // SAFETY: plain helper call.
     unsafe { bpf_redirect_peer(port.port_ifindex, 0) as i32 }
+}
+
+/// The packet's protocol and ports, as fault classes match them (none for
+/// a fragment after the first, or a header too short).
+#[inline(always)]
+pub fn traffic_of(ctx: &TcContext, ip: &parse::Ipv4) -> Traffic {
+    let ports = if ip.fragment {
+        None
+    } else {
+        parse::transport(ctx, ip)
+    };
+    Traffic {
+        proto: ip.proto,
+        sport: ports.map_or(0, |t| t.sport),
+        dport: ports.map_or(0, |t| t.dport),
+    }
 }

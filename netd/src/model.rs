@@ -95,9 +95,13 @@ impl Network {
         let held: BTreeSet<u8> = self.guests.values().map(|guest| guest.slot).collect();
         let mut named = held.clone();
         if let Some(partition) = &self.partition {
-            let rules = &partition.rules;
-            named.extend(rules.cut.iter().flat_map(|&(from, to)| [from, to]));
-            named.extend(rules.outside_cut.iter().copied());
+            // Every guest of the network when it was set (a schedule may
+            // name any of them at some step); before slots were stored,
+            // those its rules name.
+            named.extend(partition.slots.values().copied());
+            if let Ok(rules) = partition.compile(&self.name, &self.slots(), 0) {
+                named.extend(rules.slots());
+            }
         }
         (0..=u8::MAX)
             .find(|slot| !named.contains(slot))
@@ -415,8 +419,10 @@ mod tests {
             created_at: 1_700_000_200,
             partition: Some(PartitionState {
                 partition: crate::partition::Partition::new(crate::partition::Verb::FullMesh),
-                rules: Default::default(),
+                slots: BTreeMap::new(),
                 set_at: 1_700_000_300,
+                set_at_ms: 0,
+                step: None,
                 expires_at: None,
                 set_by: "host".to_owned(),
             }),

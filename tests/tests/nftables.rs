@@ -197,9 +197,11 @@ fn netds_tables_are_in_the_gateway_and_network_namespaces_every_object_tagged() 
     assert_eq!(kinds["chain"], 5, "{kinds:?}");
     assert_eq!(kinds["rule"], 10, "{kinds:?}");
     let kinds = assert_tagged(&net, "bridge");
-    assert_eq!(kinds["chain"], 4, "{kinds:?}");
-    // Two of them drop what crosses an internal network's edge.
-    assert_eq!(kinds["rule"], 11, "{kinds:?}");
+    // The hooks' four chains and `rates` (empty without a --rate).
+    assert_eq!(kinds["chain"], 5, "{kinds:?}");
+    // The first nine, two that drop what crosses an internal network's
+    // edge, the port-fault rules and the jump to `rates`.
+    assert_eq!(kinds["rule"], 14, "{kinds:?}");
 
     // The forward is a map element; the network a map element and a route.
     let forwards = nft(&gw, &["list", "map", "inet", "netd", "forwards"]);

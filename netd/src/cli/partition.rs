@@ -20,8 +20,21 @@ use netd::{
 };
 
 /// Every word `netd partition` takes in place of a network.
-const VERBS: [&str; 8] = [
-    "fullmesh", "heal", "isolate", "disjoint", "split", "cut", "show", "verify",
+const VERBS: [&str; 14] = [
+    "fullmesh",
+    "heal",
+    "isolate",
+    "disjoint",
+    "split",
+    "cut",
+    "all",
+    "bridge",
+    "majorities-ring",
+    "minority-third",
+    "random-halves",
+    "schedule",
+    "show",
+    "verify",
 ];
 
 const GRAMMAR: &str = "\
@@ -33,14 +46,43 @@ Verbs:
                                            from each other, both ways
   split A B -- B C [-- ...]                two guests talk iff a group holds both (B bridges);
                                            guests in no group are cut from every guest
-  cut --from A,B --to C,D                  A->C, A->D, B->C, B->D cut; the reverse untouched
+  cut --from A,B --to C,D [--both-ways]    A->C, A->D, B->C, B->D cut; the reverse untouched
+                                           (unless --both-ways)
+  all                                      every ordered pair of guests (the outside untouched)
+Jepsen's presets, over the guests in name order:
+  bridge                                   two halves cut apart, but the first guest of the
+                                           second half talks to both
+  majorities-ring                          guests on a ring; each hears only the majority
+                                           around it (one way cuts)
+  minority-third                           the first k guests (k the largest whole number
+                                           under n/3) cut from the rest
+  random-halves [--seed N]                 two random halves cut apart; the seed (picked
+                                           when left out) is printed, to replay the split
   show                                     the partition in force and its matrix
   verify                                   real datagrams between every pair of guests,
                                            against the partition; exit code 1 on a mismatch
 
-Options of the verbs that cut:
-  --loss PERCENT    drop only this share of cut packets (1-100; default 100)
-  --for DURATION    heal by itself after DURATION (30s, 5m, 1h30m, 2d; at most 30d)
+Clauses: `VERB ... + VERB ...` puts several in force as one policy, replaced
+as a whole (`isolate a + all --delay 100ms`); every clause that selects a
+packet applies to it.
+
+What a clause does to what it selects (nothing given: cut):
+  --loss PERCENT         drop this share (1-100; default 100 without impairments)
+  --duplicate PERCENT    send this share twice (1-100)
+  --corrupt PERCENT      damage this share; receivers drop them (1-100)
+  --rate RATE            each sender at most RATE (bit, kbit, mbit, gbit: 1mbit)
+  --delay TIME [--jitter TIME [--correlation PERCENT]]
+                         delay (us, ms, s: 50ms); not on every dataplane yet
+Which packets of the selected pairs:
+  --port N[/tcp|udp]     only to or from port N (TCP and UDP without /proto)
+  --proto tcp|udp|icmp   only this protocol
+For the whole policy:
+  --for DURATION         heal by itself after DURATION (30s, 5m, 1h30m, 2d; at most 30d)
+  --flap PERIOD          in force for PERIOD, healed for PERIOD, over and over
+
+Schedules (steps in turn; at the end the network heals, unless --repeat):
+  schedule [--repeat] DURATION POLICY then DURATION POLICY ...
+  schedule FILE          one `DURATION POLICY` step a line, `repeat` alone, `#` comments
 
 Without NETWORK (the first word is a verb) the request is for the caller's own
 network: from inside a guest, `netd exec web a -- netd partition isolate b`.
@@ -106,11 +148,11 @@ pub fn run(client: &Client, args: Args) -> Result<i32> {
                 .print_long_help()?;
         }
         Action::Show => {
-            let view: PartitionView = client.get(&path)?;
+            let view: PartitionView = client.get(&format!("{path}?matrix=true"))?;
             super::print(json, &view, print_view);
         }
         Action::Set(request) => {
-            let view: PartitionView = client.put(&path, &request)?;
+            let view: PartitionView = client.put(&format!("{path}?matrix=true"), &request)?;
             super::print(json, &view, print_view);
         }
         Action::Verify => {
@@ -150,14 +192,14 @@ fn parse(words: &[String]) -> Result<Invocation> {
     }
     let network = match rest.first() {
         None => bail!(
-            "say what to do: netd partition [NETWORK] fullmesh|heal|isolate|disjoint|split|cut|show|verify ... (`netd partition --help`)"
+            "say what to do: netd partition [NETWORK] fullmesh|heal|isolate|disjoint|split|cut|all|show|verify ... (`netd partition --help`)"
         ),
         Some(first) if VERBS.contains(&first.as_str()) => None,
         Some(_) => Some(rest.remove(0)),
     };
     let action = match rest.first().map(String::as_str) {
         None => bail!(
-            "say what to do with network {}: fullmesh|heal|isolate|disjoint|split|cut|show|verify ... (`netd partition --help`)",
+            "say what to do with network {}: fullmesh|heal|isolate|disjoint|split|cut|all|show|verify ... (`netd partition --help`)",
             network.as_deref().unwrap_or_default()
         ),
         Some(verb @ ("show" | "verify")) => {
@@ -169,6 +211,9 @@ fn parse(words: &[String]) -> Result<Invocation> {
             } else {
                 Action::Verify
             }
+        }
+        Some("schedule") if rest.len() == 2 && !rest[1].starts_with('-') => {
+            Action::Set(Partition::from_words(&schedule_file(&rest[1])?)?)
         }
         Some(_) => Action::Set(Partition::from_words(&rest).map_err(|err| match &network {
             // The network was a guess: say so, in case it was a mistyped verb.
@@ -184,6 +229,33 @@ fn parse(words: &[String]) -> Result<Invocation> {
         json,
         socket,
     })
+}
+
+/// `schedule FILE`: one step a line (`DURATION POLICY`, as after
+/// `schedule` on the command line), `repeat` on a line of its own to
+/// repeat them, `#` comments; read into the words of an inline schedule.
+fn schedule_file(path: &str) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        anyhow::anyhow!(
+            "reading the schedule {path}: {err}; write `schedule FILE` with one `DURATION POLICY` step a line, or the steps inline: `schedule 10s isolate a then 5s heal`"
+        )
+    })?;
+    Ok(schedule_words(&text))
+}
+
+fn schedule_words(text: &str) -> Vec<String> {
+    let mut words = vec!["schedule".to_owned()];
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        match line {
+            "" => {}
+            "repeat" => words.insert(1, "--repeat".to_owned()),
+            _ => steps.push(line.split_whitespace().map(str::to_owned).collect()),
+        }
+    }
+    words.extend(steps.join(&"then".to_owned()));
+    words
 }
 
 fn now() -> u64 {
@@ -210,6 +282,19 @@ fn print_view(view: &PartitionView) {
                 state.set_by,
                 format_duration(now.saturating_sub(state.set_at))
             );
+            if let Some(step) = &view.step {
+                if step.index < step.count {
+                    println!(
+                        "step {} of {} in force: {}",
+                        step.index + 1,
+                        step.count,
+                        step.in_force
+                    );
+                }
+                if let (Some(next), Some(in_ms)) = (&step.next, step.next_in_ms) {
+                    println!("next, in {:.1} s: {next}", in_ms as f64 / 1000.0);
+                }
+            }
             match state.expires_at {
                 Some(deadline) => println!(
                     "heals {} (in {})",
@@ -220,7 +305,9 @@ fn print_view(view: &PartitionView) {
             }
         }
     }
-    print!("{}", view.matrix);
+    if let Some(matrix) = &view.matrix {
+        print!("{matrix}");
+    }
 }
 
 fn print_report(report: &VerifyReport) {
@@ -230,6 +317,18 @@ fn print_report(report: &VerifyReport) {
     );
     print!("{}", report.matrix);
     println!(". all arrived  ~ some  X none  - itself");
+    for pair in &report.pairs {
+        if let (Some(expected), Some(tolerance)) = (pair.expected, pair.tolerance) {
+            println!(
+                "  {} -> {}: {} of {} arrived; the policy means {expected:.0} (± {tolerance:.0}){}",
+                pair.from,
+                pair.to,
+                pair.received,
+                pair.sent,
+                if pair.ok { "" } else { "  MISMATCH" }
+            );
+        }
+    }
     if report.ok {
         println!("verify: OK ({} pairs)", report.pairs.len());
     } else {
@@ -295,7 +394,7 @@ mod tests {
         let Action::Set(partition) = invocation.action else {
             panic!("a partition");
         };
-        assert_eq!(partition.loss_percent, Some(5));
+        assert_eq!(partition.first.loss_percent, Some(5));
         assert_eq!(
             parsed("verify --socket=/x").socket,
             Some(PathBuf::from("/x"))
@@ -306,6 +405,24 @@ mod tests {
     fn show_and_verify_take_nothing_else() {
         assert_eq!(parsed("web verify --json").action, Action::Verify);
         assert!(refused("web show a").contains("`show` takes no arguments"));
+    }
+
+    #[test]
+    fn a_schedule_file_is_read_into_steps() {
+        let words = schedule_words("# a flaky link\n10s isolate a\n\nrepeat\n5s heal  # rest\n");
+        assert_eq!(
+            words.join(" "),
+            "schedule --repeat 10s isolate a then 5s heal"
+        );
+        let err = refused("web schedule /nonexistent/steps");
+        assert!(
+            err.contains("reading the schedule /nonexistent/steps"),
+            "{err}"
+        );
+        assert!(matches!(
+            parsed("web schedule 10s isolate a then 5s heal").action,
+            Action::Set(_)
+        ));
     }
 
     #[test]

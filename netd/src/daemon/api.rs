@@ -9,7 +9,7 @@
 
 use axum::{
     Extension, Json, Router,
-    extract::{ConnectInfo, Path, Request, State},
+    extract::{ConnectInfo, Path, Query, Request, State},
     http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -22,8 +22,8 @@ use super::{
     error::ServiceError,
     events, metrics,
     requests::{
-        AddGuest, AddPort, CleanupReport, CreateNetwork, GuestView, NetworkView, PartitionRequest,
-        PartitionView, PortView, Status, VerifyReport,
+        AddGuest, AddPort, CleanupReport, CreateNetwork, GuestView, NetworkView, PartitionQuery,
+        PartitionRequest, PartitionView, PortView, Status, VerifyReport,
     },
     service::Shared,
 };
@@ -308,20 +308,27 @@ async fn show_partition(
     State(svc): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(network): Path<String>,
+    Query(query): Query<PartitionQuery>,
 ) -> ApiResult<PartitionView> {
-    show(svc, caller, Some(network)).await
+    show(svc, caller, Some(network), query).await
 }
 
 async fn show_own_partition(
     State(svc): State<Shared>,
     Extension(caller): Extension<Caller>,
+    Query(query): Query<PartitionQuery>,
 ) -> ApiResult<PartitionView> {
-    show(svc, caller, None).await
+    show(svc, caller, None, query).await
 }
 
-async fn show(svc: Shared, caller: Caller, network: Option<String>) -> ApiResult<PartitionView> {
+async fn show(
+    svc: Shared,
+    caller: Caller,
+    network: Option<String>,
+    query: PartitionQuery,
+) -> ApiResult<PartitionView> {
     let network = caller.partition_network(network.as_deref())?;
-    ok(svc.lock().await.show_partition(&network)?)
+    ok(svc.lock().await.show_partition(&network, query.matrix)?)
 }
 
 async fn set_partition(
@@ -490,8 +497,16 @@ mod tests {
         let state = set.state.expect("a partition");
         assert_eq!(state.set_by, "host");
         let shown: PartitionView = client.get("/v1/networks/web/partition").unwrap();
+        assert_eq!(shown.state, Some(state.clone()));
+        assert_eq!(shown.matrix, None, "the matrix only when asked");
+        assert_eq!(shown.rules, None);
+        let shown: PartitionView = client
+            .get("/v1/networks/web/partition?matrix=true")
+            .unwrap();
         assert_eq!(shown.state, Some(state));
-        assert!(shown.matrix.contains("outside"), "{}", shown.matrix);
+        let matrix = shown.matrix.expect("asked for");
+        assert!(matrix.contains("outside"), "{matrix}");
+        assert_eq!(shown.rules.expect("asked for").outside_cut().len(), 1);
     }
 
     #[test]

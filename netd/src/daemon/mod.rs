@@ -106,6 +106,7 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
         None => None,
     };
     let gc = tokio::spawn(collect_garbage(shared.clone()));
+    let steps = tokio::spawn(advance_schedules(shared.clone()));
     notify_ready();
     info!(socket = %socket.display(), "serving the API");
     // Peer credentials tell the host from a guest (see `caller`).
@@ -120,6 +121,7 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
         })
         .await;
     gc.abort();
+    steps.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -224,6 +226,23 @@ fn open_dataplane(config: &Config) -> Result<Box<dyn Dataplane>> {
 /// dataplane's kernel state (its host side included) is checked and
 /// repaired, and due timed partitions are healed (`Service::housekeeping`).
 const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often the steps of flapping and scheduled partitions are looked at.
+const STEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Puts the next step of flapping and scheduled partitions in force on
+/// time (`Service::advance_schedules`).
+async fn advance_schedules(service: Arc<Mutex<service::Service>>) {
+    let mut ticks = tokio::time::interval(STEP_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        service
+            .lock()
+            .await
+            .advance_schedules(service::partition_requests::now_ms());
+    }
+}
 
 async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
     let mut ticks = tokio::time::interval(GC_INTERVAL);

@@ -128,7 +128,9 @@ pub struct NetworkView {
 
 /// The body of `PUT /v1/networks/NAME/partition` (and `PUT /v1/partition`):
 /// a verb and its options, e.g. `{"verb": "isolate", "guests": ["a"],
-/// "keep_outside": false, "loss_percent": 30, "duration_secs": 300}`.
+/// "keep_outside": false, "loss_percent": 30, "duration_secs": 300}`, and
+/// more clauses in `and`: `{"verb": "isolate", "guests": ["a"], "and":
+/// [{"verb": "all", "delay_ms": 100}]}`.
 pub type PartitionRequest = crate::partition::Partition;
 
 /// A network's partition as `netd partition NETWORK show` presents it.
@@ -143,11 +145,18 @@ pub struct PartitionView {
     pub state: Option<PartitionState>,
     /// Each guest's slot, by name: `rules` are in slots.
     pub slots: BTreeMap<String, u8>,
-    /// What the dataplane enforces (nothing cut: a full mesh).
-    pub rules: PartitionRules,
+    /// What the dataplane enforces (no class: a full mesh); only when
+    /// asked for (`?matrix=true`; set requests always carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<PartitionRules>,
     /// Senders in rows, receivers in columns, plus the outside: "." allowed,
-    /// "X" cut, "~" lossy.
-    pub matrix: String,
+    /// "X" cut, "~" lossy, "*" impaired, "p" some ports or protocols; only
+    /// when asked for, as `rules`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<String>,
+    /// For a flap or a schedule: the step in force and the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepView>,
     /// For a change: microseconds from the request reaching the service to
     /// the new policy being in force (validation, compiling, the map update
     /// or nft transaction), before it is persisted.
@@ -191,4 +200,26 @@ pub struct LinkStatus {
     pub addresses: Vec<String>,
     /// TC programs attached through TCX, by direction.
     pub tc_programs: Vec<String>,
+}
+
+/// The query of the partition routes: `?matrix=true` adds the compiled
+/// rules and the matrix to the answer.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionQuery {
+    #[serde(default)]
+    pub matrix: bool,
+}
+
+/// Where a flapping or scheduled partition stands.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StepView {
+    /// 0-based; `count` once a schedule has ended.
+    pub index: usize,
+    pub count: usize,
+    /// The policy of the step in force.
+    pub in_force: String,
+    /// The policy of the next step; None when nothing follows.
+    pub next: Option<String>,
+    pub next_in_ms: Option<u64>,
 }

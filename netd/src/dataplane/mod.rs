@@ -79,6 +79,13 @@ pub trait Dataplane: Send + Sync {
     /// Puts a network's partition in force, replacing the previous one in
     /// one step: no packet sees half of each. Empty rules heal.
     fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()>;
+    /// Why this backend cannot enforce `rules` (an impairment it lacks), in
+    /// one line that names the option and what to do; None if it can.
+    /// Asked before anything is applied.
+    fn cannot_enforce(&self, rules: &PartitionRules) -> Option<String> {
+        let _ = rules;
+        None
+    }
     /// Makes the host side match `host`: masquerading out of the host and
     /// every published port on the host's addresses. None (no network is
     /// left): the host side is removed.

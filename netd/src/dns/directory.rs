@@ -65,14 +65,18 @@ impl Directory {
                     .values()
                     .map(|g| (g.name.clone(), g.ip))
                     .collect();
+                // The policy in force now (a flap's or schedule's step
+                // included), compiled as the dataplane has it.
                 let cut_from_outside = net
                     .partition
                     .as_ref()
-                    .filter(|p| p.rules.effective_loss_percent() == 100)
-                    .map(|p| {
+                    .and_then(|p| p.compile(&net.name, &net.slots(), now_ms()).ok())
+                    .filter(|rules| rules.loss_percent() == 100)
+                    .map(|rules| {
+                        let outside_cut = rules.outside_cut();
                         net.guests
                             .values()
-                            .filter(|g| p.rules.outside_cut.contains(&g.slot))
+                            .filter(|g| outside_cut.contains(&g.slot))
                             .map(|g| g.ip)
                             .collect()
                     })
@@ -150,6 +154,13 @@ impl Directory {
             })
             .collect()
     }
+}
+
+/// Unix milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -231,7 +242,7 @@ mod tests {
     fn the_directory_follows_the_state_with_partitions_and_internal_networks() {
         use crate::{
             model::{Guest, GuestNetns, Network},
-            partition::{Partition, PartitionRules, PartitionState, Verb},
+            partition::{Partition, PartitionState},
         };
         let guest = |name: &str, last: u8, slot: u8| Guest {
             name: name.to_owned(),
@@ -245,16 +256,22 @@ mod tests {
             mac: None,
             interface: None,
         };
-        let cut = |loss_percent: u8| PartitionState {
-            partition: Partition::new(Verb::FullMesh),
-            rules: PartitionRules {
-                cut: BTreeSet::new(),
-                outside_cut: BTreeSet::from([1]),
-                loss_percent,
-            },
-            set_at: 0,
-            expires_at: None,
-            set_by: "host".to_owned(),
+        // `isolate b` (slot 1) from everyone, the outside included, with a
+        // loss share.
+        let cut = |loss: &str| {
+            let words: Vec<String> = format!("isolate b --loss {loss}")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            PartitionState {
+                partition: Partition::from_words(&words).unwrap(),
+                slots: BTreeMap::from([("a".to_owned(), 0), ("b".to_owned(), 1)]),
+                set_at: 0,
+                set_at_ms: 0,
+                step: None,
+                expires_at: None,
+                set_by: "host".to_owned(),
+            }
         };
         let web = Network {
             name: "web".to_owned(),
@@ -267,7 +284,7 @@ mod tests {
                 .collect(),
             guest_cursor: None,
             created_at: 0,
-            partition: Some(cut(100)),
+            partition: Some(cut("100")),
             internal: true,
             mtu: None,
         };
@@ -281,7 +298,7 @@ mod tests {
         assert!(names.internal);
         assert_eq!(names.cut_from_outside, BTreeSet::from([ip(2)]));
         // A lossy cut lets some questions through: not refused outright.
-        state.networks.get_mut("web").unwrap().partition = Some(cut(30));
+        state.networks.get_mut("web").unwrap().partition = Some(cut("30"));
         assert!(
             Directory::from_state(&state).networks["web"]
                 .cut_from_outside

@@ -143,7 +143,10 @@ pub fn write_chain<S: AsRef<str>>(
     rules: &[S],
 ) {
     let _ = writeln!(out, "\tchain {name} {{");
-    let _ = writeln!(out, "\t\t{hook}");
+    // A regular chain (jumped to) has no hook.
+    if !hook.is_empty() {
+        let _ = writeln!(out, "\t\t{hook}");
+    }
     if let Some(comment) = comment {
         let _ = writeln!(out, "\t\tcomment \"{comment}\"");
     }

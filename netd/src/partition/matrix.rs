@@ -2,28 +2,40 @@
 //! columns), and `verify`'s judgement of what arrived against what the
 //! partition intends.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+};
 
 use serde::{Deserialize, Serialize};
 
-use super::PartitionRules;
+use super::{FaultClass, PartitionRules};
 
 /// What the partition intends for packets from one end to another.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Intent {
     Allowed,
-    Cut,
+    /// Some ports or protocols only are affected.
+    Partly,
+    /// Delayed, duplicated, corrupted or rate-limited, not (only) dropped.
+    Impaired,
     /// Cut with `--loss` under 100: some packets pass.
     Lossy,
+    Cut,
 }
 
 impl Intent {
-    fn of(cut: bool, rules: &PartitionRules) -> Intent {
-        match (cut, rules.loss_percent >= 100) {
-            (false, _) => Intent::Allowed,
-            (true, true) => Intent::Cut,
-            (true, false) => Intent::Lossy,
+    /// What one class intends for the packets it selects.
+    fn of(class: &FaultClass) -> Intent {
+        if !class.traffic.is_all() {
+            Intent::Partly
+        } else if class.is_cut() {
+            Intent::Cut
+        } else if class.loss_percent > 0 {
+            Intent::Lossy
+        } else {
+            Intent::Impaired
         }
     }
 
@@ -31,8 +43,10 @@ impl Intent {
     pub fn mark(self) -> char {
         match self {
             Intent::Allowed => '.',
-            Intent::Cut => 'X',
+            Intent::Partly => 'p',
+            Intent::Impaired => '*',
             Intent::Lossy => '~',
+            Intent::Cut => 'X',
         }
     }
 }
@@ -45,20 +59,28 @@ pub enum End {
     Outside,
 }
 
-/// What `rules` intend for packets from `from` to `to` (`from != to`).
+/// What `rules` intend for packets from `from` to `to` (`from != to`): the
+/// strongest of the classes that select the pair (a cut over a loss over an
+/// impairment over one that selects some ports only).
 pub fn intent(rules: &PartitionRules, from: End, to: End) -> Intent {
-    let cut = match (from, to) {
-        (End::Guest(a), End::Guest(b)) => rules.cut.contains(&(a, b)),
-        (End::Guest(guest), End::Outside) | (End::Outside, End::Guest(guest)) => {
-            rules.outside_cut.contains(&guest)
-        }
-        (End::Outside, End::Outside) => false,
-    };
-    Intent::of(cut, rules)
+    rules
+        .faults
+        .iter()
+        .filter(|class| match (from, to) {
+            (End::Guest(a), End::Guest(b)) => class.pairs.contains(&(a, b)),
+            (End::Guest(guest), End::Outside) | (End::Outside, End::Guest(guest)) => {
+                class.outside.contains(&guest)
+            }
+            (End::Outside, End::Outside) => false,
+        })
+        .map(Intent::of)
+        .max()
+        .unwrap_or(Intent::Allowed)
 }
 
 /// The matrix `show` prints: rows are senders, columns receivers, guests in
-/// name order plus the outside; "." allowed, "X" cut, "~" lossy, "-" itself.
+/// name order plus the outside; "." allowed, "X" cut, "~" lossy, "*"
+/// impaired, "p" some ports or protocols, "-" itself.
 pub fn render_rules(rules: &PartitionRules, guests: &BTreeMap<String, u8>) -> String {
     let mut labels: Vec<&str> = guests.keys().map(String::as_str).collect();
     labels.push("outside");
@@ -71,8 +93,23 @@ pub fn render_rules(rules: &PartitionRules, guests: &BTreeMap<String, u8>) -> St
         intent(rules, ends[row], ends[col]).mark()
     });
     text.push_str(". allowed  X cut  - itself");
-    if rules.loss_percent < 100 && !rules.is_full_mesh() {
-        let _ = write!(text, "  ~ cut at {}% loss", rules.loss_percent);
+    let live = || rules.faults.iter().filter(|class| !class.selects_nothing());
+    let shares: BTreeSet<u8> = live()
+        .filter(|class| Intent::of(class) == Intent::Lossy)
+        .map(|class| class.loss_percent)
+        .collect();
+    match shares.len() {
+        0 => {}
+        1 => {
+            let _ = write!(text, "  ~ cut at {}% loss", shares.first().expect("one"));
+        }
+        _ => text.push_str("  ~ lossy"),
+    }
+    if live().any(|class| Intent::of(class) == Intent::Impaired) {
+        text.push_str("  * impaired");
+    }
+    if live().any(|class| Intent::of(class) == Intent::Partly) {
+        text.push_str("  p some ports or protocols");
     }
     text.push('\n');
     text
@@ -111,7 +148,7 @@ fn grid(labels: &[&str], mark: impl Fn(usize, usize) -> char) -> String {
 }
 
 /// One ordered pair of guests as `verify` saw it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PairCheck {
     pub from: String,
     pub to: String,
@@ -121,13 +158,20 @@ pub struct PairCheck {
     /// At least one datagram arrived.
     pub delivered: bool,
     /// What arrived fits the intent: nothing through a cut, something
-    /// through an allowed pair; a lossy pair always fits.
+    /// through an allowed pair, the expected count (within its tolerance)
+    /// through a pair with a loss, duplication or corruption share.
     pub ok: bool,
+    /// For a measured pair: the datagrams expected to arrive, and by how
+    /// many the count may differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
 }
 
 /// What `netd partition verify` found: every ordered pair of guests, the
 /// observed matrix, and the pairs that contradict the partition.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct VerifyReport {
     pub network: String,
     /// True iff no pair contradicts the partition.
@@ -159,13 +203,23 @@ pub fn judge(
                 .get(&(from.clone(), to.clone()))
                 .copied()
                 .unwrap_or(0);
+            let expectation = super::measure::expectation(rules, a, b);
+            let measured = expectation.measured();
+            // A share is measured against its expectation; a rate, or
+            // faults of other ports, are not judged here.
             let ok = match intended {
+                _ if measured => expectation.fits(sent, got),
                 Intent::Allowed => got > 0,
                 Intent::Cut => got == 0,
-                Intent::Lossy => true,
+                Intent::Lossy | Intent::Impaired | Intent::Partly => true,
             };
             if !ok {
                 mismatches.push(match intended {
+                    _ if measured => format!(
+                        "{from} -> {to}: {got} of {sent} datagrams arrived, but the policy means {:.0} (± {:.0})",
+                        expectation.received(sent),
+                        expectation.tolerance(sent)
+                    ),
                     Intent::Allowed => {
                         format!("{from} -> {to}: allowed, but none of {sent} datagrams arrived")
                     }
@@ -180,6 +234,8 @@ pub fn judge(
                 received: got,
                 delivered: got > 0,
                 ok,
+                expected: measured.then(|| expectation.received(sent)),
+                tolerance: measured.then(|| expectation.tolerance(sent)),
             });
         }
     }
@@ -285,6 +341,8 @@ outside    .      .  -
                     received: 0,
                     delivered: false,
                     ok: true,
+                    expected: None,
+                    tolerance: None,
                 },
                 PairCheck {
                     from: "b".into(),
@@ -294,6 +352,8 @@ outside    .      .  -
                     received: 3,
                     delivered: true,
                     ok: true,
+                    expected: None,
+                    tolerance: None,
                 },
             ]
         );
@@ -330,19 +390,47 @@ outside    .      .  -
     }
 
     #[test]
-    fn lossy_pairs_are_never_mismatches() {
+    fn lossy_pairs_are_measured_against_their_share() {
         let rules = compiled("isolate a --loss 50", "a b");
-        for count in [0, 1, 3] {
+        for (count, ok) in [(100, true), (85, true), (60, false), (150, false)] {
             let report = judge(
                 "web",
                 &rules,
                 &guests("a b"),
-                &received(&[("a", "b", count), ("b", "a", count)]),
-                3,
+                &received(&[("a", "b", count), ("b", "a", 100)]),
+                200,
             );
-            assert!(report.ok, "{count}");
+            assert_eq!(report.ok, ok, "{count}: {:?}", report.mismatches);
             assert_eq!(report.pairs[0].intended, Intent::Lossy);
+            assert_eq!(report.pairs[0].expected, Some(100.0));
         }
+        let report = judge(
+            "web",
+            &rules,
+            &guests("a b"),
+            &received(&[("a", "b", 40), ("b", "a", 100)]),
+            200,
+        );
+        assert_eq!(
+            report.mismatches,
+            vec!["a -> b: 40 of 200 datagrams arrived, but the policy means 100 (± 35)"]
+        );
+    }
+
+    #[test]
+    fn duplicates_count_above_what_was_sent() {
+        let rules = compiled("cut --from a --to b --duplicate 100", "a b");
+        let judged = |count| {
+            judge(
+                "web",
+                &rules,
+                &guests("a b"),
+                &received(&[("a", "b", count), ("b", "a", 200)]),
+                200,
+            )
+        };
+        assert!(judged(400).ok);
+        assert!(!judged(200).ok, "no duplicates arrived");
     }
 
     #[test]

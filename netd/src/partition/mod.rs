@@ -1,19 +1,28 @@
-//! Network partitions ("netd partition"): what a verb means, compiled to the
-//! directed cuts a dataplane enforces (`PartitionRules`, in guest slots).
-//! Pure: the daemon applies the rules to the whole network in one step,
-//! persists them with the verb as given, and heals timed partitions.
+//! Network partitions and faults ("netd partition"): what a request means,
+//! compiled to the fault classes a dataplane enforces (`PartitionRules`, in
+//! guest slots). Pure: the daemon applies the rules to the whole network in
+//! one step, persists the request as given (with the guests' slots), and
+//! heals timed partitions.
 //!
-//! The verbs are vagga's (`fullmesh`, `isolate`, `disjoint`, `split`), plus
-//! the one-way `cut` Jepsen and Chaos Mesh users ask for, packet loss
-//! instead of a clean cut (`--loss`), and a timed heal (`--for`).
+//! A request is one or more clauses (`isolate a + all --delay 100ms`), each a
+//! verb that selects ordered pairs of guests (vagga's `fullmesh`, `isolate`,
+//! `disjoint`, `split`, the one-way `cut` Jepsen and Chaos Mesh users ask
+//! for, and `all`), optionally narrowed to a port or protocol, and what
+//! happens to the selected packets: cut (the default), a loss share, or
+//! impairments (`fault`). Every clause that selects a packet applies to it.
 //!
-//! Here: the verbs, what they compile to, what is persisted. `rules`: what
-//! they compile to, the dataplanes' input. `words`: the
-//! CLI's words for them (and durations), both ways. `matrix`: the matrices
-//! `show` and `verify` print, and `verify`'s judgement.
+//! Here: the verbs and clauses, what they compile to, what is persisted.
+//! `rules`: what they compile to, the dataplanes' input. `fault`: the
+//! impairments and traffic selectors. `words`: the CLI's words for them
+//! (and durations), both ways. `matrix`: the matrices `show` and `verify`
+//! print, and `verify`'s judgement.
 
+pub mod fault;
 mod matrix;
+pub mod measure;
+mod presets;
 mod rules;
+pub mod schedule;
 #[cfg(test)]
 mod test_support;
 mod words;
@@ -24,13 +33,17 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use self::{
+    fault::{Impairments, L4, Traffic},
     matrix::{End, Intent, PairCheck, VerifyReport, intent, judge, render_rules},
-    rules::PartitionRules,
+    rules::{FaultClass, PartitionRules},
     words::{format_duration, format_unix_time, parse_duration, parse_loss},
 };
 
 /// A cut drops every affected packet unless `--loss` says otherwise.
 pub const DEFAULT_LOSS_PERCENT: u8 = 100;
+
+/// Clauses one policy may hold: the eBPF policy has this many fault classes.
+pub const MAX_CLAUSES: usize = netd_common::partition::MAX_FAULTS;
 
 /// The longest timed partition: 30 days. Longer ones are forgotten tests;
 /// a partition without `--for` lasts until it is healed.
@@ -41,10 +54,12 @@ const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
 
 /// The verbs, repeated by errors that do not know which one was meant.
-const VERBS: &str = "fullmesh (or heal), isolate, disjoint, split, cut";
+const VERBS: &str = "fullmesh (or heal), isolate, disjoint, split, cut, all, \
+bridge, majorities-ring, minority-third, random-halves";
 
-/// What to cut, as the user said it. Guests are named, not numbered: names
-/// are what `show` prints back, and what a test suite knows.
+/// Which ordered pairs of guests a clause selects, as the user said it.
+/// Guests are named, not numbered: names are what `show` prints back, and
+/// what a test suite knows.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "verb", rename_all = "lowercase")]
 pub enum Verb {
@@ -66,8 +81,40 @@ pub enum Verb {
     /// other guest. The outside is untouched.
     Split { groups: Vec<Vec<String>> },
     /// One way only: packets from each `from` guest to each `to` guest are
-    /// cut; the reverse direction and everything else are untouched.
-    Cut { from: Vec<String>, to: Vec<String> },
+    /// cut; the reverse direction too with `both_ways`; everything else is
+    /// untouched.
+    Cut {
+        from: Vec<String>,
+        to: Vec<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        both_ways: bool,
+    },
+    /// Every ordered pair of guests (the outside untouched): with
+    /// impairments, the whole network's links (`all --delay 50ms`).
+    All,
+    /// Jepsen's presets (`presets`), over the guests in name order.
+    /// Two halves cut apart but for one guest that talks to both.
+    Bridge,
+    /// Each guest hears only a majority around it on a ring, its own.
+    #[serde(rename = "majorities-ring")]
+    MajoritiesRing,
+    /// The largest minority under a third cut from the rest.
+    #[serde(rename = "minority-third")]
+    MinorityThird,
+    /// Two random halves cut apart; the seed (picked by the daemon when
+    /// not given) is stored and printed, so the split can be replayed.
+    #[serde(rename = "random-halves")]
+    RandomHalves {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
+    },
+    /// Steps of policies in turn, each for its time, once or over and over
+    /// (`schedule`); stands alone.
+    Schedule {
+        steps: Vec<schedule::Step>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repeat: bool,
+    },
 }
 
 impl Verb {
@@ -79,50 +126,81 @@ impl Verb {
             Verb::Disjoint { .. } => "disjoint",
             Verb::Split { .. } => "split",
             Verb::Cut { .. } => "cut",
+            Verb::All => "all",
+            Verb::Bridge => "bridge",
+            Verb::MajoritiesRing => "majorities-ring",
+            Verb::MinorityThird => "minority-third",
+            Verb::RandomHalves { .. } => "random-halves",
+            Verb::Schedule { .. } => "schedule",
+        }
+    }
+
+    /// The fewest guests the verb needs to cut anything.
+    fn min_guests(&self) -> usize {
+        match self {
+            Verb::Bridge | Verb::MajoritiesRing => 3,
+            Verb::MinorityThird => 4,
+            Verb::RandomHalves { .. } => 2,
+            _ => 0,
         }
     }
 }
 
-/// A partition as asked for: the verb, how hard it cuts, how long it lasts.
-/// It is both the API's request body and what the daemon stores for `show`.
+/// One clause: the pairs its verb selects, which of their packets
+/// (`traffic`), and what happens to those: cut when no loss share and no
+/// impairment is given; else only the given share lost and the given
+/// impairments.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Partition {
+pub struct Fault {
     #[serde(flatten)]
     pub verb: Verb,
-    /// The share of cut packets dropped, 1-100; None: 100 (all of them).
+    /// The share of selected packets dropped, 1-100; None: 100 (all of
+    /// them) without impairments, none with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_percent: Option<u8>,
-    /// Seconds until the network heals by itself; None: until healed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_secs: Option<u64>,
+    #[serde(flatten)]
+    pub impair: Impairments,
+    #[serde(flatten)]
+    pub traffic: Traffic,
 }
 
-impl Partition {
-    /// A partition with no options.
-    pub fn new(verb: Verb) -> Partition {
-        Partition {
+impl Fault {
+    /// A clause that cuts what `verb` selects.
+    pub fn new(verb: Verb) -> Fault {
+        Fault {
             verb,
             loss_percent: None,
-            duration_secs: None,
+            impair: Impairments::default(),
+            traffic: Traffic::default(),
         }
     }
 
-    /// Checks everything that does not depend on the network's guests: the
-    /// verb names guests where it must, no list names one twice, a disjoint
-    /// partition puts no guest in two groups, and the options fit the verb.
-    pub fn check(&self) -> Result<(), PartitionError> {
+    /// Whether it says what happens to packets (loss, impairments) or
+    /// which (a port, a protocol), beyond its verb.
+    pub fn changes_anything(&self) -> bool {
+        self.loss_percent.is_some() || !self.impair.is_empty() || !self.traffic.is_all()
+    }
+
+    /// The share of selected packets it drops, 0-100.
+    pub fn effective_loss_percent(&self) -> u8 {
+        match self.loss_percent {
+            Some(loss) => loss,
+            None if self.impair.is_empty() => DEFAULT_LOSS_PERCENT,
+            None => 0,
+        }
+    }
+
+    fn check(&self) -> Result<(), PartitionError> {
         let verb = self.verb.name();
         match &self.verb {
             Verb::FullMesh => {
+                let mut options = self.impair.words();
+                options.extend(self.traffic.words());
                 if let Some(loss) = self.loss_percent {
-                    return Err(PartitionError::OptionOnFullMesh {
-                        option: format!("--loss {loss}"),
-                    });
+                    options.insert(0, format!("--loss {loss}"));
                 }
-                if let Some(secs) = self.duration_secs {
-                    return Err(PartitionError::OptionOnFullMesh {
-                        option: format!("--for {}", format_duration(secs)),
-                    });
+                if let Some(option) = options.into_iter().next() {
+                    return Err(PartitionError::OptionOnFullMesh { option });
                 }
             }
             Verb::Isolate { guests, .. } => {
@@ -140,7 +218,7 @@ impl Partition {
                     check_disjoint(groups)?;
                 }
             }
-            Verb::Cut { from, to } => {
+            Verb::Cut { from, to, .. } => {
                 for (side, list) in [("--from", from), ("--to", to)] {
                     if list.is_empty() {
                         return Err(PartitionError::MissingSide { side });
@@ -153,6 +231,12 @@ impl Partition {
                     });
                 }
             }
+            Verb::All
+            | Verb::Bridge
+            | Verb::MajoritiesRing
+            | Verb::MinorityThird
+            | Verb::RandomHalves { .. }
+            | Verb::Schedule { .. } => {}
         }
         if let Some(loss) = self.loss_percent
             && !(1..=100).contains(&loss)
@@ -161,7 +245,87 @@ impl Partition {
                 text: loss.to_string(),
             });
         }
+        self.impair.check()?;
+        self.traffic.check()
+    }
+}
+
+/// A partition as asked for: one or more clauses, and how long it lasts.
+/// It is both the API's request body and what the daemon stores for `show`.
+/// The first clause's fields sit at the top (`{"verb": "isolate", ...}`, as
+/// before there were several), the others in `and`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    #[serde(flatten)]
+    pub first: Fault,
+    /// More clauses of the same policy, applied together with the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub and: Vec<Fault>,
+    /// Seconds until the network heals by itself; None: until healed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<u64>,
+    /// In force for this many seconds, then healed as long, over and over
+    /// (`--flap`); None: in force throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_secs: Option<u64>,
+}
+
+impl Partition {
+    /// A partition of one clause that cuts what `verb` selects.
+    pub fn new(verb: Verb) -> Partition {
+        Partition {
+            first: Fault::new(verb),
+            and: Vec::new(),
+            duration_secs: None,
+            flap_secs: None,
+        }
+    }
+
+    /// Every clause, the first first.
+    pub fn clauses(&self) -> impl Iterator<Item = &Fault> {
+        std::iter::once(&self.first).chain(&self.and)
+    }
+
+    /// Gives every `random-halves` without a seed one, from `entropy`, so
+    /// that what is stored (and printed) replays the same split.
+    pub fn fill_seeds(&mut self, entropy: u64) {
+        let clauses = std::iter::once(&mut self.first).chain(&mut self.and);
+        for (index, fault) in clauses.enumerate() {
+            if let Verb::RandomHalves { seed: seed @ None } = &mut fault.verb {
+                *seed = Some(entropy.wrapping_add(index as u64) % 1_000_000_000);
+            }
+        }
+    }
+
+    /// Whether it heals the network (`fullmesh`).
+    pub fn heals(&self) -> bool {
+        matches!(self.first.verb, Verb::FullMesh)
+    }
+
+    /// Checks everything that does not depend on the network's guests: the
+    /// verbs name guests where they must, no list names one twice, a
+    /// disjoint partition puts no guest in two groups, the options fit the
+    /// verbs and their values their ranges, `fullmesh` stands alone.
+    pub fn check(&self) -> Result<(), PartitionError> {
+        if self.clauses().count() > MAX_CLAUSES {
+            return Err(PartitionError::TooManyClauses {
+                count: self.clauses().count(),
+            });
+        }
+        if self.heals() && !self.and.is_empty() {
+            return Err(PartitionError::FullMeshWithOthers);
+        }
+        if self.and.iter().any(|fault| fault.verb == Verb::FullMesh) {
+            return Err(PartitionError::FullMeshWithOthers);
+        }
+        for fault in self.clauses() {
+            fault.check()?;
+        }
+        self.check_timeline()?;
         match self.duration_secs {
+            Some(secs) if self.heals() => Err(PartitionError::OptionOnFullMesh {
+                option: format!("--for {}", format_duration(secs)),
+            }),
             Some(0) => Err(PartitionError::DurationTooShort),
             Some(secs) if secs > MAX_DURATION_SECS => Err(PartitionError::DurationTooLong {
                 text: format_duration(secs),
@@ -232,14 +396,74 @@ fn check_disjoint(groups: &[Vec<String>]) -> Result<(), PartitionError> {
 }
 
 /// Compiles a partition of `network`, whose guests are `guests` (name ->
-/// slot), into the cuts the dataplane enforces. Nothing is applied: an error
-/// here leaves the network as it was.
+/// slot), into the fault classes the dataplane enforces, one per clause.
+/// Nothing is applied: an error here leaves the network as it was.
 pub fn compile(
     network: &str,
     partition: &Partition,
     guests: &BTreeMap<String, u8>,
 ) -> Result<PartitionRules, PartitionError> {
     partition.check()?;
+    if let Verb::Schedule { steps, .. } = &partition.first.verb {
+        // Every step is checked now, not when its turn comes.
+        for step in steps {
+            compile(network, &step.partition, guests)?;
+        }
+    }
+    compile_at(network, partition, guests, 0)
+}
+
+/// What a policy compiles to `elapsed_ms` after it was set: the step in
+/// force of a flap or a schedule, or the policy itself.
+pub fn compile_at(
+    network: &str,
+    partition: &Partition,
+    guests: &BTreeMap<String, u8>,
+    elapsed_ms: u64,
+) -> Result<PartitionRules, PartitionError> {
+    if let Some(step) = partition.step_at(elapsed_ms) {
+        return compile_static(network, &step.partition, guests);
+    }
+    compile_static(network, partition, guests)
+}
+
+/// A policy that does not vary, compiled.
+fn compile_static(
+    network: &str,
+    partition: &Partition,
+    guests: &BTreeMap<String, u8>,
+) -> Result<PartitionRules, PartitionError> {
+    partition.check()?;
+    if partition.heals() {
+        return Ok(PartitionRules::default());
+    }
+    let faults = partition
+        .clauses()
+        .map(|fault| {
+            let (pairs, outside) = select(network, &fault.verb, guests)?;
+            Ok(FaultClass {
+                pairs,
+                outside,
+                traffic: fault.traffic,
+                loss_percent: fault.effective_loss_percent(),
+                impair: fault.impair,
+            })
+        })
+        .collect::<Result<_, PartitionError>>()?;
+    Ok(PartitionRules { faults })
+}
+
+/// The directed pairs (from slot, to slot) a verb selects, and the guests
+/// whose traffic with the outside it selects.
+type Selection = (BTreeSet<(u8, u8)>, BTreeSet<u8>);
+
+/// The directed pairs (from slot, to slot) a verb selects, and the guests it
+/// cuts from the outside.
+fn select(
+    network: &str,
+    verb: &Verb,
+    guests: &BTreeMap<String, u8>,
+) -> Result<Selection, PartitionError> {
     let slot = |name: &String| {
         guests
             .get(name)
@@ -251,12 +475,10 @@ pub fn compile(
     };
     let slots = |names: &[String]| names.iter().map(slot).collect::<Result<Vec<u8>, _>>();
     let all: Vec<u8> = guests.values().copied().collect();
-    let mut rules = PartitionRules {
-        loss_percent: partition.loss_percent.unwrap_or(DEFAULT_LOSS_PERCENT),
-        ..PartitionRules::default()
-    };
-    match &partition.verb {
-        Verb::FullMesh => return Ok(PartitionRules::default()),
+    let mut pairs = BTreeSet::new();
+    let mut outside = BTreeSet::new();
+    match verb {
+        Verb::FullMesh => {}
         Verb::Isolate {
             guests: listed,
             keep_outside,
@@ -264,12 +486,12 @@ pub fn compile(
             let listed = slots(listed)?;
             for &isolated in &listed {
                 for &other in all.iter().filter(|&&other| other != isolated) {
-                    rules.cut.insert((isolated, other));
-                    rules.cut.insert((other, isolated));
+                    pairs.insert((isolated, other));
+                    pairs.insert((other, isolated));
                 }
             }
             if !keep_outside {
-                rules.outside_cut.extend(listed);
+                outside.extend(listed);
             }
         }
         Verb::Disjoint { groups } => {
@@ -287,7 +509,7 @@ pub fn compile(
             for (&a, group_a) in &group_of {
                 for (&b, group_b) in &group_of {
                     if group_a != group_b {
-                        rules.cut.insert((a, b));
+                        pairs.insert((a, b));
                     }
                 }
             }
@@ -303,34 +525,75 @@ pub fn compile(
                         .iter()
                         .any(|group| group.contains(&a) && group.contains(&b));
                     if !together {
-                        rules.cut.insert((a, b));
+                        pairs.insert((a, b));
                     }
                 }
             }
         }
-        Verb::Cut { from, to } => {
+        Verb::Cut {
+            from,
+            to,
+            both_ways,
+        } => {
             let to = slots(to)?;
             for a in slots(from)? {
                 for &b in &to {
-                    rules.cut.insert((a, b));
+                    pairs.insert((a, b));
+                    if *both_ways {
+                        pairs.insert((b, a));
+                    }
                 }
             }
         }
+        Verb::All => {
+            for &a in &all {
+                pairs.extend(all.iter().filter(|&&b| b != a).map(|&b| (a, b)));
+            }
+        }
+        Verb::Bridge | Verb::MajoritiesRing | Verb::MinorityThird | Verb::RandomHalves { .. } => {
+            if all.len() < verb.min_guests() {
+                return Err(PartitionError::TooFewGuests {
+                    verb: verb.name(),
+                    needs: verb.min_guests(),
+                    has: all.len(),
+                });
+            }
+            pairs = match verb {
+                Verb::Bridge => presets::bridge(&all),
+                Verb::MajoritiesRing => presets::majorities_ring(&all),
+                Verb::MinorityThird => presets::minority_third(&all),
+                Verb::RandomHalves { seed } => {
+                    presets::random_halves(&all, seed.ok_or(PartitionError::NoSeed)?)
+                }
+                _ => unreachable!("a preset"),
+            };
+        }
+        Verb::Schedule { .. } => unreachable!("a schedule is compiled step by step"),
     }
-    Ok(rules)
+    Ok((pairs, outside))
 }
 
-/// A network's partition as the daemon persists it: what was asked, what it
-/// compiled to, and when and by whom it was set. The deadline is stored, not
+/// A network's partition as the daemon persists it: what was asked, the
+/// slots its guests held then (it is compiled against them whenever it is
+/// applied), and when and by whom it was set. The deadline is stored, not
 /// a timer, so a timed heal survives a daemon restart.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PartitionState {
     /// The partition as given, for `show`.
     pub partition: Partition,
-    /// What the dataplane holds for it.
-    pub rules: PartitionRules,
+    /// Each guest's slot when it was set, by name. Empty in states written
+    /// before slots were stored: then the network's guests' slots serve.
+    #[serde(default)]
+    pub slots: BTreeMap<String, u8>,
     /// Unix seconds.
     pub set_at: u64,
+    /// Unix milliseconds, for the steps of a flap or schedule (0 in states
+    /// from before: `set_at` serves).
+    #[serde(default)]
+    pub set_at_ms: u64,
+    /// The step of a flap or schedule the dataplane holds (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
     /// Unix seconds at which the daemon heals it; None: until healed.
     #[serde(default)]
     pub expires_at: Option<u64>,
@@ -348,6 +611,48 @@ impl PartitionState {
     pub fn expired(&self, now: u64) -> bool {
         self.expires_at.is_some_and(|deadline| deadline <= now)
     }
+
+    /// The slots it is compiled against: its own, or (a state from before
+    /// they were stored) `current`.
+    pub fn slots_or<'a>(&'a self, current: &'a BTreeMap<String, u8>) -> &'a BTreeMap<String, u8> {
+        if self.slots.is_empty() {
+            current
+        } else {
+            &self.slots
+        }
+    }
+
+    /// What the dataplane enforces for it at `now_ms` (unix milliseconds),
+    /// compiled against its slots.
+    pub fn compile(
+        &self,
+        network: &str,
+        current: &BTreeMap<String, u8>,
+        now_ms: u64,
+    ) -> Result<PartitionRules, PartitionError> {
+        compile_at(
+            network,
+            &self.partition,
+            self.slots_or(current),
+            self.elapsed_ms(now_ms),
+        )
+    }
+
+    /// Milliseconds since it was set.
+    pub fn elapsed_ms(&self, now_ms: u64) -> u64 {
+        let set = if self.set_at_ms == 0 {
+            self.set_at * 1_000
+        } else {
+            self.set_at_ms
+        };
+        now_ms.saturating_sub(set)
+    }
+
+    /// The step of a flap or schedule in force at `now_ms`; None for a
+    /// policy that stays as it is.
+    pub fn step_at(&self, now_ms: u64) -> Option<schedule::StepAt> {
+        self.partition.step_at(self.elapsed_ms(now_ms))
+    }
 }
 
 /// Why a partition cannot be set.
@@ -355,6 +660,107 @@ impl PartitionState {
 pub enum PartitionError {
     #[error("network {network} has no guest named {guest:?}: `netd guest ls {network}` lists them")]
     UnknownGuest { network: String, guest: String },
+    #[error(
+        "{count} clauses in one policy: at most {MAX_CLAUSES} (join clauses with ` + `, e.g. `isolate a + all --delay 50ms`)"
+    )]
+    TooManyClauses { count: usize },
+    #[error(
+        "`fullmesh` (or `heal`) stands alone: it heals the whole network; give the other clauses without it"
+    )]
+    FullMeshWithOthers,
+    #[error(
+        "a ` + ` with no clause after it: write `VERB ... + VERB ...`, e.g. `isolate a + all --delay 50ms`"
+    )]
+    EmptyClause,
+    #[error("{option} is given twice: give it once{}", if *option == "--for" { " (it applies to the whole policy)" } else { " per clause" })]
+    OptionTwice { option: String },
+    #[error("bad {option} {text:?}: write a whole number with unit us, ms or s, e.g. --delay 50ms")]
+    BadDelay { option: &'static str, text: String },
+    #[error("delay {text} is out of range: give from 1ms to at most 10s")]
+    DelayOutOfRange { text: String },
+    #[error("{option} needs --delay: it varies the delay, e.g. `--delay 50ms --jitter 10ms`")]
+    NeedsDelay { option: &'static str },
+    #[error(
+        "--jitter {jitter} is more than --delay {delay}: a packet cannot leave before it was sent; give at most the delay"
+    )]
+    JitterOverDelay { jitter: String, delay: String },
+    #[error(
+        "--correlation needs --jitter: it says how much each drawn jitter follows the last, e.g. `--delay 50ms --jitter 10ms --correlation 25`"
+    )]
+    CorrelationWithoutJitter,
+    #[error(
+        "{option} {text:?} is not a percentage: give a whole number from {low} to 100, e.g. {option} 5"
+    )]
+    BadPercent {
+        option: &'static str,
+        text: String,
+        low: u8,
+    },
+    #[error("{option} {text} is out of range: give a whole percentage from {low} to 100")]
+    PercentOutOfRange {
+        option: &'static str,
+        text: String,
+        low: u8,
+    },
+    #[error(
+        "bad --rate {text:?}: write a number and a unit of bits per second, bit, kbit, mbit or gbit, e.g. --rate 1mbit or --rate 500kbit"
+    )]
+    BadRate { text: String },
+    #[error("--rate {text} is out of range: give from 8kbit to 100gbit")]
+    RateOutOfRange { text: String },
+    #[error(
+        "unknown protocol {text:?}: give tcp, udp or icmp, e.g. --proto udp or --port 5432/tcp"
+    )]
+    BadProto { text: String },
+    #[error(
+        "bad --port {text:?}: give a port from 1 to 65535, optionally with a protocol, e.g. --port 5432/tcp"
+    )]
+    BadPort { text: String },
+    #[error(
+        "--port {port} with ICMP: ICMP has no ports; give --port {port}/tcp or /udp, or --proto icmp alone"
+    )]
+    PortOnIcmp { port: u16 },
+    #[error(
+        "one protocol per clause, but got {first} and {second}: write two clauses joined by ` + ` for both"
+    )]
+    TwoProtos {
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error(
+        "`{verb}` needs at least {needs} guests to cut anything, and the network has {has}: add guests, or choose another verb"
+    )]
+    TooFewGuests {
+        verb: &'static str,
+        needs: usize,
+        has: usize,
+    },
+    #[error(
+        "`random-halves` has no seed: give one with --seed N (the daemon picks one when it is left out)"
+    )]
+    NoSeed,
+    #[error("bad --seed {text:?}: give a whole number, e.g. --seed 42")]
+    BadSeed { text: String },
+    #[error("--flap {text} is out of range: give a period from 1s to 1d")]
+    FlapOutOfRange { text: String },
+    #[error(
+        "`schedule` stands alone: its steps hold the clauses and options; write `schedule [--repeat] 10s isolate a then 5s heal`"
+    )]
+    ScheduleNotAlone,
+    #[error(
+        "a schedule needs 1 to 32 steps, but got {count}: write `schedule [--repeat] 10s isolate a then 5s heal`"
+    )]
+    StepCount { count: usize },
+    #[error("step {step} of the schedule must start with its duration, e.g. `10s isolate a`")]
+    StepNoDuration { step: usize },
+    #[error("step {step} of the schedule lasts 0s or more than 30 days: give 1s to 30d")]
+    StepDuration { step: usize },
+    #[error(
+        "step {step} may not vary or last by itself (no --flap, --for or schedule inside a schedule): its duration is the step's"
+    )]
+    StepVaries { step: usize },
+    #[error("a `then` with no step after it: write `schedule 10s isolate a then 5s heal`")]
+    EmptyStep,
     #[error("no verb given: say what to do, one of {VERBS}, or show or verify")]
     NoVerb,
     #[error("unknown partition verb {word:?}: use one of {VERBS}, or show or verify")]
@@ -423,7 +829,7 @@ pub enum PartitionError {
     DurationTooLong { text: String },
     #[error("{option:?} needs a value, e.g. `--loss 30`, `--for 5m`, `--from a,b`")]
     MissingValue { option: String },
-    #[error("unknown option {option:?} for `{verb}`: {}", options_of(verb))]
+    #[error("unknown option {option:?} for `{verb}`: {}", full_grammar(verb))]
     UnknownOption { option: String, verb: &'static str },
     #[error(
         "`{verb}` takes no guest names here, but got {word:?}: {}",
@@ -440,14 +846,30 @@ pub enum PartitionError {
 /// A verb's grammar, for errors about its words.
 fn options_of(verb: &str) -> &'static str {
     match verb {
-        "isolate" => "write `isolate GUEST... [--keep-outside] [--loss PERCENT] [--for DURATION]`",
-        "disjoint" => "write `disjoint A B -- C D [-- ...] [--loss PERCENT] [--for DURATION]`",
-        "split" => "write `split A B -- B C [-- ...] [--loss PERCENT] [--for DURATION]`",
-        "cut" => "write `cut --from A,B --to C,D [--loss PERCENT] [--for DURATION]`",
+        "isolate" => "write `isolate GUEST... [--keep-outside] [FAULT OPTIONS] [--for DURATION]`",
+        "disjoint" => "write `disjoint A B -- C D [-- ...] [FAULT OPTIONS] [--for DURATION]`",
+        "split" => "write `split A B -- B C [-- ...] [FAULT OPTIONS] [--for DURATION]`",
+        "cut" => "write `cut --from A,B --to C,D [--both-ways] [FAULT OPTIONS] [--for DURATION]`",
+        "all" => "write `all [FAULT OPTIONS] [--for DURATION]`",
+        "bridge" | "majorities-ring" | "minority-third" => {
+            "write the preset alone: `bridge`, `majorities-ring` or `minority-third` [FAULT OPTIONS] [--for DURATION]"
+        }
+        "random-halves" => "write `random-halves [--seed N] [FAULT OPTIONS] [--for DURATION]`",
         _ => "write `fullmesh` (or `heal`) alone",
     }
 }
 
+/// The options every verb but `fullmesh` takes, for errors about them.
+pub const FAULT_OPTIONS: &str = "--loss PERCENT, --delay TIME [--jitter TIME [--correlation PERCENT]], \
+--duplicate PERCENT, --corrupt PERCENT, --rate RATE, --port N[/tcp|udp], --proto tcp|udp|icmp";
+
+/// A verb's grammar with the fault options spelled out.
+fn full_grammar(verb: &str) -> String {
+    match verb {
+        "fullmesh" => options_of(verb).to_owned(),
+        _ => format!("{}; FAULT OPTIONS: {FAULT_OPTIONS}", options_of(verb)),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::{test_support::*, *};
@@ -466,36 +888,36 @@ mod tests {
     #[test]
     fn isolate_cuts_the_guest_from_everyone_and_the_outside() {
         let rules = compiled("isolate a", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 1), (0, 2)]));
-        assert_eq!(rules.outside_cut, BTreeSet::from([0]));
-        assert_eq!(rules.loss_percent, 100);
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2)]));
+        assert_eq!(rules.outside_cut(), BTreeSet::from([0]));
+        assert_eq!(rules.loss_percent(), 100);
     }
 
     #[test]
     fn isolated_guests_are_cut_from_each_other_too() {
         let rules = compiled("isolate a b", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 1), (0, 2), (1, 2)]));
-        assert_eq!(rules.outside_cut, BTreeSet::from([0, 1]));
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2), (1, 2)]));
+        assert_eq!(rules.outside_cut(), BTreeSet::from([0, 1]));
     }
 
     #[test]
     fn keep_outside_leaves_the_outside_alone() {
         let rules = compiled("isolate a --keep-outside", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 1), (0, 2)]));
-        assert!(rules.outside_cut.is_empty());
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2)]));
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
     fn disjoint_cuts_every_pair_across_groups_both_ways() {
         let rules = compiled("disjoint a b -- c e", "a b c e");
-        assert_eq!(rules.cut, both_ways(&[(0, 2), (0, 9), (1, 2), (1, 9)]));
-        assert!(rules.outside_cut.is_empty());
+        assert_eq!(rules.cut(), both_ways(&[(0, 2), (0, 9), (1, 2), (1, 9)]));
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
     fn disjoint_with_three_groups() {
         let rules = compiled("disjoint a -- b -- c", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 1), (0, 2), (1, 2)]));
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2), (1, 2)]));
     }
 
     #[test]
@@ -530,18 +952,18 @@ mod tests {
     fn split_groups_may_overlap_and_a_shared_guest_bridges_them() {
         // b is in both groups: a-b and b-c talk, a-c do not.
         let rules = compiled("split a b -- b c", "a b c");
-        assert_eq!(rules.cut, both_ways(&[(0, 2)]));
-        assert!(rules.outside_cut.is_empty());
+        assert_eq!(rules.cut(), both_ways(&[(0, 2)]));
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
     fn split_cuts_unlisted_guests_from_every_guest() {
         let rules = compiled("split a b", "a b c e");
         assert_eq!(
-            rules.cut,
+            rules.cut(),
             both_ways(&[(0, 2), (0, 9), (1, 2), (1, 9), (2, 9)])
         );
-        assert!(rules.outside_cut.is_empty());
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
@@ -555,8 +977,8 @@ mod tests {
     #[test]
     fn cut_is_one_way() {
         let rules = compiled("cut --from a,b --to c", "a b c e");
-        assert_eq!(rules.cut, BTreeSet::from([(0, 2), (1, 2)]));
-        assert!(rules.outside_cut.is_empty());
+        assert_eq!(rules.cut(), BTreeSet::from([(0, 2), (1, 2)]));
+        assert!(rules.outside_cut().is_empty());
     }
 
     #[test]
@@ -566,6 +988,7 @@ mod tests {
             Partition::new(Verb::Cut {
                 from: names("a b"),
                 to: names("c e"),
+                both_ways: false,
             })
         );
     }
@@ -585,9 +1008,9 @@ mod tests {
 
     #[test]
     fn loss_is_carried_into_the_rules() {
-        assert_eq!(compiled("isolate a --loss 30", "a b").loss_percent, 30);
+        assert_eq!(compiled("isolate a --loss 30", "a b").loss_percent(), 30);
         assert_eq!(
-            compiled("cut --from a --to b --loss=100%", "a b").loss_percent,
+            compiled("cut --from a --to b --loss=100%", "a b").loss_percent(),
             100
         );
     }
@@ -612,13 +1035,11 @@ mod tests {
             let err = parse_loss(text).unwrap_err();
             assert_eq!(err, PartitionError::BadLoss { text: text.into() });
         }
-        let api = Partition {
-            loss_percent: Some(0),
-            ..Partition::new(Verb::Isolate {
-                guests: names("a"),
-                keep_outside: false,
-            })
-        };
+        let mut api = Partition::new(Verb::Isolate {
+            guests: names("a"),
+            keep_outside: false,
+        });
+        api.first.loss_percent = Some(0);
         assert!(matches!(
             api.check(),
             Err(PartitionError::LossOutOfRange { .. })
@@ -701,8 +1122,8 @@ mod tests {
     #[test]
     fn a_network_with_one_guest_can_be_isolated_from_the_outside_only() {
         let rules = compiled("isolate a", "a");
-        assert!(rules.cut.is_empty());
-        assert_eq!(rules.outside_cut, BTreeSet::from([0]));
+        assert!(rules.cut().is_empty());
+        assert_eq!(rules.outside_cut(), BTreeSet::from([0]));
     }
 
     // --- JSON ---
@@ -756,8 +1177,10 @@ mod tests {
     fn states_survive_a_json_round_trip() {
         let state = PartitionState {
             partition: parse("split a b -- b c --loss 50 --for 10m"),
-            rules: compiled("split a b -- b c --loss 50", "a b c"),
+            slots: guests("a b c"),
             set_at: 1_700_000_000,
+            set_at_ms: 0,
+            step: None,
             expires_at: Some(1_700_000_600),
             set_by: "guest a".into(),
         };
@@ -773,8 +1196,10 @@ mod tests {
     fn a_state_expires_at_its_deadline() {
         let mut state = PartitionState {
             partition: parse("isolate a"),
-            rules: PartitionRules::default(),
+            slots: BTreeMap::new(),
             set_at: 100,
+            set_at_ms: 0,
+            step: None,
             expires_at: Some(160),
             set_by: "host".into(),
         };
@@ -783,6 +1208,294 @@ mod tests {
         assert!(state.expired(161));
         state.expires_at = None;
         assert!(!state.expired(u64::MAX));
+    }
+
+    // --- faults beyond cuts ---
+
+    #[test]
+    fn impairments_select_like_cuts_and_do_not_drop() {
+        let rules = compiled("all --delay 50ms --jitter 10ms --correlation 25", "a b c");
+        assert_eq!(rules.faults.len(), 1);
+        let class = &rules.faults[0];
+        assert_eq!(
+            class.pairs,
+            both_ways(&[(0, 1), (0, 2), (1, 2)]),
+            "all: every ordered pair"
+        );
+        assert!(class.outside.is_empty());
+        assert_eq!(class.loss_percent, 0, "an impairment alone drops nothing");
+        assert_eq!(class.impair.delay_ms, Some(50));
+        assert_eq!(class.impair.jitter_ms, Some(10));
+        assert_eq!(class.impair.correlation_percent, Some(25));
+        assert!(rules.cut().is_empty());
+
+        let rules = compiled("cut --from a --to b --duplicate 5 --loss 10", "a b c");
+        let class = &rules.faults[0];
+        assert_eq!(class.pairs, BTreeSet::from([(0, 1)]), "one way");
+        assert_eq!(
+            (class.loss_percent, class.impair.duplicate_percent),
+            (10, Some(5))
+        );
+        let rules = compiled("cut --from a --to b,c --both-ways --corrupt 1", "a b c");
+        assert_eq!(
+            rules.faults[0].pairs,
+            both_ways(&[(0, 1), (0, 2)]),
+            "--both-ways adds the reverse"
+        );
+        let rules = compiled("isolate a --rate 1mbit", "a b");
+        assert_eq!(rules.faults[0].impair.rate_bits_per_sec, Some(1_000_000));
+        assert_eq!(rules.faults[0].outside, BTreeSet::from([0]));
+    }
+
+    #[test]
+    fn a_port_or_protocol_narrows_a_clause() {
+        let rules = compiled("cut --from a --to b --port 5432/tcp", "a b");
+        assert_eq!(
+            rules.faults[0].traffic,
+            Traffic {
+                proto: Some(L4::Tcp),
+                port: Some(5432)
+            }
+        );
+        assert_eq!(rules.faults[0].loss_percent, 100, "a port cut");
+        assert!(rules.cut().is_empty(), "not a cut of the whole pair");
+        let rules = compiled("all --proto icmp --loss 50", "a b");
+        assert_eq!(rules.faults[0].traffic.proto, Some(L4::Icmp));
+        assert_eq!(
+            compile_err("all --port 7/icmp", "a b"),
+            PartitionError::PortOnIcmp { port: 7 }
+        );
+    }
+
+    #[test]
+    fn clauses_joined_by_plus_form_one_policy() {
+        let partition = parse("isolate a + all --delay 100ms --for 5m");
+        assert_eq!(partition.and.len(), 1);
+        assert_eq!(partition.duration_secs, Some(300));
+        let rules = compiled("isolate a + all --delay 100ms", "a b c");
+        assert_eq!(rules.faults.len(), 2);
+        assert!(rules.faults[0].is_cut());
+        assert_eq!(rules.faults[1].impair.delay_ms, Some(100));
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2)]));
+        assert_eq!(
+            partition.describe(),
+            "isolate a + all --delay 100ms --for 5m",
+            "--for is printed once, for the whole policy"
+        );
+        // Every option of every clause prints back as it reads.
+        for line in [
+            "cut --from a,b --to c --both-ways --loss 30 --duplicate 2 --corrupt 3 --rate 500kbit --port 53/udp",
+            "split a b -- b c --proto tcp + isolate c --keep-outside --delay 2s --jitter 0ms",
+        ] {
+            assert_eq!(parse(line).describe(), line);
+            assert_eq!(parse(&parse(line).describe()), parse(line));
+        }
+    }
+
+    #[test]
+    fn bad_clauses_and_values_are_refused_with_the_fix() {
+        for (line, parts) in [
+            (
+                "isolate a --loss 150",
+                &["--loss 150 is out of range", "1 to 100"][..],
+            ),
+            (
+                "all --rate 1xbit",
+                &["bad --rate \"1xbit\"", "kbit, mbit or gbit"],
+            ),
+            (
+                "all --rate 1bit",
+                &["--rate 1bit is out of range", "8kbit to 100gbit"],
+            ),
+            ("all --duplicate 150", &["--duplicate 150 is out of range"]),
+            ("all --corrupt x", &["--corrupt \"x\" is not a percentage"]),
+            ("all --delay 50", &["bad --delay \"50\"", "us, ms or s"]),
+            ("all --delay 20s", &["at most 10s"]),
+            ("all --jitter 5ms", &["--jitter needs --delay"]),
+            (
+                "all --delay 5ms --jitter 6ms",
+                &["--jitter 6ms is more than --delay 5ms"],
+            ),
+            (
+                "all --delay 5ms --correlation 5",
+                &["--correlation needs --jitter"],
+            ),
+            ("all --port 99999", &["bad --port \"99999\"", "1 to 65535"]),
+            (
+                "all --port 53/sctp",
+                &["unknown protocol \"sctp\"", "tcp, udp or icmp"],
+            ),
+            (
+                "all --port 53/udp --proto tcp",
+                &["one protocol per clause"],
+            ),
+            ("all --delay 5ms --delay 6ms", &["--delay is given twice"]),
+            (
+                "isolate a --for 1m + all --for 2m",
+                &["--for is given twice", "whole policy"],
+            ),
+            ("isolate a +", &["a ` + ` with no clause after it"]),
+            ("+ isolate a", &["a ` + ` with no clause after it"]),
+            ("heal + isolate a", &["`fullmesh` (or `heal`) stands alone"]),
+            ("isolate a + heal", &["stands alone"]),
+            (
+                "heal --delay 5ms",
+                &["--delay 5ms does not apply to fullmesh"],
+            ),
+            ("heal --port 80", &["--port 80 does not apply to fullmesh"]),
+            (
+                "isolate a --both-ways",
+                &["unknown option \"--both-ways\" for `isolate`"],
+            ),
+            ("all a", &["`all` takes no guest names"]),
+            (
+                "all --warp 9",
+                &["unknown option \"--warp\"", "FAULT OPTIONS", "--rate RATE"],
+            ),
+        ] {
+            let err = match Partition::from_words(&words(line)) {
+                Ok(partition) => partition.check().unwrap_err(),
+                Err(err) => err,
+            };
+            assert_message(&err, parts);
+        }
+        let five = "all + all + all + all + all";
+        assert_message(
+            &parse(five).check().unwrap_err(),
+            &["5 clauses", "at most 4"],
+        );
+    }
+
+    #[test]
+    fn api_requests_keep_their_old_shape_and_take_clauses_in_and() {
+        let old: Partition = serde_json::from_str(
+            r#"{"verb": "isolate", "guests": ["a"], "loss_percent": 30, "duration_secs": 300}"#,
+        )
+        .unwrap();
+        assert_eq!(old.describe(), "isolate a --loss 30 --for 5m");
+        let new: Partition = serde_json::from_str(
+            r#"{"verb": "isolate", "guests": ["a"], "and": [{"verb": "cut", "from": ["b"],
+                "to": ["c"], "delay_ms": 100, "rate_bits_per_sec": 1000000, "port": 80,
+                "proto": "tcp"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            new.describe(),
+            "isolate a + cut --from b --to c --delay 100ms --rate 1mbit --port 80/tcp"
+        );
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["and"][0]["delay_ms"], 100);
+        assert!(json.get("delay_ms").is_none(), "unset options are left out");
+        assert_eq!(serde_json::from_value::<Partition>(json).unwrap(), new);
+        let bad: Partition =
+            serde_json::from_str(r#"{"verb": "all", "duplicate_percent": 0}"#).unwrap();
+        assert_message(
+            &bad.check().unwrap_err(),
+            &["--duplicate 0 is out of range"],
+        );
+    }
+
+    #[test]
+    fn a_stored_state_compiles_against_its_own_slots() {
+        let state = PartitionState {
+            partition: parse("isolate a"),
+            slots: guests("a b"),
+            set_at: 1,
+            set_at_ms: 0,
+            step: None,
+            expires_at: None,
+            set_by: "host".into(),
+        };
+        // Guest b left and c (slot 5) came after the partition was set:
+        // the stored slots still compile, and c is outside the partition.
+        let now = BTreeMap::from([("a".to_owned(), 0), ("c".to_owned(), 5)]);
+        let rules = state.compile("web", &now, 0).unwrap();
+        assert_eq!(rules.cut(), both_ways(&[(0, 1)]));
+        // A state from before slots were stored compiles against today's.
+        let old: PartitionState = serde_json::from_str(
+            r#"{"partition": {"verb": "isolate", "guests": ["a"]},
+                "rules": {"cut": [[0, 1]], "outside_cut": [0], "loss_percent": 100},
+                "set_at": 1, "set_by": "host"}"#,
+        )
+        .unwrap();
+        assert!(old.slots.is_empty());
+        assert_eq!(
+            old.compile("web", &now, 0).unwrap().cut(),
+            both_ways(&[(0, 5)])
+        );
+    }
+
+    #[test]
+    fn the_matrix_marks_impaired_and_port_only_pairs() {
+        let rules = compiled(
+            "cut --from a --to b --delay 5ms + cut --from b --to a --port 80",
+            "a b",
+        );
+        assert_eq!(
+            render_rules(&rules, &guests("a b")),
+            "\
+from \\ to  a  b  outside
+a          -  *  .
+b          p  -  .
+outside    .  .  -
+. allowed  X cut  - itself  * impaired  p some ports or protocols
+"
+        );
+    }
+
+    #[test]
+    fn presets_compile_to_their_definitions_over_guests_in_name_order() {
+        // guests(): a..e in slots 0, 1, 2, 3, and e in 9.
+        let rules = compiled("bridge", "a b c d e");
+        // Halves a b | c d e, c the bridge.
+        assert_eq!(rules.cut(), both_ways(&[(0, 3), (0, 9), (1, 3), (1, 9)]));
+        let rules = compiled("minority-third", "a b c d");
+        assert_eq!(rules.cut(), both_ways(&[(0, 1), (0, 2), (0, 3)]));
+        let rules = compiled("majorities-ring", "a b c d e");
+        // Each guest hears its two ring neighbours: a is cut off c and d.
+        assert!(rules.cut().contains(&(2, 0)) && rules.cut().contains(&(3, 0)));
+        assert!(!rules.cut().contains(&(1, 0)) && !rules.cut().contains(&(9, 0)));
+        assert_eq!(rules.cut().len(), 10);
+        let halves = compiled("random-halves --seed 7", "a b c d");
+        assert_eq!(
+            halves,
+            compiled("random-halves --seed 7", "a b c d"),
+            "replayed"
+        );
+        assert_eq!(halves.cut().len(), 8, "two and two, cut both ways");
+        // Presets take fault options like any verb.
+        let slow = compiled("bridge --delay 10ms", "a b c");
+        assert_eq!(slow.faults[0].impair.delay_ms, Some(10));
+    }
+
+    #[test]
+    fn a_random_split_gets_a_seed_that_is_stored_and_printed() {
+        assert_eq!(compile_err("random-halves", "a b"), PartitionError::NoSeed);
+        let mut partition = parse("random-halves + random-halves --seed 5 --loss 10");
+        partition.fill_seeds(1_234);
+        assert_eq!(
+            partition.describe(),
+            "random-halves --seed 1234 + random-halves --seed 5 --loss 10"
+        );
+        assert_message(
+            &parse_err("random-halves --seed x"),
+            &["bad --seed \"x\"", "whole number"],
+        );
+        assert_message(
+            &parse_err("bridge --seed 5"),
+            &["unknown option \"--seed\" for `bridge`"],
+        );
+        assert_message(
+            &compile_err("minority-third", "a b c"),
+            &["`minority-third` needs at least 4 guests", "has 3"],
+        );
+        let json = serde_json::to_value(parse("random-halves --seed 9")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"verb": "random-halves", "seed": 9})
+        );
+        let back: Partition = serde_json::from_str(r#"{"verb": "majorities-ring"}"#).unwrap();
+        assert_eq!(back.first.verb, Verb::MajoritiesRing);
     }
 
     #[test]

@@ -1,18 +1,150 @@
 //! The CLI's words for a partition, both ways: `Partition::from_words`
-//! reads `isolate a b --for 5m`, `Partition::describe` prints it back; and
-//! the durations and times those words and `show` use.
+//! reads `isolate a b --for 5m` (clauses joined by `+`:
+//! `isolate a + all --delay 100ms`), `Partition::describe` prints it back;
+//! and the durations and times those words and `show` use.
 
 use std::fmt::Write as _;
 
-use super::{DAY, HOUR, MAX_DURATION_SECS, MINUTE, Partition, PartitionError, Verb};
+use super::{
+    DAY, Fault, HOUR, MAX_DURATION_SECS, MINUTE, Partition, PartitionError, Verb,
+    fault::{parse_millis, parse_percent, parse_rate},
+};
+
+/// The word that joins the clauses of one policy.
+pub const CLAUSE_SEPARATOR: &str = "+";
+
+/// The word that separates the steps of a schedule.
+pub const STEP_SEPARATOR: &str = "then";
 
 impl Partition {
     /// The partition as the CLI words that set it again (after
     /// `netd partition NETWORK`): `isolate a b --keep-outside --loss 30 --for 5m`.
     pub fn describe(&self) -> String {
+        let mut line = match &self.first.verb {
+            Verb::Schedule { steps, repeat } => {
+                let steps = steps
+                    .iter()
+                    .map(|step| {
+                        format!(
+                            "{} {}",
+                            format_duration(step.secs),
+                            step.partition.describe()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(&format!(" {STEP_SEPARATOR} "));
+                let repeat = if *repeat { " --repeat" } else { "" };
+                format!("schedule{repeat} {steps}")
+            }
+            _ => self
+                .clauses()
+                .map(Fault::describe)
+                .collect::<Vec<_>>()
+                .join(&format!(" {CLAUSE_SEPARATOR} ")),
+        };
+        if let Some(secs) = self.flap_secs {
+            let _ = write!(line, " --flap {}", format_duration(secs));
+        }
+        if let Some(secs) = self.duration_secs {
+            let _ = write!(line, " --for {}", format_duration(secs));
+        }
+        line
+    }
+
+    /// Reads the CLI's words after the network: clauses joined by `+`, each
+    /// a verb, its guests (groups separated by `--` for `disjoint` and
+    /// `split`), and options anywhere after the verb (see
+    /// `Fault::from_words`); `--for DURATION` and `--flap PERIOD` in any
+    /// one clause, for the whole policy. Or a schedule: `schedule
+    /// [--repeat] DURATION POLICY then DURATION POLICY ...`. Only the
+    /// syntax is checked here; `check` and `compile` do the rest.
+    pub fn from_words(words: &[String]) -> Result<Partition, PartitionError> {
+        if words.first().is_some_and(|word| word == "schedule") {
+            return Self::schedule_from_words(&words[1..]);
+        }
+        let mut globals = Globals::default();
+        let mut clauses = Vec::new();
+        for clause in words.split(|word| word == CLAUSE_SEPARATOR) {
+            if clause.is_empty() {
+                return Err(if words.is_empty() {
+                    PartitionError::NoVerb
+                } else {
+                    PartitionError::EmptyClause
+                });
+            }
+            let (fault, found) = Fault::from_words(clause)?;
+            for (option, mine, theirs) in [
+                ("--for", &mut globals.duration_secs, found.duration_secs),
+                ("--flap", &mut globals.flap_secs, found.flap_secs),
+            ] {
+                if let Some(secs) = theirs {
+                    if mine.is_some() {
+                        return Err(PartitionError::OptionTwice {
+                            option: option.to_owned(),
+                        });
+                    }
+                    *mine = Some(secs);
+                }
+            }
+            clauses.push(fault);
+        }
+        let mut clauses = clauses.into_iter();
+        let first = clauses.next().ok_or(PartitionError::NoVerb)?;
+        Ok(Partition {
+            first,
+            and: clauses.collect(),
+            duration_secs: globals.duration_secs,
+            flap_secs: globals.flap_secs,
+        })
+    }
+
+    /// `[--repeat] DURATION POLICY then DURATION POLICY ...`, after `schedule`.
+    fn schedule_from_words(words: &[String]) -> Result<Partition, PartitionError> {
+        let (repeat, words) = match words.split_first() {
+            Some((first, rest)) if first == "--repeat" => (true, rest),
+            _ => (false, words),
+        };
+        let mut steps = Vec::new();
+        if !words.is_empty() {
+            for (index, step) in words.split(|word| word == STEP_SEPARATOR).enumerate() {
+                let Some((duration, policy)) = step.split_first() else {
+                    return Err(PartitionError::EmptyStep);
+                };
+                let secs = parse_duration(duration)
+                    .map_err(|_| PartitionError::StepNoDuration { step: index + 1 })?;
+                if policy.is_empty() {
+                    return Err(PartitionError::EmptyStep);
+                }
+                steps.push(super::schedule::Step {
+                    secs,
+                    partition: Partition::from_words(policy)?,
+                });
+            }
+        }
+        Ok(Partition::new(Verb::Schedule { steps, repeat }))
+    }
+}
+
+/// The options of a whole policy, found in one of its clauses.
+#[derive(Default)]
+struct Globals {
+    duration_secs: Option<u64>,
+    flap_secs: Option<u64>,
+}
+
+impl Fault {
+    /// One clause's words.
+    pub fn describe(&self) -> String {
         let mut words: Vec<String> = vec![self.verb.name().to_owned()];
         match &self.verb {
-            Verb::FullMesh => {}
+            Verb::FullMesh
+            | Verb::All
+            | Verb::Bridge
+            | Verb::MajoritiesRing
+            | Verb::MinorityThird
+            | Verb::RandomHalves { seed: None }
+            | Verb::Schedule { .. } => {}
+            Verb::RandomHalves { seed: Some(seed) } => words.push(format!("--seed {seed}")),
             Verb::Isolate {
                 guests,
                 keep_outside,
@@ -31,42 +163,62 @@ impl Partition {
                         .join(" -- "),
                 );
             }
-            Verb::Cut { from, to } => {
+            Verb::Cut {
+                from,
+                to,
+                both_ways,
+            } => {
                 words.push(format!("--from {}", from.join(",")));
                 words.push(format!("--to {}", to.join(",")));
+                if *both_ways {
+                    words.push("--both-ways".to_owned());
+                }
             }
         }
         if let Some(loss) = self.loss_percent {
             words.push(format!("--loss {loss}"));
         }
-        if let Some(secs) = self.duration_secs {
-            words.push(format!("--for {}", format_duration(secs)));
-        }
+        words.extend(self.impair.words());
+        words.extend(self.traffic.words());
         words.join(" ")
     }
 
-    /// Reads the CLI's words after the network: a verb, its guests (groups
-    /// separated by `--` for `disjoint` and `split`), and options anywhere
-    /// after the verb: `--loss PERCENT`, `--for DURATION`, `--keep-outside`
-    /// (isolate), `--from A,B` and `--to C,D` (cut; repeatable). Guest names
-    /// never start with '-', so a word that does is an option. Only the
-    /// syntax is checked here; `check` and `compile` do the rest.
-    pub fn from_words(words: &[String]) -> Result<Partition, PartitionError> {
+    /// Reads one clause: a verb, its guests, and its options: `--loss
+    /// PERCENT`, the impairments (`--delay`, `--jitter`, `--correlation`,
+    /// `--duplicate`, `--corrupt`, `--rate`), the traffic (`--port`,
+    /// `--proto`), `--keep-outside` (isolate), `--from A,B`, `--to C,D`
+    /// (cut; repeatable) and `--both-ways` (cut), and `--for DURATION`,
+    /// returned apart. Guest names never start with '-', so a word that
+    /// does is an option.
+    fn from_words(words: &[String]) -> Result<(Fault, Globals), PartitionError> {
         let Some((verb_word, rest)) = words.split_first() else {
             return Err(PartitionError::NoVerb);
         };
         let verb = verb_word.as_str();
-        let mut loss_percent = None;
-        let mut duration_secs = None;
+        let mut fault = Fault::new(Verb::FullMesh);
+        let mut globals = Globals::default();
         let mut keep_outside = false;
+        let mut both_ways = false;
+        let mut seed = None;
         let mut names: Vec<String> = Vec::new();
         let mut groups: Vec<Vec<String>> = vec![Vec::new()];
         let mut from: Vec<String> = Vec::new();
         let mut to: Vec<String> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
         let grouped = matches!(verb, "disjoint" | "split");
         if !matches!(
             verb,
-            "fullmesh" | "heal" | "isolate" | "disjoint" | "split" | "cut"
+            "fullmesh"
+                | "heal"
+                | "isolate"
+                | "disjoint"
+                | "split"
+                | "cut"
+                | "all"
+                | "bridge"
+                | "majorities-ring"
+                | "minority-third"
+                | "random-halves"
         ) {
             return Err(PartitionError::UnknownVerb {
                 word: verb.to_owned(),
@@ -97,11 +249,44 @@ impl Partition {
                             option: format!("--{name}"),
                         })
                 };
+                let repeatable = matches!(name, "from" | "to");
+                if !repeatable && seen.iter().any(|seen| seen == name) {
+                    return Err(PartitionError::OptionTwice {
+                        option: format!("--{name}"),
+                    });
+                }
+                seen.push(name.to_owned());
+                let impair = &mut fault.impair;
                 match name {
-                    "loss" => loss_percent = Some(parse_loss(&value()?)?),
-                    "for" => duration_secs = Some(parse_duration(&value()?)?),
+                    "loss" => fault.loss_percent = Some(parse_loss(&value()?)?),
+                    "for" => globals.duration_secs = Some(parse_duration(&value()?)?),
+                    "flap" => globals.flap_secs = Some(parse_duration(&value()?)?),
+                    "delay" => impair.delay_ms = Some(parse_millis("--delay", &value()?)?),
+                    "jitter" => impair.jitter_ms = Some(parse_millis("--jitter", &value()?)?),
+                    "correlation" => {
+                        impair.correlation_percent =
+                            Some(parse_percent("--correlation", &value()?, 0)?);
+                    }
+                    "duplicate" => {
+                        impair.duplicate_percent =
+                            Some(parse_percent("--duplicate", &value()?, 1)?);
+                    }
+                    "corrupt" => {
+                        impair.corrupt_percent = Some(parse_percent("--corrupt", &value()?, 1)?);
+                    }
+                    "rate" => impair.rate_bits_per_sec = Some(parse_rate(&value()?)?),
+                    "port" => fault.traffic.set_port(&value()?)?,
+                    "proto" => fault.traffic.set_proto_word(&value()?)?,
                     "keep-outside" if verb == "isolate" && inline.is_none() => {
                         keep_outside = true;
+                    }
+                    "both-ways" if verb == "cut" && inline.is_none() => both_ways = true,
+                    "seed" if verb == "random-halves" => {
+                        let text = value()?;
+                        seed = Some(
+                            text.parse::<u64>()
+                                .map_err(|_| PartitionError::BadSeed { text: text.clone() })?,
+                        );
                     }
                     "from" if verb == "cut" => from.extend(split_list(&value()?)),
                     "to" if verb == "cut" => to.extend(split_list(&value()?)),
@@ -137,21 +322,26 @@ impl Partition {
         } else {
             groups
         };
-        let verb = match verb {
+        fault.verb = match verb {
             "isolate" => Verb::Isolate {
                 guests: names,
                 keep_outside,
             },
             "disjoint" => Verb::Disjoint { groups },
             "split" => Verb::Split { groups },
-            "cut" => Verb::Cut { from, to },
+            "cut" => Verb::Cut {
+                from,
+                to,
+                both_ways,
+            },
+            "all" => Verb::All,
+            "bridge" => Verb::Bridge,
+            "majorities-ring" => Verb::MajoritiesRing,
+            "minority-third" => Verb::MinorityThird,
+            "random-halves" => Verb::RandomHalves { seed },
             _ => Verb::FullMesh,
         };
-        Ok(Partition {
-            verb,
-            loss_percent,
-            duration_secs,
-        })
+        Ok((fault, globals))
     }
 }
 
@@ -162,6 +352,11 @@ fn verb_name(word: &str) -> &'static str {
         "disjoint" => "disjoint",
         "split" => "split",
         "cut" => "cut",
+        "all" => "all",
+        "bridge" => "bridge",
+        "majorities-ring" => "majorities-ring",
+        "minority-third" => "minority-third",
+        "random-halves" => "random-halves",
         _ => "fullmesh",
     }
 }
@@ -295,12 +490,16 @@ mod tests {
     #[test]
     fn options_may_come_anywhere_after_the_verb() {
         let expected = Partition {
-            verb: Verb::Isolate {
-                guests: names("a b"),
-                keep_outside: true,
+            first: Fault {
+                loss_percent: Some(30),
+                ..Fault::new(Verb::Isolate {
+                    guests: names("a b"),
+                    keep_outside: true,
+                })
             },
-            loss_percent: Some(30),
+            and: Vec::new(),
             duration_secs: Some(90),
+            flap_secs: None,
         };
         assert_eq!(
             parse("isolate a --loss 30 b --keep-outside --for 1m30s"),

@@ -193,6 +193,7 @@ fn topology(sb: &Sandbox) {
     );
     nat_and_ports(sb, &mut netd);
     partitions(&netd);
+    faults(&netd);
     names(&netd);
 
     show(&netd, &["cleanup"]);
@@ -367,6 +368,33 @@ fn partitions(netd: &Netd) {
     print!("{}", netd.ok(&inside));
     show(netd, &["partition", "cluster", "heal"]);
     show(netd, &["partition", "cluster", "verify"]);
+}
+
+/// Faults beyond cuts: loss and duplication in one policy with a port-only
+/// cut, measured by `verify`; a Jepsen preset; a schedule's step.
+fn faults(netd: &Netd) {
+    println!("\n-- 4b. faults beyond cuts --");
+    let policy = "cut --from n1 --to n2 --loss 30 + all --duplicate 20 + cut --from n3 --to n4 --port 5432/tcp";
+    let mut args = vec!["partition", "cluster"];
+    args.extend(policy.split_whitespace());
+    show(netd, &args);
+    show(netd, &["partition", "cluster", "verify"]);
+    show(netd, &["partition", "cluster", "bridge"]);
+    show(
+        netd,
+        &[
+            "partition",
+            "cluster",
+            "schedule",
+            "1h",
+            "isolate",
+            "n1",
+            "then",
+            "1h",
+            "heal",
+        ],
+    );
+    show(netd, &["partition", "cluster", "heal"]);
 }
 
 /// The same jobs on the nftables dataplane, in a second sandbox.

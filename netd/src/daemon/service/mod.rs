@@ -16,7 +16,7 @@
 //! - `telemetry`: events, the metrics scrape, drift counted as repaired.
 
 mod connect_requests;
-mod partition_requests;
+pub mod partition_requests;
 mod port_requests;
 mod status;
 mod telemetry;
@@ -611,11 +611,7 @@ impl Service {
             }
             // The persisted partition, or none: a rebuilt dataplane gets it
             // back, and one changed behind the state's back is put right.
-            let rules = net
-                .partition
-                .as_ref()
-                .map(|partition| partition.rules.clone())
-                .unwrap_or_default();
+            let rules = partition_requests::rules_in_force(net);
             if let Err(err) = self.dataplane.apply_partition(net.zone(), &rules) {
                 warn!(network = %net.name, "reconcile: partition: {err:#}");
             }

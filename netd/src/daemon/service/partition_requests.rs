@@ -7,14 +7,21 @@
 use anyhow::anyhow;
 use tracing::{info, warn};
 
-use super::{Service, now};
+use super::Service;
+
+/// Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 use crate::daemon::{
     caller::Caller,
-    error::ServiceResult,
+    error::{ServiceError, ServiceResult},
     probe::{self, Probe},
-    requests::{PartitionRequest, PartitionView, VerifyReport},
+    requests::{PartitionRequest, PartitionView, StepView, VerifyReport},
 };
-use crate::partition::{self, PartitionRules, PartitionState, Verb};
+use crate::partition::{self, PartitionRules, PartitionState};
 
 impl Service {
     /// Puts `request` in force on `network`, replacing whatever was: the
@@ -35,27 +42,39 @@ impl Service {
     pub fn set_partition_since(
         &mut self,
         network: &str,
-        request: PartitionRequest,
+        mut request: PartitionRequest,
         caller: Caller,
         started: std::time::Instant,
     ) -> ServiceResult<PartitionView> {
         caller.may_partition(network)?;
+        // A random split without a seed gets one now, stored with it.
+        request.fill_seeds(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        );
         let net = self.network(network)?;
-        let rules = partition::compile(network, &request, &net.slots())?;
+        let slots = net.slots();
+        let rules = partition::compile(network, &request, &slots)?;
+        if let Some(reason) = self.dataplane.cannot_enforce(&rules) {
+            return Err(ServiceError::Invalid(reason));
+        }
         let line = request.describe();
-        let heals = matches!(request.verb, Verb::FullMesh);
-        let set_at = now();
-        let state = match request.verb {
-            Verb::FullMesh => None,
-            _ => Some(PartitionState {
-                expires_at: request.duration_secs.map(|secs| set_at + secs),
-                partition: request,
-                rules,
-                set_at,
-                set_by: caller.to_string(),
-            }),
-        };
-        let in_force_after = self.replace_partition(network, state, started)?;
+        let heals = request.heals();
+        let set_at_ms = now_ms();
+        let set_at = set_at_ms / 1_000;
+        // A schedule without --repeat heals at its end, as --for does.
+        let lasts = request.duration_secs.or(request.schedule_secs());
+        let state = (!heals).then(|| PartitionState {
+            expires_at: lasts.map(|secs| set_at + secs),
+            step: request.varies().then_some(0),
+            partition: request,
+            slots,
+            set_at,
+            set_at_ms,
+            set_by: caller.to_string(),
+        });
+        let in_force_after = self.replace_partition(network, state, rules, started)?;
         info!(network, partition = %line, by = %caller, ?in_force_after, "partition set");
         let kind = if heals {
             "partition.healed"
@@ -67,29 +86,97 @@ impl Service {
                 .network(network)
                 .detail(format!("netd partition {network} {line} (by {caller})")),
         );
-        let mut view = self.show_partition(network)?;
+        let mut view = self.show_partition(network, true)?;
         view.in_force_after_us = Some(in_force_after.as_micros() as u64);
         Ok(view)
     }
 
-    /// The partition in force on `network`, its matrix and its rules.
-    pub fn show_partition(&self, network: &str) -> ServiceResult<PartitionView> {
+    /// The partition in force on `network`, as asked for; with `matrix`,
+    /// also what it compiles to and its matrix.
+    pub fn show_partition(&self, network: &str, matrix: bool) -> ServiceResult<PartitionView> {
         let net = self.network(network)?;
         let slots = net.slots();
-        let rules = rules_of(net.partition.as_ref());
         let words = net
             .partition
             .as_ref()
             .map_or_else(|| "fullmesh".to_owned(), PartitionState::describe);
+        let step = net.partition.as_ref().and_then(|state| {
+            let at = state.step_at(now_ms())?;
+            Some(StepView {
+                index: at.index,
+                count: at.count,
+                in_force: at.partition.describe(),
+                next: at.next_in_ms.and_then(|in_ms| {
+                    let next = state.step_at(now_ms() + in_ms)?;
+                    Some(next.partition.describe())
+                }),
+                next_in_ms: at.next_in_ms,
+            })
+        });
+        let (rules, matrix) = if matrix {
+            let rules = rules_in_force(net);
+            let matrix = partition::render_rules(&rules, &slots);
+            (Some(rules), Some(matrix))
+        } else {
+            (None, None)
+        };
         Ok(PartitionView {
             network: net.name.clone(),
             command: format!("netd partition {} {words}", net.name),
             state: net.partition.clone(),
-            matrix: partition::render_rules(&rules, &slots),
+            matrix,
             slots,
             rules,
+            step,
             in_force_after_us: None,
         })
+    }
+
+    /// Puts the step in force of every flapping or scheduled partition
+    /// whose step changed by `now_ms`, one network at a time, each in one
+    /// step as any policy. Called every 200 ms; a change that fails is
+    /// logged and tried again next time.
+    pub fn advance_schedules(&mut self, now_ms: u64) {
+        let due: Vec<(String, usize)> = self
+            .state
+            .networks
+            .values()
+            .filter_map(|net| {
+                let state = net.partition.as_ref()?;
+                let at = state.step_at(now_ms)?;
+                (state.step != Some(at.index)).then(|| (net.name.clone(), at.index))
+            })
+            .collect();
+        for (network, index) in due {
+            let net = self.network(&network).expect("listed above");
+            let mut state = net.partition.clone().expect("listed above");
+            let rules = match state.compile(&network, &net.slots(), now_ms) {
+                Ok(rules) => rules,
+                Err(err) => {
+                    warn!(network, "the next step does not compile: {err}");
+                    continue;
+                }
+            };
+            state.step = Some(index);
+            let described = state
+                .step_at(now_ms)
+                .map(|at| at.partition.describe())
+                .unwrap_or_default();
+            match self.replace_partition(&network, Some(state), rules, std::time::Instant::now()) {
+                Ok(_) => {
+                    info!(network, step = index + 1, policy = %described, "partition step");
+                    self.emit(
+                        crate::daemon::events::Event::new("partition.step")
+                            .network(&network)
+                            .detail(format!("step {}: {described}", index + 1)),
+                    );
+                }
+                Err(err) => warn!(
+                    network,
+                    "the next step of the partition: {err:#}; trying again"
+                ),
+            }
+        }
     }
 
     /// Heals every network whose timed partition is due at `now`. Called
@@ -104,7 +191,13 @@ impl Service {
             .map(|net| net.name.clone())
             .collect();
         for network in due {
-            match self.replace_partition(&network, None, std::time::Instant::now()) {
+            let healed = self.replace_partition(
+                &network,
+                None,
+                PartitionRules::default(),
+                std::time::Instant::now(),
+            );
+            match healed {
                 Ok(_) => {
                     info!(network, "partition expired: healed");
                     self.emit(
@@ -133,40 +226,46 @@ impl Service {
                 netns: self.topology.guest_netns_path(net, guest),
             })
             .collect();
-        let received = tokio::task::spawn_blocking(move || probe::exchange(&probes))
+        let rules = rules_in_force(net);
+        // Shares are measured: many datagrams per pair, not a few.
+        let per_pair = if partition::measure::needs_measuring(&rules, net.slots().values().copied())
+        {
+            partition::measure::MEASURED_PER_PAIR
+        } else {
+            probe::DATAGRAMS_PER_PAIR
+        };
+        let received = tokio::task::spawn_blocking(move || probe::exchange(&probes, per_pair))
             .await
             .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
         Ok(partition::judge(
             network,
-            &rules_of(net.partition.as_ref()),
+            &rules,
             &net.slots(),
             &received,
-            probe::DATAGRAMS_PER_PAIR,
+            per_pair,
         ))
     }
 
-    /// Makes `state` the network's partition: applied in one step, then
-    /// persisted; if persisting fails, the previous rules are applied again
-    /// and the previous state restored.
+    /// Makes `state` (compiled to `rules`) the network's partition: applied
+    /// in one step, then persisted; if persisting fails, the previous rules
+    /// are applied again and the previous state restored.
     /// Returns how long after `started` the new policy was in force.
     fn replace_partition(
         &mut self,
         network: &str,
         state: Option<PartitionState>,
+        rules: PartitionRules,
         started: std::time::Instant,
     ) -> ServiceResult<std::time::Duration> {
         let net = self.network(network)?;
         let zone = net.zone();
         let previous = net.partition.clone();
-        self.dataplane
-            .apply_partition(zone, &rules_of(state.as_ref()))?;
+        let previous_rules = rules_in_force(net);
+        self.dataplane.apply_partition(zone, &rules)?;
         let in_force_after = started.elapsed();
         self.network_mut(network).partition = state;
         if let Err(err) = self.store.save_network(&self.state, network) {
-            if let Err(undo) = self
-                .dataplane
-                .apply_partition(zone, &rules_of(previous.as_ref()))
-            {
+            if let Err(undo) = self.dataplane.apply_partition(zone, &previous_rules) {
                 warn!(network, "restoring the previous partition: {undo:#}");
             }
             self.network_mut(network).partition = previous;
@@ -185,9 +284,20 @@ impl Service {
     }
 }
 
-/// What the dataplane holds for a partition state; nothing cut without one.
-fn rules_of(state: Option<&PartitionState>) -> PartitionRules {
-    state.map(|state| state.rules.clone()).unwrap_or_default()
+/// What the dataplane holds for a network's partition: its stored request
+/// compiled against its stored slots; nothing cut without one. A stored
+/// request that no longer compiles (a state edited by hand) cuts nothing,
+/// and says so in the log.
+pub fn rules_in_force(net: &crate::model::Network) -> PartitionRules {
+    let Some(state) = &net.partition else {
+        return PartitionRules::default();
+    };
+    state
+        .compile(&net.name, &net.slots(), now_ms())
+        .unwrap_or_else(|err| {
+            warn!(network = %net.name, "the stored partition does not compile: {err}; nothing is cut");
+            PartitionRules::default()
+        })
 }
 
 #[cfg(test)]
@@ -290,9 +400,9 @@ mod tests {
             .unwrap();
 
         let rules = applied.lock().unwrap()[&1].clone();
-        assert_eq!(rules.outside_cut, [0].into());
-        assert_eq!(rules.cut.len(), 4);
-        assert_eq!(view.rules, rules);
+        assert_eq!(rules.outside_cut(), [0].into());
+        assert_eq!(rules.cut().len(), 4);
+        assert_eq!(view.rules, Some(rules));
         assert_eq!(view.command, "netd partition web isolate a");
         assert_eq!(
             view.slots,
@@ -300,8 +410,10 @@ mod tests {
         );
         assert!(
             view.matrix
+                .as_deref()
+                .unwrap()
                 .starts_with("from \\ to  a  b  c  outside\na          -  X  X  X\n"),
-            "{}",
+            "{:?}",
             view.matrix
         );
         let state = view.state.expect("a partition state");
@@ -382,7 +494,7 @@ mod tests {
                 .describe(),
             "isolate a"
         );
-        assert_eq!(applied.lock().unwrap()[&1].outside_cut, [0].into());
+        assert_eq!(applied.lock().unwrap()[&1].outside_cut(), [0].into());
     }
 
     #[test]
@@ -456,16 +568,73 @@ mod tests {
     }
 
     #[test]
+    fn a_flap_steps_between_the_policy_and_a_heal_from_its_stored_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, applied, _) = service(dir.path());
+        let view = svc
+            .set_partition("web", request("isolate a --flap 2s"), Caller::Host)
+            .unwrap();
+        let step = view.step.expect("a flap has steps");
+        assert_eq!((step.index, step.count), (0, 2));
+        assert_eq!(step.in_force, "isolate a");
+        assert_eq!(step.next.as_deref(), Some("fullmesh"));
+        assert_eq!(applied.lock().unwrap()[&1].outside_cut(), [0].into());
+        let start = svc.state.networks["web"]
+            .partition
+            .as_ref()
+            .unwrap()
+            .set_at_ms;
+
+        svc.advance_schedules(start + 1_999);
+        assert_eq!(applied.lock().unwrap()[&1].outside_cut(), [0].into());
+        svc.advance_schedules(start + 2_000);
+        assert!(applied.lock().unwrap()[&1].is_full_mesh(), "healed");
+        let saved_state = saved(dir.path()).networks["web"].partition.clone().unwrap();
+        assert_eq!(saved_state.step, Some(1), "the step is persisted");
+        assert_eq!(saved_state.describe(), "isolate a --flap 2s");
+        svc.advance_schedules(start + 4_100);
+        assert_eq!(applied.lock().unwrap()[&1].outside_cut(), [0].into());
+        // A restarted daemon finds the step from the stored start alone.
+        let rules = rules_in_force(&svc.state.networks["web"]);
+        assert!(rules.is_full_mesh() || rules.outside_cut() == [0].into());
+    }
+
+    #[test]
+    fn a_schedule_heals_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut svc, applied, _) = service(dir.path());
+        let view = svc
+            .set_partition(
+                "web",
+                request("schedule 10s isolate a then 5s cut --from b --to c"),
+                Caller::Host,
+            )
+            .unwrap();
+        let state = view.state.unwrap();
+        assert_eq!(state.expires_at, Some(state.set_at + 15));
+        svc.advance_schedules(state.set_at_ms + 10_000);
+        assert_eq!(applied.lock().unwrap()[&1].cut(), [(1, 2)].into());
+        svc.heal_expired(state.set_at + 15);
+        assert!(svc.state.networks["web"].partition.is_none());
+        let err = svc
+            .set_partition("web", request("schedule 10s isolate zed"), Caller::Host)
+            .unwrap_err();
+        assert_eq!(err.status(), 404, "every step is checked at once");
+    }
+
+    #[test]
     fn show_of_an_unpartitioned_network_is_a_full_mesh() {
         let dir = tempfile::tempdir().unwrap();
         let (svc, _, _) = service(dir.path());
-        let view = svc.show_partition("db").unwrap();
+        let view = svc.show_partition("db", true).unwrap();
         assert_eq!(view.command, "netd partition db fullmesh");
-        assert_eq!(view.rules, PartitionRules::default());
+        assert_eq!(view.rules, Some(PartitionRules::default()));
         assert_eq!(
-            view.matrix,
+            view.matrix.as_deref().unwrap(),
             "from \\ to  pg  outside\npg         -   .\noutside    .   -\n. allowed  X cut  - itself\n"
         );
-        assert_eq!(svc.show_partition("nope").unwrap_err().status(), 404);
+        assert_eq!(svc.show_partition("nope", false).unwrap_err().status(), 404);
+        let plain = svc.show_partition("db", false).unwrap();
+        assert_eq!((plain.rules, plain.matrix), (None, None));
     }
 }

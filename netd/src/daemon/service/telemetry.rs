@@ -81,10 +81,7 @@ impl Service {
             "gauge",
         );
         for net in networks.values() {
-            let cut = net
-                .partition
-                .as_ref()
-                .is_some_and(|p| !p.rules.is_full_mesh());
+            let cut = net.partition.as_ref().is_some();
             out.sample(
                 "netd_partition_in_force",
                 &[("network", &net.name)],

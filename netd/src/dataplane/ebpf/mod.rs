@@ -27,7 +27,7 @@ use netd_common::{
     filter::Ipv4Key,
     maps,
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, ShareKey, kind},
-    partition::PartitionPolicy,
+    partition::{MAX_FAULTS, PartitionPolicy},
     zones::{
         GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo, gateway_flags, mac_key,
         network_flags,
@@ -69,6 +69,8 @@ pub struct EbpfDataplane {
     guest_ports: HashMap<MapData, GuestKey, GuestPort>,
     guest_by_mac: HashMap<MapData, u64, GuestIdentity>,
     partitions: HashMap<MapData, u32, PartitionPolicy>,
+    /// Bumped for every policy put in force ([`PartitionPolicy::generation`]).
+    policy_generation: u32,
     port_shares: HashMap<MapData, ShareKey, u32>,
     /// The eBPF host side's programs, while they are in force.
     host_programs: Option<HostPrograms>,
@@ -128,6 +130,10 @@ impl EbpfDataplane {
             guest_ports: take(&mut loaded, maps::GUEST_PORTS)?,
             guest_by_mac: take(&mut loaded, maps::GUEST_BY_MAC)?,
             partitions: take(&mut loaded, maps::PARTITIONS)?,
+            // Differs from the last daemon's, whose buckets may linger.
+            policy_generation: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
             port_shares: take(&mut loaded, maps::PORT_SHARES)?,
             host_programs: None,
             host_fallback: None,
@@ -386,15 +392,36 @@ fn program<'a>(loaded: &'a mut Loaded, name: &str) -> Result<&'a mut SchedClassi
         .with_context(|| format!("{name} is not a TC program"))
 }
 
-/// The map value of a partition: the rules as a bit matrix over slots.
-pub fn policy_of(rules: &PartitionRules) -> PartitionPolicy {
-    let mut policy = PartitionPolicy::open();
-    policy.set_loss_percent(rules.effective_loss_percent());
-    for &(from, to) in &rules.cut {
-        policy.set_cut(from, to);
-    }
-    for &slot in &rules.outside_cut {
-        policy.set_outside(slot);
+/// The map value of a fault policy: each class's matching and effects, and
+/// its pairs as a bit matrix over slots. `generation` tells this policy's
+/// rate buckets from an older one's.
+pub fn policy_of(rules: &PartitionRules, generation: u32) -> Box<PartitionPolicy> {
+    let mut policy = Box::new(PartitionPolicy::open());
+    policy.generation = generation;
+    policy.count = rules.faults.len().min(MAX_FAULTS) as u32;
+    for (class, fault) in policy.faults.iter_mut().zip(&rules.faults) {
+        class.set_loss_percent(fault.loss_percent);
+        if let Some(percent) = fault.impair.duplicate_percent {
+            class.set_duplicate_percent(percent);
+        }
+        if let Some(percent) = fault.impair.corrupt_percent {
+            class.set_corrupt_percent(percent);
+        }
+        if let Some(bits) = fault.impair.rate_bits_per_sec {
+            class.set_rate_bits(bits);
+        }
+        if let Some(proto) = fault.traffic.proto {
+            class.match_proto(proto.number());
+        }
+        if let Some(port) = fault.traffic.port {
+            class.match_port(port);
+        }
+        for &(from, to) in &fault.pairs {
+            class.set_pair(from, to);
+        }
+        for &slot in &fault.outside {
+            class.set_outside(slot);
+        }
     }
     policy
 }
@@ -630,6 +657,19 @@ impl Dataplane for EbpfDataplane {
         let _ = self.guest_ports.remove(&key);
     }
 
+    fn cannot_enforce(&self, rules: &PartitionRules) -> Option<String> {
+        rules
+            .faults
+            .iter()
+            .find_map(|fault| fault.impair.delay_ms)
+            .map(|delay| {
+                format!(
+                    "--delay {}: the eBPF dataplane does not delay packets yet (no delay line); leave --delay and --jitter out",
+                    crate::partition::fault::format_millis(delay)
+                )
+            })
+    }
+
     fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()> {
         if rules.is_full_mesh() {
             // Nothing in force is nothing to heal: aya reports a missing key
@@ -645,8 +685,9 @@ impl Dataplane for EbpfDataplane {
             };
         }
         // One update replaces the whole policy: every guest switches at once.
+        self.policy_generation = self.policy_generation.wrapping_add(1);
         self.partitions
-            .insert(zone, policy_of(rules), 0)
+            .insert(zone, *policy_of(rules, self.policy_generation), 0)
             .context("putting the partition in force")
     }
 

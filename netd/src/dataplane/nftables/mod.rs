@@ -279,7 +279,7 @@ impl NftDataplane {
         table_problems(
             &format!("network {}", net.plumbing.name),
             &net.plumbing.netns,
-            &script::network_layout(),
+            &script::network_layout_for(&spec),
             &script::network_content(&spec).counters,
         )
     }
@@ -488,6 +488,10 @@ impl Dataplane for NftDataplane {
         {
             warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest: {err:#}");
         }
+    }
+
+    fn cannot_enforce(&self, rules: &PartitionRules) -> Option<String> {
+        script::cannot_enforce(rules)
     }
 
     fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()> {

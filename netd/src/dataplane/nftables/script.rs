@@ -65,11 +65,12 @@ pub const CROSS_NETWORK_PREFIX: &str = "dropped_cross_network_z";
 pub const INVALID_COUNTER: &str = "dropped_invalid";
 
 /// Counters in each network's table, named as `netd status` shows them.
-pub const NETWORK_COUNTERS: [&str; 4] = [
+pub const NETWORK_COUNTERS: [&str; 5] = [
     "dropped_spoofed",
     "dropped_unsupported",
     "dropped_partition",
     "dropped_internal",
+    "dropped_rate",
 ];
 
 /// Why a spec cannot be rendered.
@@ -360,10 +361,18 @@ const NETWORK_SETS: &[SetDecl] = &[
         kind: "set",
         spec: &["type ipv4_addr", "flags interval"],
     },
+    SetDecl {
+        name: "port_cut",
+        kind: "set",
+        spec: &[
+            "type ipv4_addr . ipv4_addr . inet_proto . inet_service",
+            "flags interval",
+        ],
+    },
 ];
 
 /// The sets that hold the partition, replaced together in one transaction.
-pub const PARTITION_SETS: [&str; 3] = ["cut", "outside_cut", "loss"];
+pub const PARTITION_SETS: [&str; 4] = ["cut", "outside_cut", "loss", "port_cut"];
 
 /// A network table's sets and chains. Guest ports are checked where frames
 /// enter the bridge (prerouting: every frame a guest sends, whether it is
@@ -376,6 +385,54 @@ pub const PARTITION_SETS: [&str; 3] = ["cut", "outside_cut", "loss"];
 /// then nothing crosses between the router and the guests unless both ends
 /// are inside it (the bridge's own address is).
 pub fn network_layout() -> Layout {
+    network_layout_with_rates(Vec::new())
+}
+
+/// The layout with the partition's rate rules in the `rates` chain (which
+/// the guest-to-guest chain jumps to): they carry each clause's rate, so
+/// they change with the policy, in the same transaction as its sets.
+pub fn network_layout_for(spec: &NetworkSpec) -> Layout {
+    network_layout_with_rates(
+        spec.partition
+            .as_ref()
+            .map_or_else(Vec::new, |rules| rate_rules(&spec.guests, rules)),
+    )
+}
+
+/// One `limit rate over` rule per clause with a rate: the clause's pairs
+/// (as addresses, in an anonymous set), its protocol, and the rate and
+/// burst (50 ms of it, at least two full-size frames) shared by all its
+/// senders.
+pub fn rate_rules(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionRules) -> Vec<String> {
+    let ip_of: BTreeMap<u8, Ipv4Addr> = guests.values().map(|g| (g.slot, g.ip)).collect();
+    rules
+        .faults
+        .iter()
+        .filter_map(|fault| {
+            let bits = fault.impair.rate_bits_per_sec?;
+            let pairs: Vec<String> = fault
+                .pairs
+                .iter()
+                .filter_map(|(from, to)| Some(format!("{} . {}", ip_of.get(from)?, ip_of.get(to)?)))
+                .collect();
+            if pairs.is_empty() {
+                return None;
+            }
+            let proto = fault
+                .traffic
+                .proto
+                .map_or_else(String::new, |proto| format!(" meta l4proto {proto}"));
+            let bytes = bits / 8;
+            let burst = (bytes / 20).max(2 * 1514);
+            Some(format!(
+                "ip saddr . ip daddr {{ {} }}{proto} limit rate over {bytes} bytes/second burst {burst} bytes counter name \"dropped_rate\" drop",
+                pairs.join(", ")
+            ))
+        })
+        .collect()
+}
+
+fn network_layout_with_rates(rates: Vec<String>) -> Layout {
     let lossy = "numgen random mod 100 @loss counter name \"dropped_partition\" drop";
     let internal = "counter name \"dropped_internal\" drop";
     Layout {
@@ -401,7 +458,20 @@ pub fn network_layout() -> Layout {
                 rules: vec![
                     format!("ip saddr . ip daddr @cut {lossy}"),
                     format!("ip saddr @outside_cut ip daddr != @guest_ips {lossy}"),
+                    // A packet to or from the port: tried by its destination
+                    // port, else by its source port, so it is drawn once.
+                    format!("ip saddr . ip daddr . meta l4proto . th dport @port_cut {lossy}"),
+                    format!(
+                        "ip saddr . ip daddr . meta l4proto . th dport != @port_cut \
+                         ip saddr . ip daddr . meta l4proto . th sport @port_cut {lossy}"
+                    ),
+                    "jump rates".to_owned(),
                 ],
+            },
+            ChainDecl {
+                name: "rates",
+                hook: "",
+                rules: rates,
             },
             ChainDecl {
                 name: "to_outside",
@@ -463,23 +533,98 @@ pub fn partition_elements(
     rules: &PartitionRules,
 ) -> BTreeMap<&'static str, BTreeSet<String>> {
     let ip_of: BTreeMap<u8, Ipv4Addr> = guests.values().map(|g| (g.slot, g.ip)).collect();
+    let mut port_cut = BTreeSet::new();
+    // Only clauses that drop: a clause of a rate alone selects packets to
+    // limit, not to cut.
+    for fault in rules
+        .faults
+        .iter()
+        .filter(|f| !f.traffic.is_all() && f.loss_percent > 0)
+    {
+        let protos: Vec<&str> = match fault.traffic.proto {
+            Some(proto) => vec![proto.name()],
+            None => vec!["tcp", "udp"],
+        };
+        let ports = fault
+            .traffic
+            .port
+            .map_or_else(|| "0-65535".to_owned(), |port| port.to_string());
+        for (from, to) in &fault.pairs {
+            let (Some(from), Some(to)) = (ip_of.get(from), ip_of.get(to)) else {
+                continue;
+            };
+            for proto in &protos {
+                port_cut.insert(format!("{from} . {to} . {proto} . {ports}"));
+            }
+        }
+    }
     let cut = rules
-        .cut
+        .cut()
         .iter()
         .filter_map(|(from, to)| Some(format!("{} . {}", ip_of.get(from)?, ip_of.get(to)?)))
         .collect();
     let outside = rules
-        .outside_cut
+        .outside_cut()
         .iter()
         .filter_map(|slot| Some(ip_of.get(slot)?.to_string()))
         .collect();
     // As the eBPF dataplane reads it: 1-100, 100 drops every cut packet.
-    let loss = rules.effective_loss_percent();
+    let loss = rules.loss_percent();
     BTreeMap::from([
         ("cut", cut),
         ("outside_cut", outside),
         ("loss", BTreeSet::from([format!("0-{}", loss - 1)])),
+        ("port_cut", port_cut),
     ])
+}
+
+/// Why the nftables dataplane cannot enforce `rules`, naming the option:
+/// it has no delay line, cannot send a packet twice or damage one, and its
+/// partition sets hold one loss share for all traffic.
+pub fn cannot_enforce(rules: &PartitionRules) -> Option<String> {
+    let nftables_cannot = |option: String, what: &str| {
+        Some(format!(
+            "{option}: the nftables dataplane cannot {what}; use the eBPF dataplane (`netd daemon --dataplane ebpf`) or leave it out"
+        ))
+    };
+    for fault in &rules.faults {
+        let impair = &fault.impair;
+        if let Some(delay) = impair.delay_ms {
+            return nftables_cannot(
+                format!("--delay {}", crate::partition::fault::format_millis(delay)),
+                "delay packets",
+            );
+        }
+        if let Some(percent) = impair.duplicate_percent {
+            return nftables_cannot(format!("--duplicate {percent}"), "duplicate packets");
+        }
+        if let Some(percent) = impair.corrupt_percent {
+            return nftables_cannot(format!("--corrupt {percent}"), "corrupt packets");
+        }
+        if let Some(rate) = impair.rate_bits_per_sec
+            && (fault.traffic.port.is_some() || !fault.outside.is_empty())
+        {
+            return nftables_cannot(
+                format!("--rate {}", crate::partition::fault::format_rate(rate)),
+                "limit the rate of one port, or of traffic with the outside",
+            );
+        }
+        if !fault.traffic.is_all() && !fault.outside.is_empty() {
+            return nftables_cannot(
+                fault.traffic.words().join(" "),
+                "select ports of traffic with the outside (isolate without --keep-outside)",
+            );
+        }
+    }
+    let shares: BTreeSet<u8> = rules
+        .faults
+        .iter()
+        .map(|f| f.loss_percent)
+        .filter(|&share| share > 0)
+        .collect();
+    (shares.len() > 1).then(|| {
+        "clauses with different --loss shares: the nftables dataplane holds one share per network; give every clause the same --loss, or use the eBPF dataplane (`netd daemon --dataplane ebpf`)".to_owned()
+    })
 }
 
 /// Checks what goes into a network script inside quotes.
@@ -497,7 +642,10 @@ pub fn validate_network(spec: &NetworkSpec) -> Result<(), ScriptError> {
 /// heal a partition it has not been told about yet.
 pub fn network_sync_script(spec: &NetworkSpec) -> Result<String, ScriptError> {
     validate_network(spec)?;
-    Ok(in_place_script(&network_layout(), &network_content(spec)))
+    Ok(in_place_script(
+        &network_layout_for(spec),
+        &network_content(spec),
+    ))
 }
 
 /// The fallback when an in-place sync fails (a table of another layout):
@@ -507,7 +655,7 @@ pub fn network_replace_script(spec: &NetworkSpec) -> Result<String, ScriptError>
     Ok(format!(
         "{}{}",
         remove_script(NETWORK_TABLE),
-        table_definition(&network_layout(), &network_content(spec))
+        table_definition(&network_layout_for(spec), &network_content(spec))
     ))
 }
 
@@ -521,6 +669,14 @@ pub fn partition_script(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionR
     }
     for (set, elements) in &elements {
         write_elements(&mut out, "add", NETWORK_TABLE, set, elements);
+    }
+    let _ = writeln!(out, "flush chain {NETWORK_TABLE} rates");
+    for rule in rate_rules(guests, rules) {
+        let _ = writeln!(
+            out,
+            "add rule {NETWORK_TABLE} rates {rule} comment \"{}\"",
+            crate::nft::render::OWNER
+        );
     }
     out
 }
@@ -812,6 +968,7 @@ mod tests {
             r#"add table bridge netd { comment "netd"; }
 add counter bridge netd dropped_internal { comment "netd"; }
 add counter bridge netd dropped_partition { comment "netd"; }
+add counter bridge netd dropped_rate { comment "netd"; }
 add counter bridge netd dropped_spoofed { comment "netd"; }
 add counter bridge netd dropped_unsupported { comment "netd"; }
 add set bridge netd guest_ports { type ifname; comment "netd"; }
@@ -828,6 +985,7 @@ add set bridge netd outside_cut { type ipv4_addr; comment "netd"; }
 add set bridge netd loss { typeof numgen random mod 100; flags interval; comment "netd"; }
 add set bridge netd internal { type ipv4_addr; flags interval; comment "netd"; }
 flush set bridge netd internal
+add set bridge netd port_cut { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval; comment "netd"; }
 add chain bridge netd from_guests { type filter hook prerouting priority filter; policy accept; comment "netd"; }
 flush chain bridge netd from_guests
 add rule bridge netd from_guests iifname != @guest_ports accept comment "netd"
@@ -839,6 +997,11 @@ add chain bridge netd between_guests { type filter hook forward priority filter;
 flush chain bridge netd between_guests
 add rule bridge netd between_guests ip saddr . ip daddr @cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 add rule bridge netd between_guests ip saddr @outside_cut ip daddr != @guest_ips numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add rule bridge netd between_guests ip saddr . ip daddr . meta l4proto . th dport @port_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add rule bridge netd between_guests ip saddr . ip daddr . meta l4proto . th dport != @port_cut ip saddr . ip daddr . meta l4proto . th sport @port_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add rule bridge netd between_guests jump rates comment "netd"
+add chain bridge netd rates {  comment "netd"; }
+flush chain bridge netd rates
 add chain bridge netd to_outside { type filter hook input priority filter; policy accept; comment "netd"; }
 flush chain bridge netd to_outside
 add rule bridge netd to_outside ip saddr @internal ip daddr != @internal counter name "dropped_internal" drop comment "netd"
@@ -853,11 +1016,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
 
     #[test]
     fn a_known_partition_is_flushed_and_refilled_by_a_sync() {
-        let rules = PartitionRules {
-            cut: BTreeSet::from([(0, 1)]),
-            outside_cut: BTreeSet::new(),
-            loss_percent: 100,
-        };
+        let rules = PartitionRules::cutting(BTreeSet::from([(0, 1)]), BTreeSet::new(), 100);
         let script = network_sync_script(&network(Some(rules))).unwrap();
         for line in [
             "flush set bridge netd cut\nadd element bridge netd cut { 172.18.0.1 . 172.18.0.2 }\n",
@@ -870,20 +1029,22 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
 
     #[test]
     fn a_partition_is_one_batch_over_guest_addresses() {
-        let rules = PartitionRules {
+        let rules = PartitionRules::cutting(
             // Slot 7 holds no guest: nothing to cut.
-            cut: BTreeSet::from([(0, 1), (1, 0), (2, 0), (0, 7)]),
-            outside_cut: BTreeSet::from([2, 9]),
-            loss_percent: 30,
-        };
+            BTreeSet::from([(0, 1), (1, 0), (2, 0), (0, 7)]),
+            BTreeSet::from([2, 9]),
+            30,
+        );
         assert_eq!(
             partition_script(&network(None).guests, &rules),
             "flush set bridge netd cut\n\
              flush set bridge netd outside_cut\n\
              flush set bridge netd loss\n\
+             flush set bridge netd port_cut\n\
              add element bridge netd cut { 172.18.0.1 . 172.18.0.2, 172.18.0.2 . 172.18.0.1, 172.18.0.3 . 172.18.0.1 }\n\
              add element bridge netd loss { 0-29 }\n\
-             add element bridge netd outside_cut { 172.18.0.3 }\n"
+             add element bridge netd outside_cut { 172.18.0.3 }\n\
+             flush chain bridge netd rates\n"
         );
         // Healing: empty sets, every packet would be dropped if cut.
         assert_eq!(
@@ -891,22 +1052,106 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             "flush set bridge netd cut\n\
              flush set bridge netd outside_cut\n\
              flush set bridge netd loss\n\
-             add element bridge netd loss { 0-99 }\n"
+             flush set bridge netd port_cut\n\
+             add element bridge netd loss { 0-99 }\n\
+             flush chain bridge netd rates\n"
         );
-        let all = PartitionRules {
-            loss_percent: 100,
-            ..PartitionRules::default()
+        let all = PartitionRules::cutting(BTreeSet::new(), BTreeSet::new(), 100);
+        assert!(
+            partition_script(&BTreeMap::new(), &all)
+                .ends_with("loss { 0-99 }\nflush chain bridge netd rates\n")
+        );
+    }
+
+    #[test]
+    fn port_faults_are_elements_by_protocol_and_port() {
+        let words: Vec<String> = "cut --from a --to b --port 53 + cut --from b --to c --proto icmp"
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let slots = BTreeMap::from([("a".into(), 0), ("b".into(), 1), ("c".into(), 2)]);
+        let partition = crate::partition::Partition::from_words(&words).unwrap();
+        let rules = crate::partition::compile("web", &partition, &slots).unwrap();
+        assert_eq!(cannot_enforce(&rules), None);
+        let elements = partition_elements(&network(None).guests, &rules);
+        assert_eq!(
+            elements["port_cut"],
+            BTreeSet::from([
+                "172.18.0.1 . 172.18.0.2 . tcp . 53".to_owned(),
+                "172.18.0.1 . 172.18.0.2 . udp . 53".to_owned(),
+                "172.18.0.2 . 172.18.0.3 . icmp . 0-65535".to_owned(),
+            ])
+        );
+        assert!(elements["cut"].is_empty(), "no whole pair is cut");
+    }
+
+    #[test]
+    fn a_rate_is_a_limit_rule_and_no_cut() {
+        let words: Vec<String> = "isolate c + all --rate 1mbit --proto udp"
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let slots = BTreeMap::from([("a".into(), 0), ("b".into(), 1), ("c".into(), 2)]);
+        let partition = crate::partition::Partition::from_words(&words).unwrap();
+        let rules = crate::partition::compile("web", &partition, &slots).unwrap();
+        let guests = network(None).guests;
+        assert!(partition_elements(&guests, &rules)["port_cut"].is_empty());
+        let limits = rate_rules(&guests, &rules);
+        assert_eq!(limits.len(), 1);
+        assert!(
+            limits[0].contains("172.18.0.1 . 172.18.0.2")
+                && limits[0].ends_with(
+                    " meta l4proto udp limit rate over 125000 bytes/second burst 6250 bytes counter name \"dropped_rate\" drop"
+                ),
+            "{}",
+            limits[0]
+        );
+        assert!(
+            partition_script(&guests, &rules)
+                .contains("flush chain bridge netd rates\nadd rule bridge netd rates ip saddr")
+        );
+    }
+
+    #[test]
+    fn what_nftables_cannot_do_is_refused_by_name() {
+        let refusal = |line: &str| {
+            let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            let slots = BTreeMap::from([("a".into(), 0), ("b".into(), 1)]);
+            let partition = crate::partition::Partition::from_words(&words).unwrap();
+            cannot_enforce(&crate::partition::compile("web", &partition, &slots).unwrap())
         };
-        assert!(partition_script(&BTreeMap::new(), &all).ends_with("loss { 0-99 }\n"));
+        for (line, part) in [
+            (
+                "all --delay 5ms",
+                "--delay 5ms: the nftables dataplane cannot delay packets",
+            ),
+            (
+                "all --duplicate 5",
+                "--duplicate 5: the nftables dataplane cannot duplicate",
+            ),
+            (
+                "all --corrupt 5",
+                "--corrupt 5: the nftables dataplane cannot corrupt",
+            ),
+            (
+                "all --rate 1mbit --port 80",
+                "--rate 1mbit: the nftables dataplane cannot limit the rate of one port",
+            ),
+            ("isolate a --port 80", "traffic with the outside"),
+            ("isolate a + all --loss 30", "different --loss shares"),
+        ] {
+            let reason = refusal(line).unwrap_or_else(|| panic!("{line} was accepted"));
+            assert!(reason.contains(part), "{line}: {reason}");
+        }
+        assert_eq!(
+            refusal("isolate a --loss 30 + all --port 80 --loss 30"),
+            None
+        );
     }
 
     #[test]
     fn a_guest_added_to_a_partitioned_network_joins_its_cuts() {
-        let rules = PartitionRules {
-            cut: BTreeSet::from([(0, 3)]),
-            outside_cut: BTreeSet::from([3]),
-            loss_percent: 100,
-        };
+        let rules = PartitionRules::cutting(BTreeSet::from([(0, 3)]), BTreeSet::from([3]), 100);
         let before = network(Some(rules.clone()));
         let mut after = network(Some(rules));
         after.guests.insert("g-d".to_owned(), guest(4, 3));
@@ -943,7 +1188,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             .lines()
             .filter(|l| *l == "\t\tcomment \"netd\"")
             .count();
-        assert_eq!(objects, 4 + 7 + 4);
+        assert_eq!(objects, 5 + 8 + 5);
         assert_eq!(tagged_objects, objects);
         let rules: Vec<&str> = text
             .lines()
@@ -956,7 +1201,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
                     && !l.starts_with("\t\ttypeof")
             })
             .collect();
-        assert_eq!(rules.len(), 11, "{rules:?}");
+        assert_eq!(rules.len(), 14, "{rules:?}");
         assert!(
             rules.iter().all(|r| r.ends_with(" comment \"netd\"")),
             "{rules:?}"
@@ -1046,6 +1291,6 @@ mod drift_tests {
             ]
         );
         let bare = listing(&[json!({"table": {"family": "bridge", "name": "netd"}})]);
-        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 4 + 7);
+        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 5 + 8);
     }
 }
