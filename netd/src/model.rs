@@ -30,6 +30,15 @@ pub struct State {
 }
 
 impl State {
+    /// The subnets the host routes to (the routable networks').
+    pub fn routable_subnets(&self) -> BTreeSet<Ipv4Network> {
+        self.networks
+            .values()
+            .filter(|net| net.routable)
+            .map(|net| net.subnet)
+            .collect()
+    }
+
     /// The uplink slots held by networks, as `UplinkPool::allocate` wants them.
     pub fn used_uplink_slots(&self) -> BTreeSet<u16> {
         self.networks

@@ -140,40 +140,20 @@ mod tests {
     use std::{net::Ipv4Addr, path::PathBuf};
 
     use super::*;
-    use crate::model::{Guest, Network};
+    use crate::model::{Guest, Network, test_support};
 
     fn pool() -> ipam::UplinkPool {
         ipam::UplinkPool::new(crate::config::DEFAULT_UPLINK_POOL).unwrap()
     }
 
     fn guest(name: &str, last: u8, slot: u8) -> Guest {
-        Guest {
-            mac: None,
-            interface: None,
-            name: name.to_owned(),
-            ip: Ipv4Addr::new(172, 18, 0, last),
-            netns: GuestNetns::Owned,
-            created_at: 0,
-            ports: Vec::new(),
-            slot,
-            bridge_port: format!("g-{name}"),
-            labels: Default::default(),
-        }
+        test_support::guest(name, &format!("172.18.0.{last}"), slot)
     }
 
     fn network(name: &str, slot: u16, guests: Vec<Guest>) -> Network {
-        Network {
-            internal: false,
-            mtu: None,
-            name: name.to_owned(),
-            subnet: crate::config::DEFAULT_SUBNET,
-            routable: false,
-            uplink_slot: slot,
-            guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),
-            guest_cursor: None,
-            created_at: 0,
-            partition: None,
-        }
+        let mut network = test_support::network(name, "172.18.0.0/24", slot);
+        network.guests = guests.into_iter().map(|g| (g.name.clone(), g)).collect();
+        network
     }
 
     fn state(networks: Vec<Network>) -> State {

@@ -241,21 +241,11 @@ mod tests {
     #[test]
     fn the_directory_follows_the_state_with_partitions_and_internal_networks() {
         use crate::{
-            model::{Guest, GuestNetns, Network},
+            model::test_support,
             partition::{Partition, PartitionState},
         };
-        let guest = |name: &str, last: u8, slot: u8| Guest {
-            name: name.to_owned(),
-            ip: ip(last),
-            netns: GuestNetns::Owned,
-            created_at: 0,
-            ports: Vec::new(),
-            slot,
-            bridge_port: format!("g-{name}"),
-            labels: Default::default(),
-            mac: None,
-            interface: None,
-        };
+        let guest =
+            |name: &str, last: u8, slot: u8| test_support::guest(name, &ip(last).to_string(), slot);
         // `isolate b` (slot 1) from everyone, the outside included, with a
         // loss share.
         let cut = |loss: &str| {
@@ -273,21 +263,13 @@ mod tests {
                 set_by: "host".to_owned(),
             }
         };
-        let web = Network {
-            name: "web".to_owned(),
-            subnet: crate::config::DEFAULT_SUBNET,
-            routable: false,
-            uplink_slot: 0,
-            guests: [guest("a", 1, 0), guest("b", 2, 1)]
-                .into_iter()
-                .map(|g| (g.name.clone(), g))
-                .collect(),
-            guest_cursor: None,
-            created_at: 0,
-            partition: Some(cut("100")),
-            internal: true,
-            mtu: None,
-        };
+        let mut web = test_support::network("web", "172.18.0.0/24", 0);
+        web.guests = [guest("a", 1, 0), guest("b", 2, 1)]
+            .into_iter()
+            .map(|g| (g.name.clone(), g))
+            .collect();
+        web.partition = Some(cut("100"));
+        web.internal = true;
         let mut state = State {
             networks: BTreeMap::from([("web".to_owned(), web)]),
             uplink_cursor: None,

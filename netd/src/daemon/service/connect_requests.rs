@@ -5,11 +5,11 @@
 //! dataplane, partitions and names treat it as that network's guest, and
 //! it goes with the guest, with the network, or with `disconnect`.
 
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::collections::BTreeSet;
 
 use tracing::info;
 
-use super::{Service, crash_point, now};
+use super::{Service, crash_point, guest_address, now, parse_guest_ip};
 use crate::{
     daemon::{
         error::{ServiceError, ServiceResult},
@@ -77,27 +77,8 @@ impl Service {
                 net.subnet
             )));
         }
-        let requested_ip = request
-            .ip
-            .as_deref()
-            .map(|text| {
-                text.parse::<Ipv4Addr>().map_err(|_| {
-                    ServiceError::Invalid(format!(
-                        "bad IP address {text:?}: write it as A.B.C.D, e.g. 172.18.1.10"
-                    ))
-                })
-            })
-            .transpose()?;
-        let ip = match requested_ip {
-            Some(ip) => {
-                let holder = net.guest_with_ip(ip).map(|g| g.name.as_str());
-                ipam::check_guest_ip(net.subnet, ip, holder)?;
-                ip
-            }
-            None => {
-                ipam::allocate_guest_ip(&net.name, net.subnet, &net.used_ips(), net.guest_cursor)?
-            }
-        };
+        let requested_ip = parse_guest_ip(request.ip.as_deref())?;
+        let ip = guest_address(&net, requested_ip)?;
         let taken: BTreeSet<&str> = joined.iter().map(|(_, g)| g.ifname()).collect();
         let interface = (1..)
             .map(|n| format!("eth{n}"))

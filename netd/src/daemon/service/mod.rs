@@ -162,13 +162,7 @@ impl Service {
     /// network exists, gone otherwise.
     fn sync_host(&mut self) -> anyhow::Result<()> {
         let host = (!self.state.networks.is_empty()).then(|| {
-            let routable = self
-                .state
-                .networks
-                .values()
-                .filter(|net| net.routable)
-                .map(|net| net.subnet)
-                .collect();
+            let routable = self.state.routable_subnets().into_iter().collect();
             self.topology
                 .host_plumbing(routable, self.all_port_mappings())
         });
@@ -402,17 +396,7 @@ impl Service {
         model::validate_name(NameKind::Guest, &request.name)?;
         crate::labels::validate(&request.labels)
             .map_err(|err| ServiceError::Invalid(err.to_string()))?;
-        let requested_ip = request
-            .ip
-            .as_deref()
-            .map(|text| {
-                text.parse::<Ipv4Addr>().map_err(|_| {
-                    ServiceError::Invalid(format!(
-                        "bad IP address {text:?}: write it as A.B.C.D, e.g. 172.18.0.10"
-                    ))
-                })
-            })
-            .transpose()?;
+        let requested_ip = parse_guest_ip(request.ip.as_deref())?;
         let requested_mac = request
             .mac
             .as_deref()
@@ -442,16 +426,7 @@ impl Service {
                 )))
             };
         }
-        let ip = match requested_ip {
-            Some(ip) => {
-                let holder = net.guest_with_ip(ip).map(|g| g.name.as_str());
-                ipam::check_guest_ip(net.subnet, ip, holder)?;
-                ip
-            }
-            None => {
-                ipam::allocate_guest_ip(&net.name, net.subnet, &net.used_ips(), net.guest_cursor)?
-            }
-        };
+        let ip = guest_address(&net, requested_ip)?;
         let guest = Guest {
             name: request.name.clone(),
             ip,
@@ -681,13 +656,7 @@ impl Service {
     /// (a daemon killed between adding a network's route and saving, or a
     /// state rolled back): see [`orphan_host_routes`].
     fn orphan_host_routes(&self, host: &HostView) -> Vec<ipnetwork::Ipv4Network> {
-        let wanted: BTreeSet<ipnetwork::Ipv4Network> = self
-            .state
-            .networks
-            .values()
-            .filter(|net| net.routable)
-            .map(|net| net.subnet)
-            .collect();
+        let wanted = self.state.routable_subnets();
         orphan_host_routes(
             host,
             &self.topology.config.host_link,
@@ -973,6 +942,31 @@ fn same_network_request(existing: &Network, request: &CreateNetwork) -> bool {
 /// and no orphan.
 pub fn crash_point(point: &str) {
     crate::topology::crash_point(point);
+}
+
+/// A guest address as asked (`--ip`), parsed.
+fn parse_guest_ip(text: Option<&str>) -> ServiceResult<Option<Ipv4Addr>> {
+    text.map(|text| {
+        text.parse::<Ipv4Addr>().map_err(|_| {
+            ServiceError::Invalid(format!(
+                "bad IP address {text:?}: write it as A.B.C.D, e.g. 172.18.0.10"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// The address a new interface on `net` gets: the one asked for, if it is
+/// inside the subnet and free, or else the next free one.
+fn guest_address(net: &Network, requested: Option<Ipv4Addr>) -> ServiceResult<Ipv4Addr> {
+    Ok(match requested {
+        Some(ip) => {
+            let holder = net.guest_with_ip(ip).map(|g| g.name.as_str());
+            ipam::check_guest_ip(net.subnet, ip, holder)?;
+            ip
+        }
+        None => ipam::allocate_guest_ip(&net.name, net.subnet, &net.used_ips(), net.guest_cursor)?,
+    })
 }
 
 /// Unix seconds.

@@ -203,40 +203,18 @@ mod tests {
     use std::{collections::BTreeMap, net::Ipv4Addr};
 
     use super::*;
-    use crate::{
-        config::Config,
-        model::{GuestNetns, State},
-        ports::Proto,
-        store::Store,
-        topology::Topology,
-    };
+    use crate::{config::Config, model::State, ports::Proto, store::Store, topology::Topology};
 
     /// Networks `web` (slot 0: 172.18.0.1 web1, 172.18.0.2 web2) and `db`
     /// (slot 4: 172.18.0.1 pg), stored in `dir`. Builds nothing in the kernel.
     fn service(dir: &std::path::Path) -> Service {
-        let guest = |name: &str, last: u8| Guest {
-            mac: None,
-            interface: None,
-            name: name.to_owned(),
-            ip: Ipv4Addr::new(172, 18, 0, last),
-            netns: GuestNetns::Owned,
-            created_at: 0,
-            ports: Vec::new(),
-            slot: 0,
-            bridge_port: String::new(),
-            labels: Default::default(),
-        };
-        let network = |name: &str, slot: u16, guests: Vec<Guest>| Network {
-            internal: false,
-            mtu: None,
-            name: name.to_owned(),
-            subnet: crate::config::DEFAULT_SUBNET,
-            routable: false,
-            uplink_slot: slot,
-            guests: guests.into_iter().map(|g| (g.name.clone(), g)).collect(),
-            guest_cursor: None,
-            created_at: 0,
-            partition: None,
+        use crate::model::test_support;
+        let guest =
+            |name: &str, last: u8| test_support::guest(name, &format!("172.18.0.{last}"), last);
+        let network = |name: &str, slot: u16, guests: Vec<Guest>| {
+            let mut network = test_support::network(name, "172.18.0.0/24", slot);
+            network.guests = guests.into_iter().map(|g| (g.name.clone(), g)).collect();
+            network
         };
         let state = State {
             networks: BTreeMap::from([

@@ -119,13 +119,7 @@ impl StatusSnapshot {
         }
         match crate::netlink::HostView::read().await {
             Ok(host) => {
-                let routable = self
-                    .state
-                    .networks
-                    .values()
-                    .filter(|net| net.routable)
-                    .map(|net| net.subnet)
-                    .collect();
+                let routable = self.state.routable_subnets();
                 let config = &self.topology.config;
                 for route in super::orphan_host_routes(
                     &host,
