@@ -235,6 +235,36 @@ fn the_one_program(ns: &Netns, iface: &str, name: &str, when: &str) -> Attached 
     attached[0].clone()
 }
 
+/// The ids of the programs in cls_bpf filters on `iface`'s ingress in `ns`
+/// (netd's guest ports carry theirs so), as `tc -j filter show` reports them.
+fn port_filter_programs(ns: &Netns, iface: &str) -> Vec<u64> {
+    let out = ns
+        .command("tc")
+        .args(["-j", "filter", "show", "dev", iface, "ingress"])
+        .output()
+        .expect("running tc");
+    assert!(
+        out.status.success(),
+        "tc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let filters: Value = serde_json::from_slice(&out.stdout).expect("tc JSON");
+    filters
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|filter| filter["options"]["prog"]["id"].as_u64())
+        .collect()
+}
+
+/// The id of the guest-port program this daemon loaded (its pin).
+fn pinned_guest_port_program(sandbox: &Sandbox) -> u64 {
+    let pin = pin_root(sandbox).join("programs").join("netd_guest_port");
+    bpftool_json(&["prog", "show", "pinned", pin.to_str().unwrap()])["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no program pinned at {}", pin.display()))
+}
+
 /// Whether the kernel still has the BPF link `id`.
 fn link_exists(id: u32) -> bool {
     Command::new("bpftool")
@@ -423,6 +453,13 @@ fn the_restarted_daemon_adopts_the_pinned_links_without_a_gap() {
         "before the kill",
     );
     let net_before = the_one_program(&gateway, &port, PROG_FROM_NETWORK, "before the kill");
+    let network = open(&format!("{}n-web", netd.prefix()));
+    let guest_port_before = port_filter_programs(&network, "g-a");
+    assert_eq!(
+        guest_port_before,
+        vec![pinned_guest_port_program(&sb)],
+        "the guest's port carries the daemon's program, once"
+    );
 
     netd.kill9();
     assert_eq!(
@@ -475,6 +512,16 @@ fn the_restarted_daemon_adopts_the_pinned_links_without_a_gap() {
             "{hook}: the link now runs the restarted daemon's program ({before:?} -> {after:?})"
         );
     }
+    let guest_port_after = port_filter_programs(&network, "g-a");
+    assert_eq!(
+        guest_port_after,
+        vec![pinned_guest_port_program(&sb)],
+        "after the restart the guest's port carries the new daemon's program, once"
+    );
+    assert_ne!(
+        guest_port_after, guest_port_before,
+        "the filter was replaced, not left with the old program"
+    );
     assert_internet_works(&guest, PORT, "after the restart");
 }
 

@@ -26,9 +26,9 @@ use crate::netns::Netns;
 const PRIORITY: u16 = 1;
 const HANDLE: TcHandle = TcHandle::new(0, 1);
 
-/// Puts `program` on `iface`'s ingress in `netns`: replaces netd's filter
-/// in place if there is one (a restarted daemon: no packet meets a gap),
-/// or adds it (with the clsact qdisc, if missing).
+/// Puts `program` on `iface`'s ingress in `netns`: adds netd's filter (with
+/// the clsact qdisc, if missing), or replaces it in place if there is one
+/// (a restarted daemon: no packet meets a gap).
 pub fn attach(netns: &Netns, iface: &str, program: &mut SchedClassifier) -> Result<()> {
     netns
         .run_in(|| -> Result<()> {
@@ -37,26 +37,31 @@ pub fn attach(netns: &Netns, iface: &str, program: &mut SchedClassifier) -> Resu
                 Err(TcError::NetlinkError(err)) if err.raw_os_error() == Some(libc::EEXIST) => {}
                 Err(err) => return Err(err).context("adding the clsact qdisc"),
             }
-            let existing = SchedClassifierLink::attached(
+            // A fresh port (every guest add) has no filter: add it; only a
+            // restarted daemon finds one, and replaces it.
+            let added = program.attach_with_options(
                 iface,
                 TcAttachType::Ingress,
-                PRIORITY,
-                HANDLE,
-                None,
-            )?;
-            let id = match program.attach_to_link(existing) {
+                TcAttachOptions::Netlink(NlOptions {
+                    priority: PRIORITY,
+                    handle: HANDLE,
+                    ..NlOptions::default()
+                }),
+            );
+            let id = match added {
                 Ok(id) => id,
-                Err(_) => program
-                    .attach_with_options(
+                Err(_) => {
+                    let existing = SchedClassifierLink::attached(
                         iface,
                         TcAttachType::Ingress,
-                        TcAttachOptions::Netlink(NlOptions {
-                            priority: PRIORITY,
-                            handle: HANDLE,
-                            ..NlOptions::default()
-                        }),
-                    )
-                    .context("adding the cls_bpf filter")?,
+                        PRIORITY,
+                        HANDLE,
+                        None,
+                    )?;
+                    program
+                        .attach_to_link(existing)
+                        .context("replacing the cls_bpf filter")?
+                }
             };
             // The filter stays with the device: dropping aya's handle would
             // remove it.
