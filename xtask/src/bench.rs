@@ -11,7 +11,7 @@ use crate::{
     shell::{self, cargo, workspace_root},
 };
 
-pub fn run(quick: bool) -> Result<()> {
+pub fn run(quick: bool, extra: &[String]) -> Result<()> {
     setup::run()?;
     let mut build = cargo();
     build.args(["build", "--release", "-p", "netd", "--bins"]);
@@ -33,6 +33,7 @@ pub fn run(quick: bool) -> Result<()> {
     if quick {
         bench.arg("--quick");
     }
+    // A later `--out` among the extra arguments wins.
     bench.arg("--out").arg(&out);
     // The programs' costs on the commit before the fast path, measured by
     // `netd-bench --only progcost` against that commit's netd (see
@@ -41,6 +42,7 @@ pub fn run(quick: bool) -> Result<()> {
     if before.exists() {
         bench.arg("--prog-costs-before").arg(&before);
     }
+    bench.args(extra);
     shell::run(bench, "the benchmark could not run: see above")?;
     println!(
         "bench: report in {} (charts and results.json beside it)",

@@ -495,6 +495,7 @@ impl Dataplane for EbpfDataplane {
         let host_side_ifindex = netns.ifindex(&gw.host_side)?;
         let host = HostPrograms::new(&gw.host_link, gw.host_nat_ports)?;
         let host_link_ifindex = host.netns.ifindex(&gw.host_link)?;
+        let (host_ephemeral_min, host_ephemeral_max) = host.ephemeral_ports();
         let mut info = GatewayInfo {
             gateway_ip: gw.gateway_ip.octets(),
             host_ip: gw.host_ip.octets(),
@@ -504,6 +505,8 @@ impl Dataplane for EbpfDataplane {
             flags: 0,
             host_port_min: gw.host_nat_ports.min,
             host_port_max: gw.host_nat_ports.max,
+            host_ephemeral_min,
+            host_ephemeral_max,
         };
         self.set_host_addrs(&gw.host_addrs)?;
         // The host programs before the flag that sends traffic their way, and
