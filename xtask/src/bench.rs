@@ -29,11 +29,16 @@ pub fn run(quick: bool, extra: &[String]) -> Result<()> {
 
     let root = workspace_root();
     let out = root.join("bench/results");
+    // A later `--out` among the extra arguments wins, in netd-bench and here.
+    let shown = extra
+        .iter()
+        .position(|arg| arg == "--out")
+        .and_then(|i| extra.get(i + 1))
+        .map_or_else(|| out.clone(), std::path::PathBuf::from);
     let mut bench = Command::new(shell::target_dir()?.join("release/netd-bench"));
     if quick {
         bench.arg("--quick");
     }
-    // A later `--out` among the extra arguments wins.
     bench.arg("--out").arg(&out);
     // The programs' costs on the commit before the fast path, measured by
     // `netd-bench --only progcost` against that commit's netd (see
@@ -46,7 +51,7 @@ pub fn run(quick: bool, extra: &[String]) -> Result<()> {
     shell::run(bench, "the benchmark could not run: see above")?;
     println!(
         "bench: report in {} (charts and results.json beside it)",
-        out.join("report.md").display()
+        shown.join("report.md").display()
     );
     Ok(())
 }
