@@ -61,7 +61,7 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
     };
     if is_error(&flow) {
         return match icmp_error::translate(ctx, &flow.ip, zone) {
-            Ok(entry) if entry.out_zone == ZONE_HOST => out_of_host(ctx, &gw, entry.new_dst, zone),
+            Ok(entry) if entry.out_zone == ZONE_HOST => out_of_host(ctx, gw, entry.new_dst, zone),
             Ok(_) | Err(_) => {
                 bump(zone, Counter::DroppedIcmpErrorUnknown);
                 TC_ACT_SHOT
@@ -270,7 +270,7 @@ pub fn from_world(ctx: &TcContext) -> i32 {
     }
     if is_error(&flow) {
         return match icmp_error::translate(ctx, &flow.ip, ZONE_HOST) {
-            Ok(entry) if entry.out_zone != ZONE_HOST => deliver(ctx, &gw, entry.out_zone),
+            Ok(entry) if entry.out_zone != ZONE_HOST => deliver(ctx, gw, entry.out_zone),
             Ok(_) => TC_ACT_OK,
             Err(verdict) => verdict,
         };
@@ -302,7 +302,7 @@ pub fn from_world(ctx: &TcContext) -> i32 {
         }
     }
     bump(entry.out_zone, Counter::Translated);
-    deliver(ctx, &gw, entry.out_zone)
+    deliver(ctx, gw, entry.out_zone)
 }
 
 #[inline(always)]
