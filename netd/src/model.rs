@@ -75,6 +75,18 @@ pub struct Network {
     /// (`--mtu`); None: the kernel's default (1500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// This node's part of a network spanning the cluster's nodes
+    /// (`--span`, see `cluster`); None: a network of this host alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<Span>,
+}
+
+/// What a node keeps of a spanned network besides what every network has:
+/// its definition and the other nodes' guests live in etcd.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Its VXLAN network identifier, the same on every node.
+    pub vni: u32,
 }
 
 impl Network {
@@ -343,6 +355,7 @@ pub mod test_support {
             partition: None,
             internal: false,
             mtu: None,
+            span: None,
         }
     }
 
@@ -404,6 +417,7 @@ mod tests {
         let web = Network {
             internal: false,
             mtu: None,
+            span: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
@@ -419,6 +433,7 @@ mod tests {
         let routed = Network {
             internal: false,
             mtu: None,
+            span: None,
             name: "routed".to_owned(),
             subnet: "10.20.0.0/16".parse().unwrap(),
             routable: true,

@@ -22,8 +22,8 @@ use super::{
     error::ServiceError,
     events, metrics,
     requests::{
-        AddGuest, AddPort, CleanupReport, CreateNetwork, GuestView, NetworkView, PartitionQuery,
-        PartitionRequest, PartitionView, PortView, Status, VerifyReport,
+        AddGuest, AddPort, CleanupReport, CreateNetwork, GuestView, NetworkView, NodeView,
+        PartitionQuery, PartitionRequest, PartitionView, PortView, Status, VerifyReport,
     },
     service::Shared,
 };
@@ -97,6 +97,7 @@ fn host_routes() -> Router<Shared> {
         )
         .route("/v1/resolve/{name}", get(resolve))
         .route("/v1/status", get(status))
+        .route("/v1/nodes", get(list_nodes))
         .route("/v1/state", get(desired_state))
         .route("/v1/events", get(events::stream))
         .route("/metrics", get(metrics::scrape))
@@ -290,6 +291,11 @@ async fn remove_port(
 
 /// The service lock is held only to take the snapshot: reads never block
 /// changes for long.
+/// The cluster's nodes (`netd node ls`); refused by a single host.
+async fn list_nodes(State(svc): State<Shared>) -> ApiResult<Vec<NodeView>> {
+    ok(svc.lock().await.nodes().await?)
+}
+
 async fn status(State(svc): State<Shared>) -> ApiResult<Status> {
     let snapshot = svc.lock().await.status_snapshot();
     ok(snapshot.finish().await)
@@ -417,6 +423,7 @@ mod tests {
         let web = Network {
             internal: false,
             mtu: None,
+            span: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

@@ -26,6 +26,9 @@ pub struct CreateNetwork {
     /// The MTU of the network's bridge, ports and guests' interfaces.
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// A network of the whole cluster, defined in etcd (`--span`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub span: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -124,6 +127,30 @@ pub struct NetworkView {
     /// None: the kernel's default (1500).
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// A spanned network's VNI (`--span`); None: this host's alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+}
+
+/// A node of the cluster as `netd node ls` shows it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub name: String,
+    pub underlay: String,
+    /// Seconds since it last renewed its lease (None: etcd did not say).
+    pub last_seen_secs: Option<i64>,
+    /// Its guests in each spanned network that has some there.
+    pub networks: BTreeMap<String, Vec<NodeGuestView>>,
+    /// Whether this is the node that answered.
+    pub this_node: bool,
+}
+
+/// A guest of a spanned network, on the node that holds it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct NodeGuestView {
+    pub name: String,
+    pub ip: String,
+    pub mac: String,
 }
 
 /// The body of `PUT /v1/networks/NAME/partition` (and `PUT /v1/partition`):

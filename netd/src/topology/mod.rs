@@ -296,6 +296,9 @@ impl Topology {
         let mut wanted: std::collections::BTreeSet<&str> =
             ["lo", NETWORK_UPLINK, NETWORK_BRIDGE].into();
         wanted.extend(net.guests.values().map(|guest| guest.bridge_port.as_str()));
+        if net.span.is_some() {
+            wanted.insert(crate::cluster::vxlan::VXLAN_DEVICE);
+        }
         nl.links()
             .await
             .unwrap_or_default()

@@ -339,6 +339,7 @@ mod tests {
         let network = |name: &str, uplink_slot: u16, guests: Vec<Guest>| Network {
             internal: false,
             mtu: None,
+            span: None,
             name: name.to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

@@ -1,0 +1,401 @@
+//! The etcd side of a node: its registration under a lease, spanned
+//! networks' definitions, and their allocation tables changed by
+//! compare-and-swap. Thin: what to write is decided by `alloc`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    WatchStream,
+};
+use ipnetwork::Ipv4Network;
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{
+    ClusterConfig, ClusterError, alloc, keys,
+    records::{NodeRecord, SpanGuest, SpanGuests, SpanNetwork},
+};
+
+/// A node's lease: it expires this long after the node's last renewal, and
+/// then the other nodes withdraw what they programmed for it.
+pub const LEASE_TTL_SECS: i64 = 10;
+
+/// How often the lease is renewed: a third of its life, so that two lost
+/// renewals in a row do not expire it.
+pub const RENEW_INTERVAL: Duration = Duration::from_secs(3);
+
+/// How long one etcd request may take before it counts as unreachable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a compare-and-swap is retried when another node changed the
+/// key in between; far more than nodes ever race for one network.
+const CAS_ATTEMPTS: usize = 64;
+
+/// A connection to the cluster's etcd (cheap to clone: one gRPC channel).
+#[derive(Clone)]
+pub struct Etcd {
+    client: Client,
+    pub config: ClusterConfig,
+}
+
+impl Etcd {
+    /// Sets up the channel; it connects lazily, so a daemon starts while
+    /// etcd is down and joins when it is back.
+    pub async fn connect(config: &ClusterConfig) -> Result<Etcd, ClusterError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(REQUEST_TIMEOUT);
+        let client = Client::connect(&config.endpoints, Some(options))
+            .await
+            .map_err(|err| unreachable_error(config, err))?;
+        Ok(Etcd {
+            client,
+            config: config.clone(),
+        })
+    }
+
+    fn unreachable(&self, err: etcd_client::Error) -> ClusterError {
+        unreachable_error(&self.config, err)
+    }
+
+    /// Registers this node under a fresh lease; returns the lease.
+    pub async fn register(&self, joined_at: u64) -> Result<i64, ClusterError> {
+        let mut client = self.client.clone();
+        let lease = client
+            .lease_grant(LEASE_TTL_SECS, None)
+            .await
+            .map_err(|e| self.unreachable(e))?
+            .id();
+        let record = NodeRecord {
+            name: self.config.node.clone(),
+            underlay: self.config.underlay,
+            lease,
+            joined_at,
+        };
+        client
+            .put(
+                keys::node(&self.config.node),
+                to_json(&record),
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(lease)
+    }
+
+    /// Renews `lease` every [`RENEW_INTERVAL`] until a renewal fails
+    /// (etcd unreachable, or the lease gone); returns that failure.
+    pub async fn keep_alive(&self, lease: i64) -> ClusterError {
+        let mut client = self.client.clone();
+        let (mut keeper, mut responses) = match client.lease_keep_alive(lease).await {
+            Ok(pair) => pair,
+            Err(err) => return self.unreachable(err),
+        };
+        let mut ticks = tokio::time::interval(RENEW_INTERVAL);
+        loop {
+            ticks.tick().await;
+            if let Err(err) = keeper.keep_alive().await {
+                return self.unreachable(err);
+            }
+            match tokio::time::timeout(REQUEST_TIMEOUT, responses.message()).await {
+                Ok(Ok(Some(answer))) if answer.ttl() > 0 => {}
+                Ok(Ok(_)) => {
+                    return ClusterError::Unreachable(format!(
+                        "node {}'s lease {lease:x} expired",
+                        self.config.node
+                    ));
+                }
+                Ok(Err(err)) => return self.unreachable(err),
+                Err(_) => {
+                    return ClusterError::Unreachable(format!(
+                        "etcd did not answer a lease renewal in {} s",
+                        REQUEST_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Every registered node, with how many seconds ago it last renewed its
+    /// lease (None if etcd would not say).
+    pub async fn nodes(&self) -> Result<Vec<(NodeRecord, Option<i64>)>, ClusterError> {
+        let records: Vec<NodeRecord> = self.list(keys::NODES).await?.into_values().collect();
+        let mut out = Vec::new();
+        let mut client = self.client.clone();
+        for record in records {
+            let seen = match client.lease_time_to_live(record.lease, None).await {
+                Ok(ttl) if ttl.ttl() >= 0 => Some((ttl.granted_ttl() - ttl.ttl()).max(0)),
+                _ => None,
+            };
+            out.push((record, seen));
+        }
+        Ok(out)
+    }
+
+    /// The live nodes' underlay addresses, by name.
+    pub async fn live_nodes(&self) -> Result<BTreeMap<String, std::net::Ipv4Addr>, ClusterError> {
+        Ok(self
+            .list::<NodeRecord>(keys::NODES)
+            .await?
+            .into_values()
+            .map(|n| (n.name, n.underlay))
+            .collect())
+    }
+
+    /// Spanned network `name`'s definition, if it exists.
+    pub async fn network(&self, name: &str) -> Result<Option<SpanNetwork>, ClusterError> {
+        Ok(self
+            .get::<SpanNetwork>(&keys::network(name))
+            .await?
+            .map(|(n, _)| n))
+    }
+
+    /// Every spanned network, by name.
+    pub async fn networks(&self) -> Result<BTreeMap<String, SpanNetwork>, ClusterError> {
+        self.list(keys::NETWORKS).await
+    }
+
+    /// Creates spanned network `name` with a VNI no other holds, in one
+    /// transaction: the definition and the VNI's key are written only if
+    /// neither exists. Returns the existing definition if `name` exists.
+    pub async fn create_network(
+        &self,
+        name: &str,
+        subnet: Ipv4Network,
+        mtu: u32,
+        created_at: u64,
+    ) -> Result<(SpanNetwork, bool), ClusterError> {
+        let mut client = self.client.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            if let Some(existing) = self.network(name).await? {
+                return Ok((existing, false));
+            }
+            let taken: BTreeSet<u32> = self
+                .list_keys(keys::VNIS)
+                .await?
+                .iter()
+                .filter_map(|key| keys::name_under(keys::VNIS, key)?.parse().ok())
+                .collect();
+            let vni = alloc::pick_vni(&taken).map_err(ClusterError::Conflict)?;
+            let network = SpanNetwork {
+                name: name.to_owned(),
+                subnet,
+                vni,
+                mtu,
+                created_by: self.config.node.clone(),
+                created_at,
+            };
+            let txn = Txn::new()
+                .when([
+                    Compare::create_revision(keys::network(name), CompareOp::Equal, 0),
+                    Compare::create_revision(keys::vni(vni), CompareOp::Equal, 0),
+                ])
+                .and_then([
+                    TxnOp::put(keys::network(name), to_json(&network), None),
+                    TxnOp::put(keys::vni(vni), name, None),
+                    TxnOp::put(keys::guests(name), to_json(&SpanGuests::default()), None),
+                ]);
+            if client
+                .txn(txn)
+                .await
+                .map_err(|e| self.unreachable(e))?
+                .succeeded()
+            {
+                return Ok((network, true));
+            }
+        }
+        Err(self.contended(name))
+    }
+
+    /// Removes spanned network `name` everywhere: its definition, VNI and
+    /// table, in one transaction.
+    pub async fn delete_network(&self, network: &SpanNetwork) -> Result<(), ClusterError> {
+        let mut client = self.client.clone();
+        let txn = Txn::new().and_then([
+            TxnOp::delete(keys::network(&network.name), None),
+            TxnOp::delete(keys::vni(network.vni), None),
+            TxnOp::delete(keys::guests(&network.name), None),
+        ]);
+        client.txn(txn).await.map_err(|e| self.unreachable(e))?;
+        Ok(())
+    }
+
+    /// Network `name`'s allocation table and its revision.
+    pub async fn guests(&self, network: &str) -> Result<(SpanGuests, i64), ClusterError> {
+        Ok(self
+            .get::<SpanGuests>(&keys::guests(network))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Every spanned network's allocation table, by network.
+    pub async fn all_guests(&self) -> Result<BTreeMap<String, SpanGuests>, ClusterError> {
+        self.list(keys::GUESTS).await
+    }
+
+    /// Changes network `name`'s allocation table by `change` (a pure
+    /// function of the table), written only if no other node wrote it in
+    /// between; retried on the new table otherwise.
+    pub async fn update_guests<T>(
+        &self,
+        network: &str,
+        mut change: impl FnMut(&SpanGuests) -> Result<(SpanGuests, T), String>,
+    ) -> Result<T, ClusterError> {
+        let mut client = self.client.clone();
+        let key = keys::guests(network);
+        for _ in 0..CAS_ATTEMPTS {
+            let (table, revision) = self.guests(network).await?;
+            let (next, result) = change(&table).map_err(ClusterError::Conflict)?;
+            if next == table {
+                return Ok(result);
+            }
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    revision,
+                )])
+                .and_then([TxnOp::put(key.clone(), to_json(&next), None)]);
+            if client
+                .txn(txn)
+                .await
+                .map_err(|e| self.unreachable(e))?
+                .succeeded()
+            {
+                return Ok(result);
+            }
+        }
+        Err(self.contended(network))
+    }
+
+    /// Allocates an address and slot for a guest of `network` on this node.
+    pub async fn add_guest(
+        &self,
+        network: &SpanNetwork,
+        name: &str,
+        ip: Option<std::net::Ipv4Addr>,
+        mac: Option<crate::mac::Mac>,
+    ) -> Result<SpanGuest, ClusterError> {
+        let request = alloc::GuestRequest {
+            name,
+            node: &self.config.node,
+            ip,
+            mac,
+        };
+        self.update_guests(&network.name, |table| {
+            alloc::add_guest(network, table, &request)
+        })
+        .await
+    }
+
+    /// Frees this node's guest `name` of `network`.
+    pub async fn remove_guest(&self, network: &str, name: &str) -> Result<(), ClusterError> {
+        let node = self.config.node.clone();
+        self.update_guests(network, |table| {
+            Ok((alloc::remove_guest(table, name, &node), ()))
+        })
+        .await
+    }
+
+    /// A watch of every key of netd's, from `revision` on.
+    pub async fn watch(&self, revision: i64) -> Result<WatchStream, ClusterError> {
+        let mut client = self.client.clone();
+        client
+            .watch(
+                keys::ROOT,
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(revision),
+                ),
+            )
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
+    /// The cluster's current revision.
+    pub async fn revision(&self) -> Result<i64, ClusterError> {
+        let mut client = self.client.clone();
+        let answer = client
+            .get(keys::ROOT, Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(answer.header().map_or(0, |h| h.revision()))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, i64)>, ClusterError> {
+        let mut client = self.client.clone();
+        let answer = client
+            .get(key, None)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match answer.kvs().first() {
+            None => Ok(None),
+            Some(kv) => Ok(Some((from_json(key, kv.value())?, kv.mod_revision()))),
+        }
+    }
+
+    async fn list<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<BTreeMap<String, T>, ClusterError> {
+        let mut client = self.client.clone();
+        let answer = client
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let mut out = BTreeMap::new();
+        for kv in answer.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            if let Some(name) = keys::name_under(prefix, &key) {
+                out.insert(name.to_owned(), from_json(&key, kv.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, ClusterError> {
+        let mut client = self.client.clone();
+        let answer = client
+            .get(
+                prefix,
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(answer
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect())
+    }
+
+    fn contended(&self, what: &str) -> ClusterError {
+        ClusterError::Conflict(format!(
+            "{what}: other nodes kept changing it during {CAS_ATTEMPTS} attempts: try again"
+        ))
+    }
+}
+
+fn unreachable_error(config: &ClusterConfig, err: etcd_client::Error) -> ClusterError {
+    ClusterError::Unreachable(format!(
+        "etcd at {} did not answer ({err}): changes that need the cluster are refused until \
+         it does; local traffic and partitions in force go on",
+        config.endpoints.join(",")
+    ))
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("records serialize")
+}
+
+pub(super) fn from_json<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ClusterError> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        ClusterError::Conflict(format!(
+            "etcd key {key} holds what this netd cannot read ({err}): is a newer netd writing it?"
+        ))
+    })
+}
