@@ -59,6 +59,12 @@ fn guest_ns(netd: &Netd, network: &str, guest: &str) -> Netns {
     Netns::open(&format!("{}g-{network}.{guest}", netd.prefix())).expect("guest namespace")
 }
 
+/// Adds guest `name` to `network` on `netd`'s node; returns its address.
+fn add_guest(netd: &Netd, network: &str, name: &str) -> Ipv4Addr {
+    netd.ok(&["guest", "add", network, name]);
+    ip_of(&netd.json(&["guest", "inspect", network, name]))
+}
+
 fn ip_of(view: &Value) -> Ipv4Addr {
     view["ip"]
         .as_str()
@@ -106,4 +112,185 @@ fn nodes_register_and_list_each_other_with_their_underlay_addresses() {
         human.contains(&cluster.node_address(2).to_string()),
         "{human}"
     );
+}
+
+/// One spanned network over the three nodes, a guest on each: every pair
+/// across nodes pings, holds a TCP conversation and trades UDP datagrams,
+/// with the peer seeing the sender's own address (one L2 segment, no NAT);
+/// each node's VXLAN device holds the other nodes' guests and a flood
+/// entry per other node, and nothing for its own.
+fn guests_on_different_nodes_talk_over_the_spanned_network(dataplane: &str) {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons(dataplane);
+    all_joined(&daemons);
+    let created = daemons[0].ok(&["network", "create", "web", "--span"]);
+    assert!(created.contains("spanned vni"), "{created}");
+    let names = ["a", "b", "c"];
+    let ips: Vec<Ipv4Addr> = daemons
+        .iter()
+        .zip(names)
+        .map(|(netd, name)| add_guest(netd, "web", name))
+        .collect();
+    let unique: BTreeSet<Ipv4Addr> = ips.iter().copied().collect();
+    assert_eq!(unique.len(), NODES, "{ips:?}");
+
+    // Each node programs what etcd says about the others.
+    for (i, netd) in daemons.iter().enumerate() {
+        let others: BTreeSet<String> = (0..NODES)
+            .filter(|&j| j != i)
+            .map(|j| cluster.node_address(j).to_string())
+            .collect();
+        eventually("every remote guest in the FDB", GUARD, || {
+            let entries = fdb(netd, "web");
+            let flood: BTreeSet<String> = entries
+                .iter()
+                .filter(|(mac, _)| mac == "00:00:00:00:00:00")
+                .map(|(_, dst)| dst.clone())
+                .collect();
+            flood == others && entries.len() == 2 * (NODES - 1)
+        });
+    }
+
+    for i in 0..NODES {
+        let from = guest_ns(&daemons[i], "web", names[i]);
+        for j in (0..NODES).filter(|&j| j != i) {
+            assert_eq!(
+                ping(&from, ips[j], 3),
+                3,
+                "{} -> {} ping",
+                names[i],
+                names[j]
+            );
+        }
+    }
+    let server_ns = guest_ns(&daemons[2], "web", "c");
+    let _tcp = serve_tcp_echo(tcp_listener(&server_ns, SocketAddrV4::new(ips[2], 7000)));
+    let _udp = serve_udp_echo(udp_socket(&server_ns, SocketAddrV4::new(ips[2], 7001)));
+    for i in 0..2 {
+        let client = guest_ns(&daemons[i], "web", names[i]);
+        let mut stream = tcp_connect(&client, SocketAddrV4::new(ips[2], 7000), None)
+            .unwrap_or_else(|err| panic!("{} -> c tcp: {err}", names[i]));
+        let answer = tcp_ask(&mut stream, "hello");
+        assert!(answer.starts_with(&format!("{}:", ips[i])), "{answer}");
+        // A payload bigger than one frame: the network's MTU fits the overlay.
+        let big = "x".repeat(3000);
+        stream.set_nodelay(true).unwrap();
+        std::io::Write::write_all(&mut stream, big.as_bytes()).unwrap();
+        let mut got = 0;
+        let mut buf = [0u8; 8192];
+        while got < big.len() {
+            let n = std::io::Read::read(&mut stream, &mut buf).expect("the echo of a big payload");
+            assert!(n > 0, "connection closed after {got} bytes");
+            got += n;
+        }
+        let socket = udp_socket(&client, SocketAddrV4::new(ips[i], 0));
+        let answer = udp_ask(&socket, SocketAddrV4::new(ips[2], 7001), "ping")
+            .unwrap_or_else(|| panic!("{} -> c udp: no answer", names[i]));
+        assert!(answer.starts_with(&format!("{}:", ips[i])), "{answer}");
+    }
+
+    // Every node lists every node's guest.
+    let nodes = daemons[1].json(&["node", "ls"]);
+    for (i, node) in nodes.as_array().unwrap().iter().enumerate() {
+        let guests = node["networks"]["web"].as_array().expect("guests in web");
+        assert_eq!(guests[0]["name"], names[i]);
+        assert_eq!(guests[0]["ip"], ips[i].to_string());
+    }
+}
+
+netd_tests::conformance!(guests_on_different_nodes_talk_over_the_spanned_network);
+
+/// Two nodes adding guests to one spanned network at the same moment, and
+/// asking for the same address at once: every guest gets its own address
+/// and slot, and of the two that asked for one address exactly one gets
+/// it, the other is refused naming the holder.
+#[test]
+fn guests_added_at_once_on_two_nodes_never_share_an_address() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    all_joined(&daemons);
+    daemons[0].ok(&["network", "create", "web", "--span"]);
+    let added: Vec<Vec<Ipv4Addr>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                let netd = &daemons[i];
+                scope.spawn(move || {
+                    (0..4)
+                        .map(|k| add_guest(netd, "web", &format!("g{i}x{k}")))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let all: BTreeSet<Ipv4Addr> = added.iter().flatten().copied().collect();
+    assert_eq!(all.len(), 8, "{added:?}");
+
+    let wanted = "172.18.0.200";
+    let outcomes: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                let netd = &daemons[i];
+                scope.spawn(move || {
+                    netd.cli(&["guest", "add", "web", &format!("same{i}"), "--ip", wanted])
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let won: Vec<usize> = (0..2).filter(|&i| outcomes[i].status.success()).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "exactly one of two asking for {wanted} gets it"
+    );
+    let lost = 1 - won[0];
+    let err = String::from_utf8_lossy(&outcomes[lost].stderr);
+    assert!(
+        err.contains(&format!(
+            "same{} (on node {})",
+            won[0],
+            Cluster::node_name(won[0])
+        )),
+        "{err}"
+    );
+    // The loser changed nothing: no guest of that name on its node.
+    let guests = daemons[lost].json(&["guest", "ls", "web"]);
+    assert!(
+        guests
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["name"] != format!("same{lost}")),
+        "{guests}"
+    );
+}
+
+/// A daemon without cluster options refuses `--span` and `node ls`,
+/// naming the options that make it a node, and creates nothing.
+#[test]
+fn cluster_requests_on_a_single_host_are_refused_naming_the_fix() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start(&sandbox);
+    let err = netd.err(&["network", "create", "web", "--span"]);
+    assert!(
+        err.contains("--cluster-endpoints URL,... --node NAME --underlay-address IP"),
+        "{err}"
+    );
+    let err = netd.err(&["node", "ls"]);
+    assert!(err.contains("--cluster-endpoints"), "{err}");
+    assert_eq!(netd.json(&["network", "ls"]), serde_json::json!([]));
+}
+
+/// Half the cluster settings: the daemon refuses to start, naming the
+/// missing one and its flag.
+#[test]
+fn a_daemon_with_some_cluster_options_refuses_to_start_naming_the_missing_one() {
+    let sandbox = Sandbox::new();
+    let mut netd = Netd::try_start(&sandbox, "ebpf").expect("a plain start");
+    netd.stop();
+    netd.daemon_args = vec!["--node".into(), "n1".into()];
+    let err = netd.try_restart().unwrap_err();
+    assert!(err.contains("cluster_endpoints"), "{err}");
+    assert!(err.contains("--cluster-endpoints"), "{err}");
 }
