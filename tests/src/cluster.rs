@@ -51,7 +51,7 @@ pub struct Cluster {
     /// The underlay's /24.
     pub underlay: Ipv4Network,
     /// Each etcd member's pid, killable on purpose.
-    pub etcd_pids: Vec<u32>,
+    etcd_pids: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Cluster {
@@ -65,7 +65,7 @@ impl Cluster {
             nodes,
             fabric,
             underlay,
-            etcd_pids: Vec::new(),
+            etcd_pids: std::sync::Mutex::new(Vec::new()),
         };
         if let Err(err) = cluster.build() {
             panic!(
@@ -81,7 +81,7 @@ impl Cluster {
         block_on(self.wire_underlay())?;
         for member in 0..ETCD_MEMBERS {
             let pid = self.start_etcd(member)?;
-            self.etcd_pids.push(pid);
+            self.etcd_pids.lock().unwrap().push(pid);
         }
         self.wait_etcd_healthy(Duration::from_secs(60))
     }
@@ -134,12 +134,24 @@ impl Cluster {
         Netns::open(&etcd_ns_name(&self.fabric.prefix, j)).expect("etcd member namespace")
     }
 
-    /// Kills etcd member `j` with SIGKILL.
+    /// Kills etcd member `j` with SIGKILL and waits until it is gone.
     pub fn kill_etcd(&self, j: usize) {
+        let pid = self.etcd_pids.lock().unwrap()[j];
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.etcd_pids[j] as i32),
+            nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
+        let start = Instant::now();
+        while !gone(pid) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts etcd member `j` again on its data directory (after
+    /// `kill_etcd`).
+    pub fn restart_etcd(&self, j: usize) {
+        let pid = self.start_etcd(j).expect("restarting an etcd member");
+        self.etcd_pids.lock().unwrap()[j] = pid;
     }
 
     fn etcd_dir(&self, j: usize) -> PathBuf {
@@ -194,7 +206,10 @@ impl Cluster {
             .collect();
         let ip = self.etcd_address(j);
         let ns = self.etcd_netns(j);
-        let log = std::fs::File::create(self.etcd_dir(j).with_extension("log"))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.etcd_dir(j).with_extension("log"))
             .context("creating etcd's log")?;
         let mut cmd: Command = ns.command(ETCD);
         cmd.arg("--name")
@@ -284,6 +299,12 @@ async fn plug(
     let nl = Netlink::connect(Some(ns))?;
     nl.add_address(inside, address).await?;
     nl.set_up(inside).await
+}
+
+/// Whether `pid` has exited (a zombie the sandbox will reap counts).
+fn gone(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")
 }
 
 fn etcd_ns_name(prefix: &str, j: usize) -> String {

@@ -294,3 +294,121 @@ fn a_daemon_with_some_cluster_options_refuses_to_start_naming_the_missing_one() 
     assert!(err.contains("cluster_endpoints"), "{err}");
     assert!(err.contains("--cluster-endpoints"), "{err}");
 }
+
+/// Three nodes with a guest each on spanned network `web`, every FDB
+/// complete; returns the guests' addresses.
+fn three_guests(cluster: &Cluster, daemons: &[Netd]) -> Vec<Ipv4Addr> {
+    all_joined(daemons);
+    daemons[0].ok(&["network", "create", "web", "--span"]);
+    let ips: Vec<Ipv4Addr> = daemons
+        .iter()
+        .zip(["a", "b", "c"])
+        .map(|(netd, name)| add_guest(netd, "web", name))
+        .collect();
+    for netd in daemons {
+        eventually("every remote guest in the FDB", GUARD, || {
+            fdb(netd, "web").len() == 2 * (NODES - 1)
+        });
+    }
+    let _ = cluster;
+    ips
+}
+
+/// Whether `netd`'s VXLAN device of `web` holds any entry for `remote`.
+fn fdb_has(netd: &Netd, remote: Ipv4Addr) -> bool {
+    fdb(netd, "web")
+        .iter()
+        .any(|(_, dst)| *dst == remote.to_string())
+}
+
+/// A node killed with -9: its lease expires, the others withdraw its
+/// entries (and go on talking to each other); started again, it registers
+/// anew, the others program it back, and its guest is reachable again.
+#[test]
+fn a_node_killed_is_withdrawn_by_the_others_and_rejoins_when_back() {
+    let cluster = Cluster::new();
+    let mut daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    let a = guest_ns(&daemons[0], "web", "a");
+    assert_eq!(ping(&a, ips[2], 1), 1);
+
+    daemons[2].kill9();
+    let node3 = cluster.node_address(2);
+    eventually("node3's lease expired", GUARD, || {
+        !node_names(&daemons[0]).contains("node3")
+    });
+    for netd in &daemons[..2] {
+        eventually("node3's entries withdrawn", GUARD, || !fdb_has(netd, node3));
+    }
+    assert_eq!(ping(&a, ips[1], 3), 3, "a -> b with node3 gone");
+    assert_eq!(ping(&a, ips[2], 2), 0, "a -> c with node3 withdrawn");
+
+    daemons[2].restart();
+    for netd in &daemons[..2] {
+        eventually("node3's entries back", GUARD, || fdb_has(netd, node3));
+    }
+    assert_eq!(ping(&a, ips[2], 3), 3, "a -> c with node3 back");
+}
+
+/// One etcd member killed: the two others are a majority and the cluster
+/// goes on (a guest added, its address allocated, traffic to it).
+#[test]
+fn the_cluster_goes_on_with_one_etcd_member_killed() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    cluster.kill_etcd(0);
+    let d = add_guest(&daemons[1], "web", "d");
+    assert!(!ips.contains(&d), "{d} in {ips:?}");
+    eventually("d in node1's FDB", GUARD, || {
+        fdb(&daemons[0], "web").len() == 2 * (NODES - 1) + 1
+    });
+    let a = guest_ns(&daemons[0], "web", "a");
+    assert_eq!(ping(&a, d, 3), 3);
+    assert_eq!(node_names(&daemons[2]).len(), NODES);
+}
+
+/// etcd gone entirely: local and cross-node traffic in force goes on;
+/// changes that need the cluster are refused saying so and change
+/// nothing; when etcd is back, they work again.
+#[test]
+fn with_etcd_unreachable_traffic_goes_on_and_cluster_changes_are_refused() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    for j in 0..netd_tests::cluster::ETCD_MEMBERS {
+        cluster.kill_etcd(j);
+    }
+    let a = guest_ns(&daemons[0], "web", "a");
+    assert_eq!(ping(&a, ips[1], 3), 3, "a -> b with etcd away");
+    let err = daemons[0].err(&["guest", "add", "web", "d"]);
+    assert!(
+        err.contains("did not answer") && err.contains("refused until"),
+        "{err}"
+    );
+    let err = daemons[1].err(&["network", "create", "db", "--span"]);
+    assert!(err.contains("did not answer"), "{err}");
+    let err = daemons[2].err(&["guest", "rm", "web", "c"]);
+    assert!(err.contains("did not answer"), "{err}");
+    // Nothing changed: c is still there, d is not.
+    let guests = daemons[2].json(&["guest", "ls", "web"]);
+    assert_eq!(guests.as_array().unwrap().len(), 1, "{guests}");
+    assert!(
+        daemons[0]
+            .json(&["guest", "ls", "web"])
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    );
+    // A plain network needs no etcd.
+    daemons[0].ok(&["network", "create", "local"]);
+
+    for j in 0..netd_tests::cluster::ETCD_MEMBERS {
+        cluster.restart_etcd(j);
+    }
+    cluster.wait_etcd_healthy(GUARD).expect("etcd back");
+    let d = add_guest(&daemons[0], "web", "d");
+    let c = guest_ns(&daemons[2], "web", "c");
+    eventually("d reachable from node3", GUARD, || ping(&c, d, 1) == 1);
+}

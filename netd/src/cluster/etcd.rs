@@ -4,6 +4,11 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -34,25 +39,37 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// key in between; far more than nodes ever race for one network.
 const CAS_ATTEMPTS: usize = 64;
 
-/// A connection to the cluster's etcd (cheap to clone: one gRPC channel).
+/// A connection to the cluster's etcd (cheap to clone: one gRPC channel
+/// per endpoint).
 #[derive(Clone)]
 pub struct Etcd {
-    client: Client,
+    /// One client per endpoint: a request that fails on one is sent to the
+    /// next, so a member that is down costs one connection attempt (the
+    /// crate's balanced channel keeps picking a dead endpoint).
+    clients: Arc<Vec<Client>>,
+    /// The endpoint that answered last, tried first.
+    current: Arc<AtomicUsize>,
     pub config: ClusterConfig,
 }
 
 impl Etcd {
-    /// Sets up the channel; it connects lazily, so a daemon starts while
+    /// Sets up the channels; they connect lazily, so a daemon starts while
     /// etcd is down and joins when it is back.
     pub async fn connect(config: &ClusterConfig) -> Result<Etcd, ClusterError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(REQUEST_TIMEOUT);
-        let client = Client::connect(&config.endpoints, Some(options))
-            .await
-            .map_err(|err| unreachable_error(config, err))?;
+        let mut clients = Vec::new();
+        for endpoint in &config.endpoints {
+            clients.push(
+                Client::connect([endpoint], Some(options.clone()))
+                    .await
+                    .map_err(|err| unreachable_error(config, err))?,
+            );
+        }
         Ok(Etcd {
-            client,
+            clients: Arc::new(clients),
+            current: Arc::new(AtomicUsize::new(0)),
             config: config.clone(),
         })
     }
@@ -61,13 +78,36 @@ impl Etcd {
         unreachable_error(&self.config, err)
     }
 
+    /// Runs `request` on the endpoint that answered last, then on each
+    /// other in turn until one answers. A compare-and-swap retried on
+    /// another endpoint after a lost answer is safe: its compare fails if
+    /// the first attempt went through, and the caller reads again.
+    async fn call<T, F, Fut>(&self, mut request: F) -> Result<T, ClusterError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let count = self.clients.len();
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..count {
+            let i = (first + k) % count;
+            match request(self.clients[i].clone()).await {
+                Ok(answer) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(answer);
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(self.unreachable(last.expect("at least one endpoint")))
+    }
+
     /// Registers this node under a fresh lease; returns the lease.
     pub async fn register(&self, joined_at: u64) -> Result<i64, ClusterError> {
-        let mut client = self.client.clone();
-        let lease = client
-            .lease_grant(LEASE_TTL_SECS, None)
-            .await
-            .map_err(|e| self.unreachable(e))?
+        let lease = self
+            .call(|mut c| async move { c.lease_grant(LEASE_TTL_SECS, None).await })
+            .await?
             .id();
         let record = NodeRecord {
             name: self.config.node.clone(),
@@ -75,24 +115,29 @@ impl Etcd {
             lease,
             joined_at,
         };
-        client
-            .put(
-                keys::node(&self.config.node),
-                to_json(&record),
-                Some(PutOptions::new().with_lease(lease)),
-            )
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let value = to_json(&record);
+        let key = keys::node(&record.name);
+        self.call(|mut c| {
+            let value = value.clone();
+            let key = key.clone();
+            async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                    .await
+            }
+        })
+        .await?;
         Ok(lease)
     }
 
     /// Renews `lease` every [`RENEW_INTERVAL`] until a renewal fails
     /// (etcd unreachable, or the lease gone); returns that failure.
     pub async fn keep_alive(&self, lease: i64) -> ClusterError {
-        let mut client = self.client.clone();
-        let (mut keeper, mut responses) = match client.lease_keep_alive(lease).await {
+        let stream = self
+            .call(|mut c| async move { c.lease_keep_alive(lease).await })
+            .await;
+        let (mut keeper, mut responses) = match stream {
             Ok(pair) => pair,
-            Err(err) => return self.unreachable(err),
+            Err(err) => return err,
         };
         let mut ticks = tokio::time::interval(RENEW_INTERVAL);
         loop {
@@ -124,9 +169,12 @@ impl Etcd {
     pub async fn nodes(&self) -> Result<Vec<(NodeRecord, Option<i64>)>, ClusterError> {
         let records: Vec<NodeRecord> = self.list(keys::NODES).await?.into_values().collect();
         let mut out = Vec::new();
-        let mut client = self.client.clone();
         for record in records {
-            let seen = match client.lease_time_to_live(record.lease, None).await {
+            let lease = record.lease;
+            let seen = match self
+                .call(|mut c| async move { c.lease_time_to_live(lease, None).await })
+                .await
+            {
                 Ok(ttl) if ttl.ttl() >= 0 => Some((ttl.granted_ttl() - ttl.ttl()).max(0)),
                 _ => None,
             };
@@ -168,7 +216,6 @@ impl Etcd {
         mtu: u32,
         created_at: u64,
     ) -> Result<(SpanNetwork, bool), ClusterError> {
-        let mut client = self.client.clone();
         for _ in 0..CAS_ATTEMPTS {
             if let Some(existing) = self.network(name).await? {
                 return Ok((existing, false));
@@ -198,12 +245,7 @@ impl Etcd {
                     TxnOp::put(keys::vni(vni), name, None),
                     TxnOp::put(keys::guests(name), to_json(&SpanGuests::default()), None),
                 ]);
-            if client
-                .txn(txn)
-                .await
-                .map_err(|e| self.unreachable(e))?
-                .succeeded()
-            {
+            if self.txn(txn).await? {
                 return Ok((network, true));
             }
         }
@@ -213,13 +255,12 @@ impl Etcd {
     /// Removes spanned network `name` everywhere: its definition, VNI and
     /// table, in one transaction.
     pub async fn delete_network(&self, network: &SpanNetwork) -> Result<(), ClusterError> {
-        let mut client = self.client.clone();
         let txn = Txn::new().and_then([
             TxnOp::delete(keys::network(&network.name), None),
             TxnOp::delete(keys::vni(network.vni), None),
             TxnOp::delete(keys::guests(&network.name), None),
         ]);
-        client.txn(txn).await.map_err(|e| self.unreachable(e))?;
+        self.txn(txn).await?;
         Ok(())
     }
 
@@ -244,7 +285,6 @@ impl Etcd {
         network: &str,
         mut change: impl FnMut(&SpanGuests) -> Result<(SpanGuests, T), String>,
     ) -> Result<T, ClusterError> {
-        let mut client = self.client.clone();
         let key = keys::guests(network);
         for _ in 0..CAS_ATTEMPTS {
             let (table, revision) = self.guests(network).await?;
@@ -259,12 +299,7 @@ impl Etcd {
                     revision,
                 )])
                 .and_then([TxnOp::put(key.clone(), to_json(&next), None)]);
-            if client
-                .txn(txn)
-                .await
-                .map_err(|e| self.unreachable(e))?
-                .succeeded()
-            {
+            if self.txn(txn).await? {
                 return Ok(result);
             }
         }
@@ -302,36 +337,41 @@ impl Etcd {
 
     /// A watch of every key of netd's, from `revision` on.
     pub async fn watch(&self, revision: i64) -> Result<WatchStream, ClusterError> {
-        let mut client = self.client.clone();
-        client
-            .watch(
-                keys::ROOT,
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision),
-                ),
-            )
-            .await
-            .map_err(|e| self.unreachable(e))
+        self.call(|mut c| async move {
+            let options = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(revision);
+            c.watch(keys::ROOT, Some(options)).await
+        })
+        .await
+    }
+
+    /// Runs `txn`; whether its compares held.
+    async fn txn(&self, txn: Txn) -> Result<bool, ClusterError> {
+        let answer = self
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        Ok(answer.succeeded())
     }
 
     /// The cluster's current revision.
     pub async fn revision(&self) -> Result<i64, ClusterError> {
-        let mut client = self.client.clone();
-        let answer = client
-            .get(keys::ROOT, Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let answer = self
+            .call(|mut c| async move {
+                c.get(keys::ROOT, Some(GetOptions::new().with_count_only()))
+                    .await
+            })
+            .await?;
         Ok(answer.header().map_or(0, |h| h.revision()))
     }
 
     async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, i64)>, ClusterError> {
-        let mut client = self.client.clone();
-        let answer = client
-            .get(key, None)
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let answer = self
+            .call(|mut c| async move { c.get(key, None).await })
+            .await?;
         match answer.kvs().first() {
             None => Ok(None),
             Some(kv) => Ok(Some((from_json(key, kv.value())?, kv.mod_revision()))),
@@ -342,11 +382,9 @@ impl Etcd {
         &self,
         prefix: &str,
     ) -> Result<BTreeMap<String, T>, ClusterError> {
-        let mut client = self.client.clone();
-        let answer = client
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let answer = self
+            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+            .await?;
         let mut out = BTreeMap::new();
         for kv in answer.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
@@ -358,14 +396,12 @@ impl Etcd {
     }
 
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, ClusterError> {
-        let mut client = self.client.clone();
-        let answer = client
-            .get(
-                prefix,
-                Some(GetOptions::new().with_prefix().with_keys_only()),
-            )
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let answer = self
+            .call(|mut c| async move {
+                let options = GetOptions::new().with_prefix().with_keys_only();
+                c.get(prefix, Some(options)).await
+            })
+            .await?;
         Ok(answer
             .kvs()
             .iter()

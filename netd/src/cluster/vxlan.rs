@@ -111,8 +111,15 @@ pub async fn entries(nl: &Netlink, index: u32) -> Result<BTreeSet<FdbEntry>> {
                     NeighbourAttribute::LinkLayerAddress(lla) if lla.len() == 6 => {
                         mac = Some(Mac(lla[..6].try_into().ok()?));
                     }
+                    // The kernel's bridge-family answers carry the
+                    // address as bytes.
                     NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
                         remote = Some(*ip)
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Other(bytes))
+                        if bytes.len() == 4 =>
+                    {
+                        remote = Some(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]));
                     }
                     _ => {}
                 }

@@ -300,7 +300,8 @@ impl Service {
 /// stays missed.
 pub async fn follow_cluster(service: Shared, cluster: Cluster) {
     loop {
-        service.lock().await.sync_overlay().await;
+        // Nothing is synced while etcd is away: the service lock stays free
+        // for local requests, and the entries in force stay as they are.
         let watched = async {
             let revision = cluster.etcd.revision().await?;
             let mut stream = cluster.etcd.watch(revision + 1).await?;
