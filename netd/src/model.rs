@@ -83,10 +83,23 @@ pub struct Network {
 
 /// What a node keeps of a spanned network besides what every network has:
 /// its definition and the other nodes' guests live in etcd.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Span {
     /// Its VXLAN network identifier, the same on every node.
     pub vni: u32,
+    /// The other nodes' guests, as etcd last said, by name: partitions name
+    /// them and the dataplane knows their slots.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote: BTreeMap<String, RemoteGuest>,
+}
+
+/// A guest of a spanned network on another node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RemoteGuest {
+    pub node: String,
+    pub ip: Ipv4Addr,
+    pub mac: crate::mac::Mac,
+    pub slot: u8,
 }
 
 impl Network {
@@ -131,8 +144,18 @@ impl Network {
     }
 
     /// Each guest's partition slot, by name, as `partition::compile` wants
-    /// them.
+    /// them: a spanned network's guests on other nodes too (their slots
+    /// are the cluster's, unique across nodes).
     pub fn slots(&self) -> BTreeMap<String, u8> {
+        let mut slots = self.local_slots();
+        if let Some(span) = &self.span {
+            slots.extend(span.remote.iter().map(|(name, g)| (name.clone(), g.slot)));
+        }
+        slots
+    }
+
+    /// The slots of this host's guests alone (what `verify` can probe).
+    pub fn local_slots(&self) -> BTreeMap<String, u8> {
         self.guests
             .values()
             .map(|guest| (guest.name.clone(), guest.slot))

@@ -412,3 +412,141 @@ fn with_etcd_unreachable_traffic_goes_on_and_cluster_changes_are_refused() {
     let c = guest_ns(&daemons[2], "web", "c");
     eventually("d reachable from node3", GUARD, || ping(&c, d, 1) == 1);
 }
+
+/// A datagram from `from` (in its namespace) to `to`'s port: whether it
+/// arrived (one try of a few datagrams; a cut lets none through).
+fn datagram_arrives(
+    from: &Netns,
+    from_ip: Ipv4Addr,
+    to: &Netns,
+    to_ip: Ipv4Addr,
+    port: u16,
+) -> bool {
+    let receiver = udp_socket(to, SocketAddrV4::new(to_ip, port));
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let sender = udp_socket(from, SocketAddrV4::new(from_ip, 0));
+    for _ in 0..3 {
+        sender
+            .send_to(b"probe", SocketAddrV4::new(to_ip, port))
+            .expect("sending");
+        let mut buf = [0u8; 64];
+        if receiver.recv_from(&mut buf).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// A partition of a spanned network is one write in etcd: set on node1,
+/// every node applies it (the guests on node2 and node3 are cut from node1's
+/// as asked, the rest talks), `partition show` reports each node's applied
+/// revision and the spread; healed, all talk again.
+#[test]
+fn a_partition_set_on_one_node_is_applied_by_every_node() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    let ns: Vec<Netns> = (0..NODES)
+        .map(|i| guest_ns(&daemons[i], "web", ["a", "b", "c"][i]))
+        .collect();
+    // Every node knows the others' guests by name (the partition names them).
+    for netd in &daemons {
+        eventually("remote guests' slots known", GUARD, || {
+            netd.json(&["partition", "web", "show"])["slots"]
+                .as_object()
+                .unwrap()
+                .len()
+                == NODES
+        });
+    }
+    let set = daemons[0].ok(&["partition", "web", "isolate", "c", "--keep-outside"]);
+    assert!(set.contains("spanned: etcd revision"), "{set}");
+    for netd in &daemons {
+        eventually("every node applied the partition", GUARD, || {
+            let cluster = &netd.json(&["partition", "web", "show"])["cluster"];
+            cluster["spread_ms"].is_u64()
+        });
+    }
+    let view = daemons[2].json(&["partition", "web", "show"]);
+    let revision = view["cluster"]["revision"].as_i64().unwrap();
+    for i in 0..NODES {
+        assert_eq!(
+            view["cluster"]["nodes"][Cluster::node_name(i)]["revision"],
+            revision,
+            "{view}"
+        );
+    }
+    assert_eq!(view["state"]["partition"]["verb"], "isolate", "{view}");
+    assert_eq!(ping(&ns[0], ips[1], 2), 2, "a -> b stays");
+    assert_eq!(ping(&ns[0], ips[2], 2), 0, "a -> c is cut");
+    assert_eq!(ping(&ns[1], ips[2], 2), 0, "b -> c is cut");
+    assert!(
+        !datagram_arrives(&ns[2], ips[2], &ns[1], ips[1], 7100),
+        "c -> b is cut"
+    );
+
+    daemons[1].ok(&["partition", "web", "heal"]);
+    for netd in &daemons {
+        eventually("every node healed", GUARD, || {
+            netd.json(&["partition", "web", "show"])["state"].is_null()
+        });
+    }
+    eventually("a -> c again", GUARD, || ping(&ns[0], ips[2], 1) == 1);
+    assert_eq!(ping(&ns[1], ips[2], 2), 2, "b -> c again");
+}
+
+/// The node that receives enforces the cuts too: with node3's daemon
+/// killed (its guest c keeps running, its dataplane never hears of the
+/// partition), a one-way cut of c -> a set on node1 still stops c's
+/// datagrams where they arrive from the overlay, while a -> c (not cut)
+/// still flows.
+#[test]
+fn a_late_node_cannot_let_cut_traffic_through() {
+    let cluster = Cluster::new();
+    let mut daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    let a = guest_ns(&daemons[0], "web", "a");
+    let c = guest_ns(&daemons[2], "web", "c");
+    for netd in &daemons {
+        eventually("remote guests' slots known", GUARD, || {
+            netd.json(&["partition", "web", "show"])["slots"]
+                .as_object()
+                .unwrap()
+                .len()
+                == NODES
+        });
+    }
+    assert!(
+        datagram_arrives(&c, ips[2], &a, ips[0], 7200),
+        "c -> a before the cut"
+    );
+    daemons[2].kill9();
+    daemons[0].ok(&["partition", "web", "cut", "--from", "c", "--to", "a"]);
+    assert!(
+        !datagram_arrives(&c, ips[2], &a, ips[0], 7201),
+        "c -> a with node3 late"
+    );
+    assert!(
+        datagram_arrives(&a, ips[0], &c, ips[2], 7202),
+        "a -> c is not cut"
+    );
+    let view = daemons[0].json(&["partition", "web", "show"]);
+    assert!(
+        view["cluster"]["spread_ms"].is_null(),
+        "node3 has not applied it: {view}"
+    );
+}
+
+/// The nftables dataplane carries spanned networks but does not enforce
+/// their partitions across nodes: refused, naming the fix, nothing set.
+#[test]
+fn a_spanned_partition_on_nftables_is_refused_naming_the_fix() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("nftables");
+    three_guests(&cluster, &daemons);
+    let err = daemons[0].err(&["partition", "web", "isolate", "a"]);
+    assert!(err.contains("--dataplane ebpf"), "{err}");
+    assert!(daemons[0].json(&["partition", "web", "show"])["state"].is_null());
+}

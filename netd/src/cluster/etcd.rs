@@ -21,7 +21,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
     ClusterConfig, ClusterError, alloc, keys,
-    records::{NodeRecord, SpanGuest, SpanGuests, SpanNetwork},
+    records::{Applied, NodeRecord, SpanGuest, SpanGuests, SpanNetwork, SpanPartition},
 };
 
 /// A node's lease: it expires this long after the node's last renewal, and
@@ -259,6 +259,11 @@ impl Etcd {
             TxnOp::delete(keys::network(&network.name), None),
             TxnOp::delete(keys::vni(network.vni), None),
             TxnOp::delete(keys::guests(&network.name), None),
+            TxnOp::delete(keys::partition(&network.name), None),
+            TxnOp::delete(
+                keys::applied_of(&network.name),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            ),
         ]);
         self.txn(txn).await?;
         Ok(())
@@ -333,6 +338,50 @@ impl Etcd {
             Ok((alloc::remove_guest(table, name, &node), ()))
         })
         .await
+    }
+
+    /// Sets spanned network `network`'s partition for every node: one
+    /// write; returns its revision.
+    pub async fn put_partition(
+        &self,
+        network: &str,
+        partition: &SpanPartition,
+    ) -> Result<i64, ClusterError> {
+        let key = keys::partition(network);
+        let value = to_json(partition);
+        let answer = self
+            .call(|mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move { c.put(key, value, None).await }
+            })
+            .await?;
+        Ok(answer.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Spanned network `network`'s partition and its revision, if one was
+    /// ever set.
+    pub async fn partition(
+        &self,
+        network: &str,
+    ) -> Result<Option<(SpanPartition, i64)>, ClusterError> {
+        self.get(&keys::partition(network)).await
+    }
+
+    /// Records that this node applied `network`'s partition of `revision`.
+    pub async fn put_applied(&self, network: &str, applied: &Applied) -> Result<(), ClusterError> {
+        let key = keys::applied(network, &self.config.node);
+        let value = to_json(applied);
+        self.call(|mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { c.put(key, value, None).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Every node's applied revision of `network`'s partition.
+    pub async fn applied(&self, network: &str) -> Result<BTreeMap<String, Applied>, ClusterError> {
+        self.list(&keys::applied_of(network)).await
     }
 
     /// A watch of every key of netd's, from `revision` on.

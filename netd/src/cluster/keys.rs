@@ -31,6 +31,26 @@ pub fn guests(network: &str) -> String {
     format!("{GUESTS}{network}")
 }
 
+/// Prefix of spanned networks' partitions.
+pub const PARTITIONS: &str = "/netd/v1/partitions/";
+/// Prefix of what each node applied of them.
+pub const APPLIED: &str = "/netd/v1/applied/";
+
+/// Spanned network `name`'s partition: one write sets it for every node.
+pub fn partition(network: &str) -> String {
+    format!("{PARTITIONS}{network}")
+}
+
+/// The prefix of the nodes' applied revisions of `network`'s partition.
+pub fn applied_of(network: &str) -> String {
+    format!("{APPLIED}{network}/")
+}
+
+/// Node `node`'s applied revision of `network`'s partition.
+pub fn applied(network: &str, node: &str) -> String {
+    format!("{}{node}", applied_of(network))
+}
+
 /// The key that holds `vni` taken.
 pub fn vni(vni: u32) -> String {
     format!("{VNIS}{vni}")
@@ -52,11 +72,16 @@ mod tests {
         assert_eq!(name_under(GUESTS, &guests("web")), Some("web"));
         assert_eq!(name_under(NODES, &network("web")), None);
         assert_eq!(vni(7), "/netd/v1/vnis/7");
+        assert_eq!(
+            name_under(&applied_of("web"), &applied("web", "n1")),
+            Some("n1")
+        );
+        assert_eq!(name_under(PARTITIONS, &applied("web", "n1")), None);
     }
 
     #[test]
     fn every_prefix_is_under_the_root() {
-        for prefix in [NODES, NETWORKS, GUESTS, VNIS] {
+        for prefix in [NODES, NETWORKS, GUESTS, VNIS, PARTITIONS, APPLIED] {
             assert!(
                 prefix.starts_with(ROOT) && prefix.ends_with('/'),
                 "{prefix}"

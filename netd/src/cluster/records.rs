@@ -47,6 +47,24 @@ pub struct SpanGuest {
     pub slot: u8,
 }
 
+/// A spanned network's partition as etcd holds it: the state every node
+/// puts in force (None: healed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SpanPartition {
+    pub state: Option<crate::partition::PartitionState>,
+    /// The node that set it.
+    pub set_by_node: String,
+}
+
+/// What a node applied of a spanned network's partition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The etcd revision of the partition it put in force.
+    pub revision: i64,
+    /// Unix milliseconds.
+    pub applied_at_ms: u64,
+}
+
 /// A spanned network's allocation table: its guests on every node and the
 /// last address handed out. Replaced whole by compare-and-swap, so two
 /// nodes never hand out one address or slot.

@@ -334,7 +334,10 @@ async fn show(
     query: PartitionQuery,
 ) -> ApiResult<PartitionView> {
     let network = caller.partition_network(network.as_deref())?;
-    ok(svc.lock().await.show_partition(&network, query.matrix)?)
+    let service = svc.lock().await;
+    let mut view = service.show_partition(&network, query.matrix)?;
+    view.cluster = service.cluster_partition(&network).await?;
+    ok(view)
 }
 
 async fn set_partition(
@@ -368,7 +371,8 @@ async fn set(
     ok(svc
         .lock()
         .await
-        .set_partition_since(&network, request, caller, arrived.0)?)
+        .set_partition_anywhere(&network, request, caller, arrived.0)
+        .await?)
 }
 
 async fn verify_partition(

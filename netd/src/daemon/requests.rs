@@ -189,6 +189,29 @@ pub struct PartitionView {
     /// or nft transaction), before it is persisted.
     #[serde(default)]
     pub in_force_after_us: Option<u64>,
+    /// A spanned network's partition across the cluster: the etcd revision
+    /// that set it and what each node applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterPartitionView>,
+}
+
+/// Which partition each node of a spanned network has applied.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ClusterPartitionView {
+    /// The etcd revision of the partition in force (0: never set).
+    pub revision: i64,
+    /// Each node's last applied revision and when (Unix milliseconds).
+    pub nodes: BTreeMap<String, AppliedView>,
+    /// Milliseconds between the first and the last node applying
+    /// `revision`, once every node holding guests has.
+    pub spread_ms: Option<u64>,
+}
+
+/// One node's applied partition.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AppliedView {
+    pub revision: i64,
+    pub applied_at_ms: u64,
 }
 
 /// What `cleanup` removed.

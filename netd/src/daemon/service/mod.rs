@@ -68,6 +68,8 @@ pub struct Service {
     /// The cluster this node belongs to; None: a single host
     /// (`span_requests`).
     cluster: Option<crate::cluster::Cluster>,
+    /// Each spanned network's partition revision this node has applied.
+    span_applied: BTreeMap<String, i64>,
 }
 
 impl Service {
@@ -92,6 +94,7 @@ impl Service {
             telemetry: Telemetry::started(now()),
             resolvers,
             cluster: None,
+            span_applied: BTreeMap::new(),
         }
     }
 
@@ -224,6 +227,9 @@ impl Service {
 
     async fn teardown_network(&mut self, network: &Network) {
         self.resolvers.stop(&network.name);
+        if let Some(overlay) = self.topology.overlay_plumbing(network) {
+            self.dataplane.detach_overlay(&overlay);
+        }
         if let Ok(plumbing) = self.topology.network_plumbing(network) {
             self.dataplane.detach_network(&plumbing);
         }
@@ -636,6 +642,9 @@ impl Service {
             if let Err(err) = self.start_resolver(net) {
                 warn!(network = %net.name, "reconcile: resolver: {err:#}");
             }
+            if let Err(err) = self.ensure_overlay(net).await {
+                warn!(network = %net.name, "reconcile: overlay: {err:#}");
+            }
             self.topology.remove_orphan_network_links(net).await;
             // Connections live in other networks' guests' namespaces: they
             // come after every network's own guests (below).
@@ -927,7 +936,7 @@ impl Service {
                 .collect(),
             internal: net.internal,
             mtu: net.mtu,
-            vni: net.span.map(|span| span.vni),
+            vni: net.span.as_ref().map(|span| span.vni),
         }
     }
 

@@ -11,13 +11,19 @@ use tracing::{info, warn};
 
 use super::{Service, Shared, now};
 use crate::{
-    cluster::{Cluster, fdb, records::SpanNetwork, vxlan},
+    cluster::{
+        Cluster, fdb,
+        records::{Applied, SpanNetwork, SpanPartition},
+        vxlan,
+    },
     daemon::{
         error::{ServiceError, ServiceResult},
-        requests::{CreateNetwork, NetworkView, NodeGuestView, NodeView},
+        requests::{
+            AppliedView, ClusterPartitionView, CreateNetwork, NetworkView, NodeGuestView, NodeView,
+        },
     },
     ipam,
-    model::{self, NameKind, Network, Span},
+    model::{self, NameKind, Network, RemoteGuest, Span},
     netlink::HostView,
     netns::Netns,
 };
@@ -153,7 +159,10 @@ impl Service {
             partition: None,
             internal: false,
             mtu: Some(span.mtu),
-            span: Some(Span { vni: span.vni }),
+            span: Some(Span {
+                vni: span.vni,
+                remote: BTreeMap::new(),
+            }),
         };
         let view = self.install_network(network, &host).await?;
         self.sync_overlay().await;
@@ -163,8 +172,8 @@ impl Service {
     /// The VXLAN device of a spanned network's namespace (nothing for
     /// another network). Part of building a network, so reconcile restores
     /// it too.
-    pub(super) async fn ensure_overlay(&self, network: &Network) -> anyhow::Result<()> {
-        let Some(span) = network.span else {
+    pub(super) async fn ensure_overlay(&mut self, network: &Network) -> anyhow::Result<()> {
+        let Some(span) = &network.span else {
             return Ok(());
         };
         let Some(cluster) = &self.cluster else {
@@ -177,7 +186,59 @@ impl Service {
         };
         let ns = Netns::open(&self.topology.names.network_ns(&network.name))?;
         let mtu = network.mtu.unwrap_or(1500 - vxlan::VXLAN_OVERHEAD);
-        vxlan::ensure(&ns, span.vni, cluster.config().underlay, mtu).await
+        vxlan::ensure(&ns, span.vni, cluster.config().underlay, mtu).await?;
+        self.attach_overlay(network)
+    }
+
+    /// The dataplane's part of the overlay: the other nodes' guests and the
+    /// check on what arrives from them.
+    fn attach_overlay(&mut self, network: &Network) -> anyhow::Result<()> {
+        match self.topology.overlay_plumbing(network) {
+            Some(plumbing) => self.dataplane.attach_overlay(&plumbing),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the other nodes' guests of spanned network `name` from its
+    /// allocation `table`: persisted, given to the dataplane, and the
+    /// partition in force compiled again against them (a newcomer stays
+    /// outside it, as on one host). Nothing happens if they did not change.
+    fn take_remote_guests(
+        &mut self,
+        name: &str,
+        table: &crate::cluster::records::SpanGuests,
+        me: &str,
+    ) -> anyhow::Result<()> {
+        let remote: BTreeMap<String, RemoteGuest> = table
+            .guests
+            .iter()
+            .filter(|(_, g)| g.node != me)
+            .map(|(guest, g)| {
+                let remote = RemoteGuest {
+                    node: g.node.clone(),
+                    ip: g.ip,
+                    mac: g.mac,
+                    slot: g.slot,
+                };
+                (guest.clone(), remote)
+            })
+            .collect();
+        let Some(net) = self.state.networks.get_mut(name) else {
+            return Ok(());
+        };
+        let Some(span) = net.span.as_mut() else {
+            return Ok(());
+        };
+        if span.remote == remote {
+            return Ok(());
+        }
+        span.remote = remote;
+        let net = net.clone();
+        self.store.save_network(&self.state, name)?;
+        self.names_changed();
+        self.attach_overlay(&net)?;
+        let rules = super::partition_requests::rules_in_force(&net);
+        self.dataplane.apply_partition(net.zone(), &rules)
     }
 
     /// An address and slot for guest `name` of spanned network `net` from
@@ -249,9 +310,12 @@ impl Service {
             }
         };
         for net in spanned {
+            let me = cluster.config().node.clone();
             let synced = async {
                 let (table, _) = cluster.etcd.guests(&net.name).await?;
-                let desired = fdb::desired(&cluster.config().node, &live, &table);
+                self.take_remote_guests(&net.name, &table, &me)?;
+                self.follow_partition(&cluster, &net.name).await?;
+                let desired = fdb::desired(&me, &live, &table);
                 let ns = Netns::open(&self.topology.names.network_ns(&net.name))?;
                 vxlan::sync_fdb(&ns, &desired).await?;
                 anyhow::Ok(())
@@ -260,6 +324,147 @@ impl Service {
                 warn!(network = %net.name, "overlay: {err:#}");
             }
         }
+    }
+
+    /// `netd partition NETWORK ...` for any network: a spanned network's
+    /// partition is put in force here, then written to etcd in one write
+    /// that every other node applies when it sees it (`follow_partition`);
+    /// if the write fails, the previous partition is put back and nothing
+    /// changed. Any other network's is this host's alone.
+    pub async fn set_partition_anywhere(
+        &mut self,
+        network: &str,
+        request: crate::daemon::requests::PartitionRequest,
+        caller: crate::daemon::caller::Caller,
+        started: std::time::Instant,
+    ) -> ServiceResult<crate::daemon::requests::PartitionView> {
+        let spanned = self.network(network).is_ok_and(|net| net.span.is_some());
+        if !spanned {
+            return self.set_partition_since(network, request, caller, started);
+        }
+        if let Some(why) = self.dataplane.cannot_partition_across_nodes() {
+            return Err(ServiceError::Invalid(why));
+        }
+        let cluster = self.require_cluster("a partition of a spanned network")?;
+        let previous = self.network(network)?.partition.clone();
+        let mut view = self.set_partition_since(network, request, caller, started)?;
+        let record = SpanPartition {
+            state: self.network(network)?.partition.clone(),
+            set_by_node: cluster.config().node.clone(),
+        };
+        let revision = match cluster.etcd.put_partition(network, &record).await {
+            Ok(revision) => revision,
+            Err(err) => {
+                let net = self.network(network)?;
+                let rules = match &previous {
+                    Some(state) => state
+                        .compile(network, &net.slots(), super::partition_requests::now_ms())
+                        .unwrap_or_default(),
+                    None => crate::partition::PartitionRules::default(),
+                };
+                if let Err(undo) =
+                    self.replace_partition(network, previous, rules, std::time::Instant::now())
+                {
+                    warn!(network, "restoring the previous partition: {undo}");
+                }
+                return Err(err.into());
+            }
+        };
+        self.span_applied.insert(network.to_owned(), revision);
+        let applied = Applied {
+            revision,
+            applied_at_ms: super::partition_requests::now_ms(),
+        };
+        if let Err(err) = cluster.etcd.put_applied(network, &applied).await {
+            warn!(network, "recording the applied partition: {err}");
+        }
+        view.cluster = self.cluster_partition(network).await?;
+        Ok(view)
+    }
+
+    /// Puts spanned network `name`'s partition from etcd in force here, if
+    /// this node has not applied that revision yet, and records that it has.
+    async fn follow_partition(&mut self, cluster: &Cluster, name: &str) -> anyhow::Result<()> {
+        let Some((record, revision)) = cluster.etcd.partition(name).await? else {
+            return Ok(());
+        };
+        if self.span_applied.get(name) == Some(&revision) {
+            return Ok(());
+        }
+        let net = self.network(name)?.clone();
+        if net.partition != record.state {
+            let rules = match &record.state {
+                Some(state) => {
+                    state.compile(name, &net.slots(), super::partition_requests::now_ms())?
+                }
+                None => crate::partition::PartitionRules::default(),
+            };
+            self.replace_partition(name, record.state.clone(), rules, std::time::Instant::now())?;
+            let kind = if record.state.is_some() {
+                "partition.set"
+            } else {
+                "partition.healed"
+            };
+            info!(network = name, revision, from = %record.set_by_node, "partition applied from the cluster");
+            self.emit(
+                crate::daemon::events::Event::new(kind)
+                    .network(name)
+                    .detail(format!(
+                        "from node {} (etcd revision {revision})",
+                        record.set_by_node
+                    )),
+            );
+        }
+        self.span_applied.insert(name.to_owned(), revision);
+        let applied = Applied {
+            revision,
+            applied_at_ms: super::partition_requests::now_ms(),
+        };
+        cluster.etcd.put_applied(name, &applied).await?;
+        Ok(())
+    }
+
+    /// What each node applied of spanned network `network`'s partition
+    /// (None for another network).
+    pub async fn cluster_partition(
+        &self,
+        network: &str,
+    ) -> ServiceResult<Option<ClusterPartitionView>> {
+        let spanned = self.network(network)?.span.is_some();
+        let Some(cluster) = self.cluster.clone().filter(|_| spanned) else {
+            return Ok(None);
+        };
+        let revision = cluster
+            .etcd
+            .partition(network)
+            .await?
+            .map_or(0, |(_, revision)| revision);
+        let applied = cluster.etcd.applied(network).await?;
+        let (table, _) = cluster.etcd.guests(network).await?;
+        let holders: std::collections::BTreeSet<&str> =
+            table.guests.values().map(|g| g.node.as_str()).collect();
+        let times: Vec<u64> = holders
+            .iter()
+            .filter_map(|node| applied.get(*node))
+            .filter(|a| a.revision == revision)
+            .map(|a| a.applied_at_ms)
+            .collect();
+        let spread_ms = (revision != 0 && times.len() == holders.len() && !times.is_empty())
+            .then(|| times.iter().max().unwrap() - times.iter().min().unwrap());
+        Ok(Some(ClusterPartitionView {
+            revision,
+            nodes: applied
+                .into_iter()
+                .map(|(node, a)| {
+                    let view = AppliedView {
+                        revision: a.revision,
+                        applied_at_ms: a.applied_at_ms,
+                    };
+                    (node, view)
+                })
+                .collect(),
+            spread_ms,
+        }))
     }
 
     /// `netd node ls`: every registered node, its underlay address, when it
