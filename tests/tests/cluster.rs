@@ -189,6 +189,16 @@ fn guests_on_different_nodes_talk_over_the_spanned_network(dataplane: &str) {
         assert!(answer.starts_with(&format!("{}:", ips[i])), "{answer}");
     }
 
+    // The overlay is netd's own: no node's status sees drift in it.
+    for netd in &daemons {
+        let status = netd.cli(&["status"]);
+        assert!(
+            status.status.success(),
+            "netd status: {}",
+            String::from_utf8_lossy(&status.stdout)
+        );
+    }
+
     // Every node lists every node's guest.
     let nodes = daemons[1].json(&["node", "ls"]);
     for (i, node) in nodes.as_array().unwrap().iter().enumerate() {
@@ -549,4 +559,32 @@ fn a_spanned_partition_on_nftables_is_refused_naming_the_fix() {
     let err = daemons[0].err(&["partition", "web", "isolate", "a"]);
     assert!(err.contains("--dataplane ebpf"), "{err}");
     assert!(daemons[0].json(&["partition", "web", "show"])["state"].is_null());
+}
+
+/// A guest removed on its node is freed in etcd and withdrawn from the
+/// others' forwarding entries; its address is free again. Each node's
+/// `network rm` removes its part, and the last one the definition: the
+/// same name can then be created again.
+#[test]
+fn guests_and_networks_removed_are_withdrawn_from_every_node() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    let node2 = cluster.node_address(1).to_string();
+    daemons[1].ok(&["guest", "rm", "web", "b"]);
+    eventually("b withdrawn from node1", GUARD, || {
+        !fdb(&daemons[0], "web").iter().any(|(_, dst)| *dst == node2)
+    });
+    let nodes = daemons[0].json(&["node", "ls"]);
+    assert!(nodes[1]["networks"].get("web").is_none(), "{nodes}");
+    // Its address is free for a guest on another node.
+    daemons[2].ok(&["guest", "add", "web", "b2", "--ip", &ips[1].to_string()]);
+
+    for netd in &daemons {
+        netd.ok(&["network", "rm", "web"]);
+    }
+    let err = daemons[0].err(&["guest", "add", "web", "x"]);
+    assert!(err.contains("no network named \"web\""), "{err}");
+    let created = daemons[2].ok(&["network", "create", "web", "--span"]);
+    assert!(created.contains("spanned vni 1"), "{created}");
 }
