@@ -659,6 +659,34 @@ fn three_nodes(cluster: &Cluster) {
     {
         println!("  {line}");
     }
+    println!("[node1] $ netd partition web isolate c --keep-outside");
+    print!(
+        "{}",
+        daemons[0].ok(&["partition", "web", "isolate", "c", "--keep-outside"])
+    );
+    let start = std::time::Instant::now();
+    while !daemons[1].json(&["partition", "web", "show"])["cluster"]["spread_ms"].is_u64()
+        && start.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("[node2] $ netd partition web show");
+    print!("{}", daemons[1].ok(&["partition", "web", "show"]));
+    for (peer, ip) in [("b", ips[1]), ("c", ips[2])] {
+        println!(
+            "ping web/a (node1) -> web/{peer} {ip}: {}/2 replies",
+            ping(&a, ip, 2)
+        );
+    }
+    println!("[node3] $ netd partition web heal");
+    print!("{}", daemons[2].ok(&["partition", "web", "heal"]));
+    let start = std::time::Instant::now();
+    while ping(&a, ips[2], 1) == 0 && start.elapsed() < std::time::Duration::from_secs(10) {}
+    println!(
+        "ping web/a (node1) -> web/c {}: {}/2 replies",
+        ips[2],
+        ping(&a, ips[2], 2)
+    );
 }
 
 fn show(netd: &Netd, args: &[&str]) {

@@ -392,6 +392,16 @@ impl Service {
             return Ok(());
         }
         let net = self.network(name)?.clone();
+        // A timed partition that expired meanwhile is healed here as on
+        // every node (`heal_expired`), not put back in force for a moment.
+        let mut record = record;
+        if record
+            .state
+            .as_ref()
+            .is_some_and(|state| state.expired(super::now()))
+        {
+            record.state = None;
+        }
         if net.partition != record.state {
             let rules = match &record.state {
                 Some(state) => {
