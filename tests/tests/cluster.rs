@@ -588,3 +588,72 @@ fn guests_and_networks_removed_are_withdrawn_from_every_node() {
     let created = daemons[2].ok(&["network", "create", "web", "--span"]);
     assert!(created.contains("spanned vni 1"), "{created}");
 }
+
+/// Spanned-network requests that contradict the cluster or cannot work are
+/// refused, each naming the problem and the fix, and change nothing.
+#[test]
+fn contradicting_spanned_requests_are_refused_naming_the_fix() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    all_joined(&daemons);
+    let err = daemons[0].err(&["network", "create", "web", "--span", "--subnet", "auto"]);
+    assert!(err.contains("give --subnet CIDR or leave it out"), "{err}");
+    let err = daemons[0].err(&["network", "create", "web", "--span", "--internal"]);
+    assert!(err.contains("without --internal"), "{err}");
+    let err = daemons[0].err(&["network", "create", "web", "--span", "--mtu", "1500"]);
+    assert!(err.contains("give --mtu 1450 or less"), "{err}");
+    daemons[1].ok(&["network", "create", "local"]);
+    let err = daemons[1].err(&["network", "create", "local", "--span"]);
+    assert!(
+        err.contains("this host's alone") && err.contains("remove it first"),
+        "{err}"
+    );
+    assert_eq!(daemons[0].json(&["network", "ls"]), serde_json::json!([]));
+
+    daemons[0].ok(&[
+        "network",
+        "create",
+        "web",
+        "--span",
+        "--subnet",
+        "10.77.0.0/24",
+    ]);
+    let err = daemons[2].err(&[
+        "network",
+        "create",
+        "web",
+        "--span",
+        "--subnet",
+        "10.78.0.0/24",
+    ]);
+    assert!(
+        err.contains("exists in the cluster with subnet 10.77.0.0/24"),
+        "{err}"
+    );
+    assert!(err.contains("leave out --subnet"), "{err}");
+    add_guest(&daemons[0], "web", "a");
+    let err = daemons[1].err(&["guest", "add", "web", "a"]);
+    assert!(
+        err.contains("on node \"node1\"") && err.contains("remove it there first"),
+        "{err}"
+    );
+    let err = daemons[1].err(&["guest", "add", "web", "b", "--ip", "10.78.0.5"]);
+    assert!(err.contains("10.78.0.5"), "{err}");
+    // The refused guests left nothing on node2 (not even web's part) nor
+    // in the cluster.
+    let networks = daemons[1].json(&["network", "ls"]);
+    let names: Vec<&str> = networks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["local"], "{networks}");
+    let nodes = daemons[2].json(&["node", "ls"]);
+    assert_eq!(
+        nodes[0]["networks"]["web"].as_array().unwrap().len(),
+        1,
+        "{nodes}"
+    );
+    assert!(nodes[1]["networks"].get("web").is_none(), "{nodes}");
+}

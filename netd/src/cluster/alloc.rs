@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeSet, net::Ipv4Addr};
 
-use super::records::{SpanGuest, SpanGuests, SpanNetwork};
+use super::records::{Applied, SpanGuest, SpanGuests, SpanNetwork};
 use crate::{ipam, mac::Mac, model};
 
 /// VXLAN network identifiers are 24 bits; 0 is left unused.
@@ -109,6 +109,27 @@ pub fn remove_guest(table: &SpanGuests, name: &str, node: &str) -> SpanGuests {
     next
 }
 
+/// Milliseconds between the first and the last node holding guests in the
+/// network (per `table`) applying its partition of `revision`; None until
+/// every such node has (or before any partition was set).
+pub fn spread_ms(
+    table: &SpanGuests,
+    applied: &std::collections::BTreeMap<String, Applied>,
+    revision: i64,
+) -> Option<u64> {
+    let holders: BTreeSet<&str> = table.guests.values().map(|g| g.node.as_str()).collect();
+    let times: Vec<u64> = holders
+        .iter()
+        .filter_map(|node| applied.get(*node))
+        .filter(|a| a.revision == revision)
+        .map(|a| a.applied_at_ms)
+        .collect();
+    if revision == 0 || times.is_empty() || times.len() < holders.len() {
+        return None;
+    }
+    Some(times.iter().max()? - times.iter().min()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +216,27 @@ mod tests {
             add_guest(&net, &SpanGuests::default(), &request("a", "n1", None)).unwrap();
         assert_eq!(remove_guest(&table, "a", "n2"), table);
         assert!(remove_guest(&table, "a", "n1").guests.is_empty());
+    }
+
+    #[test]
+    fn the_spread_waits_for_every_node_holding_guests() {
+        let net = network();
+        let (table, _) =
+            add_guest(&net, &SpanGuests::default(), &request("a", "n1", None)).unwrap();
+        let (table, _) = add_guest(&net, &table, &request("b", "n2", None)).unwrap();
+        let at = |revision, ms| Applied {
+            revision,
+            applied_at_ms: ms,
+        };
+        let mut applied: std::collections::BTreeMap<String, Applied> =
+            [("n1".to_owned(), at(7, 1_000))].into();
+        assert_eq!(spread_ms(&table, &applied, 7), None, "n2 has not applied 7");
+        applied.insert("n2".into(), at(6, 900));
+        assert_eq!(spread_ms(&table, &applied, 7), None, "n2 is behind");
+        applied.insert("n2".into(), at(7, 1_012));
+        // A node without guests does not hold the spread up.
+        applied.insert("n3".into(), at(5, 0));
+        assert_eq!(spread_ms(&table, &applied, 7), Some(12));
+        assert_eq!(spread_ms(&table, &applied, 0), None, "never set");
     }
 }

@@ -426,8 +426,21 @@ impl Service {
         network: &str,
         request: AddGuest,
     ) -> ServiceResult<GuestView> {
-        // A spanned network's first guest on this node brings its part here.
-        self.adopt_spanned(network).await?;
+        // A spanned network's first guest on this node brings its part
+        // here, and takes it away again if the guest is refused.
+        let adopted = self.adopt_spanned(network).await?;
+        let added = self.add_guest_here(network, request).await;
+        if added.is_err() && adopted {
+            self.drop_spanned_part(network).await;
+        }
+        added
+    }
+
+    async fn add_guest_here(
+        &mut self,
+        network: &str,
+        request: AddGuest,
+    ) -> ServiceResult<GuestView> {
         let net = self.network(network)?.clone();
         model::validate_name(NameKind::Guest, &request.name)?;
         crate::labels::validate(&request.labels)

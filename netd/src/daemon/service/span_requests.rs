@@ -127,10 +127,11 @@ impl Service {
 
     /// This node's part of spanned network `name`, built from its
     /// definition in etcd when the node has none yet (its first guest here).
-    /// Ok(false): the cluster has no such network either.
+    /// Ok(true): built now; Ok(false): there already, or the cluster has no
+    /// such network either.
     pub(super) async fn adopt_spanned(&mut self, name: &str) -> ServiceResult<bool> {
         if self.state.networks.contains_key(name) {
-            return Ok(true);
+            return Ok(false);
         }
         let Some(cluster) = self.cluster.clone() else {
             return Ok(false);
@@ -139,6 +140,23 @@ impl Service {
             Some(span) => self.install_spanned(span).await.map(|_| true),
             None => Ok(false),
         }
+    }
+
+    /// Removes this node's part of spanned network `name` that a refused
+    /// guest add had just built (it holds no guest), and nothing in etcd.
+    pub(super) async fn drop_spanned_part(&mut self, name: &str) {
+        let Some(network) = self.state.networks.remove(name) else {
+            return;
+        };
+        self.names_changed();
+        self.teardown_network(&network).await;
+        if let Err(err) = self.store.save_network(&self.state, name) {
+            warn!(network = name, "removing this node's part again: {err}");
+        }
+        if let Err(err) = self.sync_host() {
+            warn!(network = name, "removing this node's part again: {err:#}");
+        }
+        self.drop_gateway_if_unused().await;
     }
 
     /// Builds this node's part of `span`: namespace, bridge and uplink (as
@@ -451,16 +469,7 @@ impl Service {
             .map_or(0, |(_, revision)| revision);
         let applied = cluster.etcd.applied(network).await?;
         let (table, _) = cluster.etcd.guests(network).await?;
-        let holders: std::collections::BTreeSet<&str> =
-            table.guests.values().map(|g| g.node.as_str()).collect();
-        let times: Vec<u64> = holders
-            .iter()
-            .filter_map(|node| applied.get(*node))
-            .filter(|a| a.revision == revision)
-            .map(|a| a.applied_at_ms)
-            .collect();
-        let spread_ms = (revision != 0 && times.len() == holders.len() && !times.is_empty())
-            .then(|| times.iter().max().unwrap() - times.iter().min().unwrap());
+        let spread_ms = crate::cluster::alloc::spread_ms(&table, &applied, revision);
         Ok(Some(ClusterPartitionView {
             revision,
             nodes: applied
