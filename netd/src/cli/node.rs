@@ -41,6 +41,9 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
                             guests.join(", ")
                         }
                     );
+                    if let Some(problem) = &node.problem {
+                        println!("  not registered: {problem}");
+                    }
                 }
             });
             Ok(0)

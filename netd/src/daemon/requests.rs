@@ -143,6 +143,10 @@ pub struct NodeView {
     pub networks: BTreeMap<String, Vec<NodeGuestView>>,
     /// Whether this is the node that answered.
     pub this_node: bool,
+    /// For the node that answered, when etcd does not have it registered:
+    /// why (its lease expired, etcd did not answer...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// A guest of a spanned network, on the node that holds it.

@@ -492,7 +492,8 @@ impl Service {
         let cluster = self.require_cluster("`netd node ls`")?;
         let nodes = cluster.etcd.nodes().await?;
         let tables = cluster.etcd.all_guests().await?;
-        Ok(nodes
+        let me = cluster.config();
+        let mut views: Vec<NodeView> = nodes
             .into_iter()
             .map(|(node, seen)| NodeView {
                 networks: tables
@@ -513,8 +514,26 @@ impl Service {
                 underlay: node.underlay.to_string(),
                 last_seen_secs: seen,
                 name: node.name,
+                problem: None,
             })
-            .collect())
+            .collect();
+        // This node, not registered at the moment: shown with the reason.
+        if !views.iter().any(|view| view.this_node) {
+            views.push(NodeView {
+                name: me.node.clone(),
+                underlay: me.underlay.to_string(),
+                last_seen_secs: None,
+                networks: BTreeMap::new(),
+                this_node: true,
+                problem: Some(
+                    cluster
+                        .membership()
+                        .problem
+                        .unwrap_or_else(|| "not registered in etcd".to_owned()),
+                ),
+            });
+        }
+        Ok(views)
     }
 }
 
