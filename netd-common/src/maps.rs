@@ -107,6 +107,11 @@ pub const PROG_NETWORK_UPLINK: &str = "netd_net_uplink";
 /// and the network's partition policy.
 pub const PROG_GUEST_PORT: &str = "netd_guest_port";
 
+/// On a spanned network's VXLAN device, ingress: what other nodes' guests
+/// send to this node's guests meets the network's partition cuts again, so
+/// a node that has not applied a partition yet cannot let traffic through.
+pub const PROG_OVERLAY: &str = "netd_overlay_in";
+
 /// On the host's end of the host link (`netd0`), ingress: guests' packets
 /// from the gateway, translated once to the host's address and sent out of
 /// the host by a FIB lookup, past the host's stack and netfilter.

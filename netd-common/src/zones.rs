@@ -132,7 +132,8 @@ mod pod {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct GuestPort {
-    /// Ifindex of the guest's bridge port (in the network namespace).
+    /// Ifindex of the guest's bridge port (in the network namespace); 0 for
+    /// a guest of a spanned network on another node (see [`REMOTE_GUEST`]).
     pub port_ifindex: u32,
     /// The guest's `eth0` MAC: the frame's new destination.
     pub guest_mac: [u8; 6],
@@ -142,6 +143,10 @@ pub struct GuestPort {
     pub slot: u8,
     pub _pad: [u8; 3],
 }
+
+/// The `port_ifindex` of a remote guest's entry: known for its partition
+/// slot, reached through the bridge and the overlay, never redirected to.
+pub const REMOTE_GUEST: u32 = 0;
 
 /// A guest as its own bridge port's program checks it: the only source MAC
 /// and IP that port accepts. Keyed by the guest's MAC ([`mac_key`]).

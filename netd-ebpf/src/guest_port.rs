@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use netd_common::{
     counters::Counter,
-    zones::{NetworkInfo, network_flags},
+    zones::{NetworkInfo, REMOTE_GUEST, network_flags},
 };
 
 use crate::{
@@ -103,8 +103,10 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
         return TC_ACT_OK;
     };
     match other {
-        // Another guest, addressed by its own MAC: into its veth.
-        Some(other) if other.guest_mac == dst_mac => {
+        // Another guest of this node, addressed by its own MAC: into its
+        // veth. A remote guest (a spanned network's) goes on to the bridge
+        // and out through the overlay.
+        Some(other) if other.guest_mac == dst_mac && other.port_ifindex != REMOTE_GUEST => {
             if impair.duplicate {
                 impairment::duplicate(ctx, me.zone, other.port_ifindex);
             }

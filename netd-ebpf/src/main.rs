@@ -47,6 +47,7 @@ mod impairment;
 mod maps;
 mod nat;
 mod network;
+mod overlay;
 mod parse;
 mod partition;
 mod ttl;
@@ -98,6 +99,13 @@ pub fn netd_host_world(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_guest_port(ctx: TcContext) -> i32 {
     guest_port::from_guest(&ctx)
+}
+
+/// A spanned network's VXLAN device, ingress: the partition's cuts again
+/// for what other nodes' guests send.
+#[classifier]
+pub fn netd_overlay_in(ctx: TcContext) -> i32 {
+    overlay::from_overlay(&ctx)
 }
 
 // The verifier rejects programs that could panic, so this is never reached.

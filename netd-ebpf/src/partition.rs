@@ -83,6 +83,28 @@ pub fn drops(
     false
 }
 
+/// Whether the policy cuts (drops whole, not a share) what guest `from`
+/// sends to guest `to`: what a receiving node checks again for packets
+/// from the overlay, where shares, rates and impairments, already applied
+/// by the sender, are not applied twice.
+#[inline(always)]
+pub fn cuts(policy: &PartitionPolicy, from: u8, to: u8, traffic: &Traffic) -> bool {
+    let mut index = 0;
+    while index < MAX_FAULTS {
+        if index as u32 >= policy.count {
+            break;
+        }
+        let class = &policy.faults[index];
+        if class.flags & netd_common::partition::fault_flags::DROP_ALL != 0
+            && selects(class, from, Peer::Guest(to), true, traffic)
+        {
+            return true;
+        }
+        index += 1;
+    }
+    false
+}
+
 /// A packet a guest sends, as the policy's classes see it.
 pub struct Sent {
     pub zone: u32,

@@ -196,6 +196,18 @@ pub struct Config {
     /// /etc/resolv.conf, read at each query.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dns_upstreams: Vec<String>,
+    /// etcd client URLs (`http://IP:PORT`) of the cluster this node joins;
+    /// empty: a single host, no etcd (see `cluster`). With them, `node`
+    /// and `underlay_address` are required.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cluster_endpoints: Vec<String>,
+    /// This node's name in the cluster, unique among its nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The host address other nodes reach this one at: the source and
+    /// destination of its VXLAN traffic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub underlay_address: Option<Ipv4Addr>,
     /// The file these settings came from, named in every error so that the
     /// user edits the right one. Not a setting: never read from or written
     /// to TOML.
@@ -244,6 +256,9 @@ impl Default for Config {
             },
             metrics_listen: None,
             dns_upstreams: Vec::new(),
+            cluster_endpoints: Vec::new(),
+            node: None,
+            underlay_address: None,
             file: PathBuf::from(DEFAULT_CONFIG_PATH),
         }
     }
@@ -335,7 +350,19 @@ impl Config {
         self.validate_netns_prefix()?;
         self.validate_paths()?;
         self.dns_upstream_addrs()?;
+        self.cluster()?;
         self.validate_no_overlaps()
+    }
+
+    /// The cluster this node joins, or None for a single host: all three
+    /// cluster settings or none of them.
+    pub fn cluster(&self) -> Result<Option<crate::cluster::ClusterConfig>, ConfigError> {
+        crate::cluster::ClusterConfig::from_settings(
+            &self.cluster_endpoints,
+            self.node.as_deref(),
+            self.underlay_address,
+        )
+        .map_err(|(setting, value, problem)| self.invalid(setting, value, problem))
     }
 
     /// `dns_upstreams` as addresses (port 53 where none is given).

@@ -21,6 +21,7 @@
 
 pub mod bpffs;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

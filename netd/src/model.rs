@@ -75,6 +75,31 @@ pub struct Network {
     /// (`--mtu`); None: the kernel's default (1500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// This node's part of a network spanning the cluster's nodes
+    /// (`--span`, see `cluster`); None: a network of this host alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<Span>,
+}
+
+/// What a node keeps of a spanned network besides what every network has:
+/// its definition and the other nodes' guests live in etcd.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Its VXLAN network identifier, the same on every node.
+    pub vni: u32,
+    /// The other nodes' guests, as etcd last said, by name: partitions name
+    /// them and the dataplane knows their slots.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote: BTreeMap<String, RemoteGuest>,
+}
+
+/// A guest of a spanned network on another node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RemoteGuest {
+    pub node: String,
+    pub ip: Ipv4Addr,
+    pub mac: crate::mac::Mac,
+    pub slot: u8,
 }
 
 impl Network {
@@ -119,8 +144,18 @@ impl Network {
     }
 
     /// Each guest's partition slot, by name, as `partition::compile` wants
-    /// them.
+    /// them: a spanned network's guests on other nodes too (their slots
+    /// are the cluster's, unique across nodes).
     pub fn slots(&self) -> BTreeMap<String, u8> {
+        let mut slots = self.local_slots();
+        if let Some(span) = &self.span {
+            slots.extend(span.remote.iter().map(|(name, g)| (name.clone(), g.slot)));
+        }
+        slots
+    }
+
+    /// The slots of this host's guests alone (what `verify` can probe).
+    pub fn local_slots(&self) -> BTreeMap<String, u8> {
         self.guests
             .values()
             .map(|guest| (guest.name.clone(), guest.slot))
@@ -343,6 +378,7 @@ pub mod test_support {
             partition: None,
             internal: false,
             mtu: None,
+            span: None,
         }
     }
 
@@ -404,6 +440,7 @@ mod tests {
         let web = Network {
             internal: false,
             mtu: None,
+            span: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,
@@ -419,6 +456,7 @@ mod tests {
         let routed = Network {
             internal: false,
             mtu: None,
+            span: None,
             name: "routed".to_owned(),
             subnet: "10.20.0.0/16".parse().unwrap(),
             routable: true,

@@ -66,6 +66,12 @@ impl Netlink {
         })
     }
 
+    /// The rtnetlink handle, for effect modules with requests of their own
+    /// (the cluster's VXLAN devices and FDB entries, `cluster::vxlan`).
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     pub async fn links(&self) -> Result<Vec<LinkInfo>> {
         let messages: Vec<LinkMessage> = self
             .handle

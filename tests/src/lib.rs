@@ -1,6 +1,7 @@
 //! Test support for netd: the sandbox every root test and the demo run in.
 
 pub mod bench;
+pub mod cluster;
 pub mod cni;
 pub mod fake_dns;
 pub mod filter;

@@ -80,6 +80,15 @@ impl<'a> Netd<'a> {
         netd
     }
 
+    /// With the given `--dataplane` and extra `netd daemon` arguments (a
+    /// cluster node's `--cluster-endpoints`, `--node`, ...).
+    pub fn start_with_args(sandbox: &'a Sandbox, dataplane: &str, args: &[String]) -> Netd<'a> {
+        let mut netd = Self::new(sandbox, dataplane, &[]);
+        netd.daemon_args = args.to_vec();
+        netd.spawn();
+        netd
+    }
+
     /// With the given `--dataplane` and `settings` added to its netd.toml
     /// (e.g. `dns_upstreams = [...]`).
     pub fn start_with_settings(sandbox: &'a Sandbox, dataplane: &str, settings: &str) -> Netd<'a> {

@@ -59,6 +59,18 @@ const PACKAGES: &[(&str, &str)] = &[
         "prometheus",
         "tests: promtool checks /metrics, and a real server scrapes it",
     ),
+    (
+        "etcd-server",
+        "tests and demo: the 3-member etcd cluster that netd nodes share (etcd 3.4)",
+    ),
+    (
+        "protobuf-compiler",
+        "the etcd-client crate's build script compiles etcd's gRPC protocol with protoc",
+    ),
+    (
+        "libprotobuf-dev",
+        "protoc's well-known types (google/protobuf/*.proto) that etcd's protocol imports",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

@@ -32,6 +32,16 @@ pub struct Args {
     /// still exist, and remove them (without it the daemon refuses).
     #[arg(long)]
     adopt_empty_state: bool,
+    /// Join the cluster whose etcd answers at these client URLs
+    /// (`http://IP:PORT,...`); needs --node and --underlay-address.
+    #[arg(long, value_delimiter = ',')]
+    cluster_endpoints: Vec<String>,
+    /// This node's name in the cluster.
+    #[arg(long)]
+    node: Option<String>,
+    /// This host's address that the other nodes reach (VXLAN's underlay).
+    #[arg(long)]
+    underlay_address: Option<std::net::Ipv4Addr>,
 }
 
 /// `socket` is the global `--socket`: it overrides the file's setting only
@@ -45,6 +55,9 @@ pub fn run(args: Args, socket: Option<PathBuf>) -> Result<i32> {
         bpffs_dir: args.bpffs_dir,
         netns_prefix: args.netns_prefix,
         dataplane: args.dataplane,
+        cluster_endpoints: args.cluster_endpoints,
+        node: args.node,
+        underlay_address: args.underlay_address,
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -8,6 +8,7 @@ mod exec;
 mod guest;
 mod names;
 mod network;
+mod node;
 mod partition;
 mod port;
 mod resolve;
@@ -40,6 +41,9 @@ enum Command {
     /// Create, remove, list and inspect networks.
     #[command(subcommand)]
     Network(network::Command),
+    /// The cluster's nodes (a daemon started with cluster options).
+    #[command(subcommand)]
+    Node(node::Command),
     /// Add, remove and list a network's guests.
     #[command(subcommand)]
     Guest(guest::Command),
@@ -93,6 +97,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args, socket),
         Command::Network(cmd) => network::run(&client, cmd),
+        Command::Node(cmd) => node::run(&client, cmd),
         Command::Guest(cmd) => guest::run(&client, cmd),
         Command::Port(cmd) => port::run(&client, cmd),
         Command::Resolve(args) => resolve::run(&client, args),

@@ -24,6 +24,11 @@ pub enum Command {
         /// MTU of the host's link to the outside).
         #[arg(long)]
         mtu: Option<u32>,
+        /// A network of the whole cluster: defined in etcd, its guests on
+        /// any node, joined by VXLAN (needs a daemon started with cluster
+        /// options). Its MTU defaults to the underlay's less 50 bytes.
+        #[arg(long)]
+        span: bool,
     },
     /// Give a guest of another network an interface (eth1, ...) on this one
     /// too, with an address of this network; its default route stays its
@@ -74,6 +79,7 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
             subnet,
             internal,
             mtu,
+            span,
         } => {
             let net: NetworkView = client.post(
                 "/v1/networks",
@@ -82,15 +88,19 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
                     subnet,
                     internal,
                     mtu,
+                    span,
                 },
             )?;
             println!(
-                "network {} {} (bridge {}){}{}",
+                "network {} {} (bridge {}){}{}{}",
                 net.name,
                 net.subnet,
                 net.bridge_ip,
                 if net.internal { " internal" } else { "" },
-                net.mtu.map(|mtu| format!(" mtu {mtu}")).unwrap_or_default()
+                net.mtu.map(|mtu| format!(" mtu {mtu}")).unwrap_or_default(),
+                net.vni
+                    .map(|vni| format!(" spanned vni {vni}"))
+                    .unwrap_or_default()
             );
         }
         Command::Connect {

@@ -305,6 +305,27 @@ fn print_view(view: &PartitionView) {
             }
         }
     }
+    if let Some(cluster) = &view.cluster {
+        println!(
+            "spanned: etcd revision {}; spread {}",
+            cluster.revision,
+            cluster.spread_ms.map_or_else(
+                || "(not every node yet)".to_owned(),
+                |ms| format!("{ms} ms")
+            )
+        );
+        for (node, applied) in &cluster.nodes {
+            println!(
+                "  {node}: applied revision {}{}",
+                applied.revision,
+                if applied.revision == cluster.revision {
+                    ""
+                } else {
+                    " (behind)"
+                }
+            );
+        }
+    }
     if let Some(matrix) = &view.matrix {
         print!("{matrix}");
     }

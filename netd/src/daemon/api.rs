@@ -22,8 +22,8 @@ use super::{
     error::ServiceError,
     events, metrics,
     requests::{
-        AddGuest, AddPort, CleanupReport, CreateNetwork, GuestView, NetworkView, PartitionQuery,
-        PartitionRequest, PartitionView, PortView, Status, VerifyReport,
+        AddGuest, AddPort, CleanupReport, CreateNetwork, GuestView, NetworkView, NodeView,
+        PartitionQuery, PartitionRequest, PartitionView, PortView, Status, VerifyReport,
     },
     service::Shared,
 };
@@ -97,6 +97,7 @@ fn host_routes() -> Router<Shared> {
         )
         .route("/v1/resolve/{name}", get(resolve))
         .route("/v1/status", get(status))
+        .route("/v1/nodes", get(list_nodes))
         .route("/v1/state", get(desired_state))
         .route("/v1/events", get(events::stream))
         .route("/metrics", get(metrics::scrape))
@@ -290,6 +291,11 @@ async fn remove_port(
 
 /// The service lock is held only to take the snapshot: reads never block
 /// changes for long.
+/// The cluster's nodes (`netd node ls`); refused by a single host.
+async fn list_nodes(State(svc): State<Shared>) -> ApiResult<Vec<NodeView>> {
+    ok(svc.lock().await.nodes().await?)
+}
+
 async fn status(State(svc): State<Shared>) -> ApiResult<Status> {
     let snapshot = svc.lock().await.status_snapshot();
     ok(snapshot.finish().await)
@@ -328,7 +334,10 @@ async fn show(
     query: PartitionQuery,
 ) -> ApiResult<PartitionView> {
     let network = caller.partition_network(network.as_deref())?;
-    ok(svc.lock().await.show_partition(&network, query.matrix)?)
+    let service = svc.lock().await;
+    let mut view = service.show_partition(&network, query.matrix)?;
+    view.cluster = service.cluster_partition(&network).await?;
+    ok(view)
 }
 
 async fn set_partition(
@@ -362,7 +371,8 @@ async fn set(
     ok(svc
         .lock()
         .await
-        .set_partition_since(&network, request, caller, arrived.0)?)
+        .set_partition_anywhere(&network, request, caller, arrived.0)
+        .await?)
 }
 
 async fn verify_partition(
@@ -417,6 +427,7 @@ mod tests {
         let web = Network {
             internal: false,
             mtu: None,
+            span: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

@@ -16,6 +16,8 @@ pub enum ServiceError {
     /// It contradicts what exists (same name, different settings; a host
     /// port published already).
     Conflict(String),
+    /// It needs the cluster and etcd does not answer; nothing was changed.
+    Unavailable(String),
     /// The kernel or the disk failed; nothing half-done was left.
     Internal(anyhow::Error),
 }
@@ -28,6 +30,7 @@ impl ServiceError {
             ServiceError::NotFound(_) => 404,
             ServiceError::Conflict(_) => 409,
             ServiceError::Internal(_) => 500,
+            ServiceError::Unavailable(_) => 503,
         }
     }
 }
@@ -38,7 +41,8 @@ impl fmt::Display for ServiceError {
             ServiceError::Invalid(m)
             | ServiceError::NotFound(m)
             | ServiceError::Forbidden(m)
-            | ServiceError::Conflict(m) => f.write_str(m),
+            | ServiceError::Conflict(m)
+            | ServiceError::Unavailable(m) => f.write_str(m),
             ServiceError::Internal(err) => write!(f, "{err:#}"),
         }
     }
@@ -49,6 +53,15 @@ impl std::error::Error for ServiceError {}
 impl From<anyhow::Error> for ServiceError {
     fn from(err: anyhow::Error) -> Self {
         ServiceError::Internal(err)
+    }
+}
+
+impl From<crate::cluster::ClusterError> for ServiceError {
+    fn from(err: crate::cluster::ClusterError) -> Self {
+        match err {
+            crate::cluster::ClusterError::Unreachable(m) => ServiceError::Unavailable(m),
+            crate::cluster::ClusterError::Conflict(m) => ServiceError::Conflict(m),
+        }
     }
 }
 

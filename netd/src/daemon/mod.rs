@@ -41,6 +41,10 @@ pub struct Overrides {
     pub bpffs_dir: Option<PathBuf>,
     pub netns_prefix: Option<String>,
     pub dataplane: Option<DataplaneKind>,
+    /// The cluster settings, each replacing the file's when given.
+    pub cluster_endpoints: Vec<String>,
+    pub node: Option<String>,
+    pub underlay_address: Option<std::net::Ipv4Addr>,
 }
 
 pub fn effective_config(config_file: &Path, overrides: &Overrides) -> Result<Config> {
@@ -62,6 +66,15 @@ pub fn effective_config(config_file: &Path, overrides: &Overrides) -> Result<Con
     }
     if let Some(v) = overrides.dataplane {
         config.dataplane = v;
+    }
+    if !overrides.cluster_endpoints.is_empty() {
+        config.cluster_endpoints = overrides.cluster_endpoints.clone();
+    }
+    if let Some(v) = &overrides.node {
+        config.node = Some(v.clone());
+    }
+    if let Some(v) = overrides.underlay_address {
+        config.underlay_address = Some(v);
     }
     config.validate()?;
     Ok(config)
@@ -86,7 +99,14 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
     let state = load_state(&store, &config, options)?;
     let socket = config.socket.clone();
     let dataplane = open_dataplane(&config)?;
+    let cluster = match config.cluster()? {
+        Some(settings) => Some(crate::cluster::Cluster::connect(&settings).await?),
+        None => None,
+    };
     let mut service = service::Service::new(Topology::new(config)?, store, state, dataplane);
+    if let Some(cluster) = &cluster {
+        service.set_cluster(cluster.clone());
+    }
     service.reconcile().await;
     info!(
         networks = service.network_count(),
@@ -107,6 +127,17 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
     };
     let gc = tokio::spawn(collect_garbage(shared.clone()));
     let steps = tokio::spawn(advance_schedules(shared.clone()));
+    // A node's membership and the overlay's entries follow etcd on their
+    // own: the API answers whether etcd does or not.
+    let cluster_tasks = cluster.map(|cluster| {
+        [
+            tokio::spawn(cluster.clone().keep_membership(service::now())),
+            tokio::spawn(service::span_requests::follow_cluster(
+                shared.clone(),
+                cluster,
+            )),
+        ]
+    });
     notify_ready();
     info!(socket = %socket.display(), "serving the API");
     // Peer credentials tell the host from a guest (see `caller`).
@@ -122,6 +153,9 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
         .await;
     gc.abort();
     steps.abort();
+    for task in cluster_tasks.into_iter().flatten() {
+        task.abort();
+    }
     if let Some(server) = metrics_server {
         server.abort();
     }

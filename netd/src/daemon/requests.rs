@@ -26,6 +26,9 @@ pub struct CreateNetwork {
     /// The MTU of the network's bridge, ports and guests' interfaces.
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// A network of the whole cluster, defined in etcd (`--span`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub span: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -124,6 +127,34 @@ pub struct NetworkView {
     /// None: the kernel's default (1500).
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// A spanned network's VNI (`--span`); None: this host's alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+}
+
+/// A node of the cluster as `netd node ls` shows it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub name: String,
+    pub underlay: String,
+    /// Seconds since it last renewed its lease (None: etcd did not say).
+    pub last_seen_secs: Option<i64>,
+    /// Its guests in each spanned network that has some there.
+    pub networks: BTreeMap<String, Vec<NodeGuestView>>,
+    /// Whether this is the node that answered.
+    pub this_node: bool,
+    /// For the node that answered, when etcd does not have it registered:
+    /// why (its lease expired, etcd did not answer...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// A guest of a spanned network, on the node that holds it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct NodeGuestView {
+    pub name: String,
+    pub ip: String,
+    pub mac: String,
 }
 
 /// The body of `PUT /v1/networks/NAME/partition` (and `PUT /v1/partition`):
@@ -162,6 +193,29 @@ pub struct PartitionView {
     /// or nft transaction), before it is persisted.
     #[serde(default)]
     pub in_force_after_us: Option<u64>,
+    /// A spanned network's partition across the cluster: the etcd revision
+    /// that set it and what each node applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterPartitionView>,
+}
+
+/// Which partition each node of a spanned network has applied.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ClusterPartitionView {
+    /// The etcd revision of the partition in force (0: never set).
+    pub revision: i64,
+    /// Each node's last applied revision and when (Unix milliseconds).
+    pub nodes: BTreeMap<String, AppliedView>,
+    /// Milliseconds between the first and the last node applying
+    /// `revision`, once every node holding guests has.
+    pub spread_ms: Option<u64>,
+}
+
+/// One node's applied partition.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AppliedView {
+    pub revision: i64,
+    pub applied_at_ms: u64,
 }
 
 /// What `cleanup` removed.

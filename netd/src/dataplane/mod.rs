@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     partition::PartitionRules,
     ports::PortMapping,
-    topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing},
+    topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing, OverlayPlumbing},
 };
 
 /// Connection tracking and NAT figures for `netd status`.
@@ -81,6 +81,29 @@ pub trait Dataplane: Send + Sync {
     /// Puts a network's partition in force, replacing the previous one in
     /// one step: no packet sees half of each. Empty rules heal.
     fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()>;
+
+    /// A spanned network's other nodes' guests (their partition slots) and
+    /// the check of its partition's cuts where packets arrive from the
+    /// overlay. A dataplane that cannot returns why from
+    /// [`Dataplane::cannot_partition_across_nodes`] and does nothing here.
+    fn attach_overlay(&mut self, _overlay: &OverlayPlumbing) -> Result<()> {
+        Ok(())
+    }
+
+    /// Undoes [`Dataplane::attach_overlay`] (the device goes with its
+    /// namespace).
+    fn detach_overlay(&mut self, _overlay: &OverlayPlumbing) {}
+
+    /// Why partitions of a spanned network cannot be enforced here, if they
+    /// cannot.
+    fn cannot_partition_across_nodes(&self) -> Option<String> {
+        Some(
+            "the nftables dataplane does not enforce partitions of spanned networks yet (no \
+             check where packets arrive from other nodes): run the nodes' daemons with \
+             --dataplane ebpf"
+                .to_owned(),
+        )
+    }
     /// Why this backend cannot enforce `rules` (an impairment it lacks), in
     /// one line that names the option and what to do; None if it can.
     /// Asked before anything is applied.

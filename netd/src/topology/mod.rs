@@ -29,7 +29,9 @@ use crate::{
     ports::PortMapping,
 };
 pub use names::Names;
-pub use plumbing::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing};
+pub use plumbing::{
+    GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing, OverlayPlumbing,
+};
 
 use crate::ifname::{GATEWAY_HOST_SIDE, NETWORK_BRIDGE, NETWORK_UPLINK};
 
@@ -115,6 +117,23 @@ impl Topology {
     }
 
     /// A network as the dataplane sees it.
+    /// A spanned network's overlay device and its other nodes' guests
+    /// (None for another network).
+    pub fn overlay_plumbing(&self, net: &Network) -> Option<OverlayPlumbing> {
+        let span = net.span.as_ref()?;
+        Some(OverlayPlumbing {
+            name: net.name.clone(),
+            zone: net.zone(),
+            netns: Path::new(crate::netns::NETNS_RUN_DIR).join(self.names.network_ns(&net.name)),
+            device: crate::cluster::vxlan::VXLAN_DEVICE.to_owned(),
+            remotes: span
+                .remote
+                .values()
+                .map(|g| (g.ip, g.mac.0, g.slot))
+                .collect(),
+        })
+    }
+
     pub fn network_plumbing(&self, net: &Network) -> Result<NetworkPlumbing> {
         let run = Path::new(crate::netns::NETNS_RUN_DIR);
         Ok(NetworkPlumbing {
@@ -296,6 +315,9 @@ impl Topology {
         let mut wanted: std::collections::BTreeSet<&str> =
             ["lo", NETWORK_UPLINK, NETWORK_BRIDGE].into();
         wanted.extend(net.guests.values().map(|guest| guest.bridge_port.as_str()));
+        if net.span.is_some() {
+            wanted.insert(crate::cluster::vxlan::VXLAN_DEVICE);
+        }
         nl.links()
             .await
             .unwrap_or_default()

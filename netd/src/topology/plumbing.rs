@@ -78,6 +78,20 @@ pub struct NetworkPlumbing {
 }
 
 /// One guest as the dataplane needs to know it.
+/// A spanned network's overlay as the dataplane programs it: the device
+/// whose ingress checks what other nodes' guests send, and those guests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayPlumbing {
+    pub name: String,
+    pub zone: u32,
+    /// The network namespace's handle, where `device` and the bridge live.
+    pub netns: PathBuf,
+    /// The VXLAN device.
+    pub device: String,
+    /// The other nodes' guests: address, MAC, slot.
+    pub remotes: Vec<(Ipv4Addr, [u8; 6], u8)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct GuestPlumbing {
     pub network: String,

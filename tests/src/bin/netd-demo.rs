@@ -7,6 +7,7 @@ use netd::netns::Netns;
 use netd_common::counters::Counter;
 use netd_tests::{
     Sandbox,
+    cluster::Cluster,
     filter::{DestinationFilter, Direction},
     netd::Netd,
     sandbox::{self, HOST_UPLINK, INTERNET_SERVER, UPLINK},
@@ -43,6 +44,18 @@ fn main() {
     drop(sb);
     let left = sandbox::leftovers(&prefix, &root);
     assert!(left.is_empty(), "demo left behind: {left:?}");
+
+    let cluster = Cluster::new();
+    let sandboxes: Vec<(String, std::path::PathBuf)> = std::iter::once(&cluster.fabric)
+        .chain(&cluster.nodes)
+        .map(|sb| (sb.prefix.clone(), sb.root.clone()))
+        .collect();
+    three_nodes(&cluster);
+    drop(cluster);
+    for (prefix, root) in sandboxes {
+        let left = sandbox::leftovers(&prefix, &root);
+        assert!(left.is_empty(), "demo left behind: {left:?}");
+    }
     println!("\nsandbox torn down; nothing left behind");
 }
 
@@ -576,6 +589,104 @@ fn names(netd: &Netd) {
     );
     show(netd, &["resolve", "api"]);
     show(netd, &["network", "disconnect", "back", "api"]);
+}
+
+/// Three nodes sharing a spanned network through etcd and VXLAN.
+fn three_nodes(cluster: &Cluster) {
+    println!(
+        "\n-- 8. a cluster: 3 nodes (sandboxes {}), an underlay bridge {} and 3 etcd members --",
+        cluster
+            .nodes
+            .iter()
+            .map(|sb| sb.prefix.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        cluster.underlay
+    );
+    let daemons = cluster.start_daemons("ebpf");
+    println!(
+        "netd daemon --cluster-endpoints {} --node node1 --underlay-address {} (and node2, node3)",
+        cluster.endpoints(),
+        cluster.node_address(0)
+    );
+    let wait_start = std::time::Instant::now();
+    while daemons[0]
+        .json(&["node", "ls"])
+        .as_array()
+        .map_or(0, Vec::len)
+        < 3
+        && wait_start.elapsed() < std::time::Duration::from_secs(30)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    show(&daemons[0], &["network", "create", "web", "--span"]);
+    let mut ips = Vec::new();
+    for (i, (netd, guest)) in daemons.iter().zip(["a", "b", "c"]).enumerate() {
+        println!("[{}] $ netd guest add web {guest}", Cluster::node_name(i));
+        print!("{}", netd.ok(&["guest", "add", "web", guest]));
+        let view = netd.json(&["guest", "inspect", "web", guest]);
+        let ip: Ipv4Addr = view["ip"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        ips.push(ip);
+    }
+    println!("[node2] $ netd node ls");
+    print!("{}", daemons[1].ok(&["node", "ls"]));
+    let a = Netns::open(&format!("{}g-web.a", daemons[0].prefix())).expect("guest namespace");
+    let start = std::time::Instant::now();
+    while ping(&a, ips[2], 1) == 0 && start.elapsed() < std::time::Duration::from_secs(10) {}
+    for (peer, ip) in [("b", ips[1]), ("c", ips[2])] {
+        println!(
+            "ping web/a (node1) -> web/{peer} {ip}: {}/3 replies",
+            ping(&a, ip, 3)
+        );
+    }
+    let ns = Netns::open(&format!("{}n-web", daemons[0].prefix())).expect("network namespace");
+    let fdb = ns
+        .command("bridge")
+        .args(["fdb", "show", "dev", "vxlan0"])
+        .output()
+        .unwrap();
+    println!("node1's VXLAN forwarding entries (from etcd, no learning, no multicast):");
+    for line in String::from_utf8_lossy(&fdb.stdout)
+        .lines()
+        .filter(|l| l.contains("dst"))
+    {
+        println!("  {line}");
+    }
+    println!("[node1] $ netd partition web isolate c --keep-outside");
+    print!(
+        "{}",
+        daemons[0].ok(&["partition", "web", "isolate", "c", "--keep-outside"])
+    );
+    let start = std::time::Instant::now();
+    while !daemons[1].json(&["partition", "web", "show"])["cluster"]["spread_ms"].is_u64()
+        && start.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("[node2] $ netd partition web show");
+    print!("{}", daemons[1].ok(&["partition", "web", "show"]));
+    for (peer, ip) in [("b", ips[1]), ("c", ips[2])] {
+        println!(
+            "ping web/a (node1) -> web/{peer} {ip}: {}/2 replies",
+            ping(&a, ip, 2)
+        );
+    }
+    println!("[node3] $ netd partition web heal");
+    print!("{}", daemons[2].ok(&["partition", "web", "heal"]));
+    let start = std::time::Instant::now();
+    while ping(&a, ips[2], 1) == 0 && start.elapsed() < std::time::Duration::from_secs(10) {}
+    println!(
+        "ping web/a (node1) -> web/c {}: {}/2 replies",
+        ips[2],
+        ping(&a, ips[2], 2)
+    );
 }
 
 fn show(netd: &Netd, args: &[&str]) {

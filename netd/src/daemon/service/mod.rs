@@ -18,6 +18,7 @@
 mod connect_requests;
 pub mod partition_requests;
 mod port_requests;
+pub mod span_requests;
 mod status;
 mod telemetry;
 
@@ -64,6 +65,11 @@ pub struct Service {
     telemetry: Arc<Telemetry>,
     /// Each network's resolver, and the names they answer.
     resolvers: Resolvers,
+    /// The cluster this node belongs to; None: a single host
+    /// (`span_requests`).
+    cluster: Option<crate::cluster::Cluster>,
+    /// Each spanned network's partition revision this node has applied.
+    span_applied: BTreeMap<String, i64>,
 }
 
 impl Service {
@@ -87,6 +93,8 @@ impl Service {
             dataplane,
             telemetry: Telemetry::started(now()),
             resolvers,
+            cluster: None,
+            span_applied: BTreeMap::new(),
         }
     }
 
@@ -186,6 +194,10 @@ impl Service {
             .network_plumbing(network)
             .and_then(|plumbing| self.dataplane.attach_network(&plumbing))
             .and_then(|()| self.start_resolver(network));
+        let attached = match attached {
+            Ok(()) => self.ensure_overlay(network).await,
+            Err(err) => Err(err),
+        };
         if let Err(err) = attached {
             self.teardown_network(network).await;
             return Err(err);
@@ -215,6 +227,9 @@ impl Service {
 
     async fn teardown_network(&mut self, network: &Network) {
         self.resolvers.stop(&network.name);
+        if let Some(overlay) = self.topology.overlay_plumbing(network) {
+            self.dataplane.detach_overlay(&overlay);
+        }
         if let Ok(plumbing) = self.topology.network_plumbing(network) {
             self.dataplane.detach_network(&plumbing);
         }
@@ -233,6 +248,9 @@ impl Service {
     }
 
     pub async fn create_network(&mut self, request: CreateNetwork) -> ServiceResult<NetworkView> {
+        if request.span {
+            return self.create_spanned_network(request).await;
+        }
         model::validate_name(NameKind::Network, &request.name)?;
         if let Some(existing) = self.state.networks.get(&request.name) {
             return if same_network_request(existing, &request) {
@@ -296,8 +314,21 @@ impl Service {
             partition: None,
             internal: request.internal,
             mtu: request.mtu,
+            span: None,
         };
+        self.install_network(network, &host).await
+    }
 
+    /// Puts a new network in the desired state, then builds it; all or
+    /// nothing.
+    async fn install_network(
+        &mut self,
+        network: Network,
+        host: &HostView,
+    ) -> ServiceResult<NetworkView> {
+        let slot = network.uplink_slot;
+        let subnet = network.subnet;
+        let routable = network.routable;
         // The desired state first, then the kernel: a daemon killed half-way
         // finds the network in its state and finishes it at restart, instead
         // of an unowned half-built network beside a state that knows nothing
@@ -317,7 +348,7 @@ impl Service {
             return Err(err.into());
         }
         crash_point("network-saved");
-        let built = match self.ensure_gateway(&host).await {
+        let built = match self.ensure_gateway(host).await {
             Ok(()) => self.build_network(&network).await,
             Err(err) => Err(err),
         };
@@ -350,6 +381,9 @@ impl Service {
 
     pub async fn remove_network(&mut self, name: &str) -> ServiceResult<()> {
         let network = self.network(name)?.clone();
+        if network.span.is_some() {
+            self.leave_spanned(&network).await?;
+        }
         // Its guests' interfaces on other networks go first, while their
         // namespaces still exist.
         for guest in network.guests.values().filter(|g| g.home().is_none()) {
@@ -392,6 +426,21 @@ impl Service {
         network: &str,
         request: AddGuest,
     ) -> ServiceResult<GuestView> {
+        // A spanned network's first guest on this node brings its part
+        // here, and takes it away again if the guest is refused.
+        let adopted = self.adopt_spanned(network).await?;
+        let added = self.add_guest_here(network, request).await;
+        if added.is_err() && adopted {
+            self.drop_spanned_part(network).await;
+        }
+        added
+    }
+
+    async fn add_guest_here(
+        &mut self,
+        network: &str,
+        request: AddGuest,
+    ) -> ServiceResult<GuestView> {
         let net = self.network(network)?.clone();
         model::validate_name(NameKind::Guest, &request.name)?;
         crate::labels::validate(&request.labels)
@@ -426,29 +475,48 @@ impl Service {
                 )))
             };
         }
-        let ip = guest_address(&net, requested_ip)?;
+        // A spanned network's addresses and slots are the cluster's.
+        let (ip, slot) = match net.span {
+            None => (guest_address(&net, requested_ip)?, net.free_slot()),
+            Some(_) => {
+                let allocated = self
+                    .allocate_span_guest(&net, &request.name, requested_ip, requested_mac)
+                    .await?;
+                (allocated.ip, allocated.slot)
+            }
+        };
         let guest = Guest {
             name: request.name.clone(),
             ip,
             netns,
             created_at: now(),
             ports: Vec::new(),
-            slot: net.free_slot(),
+            slot,
             bridge_port: ifname::bridge_port(&request.name, &net.bridge_ports()),
             labels: request.labels.clone(),
             mac: requested_mac,
             interface: None,
         };
-        if let Some(holder) = net.guest_with_mac(net.mac_of(&guest), &guest.name) {
-            return Err(ServiceError::Conflict(format!(
+        let built = match net.guest_with_mac(net.mac_of(&guest), &guest.name) {
+            Some(holder) => Err(ServiceError::Conflict(format!(
                 "MAC address {} is guest {:?}'s in network {network:?}: give another --mac, or \
                  leave it out to get one derived from the address",
                 crate::mac::Mac(net.mac_of(&guest)),
                 holder.name
-            )));
+            ))),
+            None => self
+                .build_guest(&net, &guest)
+                .await
+                .map_err(ServiceError::from),
+        };
+        if let Err(err) = built {
+            if net.span.is_some()
+                && let Err(release) = self.release_span_guest(network, &guest.name).await
+            {
+                warn!("rolling back guest {network}/{}: {release}", guest.name);
+            }
+            return Err(err);
         }
-
-        self.build_guest(&net, &guest).await?;
         crash_point("guest-built");
         let stored = self.state.networks.get_mut(network).expect("checked above");
         let previous_cursor = stored.guest_cursor;
@@ -463,6 +531,11 @@ impl Service {
             stored.guest_cursor = previous_cursor;
             self.names_changed();
             self.teardown_guest(&net, &guest).await;
+            if net.span.is_some()
+                && let Err(release) = self.release_span_guest(network, &guest.name).await
+            {
+                warn!("rolling back guest {network}/{}: {release}", guest.name);
+            }
             return Err(err.into());
         }
         info!(network, guest = %guest.name, %ip, "guest added");
@@ -489,6 +562,10 @@ impl Service {
                  {home:?}: `netd network disconnect {network} {name}` removes it here, `netd \
                  guest rm {home} {name}` everywhere"
             )));
+        }
+        // The cluster first: with etcd away the guest stays, whole.
+        if net.span.is_some() {
+            self.release_span_guest(network, name).await?;
         }
         self.drop_connections_of(network, name).await?;
         let net = self.network(network)?.clone();
@@ -577,6 +654,9 @@ impl Service {
             }
             if let Err(err) = self.start_resolver(net) {
                 warn!(network = %net.name, "reconcile: resolver: {err:#}");
+            }
+            if let Err(err) = self.ensure_overlay(net).await {
+                warn!(network = %net.name, "reconcile: overlay: {err:#}");
             }
             self.topology.remove_orphan_network_links(net).await;
             // Connections live in other networks' guests' namespaces: they
@@ -876,6 +956,7 @@ impl Service {
                 .collect(),
             internal: net.internal,
             mtu: net.mtu,
+            vni: net.span.as_ref().map(|span| span.vni),
         }
     }
 
@@ -1009,6 +1090,7 @@ mod tests {
         let web = Network {
             internal: false,
             mtu: None,
+            span: None,
             name: "web".to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

@@ -129,6 +129,7 @@ impl Service {
             rules,
             step,
             in_force_after_us: None,
+            cluster: None,
         })
     }
 
@@ -228,8 +229,10 @@ impl Service {
             .collect();
         let rules = rules_in_force(net);
         // Shares are measured: many datagrams per pair, not a few.
-        let per_pair = if partition::measure::needs_measuring(&rules, net.slots().values().copied())
-        {
+        // This host's guests: a spanned network's remote ones are probed
+        // from their own nodes.
+        let slots = net.local_slots();
+        let per_pair = if partition::measure::needs_measuring(&rules, slots.values().copied()) {
             partition::measure::MEASURED_PER_PAIR
         } else {
             probe::DATAGRAMS_PER_PAIR
@@ -238,11 +241,7 @@ impl Service {
             .await
             .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
         Ok(partition::judge(
-            network,
-            &rules,
-            &net.slots(),
-            &received,
-            per_pair,
+            network, &rules, &slots, &received, per_pair,
         ))
     }
 
@@ -250,7 +249,7 @@ impl Service {
     /// in one step, then persisted; if persisting fails, the previous rules
     /// are applied again and the previous state restored.
     /// Returns how long after `started` the new policy was in force.
-    fn replace_partition(
+    pub(super) fn replace_partition(
         &mut self,
         network: &str,
         state: Option<PartitionState>,
@@ -339,6 +338,7 @@ mod tests {
         let network = |name: &str, uplink_slot: u16, guests: Vec<Guest>| Network {
             internal: false,
             mtu: None,
+            span: None,
             name: name.to_owned(),
             subnet: crate::config::DEFAULT_SUBNET,
             routable: false,

@@ -33,8 +33,8 @@ use netd_common::{
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, ShareKey, kind},
     partition::{MAX_FAULTS, PartitionPolicy},
     zones::{
-        GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo, gateway_flags, mac_key,
-        network_flags,
+        GatewayInfo, GuestIdentity, GuestKey, GuestPort, NetworkInfo, REMOTE_GUEST, gateway_flags,
+        mac_key, network_flags,
     },
 };
 use tracing::{debug, info, warn};
@@ -53,7 +53,7 @@ use crate::{
     netns::Netns,
     partition::PartitionRules,
     ports::PortMapping,
-    topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing},
+    topology::{GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing, OverlayPlumbing},
 };
 
 /// The pin name of the link on the gateway's host-side veth.
@@ -119,6 +119,7 @@ impl EbpfDataplane {
             maps::PROG_GATEWAY_FROM_NETWORK,
             maps::PROG_NETWORK_UPLINK,
             maps::PROG_GUEST_PORT,
+            maps::PROG_OVERLAY,
             maps::PROG_HOST_LINK,
             maps::PROG_HOST_WORLD,
         ] {
@@ -356,6 +357,10 @@ impl EbpfDataplane {
 
     fn guest_port_pin(network: &str, guest: &str) -> String {
         format!("{}{guest}", Self::guest_port_pins(network))
+    }
+
+    fn overlay_link_pin(network: &str) -> String {
+        format!("net-{network}-overlay")
     }
 
     /// Every conntrack entry (a snapshot; the programs keep writing).
@@ -690,6 +695,72 @@ impl Dataplane for EbpfDataplane {
         let _ = self.guest_ports.remove(&key);
     }
 
+    fn attach_overlay(&mut self, overlay: &OverlayPlumbing) -> Result<()> {
+        let netns = Netns::open_path(&overlay.name, &overlay.netns)?;
+        let bridge_mac = netns.mac(NETWORK_BRIDGE)?;
+        let wanted: Vec<[u8; 4]> = overlay
+            .remotes
+            .iter()
+            .map(|(ip, _, _)| ip.octets())
+            .collect();
+        // Remote guests that left: their entries go (local guests' stay).
+        let stale: Vec<GuestKey> = self
+            .guest_ports
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(key, port)| {
+                key.zone == overlay.zone
+                    && port.port_ifindex == REMOTE_GUEST
+                    && !wanted.contains(&key.ip)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for key in stale {
+            let _ = self.guest_ports.remove(&key);
+        }
+        for (ip, mac, slot) in &overlay.remotes {
+            let key = GuestKey {
+                zone: overlay.zone,
+                ip: ip.octets(),
+            };
+            let port = GuestPort {
+                port_ifindex: REMOTE_GUEST,
+                guest_mac: *mac,
+                bridge_mac,
+                slot: *slot,
+                _pad: [0; 3],
+            };
+            self.guest_ports
+                .insert(key, port, 0)
+                .with_context(|| format!("registering remote guest {ip} of {}", overlay.name))?;
+        }
+        self.attach(
+            &netns,
+            &overlay.device,
+            maps::PROG_OVERLAY,
+            &Self::overlay_link_pin(&overlay.name),
+        )
+    }
+
+    fn detach_overlay(&mut self, overlay: &OverlayPlumbing) {
+        self.pins
+            .remove_link(&Self::overlay_link_pin(&overlay.name));
+        let remote: Vec<GuestKey> = self
+            .guest_ports
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(key, port)| key.zone == overlay.zone && port.port_ifindex == REMOTE_GUEST)
+            .map(|(key, _)| key)
+            .collect();
+        for key in remote {
+            let _ = self.guest_ports.remove(&key);
+        }
+    }
+
+    fn cannot_partition_across_nodes(&self) -> Option<String> {
+        None
+    }
+
     fn cannot_enforce(&self, rules: &PartitionRules) -> Option<String> {
         rules
             .faults
@@ -734,6 +805,7 @@ impl Dataplane for EbpfDataplane {
         self.pins
             .remove_link(&Self::gateway_link_pin(&net.gateway_port));
         self.pins.remove_link(&Self::uplink_link_pin(&net.name));
+        self.pins.remove_link(&Self::overlay_link_pin(&net.name));
         self.pins
             .remove_links_with_prefix(&Self::guest_port_pins(&net.name));
         let _ = self.partitions.remove(&net.zone);

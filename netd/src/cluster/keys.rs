@@ -1,0 +1,91 @@
+//! Where netd keeps the cluster's state in etcd: one home for every key.
+//! Everything lives under `/netd/v1/`, so an etcd shared with other users
+//! is not disturbed and a later layout can live beside this one.
+
+/// The root of netd's keys.
+pub const ROOT: &str = "/netd/v1/";
+
+/// Prefix of node registrations (each under its node's lease).
+pub const NODES: &str = "/netd/v1/nodes/";
+/// Prefix of spanned networks' definitions.
+pub const NETWORKS: &str = "/netd/v1/networks/";
+/// Prefix of spanned networks' allocation tables (guests, addresses, slots).
+pub const GUESTS: &str = "/netd/v1/guests/";
+/// Prefix of the VNIs taken, one key each, so that two networks created at
+/// once never share one.
+pub const VNIS: &str = "/netd/v1/vnis/";
+
+/// Node `name`'s registration.
+pub fn node(name: &str) -> String {
+    format!("{NODES}{name}")
+}
+
+/// Spanned network `name`'s definition.
+pub fn network(name: &str) -> String {
+    format!("{NETWORKS}{name}")
+}
+
+/// Spanned network `name`'s allocation table: every guest on every node,
+/// replaced whole by compare-and-swap.
+pub fn guests(network: &str) -> String {
+    format!("{GUESTS}{network}")
+}
+
+/// Prefix of spanned networks' partitions.
+pub const PARTITIONS: &str = "/netd/v1/partitions/";
+/// Prefix of what each node applied of them.
+pub const APPLIED: &str = "/netd/v1/applied/";
+
+/// Spanned network `name`'s partition: one write sets it for every node.
+pub fn partition(network: &str) -> String {
+    format!("{PARTITIONS}{network}")
+}
+
+/// The prefix of the nodes' applied revisions of `network`'s partition.
+pub fn applied_of(network: &str) -> String {
+    format!("{APPLIED}{network}/")
+}
+
+/// Node `node`'s applied revision of `network`'s partition.
+pub fn applied(network: &str, node: &str) -> String {
+    format!("{}{node}", applied_of(network))
+}
+
+/// The key that holds `vni` taken.
+pub fn vni(vni: u32) -> String {
+    format!("{VNIS}{vni}")
+}
+
+/// The name at the end of a key under `prefix` (None for another prefix).
+pub fn name_under<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
+    key.strip_prefix(prefix).filter(|name| !name.contains('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_to_their_names() {
+        assert_eq!(name_under(NODES, &node("n1")), Some("n1"));
+        assert_eq!(name_under(NETWORKS, &network("web")), Some("web"));
+        assert_eq!(name_under(GUESTS, &guests("web")), Some("web"));
+        assert_eq!(name_under(NODES, &network("web")), None);
+        assert_eq!(vni(7), "/netd/v1/vnis/7");
+        assert_eq!(
+            name_under(&applied_of("web"), &applied("web", "n1")),
+            Some("n1")
+        );
+        assert_eq!(name_under(PARTITIONS, &applied("web", "n1")), None);
+    }
+
+    #[test]
+    fn every_prefix_is_under_the_root() {
+        for prefix in [NODES, NETWORKS, GUESTS, VNIS, PARTITIONS, APPLIED] {
+            assert!(
+                prefix.starts_with(ROOT) && prefix.ends_with('/'),
+                "{prefix}"
+            );
+        }
+    }
+}

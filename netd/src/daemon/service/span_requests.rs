@@ -1,0 +1,568 @@
+//! The service's side of a cluster (see `crate::cluster`): spanned
+//! networks created in etcd and built on each node that has guests in
+//! them, guests' addresses and slots allocated cluster-wide, the VXLAN
+//! forwarding entries kept to what etcd says, and `netd node ls`. A service
+//! without a cluster refuses these requests, naming the fix, and changes
+//! nothing else.
+
+use std::collections::BTreeMap;
+
+use tracing::{info, warn};
+
+use super::{Service, Shared, now};
+use crate::{
+    cluster::{
+        Cluster, fdb,
+        records::{Applied, SpanNetwork, SpanPartition},
+        vxlan,
+    },
+    daemon::{
+        error::{ServiceError, ServiceResult},
+        requests::{
+            AppliedView, ClusterPartitionView, CreateNetwork, NetworkView, NodeGuestView, NodeView,
+        },
+    },
+    ipam,
+    model::{self, NameKind, Network, RemoteGuest, Span},
+    netlink::HostView,
+    netns::Netns,
+};
+
+impl Service {
+    /// Makes this service a node of `cluster`.
+    pub fn set_cluster(&mut self, cluster: Cluster) {
+        self.cluster = Some(cluster);
+    }
+
+    /// The cluster, or an error saying how `what` gets one.
+    fn require_cluster(&self, what: &str) -> ServiceResult<Cluster> {
+        self.cluster.clone().ok_or_else(|| {
+            ServiceError::Invalid(format!(
+                "{what} needs a cluster, and this daemon runs a single host: start it with \
+                 `netd daemon --cluster-endpoints URL,... --node NAME --underlay-address IP` \
+                 (or cluster_endpoints, node and underlay_address in netd.toml)"
+            ))
+        })
+    }
+
+    /// `netd network create NAME --span`: the definition in etcd (its VNI
+    /// allocated there), then this node's part of it.
+    pub async fn create_spanned_network(
+        &mut self,
+        request: CreateNetwork,
+    ) -> ServiceResult<NetworkView> {
+        let cluster = self.require_cluster("a spanned network (--span)")?;
+        model::validate_name(NameKind::Network, &request.name)?;
+        if request.internal {
+            return Err(ServiceError::Invalid(
+                "--internal with --span is not supported yet: create the spanned network \
+                 without --internal"
+                    .to_owned(),
+            ));
+        }
+        let subnet = match request.subnet.as_deref() {
+            None => self.topology.config.default_subnet,
+            Some("auto") => {
+                return Err(ServiceError::Invalid(
+                    "a spanned network's subnet is the same on every node and routed from no \
+                     host: give --subnet CIDR or leave it out (the default subnet), not auto"
+                        .to_owned(),
+                ));
+            }
+            Some(cidr) => {
+                let subnet = ipam::parse_subnet(cidr)?;
+                ipam::validate_subnet(subnet)?;
+                ipam::check_not_reserved(subnet)?;
+                subnet
+            }
+        };
+        let host = HostView::read().await?;
+        let most = vxlan::overlay_mtu(&host.addresses, &host.mtus, cluster.config().underlay)
+            .map_err(ServiceError::Invalid)?;
+        let mtu = match request.mtu {
+            Some(mtu) if mtu > most => {
+                return Err(ServiceError::Invalid(format!(
+                    "--mtu {mtu} does not fit the overlay: the underlay link carries at most \
+                     {most} bytes of a guest's frame after VXLAN's {} bytes; give --mtu {most} \
+                     or less",
+                    vxlan::VXLAN_OVERHEAD
+                )));
+            }
+            Some(mtu) => crate::mtu::check_network_mtu(mtu, true, None)
+                .map_err(|err| ServiceError::Invalid(err.to_string()))?,
+            None => most,
+        };
+        if let Some(existing) = self.state.networks.get(&request.name) {
+            return match existing.span {
+                Some(_) if existing.subnet == subnet => Ok(self.network_view(existing)),
+                _ => Err(ServiceError::Conflict(format!(
+                    "network {:?} exists on this node with subnet {}{}: remove it first to \
+                     change it",
+                    existing.name,
+                    existing.subnet,
+                    if existing.span.is_some() {
+                        " (spanned)"
+                    } else {
+                        " (this host's alone)"
+                    },
+                ))),
+            };
+        }
+        let (span, created) = cluster
+            .etcd
+            .create_network(&request.name, subnet, mtu, now())
+            .await?;
+        if !created && span.subnet != subnet {
+            return Err(ServiceError::Conflict(format!(
+                "spanned network {:?} exists in the cluster with subnet {} (created by node \
+                 {}): leave out --subnet, or pick another name",
+                span.name, span.subnet, span.created_by
+            )));
+        }
+        if created {
+            info!(network = %span.name, vni = span.vni, "spanned network defined in etcd");
+        }
+        self.install_spanned(span).await
+    }
+
+    /// This node's part of spanned network `name`, built from its
+    /// definition in etcd when the node has none yet (its first guest here).
+    /// Ok(true): built now; Ok(false): there already, or the cluster has no
+    /// such network either.
+    pub(super) async fn adopt_spanned(&mut self, name: &str) -> ServiceResult<bool> {
+        if self.state.networks.contains_key(name) {
+            return Ok(false);
+        }
+        let Some(cluster) = self.cluster.clone() else {
+            return Ok(false);
+        };
+        match cluster.etcd.network(name).await? {
+            Some(span) => self.install_spanned(span).await.map(|_| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Removes this node's part of spanned network `name` that a refused
+    /// guest add had just built (it holds no guest), and nothing in etcd.
+    pub(super) async fn drop_spanned_part(&mut self, name: &str) {
+        let Some(network) = self.state.networks.remove(name) else {
+            return;
+        };
+        self.names_changed();
+        self.teardown_network(&network).await;
+        if let Err(err) = self.store.save_network(&self.state, name) {
+            warn!(network = name, "removing this node's part again: {err}");
+        }
+        if let Err(err) = self.sync_host() {
+            warn!(network = name, "removing this node's part again: {err:#}");
+        }
+        self.drop_gateway_if_unused().await;
+    }
+
+    /// Builds this node's part of `span`: namespace, bridge and uplink (as
+    /// any network) and the VXLAN device, then its forwarding entries.
+    async fn install_spanned(&mut self, span: SpanNetwork) -> ServiceResult<NetworkView> {
+        let host = HostView::read().await?;
+        let slot = ipam::UplinkPool::new(self.topology.config.uplink_pool)
+            .map_err(ServiceError::from)?
+            .allocate(&self.state.used_uplink_slots(), self.state.uplink_cursor)?;
+        let network = Network {
+            name: span.name.clone(),
+            subnet: span.subnet,
+            routable: false,
+            uplink_slot: slot,
+            guests: BTreeMap::new(),
+            guest_cursor: None,
+            created_at: now(),
+            partition: None,
+            internal: false,
+            mtu: Some(span.mtu),
+            span: Some(Span {
+                vni: span.vni,
+                remote: BTreeMap::new(),
+            }),
+        };
+        let view = self.install_network(network, &host).await?;
+        self.sync_overlay().await;
+        Ok(view)
+    }
+
+    /// The VXLAN device of a spanned network's namespace (nothing for
+    /// another network). Part of building a network, so reconcile restores
+    /// it too.
+    pub(super) async fn ensure_overlay(&mut self, network: &Network) -> anyhow::Result<()> {
+        let Some(span) = &network.span else {
+            return Ok(());
+        };
+        let Some(cluster) = &self.cluster else {
+            warn!(
+                network = %network.name,
+                "a spanned network on a daemon without cluster settings: its guests reach only \
+                 this node's guests"
+            );
+            return Ok(());
+        };
+        let ns = Netns::open(&self.topology.names.network_ns(&network.name))?;
+        let mtu = network.mtu.unwrap_or(1500 - vxlan::VXLAN_OVERHEAD);
+        vxlan::ensure(&ns, span.vni, cluster.config().underlay, mtu).await?;
+        self.attach_overlay(network)
+    }
+
+    /// The dataplane's part of the overlay: the other nodes' guests and the
+    /// check on what arrives from them.
+    fn attach_overlay(&mut self, network: &Network) -> anyhow::Result<()> {
+        match self.topology.overlay_plumbing(network) {
+            Some(plumbing) => self.dataplane.attach_overlay(&plumbing),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the other nodes' guests of spanned network `name` from its
+    /// allocation `table`: persisted, given to the dataplane, and the
+    /// partition in force compiled again against them (a newcomer stays
+    /// outside it, as on one host). Nothing happens if they did not change.
+    fn take_remote_guests(
+        &mut self,
+        name: &str,
+        table: &crate::cluster::records::SpanGuests,
+        me: &str,
+    ) -> anyhow::Result<()> {
+        let remote: BTreeMap<String, RemoteGuest> = table
+            .guests
+            .iter()
+            .filter(|(_, g)| g.node != me)
+            .map(|(guest, g)| {
+                let remote = RemoteGuest {
+                    node: g.node.clone(),
+                    ip: g.ip,
+                    mac: g.mac,
+                    slot: g.slot,
+                };
+                (guest.clone(), remote)
+            })
+            .collect();
+        let Some(net) = self.state.networks.get_mut(name) else {
+            return Ok(());
+        };
+        let Some(span) = net.span.as_mut() else {
+            return Ok(());
+        };
+        if span.remote == remote {
+            return Ok(());
+        }
+        span.remote = remote;
+        let net = net.clone();
+        self.store.save_network(&self.state, name)?;
+        self.names_changed();
+        self.attach_overlay(&net)?;
+        let rules = super::partition_requests::rules_in_force(&net);
+        self.dataplane.apply_partition(net.zone(), &rules)
+    }
+
+    /// An address and slot for guest `name` of spanned network `net` from
+    /// the cluster's allocation table, in one compare-and-swap.
+    pub(super) async fn allocate_span_guest(
+        &self,
+        net: &Network,
+        name: &str,
+        ip: Option<std::net::Ipv4Addr>,
+        mac: Option<crate::mac::Mac>,
+    ) -> ServiceResult<crate::cluster::records::SpanGuest> {
+        let cluster = self.require_cluster("a guest of a spanned network")?;
+        let span = cluster.etcd.network(&net.name).await?.ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "spanned network {:?} is gone from the cluster: `netd network rm {}` removes \
+                 this node's part",
+                net.name, net.name
+            ))
+        })?;
+        Ok(cluster.etcd.add_guest(&span, name, ip, mac).await?)
+    }
+
+    /// Frees guest `name` of spanned network `network` in the cluster.
+    pub(super) async fn release_span_guest(&self, network: &str, name: &str) -> ServiceResult<()> {
+        let cluster = self.require_cluster("a guest of a spanned network")?;
+        Ok(cluster.etcd.remove_guest(network, name).await?)
+    }
+
+    /// Before this node's part of a spanned network goes: its guests freed
+    /// in the cluster, and the definition removed when no node has guests
+    /// in it any more.
+    pub(super) async fn leave_spanned(&self, network: &Network) -> ServiceResult<()> {
+        let cluster = self.require_cluster("removing a spanned network")?;
+        for name in network.guests.keys() {
+            cluster.etcd.remove_guest(&network.name, name).await?;
+        }
+        let (table, _) = cluster.etcd.guests(&network.name).await?;
+        if table.guests.is_empty()
+            && let Some(span) = cluster.etcd.network(&network.name).await?
+        {
+            cluster.etcd.delete_network(&span).await?;
+            info!(network = %network.name, "spanned network removed from etcd: no node has guests in it");
+        }
+        Ok(())
+    }
+
+    /// Makes every spanned network's VXLAN forwarding entries what etcd
+    /// says: each live remote node's guests, and one flood entry per such
+    /// node. Called on every change etcd reports, and after etcd returns.
+    pub async fn sync_overlay(&mut self) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let spanned: Vec<Network> = self
+            .state
+            .networks
+            .values()
+            .filter(|net| net.span.is_some())
+            .cloned()
+            .collect();
+        if spanned.is_empty() {
+            return;
+        }
+        let live = match cluster.etcd.live_nodes().await {
+            Ok(live) => live,
+            Err(err) => {
+                warn!("overlay: {err}");
+                return;
+            }
+        };
+        for net in spanned {
+            let me = cluster.config().node.clone();
+            let synced = async {
+                let (table, _) = cluster.etcd.guests(&net.name).await?;
+                self.take_remote_guests(&net.name, &table, &me)?;
+                self.follow_partition(&cluster, &net.name).await?;
+                let desired = fdb::desired(&me, &live, &table);
+                let ns = Netns::open(&self.topology.names.network_ns(&net.name))?;
+                vxlan::sync_fdb(&ns, &desired).await?;
+                anyhow::Ok(())
+            };
+            if let Err(err) = synced.await {
+                warn!(network = %net.name, "overlay: {err:#}");
+            }
+        }
+    }
+
+    /// `netd partition NETWORK ...` for any network: a spanned network's
+    /// partition is put in force here, then written to etcd in one write
+    /// that every other node applies when it sees it (`follow_partition`);
+    /// if the write fails, the previous partition is put back and nothing
+    /// changed. Any other network's is this host's alone.
+    pub async fn set_partition_anywhere(
+        &mut self,
+        network: &str,
+        request: crate::daemon::requests::PartitionRequest,
+        caller: crate::daemon::caller::Caller,
+        started: std::time::Instant,
+    ) -> ServiceResult<crate::daemon::requests::PartitionView> {
+        let spanned = self.network(network).is_ok_and(|net| net.span.is_some());
+        if !spanned {
+            return self.set_partition_since(network, request, caller, started);
+        }
+        if let Some(why) = self.dataplane.cannot_partition_across_nodes() {
+            return Err(ServiceError::Invalid(why));
+        }
+        let cluster = self.require_cluster("a partition of a spanned network")?;
+        let previous = self.network(network)?.partition.clone();
+        let mut view = self.set_partition_since(network, request, caller, started)?;
+        let record = SpanPartition {
+            state: self.network(network)?.partition.clone(),
+            set_by_node: cluster.config().node.clone(),
+        };
+        let revision = match cluster.etcd.put_partition(network, &record).await {
+            Ok(revision) => revision,
+            Err(err) => {
+                let net = self.network(network)?;
+                let rules = match &previous {
+                    Some(state) => state
+                        .compile(network, &net.slots(), super::partition_requests::now_ms())
+                        .unwrap_or_default(),
+                    None => crate::partition::PartitionRules::default(),
+                };
+                if let Err(undo) =
+                    self.replace_partition(network, previous, rules, std::time::Instant::now())
+                {
+                    warn!(network, "restoring the previous partition: {undo}");
+                }
+                return Err(err.into());
+            }
+        };
+        self.span_applied.insert(network.to_owned(), revision);
+        let applied = Applied {
+            revision,
+            applied_at_ms: super::partition_requests::now_ms(),
+        };
+        if let Err(err) = cluster.etcd.put_applied(network, &applied).await {
+            warn!(network, "recording the applied partition: {err}");
+        }
+        view.cluster = self.cluster_partition(network).await?;
+        Ok(view)
+    }
+
+    /// Puts spanned network `name`'s partition from etcd in force here, if
+    /// this node has not applied that revision yet, and records that it has.
+    async fn follow_partition(&mut self, cluster: &Cluster, name: &str) -> anyhow::Result<()> {
+        let Some((record, revision)) = cluster.etcd.partition(name).await? else {
+            return Ok(());
+        };
+        if self.span_applied.get(name) == Some(&revision) {
+            return Ok(());
+        }
+        let net = self.network(name)?.clone();
+        // A timed partition that expired meanwhile is healed here as on
+        // every node (`heal_expired`), not put back in force for a moment.
+        let mut record = record;
+        if record
+            .state
+            .as_ref()
+            .is_some_and(|state| state.expired(super::now()))
+        {
+            record.state = None;
+        }
+        if net.partition != record.state {
+            let rules = match &record.state {
+                Some(state) => {
+                    state.compile(name, &net.slots(), super::partition_requests::now_ms())?
+                }
+                None => crate::partition::PartitionRules::default(),
+            };
+            self.replace_partition(name, record.state.clone(), rules, std::time::Instant::now())?;
+            let kind = if record.state.is_some() {
+                "partition.set"
+            } else {
+                "partition.healed"
+            };
+            info!(network = name, revision, from = %record.set_by_node, "partition applied from the cluster");
+            self.emit(
+                crate::daemon::events::Event::new(kind)
+                    .network(name)
+                    .detail(format!(
+                        "from node {} (etcd revision {revision})",
+                        record.set_by_node
+                    )),
+            );
+        }
+        self.span_applied.insert(name.to_owned(), revision);
+        let applied = Applied {
+            revision,
+            applied_at_ms: super::partition_requests::now_ms(),
+        };
+        cluster.etcd.put_applied(name, &applied).await?;
+        Ok(())
+    }
+
+    /// What each node applied of spanned network `network`'s partition
+    /// (None for another network).
+    pub async fn cluster_partition(
+        &self,
+        network: &str,
+    ) -> ServiceResult<Option<ClusterPartitionView>> {
+        let spanned = self.network(network)?.span.is_some();
+        let Some(cluster) = self.cluster.clone().filter(|_| spanned) else {
+            return Ok(None);
+        };
+        let revision = cluster
+            .etcd
+            .partition(network)
+            .await?
+            .map_or(0, |(_, revision)| revision);
+        let applied = cluster.etcd.applied(network).await?;
+        let (table, _) = cluster.etcd.guests(network).await?;
+        let spread_ms = crate::cluster::alloc::spread_ms(&table, &applied, revision);
+        Ok(Some(ClusterPartitionView {
+            revision,
+            nodes: applied
+                .into_iter()
+                .map(|(node, a)| {
+                    let view = AppliedView {
+                        revision: a.revision,
+                        applied_at_ms: a.applied_at_ms,
+                    };
+                    (node, view)
+                })
+                .collect(),
+            spread_ms,
+        }))
+    }
+
+    /// `netd node ls`: every registered node, its underlay address, when it
+    /// last renewed its lease, and its guests in spanned networks.
+    pub async fn nodes(&self) -> ServiceResult<Vec<NodeView>> {
+        let cluster = self.require_cluster("`netd node ls`")?;
+        let nodes = cluster.etcd.nodes().await?;
+        let tables = cluster.etcd.all_guests().await?;
+        let me = cluster.config();
+        let mut views: Vec<NodeView> = nodes
+            .into_iter()
+            .map(|(node, seen)| NodeView {
+                networks: tables
+                    .iter()
+                    .filter_map(|(network, table)| {
+                        let guests: Vec<NodeGuestView> = table
+                            .on_node(&node.name)
+                            .map(|(name, g)| NodeGuestView {
+                                name: name.clone(),
+                                ip: g.ip.to_string(),
+                                mac: g.mac.to_string(),
+                            })
+                            .collect();
+                        (!guests.is_empty()).then(|| (network.clone(), guests))
+                    })
+                    .collect(),
+                this_node: node.name == cluster.config().node,
+                underlay: node.underlay.to_string(),
+                last_seen_secs: seen,
+                name: node.name,
+                problem: None,
+            })
+            .collect();
+        // This node, not registered at the moment: shown with the reason.
+        if !views.iter().any(|view| view.this_node) {
+            views.push(NodeView {
+                name: me.node.clone(),
+                underlay: me.underlay.to_string(),
+                last_seen_secs: None,
+                networks: BTreeMap::new(),
+                this_node: true,
+                problem: Some(
+                    cluster
+                        .membership()
+                        .problem
+                        .unwrap_or_else(|| "not registered in etcd".to_owned()),
+                ),
+            });
+        }
+        Ok(views)
+    }
+}
+
+/// Keeps every spanned network's forwarding entries in step with etcd for
+/// as long as the daemon runs: a watch of netd's keys, and a full resync
+/// whenever the watch (re)starts, so nothing missed while etcd was away
+/// stays missed.
+pub async fn follow_cluster(service: Shared, cluster: Cluster) {
+    loop {
+        // Nothing is synced while etcd is away: the service lock stays free
+        // for local requests, and the entries in force stay as they are.
+        let watched = async {
+            let revision = cluster.etcd.revision().await?;
+            let mut stream = cluster.etcd.watch(revision + 1).await?;
+            service.lock().await.sync_overlay().await;
+            while let Some(answer) = stream
+                .message()
+                .await
+                .map_err(|err| crate::cluster::ClusterError::Unreachable(err.to_string()))?
+            {
+                if !answer.events().is_empty() {
+                    service.lock().await.sync_overlay().await;
+                }
+            }
+            Ok::<(), crate::cluster::ClusterError>(())
+        };
+        if let Err(err) = watched.await {
+            warn!("following the cluster: {err}");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,659 @@
+//! netd across hosts: three nodes, each a sandbox with its own daemon,
+//! joined by an underlay bridge and sharing a 3-member etcd cluster (see
+//! `netd_tests::cluster`). Nodes register under leases and list each other;
+//! a spanned network's guests on different nodes talk over VXLAN (ping,
+//! TCP, UDP) on both dataplanes; addresses asked for at once on two nodes
+//! never collide; a node killed with -9 is withdrawn from the others; an
+//! etcd member killed leaves the cluster working. Without cluster options,
+//! cluster requests are refused naming the fix.
+
+use std::{
+    collections::BTreeSet,
+    net::{Ipv4Addr, SocketAddrV4},
+    time::{Duration, Instant},
+};
+
+use netd::netns::Netns;
+use netd_tests::{
+    Sandbox,
+    cluster::{Cluster, NODES},
+    netd::Netd,
+    sockets::{
+        serve_tcp_echo, serve_udp_echo, tcp_ask, tcp_connect, tcp_listener, udp_ask, udp_socket,
+    },
+    traffic::{ping, run_ok},
+};
+use serde_json::Value;
+
+/// Waits (a failure guard, not a timing claim) until `done` holds.
+fn eventually(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: not so after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const GUARD: Duration = Duration::from_secs(60);
+
+fn node_names(netd: &Netd) -> BTreeSet<String> {
+    netd.json(&["node", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn all_joined(daemons: &[Netd]) {
+    let all: BTreeSet<String> = (0..NODES).map(Cluster::node_name).collect();
+    for netd in daemons {
+        eventually("every node registered", GUARD, || node_names(netd) == all);
+    }
+}
+
+fn guest_ns(netd: &Netd, network: &str, guest: &str) -> Netns {
+    Netns::open(&format!("{}g-{network}.{guest}", netd.prefix())).expect("guest namespace")
+}
+
+/// Adds guest `name` to `network` on `netd`'s node; returns its address.
+fn add_guest(netd: &Netd, network: &str, name: &str) -> Ipv4Addr {
+    netd.ok(&["guest", "add", network, name]);
+    ip_of(&netd.json(&["guest", "inspect", network, name]))
+}
+
+fn ip_of(view: &Value) -> Ipv4Addr {
+    view["ip"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The VXLAN device's FDB entries with a remote address on `netd`'s node,
+/// as `bridge fdb` shows them: (MAC, remote).
+fn fdb(netd: &Netd, network: &str) -> BTreeSet<(String, String)> {
+    let ns = Netns::open(&format!("{}n-{network}", netd.prefix())).expect("network namespace");
+    let out = run_ok({
+        let mut c = ns.command("bridge");
+        c.args(["-j", "fdb", "show", "dev", "vxlan0"]);
+        c
+    });
+    let entries: Value = serde_json::from_str(&out).unwrap();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["mac"].as_str()?.to_owned(), e["dst"].as_str()?.to_owned())))
+        .collect()
+}
+
+#[test]
+fn nodes_register_and_list_each_other_with_their_underlay_addresses() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    all_joined(&daemons);
+    let nodes = daemons[0].json(&["node", "ls"]);
+    for (i, node) in nodes.as_array().unwrap().iter().enumerate() {
+        assert_eq!(node["name"], Cluster::node_name(i));
+        assert_eq!(node["underlay"], cluster.node_address(i).to_string());
+        assert_eq!(node["this_node"], i == 0);
+        assert!(node["last_seen_secs"].as_i64().unwrap() <= 10, "{node}");
+    }
+    let human = daemons[1].ok(&["node", "ls"]);
+    assert!(human.contains("node2 *"), "{human}");
+    assert!(
+        human.contains(&cluster.node_address(2).to_string()),
+        "{human}"
+    );
+}
+
+/// One spanned network over the three nodes, a guest on each: every pair
+/// across nodes pings, holds a TCP conversation and trades UDP datagrams,
+/// with the peer seeing the sender's own address (one L2 segment, no NAT);
+/// each node's VXLAN device holds the other nodes' guests and a flood
+/// entry per other node, and nothing for its own.
+fn guests_on_different_nodes_talk_over_the_spanned_network(dataplane: &str) {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons(dataplane);
+    all_joined(&daemons);
+    let created = daemons[0].ok(&["network", "create", "web", "--span"]);
+    assert!(created.contains("spanned vni"), "{created}");
+    let names = ["a", "b", "c"];
+    let ips: Vec<Ipv4Addr> = daemons
+        .iter()
+        .zip(names)
+        .map(|(netd, name)| add_guest(netd, "web", name))
+        .collect();
+    let unique: BTreeSet<Ipv4Addr> = ips.iter().copied().collect();
+    assert_eq!(unique.len(), NODES, "{ips:?}");
+
+    // Each node programs what etcd says about the others.
+    for (i, netd) in daemons.iter().enumerate() {
+        let others: BTreeSet<String> = (0..NODES)
+            .filter(|&j| j != i)
+            .map(|j| cluster.node_address(j).to_string())
+            .collect();
+        eventually("every remote guest in the FDB", GUARD, || {
+            let entries = fdb(netd, "web");
+            let flood: BTreeSet<String> = entries
+                .iter()
+                .filter(|(mac, _)| mac == "00:00:00:00:00:00")
+                .map(|(_, dst)| dst.clone())
+                .collect();
+            flood == others && entries.len() == 2 * (NODES - 1)
+        });
+    }
+
+    for i in 0..NODES {
+        let from = guest_ns(&daemons[i], "web", names[i]);
+        for j in (0..NODES).filter(|&j| j != i) {
+            assert_eq!(
+                ping(&from, ips[j], 3),
+                3,
+                "{} -> {} ping",
+                names[i],
+                names[j]
+            );
+        }
+    }
+    let server_ns = guest_ns(&daemons[2], "web", "c");
+    let _tcp = serve_tcp_echo(tcp_listener(&server_ns, SocketAddrV4::new(ips[2], 7000)));
+    let _udp = serve_udp_echo(udp_socket(&server_ns, SocketAddrV4::new(ips[2], 7001)));
+    for i in 0..2 {
+        let client = guest_ns(&daemons[i], "web", names[i]);
+        let mut stream = tcp_connect(&client, SocketAddrV4::new(ips[2], 7000), None)
+            .unwrap_or_else(|err| panic!("{} -> c tcp: {err}", names[i]));
+        let answer = tcp_ask(&mut stream, "hello");
+        assert!(answer.starts_with(&format!("{}:", ips[i])), "{answer}");
+        // A payload bigger than one frame: the network's MTU fits the overlay.
+        let big = "x".repeat(3000);
+        stream.set_nodelay(true).unwrap();
+        std::io::Write::write_all(&mut stream, big.as_bytes()).unwrap();
+        let mut got = 0;
+        let mut buf = [0u8; 8192];
+        while got < big.len() {
+            let n = std::io::Read::read(&mut stream, &mut buf).expect("the echo of a big payload");
+            assert!(n > 0, "connection closed after {got} bytes");
+            got += n;
+        }
+        let socket = udp_socket(&client, SocketAddrV4::new(ips[i], 0));
+        let answer = udp_ask(&socket, SocketAddrV4::new(ips[2], 7001), "ping")
+            .unwrap_or_else(|| panic!("{} -> c udp: no answer", names[i]));
+        assert!(answer.starts_with(&format!("{}:", ips[i])), "{answer}");
+    }
+
+    // The overlay is netd's own: no node's status sees drift in it.
+    for netd in &daemons {
+        let status = netd.cli(&["status"]);
+        assert!(
+            status.status.success(),
+            "netd status: {}",
+            String::from_utf8_lossy(&status.stdout)
+        );
+    }
+
+    // Every node lists every node's guest.
+    let nodes = daemons[1].json(&["node", "ls"]);
+    for (i, node) in nodes.as_array().unwrap().iter().enumerate() {
+        let guests = node["networks"]["web"].as_array().expect("guests in web");
+        assert_eq!(guests[0]["name"], names[i]);
+        assert_eq!(guests[0]["ip"], ips[i].to_string());
+    }
+}
+
+netd_tests::conformance!(guests_on_different_nodes_talk_over_the_spanned_network);
+
+/// Two nodes adding guests to one spanned network at the same moment, and
+/// asking for the same address at once: every guest gets its own address
+/// and slot, and of the two that asked for one address exactly one gets
+/// it, the other is refused naming the holder.
+#[test]
+fn guests_added_at_once_on_two_nodes_never_share_an_address() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    all_joined(&daemons);
+    daemons[0].ok(&["network", "create", "web", "--span"]);
+    let added: Vec<Vec<Ipv4Addr>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                let netd = &daemons[i];
+                scope.spawn(move || {
+                    (0..4)
+                        .map(|k| add_guest(netd, "web", &format!("g{i}x{k}")))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let all: BTreeSet<Ipv4Addr> = added.iter().flatten().copied().collect();
+    assert_eq!(all.len(), 8, "{added:?}");
+
+    let wanted = "172.18.0.200";
+    let outcomes: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                let netd = &daemons[i];
+                scope.spawn(move || {
+                    netd.cli(&["guest", "add", "web", &format!("same{i}"), "--ip", wanted])
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let won: Vec<usize> = (0..2).filter(|&i| outcomes[i].status.success()).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "exactly one of two asking for {wanted} gets it"
+    );
+    let lost = 1 - won[0];
+    let err = String::from_utf8_lossy(&outcomes[lost].stderr);
+    assert!(
+        err.contains(&format!(
+            "same{} (on node {})",
+            won[0],
+            Cluster::node_name(won[0])
+        )),
+        "{err}"
+    );
+    // The loser changed nothing: no guest of that name on its node.
+    let guests = daemons[lost].json(&["guest", "ls", "web"]);
+    assert!(
+        guests
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["name"] != format!("same{lost}")),
+        "{guests}"
+    );
+}
+
+/// A daemon without cluster options refuses `--span` and `node ls`,
+/// naming the options that make it a node, and creates nothing.
+#[test]
+fn cluster_requests_on_a_single_host_are_refused_naming_the_fix() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start(&sandbox);
+    let err = netd.err(&["network", "create", "web", "--span"]);
+    assert!(
+        err.contains("--cluster-endpoints URL,... --node NAME --underlay-address IP"),
+        "{err}"
+    );
+    let err = netd.err(&["node", "ls"]);
+    assert!(err.contains("--cluster-endpoints"), "{err}");
+    assert_eq!(netd.json(&["network", "ls"]), serde_json::json!([]));
+}
+
+/// Half the cluster settings: the daemon refuses to start, naming the
+/// missing one and its flag.
+#[test]
+fn a_daemon_with_some_cluster_options_refuses_to_start_naming_the_missing_one() {
+    let sandbox = Sandbox::new();
+    let mut netd = Netd::try_start(&sandbox, "ebpf").expect("a plain start");
+    netd.stop();
+    netd.daemon_args = vec!["--node".into(), "n1".into()];
+    let err = netd.try_restart().unwrap_err();
+    assert!(err.contains("cluster_endpoints"), "{err}");
+    assert!(err.contains("--cluster-endpoints"), "{err}");
+}
+
+/// Three nodes with a guest each on spanned network `web`, every FDB
+/// complete; returns the guests' addresses.
+fn three_guests(cluster: &Cluster, daemons: &[Netd]) -> Vec<Ipv4Addr> {
+    all_joined(daemons);
+    daemons[0].ok(&["network", "create", "web", "--span"]);
+    let ips: Vec<Ipv4Addr> = daemons
+        .iter()
+        .zip(["a", "b", "c"])
+        .map(|(netd, name)| add_guest(netd, "web", name))
+        .collect();
+    for netd in daemons {
+        eventually("every remote guest in the FDB", GUARD, || {
+            fdb(netd, "web").len() == 2 * (NODES - 1)
+        });
+    }
+    let _ = cluster;
+    ips
+}
+
+/// Whether `netd`'s VXLAN device of `web` holds any entry for `remote`.
+fn fdb_has(netd: &Netd, remote: Ipv4Addr) -> bool {
+    fdb(netd, "web")
+        .iter()
+        .any(|(_, dst)| *dst == remote.to_string())
+}
+
+/// A node killed with -9: its lease expires, the others withdraw its
+/// entries (and go on talking to each other); started again, it registers
+/// anew, the others program it back, and its guest is reachable again.
+#[test]
+fn a_node_killed_is_withdrawn_by_the_others_and_rejoins_when_back() {
+    let cluster = Cluster::new();
+    let mut daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    let a = guest_ns(&daemons[0], "web", "a");
+    assert_eq!(ping(&a, ips[2], 1), 1);
+
+    daemons[2].kill9();
+    let node3 = cluster.node_address(2);
+    eventually("node3's lease expired", GUARD, || {
+        !node_names(&daemons[0]).contains("node3")
+    });
+    for netd in &daemons[..2] {
+        eventually("node3's entries withdrawn", GUARD, || !fdb_has(netd, node3));
+    }
+    assert_eq!(ping(&a, ips[1], 3), 3, "a -> b with node3 gone");
+    assert_eq!(ping(&a, ips[2], 2), 0, "a -> c with node3 withdrawn");
+
+    daemons[2].restart();
+    for netd in &daemons[..2] {
+        eventually("node3's entries back", GUARD, || fdb_has(netd, node3));
+    }
+    assert_eq!(ping(&a, ips[2], 3), 3, "a -> c with node3 back");
+}
+
+/// One etcd member killed: the two others are a majority and the cluster
+/// goes on (a guest added, its address allocated, traffic to it).
+#[test]
+fn the_cluster_goes_on_with_one_etcd_member_killed() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    cluster.kill_etcd(0);
+    let d = add_guest(&daemons[1], "web", "d");
+    assert!(!ips.contains(&d), "{d} in {ips:?}");
+    eventually("d in node1's FDB", GUARD, || {
+        fdb(&daemons[0], "web").len() == 2 * (NODES - 1) + 1
+    });
+    let a = guest_ns(&daemons[0], "web", "a");
+    assert_eq!(ping(&a, d, 3), 3);
+    assert_eq!(node_names(&daemons[2]).len(), NODES);
+}
+
+/// etcd gone entirely: local and cross-node traffic in force goes on;
+/// changes that need the cluster are refused saying so and change
+/// nothing; when etcd is back, they work again.
+#[test]
+fn with_etcd_unreachable_traffic_goes_on_and_cluster_changes_are_refused() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    for j in 0..netd_tests::cluster::ETCD_MEMBERS {
+        cluster.kill_etcd(j);
+    }
+    let a = guest_ns(&daemons[0], "web", "a");
+    assert_eq!(ping(&a, ips[1], 3), 3, "a -> b with etcd away");
+    let err = daemons[0].err(&["guest", "add", "web", "d"]);
+    assert!(
+        err.contains("did not answer") && err.contains("refused until"),
+        "{err}"
+    );
+    let err = daemons[1].err(&["network", "create", "db", "--span"]);
+    assert!(err.contains("did not answer"), "{err}");
+    let err = daemons[2].err(&["guest", "rm", "web", "c"]);
+    assert!(err.contains("did not answer"), "{err}");
+    // Nothing changed: c is still there, d is not.
+    let guests = daemons[2].json(&["guest", "ls", "web"]);
+    assert_eq!(guests.as_array().unwrap().len(), 1, "{guests}");
+    assert!(
+        daemons[0]
+            .json(&["guest", "ls", "web"])
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    );
+    // A plain network needs no etcd.
+    daemons[0].ok(&["network", "create", "local"]);
+
+    for j in 0..netd_tests::cluster::ETCD_MEMBERS {
+        cluster.restart_etcd(j);
+    }
+    cluster.wait_etcd_healthy(GUARD).expect("etcd back");
+    let d = add_guest(&daemons[0], "web", "d");
+    let c = guest_ns(&daemons[2], "web", "c");
+    eventually("d reachable from node3", GUARD, || ping(&c, d, 1) == 1);
+}
+
+/// A datagram from `from` (in its namespace) to `to`'s port: whether it
+/// arrived (one try of a few datagrams; a cut lets none through).
+fn datagram_arrives(
+    from: &Netns,
+    from_ip: Ipv4Addr,
+    to: &Netns,
+    to_ip: Ipv4Addr,
+    port: u16,
+) -> bool {
+    let receiver = udp_socket(to, SocketAddrV4::new(to_ip, port));
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let sender = udp_socket(from, SocketAddrV4::new(from_ip, 0));
+    for _ in 0..3 {
+        sender
+            .send_to(b"probe", SocketAddrV4::new(to_ip, port))
+            .expect("sending");
+        let mut buf = [0u8; 64];
+        if receiver.recv_from(&mut buf).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// A partition of a spanned network is one write in etcd: set on node1,
+/// every node applies it (the guests on node2 and node3 are cut from node1's
+/// as asked, the rest talks), `partition show` reports each node's applied
+/// revision and the spread; healed, all talk again.
+#[test]
+fn a_partition_set_on_one_node_is_applied_by_every_node() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    let ns: Vec<Netns> = (0..NODES)
+        .map(|i| guest_ns(&daemons[i], "web", ["a", "b", "c"][i]))
+        .collect();
+    // Every node knows the others' guests by name (the partition names them).
+    for netd in &daemons {
+        eventually("remote guests' slots known", GUARD, || {
+            netd.json(&["partition", "web", "show"])["slots"]
+                .as_object()
+                .unwrap()
+                .len()
+                == NODES
+        });
+    }
+    let set = daemons[0].ok(&["partition", "web", "isolate", "c", "--keep-outside"]);
+    assert!(set.contains("spanned: etcd revision"), "{set}");
+    for netd in &daemons {
+        eventually("every node applied the partition", GUARD, || {
+            let cluster = &netd.json(&["partition", "web", "show"])["cluster"];
+            cluster["spread_ms"].is_u64()
+        });
+    }
+    let view = daemons[2].json(&["partition", "web", "show"]);
+    let revision = view["cluster"]["revision"].as_i64().unwrap();
+    for i in 0..NODES {
+        assert_eq!(
+            view["cluster"]["nodes"][Cluster::node_name(i)]["revision"],
+            revision,
+            "{view}"
+        );
+    }
+    assert_eq!(view["state"]["partition"]["verb"], "isolate", "{view}");
+    assert_eq!(ping(&ns[0], ips[1], 2), 2, "a -> b stays");
+    assert_eq!(ping(&ns[0], ips[2], 2), 0, "a -> c is cut");
+    assert_eq!(ping(&ns[1], ips[2], 2), 0, "b -> c is cut");
+    assert!(
+        !datagram_arrives(&ns[2], ips[2], &ns[1], ips[1], 7100),
+        "c -> b is cut"
+    );
+
+    daemons[1].ok(&["partition", "web", "heal"]);
+    for netd in &daemons {
+        eventually("every node healed", GUARD, || {
+            netd.json(&["partition", "web", "show"])["state"].is_null()
+        });
+    }
+    eventually("a -> c again", GUARD, || ping(&ns[0], ips[2], 1) == 1);
+    assert_eq!(ping(&ns[1], ips[2], 2), 2, "b -> c again");
+}
+
+/// The node that receives enforces the cuts too: with node3's daemon
+/// killed (its guest c keeps running, its dataplane never hears of the
+/// partition), a one-way cut of c -> a set on node1 still stops c's
+/// datagrams where they arrive from the overlay, while a -> c (not cut)
+/// still flows.
+#[test]
+fn a_late_node_cannot_let_cut_traffic_through() {
+    let cluster = Cluster::new();
+    let mut daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    let a = guest_ns(&daemons[0], "web", "a");
+    let c = guest_ns(&daemons[2], "web", "c");
+    for netd in &daemons {
+        eventually("remote guests' slots known", GUARD, || {
+            netd.json(&["partition", "web", "show"])["slots"]
+                .as_object()
+                .unwrap()
+                .len()
+                == NODES
+        });
+    }
+    assert!(
+        datagram_arrives(&c, ips[2], &a, ips[0], 7200),
+        "c -> a before the cut"
+    );
+    daemons[2].kill9();
+    daemons[0].ok(&["partition", "web", "cut", "--from", "c", "--to", "a"]);
+    assert!(
+        !datagram_arrives(&c, ips[2], &a, ips[0], 7201),
+        "c -> a with node3 late"
+    );
+    assert!(
+        datagram_arrives(&a, ips[0], &c, ips[2], 7202),
+        "a -> c is not cut"
+    );
+    let view = daemons[0].json(&["partition", "web", "show"]);
+    assert!(
+        view["cluster"]["spread_ms"].is_null(),
+        "node3 has not applied it: {view}"
+    );
+}
+
+/// The nftables dataplane carries spanned networks but does not enforce
+/// their partitions across nodes: refused, naming the fix, nothing set.
+#[test]
+fn a_spanned_partition_on_nftables_is_refused_naming_the_fix() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("nftables");
+    three_guests(&cluster, &daemons);
+    let err = daemons[0].err(&["partition", "web", "isolate", "a"]);
+    assert!(err.contains("--dataplane ebpf"), "{err}");
+    assert!(daemons[0].json(&["partition", "web", "show"])["state"].is_null());
+}
+
+/// A guest removed on its node is freed in etcd and withdrawn from the
+/// others' forwarding entries; its address is free again. Each node's
+/// `network rm` removes its part, and the last one the definition: the
+/// same name can then be created again.
+#[test]
+fn guests_and_networks_removed_are_withdrawn_from_every_node() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    let ips = three_guests(&cluster, &daemons);
+    let node2 = cluster.node_address(1).to_string();
+    daemons[1].ok(&["guest", "rm", "web", "b"]);
+    eventually("b withdrawn from node1", GUARD, || {
+        !fdb(&daemons[0], "web").iter().any(|(_, dst)| *dst == node2)
+    });
+    let nodes = daemons[0].json(&["node", "ls"]);
+    assert!(nodes[1]["networks"].get("web").is_none(), "{nodes}");
+    // Its address is free for a guest on another node.
+    daemons[2].ok(&["guest", "add", "web", "b2", "--ip", &ips[1].to_string()]);
+
+    for netd in &daemons {
+        netd.ok(&["network", "rm", "web"]);
+    }
+    let err = daemons[0].err(&["guest", "add", "web", "x"]);
+    assert!(err.contains("no network named \"web\""), "{err}");
+    let created = daemons[2].ok(&["network", "create", "web", "--span"]);
+    assert!(created.contains("spanned vni 1"), "{created}");
+}
+
+/// Spanned-network requests that contradict the cluster or cannot work are
+/// refused, each naming the problem and the fix, and change nothing.
+#[test]
+fn contradicting_spanned_requests_are_refused_naming_the_fix() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    all_joined(&daemons);
+    let err = daemons[0].err(&["network", "create", "web", "--span", "--subnet", "auto"]);
+    assert!(err.contains("give --subnet CIDR or leave it out"), "{err}");
+    let err = daemons[0].err(&["network", "create", "web", "--span", "--internal"]);
+    assert!(err.contains("without --internal"), "{err}");
+    let err = daemons[0].err(&["network", "create", "web", "--span", "--mtu", "1500"]);
+    assert!(err.contains("give --mtu 1450 or less"), "{err}");
+    daemons[1].ok(&["network", "create", "local"]);
+    let err = daemons[1].err(&["network", "create", "local", "--span"]);
+    assert!(
+        err.contains("this host's alone") && err.contains("remove it first"),
+        "{err}"
+    );
+    assert_eq!(daemons[0].json(&["network", "ls"]), serde_json::json!([]));
+
+    daemons[0].ok(&[
+        "network",
+        "create",
+        "web",
+        "--span",
+        "--subnet",
+        "10.77.0.0/24",
+    ]);
+    let err = daemons[2].err(&[
+        "network",
+        "create",
+        "web",
+        "--span",
+        "--subnet",
+        "10.78.0.0/24",
+    ]);
+    assert!(
+        err.contains("exists in the cluster with subnet 10.77.0.0/24"),
+        "{err}"
+    );
+    assert!(err.contains("leave out --subnet"), "{err}");
+    add_guest(&daemons[0], "web", "a");
+    let err = daemons[1].err(&["guest", "add", "web", "a"]);
+    assert!(
+        err.contains("on node \"node1\"") && err.contains("remove it there first"),
+        "{err}"
+    );
+    let err = daemons[1].err(&["guest", "add", "web", "b", "--ip", "10.78.0.5"]);
+    assert!(err.contains("10.78.0.5"), "{err}");
+    // The refused guests left nothing on node2 (not even web's part) nor
+    // in the cluster.
+    let networks = daemons[1].json(&["network", "ls"]);
+    let names: Vec<&str> = networks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["local"], "{networks}");
+    let nodes = daemons[2].json(&["node", "ls"]);
+    assert_eq!(
+        nodes[0]["networks"]["web"].as_array().unwrap().len(),
+        1,
+        "{nodes}"
+    );
+    assert!(nodes[1]["networks"].get("web").is_none(), "{nodes}");
+}
