@@ -693,9 +693,17 @@ impl Service {
         }
         // What a crash left in the dataplane for networks and guests gone.
         let zones = networks.iter().map(Network::zone).collect();
+        // Remote guests of spanned networks have entries too (their slots).
         let guests = networks
             .iter()
-            .flat_map(|net| net.guests.values().map(move |g| (net.zone(), g.ip)))
+            .flat_map(|net| {
+                let remote = net.span.iter().flat_map(|span| span.remote.values());
+                net.guests
+                    .values()
+                    .map(|g| g.ip)
+                    .chain(remote.map(|r| r.ip))
+                    .map(move |ip| (net.zone(), ip))
+            })
             .collect();
         self.dataplane.forget_stale(&zones, &guests);
         if let Err(err) = self.sync_host() {
