@@ -36,6 +36,7 @@ pub const fn same_str(a: &str, b: &str) -> bool {
 
 mod conntrack;
 mod counters;
+mod delay_return;
 mod filter;
 mod flow;
 mod forward;
@@ -98,6 +99,13 @@ pub fn netd_host_world(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_guest_port(ctx: TcContext) -> i32 {
     guest_port::from_guest(&ctx)
+}
+
+/// Each network's delay line (its TAP device), ingress: packets the
+/// daemon held for their delay, sent on without the policy.
+#[classifier]
+pub fn netd_delay_return(ctx: TcContext) -> i32 {
+    delay_return::from_daemon(&ctx)
 }
 
 // The verifier rejects programs that could panic, so this is never reached.

@@ -24,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod delay;
 pub mod dns;
 pub mod ifname;
 pub mod ipam;

@@ -55,3 +55,33 @@ mod tests {
         assert_eq!(parse_received("garbage"), 0);
     }
 }
+
+/// Round-trip times in milliseconds of `count` ICMP echoes from `from` to
+/// `to`, 50 ms apart (2 s deadline per reply); lost echoes are left out.
+pub fn ping_rtts(from: &Netns, to: Ipv4Addr, count: u32) -> Vec<f64> {
+    let output = from
+        .command("ping")
+        .args(["-n", "-i", "0.05", "-W", "2", "-c"])
+        .arg(count.to_string())
+        .arg(to.to_string())
+        .output()
+        .expect("running ping (is iputils-ping installed? `cargo xtask setup`)");
+    parse_rtts(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Reads each reply's "time=12.3 ms".
+fn parse_rtts(output: &str) -> Vec<f64> {
+    output
+        .lines()
+        .filter_map(|line| line.split("time=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// The median of `values` (sorted on the way), 0 for none.
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

@@ -1,0 +1,104 @@
+//! The eBPF dataplane's delay lines (`crate::delay`): one per network whose
+//! policy delays packets, made when a policy first needs it, kept (with
+//! new delays) while policies do, removed with the last one that does and
+//! with the network. A daemon restart adopts the TAP (persistent, same
+//! ifindex) and its pinned link.
+
+use anyhow::{Context, Result};
+use netd_common::{maps, partition::MAX_FAULTS};
+use tracing::{info, warn};
+
+use super::EbpfDataplane;
+use crate::{
+    delay::{DelayLine, DelaySpec, line::Classes, tap},
+    ifname::NETWORK_DELAY_LINE,
+    netns::Netns,
+    partition::PartitionRules,
+    topology::NetworkPlumbing,
+};
+
+/// Each class's delay, None when no class delays.
+pub fn classes_of(rules: &PartitionRules) -> Option<Classes> {
+    let mut classes: Classes = [None; MAX_FAULTS];
+    for (class, fault) in classes.iter_mut().zip(&rules.faults) {
+        *class = DelaySpec::of(&fault.impair);
+    }
+    classes.iter().any(Option::is_some).then_some(classes)
+}
+
+/// The pin of the link on a network's delay line.
+fn link_pin(network: &str) -> String {
+    format!("net-{network}-delay")
+}
+
+impl EbpfDataplane {
+    /// The ifindex of `zone`'s delay line with `classes` in force, made
+    /// (or adopted) if the network has none yet.
+    pub(super) fn delay_line_for(&mut self, zone: u32, classes: Classes) -> Result<u32> {
+        if let Some(line) = self.delay_lines.get(&zone) {
+            line.set_classes(classes);
+            return Ok(line.ifindex);
+        }
+        let net = self
+            .networks_attached
+            .get(&zone)
+            .cloned()
+            .with_context(|| format!("network zone {zone} is not attached to the dataplane"))?;
+        let netns = Netns::open_path(&net.name, &net.netns)?;
+        let (fd, ifindex) = tap::open(&netns, NETWORK_DELAY_LINE, net.mtu.unwrap_or(1500))?;
+        let line = DelayLine::start(&net.name, fd, ifindex, classes)?;
+        if let Err(err) = self.attach(
+            &netns,
+            NETWORK_DELAY_LINE,
+            maps::PROG_DELAY_RETURN,
+            &link_pin(&net.name),
+        ) {
+            line.remove();
+            return Err(err);
+        }
+        info!(network = %net.name, ifindex, "delay line started");
+        self.delay_lines.insert(zone, line);
+        Ok(ifindex)
+    }
+
+    /// Removes `zone`'s delay line, the one this daemon runs or one an
+    /// earlier daemon left.
+    pub(super) fn remove_delay_line(&mut self, zone: u32) {
+        let Some(net) = self.networks_attached.get(&zone) else {
+            return;
+        };
+        self.pins.remove_link(&link_pin(&net.name));
+        if let Some(line) = self.delay_lines.remove(&zone) {
+            line.remove();
+            info!(network = %net.name, "delay line removed");
+            return;
+        }
+        if let Ok(netns) = Netns::open_path(&net.name, &net.netns)
+            && let Err(err) = tap::remove_named(&netns, NETWORK_DELAY_LINE)
+        {
+            warn!(network = %net.name, "removing a delay line left over: {err:#}");
+        }
+    }
+
+    /// Remembers where a network lives, for its delay line.
+    pub(super) fn remember_network(&mut self, net: &NetworkPlumbing) {
+        self.networks_attached.insert(net.zone, net.clone());
+    }
+
+    /// `delayed` and `dropped_delay_queue` for `zone`, next to the
+    /// programs' counters.
+    pub(super) fn delay_counters(&self, zone: u32) -> Vec<(String, u64)> {
+        let Some(line) = self.delay_lines.get(&zone) else {
+            return Vec::new();
+        };
+        let counters = line.counters();
+        let ordering = std::sync::atomic::Ordering::Relaxed;
+        vec![
+            ("delayed".to_owned(), counters.delayed.load(ordering)),
+            (
+                "dropped_delay_queue".to_owned(),
+                counters.dropped_full.load(ordering),
+            ),
+        ]
+    }
+}
