@@ -4,10 +4,7 @@
 //! the guest port would have sent it, never through the policy again (a
 //! delayed packet is delayed once). The sender is known by its MAC.
 
-use aya_ebpf::{
-    bindings::TC_ACT_SHOT,
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_SHOT, programs::TcContext};
 use netd_common::counters::Counter;
 
 use crate::{

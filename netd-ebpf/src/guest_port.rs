@@ -150,7 +150,13 @@ pub fn next_hop(
 /// the guest port's last step, and the delay line's once a packet's delay
 /// is over.
 #[inline(always)]
-pub fn deliver(ctx: &TcContext, net: &NetworkInfo, zone: u32, next: NextHop, duplicate: bool) -> i32 {
+pub fn deliver(
+    ctx: &TcContext,
+    net: &NetworkInfo,
+    zone: u32,
+    next: NextHop,
+    duplicate: bool,
+) -> i32 {
     match next {
         NextHop::Guest(port_ifindex) => {
             if duplicate {

@@ -59,9 +59,8 @@ pub fn duplicate(ctx: &TcContext, zone: u32, ifindex: u32) {
 #[inline(never)]
 pub fn delay(ctx: &TcContext, zone: u32, ifindex: u32, class: u32, duplicate: bool) -> i32 {
     // SAFETY: plain helper call on this program's packet.
-    let tagged = unsafe {
-        bpf_skb_vlan_push(ctx.as_ptr().cast(), ETH_P_8021Q_BE, (class + 1) as u16)
-    };
+    let tagged =
+        unsafe { bpf_skb_vlan_push(ctx.as_ptr().cast(), ETH_P_8021Q_BE, (class + 1) as u16) };
     if tagged != 0 {
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;

@@ -55,7 +55,11 @@ fn partition(netd: &Netd, words: &str) -> String {
 /// Round trips from `from` to `to`, milliseconds (20 pings).
 fn rtts(netd: &Netd, from: &str, to: &str) -> Vec<f64> {
     let rtts = ping_rtts(&guest(netd, from), ip_of(to), 20);
-    assert!(rtts.len() >= 18, "{from} -> {to}: {} of 20 answered", rtts.len());
+    assert!(
+        rtts.len() >= 18,
+        "{from} -> {to}: {} of 20 answered",
+        rtts.len()
+    );
     rtts
 }
 
@@ -74,12 +78,182 @@ fn ping_round_trips_take_the_delay_of_50ms() {
     let mut there = rtts(&netd, "a", "b");
     let mut back = rtts(&netd, "b", "a");
     let (p50_there, p50_back) = (median(&mut there), median(&mut back));
-    eprintln!("--delay 50ms a -> b: ping p50 {p50_there:.2} ms (a's echoes delayed), b -> a: {p50_back:.2} ms (the replies)");
+    eprintln!(
+        "--delay 50ms a -> b: ping p50 {p50_there:.2} ms (a's echoes delayed), b -> a: {p50_back:.2} ms (the replies)"
+    );
     assert!((50.0..=55.0).contains(&p50_there), "{there:?}");
     assert!((50.0..=55.0).contains(&p50_back), "{back:?}");
     let mut other = rtts(&netd, "a", "c");
-    assert!(median(&mut other) < 20.0, "a -> c is not delayed: {other:?}");
+    assert!(
+        median(&mut other) < 20.0,
+        "a -> c is not delayed: {other:?}"
+    );
     let status = netd.json(&["status"]);
     assert!(counter(&status, "web", "delayed") >= 36, "{status}");
-    assert_eq!(counter(&status, "web", "dropped_delay_queue"), 0, "{status}");
+    assert_eq!(
+        counter(&status, "web", "dropped_delay_queue"),
+        0,
+        "{status}"
+    );
+}
+
+#[test]
+fn jitter_spreads_the_round_trips() {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox);
+    partition(&netd, "cut --from a --to b --delay 50ms --jitter 20ms");
+    let steps = |rtts: &[f64]| {
+        rtts.windows(2).map(|w| (w[0] - w[1]).abs()).sum::<f64>() / (rtts.len() - 1) as f64
+    };
+    let mut there = ping_rtts(&guest(&netd, "a"), ip_of("b"), 40);
+    assert!(there.len() >= 36, "{there:?}");
+    let free_step = steps(&there);
+    let p50 = median(&mut there);
+    let (low, high) = (there[0], there[there.len() - 1]);
+    eprintln!(
+        "--delay 50ms --jitter 20ms: ping p50 {p50:.2} ms, {low:.2} to {high:.2} ms over {} echoes, mean step {free_step:.2} ms",
+        there.len()
+    );
+    assert!(low >= 30.0 && high <= 75.0, "within 50 +- 20 ms: {there:?}");
+    assert!(high - low >= 10.0, "jitter spreads them: {there:?}");
+    // With every draw leaning on the last, neighbours are closer.
+    partition(
+        &netd,
+        "cut --from a --to b --delay 50ms --jitter 20ms --correlation 90",
+    );
+    let correlated = ping_rtts(&guest(&netd, "a"), ip_of("b"), 40);
+    assert!(correlated.len() >= 36, "{correlated:?}");
+    let leaning_step = steps(&correlated);
+    eprintln!("--correlation 90: mean step between neighbours {leaning_step:.2} ms");
+    assert!(
+        leaning_step < free_step / 2.0,
+        "correlated {correlated:?} vs free steps {free_step:.2}"
+    );
+}
+
+#[test]
+fn a_delay_on_one_port_leaves_another_port_undelayed() {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox);
+    let b = guest(&netd, "b");
+    for port in [7000, 7001] {
+        serve_udp_echo(udp_socket(&b, SocketAddrV4::new(ip_of("b"), port)));
+    }
+    partition(&netd, "cut --from a --to b --delay 100ms --port 7000/udp");
+    let client = udp_socket(&guest(&netd, "a"), SocketAddrV4::new(ip_of("a"), 0));
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let round_trip = |port: u16| {
+        let mut times: Vec<f64> = (0..10)
+            .map(|i| {
+                let start = Instant::now();
+                let answer = udp_ask(
+                    &client,
+                    SocketAddrV4::new(ip_of("b"), port),
+                    &format!("{i}"),
+                );
+                assert!(answer.is_some(), "port {port}: echo {i} unanswered");
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        median(&mut times)
+    };
+    let (slow, fast) = (round_trip(7000), round_trip(7001));
+    eprintln!(
+        "--delay 100ms --port 7000/udp: port 7000 p50 {slow:.2} ms, port 7001 p50 {fast:.2} ms"
+    );
+    assert!(slow >= 100.0, "port 7000 is delayed: {slow}");
+    assert!(fast < 50.0, "port 7001 is not: {fast}");
+    let mut icmp = rtts(&netd, "a", "b");
+    assert!(median(&mut icmp) < 50.0, "nor is ICMP: {icmp:?}");
+}
+
+#[test]
+fn the_delay_line_comes_and_goes_with_the_policy() {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox);
+    assert_eq!(delay_line(&netd), None, "no delay, no TAP");
+    partition(&netd, "isolate c + cut --from a --to b --delay 20ms");
+    let tap = delay_line(&netd).expect("a TAP while a delay is in force");
+    // Another delay, the same TAP.
+    partition(&netd, "all --delay 30ms");
+    assert_eq!(
+        delay_line(&netd),
+        Some(tap),
+        "kept while a delay is in force"
+    );
+    let mut both_ways = rtts(&netd, "a", "b");
+    assert!(
+        median(&mut both_ways) >= 60.0,
+        "30 ms each way: {both_ways:?}"
+    );
+    partition(&netd, "isolate c");
+    assert_eq!(
+        delay_line(&netd),
+        None,
+        "a policy without delay drops the TAP"
+    );
+    let mut plain = rtts(&netd, "a", "b");
+    assert!(median(&mut plain) < 20.0, "{plain:?}");
+    partition(&netd, "all --delay 10ms");
+    assert!(delay_line(&netd).is_some());
+    partition(&netd, "heal");
+    assert_eq!(delay_line(&netd), None, "a heal drops the TAP");
+}
+
+#[test]
+fn a_restart_keeps_the_delay_in_force() {
+    let sandbox = Sandbox::new();
+    let mut netd = web(&sandbox);
+    partition(&netd, "cut --from a --to b --delay 50ms");
+    let tap = delay_line(&netd).expect("a TAP");
+    netd.restart();
+    assert_eq!(
+        delay_line(&netd),
+        Some(tap),
+        "the TAP is adopted, not remade"
+    );
+    let mut there = rtts(&netd, "a", "b");
+    let p50 = median(&mut there);
+    eprintln!("after a restart, --delay 50ms: ping p50 {p50:.2} ms");
+    assert!((50.0..=55.0).contains(&p50), "{there:?}");
+}
+
+#[test]
+fn cleanup_leaves_no_delay_line() {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox);
+    partition(&netd, "all --delay 20ms");
+    assert!(delay_line(&netd).is_some());
+    netd.ok(&["cleanup"]);
+    assert_eq!(
+        Netns::list_with_prefix(&netd.prefix()),
+        Vec::<String>::new(),
+        "namespaces left after cleanup"
+    );
+    assert!(
+        !sandbox.bpffs_dir.join("netd").exists(),
+        "pins left after cleanup"
+    );
+}
+
+#[test]
+fn a_policy_that_cannot_be_applied_leaves_no_delay_line() {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox);
+    let err = netd.err(&[
+        "partition",
+        "web",
+        "all",
+        "--delay",
+        "50ms",
+        "--jitter",
+        "60ms",
+    ]);
+    assert!(
+        err.contains("--jitter 60ms is more than --delay 50ms"),
+        "{err}"
+    );
+    assert_eq!(delay_line(&netd), None);
 }

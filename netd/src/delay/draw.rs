@@ -70,7 +70,8 @@ impl DelayDraw {
             return delay_ns;
         }
         let fresh = u64::from(self.fresh());
-        let value = ((self.rho * u64::from(self.last) + ((1 << 32) - self.rho) * fresh) >> 32) as u32;
+        let value =
+            ((self.rho * u64::from(self.last) + ((1 << 32) - self.rho) * fresh) >> 32) as u32;
         self.last = value;
         // Uniform over [delay - jitter, delay + jitter].
         let spread = 2 * jitter_ns + 1;

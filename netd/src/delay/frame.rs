@@ -15,7 +15,9 @@ pub fn untag(frame: &mut Vec<u8>) -> Option<usize> {
         return None;
     }
     let vid = u16::from_be_bytes([frame[TPID_OFF + 2], frame[TPID_OFF + 3]]) & 0x0fff;
-    let class = usize::from(vid).checked_sub(1).filter(|&c| c < MAX_FAULTS)?;
+    let class = usize::from(vid)
+        .checked_sub(1)
+        .filter(|&c| c < MAX_FAULTS)?;
     frame.drain(TPID_OFF..TPID_OFF + TAG_LEN);
     Some(class)
 }

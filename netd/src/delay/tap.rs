@@ -42,7 +42,12 @@ impl IfReq {
     }
 }
 
-fn ioctl(fd: &impl AsRawFd, request: libc::Ioctl, arg: *mut libc::c_void, what: &str) -> Result<()> {
+fn ioctl(
+    fd: &impl AsRawFd,
+    request: libc::Ioctl,
+    arg: *mut libc::c_void,
+    what: &str,
+) -> Result<()> {
     // SAFETY: `arg` points to a live value of the layout the request takes.
     if unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) } < 0 {
         return Err(std::io::Error::last_os_error()).context(what.to_owned());
@@ -83,25 +88,46 @@ fn set_up(name: &str, mtu: u32) -> Result<()> {
     let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
     let mut req = IfReq::new(name)?;
     req.value = mtu as libc::c_int;
-    ioctl(&sock, libc::SIOCSIFMTU, (&raw mut req).cast(), &format!("setting {name}'s MTU"))?;
+    ioctl(
+        &sock,
+        libc::SIOCSIFMTU,
+        (&raw mut req).cast(),
+        &format!("setting {name}'s MTU"),
+    )?;
     let mut req = IfReq::new(name)?;
-    ioctl(&sock, libc::SIOCGIFFLAGS, (&raw mut req).cast(), &format!("reading {name}'s flags"))?;
+    ioctl(
+        &sock,
+        libc::SIOCGIFFLAGS,
+        (&raw mut req).cast(),
+        &format!("reading {name}'s flags"),
+    )?;
     req.value |= libc::IFF_UP;
-    ioctl(&sock, libc::SIOCSIFFLAGS, (&raw mut req).cast(), &format!("setting {name} up"))
+    ioctl(
+        &sock,
+        libc::SIOCSIFFLAGS,
+        (&raw mut req).cast(),
+        &format!("setting {name} up"),
+    )
 }
 
 /// Opens the delay line's TAP `name` in `netns`, made or adopted,
 /// persistent and up with room for `mtu`-byte packets; its fd and ifindex.
 pub fn open(netns: &Netns, name: &str, mtu: u32) -> Result<(OwnedFd, u32)> {
-    netns.run_in(|| -> Result<(OwnedFd, u32)> {
-        let fd = attach(name)?;
-        ioctl(&fd, TUNSETPERSIST, 1usize as *mut libc::c_void, "making the TAP persistent")?;
-        set_up(name, mtu)?;
-        let ifindex = nix::net::if_::if_nametoindex(name)
-            .with_context(|| format!("no interface {name} after creating it"))?;
-        Ok((fd, ifindex))
-    })?
-    .with_context(|| format!("the delay line's TAP device in {}", netns.name()))
+    netns
+        .run_in(|| -> Result<(OwnedFd, u32)> {
+            let fd = attach(name)?;
+            ioctl(
+                &fd,
+                TUNSETPERSIST,
+                1usize as *mut libc::c_void,
+                "making the TAP persistent",
+            )?;
+            set_up(name, mtu)?;
+            let ifindex = nix::net::if_::if_nametoindex(name)
+                .with_context(|| format!("no interface {name} after creating it"))?;
+            Ok((fd, ifindex))
+        })?
+        .with_context(|| format!("the delay line's TAP device in {}", netns.name()))
 }
 
 /// Removes the TAP whose fd is `fd` (the last fd: the device goes with it).
