@@ -257,3 +257,61 @@ fn a_policy_that_cannot_be_applied_leaves_no_delay_line() {
     );
     assert_eq!(delay_line(&netd), None);
 }
+
+#[test]
+fn verify_times_the_round_trip_against_the_delay() {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox);
+    partition(
+        &netd,
+        "cut --from a --to b --delay 50ms + cut --from b --to c --delay 20ms --jitter 10ms",
+    );
+    let out = netd.ok(&["partition", "web", "verify"]);
+    eprintln!("{out}");
+    assert!(out.contains("verify: OK"), "{out}");
+    assert!(
+        out.contains("a <-> b: round trip p50 ") && out.contains("the policy means 50 ms"),
+        "{out}"
+    );
+    assert!(out.contains("the policy means 20 ms ± 10 ms"), "{out}");
+    let report = netd.json(&["partition", "web", "verify"]);
+    let rtt = report["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["from"] == "a" && p["to"] == "b")
+        .map(|p| p["rtt"].clone())
+        .unwrap();
+    assert_eq!(rtt["samples"], 20, "{rtt}");
+    assert_eq!(rtt["ok"], true, "{rtt}");
+    let untimed = report["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["from"] == "a" && p["to"] == "c")
+        .unwrap()
+        .clone();
+    assert!(
+        untimed.get("rtt").is_none(),
+        "a <-> c has no delay: {untimed}"
+    );
+    // b stops answering a behind the policy's back: nothing to time.
+    let b = guest(&netd, "b");
+    let blackhole = b
+        .command("ip")
+        .args(["route", "add", "blackhole", "172.18.0.1/32"])
+        .status()
+        .unwrap();
+    assert!(blackhole.success());
+    let failed = netd.cli(&["partition", "web", "verify"]);
+    assert_eq!(
+        failed.status.code(),
+        Some(1),
+        "verify exits 1 on a mismatch"
+    );
+    let text = String::from_utf8_lossy(&failed.stdout);
+    assert!(
+        text.contains("a <-> b: none of 20 echoes came back"),
+        "{text}"
+    );
+}

@@ -40,8 +40,13 @@ pub struct Probe {
 
 /// Sends `per_pair` datagrams from every guest to every other
 /// and counts what arrived, by (sender, receiver) name; every ordered pair
-/// is present, 0 if nothing arrived.
-pub fn exchange(probes: &[Probe], per_pair: u32) -> Result<BTreeMap<(String, String), u32>> {
+/// is present, 0 if nothing arrived. Stragglers are waited for [`SETTLE`]
+/// plus `held` (the longest a delay line holds a datagram).
+pub fn exchange(
+    probes: &[Probe],
+    per_pair: u32,
+    held: Duration,
+) -> Result<BTreeMap<(String, String), u32>> {
     let sockets = probes.iter().map(open).collect::<Result<Vec<_>>>()?;
     let addrs = sockets
         .iter()
@@ -79,12 +84,59 @@ pub fn exchange(probes: &[Probe], per_pair: u32) -> Result<BTreeMap<(String, Str
         // Read as we go, so no receive buffer overflows in a large network.
         tally.drain(&sockets);
     }
-    let deadline = Instant::now() + SETTLE;
+    let deadline = Instant::now() + SETTLE + held;
     while tally.total < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
         tally.drain(&sockets);
     }
     Ok(tally.received)
+}
+
+/// Times `count` UDP echoes from `from` to `to` and back, one after the
+/// other (an echo not back within `wait` is lost, and left out): each
+/// round trip in milliseconds.
+pub fn round_trips(from: &Probe, to: &Probe, count: u32, wait: Duration) -> Result<Vec<f64>> {
+    let (client, server) = (open(from)?, open(to)?);
+    server.set_nonblocking(false)?;
+    server.set_read_timeout(Some(wait))?;
+    client.set_nonblocking(false)?;
+    client.set_read_timeout(Some(wait))?;
+    let server_addr = server.local_addr()?;
+    let token = token();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let mut answered = 0;
+        while answered < count {
+            let Ok((len, peer)) = server.recv_from(&mut buf) else {
+                break;
+            };
+            let _ = server.send_to(&buf[..len], peer);
+            answered += 1;
+        }
+    });
+    let mut rtts = Vec::new();
+    let mut buf = [0u8; 64];
+    let mut lost_in_a_row = 0;
+    // Three lost in a row: the pair does not answer; waiting for the rest
+    // would only make verify slow.
+    for index in (0..count).take_while(|_| lost_in_a_row < 3) {
+        let payload = payload(token ^ u64::from(index), 0);
+        let start = Instant::now();
+        lost_in_a_row += 1;
+        if client.send_to(&payload, server_addr).is_err() {
+            continue;
+        }
+        // Skip late answers to earlier echoes.
+        while let Ok((len, _)) = client.recv_from(&mut buf) {
+            if buf[..len] == payload {
+                rtts.push(start.elapsed().as_secs_f64() * 1e3);
+                lost_in_a_row = 0;
+                break;
+            }
+        }
+    }
+    let _ = echo.join();
+    Ok(rtts)
 }
 
 /// A socket in the guest's namespace, on its address, non-blocking.
