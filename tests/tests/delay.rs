@@ -6,6 +6,7 @@
 //! (tests/tests/faults.rs).
 
 use std::{
+    io::{Read, Write},
     net::{Ipv4Addr, SocketAddrV4},
     time::{Duration, Instant},
 };
@@ -14,7 +15,7 @@ use netd::netns::Netns;
 use netd_tests::{
     Sandbox,
     netd::Netd,
-    sockets::{serve_udp_echo, udp_ask, udp_socket},
+    sockets::{serve_udp_echo, tcp_connect, tcp_listener, udp_ask, udp_socket},
     status::counter,
     traffic::{median, ping_rtts},
 };
@@ -314,4 +315,37 @@ fn verify_times_the_round_trip_against_the_delay() {
         text.contains("a <-> b: none of 20 echoes came back"),
         "{text}"
     );
+}
+
+#[test]
+fn a_tcp_stream_crosses_a_jittery_delay_whole() {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox);
+    partition(&netd, "all --delay 5ms --jitter 3ms");
+    let listener = tcp_listener(&guest(&netd, "b"), SocketAddrV4::new(ip_of("b"), 7100));
+    let receiving = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accepting");
+        let mut data = Vec::new();
+        stream.read_to_end(&mut data).expect("reading");
+        data
+    });
+    let sent: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut stream = tcp_connect(
+        &guest(&netd, "a"),
+        SocketAddrV4::new(ip_of("b"), 7100),
+        Some(SocketAddrV4::new(ip_of("a"), 0)),
+    )
+    .expect("connecting through the delay");
+    stream.write_all(&sent).expect("sending");
+    drop(stream);
+    let received = receiving.join().expect("the receiver");
+    assert!(
+        received == sent,
+        "{} of {} bytes, in order",
+        received.len(),
+        sent.len()
+    );
+    let status = netd.json(&["status"]);
+    // Big segments are cut to the MTU on the way into the TAP.
+    assert!(counter(&status, "web", "delayed") > 2_000, "{status}");
 }

@@ -122,6 +122,8 @@ pub fn open(netns: &Netns, name: &str, mtu: u32) -> Result<(OwnedFd, u32)> {
                 1usize as *mut libc::c_void,
                 "making the TAP persistent",
             )?;
+            // Quiet: no IPv6 chatter of its own for the reader to skip.
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
             set_up(name, mtu)?;
             let ifindex = nix::net::if_::if_nametoindex(name)
                 .with_context(|| format!("no interface {name} after creating it"))?;

@@ -56,7 +56,9 @@ pub fn policy_apply(netd: &Netd, key: CaseKey, network: &str, reps: usize) -> Ve
                     .and_then(|v| v["in_force_after_us"].as_f64())
                 {
                     Some(v) => in_force.samples_us.push(v),
-                    None => in_force.fail(anyhow::anyhow!("the CLI's JSON has no in_force_after_us")),
+                    None => {
+                        in_force.fail(anyhow::anyhow!("the CLI's JSON has no in_force_after_us"))
+                    }
                 }
             }
             Err(err) => round_trip.fail(err),
@@ -75,7 +77,17 @@ fn delayed_pair(netd: &Netd, delay: &str) -> Result<(Netns, Netns)> {
     }
     cli(
         netd,
-        &["partition", "cpdl", "cut", "--from", "d0", "--to", "d1", "--delay", delay],
+        &[
+            "partition",
+            "cpdl",
+            "cut",
+            "--from",
+            "d0",
+            "--to",
+            "d1",
+            "--delay",
+            delay,
+        ],
     )?;
     let open = |guest: &str| {
         let name = format!("{}g-cpdl.{guest}", netd.prefix());
@@ -111,7 +123,17 @@ pub fn delay_line(netd: &Netd, system: &str) -> Vec<Timing> {
         timing_error(&d0, &d1, &mut error)?;
         cli(
             netd,
-            &["partition", "cpdl", "cut", "--from", "d0", "--to", "d1", "--delay", "1ms"],
+            &[
+                "partition",
+                "cpdl",
+                "cut",
+                "--from",
+                "d0",
+                "--to",
+                "d1",
+                "--delay",
+                "1ms",
+            ],
         )?;
         packets_per_second(netd, &d0, &d1, &mut throughput)
     }) {

@@ -382,7 +382,8 @@ fn faults(netd: &Netd) {
     show(netd, &["partition", "cluster", "verify"]);
     // Delays: packets held by the daemon's delay line (a TAP device in the
     // network's namespace), then sent on; verify times each round trip.
-    let delays = "cut --from n1 --to n2 --delay 50ms + cut --from n3 --to n4 --delay 20ms --jitter 5ms";
+    let delays =
+        "cut --from n1 --to n2 --delay 50ms + cut --from n3 --to n4 --delay 20ms --jitter 5ms";
     let mut args = vec!["partition", "cluster"];
     args.extend(delays.split_whitespace());
     show(netd, &args);

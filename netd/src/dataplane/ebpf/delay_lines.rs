@@ -57,6 +57,7 @@ impl EbpfDataplane {
             return Err(err);
         }
         info!(network = %net.name, ifindex, "delay line started");
+        self.stale_delay_lines.remove(&zone);
         self.delay_lines.insert(zone, line);
         Ok(ifindex)
     }
@@ -73,16 +74,26 @@ impl EbpfDataplane {
             info!(network = %net.name, "delay line removed");
             return;
         }
-        if let Ok(netns) = Netns::open_path(&net.name, &net.netns)
+        if self.stale_delay_lines.remove(&zone)
+            && let Ok(netns) = Netns::open_path(&net.name, &net.netns)
             && let Err(err) = tap::remove_named(&netns, NETWORK_DELAY_LINE)
         {
             warn!(network = %net.name, "removing a delay line left over: {err:#}");
         }
     }
 
-    /// Remembers where a network lives, for its delay line.
-    pub(super) fn remember_network(&mut self, net: &NetworkPlumbing) {
+    /// Remembers where a network lives, for its delay line, and whether an
+    /// earlier daemon left one there (adopted if a policy still delays,
+    /// removed when the first policy applied does not).
+    pub(super) fn remember_network(&mut self, net: &NetworkPlumbing, netns: &Netns) {
         self.networks_attached.insert(net.zone, net.clone());
+        if !self.delay_lines.contains_key(&net.zone)
+            && netns
+                .run_in(|| nix::net::if_::if_nametoindex(NETWORK_DELAY_LINE).is_ok())
+                .unwrap_or(false)
+        {
+            self.stale_delay_lines.insert(net.zone);
+        }
     }
 
     /// `delayed` and `dropped_delay_queue` for `zone`, next to the

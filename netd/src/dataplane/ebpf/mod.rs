@@ -85,6 +85,8 @@ pub struct EbpfDataplane {
     networks_attached: BTreeMap<u32, NetworkPlumbing>,
     /// Running delay lines, by zone.
     delay_lines: BTreeMap<u32, crate::delay::DelayLine>,
+    /// Zones where an earlier daemon left a delay line this one runs not.
+    stale_delay_lines: std::collections::BTreeSet<u32>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -149,6 +151,7 @@ impl EbpfDataplane {
             host: Box::new(NftHostSide::new()),
             networks_attached: BTreeMap::new(),
             delay_lines: BTreeMap::new(),
+            stale_delay_lines: Default::default(),
         })
     }
 
@@ -569,7 +572,7 @@ impl Dataplane for EbpfDataplane {
             let _ = self.zone_by_ifindex.remove(&old.gateway_port_ifindex);
         }
         let netns = Netns::open_path(&net.name, &net.netns)?;
-        self.remember_network(net);
+        self.remember_network(net, &netns);
         let uplink_mac = netns.mac(NETWORK_UPLINK)?;
         let info = NetworkInfo {
             gateway_port_ifindex: ifindex,
