@@ -349,3 +349,22 @@ fn a_tcp_stream_crosses_a_jittery_delay_whole() {
     // Big segments are cut to the MTU on the way into the TAP.
     assert!(counter(&status, "web", "delayed") > 2_000, "{status}");
 }
+
+#[test]
+fn a_delay_line_left_behind_is_removed_at_start() {
+    let sandbox = Sandbox::new();
+    let mut netd = web(&sandbox);
+    netd.stop();
+    // As a daemon killed between a policy's change and its store would leave it.
+    let made = network(&netd)
+        .command("ip")
+        .args(["tuntap", "add", "dev", "delay0", "mode", "tap"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert!(delay_line(&netd).is_some());
+    netd.restart();
+    assert_eq!(delay_line(&netd), None, "no policy delays: the TAP goes");
+    let mut plain = rtts(&netd, "a", "b");
+    assert!(median(&mut plain) < 20.0, "{plain:?}");
+}
