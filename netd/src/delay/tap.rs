@@ -18,6 +18,11 @@ const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const TUNSETPERSIST: libc::Ioctl = 0x4004_54cb;
 
+/// Frames the TAP's ring holds for the reader (the kernel's default is
+/// 500): room for a burst while the reader thread waits for a CPU, as
+/// many as the delay queue holds.
+const TX_QUEUE_LEN: libc::c_int = 10_000;
+
 /// `struct ifreq` with the fields these ioctls use.
 #[repr(C)]
 struct IfReq {
@@ -93,6 +98,14 @@ fn set_up(name: &str, mtu: u32) -> Result<()> {
         libc::SIOCSIFMTU,
         (&raw mut req).cast(),
         &format!("setting {name}'s MTU"),
+    )?;
+    let mut req = IfReq::new(name)?;
+    req.value = TX_QUEUE_LEN;
+    ioctl(
+        &sock,
+        libc::SIOCSIFTXQLEN as libc::Ioctl,
+        (&raw mut req).cast(),
+        &format!("setting {name}'s queue length"),
     )?;
     let mut req = IfReq::new(name)?;
     ioctl(

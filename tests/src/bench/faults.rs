@@ -211,11 +211,25 @@ fn packets_per_second(netd: &Netd, d0: &Netns, d1: &Netns, out: &mut Timing) -> 
     let per_second = arrived as f64 / seconds;
     let status: Value = serde_json::from_str(&cli(netd, &["status", "--json"])?)?;
     let dropped = crate::status::counter(&status, "cpdl", "dropped_delay_queue");
+    let tap_dropped = tap_tx_dropped(netd).map_or("?".to_owned(), |n| n.to_string());
     out.label = format!(
-        "{}: {per_second:.0} packets/s arrived through --delay 1ms ({arrived} of {offered} offered in 2 s, {dropped} dropped for a full queue)",
+        "{}: {per_second:.0} packets/s arrived through --delay 1ms ({arrived} of {offered} offered in 2 s; {dropped} dropped for a full queue, {tap_dropped} by the TAP's ring before the daemon read them)",
         out.label
     );
     anyhow::ensure!(arrived > 0, "no datagram arrived");
     out.samples_us.push(1e6 / per_second);
     Ok(())
+}
+
+/// Frames the kernel dropped at the delay line's TAP (its ring was full:
+/// the reader fell behind).
+fn tap_tx_dropped(netd: &Netd) -> Option<u64> {
+    let netns = Netns::open(&format!("{}n-cpdl", netd.prefix())).ok()?;
+    let out = netns
+        .command("ip")
+        .args(["-j", "-s", "link", "show", "dev", "delay0"])
+        .output()
+        .ok()?;
+    let links: Value = serde_json::from_slice(&out.stdout).ok()?;
+    links[0]["stats64"]["tx"]["dropped"].as_u64()
 }
