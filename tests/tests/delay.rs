@@ -368,3 +368,29 @@ fn a_delay_line_left_behind_is_removed_at_start() {
     let mut plain = rtts(&netd, "a", "b");
     assert!(median(&mut plain) < 20.0, "{plain:?}");
 }
+
+#[test]
+fn a_delayed_duplicate_arrives_twice() {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox);
+    partition(&netd, "cut --from a --to b --delay 20ms --duplicate 100");
+    let receiver = udp_socket(&guest(&netd, "b"), SocketAddrV4::new(ip_of("b"), 7200));
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let sender = udp_socket(&guest(&netd, "a"), SocketAddrV4::new(ip_of("a"), 0));
+    for i in 0..50u8 {
+        sender
+            .send_to(&[i; 16], SocketAddrV4::new(ip_of("b"), 7200))
+            .unwrap();
+    }
+    let mut arrivals = [0u32; 50];
+    let mut buf = [0u8; 64];
+    while let Ok(len) = receiver.recv(&mut buf) {
+        assert_eq!(len, 16);
+        arrivals[buf[0] as usize] += 1;
+    }
+    assert!(arrivals.iter().all(|&n| n == 2), "each twice: {arrivals:?}");
+    let status = netd.json(&["status"]);
+    assert_eq!(counter(&status, "web", "delayed"), 100, "{status}");
+}
