@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::netns::Netns;
+use crate::{netns::Netns, partition::rtt};
 
 /// Datagrams each guest sends to each other guest: a pair is delivered if
 /// one arrives, so a lossy cut is rarely taken for a full one.
@@ -140,6 +140,35 @@ pub fn round_trips(from: &Probe, to: &Probe, count: u32, wait: Duration) -> Resu
     }
     let _ = echo.join();
     Ok(rtts)
+}
+
+/// Times the round trips of the pairs with a delay in force, all pairs at
+/// once (each on its own sockets), so a large network takes one pair's
+/// time, not the sum.
+pub fn time_pairs(probes: &[Probe], pairs: Vec<rtt::Pair>) -> Result<Vec<rtt::Timed>> {
+    let find = |name: &str| probes.iter().find(|probe| probe.name == name);
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = pairs
+            .into_iter()
+            .filter_map(|(a, b, expect)| {
+                let (from, to) = (find(&a)?.clone(), find(&b)?.clone());
+                // Twice the delay with all the jitter, and a second to spare.
+                let wait = std::time::Duration::from_millis(
+                    (2.0 * (expect.delay_ms + expect.jitter_ms)) as u64 + 1_000,
+                );
+                let run = scope.spawn(move || round_trips(&from, &to, rtt::PROBES, wait));
+                Some((a, b, expect, run))
+            })
+            .collect();
+        runs.into_iter()
+            .map(|(a, b, expect, run)| {
+                let rtts = run
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("timing {a} <-> {b} panicked"))??;
+                Ok((a, b, expect, rtts))
+            })
+            .collect()
+    })
 }
 
 /// A socket in the guest's namespace, on its address, non-blocking.

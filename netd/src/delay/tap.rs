@@ -60,6 +60,15 @@ fn ioctl(
     Ok(())
 }
 
+/// TUNSETPERSIST takes its flag as the argument itself, not a pointer.
+fn set_persist(fd: &OwnedFd, on: bool) -> std::io::Result<()> {
+    // SAFETY: a plain integer argument.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST, libc::c_ulong::from(on)) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Opens the TAP `name` in the calling thread's namespace (creating it, or
 /// attaching to the one a previous daemon left), persistent, non-blocking.
 fn attach(name: &str) -> Result<OwnedFd> {
@@ -129,12 +138,7 @@ pub fn open(netns: &Netns, name: &str, mtu: u32) -> Result<(OwnedFd, u32)> {
     netns
         .run_in(|| -> Result<(OwnedFd, u32)> {
             let fd = attach(name)?;
-            ioctl(
-                &fd,
-                TUNSETPERSIST,
-                1usize as *mut libc::c_void,
-                "making the TAP persistent",
-            )?;
+            set_persist(&fd, true).context("making the TAP persistent")?;
             // Quiet: no IPv6 chatter of its own for the reader to skip.
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
             set_up(name, mtu)?;
@@ -147,7 +151,7 @@ pub fn open(netns: &Netns, name: &str, mtu: u32) -> Result<(OwnedFd, u32)> {
 
 /// Removes the TAP whose fd is `fd` (the last fd: the device goes with it).
 pub fn remove(fd: OwnedFd) {
-    let _ = ioctl(&fd, TUNSETPERSIST, std::ptr::null_mut(), "");
+    let _ = set_persist(&fd, false);
     drop(fd);
 }
 

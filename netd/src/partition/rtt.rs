@@ -30,6 +30,12 @@ pub struct Expectation {
     pub correlated: bool,
 }
 
+/// A pair to time: its guests' names, the first in name order first.
+pub type Pair = (String, String, Expectation);
+
+/// A timed pair and its round trips, milliseconds.
+pub type Timed = (String, String, Expectation, Vec<f64>);
+
 /// How one pair's round trip measured against its expectation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RttCheck {
@@ -92,10 +98,7 @@ pub fn longest_hold_ms(rules: &PartitionRules) -> u64 {
 
 /// The unordered pairs of `guests` (by name, the first in name order
 /// first) whose round trip `verify` times.
-pub fn pairs_to_time(
-    rules: &PartitionRules,
-    guests: &BTreeMap<String, u8>,
-) -> Vec<(String, String, Expectation)> {
+pub fn pairs_to_time(rules: &PartitionRules, guests: &BTreeMap<String, u8>) -> Vec<Pair> {
     let mut pairs = Vec::new();
     for (a, &sa) in guests {
         for (b, &sb) in guests.range::<String, _>((
@@ -145,7 +148,7 @@ impl Expectation {
 
 /// Puts the timed pairs' verdicts into `report`: each on the pair check of
 /// (first, second), a mismatch for each that does not fit.
-pub fn add_to_report(report: &mut VerifyReport, timed: &[(String, String, Expectation, Vec<f64>)]) {
+pub fn add_to_report(report: &mut VerifyReport, timed: &[Timed]) {
     for (a, b, expect, rtts) in timed {
         let check = expect.judge(rtts);
         if !check.ok {

@@ -118,7 +118,7 @@ pub fn delay_line(netd: &Netd, system: &str) -> Vec<Timing> {
         "delay line timing error",
         format!("{system}, arrival - send - 10 ms (200 datagrams, 5 ms apart)"),
     );
-    let mut throughput = Timing::new("delay line throughput", format!("{system}"));
+    let mut throughput = Timing::new("delay line throughput", system);
     match delayed_pair(netd, "10ms").and_then(|(d0, d1)| {
         timing_error(&d0, &d1, &mut error)?;
         cli(

@@ -238,7 +238,7 @@ impl Service {
         let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
         let (received, rtts) = tokio::task::spawn_blocking(move || {
             let received = probe::exchange(&probes, per_pair, held)?;
-            let rtts = time_round_trips(&probes, timed)?;
+            let rtts = probe::time_pairs(&probes, timed)?;
             anyhow::Ok((received, rtts))
         })
         .await
@@ -639,37 +639,4 @@ mod tests {
         let plain = svc.show_partition("db", false).unwrap();
         assert_eq!((plain.rules, plain.matrix), (None, None));
     }
-}
-
-/// Times the round trips of the pairs with a delay in force, all pairs at
-/// once (each on its own sockets), so a large network takes one pair's
-/// time, not the sum.
-fn time_round_trips(
-    probes: &[probe::Probe],
-    timed: Vec<(String, String, partition::rtt::Expectation)>,
-) -> anyhow::Result<Vec<(String, String, partition::rtt::Expectation, Vec<f64>)>> {
-    let find = |name: &str| probes.iter().find(|probe| probe.name == name);
-    std::thread::scope(|scope| {
-        let runs: Vec<_> = timed
-            .into_iter()
-            .filter_map(|(a, b, expect)| {
-                let (from, to) = (find(&a)?.clone(), find(&b)?.clone());
-                // Twice the delay with all the jitter, and a second to spare.
-                let wait = std::time::Duration::from_millis(
-                    (2.0 * (expect.delay_ms + expect.jitter_ms)) as u64 + 1_000,
-                );
-                let run = scope
-                    .spawn(move || probe::round_trips(&from, &to, partition::rtt::PROBES, wait));
-                Some((a, b, expect, run))
-            })
-            .collect();
-        runs.into_iter()
-            .map(|(a, b, expect, run)| {
-                let rtts = run
-                    .join()
-                    .map_err(|_| anyhow!("timing {a} <-> {b} panicked"))??;
-                Ok((a, b, expect, rtts))
-            })
-            .collect()
-    })
 }
