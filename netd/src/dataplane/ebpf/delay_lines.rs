@@ -5,7 +5,10 @@
 //! ifindex) and its pinned link.
 
 use anyhow::{Context, Result};
-use netd_common::{maps, partition::MAX_FAULTS};
+use netd_common::{
+    maps,
+    partition::{MAX_FAULTS, PartitionPolicy},
+};
 use tracing::{info, warn};
 
 use super::EbpfDataplane;
@@ -24,6 +27,16 @@ pub fn classes_of(rules: &PartitionRules) -> Option<Classes> {
         *class = DelaySpec::of(&fault.impair);
     }
     classes.iter().any(Option::is_some).then_some(classes)
+}
+
+/// Points every class of `policy` whose clause delays at the delay line
+/// `ifindex`.
+pub fn send_delayed_to(policy: &mut PartitionPolicy, rules: &PartitionRules, ifindex: u32) {
+    for (class, fault) in policy.faults.iter_mut().zip(&rules.faults) {
+        if fault.impair.delay_ms.is_some() {
+            class.set_delay_line(ifindex);
+        }
+    }
 }
 
 /// The pin of the link on a network's delay line.
@@ -111,5 +124,39 @@ impl EbpfDataplane {
                 counters.dropped_full.load(ordering),
             ),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        dataplane::ebpf::policy_of,
+        partition::{Partition, PartitionRules, compile},
+    };
+
+    fn rules(line: &str) -> PartitionRules {
+        let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        let guests = [("a", 0u8), ("b", 1), ("c", 2)]
+            .into_iter()
+            .map(|(name, slot)| (name.to_owned(), slot))
+            .collect();
+        Partition::from_words(&words)
+            .and_then(|partition| compile("web", &partition, &guests))
+            .unwrap_or_else(|err| panic!("{line}: {err}"))
+    }
+
+    #[test]
+    fn only_delaying_clauses_have_a_delay_and_go_to_the_line() {
+        let rules = rules("isolate c + cut --from a --to b --delay 50ms --jitter 5ms");
+        let classes = classes_of(&rules).expect("a clause delays");
+        assert_eq!(classes[0], None);
+        assert_eq!(classes[1].unwrap().delay_ns, 50_000_000);
+        assert_eq!(classes[1].unwrap().jitter_ns, 5_000_000);
+        let mut policy = policy_of(&rules, 1);
+        send_delayed_to(&mut policy, &rules, 42);
+        assert_eq!(policy.faults[0].delay_line(), 0, "the cut is not delayed");
+        assert_eq!(policy.faults[1].delay_line(), 42);
+        assert_eq!(classes_of(&self::rules("isolate c --loss 30")), None);
     }
 }

@@ -697,11 +697,7 @@ impl Dataplane for EbpfDataplane {
         self.policy_generation = self.policy_generation.wrapping_add(1);
         let mut policy = policy_of(rules, self.policy_generation);
         if let Some(ifindex) = delay_ifindex {
-            for (class, fault) in policy.faults.iter_mut().zip(&rules.faults) {
-                if fault.impair.delay_ms.is_some() {
-                    class.set_delay_line(ifindex);
-                }
-            }
+            delay_lines::send_delayed_to(&mut policy, rules, ifindex);
         }
         let applied = self
             .partitions
