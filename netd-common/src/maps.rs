@@ -39,6 +39,10 @@ pub const HOST_ADDRS_MAX_ENTRIES: u32 = 256;
 /// kernel it did not return the device's namespace for forwarded packets.)
 pub const ZONE_BY_MAC: &str = "NETD_ZONE_MAC";
 
+/// A one-entry per-CPU array: the host link program's FIB lookup
+/// parameters, kept off its stack (not pinned: nothing outlives a packet).
+pub const FIB_SCRATCH: &str = "NETD_FIB_SCRATCH";
+
 /// Hash of guests' bridge ports ([`crate::zones::GuestKey`] ->
 /// [`crate::zones::GuestPort`]).
 pub const GUEST_PORTS: &str = "NETD_GUEST_PORTS";

@@ -237,28 +237,66 @@ impl ShareKey {
 pub const PORT_SHARE_DIVISOR: u32 = 4;
 
 /// Source ports a translation may use: a guest's own port is kept when it
-/// is in the range (and free), else random ones in it are tried.
+/// is in the range, or outside it where `keep_from` allows (and free); a
+/// port that cannot be kept becomes its substitute, else random ones in the
+/// range are tried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {
     pub min: u16,
     pub max: u16,
     /// The guest's own port is kept from this port up even outside
-    /// `min..=max` (the gateway's own address, where nothing else binds);
-    /// 0: never outside the range (host addresses, where host sockets bind).
+    /// `min..=max`; 0: never outside the range.
     pub keep_from: u16,
+    /// ... but never in `avoid_min..=avoid_max` (empty when min > max): on
+    /// a host address, the host's own ephemeral ports, which its sockets
+    /// may be holding at any moment.
+    pub avoid_min: u16,
+    pub avoid_max: u16,
 }
 
 impl PortRange {
-    /// The gateway address's range.
+    /// The gateway address's range: nothing else binds there, so every
+    /// unprivileged port is kept.
     pub const GATEWAY: PortRange = PortRange {
         min: NAT_PORT_MIN,
         max: NAT_PORT_MAX,
         keep_from: NAT_KEEP_PORT_MIN,
+        avoid_min: 1,
+        avoid_max: 0,
     };
+
+    /// Only `min..=max`.
+    pub const fn only(min: u16, max: u16) -> PortRange {
+        PortRange {
+            min,
+            max,
+            keep_from: 0,
+            avoid_min: 1,
+            avoid_max: 0,
+        }
+    }
+
+    /// A host address's range: netd's reserved `min..=max`, and a guest's
+    /// own unprivileged port outside the host's ephemeral range (only
+    /// explicit binds use those, and a listening socket never clashes with
+    /// an outgoing connection's tuple). Keeping ports is what makes a
+    /// peer's TIME_WAIT harmless: see [`PortRange::substitute`].
+    pub const fn host(min: u16, max: u16, ephemeral_min: u16, ephemeral_max: u16) -> PortRange {
+        PortRange {
+            min,
+            max,
+            keep_from: NAT_KEEP_PORT_MIN,
+            avoid_min: ephemeral_min,
+            avoid_max: ephemeral_max,
+        }
+    }
 
     /// Whether a guest's own port `port` can be kept as it is.
     pub const fn keeps(&self, port: u16) -> bool {
-        (self.keep_from != 0 && port >= self.keep_from) || (port >= self.min && port <= self.max)
+        (port >= self.min && port <= self.max)
+            || (self.keep_from != 0
+                && port >= self.keep_from
+                && !(port >= self.avoid_min && port <= self.avoid_max))
     }
 
     /// How many ports the range holds.
@@ -277,7 +315,36 @@ impl PortRange {
         let span = (self.max as u32).saturating_sub(self.min as u32) + 1;
         self.min + (random % span) as u16
     }
+
+    /// The port a guest's own port `port` becomes when it cannot be kept:
+    /// always the same one for the same guest (`salt`, from its address).
+    /// A peer that closed first holds the translated tuple in TIME_WAIT for
+    /// a minute and accepts a new SYN on it only if the SYN's timestamp (or
+    /// sequence number) is ahead of the last connection's; Linux draws both
+    /// per connection tuple, so they are ahead only if the last connection
+    /// on that translated tuple came from the same guest tuple. A random
+    /// pick meets another tuple's TIME_WAIT, and the SYN is answered with a
+    /// challenge ACK, a reset and a retry some milliseconds later.
+    /// Substitutes are odd ports, which Linux's connect() never picks (it
+    /// takes even ones), so they do not take ports guests keep; consecutive
+    /// ports get distinct substitutes.
+    pub const fn substitute(&self, port: u16, salt: u32) -> u16 {
+        let first_odd = self.min | 1;
+        if first_odd > self.max {
+            return self.min;
+        }
+        let odd = ((self.max - first_odd) / 2) as u32 + 1;
+        let index = (port as u32).wrapping_add(salt) % odd;
+        first_odd + (index * 2) as u16
+    }
 }
+
+/// A guest's salt for [`PortRange::substitute`]: its address, mixed, so
+/// that guests' substitutes start at different places.
+pub const fn substitute_salt(addr: [u8; 4]) -> u32 {
+    u32::from_be_bytes(addr).wrapping_mul(0x9e37_79b1) >> 8
+}
+
 /// Ports below this are never kept as they are: they would look like a
 /// privileged service on the gateway address.
 pub const NAT_KEEP_PORT_MIN: u16 = 1024;
@@ -332,11 +399,7 @@ mod tests {
 
     #[test]
     fn the_host_range_keeps_only_its_own_ports() {
-        let host = PortRange {
-            min: HOST_NAT_PORT_MIN,
-            max: HOST_NAT_PORT_MAX,
-            keep_from: 0,
-        };
+        let host = PortRange::only(HOST_NAT_PORT_MIN, HOST_NAT_PORT_MAX);
         assert!(!host.keeps(39999));
         assert!(!host.keeps(1024));
         assert!(host.keeps(40000));
@@ -346,39 +409,60 @@ mod tests {
     }
 
     #[test]
+    fn a_host_address_keeps_ports_outside_the_hosts_ephemeral_range() {
+        let host = PortRange::host(HOST_NAT_PORT_MIN, HOST_NAT_PORT_MAX, 32768, 60999);
+        assert!(host.keeps(1024));
+        assert!(host.keeps(32767));
+        assert!(!host.keeps(32768), "the host's own sockets may hold it");
+        assert!(!host.keeps(39999));
+        assert!(host.keeps(40000), "reserved for netd, although ephemeral");
+        assert!(host.keeps(60999));
+        assert!(!host.keeps(1023), "privileged");
+        assert!(!host.keeps(80));
+    }
+
+    #[test]
+    fn substitutes_are_odd_fixed_and_distinct_for_consecutive_ports() {
+        let host = PortRange::host(HOST_NAT_PORT_MIN, HOST_NAT_PORT_MAX, 32768, 60999);
+        let salt = substitute_salt([10, 88, 0, 2]);
+        let mut seen = [false; 65536];
+        for port in 32768..=39999u16 {
+            let sub = host.substitute(port, salt);
+            assert!(host.keeps(sub) && sub >= host.min, "{port} -> {sub}");
+            assert_eq!(sub % 2, 1, "{port} -> {sub}");
+            assert_eq!(sub, host.substitute(port, salt), "the same every time");
+            assert!(!seen[sub as usize], "{port} -> {sub} twice");
+            seen[sub as usize] = true;
+        }
+        assert_ne!(
+            host.substitute(33000, salt),
+            host.substitute(33000, substitute_salt([10, 88, 0, 3])),
+            "another guest starts elsewhere"
+        );
+        let one = PortRange::only(7, 7);
+        assert_eq!(one.substitute(1, 5), 7);
+        let two = PortRange::only(8, 9);
+        assert_eq!(two.substitute(u16::MAX, u32::MAX), 9);
+    }
+
+    #[test]
     fn a_guests_share_is_a_quarter_of_the_range() {
-        let host = PortRange {
-            min: HOST_NAT_PORT_MIN,
-            max: HOST_NAT_PORT_MAX,
-            keep_from: 0,
-        };
+        let host = PortRange::only(HOST_NAT_PORT_MIN, HOST_NAT_PORT_MAX);
         assert_eq!(host.size(), 25536);
         assert_eq!(host.share(), 6384);
         assert_eq!(PortRange::GATEWAY.share(), 28232 / 4);
-        let tiny = PortRange {
-            min: 7,
-            max: 8,
-            keep_from: 0,
-        };
+        let tiny = PortRange::only(7, 8);
         assert_eq!(tiny.share(), 1, "never zero");
     }
 
     #[test]
     fn picks_stay_in_the_range() {
-        let host = PortRange {
-            min: 61000,
-            max: 65535,
-            keep_from: 0,
-        };
+        let host = PortRange::only(61000, 65535);
         for random in [0, 1, 4535, 4536, u32::MAX, 123_456_789] {
             let port = host.pick(random);
             assert!((61000..=65535).contains(&port), "{random} -> {port}");
         }
-        let one = PortRange {
-            min: 7,
-            max: 7,
-            keep_from: 0,
-        };
+        let one = PortRange::only(7, 7);
         assert_eq!(one.pick(u32::MAX), 7);
     }
 }

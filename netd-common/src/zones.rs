@@ -1,5 +1,7 @@
 //! What the gateway programs know about the gateway and its networks.
 
+use crate::nat::PortRange;
+
 /// The gateway namespace's facts, in slot 0 of a one-entry array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -23,6 +25,22 @@ pub struct GatewayInfo {
     /// order, inclusive): reserved from the host's own sockets.
     pub host_port_min: u16,
     pub host_port_max: u16,
+    /// The host's own ephemeral ports (`ip_local_port_range`): outside
+    /// netd's range, guests' ports are not kept there.
+    pub host_ephemeral_min: u16,
+    pub host_ephemeral_max: u16,
+}
+
+impl GatewayInfo {
+    /// The ports a guest's connection may take on a host address.
+    pub const fn host_ports(&self) -> PortRange {
+        PortRange::host(
+            self.host_port_min,
+            self.host_port_max,
+            self.host_ephemeral_min,
+            self.host_ephemeral_max,
+        )
+    }
 }
 
 pub mod gateway_flags {
@@ -168,7 +186,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(core::mem::size_of::<GatewayInfo>(), 28);
+        assert_eq!(core::mem::size_of::<GatewayInfo>(), 32);
         assert_eq!(core::mem::size_of::<NetworkInfo>(), 44);
     }
 

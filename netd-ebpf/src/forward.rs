@@ -156,6 +156,22 @@ pub fn ingress_ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ingress_ifindex }
 }
 
+/// [`lookup_params`] in this CPU's scratch slot rather than on the stack,
+/// for the host link program, whose stack is full. Only that program may
+/// use the slot: a program run is never interrupted by another on its CPU
+/// except through helpers that run one at once (`bpf_clone_redirect`),
+/// which it does not call.
+#[inline(always)]
+pub fn scratch_params(ctx: &TcContext, dst: [u8; 4]) -> Option<&'static mut bpf_fib_lookup> {
+    let slot = maps::FIB_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: the map's value for this CPU, used by one program run at a
+    // time (see above) and written whole before it is read.
+    unsafe {
+        *slot = lookup_params(ctx, dst);
+        Some(&mut *slot)
+    }
+}
+
 #[inline(always)]
 pub fn lookup_params(ctx: &TcContext, dst: [u8; 4]) -> bpf_fib_lookup {
     // SAFETY: all-zero is a valid bpf_fib_lookup (plain integers and unions).

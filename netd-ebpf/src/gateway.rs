@@ -114,22 +114,22 @@ pub fn from_host(ctx: &TcContext) -> i32 {
     };
     if is_error(&flow) {
         return match icmp_error::translate(ctx, &flow.ip, ZONE_HOST) {
-            Ok(entry) => forward::to_zone(ctx, &gw, entry.out_zone, ZONE_HOST),
+            Ok(entry) => forward::to_zone(ctx, gw, entry.out_zone, ZONE_HOST),
             Err(verdict) => verdict,
         };
     }
     if let Some(entry) = conntrack::lookup(&flow.key, flow.t.tcp_flags) {
-        return translate(ctx, &gw, &flow, &entry);
+        return translate(ctx, gw, &flow, &entry);
     }
     if flow.ip.dst == gw.gateway_ip
         && matches!(flow.ip.proto, IPPROTO_TCP | IPPROTO_UDP)
         && let Some(target) = maps::forward(flow.ip.proto, flow.t.dport)
     {
         let wanted = CtEntry::to_published(flow.ip.src, flow.t.sport, &target);
-        return start(ctx, &gw, &flow, wanted, None, Counter::NewDnat);
+        return start(ctx, gw, &flow, wanted, None, Counter::NewDnat);
     }
     // Untranslated: routable networks, and the gateway itself.
-    forward::by_route(ctx, &gw, ZONE_HOST)
+    forward::by_route(ctx, gw, ZONE_HOST)
 }
 
 /// On each gateway port to a network, ingress.
@@ -150,9 +150,9 @@ pub fn from_network(ctx: &TcContext) -> i32 {
     // the host's stack (and its table's masquerade), as before.
     if gw.flags & gateway_flags::HOST_EBPF != 0
         && net.flags & network_flags::ROUTABLE == 0
-        && !for_this_host(ctx, &gw)
+        && !for_this_host(ctx, gw)
     {
-        return forward::to_host_programs(ctx, &gw, zone);
+        return forward::to_host_programs(ctx, gw, zone);
     }
     let flow = match classify(ctx, zone) {
         Ok(flow) => flow,
@@ -160,12 +160,12 @@ pub fn from_network(ctx: &TcContext) -> i32 {
     };
     if is_error(&flow) {
         return match icmp_error::translate(ctx, &flow.ip, zone) {
-            Ok(entry) => forward::to_zone(ctx, &gw, entry.out_zone, zone),
+            Ok(entry) => forward::to_zone(ctx, gw, entry.out_zone, zone),
             Err(verdict) => verdict,
         };
     }
     if let Some(entry) = conntrack::lookup(&flow.key, flow.t.tcp_flags) {
-        return translate(ctx, &gw, &flow, &entry);
+        return translate(ctx, gw, &flow, &entry);
     }
     let ip = &flow.ip;
     let to_gateway = ip.dst == gw.gateway_ip;
@@ -187,7 +187,7 @@ pub fn from_network(ctx: &TcContext) -> i32 {
         };
         return start(
             ctx,
-            &gw,
+            gw,
             &flow,
             wanted,
             Some(PortRange::GATEWAY),
@@ -200,7 +200,7 @@ pub fn from_network(ctx: &TcContext) -> i32 {
     }
     if net.flags & network_flags::ROUTABLE != 0 {
         // The host knows this subnet's route and masquerades it itself.
-        return forward::by_route(ctx, &gw, zone);
+        return forward::by_route(ctx, gw, zone);
     }
     let translatable = match ip.proto {
         IPPROTO_TCP | IPPROTO_UDP => true,
@@ -222,7 +222,7 @@ pub fn from_network(ctx: &TcContext) -> i32 {
     };
     start(
         ctx,
-        &gw,
+        gw,
         &flow,
         wanted,
         Some(PortRange::GATEWAY),

@@ -23,7 +23,7 @@ use aya_ebpf::{
 use netd_common::{
     counters::Counter,
     csum::{FRAG_NEEDED_LEN, FRAG_NEEDED_QUOTE, ICMP_ECHO_REQUEST, frag_needed},
-    nat::{CtEntry, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, PortRange, ZONE_HOST, kind},
+    nat::{CtEntry, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ZONE_HOST, kind, substitute_salt},
     zones::{GatewayInfo, gateway_flags, zone_mark, zone_of_mark},
 };
 
@@ -31,7 +31,7 @@ use crate::{
     conntrack,
     counters::bump,
     flow::{Flow, classify, is_error},
-    forward::{self, fib_flags, lookup_params},
+    forward::{self, fib_flags, scratch_params},
     icmp_error, maps, nat,
     parse::{ETH_DST_OFF, ETH_HDR_LEN, ETH_SRC_OFF},
     ttl::{self, Hop},
@@ -39,7 +39,7 @@ use crate::{
 
 /// The host's gateway facts, when the eBPF host side is in force.
 #[inline(always)]
-fn host_side() -> Option<GatewayInfo> {
+fn host_side() -> Option<&'static GatewayInfo> {
     maps::gateway().filter(|gw| gw.flags & gateway_flags::HOST_EBPF != 0)
 }
 
@@ -61,7 +61,7 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
     };
     if is_error(&flow) {
         return match icmp_error::translate(ctx, &flow.ip, zone) {
-            Ok(entry) if entry.out_zone == ZONE_HOST => out_of_host(ctx, &gw, entry.new_dst, zone),
+            Ok(entry) if entry.out_zone == ZONE_HOST => out_of_host(ctx, gw, entry.new_dst, zone),
             Ok(_) | Err(_) => {
                 bump(zone, Counter::DroppedIcmpErrorUnknown);
                 TC_ACT_SHOT
@@ -70,17 +70,19 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
     }
     // Where it leaves, found before anything is rewritten: a packet too big
     // for that device is answered with the packet as the guest sent it.
-    let mut params = lookup_params(ctx, flow.ip.dst);
+    let Some(params) = scratch_params(ctx, flow.ip.dst) else {
+        return TC_ACT_SHOT;
+    };
     let known = conntrack::lookup(&flow.key, flow.t.tcp_flags);
     let flags = if known.is_some() {
         0
     } else {
         BPF_FIB_LOOKUP_SRC
     };
-    let rc = fib_flags(ctx, &mut params, flags);
+    let rc = fib_flags(ctx, params, flags);
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => {}
-        BPF_FIB_LKUP_RET_FRAG_NEEDED => return too_big(ctx, &gw, &params, zone),
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => return too_big(ctx, gw, params, zone),
         _ => {
             bump(zone, Counter::DroppedNoRoute);
             return TC_ACT_SHOT;
@@ -97,7 +99,7 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
             bump(zone, Counter::DroppedNoRoute);
             return TC_ACT_SHOT;
         }
-        None => match start_snat(&gw, &flow, &params) {
+        None => match start_snat(gw, &flow, params) {
             Ok(entry) => entry,
             Err(reason) => {
                 bump(zone, reason);
@@ -110,12 +112,13 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
         return TC_ACT_SHOT;
     }
     bump(zone, Counter::Translated);
-    send(ctx, rc, &params, zone)
+    send(ctx, rc, params, zone)
 }
 
 /// A guest's new connection out: its source becomes the address the host
 /// would use on the egress device, and a port reserved from the host's own
-/// sockets.
+/// sockets: its own port if the host address can keep it, else always the
+/// same substitute (see `PortRange::substitute`), else random ones.
 #[inline(always)]
 fn start_snat(gw: &GatewayInfo, flow: &Flow, params: &bpf_fib_lookup) -> Result<CtEntry, Counter> {
     let translatable = match flow.ip.proto {
@@ -131,19 +134,22 @@ fn start_snat(gw: &GatewayInfo, flow: &Flow, params: &bpf_fib_lookup) -> Result<
     if src == 0 {
         return Err(Counter::DroppedNoRoute);
     }
+    let ports = gw.host_ports();
+    // The substitute chosen here, not in the port search that every
+    // program shares: that search is as big as the gateway's stack allows.
+    let sport = if ports.keeps(flow.t.sport) || flow.ip.proto == IPPROTO_ICMP {
+        flow.t.sport
+    } else {
+        ports.substitute(flow.t.sport, substitute_salt(flow.ip.src))
+    };
     let wanted = CtEntry {
         new_src: src.to_ne_bytes(),
         new_dst: flow.ip.dst,
-        new_sport: flow.t.sport,
+        new_sport: sport,
         new_dport: flow.t.dport,
         out_zone: ZONE_HOST,
         kind: kind::SNAT,
         ..CtEntry::default()
-    };
-    let ports = PortRange {
-        min: gw.host_port_min,
-        max: gw.host_port_max,
-        keep_from: 0,
     };
     let entry = conntrack::create(&flow.key, wanted, Some(ports), flow.t.tcp_flags)?;
     bump(flow.key.zone, Counter::NewSnat);
@@ -153,13 +159,15 @@ fn start_snat(gw: &GatewayInfo, flow: &Flow, params: &bpf_fib_lookup) -> Result<
 /// Sends a translated packet out of the host by a FIB lookup on `dst`.
 #[inline(always)]
 fn out_of_host(ctx: &TcContext, gw: &GatewayInfo, dst: [u8; 4], zone: u32) -> i32 {
-    let mut params = lookup_params(ctx, dst);
-    let rc = fib_flags(ctx, &mut params, 0);
+    let Some(params) = scratch_params(ctx, dst) else {
+        return TC_ACT_SHOT;
+    };
+    let rc = fib_flags(ctx, params, 0);
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH
             if params.ifindex != gw.host_link_ifindex =>
         {
-            send(ctx, rc, &params, zone)
+            send(ctx, rc, params, zone)
         }
         _ => {
             bump(zone, Counter::DroppedNoRoute);
@@ -249,18 +257,20 @@ pub fn from_world(ctx: &TcContext) -> i32 {
     let Ok(flow) = classify_quietly(ctx) else {
         return TC_ACT_OK;
     };
-    // The host's own traffic, most of what arrives here, costs no
-    // connection lookup: netd's replies come to its reserved ports, new
-    // and ongoing connections through published ports to those.
+    // The host's own connections out, and its privileged services, cost
+    // no connection lookup: netd's replies come to ports a guest may hold
+    // (its reserved range, and unprivileged ports outside the host's
+    // ephemeral range), new and ongoing connections through published
+    // ports to those.
     if matches!(flow.ip.proto, IPPROTO_TCP | IPPROTO_UDP)
-        && (flow.t.dport < gw.host_port_min || flow.t.dport > gw.host_port_max)
+        && !gw.host_ports().keeps(flow.t.dport)
         && maps::forward(flow.ip.proto, flow.t.dport).is_none()
     {
         return TC_ACT_OK;
     }
     if is_error(&flow) {
         return match icmp_error::translate(ctx, &flow.ip, ZONE_HOST) {
-            Ok(entry) if entry.out_zone != ZONE_HOST => deliver(ctx, &gw, entry.out_zone),
+            Ok(entry) if entry.out_zone != ZONE_HOST => deliver(ctx, gw, entry.out_zone),
             Ok(_) => TC_ACT_OK,
             Err(verdict) => verdict,
         };
@@ -292,7 +302,7 @@ pub fn from_world(ctx: &TcContext) -> i32 {
         }
     }
     bump(entry.out_zone, Counter::Translated);
-    deliver(ctx, &gw, entry.out_zone)
+    deliver(ctx, gw, entry.out_zone)
 }
 
 #[inline(always)]

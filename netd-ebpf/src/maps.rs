@@ -4,7 +4,10 @@
 //! `netd-common`'s constant at compile time: a mismatch fails the build,
 //! not the load.
 
-use aya_ebpf::maps::{Array, HashMap, LruHashMap};
+use aya_ebpf::{
+    bindings::bpf_fib_lookup,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
 use netd_common::{
     filter::Ipv4Key,
     maps as names,
@@ -36,6 +39,11 @@ netd_map! {
 netd_map! {
     "NETD_GATEWAY" == names::GATEWAY,
     pub static GATEWAY: Array<GatewayInfo> = Array::with_max_entries(1, 0);
+}
+
+netd_map! {
+    "NETD_FIB_SCRATCH" == names::FIB_SCRATCH,
+    pub static FIB_SCRATCH: PerCpuArray<bpf_fib_lookup> = PerCpuArray::with_max_entries(1, 0);
 }
 
 netd_map! {
@@ -106,10 +114,12 @@ pub fn guest_port(zone: u32, ip: [u8; 4]) -> Option<GuestPort> {
     unsafe { GUEST_PORTS.get(GuestKey { zone, ip }) }.copied()
 }
 
-/// The gateway's facts, once user space has written them.
+/// The gateway's facts, once user space has written them: read in place
+/// (an array's value stays where it is), not copied onto the programs'
+/// scarce stack.
 #[inline(always)]
-pub fn gateway() -> Option<GatewayInfo> {
-    let info = *GATEWAY.get(0)?;
+pub fn gateway() -> Option<&'static GatewayInfo> {
+    let info = GATEWAY.get(0)?;
     (info.ready != 0).then_some(info)
 }
 

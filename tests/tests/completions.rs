@@ -128,3 +128,27 @@ fn man_pages_cover_every_subcommand() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A reader that goes away early (`netd ... | head`) ends the CLI the way
+/// it ends other Unix tools (SIGPIPE), not with a panic.
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() {
+    use std::{os::unix::process::ExitStatusExt, process::Stdio};
+    let mut child = Command::new(netd_binary())
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The read end closed before the CLI writes the script.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+}

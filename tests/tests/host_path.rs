@@ -306,3 +306,52 @@ fn a_port_range_that_leaves_the_host_no_ephemeral_port_is_refused() {
         "guests still reach the outside, through the nftables host side"
     );
 }
+
+/// The port the internet server saw a connection from `port` of the guest
+/// come from (the echo server names its peer).
+fn translated_port(a: &Netns, to: SocketAddrV4, port: u16) -> u16 {
+    let local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
+    let mut stream = tcp_connect(a, to, Some(local))
+        .unwrap_or_else(|err| panic!("connecting from port {port} to {to}: {err}"));
+    let answer = tcp_ask(&mut stream, "who");
+    let peer = answer.split_whitespace().next().unwrap_or_default();
+    let (ip, seen) = peer.rsplit_once(':').expect("peer address:port");
+    assert_eq!(ip, HOST_UPLINK.to_string(), "{answer}");
+    seen.parse().expect("a port")
+}
+
+/// A guest keeps its source port on the host's address where the host's own
+/// sockets never pick one (outside its ephemeral range); a port they might
+/// pick becomes the same odd port of netd's range every time, so that a
+/// peer's TIME_WAIT left by the last connection of that tuple accepts the
+/// next one (random substitutes met other tuples' TIME_WAIT: a reset and a
+/// retry per connection, half the new-connection rate in the bench).
+#[test]
+fn a_guest_keeps_its_port_or_gets_the_same_substitute_every_time() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let a = guest(&netd, "web", "a");
+    serve_tcp_echo(tcp_listener(&sandbox.internet, server(7000)));
+    serve_tcp_echo(tcp_listener(&sandbox.internet, server(7002)));
+
+    assert_eq!(translated_port(&a, server(7000), 20000), 20000, "kept");
+    assert_eq!(
+        translated_port(&a, server(7000), 45000),
+        45000,
+        "netd's own"
+    );
+    // 35000 is in the host's ephemeral range (32768-60999) but not netd's.
+    let first = translated_port(&a, server(7000), 35000);
+    assert!(
+        (40000..=65535).contains(&first) && first % 2 == 1,
+        "an odd port of netd's range: {first}"
+    );
+    let again = translated_port(&a, server(7002), 35000);
+    assert_eq!(first, again, "the same substitute for the same guest port");
+    // Privileged ports are never kept: they would look like the host's
+    // own services.
+    let privileged = translated_port(&a, server(7000), 999);
+    assert!((40000..=65535).contains(&privileged), "{privileged}");
+}

@@ -70,22 +70,23 @@ fn map_pin(sandbox: &Sandbox, map: &str) -> PathBuf {
     pin_root(sandbox).join("maps").join(map)
 }
 
-/// The gateway's port to the only network, from the pin of its link
-/// (`links/gw-<port>`).
-fn network_port(sandbox: &Sandbox) -> String {
-    let dir = pin_root(sandbox).join("links");
-    let ports: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
+/// The gateway's port to the only network (`nu<slot>`).
+fn network_port(gateway: &Netns) -> String {
+    let out = gateway
+        .command("ip")
+        .args(["-j", "link", "show"])
+        .output()
+        .expect("running ip");
+    let links: Value = serde_json::from_slice(&out.stdout).expect("ip JSON");
+    let ports: Vec<String> = links
+        .as_array()
+        .into_iter()
         .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter_map(|name| Some(name.strip_prefix("gw-nu")?.to_string()))
-        .map(|slot| format!("nu{slot}"))
+        .filter_map(|link| link["ifname"].as_str())
+        .filter(|name| name.starts_with("nu"))
+        .map(str::to_owned)
         .collect();
-    assert_eq!(
-        ports.len(),
-        1,
-        "one network, one pinned port link: {ports:?}"
-    );
+    assert_eq!(ports.len(), 1, "one network, one gateway port: {ports:?}");
     ports[0].clone()
 }
 
@@ -259,7 +260,12 @@ fn port_filter_programs(ns: &Netns, iface: &str) -> Vec<u64> {
 
 /// The id of the guest-port program this daemon loaded (its pin).
 fn pinned_guest_port_program(sandbox: &Sandbox) -> u64 {
-    let pin = pin_root(sandbox).join("programs").join("netd_guest_port");
+    pinned_program(sandbox, maps::PROG_GUEST_PORT)
+}
+
+/// The id of the program `name` this daemon loaded and pinned.
+fn pinned_program(sandbox: &Sandbox, name: &str) -> u64 {
+    let pin = pin_root(sandbox).join("programs").join(name);
     bpftool_json(&["prog", "show", "pinned", pin.to_str().unwrap()])["id"]
         .as_u64()
         .unwrap_or_else(|| panic!("no program pinned at {}", pin.display()))
@@ -444,7 +450,7 @@ fn the_restarted_daemon_adopts_the_pinned_links_without_a_gap() {
     internet_echo(&sb, PORT);
     assert_internet_works(&guest, PORT, "before the kill");
     let gateway = open(&gateway_ns(&netd));
-    let port = network_port(&sb);
+    let port = network_port(&gateway);
 
     let host_before = the_one_program(
         &gateway,
@@ -452,7 +458,12 @@ fn the_restarted_daemon_adopts_the_pinned_links_without_a_gap() {
         PROG_FROM_HOST,
         "before the kill",
     );
-    let net_before = the_one_program(&gateway, &port, PROG_FROM_NETWORK, "before the kill");
+    let net_before = port_filter_programs(&gateway, &port);
+    assert_eq!(
+        net_before,
+        vec![pinned_program(&sb, PROG_FROM_NETWORK)],
+        "the network's gateway port carries the daemon's program, once"
+    );
     let network = open(&format!("{}n-web", netd.prefix()));
     let guest_port_before = port_filter_programs(&network, "g-a");
     assert_eq!(
@@ -468,8 +479,8 @@ fn the_restarted_daemon_adopts_the_pinned_links_without_a_gap() {
         "with no daemon, the host side keeps its program"
     );
     assert_eq!(
-        tcx_ingress(&gateway, &port),
-        vec![net_before.clone()],
+        port_filter_programs(&gateway, &port),
+        net_before,
         "with no daemon, the network's port keeps its program"
     );
     assert_internet_works(&guest, PORT, "with no daemon running");
@@ -498,20 +509,21 @@ fn the_restarted_daemon_adopts_the_pinned_links_without_a_gap() {
         PROG_FROM_HOST,
         "after the restart",
     );
-    let net_after = the_one_program(&gateway, &port, PROG_FROM_NETWORK, "after the restart");
-    for (before, after, hook) in [
-        (&host_before, &host_after, GATEWAY_HOST_SIDE),
-        (&net_before, &net_after, port.as_str()),
-    ] {
-        assert_eq!(
-            after.link_id, before.link_id,
-            "{hook}: the restarted daemon kept the pinned link ({before:?} -> {after:?})"
-        );
-        assert_ne!(
-            after.prog_id, before.prog_id,
-            "{hook}: the link now runs the restarted daemon's program ({before:?} -> {after:?})"
-        );
-    }
+    assert_eq!(
+        host_after.link_id, host_before.link_id,
+        "the restarted daemon kept the pinned link ({host_before:?} -> {host_after:?})"
+    );
+    assert_ne!(
+        host_after.prog_id, host_before.prog_id,
+        "the link now runs the restarted daemon's program ({host_before:?} -> {host_after:?})"
+    );
+    let net_after = port_filter_programs(&gateway, &port);
+    assert_eq!(
+        net_after,
+        vec![pinned_program(&sb, PROG_FROM_NETWORK)],
+        "after the restart the network's port carries the new daemon's program, once"
+    );
+    assert_ne!(net_after, net_before, "its filter was replaced in place");
     let guest_port_after = port_filter_programs(&network, "g-a");
     assert_eq!(
         guest_port_after,
@@ -587,19 +599,15 @@ fn cleanup_removes_every_pin_and_the_host_table() {
     assert_internet_works(&guest, PORT, "before the cleanup");
     assert!(host_has_netd_table(&sb), "{:?}", host_nft_tables(&sb));
     let gateway = open(&gateway_ns(&netd));
-    let port = network_port(&sb);
-    let links: Vec<u32> = [
+    let links: Vec<u32> = vec![
         the_one_program(
             &gateway,
             GATEWAY_HOST_SIDE,
             PROG_FROM_HOST,
             "before the cleanup",
-        ),
-        the_one_program(&gateway, &port, PROG_FROM_NETWORK, "before the cleanup"),
-    ]
-    .iter()
-    .map(|a| a.link_id)
-    .collect();
+        )
+        .link_id,
+    ];
     drop(gateway);
     assert!(
         links.iter().all(|&id| link_exists(id)),

@@ -11,7 +11,7 @@ use crate::{
     shell::{self, cargo, workspace_root},
 };
 
-pub fn run(quick: bool) -> Result<()> {
+pub fn run(quick: bool, extra: &[String]) -> Result<()> {
     setup::run()?;
     let mut build = cargo();
     build.args(["build", "--release", "-p", "netd", "--bins"]);
@@ -29,6 +29,12 @@ pub fn run(quick: bool) -> Result<()> {
 
     let root = workspace_root();
     let out = root.join("bench/results");
+    // A later `--out` among the extra arguments wins, in netd-bench and here.
+    let shown = extra
+        .iter()
+        .position(|arg| arg == "--out")
+        .and_then(|i| extra.get(i + 1))
+        .map_or_else(|| out.clone(), std::path::PathBuf::from);
     let mut bench = Command::new(shell::target_dir()?.join("release/netd-bench"));
     if quick {
         bench.arg("--quick");
@@ -41,10 +47,11 @@ pub fn run(quick: bool) -> Result<()> {
     if before.exists() {
         bench.arg("--prog-costs-before").arg(&before);
     }
+    bench.args(extra);
     shell::run(bench, "the benchmark could not run: see above")?;
     println!(
         "bench: report in {} (charts and results.json beside it)",
-        out.join("report.md").display()
+        shown.join("report.md").display()
     );
     Ok(())
 }

@@ -42,6 +42,11 @@ enum Task {
         /// 7 minutes instead of about 40 on 2 CPUs).
         #[arg(long)]
         quick: bool,
+        /// Extra arguments for netd-bench (e.g. `--cases netd-ebpf,netavark
+        /// --tests crr --paths internet --out DIR` for one figure, side by
+        /// side with the limit).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -52,7 +57,7 @@ fn main() {
         Task::Test { args } => test::run(&args),
         Task::Demo => demo::run(),
         Task::Install => install::run(),
-        Task::Bench { quick } => bench::run(quick),
+        Task::Bench { quick, args } => bench::run(quick, &args),
     };
     if let Err(err) = result {
         eprintln!("xtask: {err:#}");

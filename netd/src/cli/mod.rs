@@ -75,6 +75,15 @@ pub fn main() -> i32 {
     // `COMPLETE=SHELL netd -- WORDS`: the shell asking for completions.
     clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon(_)) {
+        // A client whose reader went away (`netd network ls | head`) ends
+        // quietly, as Unix tools do, instead of panicking on EPIPE. Not the
+        // daemon: a client hanging up must never kill it.
+        // SAFETY: resetting a signal's disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let socket = cli.socket.clone();
     let client = Client::new(
         &socket

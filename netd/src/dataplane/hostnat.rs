@@ -88,6 +88,13 @@ pub struct HostNatPlan {
     pub ports: Vec<PortMapping>,
 }
 
+fn sorted<T: Ord + Clone>(items: &[T]) -> Vec<T> {
+    let mut items = items.to_vec();
+    items.sort();
+    items.dedup();
+    items
+}
+
 impl HostNatPlan {
     /// The plan for the host as the topology describes it: the whole host
     /// link network plus the routable subnets masqueraded.
@@ -100,6 +107,20 @@ impl HostNatPlan {
                 .collect(),
             ports: host.ports.clone(),
         }
+    }
+
+    /// Whether `other` makes the same table (sources and ports in any order).
+    pub fn same_table(&self, other: &HostNatPlan) -> bool {
+        self.same_but_sources(other)
+            && sorted(&self.masquerade_sources) == sorted(&other.masquerade_sources)
+    }
+
+    /// Whether `other` differs at most in its masqueraded sources (a set
+    /// whose elements a small script replaces).
+    pub fn same_but_sources(&self, other: &HostNatPlan) -> bool {
+        self.host_link == other.host_link
+            && self.gateway_ip == other.gateway_ip
+            && sorted(&self.ports) == sorted(&other.ports)
     }
 
     /// Checks what goes into a script unquoted or inside quotes.
@@ -339,6 +360,20 @@ impl HostNat {
         Ok(())
     }
 
+    /// Brings the table to `plan` with the least work: none if that is the
+    /// table in force (a network created or removed changes the host table
+    /// only when it is routable, and a whole sync rewrites every published
+    /// port), the sources' set alone if only they differ, else a sync.
+    pub fn update(&mut self, plan: &HostNatPlan) -> Result<()> {
+        match &self.plan {
+            Some(current) if current.same_table(plan) => Ok(()),
+            Some(current) if current.same_but_sources(plan) => {
+                self.set_masquerade_sources(&plan.masquerade_sources)
+            }
+            _ => self.sync(plan),
+        }
+    }
+
     /// Publishes ports: all of them, or none on error.
     pub fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
         self.ensure_synced("publishing ports")?;
@@ -481,8 +516,10 @@ impl Default for NftHostSide {
     }
 }
 
-impl HostSide for NftHostSide {
-    fn sync(&mut self, host: Option<&HostPlumbing>) -> Result<()> {
+impl NftHostSide {
+    /// The table for `host`: rewritten whole with `force` (a repair), else
+    /// changed only where it differs from the one in force.
+    fn sync_to(&mut self, host: Option<&HostPlumbing>, force: bool) -> Result<()> {
         self.wanted = host.cloned();
         let Some(host) = host else {
             return self.nat.remove();
@@ -490,7 +527,18 @@ impl HostSide for NftHostSide {
         if self.nat.enable_forwarding()? {
             info!("enabled IPv4 forwarding in the host namespace (net.ipv4.ip_forward)");
         }
-        self.nat.sync(&HostNatPlan::from_plumbing(host))
+        let plan = HostNatPlan::from_plumbing(host);
+        if force {
+            self.nat.sync(&plan)
+        } else {
+            self.nat.update(&plan)
+        }
+    }
+}
+
+impl HostSide for NftHostSide {
+    fn sync(&mut self, host: Option<&HostPlumbing>) -> Result<()> {
+        self.sync_to(host, false)
     }
 
     fn publish(&mut self, ports: &[PortMapping]) -> Result<()> {
@@ -545,7 +593,7 @@ impl HostSide for NftHostSide {
         }
         warn!("netd's host nftables table is missing or altered: restoring it");
         let host = self.wanted.clone();
-        if let Err(err) = self.sync(host.as_ref()) {
+        if let Err(err) = self.sync_to(host.as_ref(), true) {
             warn!("restoring the host nftables table: {err:#}");
         }
     }
@@ -595,6 +643,30 @@ mod tests {
 
     fn net(text: &str) -> Ipv4Network {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn plans_that_make_the_same_table_compare_equal_in_any_order() {
+        let plan = example_plan();
+        let mut shuffled = example_plan();
+        shuffled.ports.reverse();
+        shuffled.masquerade_sources.reverse();
+        assert!(plan.same_table(&shuffled));
+
+        let mut routable = example_plan();
+        routable.masquerade_sources.push(net("10.9.0.0/24"));
+        assert!(!plan.same_table(&routable));
+        assert!(
+            plan.same_but_sources(&routable),
+            "only the sources' set changes"
+        );
+
+        let mut published = example_plan();
+        published.ports.push(port(Proto::Tcp, None, 9090));
+        assert!(!plan.same_but_sources(&published));
+        let mut moved = example_plan();
+        moved.host_link = "other0".to_owned();
+        assert!(!plan.same_but_sources(&moved));
     }
 
     fn example_plan() -> HostNatPlan {

@@ -70,6 +70,17 @@ impl CaseKey {
         }
     }
 
+    /// The name `--cases` takes.
+    pub fn key(self) -> &'static str {
+        match self {
+            CaseKey::Limit => "limit",
+            CaseKey::NetdEbpf => "netd-ebpf",
+            CaseKey::NetdNft => "netd-nft",
+            CaseKey::Netavark => "netavark",
+            CaseKey::Cni => "cni",
+        }
+    }
+
     /// Bar colour in the charts.
     pub fn colour(self) -> &'static str {
         match self {

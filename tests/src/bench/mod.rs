@@ -72,6 +72,10 @@ pub struct Settings {
     pub prog_costs_as: String,
     /// Build only these cases (all when None).
     pub only_cases: Option<Vec<CaseKey>>,
+    /// Run only these tests and paths (all when None): a targeted run for
+    /// one figure, still side by side with the limit.
+    pub only_tests: Option<Vec<Test>>,
+    pub only_paths: Option<Vec<PathKind>>,
 }
 
 impl Settings {
@@ -99,6 +103,8 @@ impl Settings {
                 prog_costs_out: None,
                 prog_costs_as: "after".into(),
                 only_cases: None,
+                only_tests: None,
+                only_paths: None,
             }
         } else {
             Settings {
@@ -128,6 +134,8 @@ impl Settings {
                 prog_costs_out: None,
                 prog_costs_as: "after".into(),
                 only_cases: None,
+                only_tests: None,
+                only_paths: None,
             }
         }
     }
@@ -165,6 +173,19 @@ impl Test {
             Test::Iperf => "iperf3 TCP throughput",
             Test::SockperfPingPong => "sockperf TCP ping-pong",
             Test::SockperfUdp => "sockperf UDP 64-byte throughput",
+        }
+    }
+
+    /// The name `--tests` takes.
+    pub fn key(self) -> &'static str {
+        match self {
+            Test::Rr => "rr",
+            Test::BusyRr => "busy-rr",
+            Test::Crr => "crr",
+            Test::Udp => "udp",
+            Test::Iperf => "iperf",
+            Test::SockperfPingPong => "sockperf-pp",
+            Test::SockperfUdp => "sockperf-udp",
         }
     }
 
@@ -576,10 +597,15 @@ fn traffic(cases: &[Case], settings: &Settings, results: &mut Results, log: &dyn
             if busy { ", busy machine" } else { "" }
         ));
         for (t, test) in Test::ALL.into_iter().enumerate() {
-            if test.is_sockperf() && round >= settings.sockperf_rounds {
+            if test.is_sockperf() && round >= settings.sockperf_rounds
+                || !selected(&settings.only_tests, test)
+            {
                 continue;
             }
             for path in PathKind::ALL {
+                if !selected(&settings.only_paths, path) {
+                    continue;
+                }
                 let mut line = format!("  {} {}:", test.title(), path.title());
                 for k in 0..cases.len() {
                     let case = &cases[(k + round + t) % cases.len()];
@@ -625,6 +651,10 @@ fn traffic(cases: &[Case], settings: &Settings, results: &mut Results, log: &dyn
             }
         }
     }
+}
+
+fn selected<T: PartialEq>(only: &Option<Vec<T>>, item: T) -> bool {
+    only.as_ref().is_none_or(|only| only.contains(&item))
 }
 
 /// A measurement's figures, and its failed and slow connections (the

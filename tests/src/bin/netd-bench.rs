@@ -7,11 +7,16 @@
 
 use std::path::PathBuf;
 
-use netd_tests::bench::{self, Settings};
+use netd_tests::bench::{
+    self, Settings, Test,
+    cases::{CaseKey, PathKind},
+};
 
 const USAGE: &str = "usage: netd-bench [--quick] [--out DIR] [--only traffic|control|progcost] \
      [--rounds N] [--secs S] [--sockperf-rounds N] [--prog-costs-before FILE] \
-     [--prog-costs-out FILE] [--prog-costs-as LABEL[:COMMIT]]";
+     [--prog-costs-out FILE] [--prog-costs-as LABEL[:COMMIT]] \
+     [--cases limit,netd-ebpf,netd-nft,netavark,cni] \
+     [--tests rr,busy-rr,crr,udp,iperf,sockperf-pp,sockperf-udp] [--paths internet,guest,published]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +38,7 @@ fn main() {
     let mut before = None;
     let mut costs_out = None;
     let mut costs_as = None;
+    let (mut cases, mut tests, mut paths) = (None, None, None);
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -58,6 +64,9 @@ fn main() {
                 costs_out = Some(PathBuf::from(rest.next().unwrap_or_else(|| usage())))
             }
             "--prog-costs-as" => costs_as = Some(rest.next().unwrap_or_else(|| usage()).clone()),
+            "--cases" => cases = Some(pick(rest.next(), &CaseKey::ALL, |c| c.key())),
+            "--tests" => tests = Some(pick(rest.next(), &Test::ALL, |t| t.key())),
+            "--paths" => paths = Some(pick(rest.next(), &PathKind::ALL, |p| p.key())),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -89,6 +98,26 @@ fn main() {
             _ => settings.sockperf_rounds = n as usize,
         }
     }
+    if let Some(mut cases) = cases {
+        // Every ratio is to the limit, measured in the same round.
+        if !cases.contains(&CaseKey::Limit) {
+            cases.insert(0, CaseKey::Limit);
+        }
+        settings.only_cases = Some(cases);
+    }
+    if let Some(mut paths) = paths {
+        // The limit's guest -> guest figure is its guest -> internet one.
+        if paths.contains(&PathKind::Guest) && !paths.contains(&PathKind::Internet) {
+            paths.insert(0, PathKind::Internet);
+        }
+        settings.only_paths = Some(paths);
+    }
+    if tests.is_some() || settings.only_paths.is_some() {
+        // A targeted traffic run: no control-plane figures or program costs.
+        settings.control = false;
+        settings.prog_costs = false;
+    }
+    settings.only_tests = tests;
     settings.prog_costs_before = before;
     settings.prog_costs_out = costs_out;
     if let Some(label) = costs_as {
@@ -101,6 +130,26 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// The items of a comma-separated list, by the names `key` gives them.
+fn pick<T: Copy>(list: Option<&String>, all: &[T], key: impl Fn(T) -> &'static str) -> Vec<T> {
+    let Some(list) = list else { usage() };
+    list.split(',')
+        .map(|name| {
+            all.iter()
+                .copied()
+                .find(|&item| key(item) == name)
+                .unwrap_or_else(|| {
+                    let known: Vec<&str> = all.iter().map(|&item| key(item)).collect();
+                    eprintln!(
+                        "netd-bench: unknown name {name:?}; one of {}",
+                        known.join(", ")
+                    );
+                    std::process::exit(2);
+                })
+        })
+        .collect()
 }
 
 fn usage() -> ! {

@@ -2,7 +2,8 @@
 //! policy delays packets, made when a policy first needs it, kept (with
 //! new delays) while policies do, removed with the last one that does and
 //! with the network. A daemon restart adopts the TAP (persistent, same
-//! ifindex) and its pinned link.
+//! ifindex) and its cls_bpf filter (netd's own device, as the ports are:
+//! see `port_filter`), whose program `port_filter::attach` replaces.
 
 use anyhow::{Context, Result};
 use netd_common::{
@@ -11,7 +12,7 @@ use netd_common::{
 };
 use tracing::{info, warn};
 
-use super::EbpfDataplane;
+use super::{EbpfDataplane, port_filter, program};
 use crate::{
     delay::{DelayLine, DelaySpec, line::Classes, tap},
     ifname::NETWORK_DELAY_LINE,
@@ -39,11 +40,6 @@ pub fn send_delayed_to(policy: &mut PartitionPolicy, rules: &PartitionRules, ifi
     }
 }
 
-/// The pin of the link on a network's delay line.
-fn link_pin(network: &str) -> String {
-    format!("net-{network}-delay")
-}
-
 impl EbpfDataplane {
     /// The ifindex of `zone`'s delay line with `classes` in force, made
     /// (or adopted) if the network has none yet.
@@ -60,12 +56,9 @@ impl EbpfDataplane {
         let netns = Netns::open_path(&net.name, &net.netns)?;
         let (fd, ifindex) = tap::open(&netns, NETWORK_DELAY_LINE, net.mtu.unwrap_or(1500))?;
         let line = DelayLine::start(&net.name, fd, ifindex, classes)?;
-        if let Err(err) = self.attach(
-            &netns,
-            NETWORK_DELAY_LINE,
-            maps::PROG_DELAY_RETURN,
-            &link_pin(&net.name),
-        ) {
+        let attached = program(&mut self.loaded, maps::PROG_DELAY_RETURN)
+            .and_then(|program| port_filter::attach(&netns, NETWORK_DELAY_LINE, program));
+        if let Err(err) = attached {
             line.remove();
             return Err(err);
         }
@@ -81,7 +74,6 @@ impl EbpfDataplane {
         let Some(net) = self.networks_attached.get(&zone) else {
             return;
         };
-        self.pins.remove_link(&link_pin(&net.name));
         if let Some(line) = self.delay_lines.remove(&zone) {
             line.remove();
             info!(network = %net.name, "delay line removed");

@@ -19,6 +19,8 @@ use crate::{config::PortSpan, netns::Netns};
 const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
 /// The host's own ephemeral port range, for the same namespace.
 const EPHEMERAL_PORTS: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+/// Linux's default `ip_local_port_range`.
+const DEFAULT_EPHEMERAL_PORTS: (u16, u16) = (32768, 60999);
 
 /// The link pin of the host link's program.
 pub const HOST_LINK_PIN: &str = "host-link";
@@ -83,6 +85,17 @@ impl HostPrograms {
         ingress_programs(&self.netns, device)
             .iter()
             .any(|name| program.starts_with(name.as_str()))
+    }
+
+    /// The host's own ephemeral port range (`ip_local_port_range`); the
+    /// kernel's default if it cannot be read.
+    pub fn ephemeral_ports(&self) -> (u16, u16) {
+        self.netns
+            .run_in(|| fs::read_to_string(EPHEMERAL_PORTS))
+            .ok()
+            .and_then(|read| read.ok())
+            .and_then(|text| parse_port_range(&text))
+            .unwrap_or(DEFAULT_EPHEMERAL_PORTS)
     }
 
     /// Reserves the host side's ports from the host's own sockets, keeping

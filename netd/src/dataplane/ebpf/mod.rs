@@ -56,6 +56,16 @@ use crate::{
 /// The pin name of the link on the gateway's host-side veth.
 const GATEWAY_HOST_LINK: &str = "gw-host";
 
+/// The programs on netd's own ports, which take them through cls_bpf
+/// filters (see `port_filter`): each network's gateway port and uplink,
+/// every guest's port, and each delay line's TAP.
+const FILTER_PROGRAMS: [&str; 4] = [
+    maps::PROG_GATEWAY_FROM_NETWORK,
+    maps::PROG_NETWORK_UPLINK,
+    maps::PROG_GUEST_PORT,
+    maps::PROG_DELAY_RETURN,
+];
+
 pub struct EbpfDataplane {
     pins: PinDir,
     loaded: Loaded,
@@ -121,11 +131,16 @@ impl EbpfDataplane {
                 .load()
                 .with_context(|| format!("the verifier rejected {name}"))?;
         }
-        let guest_port_pin = pins.program(maps::PROG_GUEST_PORT);
-        let _ = std::fs::remove_file(&guest_port_pin);
-        program(&mut loaded, maps::PROG_GUEST_PORT)?
-            .pin(&guest_port_pin)
-            .with_context(|| format!("pinning {}", guest_port_pin.display()))?;
+        // Programs in cls_bpf filters have no link to pin: the programs
+        // themselves are pinned, so that they can be found (tests, the
+        // bench's program costs) and outlive the daemon like a pinned link.
+        for name in FILTER_PROGRAMS {
+            let pin = pins.program(name);
+            let _ = std::fs::remove_file(&pin);
+            program(&mut loaded, name)?
+                .pin(&pin)
+                .with_context(|| format!("pinning {}", pin.display()))?;
+        }
         Ok(EbpfDataplane {
             conntrack: take(&mut loaded, maps::CONNTRACK)?,
             forwards: take(&mut loaded, maps::FORWARDS)?,
@@ -506,6 +521,7 @@ impl Dataplane for EbpfDataplane {
         let host_side_ifindex = netns.ifindex(&gw.host_side)?;
         let host = HostPrograms::new(&gw.host_link, gw.host_nat_ports)?;
         let host_link_ifindex = host.netns.ifindex(&gw.host_link)?;
+        let (host_ephemeral_min, host_ephemeral_max) = host.ephemeral_ports();
         let mut info = GatewayInfo {
             gateway_ip: gw.gateway_ip.octets(),
             host_ip: gw.host_ip.octets(),
@@ -515,6 +531,8 @@ impl Dataplane for EbpfDataplane {
             flags: 0,
             host_port_min: gw.host_nat_ports.min,
             host_port_max: gw.host_nat_ports.max,
+            host_ephemeral_min,
+            host_ephemeral_max,
         };
         self.set_host_addrs(&gw.host_addrs)?;
         // The host programs before the flag that sends traffic their way, and
@@ -595,22 +613,26 @@ impl Dataplane for EbpfDataplane {
         self.zone_by_ifindex
             .insert(ifindex, net.zone, 0)
             .context("registering the network's gateway port")?;
-        self.attach(
+        port_filter::attach(
             &gw_netns,
             &net.gateway_port,
-            maps::PROG_GATEWAY_FROM_NETWORK,
-            &Self::gateway_link_pin(&net.gateway_port),
+            program(&mut self.loaded, maps::PROG_GATEWAY_FROM_NETWORK)?,
         )?;
         self.forget_uplink_of_zone(net.zone);
         self.zone_by_mac
             .insert(netd_common::zones::mac_key(uplink_mac), net.zone, 0)
             .context("registering the network's uplink")?;
-        self.attach(
+        port_filter::attach(
             &netns,
             NETWORK_UPLINK,
-            maps::PROG_NETWORK_UPLINK,
-            &Self::uplink_link_pin(&net.name),
-        )
+            program(&mut self.loaded, maps::PROG_NETWORK_UPLINK)?,
+        )?;
+        // The TCX links an older netd pinned for these ports go once the
+        // filters are in place.
+        self.pins
+            .remove_link(&Self::gateway_link_pin(&net.gateway_port));
+        self.pins.remove_link(&Self::uplink_link_pin(&net.name));
+        Ok(())
     }
 
     fn attach_guest(&mut self, guest: &GuestPlumbing) -> Result<()> {
@@ -717,6 +739,12 @@ impl Dataplane for EbpfDataplane {
     fn detach_network(&mut self, net: &NetworkPlumbing) {
         self.remove_delay_line(net.zone);
         self.networks_attached.remove(&net.zone);
+        if let Ok(gw_netns) = Netns::open_path("gateway", &net.gateway_netns) {
+            port_filter::detach(&gw_netns, &net.gateway_port);
+        }
+        if let Ok(netns) = Netns::open_path(&net.name, &net.netns) {
+            port_filter::detach(&netns, NETWORK_UPLINK);
+        }
         self.pins
             .remove_link(&Self::gateway_link_pin(&net.gateway_port));
         self.pins.remove_link(&Self::uplink_link_pin(&net.name));

@@ -1,16 +1,17 @@
-//! Guest ports take their program through a cls_bpf filter on a clsact
-//! qdisc (attached over netlink), not a TCX link.
+//! netd's own ports (each guest's, each network's gateway port and uplink)
+//! take their program through a cls_bpf filter on a clsact qdisc (attached
+//! over netlink), not a TCX link.
 //!
 //! Why: a TCX attach makes the kernel wait for an RCU grace period while it
 //! holds the RTNL lock (`tcx_entry_sync`), about 10 ms per attach on these
-//! machines, which was two thirds of a guest add and serialises every other
-//! netlink request meanwhile. A cls_bpf filter on a fresh device attaches in
-//! well under a millisecond. TCX's strengths (ordering among several
-//! programs, an owner that detaches them) buy nothing here: a guest port is
-//! netd's own device in netd's own network namespace, where nothing else
-//! attaches, and the filter lives exactly as long as the device, across
-//! daemon restarts, like a pinned link. Host devices, shared with other
-//! software, keep TCX.
+//! machines, which was two thirds of a guest add (and two of them a fifth of
+//! a network create) and serialises every other netlink request meanwhile.
+//! A cls_bpf filter on a fresh device attaches in well under a millisecond.
+//! TCX's strengths (ordering among several programs, an owner that detaches
+//! them) buy nothing here: these ports are netd's own devices in netd's own
+//! namespaces, where nothing else attaches, and the filter lives exactly as
+//! long as the device, across daemon restarts, like a pinned link. Host
+//! devices, shared with other software, keep TCX.
 
 use anyhow::{Context, Result};
 use aya::programs::{
@@ -68,12 +69,7 @@ pub fn attach(netns: &Netns, iface: &str, program: &mut SchedClassifier) -> Resu
             std::mem::forget(program.take_link(id)?);
             Ok(())
         })?
-        .with_context(|| {
-            format!(
-                "attaching the guest port program to {iface} in {}",
-                netns.name()
-            )
-        })
+        .with_context(|| format!("attaching a cls_bpf filter to {iface} in {}", netns.name()))
 }
 
 /// Removes netd's filter from `iface` in `netns`; a port that is gone (with
