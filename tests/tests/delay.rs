@@ -117,7 +117,10 @@ fn jitter_spreads_the_round_trips() {
     );
     // Never earlier than delay - jitter; how much later depends on the
     // machine's load (real timing), so only a guard above.
-    assert!(low >= 30.0 && high < 1_000.0, "from 50 - 20 ms on: {there:?}");
+    assert!(
+        low >= 30.0 && high < 1_000.0,
+        "from 50 - 20 ms on: {there:?}"
+    );
     assert!(high - low >= 10.0, "jitter spreads them: {there:?}");
     // With every draw leaning on the last, neighbours are closer.
     partition(
