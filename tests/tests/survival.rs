@@ -703,3 +703,72 @@ fn a_flushed_host_table_is_reported_as_drift_and_restored() {
     assert_eq!(code, 0);
     assert_internet_works(&guest, PORT, "after the repair");
 }
+
+/// The keys of a pinned hash map, as bpftool dumps them (hex bytes).
+fn pinned_keys(path: &Path) -> Vec<Vec<String>> {
+    let dumped = bpftool_json(&["map", "dump", "pinned", path.to_str().unwrap()]);
+    dumped
+        .as_array()
+        .expect("map dump")
+        .iter()
+        .map(|entry| {
+            entry["key"]
+                .as_array()
+                .expect("key bytes")
+                .iter()
+                .map(|b| b.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// Entries a crash left in the dataplane's maps for a network and a guest
+/// the state does not have (planted here with bpftool while the daemon is
+/// down) are gone after the next start, and the real ones stay.
+#[test]
+fn map_entries_of_networks_and_guests_gone_are_collected_at_start() {
+    const PORT: u16 = 7600;
+    let sb = Sandbox::new();
+    let mut netd = Netd::start(&sb);
+    let guest = one_guest(&netd);
+    internet_echo(&sb, PORT);
+    netd.stop();
+
+    let networks = map_pin(&sb, maps::NETWORKS);
+    let guest_ports = map_pin(&sb, maps::GUEST_PORTS);
+    let real_networks = pinned_keys(&networks);
+    let real_guests = pinned_keys(&guest_ports);
+    assert_eq!(real_networks.len(), 1, "{real_networks:?}");
+    // Zone 77, and a guest 10.77.0.9 in it: neither exists.
+    let mut plant = sb.host_command("bpftool");
+    plant.args(["map", "update", "pinned"]).arg(&networks);
+    plant.args(["key", "hex", "4d", "00", "00", "00", "value", "hex"]);
+    plant.args(std::iter::repeat_n("00", 44));
+    run_ok(plant);
+    let mut plant = sb.host_command("bpftool");
+    plant.args(["map", "update", "pinned"]).arg(&guest_ports);
+    plant.args(["key", "hex", "4d", "00", "00", "00", "0a", "4d", "00", "09"]);
+    plant
+        .args(["value", "hex"])
+        .args(std::iter::repeat_n("00", 20));
+    run_ok(plant);
+    assert_eq!(pinned_keys(&networks).len(), 2, "planted");
+
+    netd.restart();
+    assert_eq!(
+        pinned_keys(&networks),
+        real_networks,
+        "the stale network went"
+    );
+    assert_eq!(
+        pinned_keys(&guest_ports),
+        real_guests,
+        "the stale guest went"
+    );
+    assert!(
+        netd.log().contains("removed eBPF map entries"),
+        "{}",
+        netd.log()
+    );
+    assert_internet_works(&guest, PORT, "after the collection");
+}

@@ -14,6 +14,8 @@ pub mod ebpf;
 pub mod hostnat;
 pub mod nftables;
 
+use std::{collections::BTreeSet, net::Ipv4Addr};
+
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +104,14 @@ pub trait Dataplane: Send + Sync {
     /// Removes everything this backend keeps outside netd's namespaces
     /// (pins, the host side).
     fn forget_all(&mut self);
+    /// Drops what it keeps for networks and guests the state no longer
+    /// has (left by a crash between a kernel change and its undo): `zones`
+    /// are the networks, `guests` each guest's (zone, address). Returns how
+    /// many entries went. Called at the end of the start-up reconcile.
+    fn forget_stale(&mut self, zones: &BTreeSet<u32>, guests: &BTreeSet<(u32, Ipv4Addr)>) -> usize {
+        let _ = (zones, guests);
+        0
+    }
     /// Drops expired connection-tracking entries.
     fn collect_garbage(&mut self) -> Result<GcReport>;
     /// Live figures, with zone numbers mapped to names by `zone_name`.

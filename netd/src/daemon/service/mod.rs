@@ -611,6 +611,13 @@ impl Service {
         if let Err(err) = self.dataplane.sync_published(&published) {
             warn!("reconcile: published ports: {err:#}");
         }
+        // What a crash left in the dataplane for networks and guests gone.
+        let zones = networks.iter().map(Network::zone).collect();
+        let guests = networks
+            .iter()
+            .flat_map(|net| net.guests.values().map(move |g| (net.zone(), g.ip)))
+            .collect();
+        self.dataplane.forget_stale(&zones, &guests);
         if let Err(err) = self.sync_host() {
             warn!("reconcile: the dataplane's host side: {err:#}");
         }

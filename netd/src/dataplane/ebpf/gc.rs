@@ -67,6 +67,12 @@ pub fn port_shares(entries: &[(CtKey, CtEntry)]) -> BTreeMap<ShareKey, u32> {
     shares
 }
 
+/// Each key once (its last value), from a walk that may repeat keys.
+pub fn unique(walk: impl Iterator<Item = (CtKey, CtEntry)>) -> Vec<(CtKey, CtEntry)> {
+    let by_key: HashMap<CtKey, CtEntry> = walk.collect();
+    by_key.into_iter().collect()
+}
+
 /// The keys to delete: pairs idle for longer than their timeout, and orphans.
 /// `now_ns` is CLOCK_MONOTONIC, the programs' `bpf_ktime_get_ns`.
 pub fn expired(entries: &[(CtKey, CtEntry)], now_ns: u64) -> Vec<CtKey> {
@@ -226,6 +232,14 @@ mod tests {
         // Nor does a closed one.
         let closed = pair(0, 0, TCP_FIN | TCP_ACK, TCP_FIN | TCP_ACK);
         assert!(port_shares(&closed).is_empty());
+    }
+
+    #[test]
+    fn a_walk_that_repeats_keys_counts_each_once() {
+        let entries = pair(0, 0, TCP_SYN, TCP_SYN | TCP_ACK);
+        let repeated = entries.iter().chain(entries.iter()).chain(entries.iter());
+        let unique = unique(repeated.copied());
+        assert_eq!(unique.len(), entries.len());
     }
 
     #[test]

@@ -12,7 +12,11 @@ pub mod pins;
 mod port_filter;
 pub mod test_run;
 
-use std::{collections::BTreeMap, net::Ipv4Addr, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    path::Path,
+};
 
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
@@ -367,11 +371,19 @@ impl EbpfDataplane {
     }
 
     /// Every conntrack entry (a snapshot; the programs keep writing).
+    ///
+    /// Walking a hash map that the programs change meanwhile starts over
+    /// whenever the key it stands on is deleted, so the walk may meet an
+    /// entry several times (a status once counted 255,467 entries in a
+    /// 131,072-entry map): entries are taken once each, and the walk stops
+    /// after twice the map's size.
     fn conntrack_entries(&self) -> Vec<(CtKey, CtEntry)> {
-        self.conntrack
+        let walk = self
+            .conntrack
             .iter()
-            .filter_map(|entry| entry.ok())
-            .collect()
+            .take(2 * netd_common::maps::CONNTRACK_MAX_ENTRIES as usize)
+            .filter_map(|entry| entry.ok());
+        gc::unique(walk)
     }
 
     /// Drops the uplink MAC registered for `zone` (a rebuilt uplink has a
@@ -822,6 +834,24 @@ impl Dataplane for EbpfDataplane {
         self.publish_at_gateway(ports)
     }
 
+    fn forget_stale(&mut self, zones: &BTreeSet<u32>, guests: &BTreeSet<(u32, Ipv4Addr)>) -> usize {
+        let gone = |zone: &u32| !zones.contains(zone);
+        let guest_gone = |zone: u32, ip: [u8; 4]| !guests.contains(&(zone, Ipv4Addr::from(ip)));
+        let removed = remove_where(&mut self.networks, |zone, _| gone(zone))
+            + remove_where(&mut self.zone_by_ifindex, |_, zone| gone(zone))
+            + remove_where(&mut self.zone_by_mac, |_, zone| gone(zone))
+            + remove_where(&mut self.partitions, |zone, _| gone(zone))
+            + remove_where(&mut self.guest_ports, |key, _| guest_gone(key.zone, key.ip))
+            + remove_where(&mut self.guest_by_mac, |_, id| guest_gone(id.zone, id.ip));
+        if removed > 0 {
+            info!(
+                removed,
+                "removed eBPF map entries of networks and guests the state does not have"
+            );
+        }
+        removed
+    }
+
     fn forget_all(&mut self) {
         // Their TAPs go with the networks' namespaces.
         self.delay_lines.clear();
@@ -932,6 +962,20 @@ impl EbpfDataplane {
     pub fn forget_all_pins(&mut self) {
         self.pins.remove_all();
     }
+}
+
+/// Removes the entries of `map` that `stale` picks; returns how many went.
+fn remove_where<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    stale: impl Fn(&K, &V) -> bool,
+) -> usize {
+    let doomed: Vec<K> = map
+        .iter()
+        .filter_map(|entry| entry.ok())
+        .filter(|(key, value)| stale(key, value))
+        .map(|(key, _)| key)
+        .collect();
+    doomed.iter().filter(|key| map.remove(key).is_ok()).count()
 }
 
 impl EbpfDataplane {
