@@ -112,6 +112,11 @@ pub const PROG_GUEST_PORT: &str = "netd_guest_port";
 /// a node that has not applied a partition yet cannot let traffic through.
 pub const PROG_OVERLAY: &str = "netd_overlay_in";
 
+/// The program on each network's delay line (its TAP device), ingress:
+/// the frames the daemon writes back after their delay, delivered as the
+/// guest port would have.
+pub const PROG_DELAY_RETURN: &str = "netd_delay_return";
+
 /// On the host's end of the host link (`netd0`), ingress: guests' packets
 /// from the gateway, translated once to the host's address and sent out of
 /// the host by a FIB lookup, past the host's stack and netfilter.

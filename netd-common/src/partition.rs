@@ -38,7 +38,10 @@ pub struct FaultClass {
     /// Either end's port ([`fault_flags::MATCH_PORT`]; TCP or UDP unless a
     /// protocol is matched too).
     pub port: u16,
-    pub _pad2: u32,
+    /// The network's delay line ([`fault_flags::DELAY`]): the ifindex of
+    /// the TAP device selected packets are sent to, tagged with the class's
+    /// index, for the daemon to hold and write back.
+    pub delay_ifindex: u32,
     /// Bit `s` set: guest slot `s`'s packets to and from the outside.
     pub outside: [u64; SLOTS / 64],
     /// `pairs[from]` bit `to` set: packets from slot `from` to slot `to`.
@@ -55,6 +58,8 @@ pub mod fault_flags {
     pub const RATE: u32 = 1 << 4;
     pub const MATCH_PROTO: u32 = 1 << 5;
     pub const MATCH_PORT: u32 = 1 << 6;
+    /// Selected packets go through the delay line (`delay_ifindex`).
+    pub const DELAY: u32 = 1 << 7;
 }
 
 /// IP protocol numbers the matching needs.
@@ -74,7 +79,7 @@ impl FaultClass {
             proto: 0,
             _pad: 0,
             port: 0,
-            _pad2: 0,
+            delay_ifindex: 0,
             outside: [0; SLOTS / 64],
             pairs: [[0; SLOTS / 64]; SLOTS],
         }
@@ -110,6 +115,22 @@ impl FaultClass {
         self.flags |= fault_flags::RATE;
         self.rate_bytes_per_sec = bits / 8;
         self.burst_bytes = (self.rate_bytes_per_sec / 20).max(2 * 1514);
+    }
+
+    /// Sends the selected packets through the delay line on `ifindex`.
+    pub fn set_delay_line(&mut self, ifindex: u32) {
+        self.flags |= fault_flags::DELAY;
+        self.delay_ifindex = ifindex;
+    }
+
+    /// The delay line's ifindex if this class delays, else 0.
+    #[inline(always)]
+    pub fn delay_line(&self) -> u32 {
+        if self.flags & fault_flags::DELAY != 0 {
+            self.delay_ifindex
+        } else {
+            0
+        }
     }
 
     /// Selects only protocol `proto` (an IP protocol number).

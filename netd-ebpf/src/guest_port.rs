@@ -102,22 +102,75 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
     let Ok(dst_mac) = ctx.load::<[u8; 6]>(ETH_DST_OFF) else {
         return TC_ACT_OK;
     };
+    let Some(next) = next_hop(&net, other, inside, dst_mac) else {
+        return TC_ACT_OK;
+    };
+    if impair.delay_ifindex != 0 {
+        return impairment::delay(
+            ctx,
+            me.zone,
+            impair.delay_ifindex,
+            impair.delay_class,
+            impair.duplicate,
+        );
+    }
+    deliver(ctx, &net, me.zone, next, impair.duplicate)
+}
+
+/// Where a guest's packet leaves for, past the bridge.
+#[derive(Clone, Copy)]
+pub enum NextHop {
+    /// Another guest's veth (its bridge port's ifindex).
+    Guest(u32),
+    /// The gateway, through the network's uplink.
+    Gateway,
+}
+
+/// Where the packet goes in one step, or None when the bridge and the
+/// namespace's stack serve it (ARP-less guesses, packets for the bridge,
+/// a network whose uplink is not known yet).
+#[inline(always)]
+pub fn next_hop(
+    net: &NetworkInfo,
+    other: Option<netd_common::zones::GuestPort>,
+    inside: bool,
+    dst_mac: [u8; 6],
+) -> Option<NextHop> {
     match other {
         // Another guest of this node, addressed by its own MAC: into its
         // veth. A remote guest (a spanned network's) goes on to the bridge
         // and out through the overlay.
         Some(other) if other.guest_mac == dst_mac && other.port_ifindex != REMOTE_GUEST => {
-            if impair.duplicate {
-                impairment::duplicate(ctx, me.zone, other.port_ifindex);
+            Some(NextHop::Guest(other.port_ifindex))
+        }
+        None if !inside && dst_mac == net.bridge_mac && net.uplink_mac != [0; 6] => {
+            Some(NextHop::Gateway)
+        }
+        _ => None,
+    }
+}
+
+/// Sends the packet on in one step (and its copy first, if duplicated):
+/// the guest port's last step, and the delay line's once a packet's delay
+/// is over.
+#[inline(always)]
+pub fn deliver(
+    ctx: &TcContext,
+    net: &NetworkInfo,
+    zone: u32,
+    next: NextHop,
+    duplicate: bool,
+) -> i32 {
+    match next {
+        NextHop::Guest(port_ifindex) => {
+            if duplicate {
+                impairment::duplicate(ctx, zone, port_ifindex);
             }
-            bump(me.zone, Counter::Delivered);
+            bump(zone, Counter::Delivered);
             // SAFETY: plain helper call.
-            unsafe { bpf_redirect_peer(other.port_ifindex, 0) as i32 }
+            unsafe { bpf_redirect_peer(port_ifindex, 0) as i32 }
         }
-        None if !inside && dst_mac == net.bridge_mac => {
-            to_gateway(ctx, &net, me.zone, impair.duplicate)
-        }
-        _ => TC_ACT_OK,
+        NextHop::Gateway => to_gateway(ctx, net, zone, duplicate),
     }
 }
 
@@ -125,9 +178,6 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
 /// puts it straight into the gateway's port for this network.
 #[inline(always)]
 fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32, duplicate: bool) -> i32 {
-    if net.uplink_mac == [0; 6] {
-        return TC_ACT_OK;
-    }
     match ttl::decrement(ctx) {
         Hop::Done => {}
         // The namespace's stack sends "time exceeded".

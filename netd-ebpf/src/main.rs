@@ -36,6 +36,7 @@ pub const fn same_str(a: &str, b: &str) -> bool {
 
 mod conntrack;
 mod counters;
+mod delay_return;
 mod filter;
 mod flow;
 mod forward;
@@ -106,6 +107,13 @@ pub fn netd_guest_port(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_overlay_in(ctx: TcContext) -> i32 {
     overlay::from_overlay(&ctx)
+}
+
+/// Each network's delay line (its TAP device), ingress: packets the
+/// daemon held for their delay, sent on without the policy.
+#[classifier]
+pub fn netd_delay_return(ctx: TcContext) -> i32 {
+    delay_return::from_daemon(&ctx)
 }
 
 // The verifier rejects programs that could panic, so this is never reached.

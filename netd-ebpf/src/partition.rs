@@ -32,6 +32,11 @@ pub struct Traffic {
 pub struct Impairments {
     pub duplicate: bool,
     pub corrupt: bool,
+    /// The delay line's ifindex (0: not delayed), from the first class
+    /// that delays the packet, and that class's index (`delay_class`),
+    /// which tells the daemon how long to hold it.
+    pub delay_ifindex: u32,
+    pub delay_class: u32,
 }
 
 /// Why a packet is dropped.
@@ -141,6 +146,10 @@ pub fn from_guest(policy: &PartitionPolicy, sent: &Sent) -> Result<Impairments, 
             }
             impair.duplicate |= class.duplicates(random());
             impair.corrupt |= class.corrupts(random());
+            if impair.delay_ifindex == 0 {
+                impair.delay_ifindex = class.delay_line();
+                impair.delay_class = index as u32;
+            }
         }
         index += 1;
     }

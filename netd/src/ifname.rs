@@ -21,6 +21,8 @@ pub const NETWORK_UPLINK: &str = "uplink";
 pub const NETWORK_BRIDGE: &str = "br0";
 /// Every guest sees its network as `eth0`, whatever its name on the bridge.
 pub const GUEST_ETH: &str = "eth0";
+/// A network's delay line (a TAP device), while a fault delays packets.
+pub const NETWORK_DELAY_LINE: &str = "delay0";
 
 /// Prefix of a network's veth end in the gateway namespace.
 const GATEWAY_PORT_PREFIX: &str = "nu";

@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod delay;
 pub mod dns;
 pub mod ifname;
 pub mod ipam;

@@ -293,22 +293,6 @@ fn rate_1mbit_is_what_iperf3_measures(dataplane: &str) {
     assert!(counter(&status, "web", "dropped_rate") > 0, "{status}");
 }
 
-fn the_ebpf_dataplane_refuses_a_delay_until_it_has_a_delay_line(dataplane: &str) {
-    let sandbox = Sandbox::new();
-    let netd = web(&sandbox, dataplane);
-    partition(&netd, "isolate c");
-    let err = refused(&netd, "all --delay 50ms");
-    assert!(
-        err.contains("--delay 50ms") && err.contains("does not delay"),
-        "{err}"
-    );
-    let shown = partition(&netd, "show");
-    assert!(
-        shown.contains("isolate c"),
-        "the refused policy changed nothing: {shown}"
-    );
-}
-
 fn bad_values_are_refused_before_anything_changes(dataplane: &str) {
     let sandbox = Sandbox::new();
     let netd = web(&sandbox, dataplane);
@@ -500,8 +484,8 @@ netd_tests::conformance!(
     bad_values_are_refused_before_anything_changes,
 );
 
-/// What only the eBPF dataplane does: duplication, corruption (and, until
-/// the delay line exists, its refusal of delays).
+/// What only the eBPF dataplane does: duplication, corruption (and delays:
+/// tests/tests/delay.rs).
 mod ebpf_only {
     #[test]
     fn duplicates_are_counted_at_the_receiver() {
@@ -516,10 +500,5 @@ mod ebpf_only {
     #[test]
     fn verify_counts_duplicates() {
         super::verify_counts_duplicates("ebpf")
-    }
-
-    #[test]
-    fn the_ebpf_dataplane_refuses_a_delay_until_it_has_a_delay_line() {
-        super::the_ebpf_dataplane_refuses_a_delay_until_it_has_a_delay_line("ebpf")
     }
 }

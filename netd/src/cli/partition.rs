@@ -350,6 +350,26 @@ fn print_report(report: &VerifyReport) {
             );
         }
     }
+    for pair in &report.pairs {
+        if let Some(rtt) = &pair.rtt {
+            println!(
+                "  {} <-> {}: round trip p50 {:.1} ms ({:.1} to {:.1} ms, {} echoes); the policy means {:.0} ms{}{}",
+                pair.from,
+                pair.to,
+                rtt.p50_ms,
+                rtt.min_ms,
+                rtt.max_ms,
+                rtt.samples,
+                rtt.intended_ms,
+                if rtt.jitter_ms > 0.0 {
+                    format!(" ± {:.0} ms", rtt.jitter_ms)
+                } else {
+                    String::new()
+                },
+                if rtt.ok { "" } else { "  MISMATCH" }
+            );
+        }
+    }
     if report.ok {
         println!("verify: OK ({} pairs)", report.pairs.len());
     } else {

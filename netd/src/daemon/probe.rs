@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::netns::Netns;
+use crate::{netns::Netns, partition::rtt};
 
 /// Datagrams each guest sends to each other guest: a pair is delivered if
 /// one arrives, so a lossy cut is rarely taken for a full one.
@@ -40,8 +40,13 @@ pub struct Probe {
 
 /// Sends `per_pair` datagrams from every guest to every other
 /// and counts what arrived, by (sender, receiver) name; every ordered pair
-/// is present, 0 if nothing arrived.
-pub fn exchange(probes: &[Probe], per_pair: u32) -> Result<BTreeMap<(String, String), u32>> {
+/// is present, 0 if nothing arrived. Stragglers are waited for [`SETTLE`]
+/// plus `held` (the longest a delay line holds a datagram).
+pub fn exchange(
+    probes: &[Probe],
+    per_pair: u32,
+    held: Duration,
+) -> Result<BTreeMap<(String, String), u32>> {
     let sockets = probes.iter().map(open).collect::<Result<Vec<_>>>()?;
     let addrs = sockets
         .iter()
@@ -79,12 +84,91 @@ pub fn exchange(probes: &[Probe], per_pair: u32) -> Result<BTreeMap<(String, Str
         // Read as we go, so no receive buffer overflows in a large network.
         tally.drain(&sockets);
     }
-    let deadline = Instant::now() + SETTLE;
+    let deadline = Instant::now() + SETTLE + held;
     while tally.total < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
         tally.drain(&sockets);
     }
     Ok(tally.received)
+}
+
+/// Times `count` UDP echoes from `from` to `to` and back, one after the
+/// other (an echo not back within `wait` is lost, and left out): each
+/// round trip in milliseconds.
+pub fn round_trips(from: &Probe, to: &Probe, count: u32, wait: Duration) -> Result<Vec<f64>> {
+    let (client, server) = (open(from)?, open(to)?);
+    server.set_nonblocking(false)?;
+    server.set_read_timeout(Some(wait))?;
+    client.set_nonblocking(false)?;
+    client.set_read_timeout(Some(wait))?;
+    let server_addr = server.local_addr()?;
+    let token = token();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let mut answered = 0;
+        while answered < count {
+            let Ok((len, peer)) = server.recv_from(&mut buf) else {
+                break;
+            };
+            let _ = server.send_to(&buf[..len], peer);
+            answered += 1;
+        }
+    });
+    let mut rtts = Vec::new();
+    let mut buf = [0u8; 64];
+    let mut lost_in_a_row = 0;
+    // Three lost in a row: the pair does not answer; waiting for the rest
+    // would only make verify slow.
+    for index in 0..count {
+        if lost_in_a_row == 3 {
+            break;
+        }
+        let payload = payload(token ^ u64::from(index), 0);
+        let start = Instant::now();
+        lost_in_a_row += 1;
+        if client.send_to(&payload, server_addr).is_err() {
+            continue;
+        }
+        // Skip late answers to earlier echoes.
+        while let Ok((len, _)) = client.recv_from(&mut buf) {
+            if buf[..len] == payload {
+                rtts.push(start.elapsed().as_secs_f64() * 1e3);
+                lost_in_a_row = 0;
+                break;
+            }
+        }
+    }
+    let _ = echo.join();
+    Ok(rtts)
+}
+
+/// Times the round trips of the pairs with a delay in force, all pairs at
+/// once (each on its own sockets), so a large network takes one pair's
+/// time, not the sum.
+pub fn time_pairs(probes: &[Probe], pairs: Vec<rtt::Pair>) -> Result<Vec<rtt::Timed>> {
+    let find = |name: &str| probes.iter().find(|probe| probe.name == name);
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = pairs
+            .into_iter()
+            .filter_map(|(a, b, expect)| {
+                let (from, to) = (find(&a)?.clone(), find(&b)?.clone());
+                // Twice the delay with all the jitter, and a second to spare.
+                let wait = std::time::Duration::from_millis(
+                    (2.0 * (expect.delay_ms + expect.jitter_ms)) as u64 + 1_000,
+                );
+                let run = scope.spawn(move || round_trips(&from, &to, rtt::PROBES, wait));
+                Some((a, b, expect, run))
+            })
+            .collect();
+        runs.into_iter()
+            .map(|(a, b, expect, run)| {
+                let rtts = run
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("timing {a} <-> {b} panicked"))??;
+                Ok((a, b, expect, rtts))
+            })
+            .collect()
+    })
 }
 
 /// A socket in the guest's namespace, on its address, non-blocking.

@@ -167,6 +167,10 @@ pub struct PairCheck {
     pub expected: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<f64>,
+    /// With a delay in force: the pair's round trip, timed (on the pair
+    /// whose sender comes first in name order; it covers both ways).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt: Option<super::rtt::RttCheck>,
 }
 
 /// What `netd partition verify` found: every ordered pair of guests, the
@@ -236,6 +240,7 @@ pub fn judge(
                 ok,
                 expected: measured.then(|| expectation.received(sent)),
                 tolerance: measured.then(|| expectation.tolerance(sent)),
+                rtt: None,
             });
         }
     }
@@ -343,6 +348,7 @@ outside    .      .  -
                     ok: true,
                     expected: None,
                     tolerance: None,
+                    rtt: None,
                 },
                 PairCheck {
                     from: "b".into(),
@@ -354,6 +360,7 @@ outside    .      .  -
                     ok: true,
                     expected: None,
                     tolerance: None,
+                    rtt: None,
                 },
             ]
         );

@@ -79,7 +79,7 @@ pub fn expectation(rules: &PartitionRules, from: u8, to: u8) -> Expectation {
     expect
 }
 
-fn selects_probes(class: &FaultClass) -> bool {
+pub(super) fn selects_probes(class: &FaultClass) -> bool {
     class.traffic.port.is_none() && class.traffic.proto.is_none_or(|p| p.number() == UDP)
 }
 

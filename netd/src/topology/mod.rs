@@ -33,7 +33,7 @@ pub use plumbing::{
     GatewayPlumbing, GuestPlumbing, HostPlumbing, NetworkPlumbing, OverlayPlumbing,
 };
 
-use crate::ifname::{GATEWAY_HOST_SIDE, NETWORK_BRIDGE, NETWORK_UPLINK};
+use crate::ifname::{GATEWAY_HOST_SIDE, NETWORK_BRIDGE, NETWORK_DELAY_LINE, NETWORK_UPLINK};
 
 fn default_route() -> Ipv4Network {
     Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).expect("0.0.0.0/0 is valid")
@@ -304,7 +304,9 @@ impl Topology {
     /// Links in the network's namespace that belong to no guest of the
     /// state (a bridge port and its peer left by a daemon killed while
     /// plugging a guest in): the namespace is netd's alone, so anything
-    /// but `lo`, the uplink, the bridge and the guests' ports is an orphan.
+    /// but `lo`, the uplink, the bridge, the guests' ports and the delay
+    /// line is an orphan (the dataplane removes a delay line nothing needs
+    /// when it applies the network's policy).
     pub async fn orphan_network_links(&self, net: &Network) -> Vec<String> {
         let Ok(ns) = Netns::open(&self.names.network_ns(&net.name)) else {
             return Vec::new();
@@ -313,7 +315,7 @@ impl Topology {
             return Vec::new();
         };
         let mut wanted: std::collections::BTreeSet<&str> =
-            ["lo", NETWORK_UPLINK, NETWORK_BRIDGE].into();
+            ["lo", NETWORK_UPLINK, NETWORK_BRIDGE, NETWORK_DELAY_LINE].into();
         wanted.extend(net.guests.values().map(|guest| guest.bridge_port.as_str()));
         if net.span.is_some() {
             wanted.insert(crate::cluster::vxlan::VXLAN_DEVICE);

@@ -30,7 +30,7 @@ pub struct Timing {
 }
 
 impl Timing {
-    fn new(group: &str, label: impl Into<String>) -> Timing {
+    pub(crate) fn new(group: &str, label: impl Into<String>) -> Timing {
         Timing {
             group: group.to_owned(),
             label: label.into(),
@@ -39,14 +39,14 @@ impl Timing {
         }
     }
 
-    fn fail(&mut self, err: anyhow::Error) {
+    pub(crate) fn fail(&mut self, err: anyhow::Error) {
         if self.error.is_none() {
             self.error = Some(format!("{err:#}"));
         }
     }
 }
 
-fn us(d: Duration) -> f64 {
+pub(crate) fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
@@ -92,7 +92,11 @@ pub fn netd_figures(case: &Case, settings: &Settings, log: &dyn Fn(&str)) -> Vec
     log(&format!(
         "{system}: 253 guests into one network through the CLI"
     ));
-    guests_through_the_cli(netd, system, &mut out);
+    guests_through_the_cli(netd, case.key, settings.partition_reps, &mut out);
+    if case.key == CaseKey::NetdEbpf {
+        log("delay line: timing error and throughput");
+        out.extend(crate::bench::faults::delay_line(netd, system));
+    }
     if case.key == CaseKey::NetdEbpf {
         log("store commit (one guest added to a network of 253, in-process)");
         out.push(store_commit(&netd.sandbox.root));
@@ -102,7 +106,13 @@ pub fn netd_figures(case: &Case, settings: &Settings, log: &dyn Fn(&str)) -> Vec
 
 /// A network filled to its 253 guests, one `netd guest add` process each
 /// (what a test suite's setup script does). The label carries the total.
-fn guests_through_the_cli(netd: &crate::netd::Netd, system: &str, out: &mut Vec<Timing>) {
+fn guests_through_the_cli(
+    netd: &crate::netd::Netd,
+    key: CaseKey,
+    reps: usize,
+    out: &mut Vec<Timing>,
+) {
+    let system = key.short();
     let mut t = Timing::new("guests through the CLI", format!("{system}, CLI"));
     let started = Instant::now();
     match cli(netd, &["network", "create", "cpcli"]) {
@@ -126,8 +136,12 @@ fn guests_through_the_cli(netd: &crate::netd::Netd, system: &str, out: &mut Vec<
         t.samples_us.len(),
         started.elapsed().as_secs_f64()
     );
-    let _ = cli(netd, &["network", "rm", "cpcli"]);
+    let full = t.samples_us.len() == 253;
     out.push(t);
+    if full {
+        out.extend(crate::bench::faults::policy_apply(netd, key, "cpcli", reps));
+    }
+    let _ = cli(netd, &["network", "rm", "cpcli"]);
 }
 
 /// What a change costs the store: one guest added to a network of 253

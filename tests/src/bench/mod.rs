@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cases;
 pub mod control;
+pub mod faults;
 pub mod load;
 pub mod progcost;
 pub mod report;

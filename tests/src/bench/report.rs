@@ -16,7 +16,7 @@ use crate::bench::{
 };
 
 /// Control-plane tables, in the order the report shows them.
-const GROUPS: [(&str, &str); 10] = [
+const GROUPS: [(&str, &str); 13] = [
     (
         "guest add",
         "`POST /v1/networks/NET/guests` through `netd::client::Client` (the API helper in the \
@@ -52,6 +52,27 @@ const GROUPS: [(&str, &str); 10] = [
         "guests through the CLI",
         "A network filled to its 253 guests with one `netd guest add NET NAME` process each, \
          as a test suite's setup script would (spawn to exit; the label gives the total).",
+    ),
+    (
+        "fault policy apply",
+        "A fault policy of several clauses replaced in one step on a network of 253 guests \
+         (`netd partition NET ... --json`, alternating two policies so each request changes \
+         it; on eBPF a delay on one port, a duplication and an isolated guest, on nftables \
+         two loss shares). `in_force_after_us` is the daemon's own figure; the round trip is \
+         the CLI's.",
+    ),
+    (
+        "delay line timing error",
+        "Datagrams from one guest to another through `--delay 10ms`, each carrying its send \
+         time (CLOCK_MONOTONIC, which every namespace shares); a sample is the arrival time \
+         less the send time less the 10 ms intended: the delay line's lateness plus the \
+         veths'. eBPF only.",
+    ),
+    (
+        "delay line throughput",
+        "64-byte datagrams offered as fast as one sender can through `--delay 1ms` for two \
+         seconds; the label gives the packets per second that arrived (and the drops for a \
+         full queue), the sample the time per packet. eBPF only.",
     ),
     (
         "store commit",

@@ -384,12 +384,21 @@ fn partitions(netd: &Netd) {
 }
 
 /// Faults beyond cuts: loss and duplication in one policy with a port-only
-/// cut, measured by `verify`; a Jepsen preset; a schedule's step.
+/// cut, measured by `verify`; a delay through the delay line, timed by
+/// `verify`; a Jepsen preset; a schedule's step.
 fn faults(netd: &Netd) {
     println!("\n-- 4b. faults beyond cuts --");
     let policy = "cut --from n1 --to n2 --loss 30 + all --duplicate 20 + cut --from n3 --to n4 --port 5432/tcp";
     let mut args = vec!["partition", "cluster"];
     args.extend(policy.split_whitespace());
+    show(netd, &args);
+    show(netd, &["partition", "cluster", "verify"]);
+    // Delays: packets held by the daemon's delay line (a TAP device in the
+    // network's namespace), then sent on; verify times each round trip.
+    let delays =
+        "cut --from n1 --to n2 --delay 50ms + cut --from n3 --to n4 --delay 20ms --jitter 5ms";
+    let mut args = vec!["partition", "cluster"];
+    args.extend(delays.split_whitespace());
     show(netd, &args);
     show(netd, &["partition", "cluster", "verify"]);
     show(netd, &["partition", "cluster", "bridge"]);

@@ -237,12 +237,18 @@ impl Service {
         } else {
             probe::DATAGRAMS_PER_PAIR
         };
-        let received = tokio::task::spawn_blocking(move || probe::exchange(&probes, per_pair))
-            .await
-            .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
-        Ok(partition::judge(
-            network, &rules, &slots, &received, per_pair,
-        ))
+        let timed = partition::rtt::pairs_to_time(&rules, &slots);
+        let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
+        let (received, rtts) = tokio::task::spawn_blocking(move || {
+            let received = probe::exchange(&probes, per_pair, held)?;
+            let rtts = probe::time_pairs(&probes, timed)?;
+            anyhow::Ok((received, rtts))
+        })
+        .await
+        .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
+        let mut report = partition::judge(network, &rules, &slots, &received, per_pair);
+        partition::rtt::add_to_report(&mut report, &rtts);
+        Ok(report)
     }
 
     /// Makes `state` (compiled to `rules`) the network's partition: applied

@@ -4,6 +4,7 @@
 //! guest ports' cls_bpf filters (`port_filter`) are updated in place to the
 //! new programs (no moment without a program).
 
+mod delay_lines;
 pub mod gc;
 pub mod host;
 pub mod loader;
@@ -60,12 +61,13 @@ use crate::{
 const GATEWAY_HOST_LINK: &str = "gw-host";
 
 /// The programs on netd's own ports, which take them through cls_bpf
-/// filters (see `port_filter`): each network's gateway port and uplink, and
-/// every guest's port.
-const FILTER_PROGRAMS: [&str; 3] = [
+/// filters (see `port_filter`): each network's gateway port and uplink,
+/// every guest's port, and each delay line's TAP.
+const FILTER_PROGRAMS: [&str; 4] = [
     maps::PROG_GATEWAY_FROM_NETWORK,
     maps::PROG_NETWORK_UPLINK,
     maps::PROG_GUEST_PORT,
+    maps::PROG_DELAY_RETURN,
 ];
 
 pub struct EbpfDataplane {
@@ -93,6 +95,12 @@ pub struct EbpfDataplane {
     pub replaced_maps: Vec<(String, String)>,
     /// The host namespace's part: the shared nftables host table for now.
     host: Box<dyn HostSide>,
+    /// Networks as attached, by zone: where a delay line goes.
+    networks_attached: BTreeMap<u32, NetworkPlumbing>,
+    /// Running delay lines, by zone.
+    delay_lines: BTreeMap<u32, crate::delay::DelayLine>,
+    /// Zones where an earlier daemon left a delay line this one runs not.
+    stale_delay_lines: std::collections::BTreeSet<u32>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -122,6 +130,7 @@ impl EbpfDataplane {
             maps::PROG_OVERLAY,
             maps::PROG_HOST_LINK,
             maps::PROG_HOST_WORLD,
+            maps::PROG_DELAY_RETURN,
         ] {
             program(&mut loaded, name)?
                 .load()
@@ -160,6 +169,9 @@ impl EbpfDataplane {
             loaded,
             replaced_maps,
             host: Box::new(NftHostSide::new()),
+            networks_attached: BTreeMap::new(),
+            delay_lines: BTreeMap::new(),
+            stale_delay_lines: Default::default(),
         })
     }
 
@@ -595,6 +607,7 @@ impl Dataplane for EbpfDataplane {
             let _ = self.zone_by_ifindex.remove(&old.gateway_port_ifindex);
         }
         let netns = Netns::open_path(&net.name, &net.netns)?;
+        self.remember_network(net, &netns);
         let uplink_mac = netns.mac(NETWORK_UPLINK)?;
         let info = NetworkInfo {
             gateway_port_ifindex: ifindex,
@@ -761,24 +774,12 @@ impl Dataplane for EbpfDataplane {
         None
     }
 
-    fn cannot_enforce(&self, rules: &PartitionRules) -> Option<String> {
-        rules
-            .faults
-            .iter()
-            .find_map(|fault| fault.impair.delay_ms)
-            .map(|delay| {
-                format!(
-                    "--delay {}: the eBPF dataplane does not delay packets yet (no delay line); leave --delay and --jitter out",
-                    crate::partition::fault::format_millis(delay)
-                )
-            })
-    }
-
     fn apply_partition(&mut self, zone: u32, rules: &PartitionRules) -> Result<()> {
+        let classes = delay_lines::classes_of(rules);
         if rules.is_full_mesh() {
             // Nothing in force is nothing to heal: aya reports a missing key
             // as the syscall's ENOENT, not as KeyNotFound.
-            return match self.partitions.remove(&zone) {
+            let healed = match self.partitions.remove(&zone) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
                 Err(aya::maps::MapError::SyscallError(err))
                     if err.io_error.raw_os_error() == Some(libc::ENOENT) =>
@@ -787,15 +788,40 @@ impl Dataplane for EbpfDataplane {
                 }
                 Err(err) => Err(err).context("healing the partition"),
             };
+            if healed.is_ok() {
+                self.remove_delay_line(zone);
+            }
+            return healed;
         }
+        let had_line = self.delay_lines.contains_key(&zone);
+        let delay_ifindex = match classes {
+            Some(classes) => Some(self.delay_line_for(zone, classes)?),
+            None => None,
+        };
         // One update replaces the whole policy: every guest switches at once.
         self.policy_generation = self.policy_generation.wrapping_add(1);
-        self.partitions
-            .insert(zone, *policy_of(rules, self.policy_generation), 0)
-            .context("putting the partition in force")
+        let mut policy = policy_of(rules, self.policy_generation);
+        if let Some(ifindex) = delay_ifindex {
+            delay_lines::send_delayed_to(&mut policy, rules, ifindex);
+        }
+        let applied = self
+            .partitions
+            .insert(zone, *policy, 0)
+            .context("putting the partition in force");
+        match (&applied, delay_ifindex) {
+            // A line made for this policy goes with it; the old policy's
+            // line stays for the old policy.
+            (Err(_), Some(_)) if !had_line => self.remove_delay_line(zone),
+            // No class delays any more: the line goes once nothing sends to it.
+            (Ok(()), None) => self.remove_delay_line(zone),
+            _ => {}
+        }
+        applied
     }
 
     fn detach_network(&mut self, net: &NetworkPlumbing) {
+        self.remove_delay_line(net.zone);
+        self.networks_attached.remove(&net.zone);
         if let Ok(gw_netns) = Netns::open_path("gateway", &net.gateway_netns) {
             port_filter::detach(&gw_netns, &net.gateway_port);
         }
@@ -899,6 +925,8 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn forget_all(&mut self) {
+        // Their TAPs go with the networks' namespaces.
+        self.delay_lines.clear();
         self.stop_host_side();
         self.pins.remove_all();
         self.host.remove();
@@ -966,7 +994,7 @@ impl Dataplane for EbpfDataplane {
             .into_iter()
             .map(|zone| ZoneCounters {
                 zone: zone_name(zone),
-                counters: self.counters_of(zone),
+                counters: [self.counters_of(zone), self.delay_counters(zone)].concat(),
             })
             .collect();
         let host_datapath = match (&self.host_programs, &self.host_fallback) {
