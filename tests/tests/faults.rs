@@ -2,7 +2,8 @@
 //! --port/--proto`, clauses joined by `+`), checked with real traffic
 //! between guests: duplicates counted at the receiver, corrupt datagrams
 //! never delivered to the application, a port fault that leaves the pair's
-//! other ports alone, a rate measured by iperf3, and what each dataplane
+//! other ports alone, a rate measured by iperf3, faults set from inside a
+//! guest (its own network only), and what each dataplane
 //! refuses.
 
 use std::{
@@ -15,7 +16,7 @@ use std::{
 use netd::netns::Netns;
 use netd_tests::{
     Sandbox,
-    netd::Netd,
+    netd::{Netd, netd_binary},
     sockets::{serve_tcp_echo, tcp_ask, tcp_connect, tcp_listener, udp_socket},
     status::counter,
 };
@@ -201,6 +202,43 @@ fn a_port_fault_leaves_the_pairs_other_ports_alone(dataplane: &str) {
         50,
         "UDP on the same port number is not TCP"
     );
+}
+
+/// A guest damages its own network's traffic from inside (`netd exec ...
+/// -- netd partition ...`, the rule for cuts), and no other network's.
+fn a_guest_applies_faults_to_its_own_network_from_inside(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    netd.ok(&["network", "create", "db"]);
+    netd.ok(&["guest", "add", "db", "x"]);
+    let binary = netd_binary();
+    let socket = netd.socket.to_str().unwrap().to_owned();
+    let inside = |words: &str| {
+        let mut args = vec!["exec", "web", "a", "--", binary.to_str().unwrap()];
+        args.extend(["--socket", &socket, "partition"]);
+        args.extend(words.split_whitespace());
+        netd.cli(&args)
+    };
+    let own = inside("cut --from a --to b --port 6200/udp + cut --from a --to c --loss 100");
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6200, 100)), 0);
+    assert_eq!(total(&udp_arrivals(&netd, "a", "b", 6201, 100)), 100);
+    assert_eq!(total(&udp_arrivals(&netd, "a", "c", 6202, 100)), 0);
+    let other = inside("db all --loss 50");
+    assert!(!other.status.success(), "a guest damaged another network");
+    let text = String::from_utf8_lossy(&other.stderr);
+    assert!(text.contains("own network"), "{text}");
+    let healed = inside("heal");
+    assert!(
+        healed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&healed.stderr)
+    );
+    assert_eq!(total(&udp_arrivals(&netd, "a", "c", 6203, 100)), 100);
 }
 
 fn clauses_apply_together_and_show_says_which(dataplane: &str) {
@@ -475,6 +513,7 @@ mod nftables_only {
 
 netd_tests::conformance!(
     a_port_fault_leaves_the_pairs_other_ports_alone,
+    a_guest_applies_faults_to_its_own_network_from_inside,
     verify_measures_loss_shares_against_the_policy,
     a_flap_is_observed_in_both_states,
     a_schedule_carries_on_across_a_restart,
