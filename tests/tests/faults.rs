@@ -3,8 +3,7 @@
 //! between guests: duplicates counted at the receiver, corrupt datagrams
 //! never delivered to the application, a port fault that leaves the pair's
 //! other ports alone, a rate measured by iperf3, faults set from inside a
-//! guest (its own network only), and what each dataplane
-//! refuses.
+//! guest (its own network only), and what each dataplane refuses.
 
 use std::{
     collections::BTreeMap,
