@@ -90,6 +90,12 @@ pub trait Dataplane: Send + Sync {
         Ok(())
     }
 
+    /// Only the other nodes' guests of an attached overlay, when they
+    /// change (the check on the device stays as it is).
+    fn sync_remote_guests(&mut self, _overlay: &OverlayPlumbing) -> Result<()> {
+        Ok(())
+    }
+
     /// Undoes [`Dataplane::attach_overlay`] (the device goes with its
     /// namespace).
     fn detach_overlay(&mut self, _overlay: &OverlayPlumbing) {}

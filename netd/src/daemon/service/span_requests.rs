@@ -254,7 +254,9 @@ impl Service {
         let net = net.clone();
         self.store.save_network(&self.state, name)?;
         self.names_changed();
-        self.attach_overlay(&net)?;
+        if let Some(plumbing) = self.topology.overlay_plumbing(&net) {
+            self.dataplane.sync_remote_guests(&plumbing)?;
+        }
         let rules = super::partition_requests::rules_in_force(&net);
         self.dataplane.apply_partition(net.zone(), &rules)
     }

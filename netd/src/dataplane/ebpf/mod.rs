@@ -62,12 +62,14 @@ const GATEWAY_HOST_LINK: &str = "gw-host";
 
 /// The programs on netd's own ports, which take them through cls_bpf
 /// filters (see `port_filter`): each network's gateway port and uplink,
-/// every guest's port, and each delay line's TAP.
-const FILTER_PROGRAMS: [&str; 4] = [
+/// every guest's port, each delay line's TAP and each spanned network's
+/// VXLAN device.
+const FILTER_PROGRAMS: [&str; 5] = [
     maps::PROG_GATEWAY_FROM_NETWORK,
     maps::PROG_NETWORK_UPLINK,
     maps::PROG_GUEST_PORT,
     maps::PROG_DELAY_RETURN,
+    maps::PROG_OVERLAY,
 ];
 
 pub struct EbpfDataplane {
@@ -394,16 +396,7 @@ impl EbpfDataplane {
     /// Drops the uplink MAC registered for `zone` (a rebuilt uplink has a
     /// new one).
     fn forget_uplink_of_zone(&mut self, zone: u32) {
-        let stale: Vec<u64> = self
-            .zone_by_mac
-            .iter()
-            .filter_map(|entry| entry.ok())
-            .filter(|(_, z)| *z == zone)
-            .map(|(mac, _)| mac)
-            .collect();
-        for mac in stale {
-            let _ = self.zone_by_mac.remove(&mac);
-        }
+        remove_where(&mut self.zone_by_mac, |_, z| *z == zone);
     }
 
     fn zero_counters(&mut self, zone: u32) {
@@ -709,28 +702,34 @@ impl Dataplane for EbpfDataplane {
     }
 
     fn attach_overlay(&mut self, overlay: &OverlayPlumbing) -> Result<()> {
+        self.sync_remote_guests(overlay)?;
+        let netns = Netns::open_path(&overlay.name, &overlay.netns)?;
+        port_filter::attach(
+            &netns,
+            &overlay.device,
+            program(&mut self.loaded, maps::PROG_OVERLAY)?,
+        )?;
+        // A TCX link an earlier netd pinned for the device goes once the
+        // filter is in place.
+        self.pins
+            .remove_link(&Self::overlay_link_pin(&overlay.name));
+        Ok(())
+    }
+
+    fn sync_remote_guests(&mut self, overlay: &OverlayPlumbing) -> Result<()> {
         let netns = Netns::open_path(&overlay.name, &overlay.netns)?;
         let bridge_mac = netns.mac(NETWORK_BRIDGE)?;
-        let wanted: Vec<[u8; 4]> = overlay
+        let wanted: BTreeSet<[u8; 4]> = overlay
             .remotes
             .iter()
             .map(|(ip, _, _)| ip.octets())
             .collect();
         // Remote guests that left: their entries go (local guests' stay).
-        let stale: Vec<GuestKey> = self
-            .guest_ports
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(key, port)| {
-                key.zone == overlay.zone
-                    && port.port_ifindex == REMOTE_GUEST
-                    && !wanted.contains(&key.ip)
-            })
-            .map(|(key, _)| key)
-            .collect();
-        for key in stale {
-            let _ = self.guest_ports.remove(&key);
-        }
+        remove_where(&mut self.guest_ports, |key, port| {
+            key.zone == overlay.zone
+                && port.port_ifindex == REMOTE_GUEST
+                && !wanted.contains(&key.ip)
+        });
         for (ip, mac, slot) in &overlay.remotes {
             let key = GuestKey {
                 zone: overlay.zone,
@@ -747,27 +746,18 @@ impl Dataplane for EbpfDataplane {
                 .insert(key, port, 0)
                 .with_context(|| format!("registering remote guest {ip} of {}", overlay.name))?;
         }
-        self.attach(
-            &netns,
-            &overlay.device,
-            maps::PROG_OVERLAY,
-            &Self::overlay_link_pin(&overlay.name),
-        )
+        Ok(())
     }
 
     fn detach_overlay(&mut self, overlay: &OverlayPlumbing) {
+        if let Ok(netns) = Netns::open_path(&overlay.name, &overlay.netns) {
+            port_filter::detach(&netns, &overlay.device);
+        }
         self.pins
             .remove_link(&Self::overlay_link_pin(&overlay.name));
-        let remote: Vec<GuestKey> = self
-            .guest_ports
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(key, port)| key.zone == overlay.zone && port.port_ifindex == REMOTE_GUEST)
-            .map(|(key, _)| key)
-            .collect();
-        for key in remote {
-            let _ = self.guest_ports.remove(&key);
-        }
+        remove_where(&mut self.guest_ports, |key, port| {
+            key.zone == overlay.zone && port.port_ifindex == REMOTE_GUEST
+        });
     }
 
     fn cannot_partition_across_nodes(&self) -> Option<String> {
@@ -835,26 +825,11 @@ impl Dataplane for EbpfDataplane {
         self.pins
             .remove_links_with_prefix(&Self::guest_port_pins(&net.name));
         let _ = self.partitions.remove(&net.zone);
-        let identities: Vec<u64> = self
-            .guest_by_mac
-            .iter()
-            .filter_map(|entry| entry.ok())
-            .filter(|(_, identity)| identity.zone == net.zone)
-            .map(|(mac, _)| mac)
-            .collect();
-        for mac in identities {
-            let _ = self.guest_by_mac.remove(&mac);
-        }
+        remove_where(&mut self.guest_by_mac, |_, identity| {
+            identity.zone == net.zone
+        });
         self.forget_uplink_of_zone(net.zone);
-        let guests: Vec<GuestKey> = self
-            .guest_ports
-            .keys()
-            .filter_map(|key| key.ok())
-            .filter(|key| key.zone == net.zone)
-            .collect();
-        for key in guests {
-            let _ = self.guest_ports.remove(&key);
-        }
+        remove_where(&mut self.guest_ports, |key, _| key.zone == net.zone);
         if let Ok(old) = self.networks.get(&net.zone, 0) {
             let _ = self.zone_by_ifindex.remove(&old.gateway_port_ifindex);
         }
