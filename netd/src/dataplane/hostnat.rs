@@ -1155,17 +1155,18 @@ mod root_tests {
         let mut nat = HostNat::new(Some(netns));
         nat.sync(&plan()).unwrap();
 
+        // One listener for every probe: binding it again right after a
+        // probe's connection closed could meet that connection still
+        // closing (EADDRINUSE).
+        let listener = probe
+            .run_in(|| TcpListener::bind("172.18.255.2:8080").unwrap())
+            .unwrap();
         let reached = |to: &str| -> bool {
-            probe
-                .run_in(|| {
-                    let listener = TcpListener::bind("172.18.255.2:8080").unwrap();
-                    let ok = TcpStream::connect(to).is_ok();
-                    if ok {
-                        listener.accept().unwrap();
-                    }
-                    ok
-                })
-                .unwrap()
+            let ok = probe.run_in(|| TcpStream::connect(to).is_ok()).unwrap();
+            if ok {
+                listener.accept().unwrap();
+            }
+            ok
         };
         assert!(reached("198.51.100.2:8080"));
         assert!(!reached("127.0.0.1:8080"));

@@ -25,7 +25,7 @@ pub mod rtt;
 mod rules;
 pub mod schedule;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod words;
 
 use std::collections::{BTreeMap, BTreeSet};

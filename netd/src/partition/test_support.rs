@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::PartitionRules;
 use super::{Partition, PartitionError, compile};
 
-pub(super) fn words(line: &str) -> Vec<String> {
+pub(crate) fn words(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_owned).collect()
 }
 
-pub(super) fn parse(line: &str) -> Partition {
+pub(crate) fn parse(line: &str) -> Partition {
     Partition::from_words(&words(line)).unwrap_or_else(|err| panic!("{line:?} should parse: {err}"))
 }
 
@@ -26,7 +26,7 @@ pub(super) fn names(list: &str) -> Vec<String> {
 }
 
 /// Guests a..e in slots 0..4 (e: 9, so slots are not positions).
-pub(super) fn guests(list: &str) -> BTreeMap<String, u8> {
+pub(crate) fn guests(list: &str) -> BTreeMap<String, u8> {
     list.split_whitespace()
         .enumerate()
         .map(|(index, name)| {
@@ -36,7 +36,8 @@ pub(super) fn guests(list: &str) -> BTreeMap<String, u8> {
         .collect()
 }
 
-pub(super) fn compiled(line: &str, network: &str) -> PartitionRules {
+/// `line` compiled for network `network` (guests as [`guests`] gives them).
+pub(crate) fn compiled(line: &str, network: &str) -> PartitionRules {
     compile("web", &parse(line), &guests(network))
         .unwrap_or_else(|err| panic!("{line:?} should compile: {err}"))
 }

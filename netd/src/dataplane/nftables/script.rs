@@ -702,7 +702,7 @@ pub fn mac_text(mac: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::render::diff_script;
+    use crate::{nft::render::diff_script, partition::test_support::compiled};
 
     fn mapping(proto: Proto, host_ip: Option<[u8; 4]>, host_port: u16, zone: u32) -> PortMapping {
         PortMapping {
@@ -1065,13 +1065,10 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
 
     #[test]
     fn port_faults_are_elements_by_protocol_and_port() {
-        let words: Vec<String> = "cut --from a --to b --port 53 + cut --from b --to c --proto icmp"
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        let slots = BTreeMap::from([("a".into(), 0), ("b".into(), 1), ("c".into(), 2)]);
-        let partition = crate::partition::Partition::from_words(&words).unwrap();
-        let rules = crate::partition::compile("web", &partition, &slots).unwrap();
+        let rules = compiled(
+            "cut --from a --to b --port 53 + cut --from b --to c --proto icmp",
+            "a b c",
+        );
         assert_eq!(cannot_enforce(&rules), None);
         let elements = partition_elements(&network(None).guests, &rules);
         assert_eq!(
@@ -1087,13 +1084,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
 
     #[test]
     fn a_rate_is_a_limit_rule_and_no_cut() {
-        let words: Vec<String> = "isolate c + all --rate 1mbit --proto udp"
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        let slots = BTreeMap::from([("a".into(), 0), ("b".into(), 1), ("c".into(), 2)]);
-        let partition = crate::partition::Partition::from_words(&words).unwrap();
-        let rules = crate::partition::compile("web", &partition, &slots).unwrap();
+        let rules = compiled("isolate c + all --rate 1mbit --proto udp", "a b c");
         let guests = network(None).guests;
         assert!(partition_elements(&guests, &rules)["port_cut"].is_empty());
         let limits = rate_rules(&guests, &rules);
@@ -1114,12 +1105,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
 
     #[test]
     fn what_nftables_cannot_do_is_refused_by_name() {
-        let refusal = |line: &str| {
-            let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-            let slots = BTreeMap::from([("a".into(), 0), ("b".into(), 1)]);
-            let partition = crate::partition::Partition::from_words(&words).unwrap();
-            cannot_enforce(&crate::partition::compile("web", &partition, &slots).unwrap())
-        };
+        let refusal = |line: &str| cannot_enforce(&compiled(line, "a b"));
         for (line, part) in [
             (
                 "all --delay 5ms",
