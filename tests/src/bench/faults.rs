@@ -75,25 +75,28 @@ fn delayed_pair(netd: &Netd, delay: &str) -> Result<(Netns, Netns)> {
     for guest in ["d0", "d1"] {
         cli(netd, &["guest", "add", "cpdl", guest])?;
     }
-    cli(
-        netd,
-        &[
-            "partition",
-            "cpdl",
-            "cut",
-            "--from",
-            "d0",
-            "--to",
-            "d1",
-            "--delay",
-            delay,
-        ],
-    )?;
+    delay_d0_to_d1(netd, delay)?;
     let open = |guest: &str| {
         let name = format!("{}g-cpdl.{guest}", netd.prefix());
         Netns::open(&name).with_context(|| format!("opening {name}"))
     };
     Ok((open("d0")?, open("d1")?))
+}
+
+/// Puts `delay` on what d0 sends to d1 (replacing the policy in force).
+fn delay_d0_to_d1(netd: &Netd, delay: &str) -> Result<()> {
+    let words = [
+        "partition",
+        "cpdl",
+        "cut",
+        "--from",
+        "d0",
+        "--to",
+        "d1",
+        "--delay",
+        delay,
+    ];
+    cli(netd, &words).map(drop)
 }
 
 fn socket(netns: &Netns, ip: Ipv4Addr) -> Result<UdpSocket> {
@@ -121,20 +124,7 @@ pub fn delay_line(netd: &Netd, system: &str) -> Vec<Timing> {
     let mut throughput = Timing::new("delay line throughput", system);
     match delayed_pair(netd, "10ms").and_then(|(d0, d1)| {
         timing_error(&d0, &d1, &mut error)?;
-        cli(
-            netd,
-            &[
-                "partition",
-                "cpdl",
-                "cut",
-                "--from",
-                "d0",
-                "--to",
-                "d1",
-                "--delay",
-                "1ms",
-            ],
-        )?;
+        delay_d0_to_d1(netd, "1ms")?;
         packets_per_second(netd, &d0, &d1, &mut throughput)
     }) {
         Ok(()) => {}
