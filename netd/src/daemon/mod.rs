@@ -88,6 +88,11 @@ pub struct StartOptions {
     pub adopt_empty_state: bool,
 }
 
+/// How many fresh namespaces the daemon keeps ready (`netns::keep_spares`):
+/// enough for a burst of guest adds to find one each while the pool refills
+/// behind them; an empty namespace costs the kernel some tens of KiB.
+const SPARE_NAMESPACES: usize = 8;
+
 pub async fn run(config: Config, options: StartOptions) -> Result<()> {
     raise_fd_limit();
     check_host(&config).await?;
@@ -103,6 +108,7 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
         Some(settings) => Some(crate::cluster::Cluster::connect(&settings).await?),
         None => None,
     };
+    crate::netns::keep_spares(SPARE_NAMESPACES);
     let mut service = service::Service::new(Topology::new(config)?, store, state, dataplane);
     if let Some(cluster) = &cluster {
         service.set_cluster(cluster.clone());
