@@ -29,7 +29,7 @@ use crate::{
 pub enum GuestPlan {
     /// The same guest exists already: the request is answered, nothing to do.
     Exists(GuestView),
-    New(PlannedGuest),
+    New(Box<PlannedGuest>),
 }
 
 /// A guest validated and allocated, not built yet.
@@ -145,19 +145,19 @@ impl Service {
             self.release_span_allocation(&net, &guest.name).await;
             return Err(err);
         }
-        Ok(GuestPlan::New(PlannedGuest {
+        Ok(GuestPlan::New(Box::new(PlannedGuest {
             net,
             guest,
             picked_address: requested_ip.is_none(),
             adopted: false,
             topology: self.topology.clone(),
-        }))
+        })))
     }
 
     /// Step 3, given what step 2 returned.
     pub async fn finish_guest(
         &mut self,
-        planned: PlannedGuest,
+        planned: Box<PlannedGuest>,
         built: anyhow::Result<()>,
     ) -> ServiceResult<GuestView> {
         let network = planned.net.name.clone();
