@@ -63,7 +63,10 @@ impl Service {
         // here, and takes it away again if the guest is refused.
         let adopted = self.adopt_spanned(network).await?;
         match self.plan_guest_here(network, request).await {
-            Ok(GuestPlan::New(planned)) => Ok(GuestPlan::New(PlannedGuest { adopted, ..planned })),
+            Ok(GuestPlan::New(mut planned)) => {
+                planned.adopted = adopted;
+                Ok(GuestPlan::New(planned))
+            }
             Ok(exists) => Ok(exists),
             Err(err) => {
                 if adopted {
