@@ -28,7 +28,7 @@ use crate::{
 /// What step 1 decided.
 pub enum GuestPlan {
     /// The same guest exists already: the request is answered, nothing to do.
-    Exists(GuestView),
+    Exists(Box<GuestView>),
     New(Box<PlannedGuest>),
 }
 
@@ -108,7 +108,7 @@ impl Service {
                 && requested_mac.is_none_or(|mac| Some(mac) == existing.mac)
                 && netns == existing.netns;
             return if same {
-                Ok(GuestPlan::Exists(self.guest_view(&net, existing)))
+                Ok(GuestPlan::Exists(Box::new(self.guest_view(&net, existing))))
             } else {
                 Err(ServiceError::Conflict(format!(
                     "guest {:?} exists in network {network:?} with address {}: remove it first to change it",
@@ -243,7 +243,7 @@ impl Shared {
         self.run_whole(async move {
             let _network = shared.network(&network).await;
             let planned = match shared.lock().await.plan_guest(&network, request).await? {
-                GuestPlan::Exists(view) => return Ok(view),
+                GuestPlan::Exists(view) => return Ok(*view),
                 GuestPlan::New(planned) => planned,
             };
             let built = planned.build().await;
