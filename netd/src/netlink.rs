@@ -32,6 +32,9 @@ pub struct LinkInfo {
     pub index: u32,
     pub name: String,
     pub up: bool,
+    /// Whether it has a carrier (`IFF_LOWER_UP`): for a veth end, that its
+    /// peer is up too.
+    pub carrier: bool,
     /// Index of the bridge it is enslaved to, if any.
     pub controller: Option<u32>,
     /// Its MTU (0 if the kernel did not say).
@@ -498,6 +501,7 @@ fn link_info(message: &LinkMessage) -> LinkInfo {
         index: message.header.index,
         name,
         up: message.header.flags.contains(LinkFlags::Up),
+        carrier: message.header.flags.contains(LinkFlags::LowerUp),
         controller,
         mtu,
     }

@@ -4,9 +4,10 @@ use serde_json::Value;
 
 use crate::netd::Netd;
 
-/// `netd status --json`: its exit code (3 on drift) and parsed output.
+/// `netd status --namespaces --json`: its exit code (3 on drift) and
+/// parsed output, every namespace listed.
 pub fn status(netd: &Netd) -> (i32, Value) {
-    let out = netd.cli(&["status", "--json"]);
+    let out = netd.cli(&["status", "--namespaces", "--json"]);
     let code = out.status.code().expect("status exited normally");
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(

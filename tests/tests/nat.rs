@@ -77,7 +77,7 @@ fn a_guest_reaches_the_internet_over_tcp_udp_and_icmp_with_the_hosts_address(dat
         "UDP arrives from the host: {answer}"
     );
 
-    let status = netd.json(&["status"]);
+    let status = netd.json(&["status", "--namespaces"]);
     let nat = &status["figures"]["nat"];
     assert!(nat["snat"].as_u64().unwrap() >= 3, "{nat}");
     if dataplane == "ebpf" {

@@ -360,6 +360,43 @@ fn status_reports_the_live_kernel_state_and_flags_drift(dataplane: &str) {
     assert_eq!(eth0["up"], true, "{eth0}");
     assert_eq!(eth0["addresses"], serde_json::json!(["172.18.0.1/24"]));
     status_namespace(&json, &gateway_ns(&netd));
+    // Without --namespaces: the counts and the same drift check, no listing
+    // (a netlink round per namespace is seconds at 20,000 guests).
+    let brief = netd.json(&["status"]);
+    assert_eq!(brief["namespaces"], serde_json::json!([]), "{brief}");
+    assert_eq!(
+        [
+            &brief["networks"],
+            &brief["guests"],
+            &brief["namespace_count"]
+        ],
+        [1, 1, 3],
+        "{brief}"
+    );
+    let out = netd.ok(&["status"]);
+    assert!(out.contains("1 networks, 1 guests, 3 namespaces"), "{out}");
+
+    // A guest's interface set down inside its namespace is drift (seen
+    // from its bridge port: no carrier).
+    let set = |state: &str| {
+        let ok = open(&guest_ns(&netd, "a", "g1"))
+            .command("ip")
+            .args(["link", "set", "eth0", state])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    set("down");
+    let (code, json) = status(&netd);
+    assert_eq!(code, 3, "{json}");
+    assert!(
+        drift(&json).iter().any(|d| d.contains("guest a/g1: eth0")),
+        "{:?}",
+        drift(&json)
+    );
+    set("up");
+    let (code, json) = status(&netd);
+    assert_eq!(code, 0, "{:?}", drift(&json));
 
     // A guest namespace deleted behind netd's back is drift.
     Netns::delete(&guest_ns(&netd, "a", "g1")).unwrap();

@@ -7,12 +7,26 @@ use netd::{client::Client, daemon::requests::Status};
 pub struct Args {
     #[arg(long)]
     json: bool,
+    /// List every namespace's links (with their addresses and programs),
+    /// routes and nft tables too (a netlink round per namespace: slow with
+    /// thousands of guests).
+    #[arg(long)]
+    namespaces: bool,
 }
 
 pub fn run(client: &Client, args: Args) -> Result<i32> {
-    let status: Status = client.get("/v1/status")?;
+    let path = if args.namespaces {
+        "/v1/status?namespaces=true"
+    } else {
+        "/v1/status"
+    };
+    let status: Status = client.get(path)?;
     super::print(args.json, &status, |s| {
         println!("dataplane {}", s.dataplane);
+        println!(
+            "{} networks, {} guests, {} namespaces",
+            s.networks, s.guests, s.namespace_count
+        );
         if let Some(figures) = &s.figures {
             if !figures.host_datapath.is_empty() {
                 println!("host side {}", figures.host_datapath);

@@ -333,9 +333,17 @@ async fn list_nodes(State(svc): State<Shared>) -> ApiResult<Vec<NodeView>> {
     ok(svc.lock().await.nodes().await?)
 }
 
-async fn status(State(svc): State<Shared>) -> ApiResult<Status> {
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    /// List every namespace's links, routes and programs too.
+    #[serde(default)]
+    namespaces: bool,
+}
+
+async fn status(State(svc): State<Shared>, Query(query): Query<StatusQuery>) -> ApiResult<Status> {
     let snapshot = svc.lock().await.status_snapshot();
-    ok(snapshot.finish().await)
+    ok(snapshot.finish(query.namespaces).await)
 }
 
 /// The whole desired state, as the store holds it (`netd state dump`).
@@ -536,6 +544,18 @@ mod tests {
             err.contains("does not publish 8000-8010:80-90/udp"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_misspelt_status_option_is_refused_naming_the_right_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_runtime, client) = serve(dir.path());
+        let err = client
+            .get::<Status>("/v1/status?namespace=true")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `namespace`"), "{err}");
+        assert!(err.contains("`namespaces`"), "{err}");
     }
 
     #[test]

@@ -233,6 +233,17 @@ pub struct Status {
     /// Conntrack/NAT figures and per-network counters from the dataplane.
     #[serde(default)]
     pub figures: Option<DataplaneStatus>,
+    /// How many namespaces of this instance exist.
+    #[serde(default)]
+    pub namespace_count: usize,
+    /// Networks and guests in the desired state.
+    #[serde(default)]
+    pub networks: usize,
+    #[serde(default)]
+    pub guests: usize,
+    /// Each namespace's links, routes and programs: only when asked
+    /// (`?namespaces=true`, `netd status --namespaces`).
+    #[serde(default)]
     pub namespaces: Vec<NamespaceStatus>,
     /// Differences between desired and live state; empty when all is well.
     pub drift: Vec<String>,

@@ -174,18 +174,12 @@ impl Netns {
             .with_context(|| format!("no interface {iface} in {}", self.name()))
     }
 
-    /// The MAC address of interface `iface` in this namespace.
+    /// The MAC address of interface `iface` in this namespace: one ioctl
+    /// (`SIOCGIFHWADDR`), not a dump of every link (a network's namespace
+    /// holds a port per guest, and guest add asks for its bridge's MAC).
     pub fn mac(&self, iface: &str) -> Result<[u8; 6]> {
-        self.run_in(|| {
-            nix::ifaddrs::getifaddrs().ok().and_then(|mut addrs| {
-                addrs.find_map(|ifa| {
-                    (ifa.interface_name == iface)
-                        .then(|| ifa.address?.as_link_addr()?.addr())
-                        .flatten()
-                })
-            })
-        })?
-        .with_context(|| format!("no MAC address for {iface} in {}", self.name()))
+        self.run_in(|| hardware_address(iface))?
+            .with_context(|| format!("no MAC address for {iface} in {}", self.name()))
     }
 
     /// Runs `f` inside this namespace and returns its result. Sockets made
@@ -228,6 +222,42 @@ impl AsFd for Netns {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
+}
+
+/// The hardware address of `iface` in the calling thread's namespace.
+fn hardware_address(iface: &str) -> io::Result<[u8; 6]> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let name = iface.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("no interface can be named {iface:?}"),
+        ));
+    }
+    // SAFETY: plain socket(2); the fd is owned from here on.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(name) {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads ifr_name and writes ifr_hwaddr within
+    // the ifreq it is given.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled the hwaddr member of the union.
+    let data = unsafe { request.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (byte, value) in mac.iter_mut().zip(data) {
+        *byte = value as u8;
+    }
+    Ok(mac)
 }
 
 /// The calling thread inside another network namespace until dropped, when
@@ -303,4 +333,26 @@ fn ensure_run_dir() -> Result<()> {
     .with_context(|| format!("bind-mounting {NETNS_RUN_DIR} onto itself"))?;
     shared().with_context(|| format!("making {NETNS_RUN_DIR} a shared mount"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loopbacks_hardware_address_is_all_zeroes() {
+        assert_eq!(hardware_address("lo").unwrap(), [0; 6]);
+    }
+
+    #[test]
+    fn a_missing_or_impossible_interface_is_an_error() {
+        let missing = hardware_address("netd-no-such0").unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(libc::ENODEV), "{missing}");
+        let long = hardware_address("a-name-longer-than-ifnamsiz").unwrap_err();
+        assert!(
+            long.to_string().contains("no interface can be named"),
+            "{long}"
+        );
+        assert!(hardware_address("").is_err());
+    }
 }

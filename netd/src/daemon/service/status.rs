@@ -32,7 +32,7 @@ impl Service {
     /// The live kernel state of every namespace this instance owns, the
     /// dataplane's figures, and every drift from the desired state.
     pub async fn status(&self) -> Status {
-        self.status_snapshot().finish().await
+        self.status_snapshot().finish(true).await
     }
 
     /// The part of `status` that needs the service (see [`StatusSnapshot`]).
@@ -65,12 +65,15 @@ impl Service {
 }
 
 impl StatusSnapshot {
-    /// The rest of `status`: the namespaces, links and routes as they are.
-    pub async fn finish(self) -> Status {
+    /// The rest of `status`: drift found in the kernel (one dump per
+    /// network namespace) and, if `namespaces`, every namespace's links,
+    /// addresses, routes and programs as they are (a netlink round per
+    /// namespace: seconds at 20,000 guests, so only when asked).
+    pub async fn finish(self, namespaces_too: bool) -> Status {
         let prefix = self.topology.names.prefix();
         let mut namespaces = Vec::new();
         let live: BTreeSet<String> = Netns::list_with_prefix(prefix).into_iter().collect();
-        for name in &live {
+        for name in live.iter().filter(|_| namespaces_too) {
             match namespace_status(name).await {
                 Ok(status) => namespaces.push(status),
                 Err(err) => namespaces.push(NamespaceStatus {
@@ -92,15 +95,20 @@ impl StatusSnapshot {
             ));
         }
         for net in self.state.networks.values() {
-            if live.contains(&self.topology.names.network_ns(&net.name))
-                && !self.topology.network_intact(net).await
-            {
+            if !live.contains(&self.topology.names.network_ns(&net.name)) {
+                continue;
+            }
+            let Some(health) = self.topology.network_health(net).await else {
+                drift.push(format!("network {}: its namespace is unreadable", net.name));
+                continue;
+            };
+            if !health.intact {
                 drift.push(format!(
                     "network {}: bridge or uplink missing or down",
                     net.name
                 ));
             }
-            for link in self.topology.orphan_network_links(net).await {
+            for link in health.orphan_links {
                 drift.push(format!(
                     "network {}: link {link} belongs to no guest (orphan)",
                     net.name
@@ -109,7 +117,10 @@ impl StatusSnapshot {
             for guest in net.guests.values() {
                 if let Some(problem) = crate::topology::external_netns_problem(guest) {
                     drift.push(format!("network {}: {problem}", net.name));
-                } else if !self.topology.guest_intact(net, guest).await {
+                } else if health.broken_guests.contains(&guest.name)
+                    || (guest.netns == crate::model::GuestNetns::Owned
+                        && !live.contains(&self.topology.names.guest_ns(&net.name, &guest.name)))
+                {
                     drift.push(format!(
                         "guest {}/{}: eth0 or bridge port {} missing or down",
                         net.name, guest.name, guest.bridge_port
@@ -146,6 +157,14 @@ impl StatusSnapshot {
         Status {
             dataplane: self.dataplane,
             figures,
+            namespace_count: live.len(),
+            networks: self.state.networks.len(),
+            guests: self
+                .state
+                .networks
+                .values()
+                .map(|net| net.guests.len())
+                .sum(),
             namespaces,
             drift,
         }
