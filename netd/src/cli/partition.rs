@@ -16,7 +16,7 @@ use clap::CommandFactory;
 use netd::{
     client::{Client, segment},
     daemon::requests::{PartitionRequest, PartitionView, VerifyReport},
-    partition::{Partition, PartitionError, format_duration, format_unix_time},
+    partition::{Partition, PartitionError, format_duration, format_unix_time, rate::format_bits},
 };
 
 /// Every word `netd partition` takes in place of a network.
@@ -369,6 +369,28 @@ fn print_report(report: &VerifyReport) {
                 if rtt.ok { "" } else { "  MISMATCH" }
             );
         }
+    }
+    for pair in &report.pairs {
+        if let Some(rate) = &pair.rate {
+            println!(
+                "  {} -> {}: {} delivered of {} offered over {} ms; the policy means {} (± {:.0} %){}",
+                pair.from,
+                pair.to,
+                format_bits(rate.delivered_bits_per_sec),
+                format_bits(rate.offered_bits_per_sec),
+                rate.window_ms,
+                format_bits(rate.intended_bits_per_sec as f64),
+                netd::partition::rate::TOLERANCE * 100.0,
+                match (rate.ok, rate.unjudged) {
+                    (_, true) => "  NOT JUDGED",
+                    (true, false) => "",
+                    (false, false) => "  MISMATCH",
+                }
+            );
+        }
+    }
+    for note in &report.notes {
+        println!("  note: {note}");
     }
     if report.ok {
         println!("verify: OK ({} pairs)", report.pairs.len());
