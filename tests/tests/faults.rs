@@ -468,6 +468,136 @@ fn verify_measures_loss_shares_against_the_policy(dataplane: &str) {
     eprintln!("verify --loss 30: {} of 200 arrived", pair["received"]);
 }
 
+/// The pair a -> b's rate check in `verify --json`'s report.
+fn rate_check(report: &serde_json::Value, from: &str, to: &str) -> serde_json::Value {
+    report["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["from"] == from && p["to"] == to)
+        .map(|p| p["rate"].clone())
+        .unwrap()
+}
+
+/// Raises the rate a -> b is held to, behind the daemon's back: in the
+/// eBPF policy map, or in the nftables rule.
+fn raise_the_rate_secretly(sandbox: &Sandbox, netd: &Netd, dataplane: &str, times: u64) {
+    if dataplane == "nftables" {
+        let router = Netns::open(&format!("{}n-web", netd.prefix())).unwrap();
+        let listing = router
+            .command("nft")
+            .args(["-a", "list", "chain", "bridge", "netd", "rates"])
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+        let handle = listing
+            .lines()
+            .find(|line| line.contains("limit rate over"))
+            .and_then(|line| line.rsplit("# handle ").next())
+            .unwrap_or_else(|| panic!("no rate rule in {listing}"))
+            .trim()
+            .to_owned();
+        let rule = format!(
+            "ip saddr {} ip daddr {} limit rate over {} bytes/second burst {} bytes drop",
+            ip_of("a"),
+            ip_of("b"),
+            125_000 * times,
+            6_250 * times
+        );
+        let status = router
+            .command("nft")
+            .args([
+                "replace", "rule", "bridge", "netd", "rates", "handle", &handle,
+            ])
+            .args(rule.split_whitespace())
+            .status()
+            .unwrap();
+        assert!(status.success(), "nft replace rule");
+        return;
+    }
+    use aya::maps::{HashMap, Map, MapData};
+    use netd_common::{maps, partition::PartitionPolicy};
+    let pin = sandbox
+        .bpffs_dir
+        .join("netd")
+        .join(maps::PIN_LAYOUT_VERSION)
+        .join("maps")
+        .join(maps::PARTITIONS);
+    let data = MapData::from_pin(&pin).unwrap_or_else(|err| panic!("{}: {err}", pin.display()));
+    let mut policies: HashMap<MapData, u32, PartitionPolicy> =
+        HashMap::try_from(Map::HashMap(data)).unwrap();
+    let zones: Vec<u32> = policies.keys().map(Result::unwrap).collect();
+    let mut raised = 0;
+    for zone in zones {
+        let mut policy = policies.get(&zone, 0).unwrap();
+        for class in policy.faults.iter_mut().take(policy.count as usize) {
+            if class.rate_bytes_per_sec > 0 {
+                class.rate_bytes_per_sec *= times;
+                class.burst_bytes *= times;
+                raised += 1;
+            }
+        }
+        policies.insert(zone, policy, 0).unwrap();
+    }
+    assert_eq!(raised, 1, "one class with a rate");
+}
+
+fn verify_measures_the_rate_in_force(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "cut --from a --to b --rate 1mbit");
+    let out = netd.ok(&["partition", "web", "verify"]);
+    eprintln!("{out}");
+    assert!(out.contains("verify: OK"), "{out}");
+    assert!(
+        out.contains("a -> b: ") && out.contains("the policy means 1.00 Mbit/s (± 15 %)"),
+        "{out}"
+    );
+    let report = netd.json(&["partition", "web", "verify"]);
+    let check = rate_check(&report, "a", "b");
+    let delivered = check["delivered_bits_per_sec"].as_f64().unwrap();
+    eprintln!("verify --rate 1mbit ({dataplane}): {delivered:.0} bit/s delivered");
+    assert_eq!(check["ok"], true, "{check}");
+    assert!((850_000.0..=1_150_000.0).contains(&delivered), "{check}");
+    assert!(
+        rate_check(&report, "b", "a").is_null(),
+        "b -> a has no rate"
+    );
+
+    // Four times the rate, behind the daemon's back: verify sees it.
+    // The daemon repairs a drifted nftables table every few seconds: when
+    // its repair comes first, verify rightly finds the rate again, and the
+    // rule is changed once more.
+    let mut tries = 0;
+    let (failed, text) = loop {
+        tries += 1;
+        raise_the_rate_secretly(&sandbox, &netd, dataplane, 4);
+        let failed = netd.cli(&["partition", "web", "verify"]);
+        let text = String::from_utf8_lossy(&failed.stdout).into_owned();
+        eprintln!("{text}");
+        if failed.status.success() && dataplane == "nftables" && tries < 4 {
+            assert!(text.contains("verify: OK"), "{text}");
+            continue;
+        }
+        break (failed, text);
+    };
+    assert_eq!(failed.status.code(), Some(1), "verify exits 1: {text}");
+    assert!(
+        text.contains("a -> b: ")
+            && text.contains("delivered of")
+            && text.contains("but the policy means 1.00 Mbit/s (850.0 kbit/s to 1.15 Mbit/s)"),
+        "{text}"
+    );
+    let delivered: f64 = text
+        .split("a -> b: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" Mbit/s delivered").next())
+        .and_then(|figure| figure.parse().ok())
+        .unwrap_or_else(|| panic!("no delivered Mbit/s for a -> b in {text}"));
+    eprintln!("verify, the rate secretly raised to 4mbit ({dataplane}): {delivered} Mbit/s");
+    assert!(delivered > 2.0, "{delivered}");
+}
+
 fn verify_counts_duplicates(dataplane: &str) {
     let sandbox = Sandbox::new();
     let netd = web(&sandbox, dataplane);
@@ -518,6 +648,7 @@ netd_tests::conformance!(
     a_schedule_carries_on_across_a_restart,
     presets_cut_what_their_definitions_say,
     rate_1mbit_is_what_iperf3_measures,
+    verify_measures_the_rate_in_force,
     clauses_apply_together_and_show_says_which,
     bad_values_are_refused_before_anything_changes,
 );
