@@ -634,7 +634,10 @@ fn the_nftables_dataplane_refuses_what_it_cannot_do(dataplane: &str) {
     for (words, part) in [
         ("all --duplicate 5", "cannot duplicate packets"),
         ("all --corrupt 5", "cannot corrupt packets"),
-        ("all --delay 50ms", "cannot delay packets"),
+        (
+            "isolate a --delay 50ms",
+            "cannot delay traffic with the outside",
+        ),
         (
             "all --rate 1mbit --port 80",
             "cannot limit the rate of one port",
