@@ -470,6 +470,26 @@ fn nftables_dataplane(sb: &Sandbox) {
     );
     show(&netd, &["partition", "web", "isolate", "b"]);
     show(&netd, &["partition", "web", "verify"]);
+    // A delay (netdev hooks to the delay line's TAP) and a rate, measured.
+    show(
+        &netd,
+        &[
+            "partition",
+            "web",
+            "all",
+            "--delay",
+            "20ms",
+            "+",
+            "cut",
+            "--from",
+            "a",
+            "--to",
+            "b",
+            "--rate",
+            "1mbit",
+        ],
+    );
+    show(&netd, &["partition", "web", "verify"]);
     let gw = Netns::open(&format!("{prefix}gw")).expect("gateway namespace");
     let tables = gw.command("nft").args(["list", "tables"]).output().unwrap();
     print!(
