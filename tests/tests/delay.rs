@@ -395,6 +395,45 @@ fn a_delayed_duplicate_arrives_twice(dataplane: &str) {
     assert_eq!(counter(&status, "web", "delayed"), 100, "{status}");
 }
 
+/// nftables: the delay table deleted by hand is drift (`netd status`
+/// exit code 3, naming it), and the daemon puts it back.
+fn a_deleted_delay_table_is_drift_and_restored(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "cut --from a --to b --delay 50ms");
+    let delete = || {
+        let deleted = network(&netd)
+            .command("nft")
+            .args(["delete", "table", "netdev", "netd_delay"])
+            .status()
+            .unwrap();
+        assert!(deleted.success(), "nft delete table");
+    };
+    // The daemon repairs every few seconds: again if it was quicker than
+    // the look.
+    let mut seen = None;
+    for _ in 0..5 {
+        delete();
+        let out = netd.cli(&["status"]);
+        if out.status.code() == Some(3) {
+            seen = Some(String::from_utf8_lossy(&out.stdout).into_owned());
+            break;
+        }
+    }
+    let report = seen.expect("a deleted delay table is drift (status exit code 3)");
+    assert!(report.contains("netdev netd_delay is missing"), "{report}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while netd.cli(&["status"]).status.code() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the delay table was not restored"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut there = rtts(&netd, "a", "b");
+    assert!(median(&mut there) >= 50.0, "delayed again: {there:?}");
+}
+
 netd_tests::conformance!(
     ping_round_trips_take_the_delay_of_50ms,
     jitter_spreads_the_round_trips,
@@ -409,6 +448,13 @@ netd_tests::conformance!(
 );
 
 /// Duplication is the eBPF dataplane's (tests/tests/faults.rs).
+mod nftables_only {
+    #[test]
+    fn a_deleted_delay_table_is_drift_and_restored() {
+        super::a_deleted_delay_table_is_drift_and_restored("nftables")
+    }
+}
+
 mod ebpf_only {
     #[test]
     fn a_delayed_duplicate_arrives_twice() {

@@ -304,12 +304,35 @@ impl NftDataplane {
             return Vec::new();
         }
         let spec = net.spec();
-        table_problems(
-            &format!("network {}", net.plumbing.name),
+        let place = format!("network {}", net.plumbing.name);
+        let mut problems = table_problems(
+            &place,
             &net.plumbing.netns,
             &script::network_layout_for(&spec),
             &script::network_content(&spec).counters,
-        )
+        );
+        // The delay table: there while the policy delays (its rules are
+        // replaced whole with each change, and not compared here).
+        let delays = net
+            .partition
+            .as_ref()
+            .is_some_and(|rules| !delay::delaying_classes(rules).is_empty());
+        if delays && !net.adopting {
+            let listing = Nft::open(&place, &net.plumbing.netns)
+                .and_then(|nft| nft.table(delay::DELAY_TABLE));
+            match listing {
+                Ok(Some(_)) => {}
+                Ok(None) => problems.push(format!(
+                    "{place}: nftables table {} is missing (the daemon restores it)",
+                    delay::DELAY_TABLE
+                )),
+                Err(err) => problems.push(format!(
+                    "{place}: {COULD_NOT_CHECK} nftables table {}: {err:#}",
+                    delay::DELAY_TABLE
+                )),
+            }
+        }
+        problems
     }
 
     /// The gateway's conntrack table, counted.
