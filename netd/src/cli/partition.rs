@@ -60,7 +60,9 @@ Jepsen's presets, over the guests in name order:
                                            when left out) is printed, to replay the split
   show                                     the partition in force and its matrix
   verify                                   real datagrams between every pair of guests,
-                                           against the partition; exit code 1 on a mismatch
+                                           against the partition (shares counted, delays
+                                           timed, rates measured for up to 4 pairs);
+                                           exit code 1 on a mismatch
 
 Clauses: `VERB ... + VERB ...` puts several in force as one policy, replaced
 as a whole (`isolate a + all --delay 100ms`); every clause that selects a
@@ -72,7 +74,7 @@ What a clause does to what it selects (nothing given: cut):
   --corrupt PERCENT      damage this share; receivers drop them (1-100)
   --rate RATE            each sender at most RATE (bit, kbit, mbit, gbit: 1mbit)
   --delay TIME [--jitter TIME [--correlation PERCENT]]
-                         delay (us, ms, s: 50ms); not on every dataplane yet
+                         delay (us, ms, s: 50ms); nftables: between guests only
 Which packets of the selected pairs:
   --port N[/tcp|udp]     only to or from port N (TCP and UDP without /proto)
   --proto tcp|udp|icmp   only this protocol
