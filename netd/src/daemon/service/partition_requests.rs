@@ -215,7 +215,9 @@ impl Service {
 
     /// Sends real datagrams between every ordered pair of `network`'s guests
     /// and reports what arrived against what the partition intends.
-    pub async fn verify_partition(&self, network: &str) -> ServiceResult<VerifyReport> {
+    /// What `verify` will probe in `network`, taken from the state; the
+    /// probing itself ([`VerifyPlan::run`]) needs no service lock.
+    pub fn plan_verify(&self, network: &str) -> ServiceResult<VerifyPlan> {
         let net = self.network(network)?;
         let probes: Vec<Probe> = net
             .guests
@@ -237,22 +239,13 @@ impl Service {
         } else {
             probe::DATAGRAMS_PER_PAIR
         };
-        let timed = partition::rtt::pairs_to_time(&rules, &slots);
-        // Rates are measured pair by pair, at most rate::MAX_PAIRS of them.
-        let (rated, unrated) = partition::rate::pairs_to_measure(&rules, &slots);
-        let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
-        let (received, rtts, rates) = tokio::task::spawn_blocking(move || {
-            let received = probe::exchange(&probes, per_pair, held)?;
-            let rtts = probe::time_pairs(&probes, timed)?;
-            let rates = crate::daemon::rate_probe::measure_pairs(&probes, rated, held)?;
-            anyhow::Ok((received, rtts, rates))
+        Ok(VerifyPlan {
+            network: network.to_owned(),
+            probes,
+            rules,
+            slots,
+            per_pair,
         })
-        .await
-        .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
-        let mut report = partition::judge(network, &rules, &slots, &received, per_pair);
-        partition::rtt::add_to_report(&mut report, &rtts);
-        partition::rate::add_to_report(&mut report, &rates, &unrated);
-        Ok(report)
     }
 
     /// Makes `state` (compiled to `rules`) the network's partition: applied
@@ -285,11 +278,65 @@ impl Service {
     }
 
     /// A network the caller has already looked up.
-    fn network_mut(&mut self, network: &str) -> &mut crate::model::Network {
+    pub(super) fn network_mut(&mut self, network: &str) -> &mut crate::model::Network {
         self.state
             .networks
             .get_mut(network)
             .expect("looked up above")
+    }
+}
+
+/// A verify's probes and what to judge them against.
+pub struct VerifyPlan {
+    network: String,
+    probes: Vec<Probe>,
+    rules: PartitionRules,
+    slots: std::collections::BTreeMap<String, u8>,
+    per_pair: u32,
+}
+
+impl VerifyPlan {
+    /// Sends the probes' traffic (seconds, when faults are measured) and
+    /// judges what arrived.
+    pub async fn run(self) -> ServiceResult<VerifyReport> {
+        let VerifyPlan {
+            network,
+            probes,
+            rules,
+            slots,
+            per_pair,
+        } = self;
+        let timed = partition::rtt::pairs_to_time(&rules, &slots);
+        // Rates are measured pair by pair, at most rate::MAX_PAIRS of them.
+        let (rated, unrated) = partition::rate::pairs_to_measure(&rules, &slots);
+        let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
+        let (received, rtts, rates) = tokio::task::spawn_blocking(move || {
+            let received = probe::exchange(&probes, per_pair, held)?;
+            let rtts = probe::time_pairs(&probes, timed)?;
+            let rates = crate::daemon::rate_probe::measure_pairs(&probes, rated, held)?;
+            anyhow::Ok((received, rtts, rates))
+        })
+        .await
+        .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
+        let mut report = partition::judge(&network, &rules, &slots, &received, per_pair);
+        partition::rtt::add_to_report(&mut report, &rtts);
+        partition::rate::add_to_report(&mut report, &rates, &unrated);
+        Ok(report)
+    }
+}
+
+impl super::Shared {
+    /// `netd partition verify`: the network's lock is held throughout (its
+    /// partition cannot change under the probes), the service lock only
+    /// while the probes are planned.
+    pub async fn verify_partition(&self, network: String) -> ServiceResult<VerifyReport> {
+        let shared = self.clone();
+        self.run_whole(async move {
+            let _network = shared.network(&network).await;
+            let plan = shared.lock().await.plan_verify(&network)?;
+            plan.run().await
+        })
+        .await
     }
 }
 
