@@ -278,8 +278,18 @@ impl Topology {
     /// with it), its gateway port and host route. Guests' own namespaces are
     /// the caller's to remove first. Idempotent.
     pub async fn teardown_network(&self, net: &Network) -> TeardownErrors {
-        self.forget_network_netlink(net);
         let mut errors = TeardownErrors::default();
+        if net.span.is_some() {
+            // Deleted now, not with the namespace: a VXLAN device holds its
+            // VNI's socket in the host namespace until the kernel's
+            // namespace cleanup destroys it, some time later, and a new
+            // device for that VNI (the network back on this node) would be
+            // refused meanwhile ("File exists").
+            if let Ok((_, nl)) = self.network_netlink(net) {
+                errors.note(nl.delete_link(crate::cluster::vxlan::VXLAN_DEVICE).await);
+            }
+        }
+        self.forget_network_netlink(net);
         errors.note(Netns::delete(&self.names.network_ns(&net.name)));
         // No gateway namespace: no gateway port to remove.
         if let Ok(gw) = Netns::open(&self.names.gateway_ns()) {

@@ -28,8 +28,8 @@ use crate::{
 /// What step 1 decided.
 pub enum GuestPlan {
     /// The same guest exists already: the request is answered, nothing to do.
-    Exists(GuestView),
-    New(PlannedGuest),
+    Exists(Box<GuestView>),
+    New(Box<PlannedGuest>),
 }
 
 /// A guest validated and allocated, not built yet.
@@ -63,7 +63,10 @@ impl Service {
         // here, and takes it away again if the guest is refused.
         let adopted = self.adopt_spanned(network).await?;
         match self.plan_guest_here(network, request).await {
-            Ok(GuestPlan::New(planned)) => Ok(GuestPlan::New(PlannedGuest { adopted, ..planned })),
+            Ok(GuestPlan::New(mut planned)) => {
+                planned.adopted = adopted;
+                Ok(GuestPlan::New(planned))
+            }
             Ok(exists) => Ok(exists),
             Err(err) => {
                 if adopted {
@@ -105,7 +108,7 @@ impl Service {
                 && requested_mac.is_none_or(|mac| Some(mac) == existing.mac)
                 && netns == existing.netns;
             return if same {
-                Ok(GuestPlan::Exists(self.guest_view(&net, existing)))
+                Ok(GuestPlan::Exists(Box::new(self.guest_view(&net, existing))))
             } else {
                 Err(ServiceError::Conflict(format!(
                     "guest {:?} exists in network {network:?} with address {}: remove it first to change it",
@@ -145,19 +148,19 @@ impl Service {
             self.release_span_allocation(&net, &guest.name).await;
             return Err(err);
         }
-        Ok(GuestPlan::New(PlannedGuest {
+        Ok(GuestPlan::New(Box::new(PlannedGuest {
             net,
             guest,
             picked_address: requested_ip.is_none(),
             adopted: false,
             topology: self.topology.clone(),
-        }))
+        })))
     }
 
     /// Step 3, given what step 2 returned.
     pub async fn finish_guest(
         &mut self,
-        planned: PlannedGuest,
+        planned: Box<PlannedGuest>,
         built: anyhow::Result<()>,
     ) -> ServiceResult<GuestView> {
         let network = planned.net.name.clone();
@@ -240,7 +243,7 @@ impl Shared {
         self.run_whole(async move {
             let _network = shared.network(&network).await;
             let planned = match shared.lock().await.plan_guest(&network, request).await? {
-                GuestPlan::Exists(view) => return Ok(view),
+                GuestPlan::Exists(view) => return Ok(*view),
                 GuestPlan::New(planned) => planned,
             };
             let built = planned.build().await;
