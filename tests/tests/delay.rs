@@ -2,8 +2,9 @@
 //! checked with real traffic between guests: ping's round trip with a
 //! delay in force, jitter's spread, a delay on one port only, the TAP
 //! device made and removed with the policy, kept across a restart, and
-//! nothing left after cleanup. The nftables dataplane refuses delays
-//! (tests/tests/faults.rs).
+//! nothing left after cleanup; on each dataplane (nftables: a TAP per
+//! delaying clause, between guests only; tests/tests/faults.rs has its
+//! refusals).
 
 use std::{
     io::{Read, Write},
@@ -37,9 +38,9 @@ fn ip_of(name: &str) -> Ipv4Addr {
     Ipv4Addr::new(172, 18, 0, index + 1)
 }
 
-/// A network "web" with guests a, b, c, on the eBPF dataplane.
-fn web(sandbox: &Sandbox) -> Netd<'_> {
-    let netd = Netd::start_with_dataplane(sandbox, "ebpf");
+/// A network "web" with guests a, b, c.
+fn web<'a>(sandbox: &'a Sandbox, dataplane: &str) -> Netd<'a> {
+    let netd = Netd::start_with_dataplane(sandbox, dataplane);
     netd.ok(&["network", "create", "web"]);
     for g in GUESTS {
         netd.ok(&["guest", "add", "web", g]);
@@ -64,17 +65,21 @@ fn rtts(netd: &Netd, from: &str, to: &str) -> Vec<f64> {
     rtts
 }
 
-/// The delay line's TAP in the network's namespace: its ifindex, if any.
+/// The delay line's TAP in the network's namespace: its ifindex, if any
+/// (eBPF: `delay0`; nftables: `delay<clause>`, one per delaying clause).
 fn delay_line(netd: &Netd) -> Option<u32> {
     network(netd)
-        .run_in(|| nix::net::if_::if_nametoindex("delay0").ok())
+        .run_in(|| {
+            (0..4).find_map(|class| {
+                nix::net::if_::if_nametoindex(format!("delay{class}").as_str()).ok()
+            })
+        })
         .unwrap()
 }
 
-#[test]
-fn ping_round_trips_take_the_delay_of_50ms() {
+fn ping_round_trips_take_the_delay_of_50ms(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     partition(&netd, "cut --from a --to b --delay 50ms");
     let mut there = rtts(&netd, "a", "b");
     let mut back = rtts(&netd, "b", "a");
@@ -98,10 +103,9 @@ fn ping_round_trips_take_the_delay_of_50ms() {
     );
 }
 
-#[test]
-fn jitter_spreads_the_round_trips() {
+fn jitter_spreads_the_round_trips(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     partition(&netd, "cut --from a --to b --delay 50ms --jitter 20ms");
     let steps = |rtts: &[f64]| {
         rtts.windows(2).map(|w| (w[0] - w[1]).abs()).sum::<f64>() / (rtts.len() - 1) as f64
@@ -137,10 +141,9 @@ fn jitter_spreads_the_round_trips() {
     );
 }
 
-#[test]
-fn a_delay_on_one_port_leaves_another_port_undelayed() {
+fn a_delay_on_one_port_leaves_another_port_undelayed(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     let b = guest(&netd, "b");
     for port in [7000, 7001] {
         serve_udp_echo(udp_socket(&b, SocketAddrV4::new(ip_of("b"), port)));
@@ -175,15 +178,14 @@ fn a_delay_on_one_port_leaves_another_port_undelayed() {
     assert!(median(&mut icmp) < 50.0, "nor is ICMP: {icmp:?}");
 }
 
-#[test]
-fn the_delay_line_comes_and_goes_with_the_policy() {
+fn the_delay_line_comes_and_goes_with_the_policy(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     assert_eq!(delay_line(&netd), None, "no delay, no TAP");
     partition(&netd, "isolate c + cut --from a --to b --delay 20ms");
     let tap = delay_line(&netd).expect("a TAP while a delay is in force");
-    // Another delay, the same TAP.
-    partition(&netd, "all --delay 30ms");
+    // Another delay of the same clause, the same TAP.
+    partition(&netd, "isolate c + all --delay 30ms");
     assert_eq!(
         delay_line(&netd),
         Some(tap),
@@ -208,10 +210,9 @@ fn the_delay_line_comes_and_goes_with_the_policy() {
     assert_eq!(delay_line(&netd), None, "a heal drops the TAP");
 }
 
-#[test]
-fn a_restart_keeps_the_delay_in_force() {
+fn a_restart_keeps_the_delay_in_force(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let mut netd = web(&sandbox);
+    let mut netd = web(&sandbox, dataplane);
     partition(&netd, "cut --from a --to b --delay 50ms");
     let tap = delay_line(&netd).expect("a TAP");
     netd.restart();
@@ -226,10 +227,9 @@ fn a_restart_keeps_the_delay_in_force() {
     assert!((50.0..=55.0).contains(&p50), "{there:?}");
 }
 
-#[test]
-fn cleanup_leaves_no_delay_line() {
+fn cleanup_leaves_no_delay_line(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     partition(&netd, "all --delay 20ms");
     assert!(delay_line(&netd).is_some());
     netd.ok(&["cleanup"]);
@@ -244,10 +244,9 @@ fn cleanup_leaves_no_delay_line() {
     );
 }
 
-#[test]
-fn a_policy_that_cannot_be_applied_leaves_no_delay_line() {
+fn a_policy_that_cannot_be_applied_leaves_no_delay_line(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     let err = netd.err(&[
         "partition",
         "web",
@@ -264,10 +263,9 @@ fn a_policy_that_cannot_be_applied_leaves_no_delay_line() {
     assert_eq!(delay_line(&netd), None);
 }
 
-#[test]
-fn verify_times_the_round_trip_against_the_delay() {
+fn verify_times_the_round_trip_against_the_delay(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     partition(
         &netd,
         "cut --from a --to b --delay 50ms + cut --from b --to c --delay 20ms --jitter 10ms",
@@ -322,10 +320,9 @@ fn verify_times_the_round_trip_against_the_delay() {
     );
 }
 
-#[test]
-fn a_tcp_stream_crosses_a_jittery_delay_whole() {
+fn a_tcp_stream_crosses_a_jittery_delay_whole(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     partition(&netd, "all --delay 5ms --jitter 3ms");
     let listener = tcp_listener(&guest(&netd, "b"), SocketAddrV4::new(ip_of("b"), 7100));
     let receiving = std::thread::spawn(move || {
@@ -355,10 +352,9 @@ fn a_tcp_stream_crosses_a_jittery_delay_whole() {
     assert!(counter(&status, "web", "delayed") > 2_000, "{status}");
 }
 
-#[test]
-fn a_delay_line_left_behind_is_removed_at_start() {
+fn a_delay_line_left_behind_is_removed_at_start(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let mut netd = web(&sandbox);
+    let mut netd = web(&sandbox, dataplane);
     netd.stop();
     // As a daemon killed between a policy's change and its store would leave it.
     let made = network(&netd)
@@ -374,10 +370,9 @@ fn a_delay_line_left_behind_is_removed_at_start() {
     assert!(median(&mut plain) < 20.0, "{plain:?}");
 }
 
-#[test]
-fn a_delayed_duplicate_arrives_twice() {
+fn a_delayed_duplicate_arrives_twice(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = web(&sandbox);
+    let netd = web(&sandbox, dataplane);
     partition(&netd, "cut --from a --to b --delay 20ms --duplicate 100");
     let receiver = udp_socket(&guest(&netd, "b"), SocketAddrV4::new(ip_of("b"), 7200));
     receiver
@@ -398,4 +393,71 @@ fn a_delayed_duplicate_arrives_twice() {
     assert!(arrivals.iter().all(|&n| n == 2), "each twice: {arrivals:?}");
     let status = netd.json(&["status"]);
     assert_eq!(counter(&status, "web", "delayed"), 100, "{status}");
+}
+
+/// nftables: the delay table deleted by hand is drift (`netd status`
+/// exit code 3, naming it), and the daemon puts it back.
+fn a_deleted_delay_table_is_drift_and_restored(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = web(&sandbox, dataplane);
+    partition(&netd, "cut --from a --to b --delay 50ms");
+    let delete = || {
+        let deleted = network(&netd)
+            .command("nft")
+            .args(["delete", "table", "netdev", "netd_delay"])
+            .status()
+            .unwrap();
+        assert!(deleted.success(), "nft delete table");
+    };
+    // The daemon repairs every few seconds: again if it was quicker than
+    // the look.
+    let mut seen = None;
+    for _ in 0..5 {
+        delete();
+        let out = netd.cli(&["status"]);
+        if out.status.code() == Some(3) {
+            seen = Some(String::from_utf8_lossy(&out.stdout).into_owned());
+            break;
+        }
+    }
+    let report = seen.expect("a deleted delay table is drift (status exit code 3)");
+    assert!(report.contains("netdev netd_delay is missing"), "{report}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while netd.cli(&["status"]).status.code() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the delay table was not restored"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut there = rtts(&netd, "a", "b");
+    assert!(median(&mut there) >= 50.0, "delayed again: {there:?}");
+}
+
+netd_tests::conformance!(
+    ping_round_trips_take_the_delay_of_50ms,
+    jitter_spreads_the_round_trips,
+    a_delay_on_one_port_leaves_another_port_undelayed,
+    the_delay_line_comes_and_goes_with_the_policy,
+    a_restart_keeps_the_delay_in_force,
+    cleanup_leaves_no_delay_line,
+    a_policy_that_cannot_be_applied_leaves_no_delay_line,
+    verify_times_the_round_trip_against_the_delay,
+    a_tcp_stream_crosses_a_jittery_delay_whole,
+    a_delay_line_left_behind_is_removed_at_start,
+);
+
+/// Duplication is the eBPF dataplane's (tests/tests/faults.rs).
+mod nftables_only {
+    #[test]
+    fn a_deleted_delay_table_is_drift_and_restored() {
+        super::a_deleted_delay_table_is_drift_and_restored("nftables")
+    }
+}
+
+mod ebpf_only {
+    #[test]
+    fn a_delayed_duplicate_arrives_twice() {
+        super::a_delayed_duplicate_arrives_twice("ebpf")
+    }
 }

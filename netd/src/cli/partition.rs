@@ -16,7 +16,7 @@ use clap::CommandFactory;
 use netd::{
     client::{Client, segment},
     daemon::requests::{PartitionRequest, PartitionView, VerifyReport},
-    partition::{Partition, PartitionError, format_duration, format_unix_time},
+    partition::{Partition, PartitionError, format_duration, format_unix_time, rate::format_bits},
 };
 
 /// Every word `netd partition` takes in place of a network.
@@ -60,7 +60,9 @@ Jepsen's presets, over the guests in name order:
                                            when left out) is printed, to replay the split
   show                                     the partition in force and its matrix
   verify                                   real datagrams between every pair of guests,
-                                           against the partition; exit code 1 on a mismatch
+                                           against the partition (shares counted, delays
+                                           timed, rates measured for up to 4 pairs);
+                                           exit code 1 on a mismatch
 
 Clauses: `VERB ... + VERB ...` puts several in force as one policy, replaced
 as a whole (`isolate a + all --delay 100ms`); every clause that selects a
@@ -72,7 +74,7 @@ What a clause does to what it selects (nothing given: cut):
   --corrupt PERCENT      damage this share; receivers drop them (1-100)
   --rate RATE            each sender at most RATE (bit, kbit, mbit, gbit: 1mbit)
   --delay TIME [--jitter TIME [--correlation PERCENT]]
-                         delay (us, ms, s: 50ms); not on every dataplane yet
+                         delay (us, ms, s: 50ms); nftables: between guests only
 Which packets of the selected pairs:
   --port N[/tcp|udp]     only to or from port N (TCP and UDP without /proto)
   --proto tcp|udp|icmp   only this protocol
@@ -369,6 +371,28 @@ fn print_report(report: &VerifyReport) {
                 if rtt.ok { "" } else { "  MISMATCH" }
             );
         }
+    }
+    for pair in &report.pairs {
+        if let Some(rate) = &pair.rate {
+            println!(
+                "  {} -> {}: {} delivered of {} offered over {} ms; the policy means {} (± {:.0} %){}",
+                pair.from,
+                pair.to,
+                format_bits(rate.delivered_bits_per_sec),
+                format_bits(rate.offered_bits_per_sec),
+                rate.window_ms,
+                format_bits(rate.intended_bits_per_sec as f64),
+                netd::partition::rate::TOLERANCE * 100.0,
+                match (rate.ok, rate.unjudged) {
+                    (_, true) => "  NOT JUDGED",
+                    (true, false) => "",
+                    (false, false) => "  MISMATCH",
+                }
+            );
+        }
+    }
+    for note in &report.notes {
+        println!("  note: {note}");
     }
     if report.ok {
         println!("verify: OK ({} pairs)", report.pairs.len());

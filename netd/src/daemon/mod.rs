@@ -9,6 +9,7 @@ pub mod events;
 pub mod limit;
 pub mod metrics;
 pub mod probe;
+pub mod rate_probe;
 pub mod requests;
 pub mod service;
 

@@ -172,7 +172,7 @@ pub fn time_pairs(probes: &[Probe], pairs: Vec<rtt::Pair>) -> Result<Vec<rtt::Ti
 }
 
 /// A socket in the guest's namespace, on its address, non-blocking.
-fn open(probe: &Probe) -> Result<UdpSocket> {
+pub(super) fn open(probe: &Probe) -> Result<UdpSocket> {
     let netns = Netns::open_path(&probe.name, &probe.netns).with_context(|| {
         format!(
             "guest {}'s namespace is missing: `netd status` shows what is",
@@ -255,7 +255,7 @@ fn sender_slot(datagram: &[u8], token: u64) -> Option<u8> {
 
 /// Differs between runs (and between daemons), so that a late datagram of
 /// an earlier run is never counted.
-fn token() -> u64 {
+pub(super) fn token() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

@@ -45,6 +45,9 @@ pub struct LineCounters {
 
 struct Shared {
     stop: AtomicBool,
+    /// The class of frames without a tag: the nftables dataplane cannot
+    /// tag, and gives each delaying class a TAP of its own.
+    untagged: Option<usize>,
     classes: Mutex<Classes>,
     /// Bumped when `classes` changes, so the reader redraws its delays.
     version: AtomicU64,
@@ -59,10 +62,33 @@ pub struct DelayLine {
 }
 
 impl DelayLine {
-    /// Starts reading `fd` (the TAP with `ifindex`) with `classes`' delays.
+    /// Starts reading `fd` (the TAP with `ifindex`) with `classes`' delays,
+    /// each frame's class in its 802.1Q tag.
     pub fn start(name: &str, fd: OwnedFd, ifindex: u32, classes: Classes) -> Result<DelayLine> {
+        DelayLine::start_reading(name, fd, ifindex, classes, None)
+    }
+
+    /// Starts reading `fd`, whose frames (untagged) are all of `class`.
+    pub fn start_for_class(
+        name: &str,
+        fd: OwnedFd,
+        ifindex: u32,
+        classes: Classes,
+        class: usize,
+    ) -> Result<DelayLine> {
+        DelayLine::start_reading(name, fd, ifindex, classes, Some(class))
+    }
+
+    fn start_reading(
+        name: &str,
+        fd: OwnedFd,
+        ifindex: u32,
+        classes: Classes,
+        untagged: Option<usize>,
+    ) -> Result<DelayLine> {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            untagged,
             classes: Mutex::new(classes),
             version: AtomicU64::new(1),
             counters: LineCounters::default(),
@@ -161,7 +187,7 @@ fn run(fd: OwnedFd, shared: &Shared) -> OwnedFd {
             }
             let arrived = now_ns();
             let mut held = buf[..n as usize].to_vec();
-            let Some(class) = frame::untag(&mut held) else {
+            let Some(class) = shared.untagged.or_else(|| frame::untag(&mut held)) else {
                 continue;
             };
             let Some(draw) = draws[class].as_mut() else {

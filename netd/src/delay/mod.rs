@@ -18,3 +18,12 @@ pub mod tap;
 
 pub use draw::DelaySpec;
 pub use line::DelayLine;
+
+/// Each class's delay, None when no class of `rules` delays.
+pub fn classes_of(rules: &crate::partition::PartitionRules) -> Option<line::Classes> {
+    let mut classes: line::Classes = [None; netd_common::partition::MAX_FAULTS];
+    for (class, fault) in classes.iter_mut().zip(&rules.faults) {
+        *class = DelaySpec::of(&fault.impair);
+    }
+    classes.iter().any(Option::is_some).then_some(classes)
+}

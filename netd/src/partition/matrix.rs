@@ -171,6 +171,9 @@ pub struct PairCheck {
     /// whose sender comes first in name order; it covers both ways).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt: Option<super::rtt::RttCheck>,
+    /// With a rate in force on the pair: the rate delivered, measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<super::rate::RateCheck>,
 }
 
 /// What `netd partition verify` found: every ordered pair of guests, the
@@ -187,6 +190,9 @@ pub struct VerifyReport {
     pub mismatches: Vec<String>,
     /// The observed matrix: "." all arrived, "~" some, "X" none.
     pub matrix: String,
+    /// What was not measured, and why (pairs under a rate beyond the cap).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Judges what arrived (`received[(from, to)]`, by guest name; missing
@@ -241,6 +247,7 @@ pub fn judge(
                 expected: measured.then(|| expectation.received(sent)),
                 tolerance: measured.then(|| expectation.tolerance(sent)),
                 rtt: None,
+                rate: None,
             });
         }
     }
@@ -264,6 +271,7 @@ pub fn judge(
         pairs,
         mismatches,
         matrix,
+        notes: Vec::new(),
     }
 }
 
@@ -349,6 +357,7 @@ outside    .      .  -
                     expected: None,
                     tolerance: None,
                     rtt: None,
+                    rate: None,
                 },
                 PairCheck {
                     from: "b".into(),
@@ -361,6 +370,7 @@ outside    .      .  -
                     expected: None,
                     tolerance: None,
                     rtt: None,
+                    rate: None,
                 },
             ]
         );

@@ -21,6 +21,7 @@ pub mod fault;
 mod matrix;
 pub mod measure;
 mod presets;
+pub mod rate;
 pub mod rtt;
 mod rules;
 pub mod schedule;

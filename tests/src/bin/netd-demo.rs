@@ -385,7 +385,8 @@ fn partitions(netd: &Netd) {
 
 /// Faults beyond cuts: loss and duplication in one policy with a port-only
 /// cut, measured by `verify`; a delay through the delay line, timed by
-/// `verify`; a Jepsen preset; a schedule's step.
+/// `verify`; a rate, measured by `verify`; a Jepsen preset; a schedule's
+/// step.
 fn faults(netd: &Netd) {
     println!("\n-- 4b. faults beyond cuts --");
     let policy = "cut --from n1 --to n2 --loss 30 + all --duplicate 20 + cut --from n3 --to n4 --port 5432/tcp";
@@ -400,6 +401,23 @@ fn faults(netd: &Netd) {
     let mut args = vec!["partition", "cluster"];
     args.extend(delays.split_whitespace());
     show(netd, &args);
+    show(netd, &["partition", "cluster", "verify"]);
+    // A rate: verify offers four times it from n1 to n2 and measures what
+    // the dataplane's bucket delivers.
+    show(
+        netd,
+        &[
+            "partition",
+            "cluster",
+            "cut",
+            "--from",
+            "n1",
+            "--to",
+            "n2",
+            "--rate",
+            "2mbit",
+        ],
+    );
     show(netd, &["partition", "cluster", "verify"]);
     show(netd, &["partition", "cluster", "bridge"]);
     show(
@@ -451,6 +469,26 @@ fn nftables_dataplane(sb: &Sandbox) {
         ping(&a, INTERNET_SERVER, 2)
     );
     show(&netd, &["partition", "web", "isolate", "b"]);
+    show(&netd, &["partition", "web", "verify"]);
+    // A delay (netdev hooks to the delay line's TAP) and a rate, measured.
+    show(
+        &netd,
+        &[
+            "partition",
+            "web",
+            "all",
+            "--delay",
+            "20ms",
+            "+",
+            "cut",
+            "--from",
+            "a",
+            "--to",
+            "b",
+            "--rate",
+            "1mbit",
+        ],
+    );
     show(&netd, &["partition", "web", "verify"]);
     let gw = Netns::open(&format!("{prefix}gw")).expect("gateway namespace");
     let tables = gw.command("nft").args(["list", "tables"]).output().unwrap();

@@ -307,16 +307,20 @@ impl VerifyPlan {
             per_pair,
         } = self;
         let timed = partition::rtt::pairs_to_time(&rules, &slots);
+        // Rates are measured pair by pair, at most rate::MAX_PAIRS of them.
+        let (rated, unrated) = partition::rate::pairs_to_measure(&rules, &slots);
         let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
-        let (received, rtts) = tokio::task::spawn_blocking(move || {
+        let (received, rtts, rates) = tokio::task::spawn_blocking(move || {
             let received = probe::exchange(&probes, per_pair, held)?;
             let rtts = probe::time_pairs(&probes, timed)?;
-            anyhow::Ok((received, rtts))
+            let rates = crate::daemon::rate_probe::measure_pairs(&probes, rated, held)?;
+            anyhow::Ok((received, rtts, rates))
         })
         .await
         .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
         let mut report = partition::judge(&network, &rules, &slots, &received, per_pair);
         partition::rtt::add_to_report(&mut report, &rtts);
+        partition::rate::add_to_report(&mut report, &rates, &unrated);
         Ok(report)
     }
 }

@@ -6,29 +6,19 @@
 //! see `port_filter`), whose program `port_filter::attach` replaces.
 
 use anyhow::{Context, Result};
-use netd_common::{
-    maps,
-    partition::{MAX_FAULTS, PartitionPolicy},
-};
+use netd_common::{maps, partition::PartitionPolicy};
 use tracing::{info, warn};
 
 use super::{EbpfDataplane, port_filter, program};
 use crate::{
-    delay::{DelayLine, DelaySpec, line::Classes, tap},
+    delay::{DelayLine, line::Classes, tap},
     ifname::NETWORK_DELAY_LINE,
     netns::Netns,
     partition::PartitionRules,
     topology::NetworkPlumbing,
 };
 
-/// Each class's delay, None when no class delays.
-pub fn classes_of(rules: &PartitionRules) -> Option<Classes> {
-    let mut classes: Classes = [None; MAX_FAULTS];
-    for (class, fault) in classes.iter_mut().zip(&rules.faults) {
-        *class = DelaySpec::of(&fault.impair);
-    }
-    classes.iter().any(Option::is_some).then_some(classes)
-}
+pub use crate::delay::classes_of;
 
 /// Points every class of `policy` whose clause delays at the delay line
 /// `ifindex`.

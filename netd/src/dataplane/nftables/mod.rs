@@ -22,6 +22,8 @@
 //! `script` lays out this backend's two tables.
 
 pub mod conntrack;
+pub mod delay;
+pub mod delay_lines;
 pub mod routing;
 pub mod script;
 
@@ -87,6 +89,8 @@ struct Network {
     /// sets as they are (a restarted daemon keeps the partition in force).
     partition: Option<PartitionRules>,
     applied: Option<Applied>,
+    /// The lines of the partition's delaying clauses (`delay`).
+    delay_lines: delay_lines::DelayLines,
 }
 
 impl Network {
@@ -191,7 +195,31 @@ impl NftDataplane {
     }
 
     /// Brings a network's table to the desired content.
+    /// Syncs a network's table, then its delays.
     fn sync_network(&mut self, zone: u32) -> Result<()> {
+        self.sync_network_table(zone)?;
+        self.sync_delays(zone)
+    }
+
+    /// Puts the known partition's delays in force (guests and their ports
+    /// may have changed); a partition not known yet is left as it is.
+    fn sync_delays(&mut self, zone: u32) -> Result<()> {
+        let net = self
+            .networks
+            .get_mut(&zone)
+            .ok_or_else(|| anyhow!("no network with zone {zone} is attached"))?;
+        let Some(rules) = net.partition.clone() else {
+            return Ok(());
+        };
+        if net.adopting {
+            return Ok(());
+        }
+        let nft = net.nft()?;
+        let guests = net.spec().guests;
+        net.delay_lines.sync(&net.plumbing, &nft, &guests, &rules)
+    }
+
+    fn sync_network_table(&mut self, zone: u32) -> Result<()> {
         let net = self
             .networks
             .get_mut(&zone)
@@ -276,12 +304,35 @@ impl NftDataplane {
             return Vec::new();
         }
         let spec = net.spec();
-        table_problems(
-            &format!("network {}", net.plumbing.name),
+        let place = format!("network {}", net.plumbing.name);
+        let mut problems = table_problems(
+            &place,
             &net.plumbing.netns,
             &script::network_layout_for(&spec),
             &script::network_content(&spec).counters,
-        )
+        );
+        // The delay table: there while the policy delays (its rules are
+        // replaced whole with each change, and not compared here).
+        let delays = net
+            .partition
+            .as_ref()
+            .is_some_and(|rules| !delay::delaying_classes(rules).is_empty());
+        if delays && !net.adopting {
+            let listing = Nft::open(&place, &net.plumbing.netns)
+                .and_then(|nft| nft.table(delay::DELAY_TABLE));
+            match listing {
+                Ok(Some(_)) => {}
+                Ok(None) => problems.push(format!(
+                    "{place}: nftables table {} is missing (the daemon restores it)",
+                    delay::DELAY_TABLE
+                )),
+                Err(err) => problems.push(format!(
+                    "{place}: {COULD_NOT_CHECK} nftables table {}: {err:#}",
+                    delay::DELAY_TABLE
+                )),
+            }
+        }
+        problems
     }
 
     /// The gateway's conntrack table, counted.
@@ -417,6 +468,7 @@ impl Dataplane for NftDataplane {
                         guests: BTreeMap::new(),
                         partition: None,
                         applied: None,
+                        delay_lines: Default::default(),
                     },
                 );
             }
@@ -437,9 +489,11 @@ impl Dataplane for NftDataplane {
         {
             warn!(network = %plumbing.name, "{err:#}");
         }
-        if self.networks.remove(&plumbing.zone).is_some()
-            && let Err(err) = self.sync_gateway()
-        {
+        let Some(mut net) = self.networks.remove(&plumbing.zone) else {
+            return;
+        };
+        net.delay_lines.remove_all();
+        if let Err(err) = self.sync_gateway() {
             warn!(network = %plumbing.name, "forgetting the network in the gateway: {err:#}");
         }
     }
@@ -516,13 +570,17 @@ impl Dataplane for NftDataplane {
                     inode,
                     content: script::network_content(&spec),
                 });
-                Ok(())
+                self.sync_delays(zone)
             }
             Err(_) => self.sync_network(zone),
         };
         if let Err(err) = result {
             if let Some(net) = self.networks.get_mut(&zone) {
                 net.partition = previous;
+            }
+            // The previous policy back in the kernel, delays and all.
+            if let Err(undo) = self.sync_network(zone) {
+                warn!("restoring the previous partition: {undo:#}");
             }
             return Err(err).context("putting the partition in force");
         }
@@ -583,6 +641,9 @@ impl Dataplane for NftDataplane {
         // Tables, rules and routes live in netd's namespaces and go with
         // them; nothing is kept anywhere else.
         self.gateway = None;
+        for net in self.networks.values_mut() {
+            net.delay_lines.remove_all();
+        }
         self.networks.clear();
         self.forwards.clear();
         self.host.remove();
@@ -619,6 +680,10 @@ impl Dataplane for NftDataplane {
         for (zone, net) in &self.networks {
             let found = table_counters(&net.plumbing.name, &net.plumbing.netns, NETWORK_TABLE);
             counters.entry(*zone).or_default().extend(found);
+            counters
+                .entry(*zone)
+                .or_default()
+                .extend(net.delay_lines.counters());
         }
         Ok(DataplaneStatus {
             host_datapath: crate::config::HostDatapath::Nftables.to_string(),

@@ -579,7 +579,8 @@ pub fn partition_elements(
 }
 
 /// Why the nftables dataplane cannot enforce `rules`, naming the option:
-/// it has no delay line, cannot send a packet twice or damage one, and its
+/// its delays are between guests only (`delay`), it cannot send a packet
+/// twice or damage one, and its
 /// partition sets hold one loss share for all traffic.
 pub fn cannot_enforce(rules: &PartitionRules) -> Option<String> {
     let nftables_cannot = |option: String, what: &str| {
@@ -589,10 +590,12 @@ pub fn cannot_enforce(rules: &PartitionRules) -> Option<String> {
     };
     for fault in &rules.faults {
         let impair = &fault.impair;
-        if let Some(delay) = impair.delay_ms {
+        if let Some(delay) = impair.delay_ms
+            && !fault.outside.is_empty()
+        {
             return nftables_cannot(
                 format!("--delay {}", crate::partition::fault::format_millis(delay)),
-                "delay packets",
+                "delay traffic with the outside (isolate without --keep-outside)",
             );
         }
         if let Some(percent) = impair.duplicate_percent {
@@ -1108,8 +1111,8 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
         let refusal = |line: &str| cannot_enforce(&compiled(line, "a b"));
         for (line, part) in [
             (
-                "all --delay 5ms",
-                "--delay 5ms: the nftables dataplane cannot delay packets",
+                "isolate a --delay 5ms",
+                "--delay 5ms: the nftables dataplane cannot delay traffic with the outside",
             ),
             (
                 "all --duplicate 5",
@@ -1133,6 +1136,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             refusal("isolate a --loss 30 + all --port 80 --loss 30"),
             None
         );
+        assert_eq!(refusal("all --delay 5ms --jitter 1ms --port 80"), None);
     }
 
     #[test]

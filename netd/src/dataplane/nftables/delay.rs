@@ -1,0 +1,187 @@
+//! Delays on the nftables dataplane, through the delay line (`crate::delay`):
+//! `table netdev netd_delay` in the network's namespace. Pure: the script.
+//!
+//! - Out: an egress hook on each guest's bridge port, so a packet is
+//!   delayed after the bridge's own table has checked it (spoofing, cuts,
+//!   loss, rates). A packet of a delaying clause's pairs (and port or
+//!   protocol) goes `fwd to` the clause's TAP, `delay<class>`: nftables
+//!   cannot push the 802.1Q tag the eBPF ports tag frames with, so each
+//!   delaying clause has a TAP of its own and the line knows the class by
+//!   the TAP. The first delaying clause that selects a packet delays it.
+//! - Back: an ingress hook on each TAP marks what the line writes back
+//!   and forwards it by destination MAC out of that guest's port, whose
+//!   egress hook lets marked packets through (so each is delayed once).
+
+use std::{collections::BTreeMap, fmt::Write};
+
+use super::script::{GuestSpec, mac_text};
+use crate::partition::{FaultClass, PartitionRules};
+
+/// The table, in each network namespace whose policy delays.
+pub const DELAY_TABLE: &str = "netdev netd_delay";
+
+/// The mark of a packet the delay line wrote back ("ndly").
+pub const RETURNED_MARK: u32 = 0x6e64_6c79;
+
+/// The TAP of delaying class `class`.
+pub fn tap_name(class: usize) -> String {
+    format!("delay{class}")
+}
+
+/// The classes of `rules` that delay.
+pub fn delaying_classes(rules: &PartitionRules) -> Vec<usize> {
+    rules
+        .faults
+        .iter()
+        .enumerate()
+        .filter(|(_, fault)| fault.impair.delay_ms.is_some())
+        .map(|(class, _)| class)
+        .collect()
+}
+
+/// Replaces the delay table in one transaction: the table as `rules` and
+/// `guests` (by bridge port) need it, or none when nothing delays.
+pub fn script(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionRules) -> String {
+    let mut out = format!("table {DELAY_TABLE}\ndelete table {DELAY_TABLE}\n");
+    let classes = delaying_classes(rules);
+    if classes.is_empty() {
+        return out;
+    }
+    let ip_of: BTreeMap<u8, std::net::Ipv4Addr> = guests.values().map(|g| (g.slot, g.ip)).collect();
+    let _ = writeln!(out, "table {DELAY_TABLE} {{");
+    for (port, guest) in guests {
+        let _ = writeln!(
+            out,
+            "  chain to_{} {{\n    type filter hook egress device \"{port}\" priority filter; policy accept;",
+            guest.slot
+        );
+        for &class in &classes {
+            let fault = &rules.faults[class];
+            let senders: Vec<String> = fault
+                .pairs
+                .iter()
+                .filter(|(_, to)| *to == guest.slot)
+                .filter_map(|(from, _)| Some(ip_of.get(from)?.to_string()))
+                .collect();
+            if senders.is_empty() {
+                continue;
+            }
+            for traffic in traffic_matches(fault) {
+                let _ = writeln!(
+                    out,
+                    "    meta mark != {RETURNED_MARK:#x} ip saddr {{ {} }} ip daddr {}{traffic} fwd to \"{}\"",
+                    senders.join(", "),
+                    guest.ip,
+                    tap_name(class)
+                );
+            }
+        }
+        let _ = writeln!(out, "  }}");
+    }
+    for &class in &classes {
+        let tap = tap_name(class);
+        let _ = writeln!(
+            out,
+            "  chain back_{class} {{\n    type filter hook ingress device \"{tap}\" priority filter; policy accept;"
+        );
+        for (port, guest) in guests {
+            let _ = writeln!(
+                out,
+                "    ether daddr {} meta mark set {RETURNED_MARK:#x} fwd to \"{port}\"",
+                mac_text(guest.mac)
+            );
+        }
+        let _ = writeln!(out, "    drop\n  }}");
+    }
+    let _ = writeln!(out, "}}");
+    out
+}
+
+/// The protocol and port matches of a class's packets: one per rule (a
+/// port is tried as the destination and as the source).
+fn traffic_matches(fault: &FaultClass) -> Vec<String> {
+    let proto = match (fault.traffic.proto, fault.traffic.port) {
+        (Some(proto), _) => format!(" meta l4proto {proto}"),
+        (None, Some(_)) => " meta l4proto { tcp, udp }".to_owned(),
+        (None, None) => String::new(),
+    };
+    match fault.traffic.port {
+        Some(port) => vec![
+            format!("{proto} th dport {port}"),
+            format!("{proto} th sport {port}"),
+        ],
+        None => vec![proto],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::partition::test_support::compiled;
+
+    fn guests() -> BTreeMap<String, GuestSpec> {
+        ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(slot, name)| {
+                (
+                    format!("vp-{name}"),
+                    GuestSpec {
+                        mac: [2, 0, 0, 0, 0, slot as u8 + 1],
+                        ip: Ipv4Addr::new(172, 18, 0, slot as u8 + 1),
+                        slot: slot as u8,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_delaying_clause_sends_its_pairs_to_its_tap_and_back_by_mac() {
+        let rules = compiled(
+            "isolate c + cut --from a --to b --delay 50ms --port 7000/udp",
+            "a b c",
+        );
+        assert_eq!(delaying_classes(&rules), [1]);
+        let script = script(&guests(), &rules);
+        assert!(
+            script.starts_with("table netdev netd_delay\ndelete table netdev netd_delay\n"),
+            "{script}"
+        );
+        assert!(script.contains(
+            "  chain to_1 {\n    type filter hook egress device \"vp-b\" priority filter; policy accept;\n    meta mark != 0x6e646c79 ip saddr { 172.18.0.1 } ip daddr 172.18.0.2 meta l4proto udp th dport 7000 fwd to \"delay1\"\n    meta mark != 0x6e646c79 ip saddr { 172.18.0.1 } ip daddr 172.18.0.2 meta l4proto udp th sport 7000 fwd to \"delay1\"\n  }"
+        ), "{script}");
+        assert!(
+            script.contains("  chain to_0 {\n    type filter hook egress device \"vp-a\" priority filter; policy accept;\n  }"),
+            "nothing to a is delayed: {script}"
+        );
+        assert!(script.contains(
+            "  chain back_1 {\n    type filter hook ingress device \"delay1\" priority filter; policy accept;\n    ether daddr 02:00:00:00:00:01 meta mark set 0x6e646c79 fwd to \"vp-a\"\n"
+        ), "{script}");
+        assert!(
+            script.contains("fwd to \"vp-c\"\n    drop\n  }\n}\n"),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn the_first_delaying_clause_comes_first_and_nothing_delaying_removes_the_table() {
+        let rules = compiled("all --delay 10ms + all --delay 20ms --proto tcp", "a b c");
+        let script = script(&guests(), &rules);
+        let first = script.find("fwd to \"delay0\"").unwrap();
+        let second = script.find("meta l4proto tcp fwd to \"delay1\"").unwrap();
+        assert!(first < second, "{script}");
+        assert!(
+            script.contains(
+                "ip saddr { 172.18.0.2, 172.18.0.3 } ip daddr 172.18.0.1 fwd to \"delay0\""
+            )
+        );
+        assert_eq!(
+            super::script(&guests(), &compiled("isolate a", "a b c")),
+            "table netdev netd_delay\ndelete table netdev netd_delay\n"
+        );
+        assert_eq!(tap_name(3), "delay3");
+    }
+}
