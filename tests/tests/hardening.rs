@@ -9,7 +9,7 @@ use std::{
 use netd::netns::Netns;
 use netd_tests::{
     Sandbox,
-    netd::{EBPF_NFT_HOST, Netd},
+    netd::Netd,
     sandbox::{HOST_UPLINK, INTERNET_SERVER},
     sockets::{serve_tcp_echo, serve_udp_echo, tcp_listener, udp_socket},
     status::counter,
@@ -39,7 +39,7 @@ fn reaches(ns: &Netns, to: SocketAddrV4) -> bool {
 
 /// A cut between two guests holds whatever way their packets take: through
 /// a published port (at the host link's address or the host's own) as well
-/// as directly. The eBPF gateway, with either host side.
+/// as directly. Every dataplane.
 fn a_cut_holds_through_published_ports(dataplane: &str) {
     let sandbox = Sandbox::new();
     let netd = Netd::start_with_dataplane(&sandbox, dataplane);
@@ -64,6 +64,7 @@ fn a_cut_holds_through_published_ports(dataplane: &str) {
     }
     for verb in [
         vec!["disjoint", "a1", "--", "a2", "a3"],
+        vec!["split", "a1", "a3", "--", "a2", "a3"],
         vec!["cut", "--from", "a1", "--to", "a2"],
         vec!["isolate", "a1", "--keep-outside"],
     ] {
@@ -90,16 +91,6 @@ fn a_cut_holds_through_published_ports(dataplane: &str) {
         counter(&status, "web", "dropped_partition") > 0,
         "the cut packets are counted: {status}"
     );
-}
-
-#[test]
-fn ebpf_a_cut_holds_through_published_ports() {
-    a_cut_holds_through_published_ports("ebpf");
-}
-
-#[test]
-fn ebpf_nft_host_a_cut_holds_through_published_ports() {
-    a_cut_holds_through_published_ports(EBPF_NFT_HOST);
 }
 
 /// Sends one datagram from each source port in `ports` to `to`, each its
@@ -229,4 +220,7 @@ fn a_recreated_guest_is_reachable_at_once(dataplane: &str) {
     assert_eq!(ping(&b, a_ip, 1), 1, "b reaches the rebuilt a at once");
 }
 
-netd_tests::conformance!(a_recreated_guest_is_reachable_at_once);
+netd_tests::conformance!(
+    a_cut_holds_through_published_ports,
+    a_recreated_guest_is_reachable_at_once,
+);

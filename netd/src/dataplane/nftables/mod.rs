@@ -105,6 +105,16 @@ impl Network {
     fn nft(&self) -> Result<Nft> {
         Nft::open(&self.plumbing.name, &self.plumbing.netns)
     }
+
+    /// The partition in force as set elements (none before one is known),
+    /// for the gateway's copy of it.
+    fn partition_elements(&self) -> BTreeMap<&'static str, BTreeSet<String>> {
+        let spec = self.spec();
+        spec.partition
+            .as_ref()
+            .map(|rules| script::partition_elements(&spec.guests, rules))
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug)]
@@ -151,6 +161,7 @@ impl NftDataplane {
                     let port = NetworkPort {
                         port: net.plumbing.gateway_port.clone(),
                         routable: net.plumbing.routable,
+                        partition: net.partition_elements(),
                     };
                     (*zone, port)
                 })
@@ -351,6 +362,24 @@ fn table_counters(name: &str, netns: &Path, table: &str) -> Vec<(String, u64)> {
         .unwrap_or_default()
 }
 
+/// A per-zone gateway counter's zone and the name `status` gives it; None
+/// for the gateway's own counters, Err for a zone that does not parse.
+fn gateway_counter_zone(name: &str) -> Option<Result<(u32, String), ()>> {
+    [
+        (script::CROSS_NETWORK_PREFIX, "dropped_cross_network"),
+        (script::HAIRPIN_PARTITION_PREFIX, "dropped_partition"),
+    ]
+    .into_iter()
+    .find_map(|(prefix, shown)| {
+        let zone = name.strip_prefix(prefix)?;
+        Some(
+            zone.parse()
+                .map(|zone| (zone, shown.to_owned()))
+                .map_err(drop),
+        )
+    })
+}
+
 fn key(port: &PortMapping) -> (Proto, u16) {
     (port.proto, port.host_port)
 }
@@ -475,6 +504,12 @@ impl Dataplane for NftDataplane {
                 format!("registering guest {}/{}", plumbing.network, plumbing.name)
             });
         }
+        // The gateway's copy of the partition names guests by address: a
+        // guest that takes a cut slot brings its address there (nothing to
+        // do, no nft run, otherwise).
+        if let Err(err) = self.sync_gateway() {
+            warn!(network = %plumbing.network, guest = %plumbing.name, "updating the gateway's partition: {err:#}");
+        }
         Ok(())
     }
 
@@ -482,11 +517,15 @@ impl Dataplane for NftDataplane {
         let Some(net) = self.networks.get_mut(&plumbing.zone) else {
             return;
         };
-        if net.guests.remove(&plumbing.name).is_some()
-            && plumbing.network_netns.exists()
-            && let Err(err) = self.sync_network(plumbing.zone)
-        {
-            warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest: {err:#}");
+        if net.guests.remove(&plumbing.name).is_some() {
+            if plumbing.network_netns.exists()
+                && let Err(err) = self.sync_network(plumbing.zone)
+            {
+                warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest: {err:#}");
+            }
+            if let Err(err) = self.sync_gateway() {
+                warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest in the gateway: {err:#}");
+            }
         }
     }
 
@@ -520,9 +559,18 @@ impl Dataplane for NftDataplane {
             }
             Err(_) => self.sync_network(zone),
         };
+        // The gateway's copy, for packets through published ports.
+        let result = result.and_then(|()| {
+            self.sync_gateway()
+                .context("putting the partition in force at the gateway")
+        });
         if let Err(err) = result {
             if let Some(net) = self.networks.get_mut(&zone) {
                 net.partition = previous;
+            }
+            // Both tables back to the previous partition, as far as they go.
+            if let Err(undo) = self.sync_network(zone).and_then(|()| self.sync_gateway()) {
+                warn!("restoring the previous partition: {undo:#}");
             }
             return Err(err).context("putting the partition in force");
         }
@@ -601,17 +649,10 @@ impl Dataplane for NftDataplane {
         }
         if let Some(gw) = &self.gateway {
             for (name, packets) in table_counters("gateway", &gw.netns, GATEWAY_TABLE) {
-                let zone = match name.strip_prefix(script::CROSS_NETWORK_PREFIX) {
-                    Some(zone) => match zone.parse() {
-                        Ok(zone) => zone,
-                        Err(_) => continue,
-                    },
-                    None => 0,
-                };
-                let name = if zone == 0 {
-                    name
-                } else {
-                    "dropped_cross_network".to_owned()
+                let (zone, name) = match gateway_counter_zone(&name) {
+                    Some(Ok(zoned)) => zoned,
+                    Some(Err(())) => continue,
+                    None => (0, name),
                 };
                 counters.entry(zone).or_default().push((name, packets));
             }
@@ -619,6 +660,15 @@ impl Dataplane for NftDataplane {
         for (zone, net) in &self.networks {
             let found = table_counters(&net.plumbing.name, &net.plumbing.netns, NETWORK_TABLE);
             counters.entry(*zone).or_default().extend(found);
+        }
+        // A partition's drops in the network's table and at the gateway
+        // (through published ports) are one counter.
+        for zoned in counters.values_mut() {
+            let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+            for (name, packets) in zoned.drain(..) {
+                *merged.entry(name).or_default() += packets;
+            }
+            zoned.extend(merged);
         }
         Ok(DataplaneStatus {
             host_datapath: crate::config::HostDatapath::Nftables.to_string(),
