@@ -93,6 +93,79 @@ fn a_cut_holds_through_published_ports(dataplane: &str) {
     );
 }
 
+/// `verify` also tries a cut pair's sender against the receiver's published
+/// port, at the gateway's address and the host's, each a probe of its own;
+/// one that gets through is a mismatch (exit 1).
+fn verify_probes_cut_pairs_through_published_ports(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, dataplane);
+    netd.ok(&["network", "create", "web"]);
+    for g in ["a1", "a2", "a3"] {
+        netd.ok(&["guest", "add", "web", g]);
+    }
+    netd.ok(&["port", "add", "web", "a2", "8080:80"]);
+    serve_tcp_echo(tcp_listener(
+        &guest(&netd, "web", "a2"),
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+    ));
+    netd.ok(&["partition", "web", "cut", "--from", "a1", "--to", "a2"]);
+    let report = netd.json(&["partition", "web", "verify"]);
+    assert_eq!(report["ok"], true, "{report}");
+    let probed: Vec<(String, String, String, bool)> = report["published"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no published-port probes: {report}"))
+        .iter()
+        .map(|p| {
+            (
+                p["from"].as_str().unwrap().to_owned(),
+                p["to"].as_str().unwrap().to_owned(),
+                p["via"].as_str().unwrap().to_owned(),
+                p["reached"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // Only the cut pair, and only towards the guest that publishes.
+    assert_eq!(
+        probed,
+        vec![
+            ("a1".into(), "a2".into(), "172.18.255.2:8080".into(), false),
+            (
+                "a1".into(),
+                "a2".into(),
+                format!("{HOST_UPLINK}:8080"),
+                false
+            ),
+        ],
+        "{report}"
+    );
+    let text = netd.ok(&["partition", "web", "verify"]);
+    assert!(
+        text.contains("a1 -> a2 through 172.18.255.2:8080: held"),
+        "{text}"
+    );
+
+    // Behind netd's back, the gateway forgets the cut on that path
+    // (nftables: its copy of the network's cut): verify sees it.
+    if dataplane == "nftables" {
+        let gw = Netns::open(&format!("{}gw", netd.prefix())).expect("the gateway namespace");
+        run_ok({
+            let mut cmd = gw.command("nft");
+            cmd.args(["flush", "set", "inet", "netd", "hairpin_cut"]);
+            cmd
+        });
+        let failed = netd.cli(&["partition", "web", "verify"]);
+        let text = String::from_utf8_lossy(&failed.stdout);
+        assert!(
+            !failed.status.success(),
+            "verify missed the open path: {text}"
+        );
+        assert!(
+            text.contains("a1 -> a2 through its published port at 172.18.255.2:8080: cut, but the connection was answered"),
+            "{text}"
+        );
+    }
+}
+
 /// Sends one datagram from each source port in `ports` to `to`, each its
 /// own flow, and counts the answers.
 fn udp_flows(
@@ -222,5 +295,6 @@ fn a_recreated_guest_is_reachable_at_once(dataplane: &str) {
 
 netd_tests::conformance!(
     a_cut_holds_through_published_ports,
+    verify_probes_cut_pairs_through_published_ports,
     a_recreated_guest_is_reachable_at_once,
 );

@@ -370,6 +370,19 @@ fn print_report(report: &VerifyReport) {
             );
         }
     }
+    for check in &report.published {
+        println!(
+            "  {} -> {} through {}: {}",
+            check.from,
+            check.to,
+            check.via,
+            if check.ok {
+                "held"
+            } else {
+                "answered  MISMATCH"
+            }
+        );
+    }
     if report.ok {
         println!("verify: OK ({} pairs)", report.pairs.len());
     } else {

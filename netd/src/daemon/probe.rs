@@ -10,7 +10,8 @@
 use std::{
     collections::BTreeMap,
     io,
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
     path::PathBuf,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -169,6 +170,83 @@ pub fn time_pairs(probes: &[Probe], pairs: Vec<rtt::Pair>) -> Result<Vec<rtt::Ti
             })
             .collect()
     })
+}
+
+/// How long a connection through a published port may take to be
+/// answered: a cut one never is.
+pub const CONNECT_WAIT: Duration = Duration::from_millis(700);
+
+/// At most this many connections are tried at once.
+const CONNECTS_AT_ONCE: usize = 64;
+
+/// Tries each `(from, to, via)`: a TCP connection from guest `from`'s
+/// namespace and address to `via`; reached if `to` answered (accepted, or
+/// refused: a reset came back from it). Blocking, many at once.
+pub fn connect_all(
+    probes: &[Probe],
+    tries: Vec<(String, String, SocketAddrV4)>,
+) -> Result<Vec<(String, String, SocketAddrV4, bool)>> {
+    let mut outcomes = Vec::with_capacity(tries.len());
+    for chunk in tries.chunks(CONNECTS_AT_ONCE) {
+        let reached = std::thread::scope(|scope| {
+            let runs: Vec<_> = chunk
+                .iter()
+                .map(|(from, _, via)| {
+                    let probe = probes.iter().find(|probe| &probe.name == from);
+                    scope.spawn(move || match probe {
+                        Some(probe) => connects(probe, *via),
+                        None => Ok(false),
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|run| {
+                    run.join()
+                        .map_err(|_| anyhow::anyhow!("a connection probe panicked"))?
+                })
+                .collect::<Result<Vec<bool>>>()
+        })?;
+        outcomes.extend(
+            chunk
+                .iter()
+                .zip(reached)
+                .map(|((from, to, via), reached)| (from.clone(), to.clone(), *via, reached)),
+        );
+    }
+    Ok(outcomes)
+}
+
+/// One connection from `from` to `via` (see [`connect_all`]).
+fn connects(from: &Probe, via: SocketAddrV4) -> Result<bool> {
+    let netns = Netns::open_path(&from.name, &from.netns).with_context(|| {
+        format!(
+            "guest {}'s namespace is missing: `netd status` shows what is",
+            from.name
+        )
+    })?;
+    let ip = from.ip;
+    netns.run_in(move || -> Result<bool> {
+        let socket = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        nix::sys::socket::bind(
+            socket.as_raw_fd(),
+            &nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(ip, 0)),
+        )?;
+        let stream = TcpStream::from(socket);
+        // connect_timeout needs a socket it makes itself: connect here
+        // with a send timeout, which bounds a blocking connect on Linux.
+        stream.set_write_timeout(Some(CONNECT_WAIT))?;
+        let addr = nix::sys::socket::SockaddrIn::from(via);
+        Ok(match nix::sys::socket::connect(stream.as_raw_fd(), &addr) {
+            Ok(()) => true,
+            Err(nix::errno::Errno::ECONNREFUSED) => true,
+            Err(_) => false,
+        })
+    })?
 }
 
 /// A socket in the guest's namespace, on its address, non-blocking.

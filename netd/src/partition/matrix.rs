@@ -187,6 +187,9 @@ pub struct VerifyReport {
     pub mismatches: Vec<String>,
     /// The observed matrix: "." all arrived, "~" some, "X" none.
     pub matrix: String,
+    /// Cut pairs probed through the receiver's published ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<super::through_ports::PublishedCheck>,
 }
 
 /// Judges what arrived (`received[(from, to)]`, by guest name; missing
@@ -264,6 +267,7 @@ pub fn judge(
         pairs,
         mismatches,
         matrix,
+        published: Vec::new(),
     }
 }
 

@@ -4,6 +4,8 @@
 //! nothing. Timed partitions heal from the persisted deadline, so a daemon
 //! restart does not forget them.
 
+use std::{collections::BTreeMap, net::SocketAddrV4};
+
 use anyhow::anyhow;
 use tracing::{info, warn};
 
@@ -21,7 +23,10 @@ use crate::daemon::{
     probe::{self, Probe},
     requests::{PartitionRequest, PartitionView, StepView, VerifyReport},
 };
-use crate::partition::{self, PartitionRules, PartitionState};
+use crate::{
+    partition::{self, PartitionRules, PartitionState},
+    ports::Proto,
+};
 
 impl Service {
     /// Puts `request` in force on `network`, replacing whatever was: the
@@ -239,16 +244,56 @@ impl Service {
         };
         let timed = partition::rtt::pairs_to_time(&rules, &slots);
         let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
-        let (received, rtts) = tokio::task::spawn_blocking(move || {
-            let received = probe::exchange(&probes, per_pair, held)?;
-            let rtts = probe::time_pairs(&probes, timed)?;
-            anyhow::Ok((received, rtts))
+        let published = self.published_addresses(net).await?;
+        let (received, rtts) = tokio::task::spawn_blocking({
+            let probes = probes.clone();
+            move || {
+                let received = probe::exchange(&probes, per_pair, held)?;
+                let rtts = probe::time_pairs(&probes, timed)?;
+                anyhow::Ok((received, rtts))
+            }
         })
         .await
         .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
         let mut report = partition::judge(network, &rules, &slots, &received, per_pair);
         partition::rtt::add_to_report(&mut report, &rtts);
+        let through_ports = partition::through_ports::probes(&report, &published);
+        let outcomes =
+            tokio::task::spawn_blocking(move || probe::connect_all(&probes, through_ports))
+                .await
+                .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
+        partition::through_ports::add_to_report(&mut report, outcomes);
         Ok(report)
+    }
+
+    /// Where each guest of `net` with a published TCP port answers from
+    /// inside: its first such port at the gateway's address, and at a host
+    /// address (the port's own, or the host's first outside netd's host
+    /// link).
+    async fn published_addresses(
+        &self,
+        net: &crate::model::Network,
+    ) -> ServiceResult<BTreeMap<String, Vec<SocketAddrV4>>> {
+        let config = &self.topology.config;
+        let host = crate::netlink::HostView::read().await?;
+        let host_ip = host
+            .reachable_ips()
+            .into_iter()
+            .find(|ip| !config.host_link_net.contains(*ip));
+        Ok(net
+            .guests
+            .values()
+            .filter_map(|guest| {
+                let port = guest.ports.iter().find(|p| p.proto == Proto::Tcp)?;
+                let first = port.host_ports.ports().next()?;
+                let addrs = [Some(config.gateway_ip()), port.host_ip.or(host_ip)]
+                    .into_iter()
+                    .flatten()
+                    .map(|ip| SocketAddrV4::new(ip, first))
+                    .collect();
+                Some((guest.name.clone(), addrs))
+            })
+            .collect())
     }
 
     /// Makes `state` (compiled to `rules`) the network's partition: applied
