@@ -166,6 +166,82 @@ fn verify_probes_cut_pairs_through_published_ports(dataplane: &str) {
     }
 }
 
+/// Guests reach services on the host's own addresses by default; with
+/// `guests_reach_host = false` they reach published ports (at the host's
+/// address too), the outside and their network's resolver, and nothing on
+/// the host itself.
+fn guests_reach_host_only_when_allowed(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let mut netd = Netd::start_with_dataplane(&sandbox, dataplane);
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    netd.ok(&["guest", "add", "web", "b"]);
+    netd.ok(&["port", "add", "web", "b", "8080:80"]);
+    serve_tcp_echo(tcp_listener(
+        &guest(&netd, "web", "b"),
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+    ));
+    // A service of the host's, on every address of its namespace.
+    serve_tcp_echo(tcp_listener(
+        &sandbox.host,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9999),
+    ));
+    serve_tcp_echo(tcp_listener(
+        &sandbox.internet,
+        SocketAddrV4::new(INTERNET_SERVER, 443),
+    ));
+    let host_service = [
+        SocketAddrV4::new(HOST_UPLINK, 9999),
+        SocketAddrV4::new(Ipv4Addr::new(172, 18, 255, 1), 9999),
+    ];
+    let outside = SocketAddrV4::new(INTERNET_SERVER, 443);
+    let published = SocketAddrV4::new(HOST_UPLINK, 8080);
+    let a = guest(&netd, "web", "a");
+    for to in host_service {
+        assert!(
+            reaches(&a, to),
+            "by default a guest reaches the host's {to}"
+        );
+    }
+
+    let config = sandbox.root.join("netd.toml");
+    let settings = std::fs::read_to_string(&config).expect("reading netd.toml");
+    std::fs::write(&config, format!("{settings}guests_reach_host = false\n"))
+        .expect("writing netd.toml");
+    netd.kill9();
+    netd.restart();
+    let a = guest(&netd, "web", "a");
+    for to in host_service {
+        assert!(
+            !reaches(&a, to),
+            "guests_reach_host = false: {to} is refused"
+        );
+    }
+    assert!(
+        reaches(&a, published),
+        "b's published port at the host address"
+    );
+    assert!(reaches(&a, outside), "the outside");
+    assert!(
+        reaches(&sandbox.internet, published),
+        "the outside still reaches the published port"
+    );
+    assert!(
+        reaches(&sandbox.host, host_service[0]),
+        "the host's own processes still reach it"
+    );
+    let dig = a
+        .command("dig")
+        .args(["@172.18.0.254", "+time=2", "+tries=1", "+short", "b"])
+        .output()
+        .expect("running dig");
+    let answer = String::from_utf8_lossy(&dig.stdout);
+    assert!(
+        answer.trim().starts_with("172.18.0."),
+        "the network's resolver still answers: {answer:?}"
+    );
+}
+
 /// Sends one datagram from each source port in `ports` to `to`, each its
 /// own flow, and counts the answers.
 fn udp_flows(
@@ -295,6 +371,7 @@ fn a_recreated_guest_is_reachable_at_once(dataplane: &str) {
 
 netd_tests::conformance!(
     a_cut_holds_through_published_ports,
+    guests_reach_host_only_when_allowed,
     verify_probes_cut_pairs_through_published_ports,
     a_recreated_guest_is_reachable_at_once,
 );
