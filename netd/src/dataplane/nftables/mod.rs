@@ -65,6 +65,7 @@ struct Gateway {
     host_side: String,
     gateway_ip: Ipv4Addr,
     host_addrs: BTreeSet<Ipv4Addr>,
+    nat_ports: crate::config::PortSpan,
     applied: Option<Applied>,
     /// A previous daemon's table is in place and the start-up reconcile is
     /// still telling this one what it should hold: the table is left as it
@@ -167,6 +168,7 @@ impl NftDataplane {
                 })
                 .collect(),
             forwards: self.forwards.values().copied().collect(),
+            nat_ports: gw.nat_ports,
         })
     }
 
@@ -368,6 +370,7 @@ fn gateway_counter_zone(name: &str) -> Option<Result<(u32, String), ()>> {
     [
         (script::CROSS_NETWORK_PREFIX, "dropped_cross_network"),
         (script::HAIRPIN_PARTITION_PREFIX, "dropped_partition"),
+        (script::PORT_SHARE_PREFIX, "dropped_port_share"),
     ]
     .into_iter()
     .find_map(|(prefix, shown)| {
@@ -405,6 +408,7 @@ impl Dataplane for NftDataplane {
                 gw.host_side = plumbing.host_side.clone();
                 gw.gateway_ip = plumbing.gateway_ip;
                 gw.host_addrs = host_addrs;
+                gw.nat_ports = plumbing.host_nat_ports;
             }
             _ => {
                 let nft = Nft::open("gateway", &plumbing.netns)?;
@@ -417,6 +421,7 @@ impl Dataplane for NftDataplane {
                     host_side: plumbing.host_side.clone(),
                     gateway_ip: plumbing.gateway_ip,
                     host_addrs,
+                    nat_ports: plumbing.host_nat_ports,
                     applied: None,
                     adopting,
                 });

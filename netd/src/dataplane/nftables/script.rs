@@ -69,6 +69,22 @@ pub fn hairpin_partition_counter(zone: u32) -> String {
 /// Prefix of [`hairpin_partition_counter`]s; the rest is the zone number.
 pub const HAIRPIN_PARTITION_PREFIX: &str = "dropped_partition_z";
 
+/// Per-zone counter of new connections refused because their guest holds
+/// its share of the gateway's ports towards that destination.
+pub fn port_share_counter(zone: u32) -> String {
+    format!("{PORT_SHARE_PREFIX}{zone}")
+}
+
+/// Prefix of [`port_share_counter`]s; the rest is the zone number.
+pub const PORT_SHARE_PREFIX: &str = "dropped_port_share_z";
+
+/// The share of the translation's ports one guest may hold towards one
+/// destination (address, protocol and port): a quarter of them, as on the
+/// eBPF dataplane, so that one guest leaves three quarters to the others.
+pub fn port_share(ports: crate::config::PortSpan) -> u32 {
+    ((u32::from(ports.max) - u32::from(ports.min) + 1) / 4).max(1)
+}
+
 /// The gateway counter of packets conntrack found invalid (reported for the
 /// host side).
 pub const INVALID_COUNTER: &str = "dropped_invalid";
@@ -121,6 +137,9 @@ pub struct GatewaySpec {
     pub networks: BTreeMap<u32, NetworkPort>,
     /// Published ports, one per protocol and host port.
     pub forwards: Vec<PortMapping>,
+    /// The source ports guests' TCP and UDP connections are translated to
+    /// (`host_nat_ports`).
+    pub nat_ports: crate::config::PortSpan,
 }
 
 /// One guest as its network's table knows it.
@@ -222,6 +241,23 @@ const GATEWAY_SETS: &[SetDecl] = &[
         kind: "map",
         spec: &["type ifname : counter"],
     },
+    SetDecl {
+        name: "port_shares",
+        kind: "set",
+        spec: &[
+            // Not `typeof ct original zone ...`: nft 1.0.6 aborts listing
+            // a dynamic set of that key with elements. A new connection's
+            // iifname is its network's port.
+            "type ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service",
+            "size 262144",
+            "flags dynamic",
+        ],
+    },
+    SetDecl {
+        name: "share_counters",
+        kind: "map",
+        spec: &["type ifname : counter"],
+    },
 ];
 
 /// The gateway table's sets and chains.
@@ -245,6 +281,13 @@ const GATEWAY_SETS: &[SetDecl] = &[
 /// zone`) its published port leads to (`ct mark`), in either direction, so
 /// a guest of another network with the same addresses is never taken for
 /// one of these.
+///
+/// Guests' TCP and UDP connections leave with a source port of
+/// `nat_ports`, and a guest holding a quarter of them towards one
+/// destination ([`port_share`], counted by `ct count` in `@port_shares`)
+/// gets no new connection there until some of its own end: one noisy guest
+/// cannot take every port towards a shared server (a DNS server, say) from
+/// the other networks.
 pub fn gateway_layout(spec: &GatewaySpec) -> Layout {
     let gw = spec.gateway_ip;
     let host_side = &spec.host_side;
@@ -252,6 +295,8 @@ pub fn gateway_layout(spec: &GatewaySpec) -> Layout {
                       meta mark set ct mark \
                       dnat ip to meta l4proto . th dport map @forwards";
     let hairpin = "ct original zone . ct mark @hairpin_own";
+    let nat_ports = spec.nat_ports;
+    let share = port_share(nat_ports);
     let hairpin_drop = "ct mark . numgen random mod 100 @hairpin_loss \
                         counter name oifname map @hairpin_counters drop";
     Layout {
@@ -291,6 +336,10 @@ pub fn gateway_layout(spec: &GatewaySpec) -> Layout {
                 hook: "type nat hook postrouting priority srcnat; policy accept;",
                 rules: vec![
                     format!("iifname @net_ports oifname @net_ports ct status dnat snat ip to {gw}"),
+                    format!(
+                        "iifname @snat_ports oifname \"{host_side}\" meta l4proto {{ tcp, udp }} \
+                         snat ip to {gw}:{nat_ports}"
+                    ),
                     format!("iifname @snat_ports oifname \"{host_side}\" snat ip to {gw}"),
                 ],
             },
@@ -299,6 +348,12 @@ pub fn gateway_layout(spec: &GatewaySpec) -> Layout {
                 hook: "type filter hook forward priority filter; policy accept;",
                 rules: vec![
                     format!("ct state invalid counter name \"{INVALID_COUNTER}\" drop"),
+                    format!(
+                        "ct state new iifname @snat_ports oifname \"{host_side}\" \
+                         meta l4proto {{ tcp, udp }} add @port_shares {{ iifname . ip saddr \
+                         . ip daddr . meta l4proto . th dport ct count over {share} }} \
+                         counter name iifname map @share_counters drop"
+                    ),
                     format!("{hairpin} ct mark . ip saddr . ip daddr @hairpin_cut {hairpin_drop}"),
                     // As in the network's table: tried by the destination
                     // port, else by the source port, so it is drawn once.
@@ -340,6 +395,10 @@ pub fn gateway_content(spec: &GatewaySpec) -> Content {
         );
         put("hairpin_own", format!("{zone} . {zone}"));
         put(
+            "share_counters",
+            format!("\"{port}\" : \"{}\"", port_share_counter(*zone)),
+        );
+        put(
             "hairpin_counters",
             format!("\"{port}\" : \"{}\"", hairpin_partition_counter(*zone)),
         );
@@ -369,6 +428,7 @@ pub fn gateway_content(spec: &GatewaySpec) -> Content {
             [
                 cross_network_counter(*zone),
                 hairpin_partition_counter(*zone),
+                port_share_counter(*zone),
             ]
         }))
         .collect();
@@ -853,6 +913,10 @@ mod tests {
                 ),
             ]),
             forwards: vec![mapping(Proto::Tcp, None, 8080, 1)],
+            nat_ports: crate::config::PortSpan {
+                min: 40000,
+                max: 65535,
+            },
         }
     }
 
@@ -871,6 +935,12 @@ mod tests {
 		comment "netd"
 	}
 	counter dropped_partition_z2 {
+		comment "netd"
+	}
+	counter dropped_port_share_z1 {
+		comment "netd"
+	}
+	counter dropped_port_share_z2 {
 		comment "netd"
 	}
 	map zone_of_port {
@@ -941,6 +1011,17 @@ mod tests {
 		comment "netd"
 		elements = { "nu0" : "dropped_partition_z1", "nu1" : "dropped_partition_z2" }
 	}
+	set port_shares {
+		type ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service
+		size 262144
+		flags dynamic
+		comment "netd"
+	}
+	map share_counters {
+		type ifname : counter
+		comment "netd"
+		elements = { "nu0" : "dropped_port_share_z1", "nu1" : "dropped_port_share_z2" }
+	}
 	chain zones {
 		type filter hook prerouting priority raw; policy accept;
 		comment "netd"
@@ -963,12 +1044,14 @@ mod tests {
 		type nat hook postrouting priority srcnat; policy accept;
 		comment "netd"
 		iifname @net_ports oifname @net_ports ct status dnat snat ip to 172.18.255.2 comment "netd"
+		iifname @snat_ports oifname "host0" meta l4proto { tcp, udp } snat ip to 172.18.255.2:40000-65535 comment "netd"
 		iifname @snat_ports oifname "host0" snat ip to 172.18.255.2 comment "netd"
 	}
 	chain between {
 		type filter hook forward priority filter; policy accept;
 		comment "netd"
 		ct state invalid counter name "dropped_invalid" drop comment "netd"
+		ct state new iifname @snat_ports oifname "host0" meta l4proto { tcp, udp } add @port_shares { iifname . ip saddr . ip daddr . meta l4proto . th dport ct count over 6384 } counter name iifname map @share_counters drop comment "netd"
 		ct original zone . ct mark @hairpin_own ct mark . ip saddr . ip daddr @hairpin_cut ct mark . numgen random mod 100 @hairpin_loss counter name oifname map @hairpin_counters drop comment "netd"
 		ct original zone . ct mark @hairpin_own ct mark . ip saddr . ip daddr . meta l4proto . th dport @hairpin_port_cut ct mark . numgen random mod 100 @hairpin_loss counter name oifname map @hairpin_counters drop comment "netd"
 		ct original zone . ct mark @hairpin_own ct mark . ip saddr . ip daddr . meta l4proto . th dport != @hairpin_port_cut ct mark . ip saddr . ip daddr . meta l4proto . th sport @hairpin_port_cut ct mark . numgen random mod 100 @hairpin_loss counter name oifname map @hairpin_counters drop comment "netd"
@@ -1049,10 +1132,12 @@ mod tests {
             ),
             "add counter inet netd dropped_cross_network_z2 { comment \"netd\"; }\n\
              add counter inet netd dropped_partition_z2 { comment \"netd\"; }\n\
+             add counter inet netd dropped_port_share_z2 { comment \"netd\"; }\n\
              add element inet netd cross_counters { \"nu1\" : \"dropped_cross_network_z2\" }\n\
              add element inet netd hairpin_counters { \"nu1\" : \"dropped_partition_z2\" }\n\
              add element inet netd hairpin_own { 2 . 2 }\n\
              add element inet netd net_ports { \"nu1\" }\n\
+             add element inet netd share_counters { \"nu1\" : \"dropped_port_share_z2\" }\n\
              add element inet netd zone_of_port { \"nu1\" : 2 }\n"
         );
         assert_eq!(
@@ -1065,9 +1150,11 @@ mod tests {
              delete element inet netd hairpin_counters { \"nu1\" : \"dropped_partition_z2\" }\n\
              delete element inet netd hairpin_own { 2 . 2 }\n\
              delete element inet netd net_ports { \"nu1\" }\n\
+             delete element inet netd share_counters { \"nu1\" : \"dropped_port_share_z2\" }\n\
              delete element inet netd zone_of_port { \"nu1\" : 2 }\n\
              delete counter inet netd dropped_cross_network_z2\n\
-             delete counter inet netd dropped_partition_z2\n"
+             delete counter inet netd dropped_partition_z2\n\
+             delete counter inet netd dropped_port_share_z2\n"
         );
     }
 
@@ -1216,6 +1303,27 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             partition_script(&BTreeMap::new(), &all)
                 .ends_with("loss { 0-99 }\nflush chain bridge netd rates\n")
         );
+    }
+
+    #[test]
+    fn a_guest_may_hold_a_quarter_of_the_ports() {
+        use crate::config::PortSpan;
+        assert_eq!(
+            port_share(PortSpan {
+                min: 40000,
+                max: 65535
+            }),
+            6384
+        );
+        assert_eq!(
+            port_share(PortSpan {
+                min: 61000,
+                max: 65535
+            }),
+            1134
+        );
+        assert_eq!(port_share(PortSpan { min: 1, max: 65535 }), 16383);
+        assert_eq!(port_share(PortSpan { min: 80, max: 80 }), 1);
     }
 
     #[test]
