@@ -252,29 +252,104 @@ impl NftDataplane {
         Ok(())
     }
 
+    /// What the gateway's drift check reads: its table's shape and the
+    /// policy routing rules.
+    fn gateway_check(&self) -> Option<GatewayCheck> {
+        let (gw, spec) = (self.gateway.as_ref()?, self.gateway_spec()?);
+        Some(GatewayCheck {
+            table: TableCheck {
+                place: "gateway".to_owned(),
+                netns: gw.netns.clone(),
+                layout: script::gateway_layout(&spec),
+                counters: script::gateway_content(&spec).counters,
+            },
+            zones: self
+                .networks
+                .iter()
+                .map(|(zone, net)| (*zone, net.plumbing.name.clone()))
+                .collect(),
+        })
+    }
+
     /// Drift of the gateway: its table's shape and the policy routing rules.
     fn gateway_problems(&self) -> Vec<String> {
-        let (Some(gw), Some(spec)) = (&self.gateway, self.gateway_spec()) else {
-            return Vec::new();
-        };
-        if !gw.netns.exists() {
+        self.gateway_check()
+            .map(|check| check.problems())
+            .unwrap_or_default()
+    }
+
+    fn network_check(net: &Network) -> TableCheck {
+        let spec = net.spec();
+        TableCheck {
+            place: format!("network {}", net.plumbing.name),
+            netns: net.plumbing.netns.clone(),
+            layout: script::network_layout_for(&spec),
+            counters: script::network_content(&spec).counters,
+        }
+    }
+
+    fn network_problems(&self, net: &Network) -> Vec<String> {
+        Self::network_check(net).problems()
+    }
+
+    /// Where `status` reads the tables' counters, with the networks' names.
+    fn counters_read(&self, zone_name: &dyn Fn(u32) -> String) -> CountersRead {
+        CountersRead {
+            gateway: self.gateway.as_ref().map(|gw| gw.netns.clone()),
+            networks: self
+                .networks
+                .iter()
+                .map(|(zone, net)| (*zone, net.plumbing.name.clone(), net.plumbing.netns.clone()))
+                .collect(),
+            names: std::iter::once(0)
+                .chain(self.networks.keys().copied())
+                .map(|zone| (zone, zone_name(zone)))
+                .collect(),
+        }
+    }
+}
+
+/// One table's drift check, captured from the dataplane so that it can run
+/// without it (after the service lock is released).
+#[derive(Debug, Clone)]
+struct TableCheck {
+    place: String,
+    netns: PathBuf,
+    layout: Layout,
+    counters: BTreeSet<String>,
+}
+
+impl TableCheck {
+    fn problems(&self) -> Vec<String> {
+        if !self.netns.exists() {
             // The topology reports a missing namespace.
             return Vec::new();
         }
-        let mut problems = table_problems(
-            "gateway",
-            &gw.netns,
-            &script::gateway_layout(&spec),
-            &script::gateway_content(&spec).counters,
-        );
-        match routing::zones_routed(&gw.netns) {
+        table_problems(&self.place, &self.netns, &self.layout, &self.counters)
+    }
+}
+
+/// The gateway's: its table, and each network's routing rule there.
+#[derive(Debug, Clone)]
+struct GatewayCheck {
+    table: TableCheck,
+    /// Networks by zone.
+    zones: Vec<(u32, String)>,
+}
+
+impl GatewayCheck {
+    fn problems(&self) -> Vec<String> {
+        if !self.table.netns.exists() {
+            return Vec::new();
+        }
+        let mut problems = self.table.problems();
+        match routing::zones_routed(&self.table.netns) {
             Ok(routed) => {
-                for (zone, net) in &self.networks {
+                for (zone, name) in &self.zones {
                     if !routed.contains(zone) {
                         problems.push(format!(
-                            "gateway: routing rule fwmark {zone} lookup {} of network {} is missing",
+                            "gateway: routing rule fwmark {zone} lookup {} of network {name} is missing",
                             script::route_table(*zone),
-                            net.plumbing.name
                         ));
                     }
                 }
@@ -283,35 +358,86 @@ impl NftDataplane {
         }
         problems
     }
+}
 
-    fn network_problems(&self, net: &Network) -> Vec<String> {
-        if !net.plumbing.netns.exists() {
-            return Vec::new();
+/// Where `status` reads counters and conntrack figures: the gateway's
+/// namespace and each network's, and the names zones are shown by.
+#[derive(Debug, Clone)]
+struct CountersRead {
+    gateway: Option<PathBuf>,
+    /// (zone, name, namespace).
+    networks: Vec<(u32, String, PathBuf)>,
+    names: BTreeMap<u32, String>,
+}
+
+impl CountersRead {
+    /// The figures, from one `nft list` per table and the gateway's
+    /// conntrack table.
+    fn read(&self) -> DataplaneStatus {
+        let mut counters: BTreeMap<u32, Vec<(String, u64)>> =
+            std::iter::once((0, Vec::new())).collect();
+        for (zone, _, _) in &self.networks {
+            counters.insert(*zone, Vec::new());
         }
-        let spec = net.spec();
-        table_problems(
-            &format!("network {}", net.plumbing.name),
-            &net.plumbing.netns,
-            &script::network_layout_for(&spec),
-            &script::network_content(&spec).counters,
-        )
+        if let Some(netns) = &self.gateway {
+            for (name, packets) in table_counters("gateway", netns, GATEWAY_TABLE) {
+                let (zone, name) = match gateway_counter_zone(&name) {
+                    Some(Ok(zoned)) => zoned,
+                    Some(Err(())) => continue,
+                    None => (0, name),
+                };
+                counters.entry(zone).or_default().push((name, packets));
+            }
+        }
+        for (zone, name, netns) in &self.networks {
+            let found = table_counters(name, netns, NETWORK_TABLE);
+            counters.entry(*zone).or_default().extend(found);
+        }
+        // A partition's drops in the network's table and at the gateway
+        // (through published ports) are one counter.
+        for zoned in counters.values_mut() {
+            let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+            for (name, packets) in zoned.drain(..) {
+                *merged.entry(name).or_default() += packets;
+            }
+            zoned.extend(merged);
+        }
+        DataplaneStatus {
+            host_datapath: crate::config::HostDatapath::Nftables.to_string(),
+            nat: nat_summary(self.gateway.as_deref()),
+            counters: counters
+                .into_iter()
+                .map(|(zone, mut counters)| {
+                    counters.retain(|(_, packets)| *packets > 0);
+                    counters.sort();
+                    ZoneCounters {
+                        zone: self
+                            .names
+                            .get(&zone)
+                            .cloned()
+                            .unwrap_or_else(|| format!("zone {zone} (removed)")),
+                        counters,
+                    }
+                })
+                .collect(),
+        }
     }
+}
 
-    /// The gateway's conntrack table, counted.
-    fn nat_summary(&self) -> NatSummary {
-        let Some(gw) = &self.gateway else {
-            return NatSummary::default();
-        };
-        let table = Netns::open_path("gateway", &gw.netns).and_then(|netns| {
-            // /proc/net follows the process's namespace, thread-self the
-            // thread's (the one run_in moved).
-            netns.run_in(|| std::fs::read_to_string("/proc/thread-self/net/nf_conntrack"))
-        });
-        match table {
-            Ok(Ok(text)) => conntrack::summarize(&text),
-            // No conntrack yet, or no procfs support: nothing to count.
-            _ => NatSummary::default(),
-        }
+/// The gateway's conntrack table, counted.
+fn nat_summary(gateway: Option<&Path>) -> NatSummary {
+    let Some(netns) = gateway else {
+        return NatSummary::default();
+    };
+    let table = Netns::open_path("gateway", netns).and_then(|netns| {
+        // /proc/net follows the process's namespace, thread-self the
+        // thread's (the one run_in moved).
+        netns.run_in(|| std::fs::read_to_string("/proc/thread-self/net/nf_conntrack"))
+    });
+    match table {
+        Ok(Ok(text)) => conntrack::summarize(&text),
+        // No conntrack yet, or no procfs support: nothing to count.
+        _ => NatSummary::default(),
     }
 }
 
@@ -647,48 +773,22 @@ impl Dataplane for NftDataplane {
     }
 
     fn status(&self, zone_name: &dyn Fn(u32) -> String) -> Result<DataplaneStatus> {
-        let mut counters: BTreeMap<u32, Vec<(String, u64)>> =
-            std::iter::once((0, Vec::new())).collect();
-        for zone in self.networks.keys() {
-            counters.insert(*zone, Vec::new());
-        }
-        if let Some(gw) = &self.gateway {
-            for (name, packets) in table_counters("gateway", &gw.netns, GATEWAY_TABLE) {
-                let (zone, name) = match gateway_counter_zone(&name) {
-                    Some(Ok(zoned)) => zoned,
-                    Some(Err(())) => continue,
-                    None => (0, name),
-                };
-                counters.entry(zone).or_default().push((name, packets));
-            }
-        }
-        for (zone, net) in &self.networks {
-            let found = table_counters(&net.plumbing.name, &net.plumbing.netns, NETWORK_TABLE);
-            counters.entry(*zone).or_default().extend(found);
-        }
-        // A partition's drops in the network's table and at the gateway
-        // (through published ports) are one counter.
-        for zoned in counters.values_mut() {
-            let mut merged: BTreeMap<String, u64> = BTreeMap::new();
-            for (name, packets) in zoned.drain(..) {
-                *merged.entry(name).or_default() += packets;
-            }
-            zoned.extend(merged);
-        }
-        Ok(DataplaneStatus {
-            host_datapath: crate::config::HostDatapath::Nftables.to_string(),
-            nat: self.nat_summary(),
-            counters: counters
-                .into_iter()
-                .map(|(zone, mut counters)| {
-                    counters.retain(|(_, packets)| *packets > 0);
-                    counters.sort();
-                    ZoneCounters {
-                        zone: zone_name(zone),
-                        counters,
-                    }
-                })
-                .collect(),
+        Ok(self.counters_read(zone_name).read())
+    }
+
+    fn status_read(&self, zone_name: &dyn Fn(u32) -> String) -> super::StatusRead {
+        // Under the service lock: only what the reads need is copied (the
+        // host table's check is two nft runs whatever the networks, and
+        // stays here). Every network's `nft list` runs after.
+        let host_drift = self.host.check();
+        let gateway = self.gateway_check();
+        let networks: Vec<TableCheck> = self.networks.values().map(Self::network_check).collect();
+        let counters = self.counters_read(zone_name);
+        super::StatusRead::later(move || {
+            let mut drift = host_drift;
+            drift.extend(gateway.iter().flat_map(GatewayCheck::problems));
+            drift.extend(networks.iter().flat_map(TableCheck::problems));
+            (drift, Ok(counters.read()))
         })
     }
 
