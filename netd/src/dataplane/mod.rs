@@ -60,7 +60,10 @@ pub struct DataplaneStatus {
 /// service lock is already released: either made already (map reads, which
 /// are quick) or what the kernel is to be asked, captured while the lock
 /// was held (`nft list` per namespace, which is not).
-pub struct StatusRead(Box<dyn FnOnce() -> (Vec<String>, Result<DataplaneStatus, String>) + Send>);
+pub struct StatusRead(Box<dyn FnOnce() -> StatusFound + Send>);
+
+/// The drift lines, and the figures or why they are unreadable.
+pub type StatusFound = (Vec<String>, Result<DataplaneStatus, String>);
 
 impl StatusRead {
     /// A check and figures made already.
@@ -69,15 +72,12 @@ impl StatusRead {
     }
 
     /// A check and figures made by `read`, later.
-    pub fn later(
-        read: impl FnOnce() -> (Vec<String>, Result<DataplaneStatus, String>) + Send + 'static,
-    ) -> StatusRead {
+    pub fn later(read: impl FnOnce() -> StatusFound + Send + 'static) -> StatusRead {
         StatusRead(Box::new(read))
     }
 
-    /// The drift lines and the figures (or why they are unreadable).
-    /// Blocking: run off the async runtime.
-    pub fn read(self) -> (Vec<String>, Result<DataplaneStatus, String>) {
+    /// What was found. Blocking: run off the async runtime.
+    pub fn read(self) -> StatusFound {
         (self.0)()
     }
 }
