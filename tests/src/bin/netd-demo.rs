@@ -452,7 +452,10 @@ fn nftables_dataplane(sb: &Sandbox) {
     );
     // The cut holds through a's published port too: the gateway checks
     // the hairpin against the network's cut, and verify probes that path.
-    show(&netd, &["partition", "web", "isolate", "b", "--keep-outside"]);
+    show(
+        &netd,
+        &["partition", "web", "isolate", "b", "--keep-outside"],
+    );
     let b = Netns::open(&format!("{prefix}g-web.b")).expect("guest namespace");
     let through_port = tcp_connect(&b, SocketAddrV4::new(HOST_UPLINK, 8080), None)
         .map(|mut s| tcp_ask(&mut s, "hi"))
