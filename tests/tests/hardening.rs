@@ -42,7 +42,7 @@ fn reaches(ns: &Netns, to: SocketAddrV4) -> bool {
 /// as directly. Every dataplane.
 fn a_cut_holds_through_published_ports(dataplane: &str) {
     let sandbox = Sandbox::new();
-    let netd = Netd::start_with_dataplane(&sandbox, dataplane);
+    let mut netd = Netd::start_with_dataplane(&sandbox, dataplane);
     netd.ok(&["network", "create", "web"]);
     for g in ["a1", "a2", "a3"] {
         netd.ok(&["guest", "add", "web", g]);
@@ -91,6 +91,17 @@ fn a_cut_holds_through_published_ports(dataplane: &str) {
         counter(&status, "web", "dropped_partition") > 0,
         "the cut packets are counted: {status}"
     );
+    // A restarted daemon keeps the cut on that path too.
+    netd.ok(&["partition", "web", "cut", "--from", "a1", "--to", "a2"]);
+    netd.kill9();
+    netd.restart();
+    for to in published {
+        assert!(
+            !reaches(&a1, to),
+            "after a restart: a1 must not reach a2 at {to}"
+        );
+    }
+    assert!(reaches(&a3, published[1]), "after a restart: a3 reaches a2");
 }
 
 /// `verify` also tries a cut pair's sender against the receiver's published

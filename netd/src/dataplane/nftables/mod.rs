@@ -619,9 +619,11 @@ impl Dataplane for NftDataplane {
                 plumbing.name
             )
         })?;
+        let cut_before = net.partition_elements();
         let previous = net
             .guests
             .insert(plumbing.name.clone(), (plumbing.port.clone(), guest));
+        let cut_changed = net.partition_elements() != cut_before;
         if let Err(err) = self.sync_network(plumbing.zone) {
             let net = self
                 .networks
@@ -636,9 +638,9 @@ impl Dataplane for NftDataplane {
             });
         }
         // The gateway's copy of the partition names guests by address: a
-        // guest that takes a cut slot brings its address there (nothing to
-        // do, no nft run, otherwise).
-        if let Err(err) = self.sync_gateway() {
+        // guest that takes a cut slot brings its address there (the
+        // gateway's content is not even rendered otherwise).
+        if cut_changed && let Err(err) = self.sync_gateway() {
             warn!(network = %plumbing.network, guest = %plumbing.name, "updating the gateway's partition: {err:#}");
         }
         Ok(())
@@ -648,13 +650,15 @@ impl Dataplane for NftDataplane {
         let Some(net) = self.networks.get_mut(&plumbing.zone) else {
             return;
         };
+        let cut_before = net.partition_elements();
         if net.guests.remove(&plumbing.name).is_some() {
+            let cut_changed = net.partition_elements() != cut_before;
             if plumbing.network_netns.exists()
                 && let Err(err) = self.sync_network(plumbing.zone)
             {
                 warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest: {err:#}");
             }
-            if let Err(err) = self.sync_gateway() {
+            if cut_changed && let Err(err) = self.sync_gateway() {
                 warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest in the gateway: {err:#}");
             }
         }
