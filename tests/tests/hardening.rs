@@ -115,6 +115,8 @@ fn verify_probes_cut_pairs_through_published_ports(dataplane: &str) {
         netd.ok(&["guest", "add", "web", g]);
     }
     netd.ok(&["port", "add", "web", "a2", "8080:80"]);
+    // Nothing listens on a2's UDP port: verify binds it for its probe.
+    netd.ok(&["port", "add", "web", "a2", "5353:53/udp"]);
     serve_tcp_echo(tcp_listener(
         &guest(&netd, "web", "a2"),
         SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
@@ -122,41 +124,42 @@ fn verify_probes_cut_pairs_through_published_ports(dataplane: &str) {
     netd.ok(&["partition", "web", "cut", "--from", "a1", "--to", "a2"]);
     let report = netd.json(&["partition", "web", "verify"]);
     assert_eq!(report["ok"], true, "{report}");
-    let probed: Vec<(String, String, String, bool)> = report["published"]
+    let probed: Vec<String> = report["published"]
         .as_array()
         .unwrap_or_else(|| panic!("no published-port probes: {report}"))
         .iter()
         .map(|p| {
-            (
-                p["from"].as_str().unwrap().to_owned(),
-                p["to"].as_str().unwrap().to_owned(),
-                p["via"].as_str().unwrap().to_owned(),
-                p["reached"].as_bool().unwrap(),
+            format!(
+                "{} -> {} {}/{} reached={}",
+                p["from"].as_str().unwrap(),
+                p["to"].as_str().unwrap(),
+                p["via"].as_str().unwrap(),
+                p["proto"].as_str().unwrap(),
+                p["reached"],
             )
         })
         .collect();
-    // Only the cut pair, and only towards the guest that publishes.
+    // Only the cut pair, only towards the guest that publishes: its TCP
+    // and its UDP port, at the gateway's address and the host's.
     assert_eq!(
         probed,
-        vec![
-            ("a1".into(), "a2".into(), "172.18.255.2:8080".into(), false),
-            (
-                "a1".into(),
-                "a2".into(),
-                format!("{HOST_UPLINK}:8080"),
-                false
-            ),
+        [
+            "a1 -> a2 172.18.255.2:8080/tcp reached=false".to_owned(),
+            format!("a1 -> a2 {HOST_UPLINK}:8080/tcp reached=false"),
+            "a1 -> a2 172.18.255.2:5353/udp reached=false".to_owned(),
+            format!("a1 -> a2 {HOST_UPLINK}:5353/udp reached=false"),
         ],
         "{report}"
     );
     let text = netd.ok(&["partition", "web", "verify"]);
     assert!(
-        text.contains("a1 -> a2 through 172.18.255.2:8080: held"),
+        text.contains("a1 -> a2 through 172.18.255.2:8080/tcp: held"),
         "{text}"
     );
 
     // Behind netd's back, the gateway forgets the cut on that path
-    // (nftables: its copy of the network's cut): verify sees it.
+    // (nftables: its copy of the network's cut): verify sees it, on both
+    // protocols.
     if dataplane == "nftables" {
         let gw = Netns::open(&format!("{}gw", netd.prefix())).expect("the gateway namespace");
         run_ok({
@@ -170,10 +173,14 @@ fn verify_probes_cut_pairs_through_published_ports(dataplane: &str) {
             !failed.status.success(),
             "verify missed the open path: {text}"
         );
-        assert!(
-            text.contains("a1 -> a2 through its published port at 172.18.255.2:8080: cut, but the connection was answered"),
-            "{text}"
-        );
+        for via in ["172.18.255.2:8080/tcp", "172.18.255.2:5353/udp"] {
+            assert!(
+                text.contains(&format!(
+                    "a1 -> a2 through its published port at {via}: cut, but it got through"
+                )),
+                "{text}"
+            );
+        }
     }
 }
 

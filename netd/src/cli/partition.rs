@@ -372,14 +372,15 @@ fn print_report(report: &VerifyReport) {
     }
     for check in &report.published {
         println!(
-            "  {} -> {} through {}: {}",
+            "  {} -> {} through {}/{}: {}",
             check.from,
             check.to,
             check.via,
-            if check.ok {
-                "held"
-            } else {
-                "answered  MISMATCH"
+            check.proto,
+            match check.reached {
+                None => "not probed (the guest's own service holds the port)",
+                Some(false) => "held",
+                Some(true) => "got through  MISMATCH",
             }
         );
     }

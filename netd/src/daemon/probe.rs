@@ -18,7 +18,11 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{netns::Netns, partition::rtt};
+use crate::{
+    netns::Netns,
+    partition::{rtt, through_ports::Probe as PortProbe},
+    ports::Proto,
+};
 
 /// Datagrams each guest sends to each other guest: a pair is delivered if
 /// one arrives, so a lossy cut is rarely taken for a full one.
@@ -179,22 +183,44 @@ pub const CONNECT_WAIT: Duration = Duration::from_millis(700);
 /// At most this many connections are tried at once.
 const CONNECTS_AT_ONCE: usize = 64;
 
-/// Tries each `(from, to, via)`: a TCP connection from guest `from`'s
-/// namespace and address to `via`; reached if `to` answered (accepted, or
-/// refused: a reset came back from it). Blocking, many at once.
-pub fn connect_all(
+/// Tries each probe through a published port: TCP ones as connections,
+/// many at once; UDP ones as one datagram each to netd's own socket on the
+/// receiver's guest port, all at once. In the order given.
+pub fn through_ports(
     probes: &[Probe],
-    tries: Vec<(String, String, SocketAddrV4)>,
-) -> Result<Vec<(String, String, SocketAddrV4, bool)>> {
+    tries: Vec<PortProbe>,
+) -> Result<Vec<(PortProbe, Option<bool>)>> {
+    let (tcp, udp): (Vec<PortProbe>, Vec<PortProbe>) = tries
+        .iter()
+        .cloned()
+        .partition(|t| t.path.proto == Proto::Tcp);
+    let mut outcomes = connect_all(probes, tcp)?;
+    outcomes.extend(datagrams(probes, udp)?);
+    // Back into the order given.
+    let mut ordered = Vec::with_capacity(tries.len());
+    for wanted in tries {
+        if let Some(at) = outcomes.iter().position(|(t, _)| *t == wanted) {
+            ordered.push(outcomes.swap_remove(at));
+        }
+    }
+    Ok(ordered)
+}
+
+/// TCP probes: a connection from the sender's namespace and address;
+/// reached if the receiver answered (accepted, or refused: a reset came
+/// back from it).
+fn connect_all(probes: &[Probe], tries: Vec<PortProbe>) -> Result<Vec<(PortProbe, Option<bool>)>> {
+    let find = |name: &str| probes.iter().find(|probe| probe.name == name);
     let mut outcomes = Vec::with_capacity(tries.len());
     for chunk in tries.chunks(CONNECTS_AT_ONCE) {
         let reached = std::thread::scope(|scope| {
             let runs: Vec<_> = chunk
                 .iter()
-                .map(|(from, _, via)| {
-                    let probe = probes.iter().find(|probe| &probe.name == from);
-                    scope.spawn(move || match probe {
-                        Some(probe) => connects(probe, *via),
+                .map(|t| {
+                    let from = find(&t.from);
+                    let via = t.path.via;
+                    scope.spawn(move || match from {
+                        Some(from) => connects(from, via),
                         None => Ok(false),
                     })
                 })
@@ -206,17 +232,68 @@ pub fn connect_all(
                 })
                 .collect::<Result<Vec<bool>>>()
         })?;
-        outcomes.extend(
-            chunk
-                .iter()
-                .zip(reached)
-                .map(|((from, to, via), reached)| (from.clone(), to.clone(), *via, reached)),
-        );
+        outcomes.extend(chunk.iter().cloned().zip(reached.into_iter().map(Some)));
     }
     Ok(outcomes)
 }
 
-/// One connection from `from` to `via` (see [`connect_all`]).
+/// UDP probes: netd binds the receiver's guest port itself (a port its own
+/// service holds is not probed: None), each sender sends one datagram
+/// with its probe's index, and what arrives within [`CONNECT_WAIT`] got
+/// through.
+fn datagrams(probes: &[Probe], tries: Vec<PortProbe>) -> Result<Vec<(PortProbe, Option<bool>)>> {
+    let find = |name: &str| probes.iter().find(|probe| probe.name == name);
+    let mut receivers: BTreeMap<(String, u16), Option<UdpSocket>> = BTreeMap::new();
+    for t in &tries {
+        let key = (t.to.clone(), t.path.guest_port);
+        if receivers.contains_key(&key) {
+            continue;
+        }
+        let socket = match find(&t.to) {
+            Some(to) => open_on(to, t.path.guest_port).ok(),
+            None => None,
+        };
+        receivers.insert(key, socket);
+    }
+    let token = token();
+    let mut reached = vec![false; tries.len()];
+    for (index, t) in tries.iter().enumerate() {
+        let Some(from) = find(&t.from) else { continue };
+        let mut payload = token.to_le_bytes().to_vec();
+        payload.extend_from_slice(&(index as u32).to_le_bytes());
+        if let Ok(socket) = open(from) {
+            let _ = socket.send_to(&payload, t.path.via);
+        }
+    }
+    let deadline = Instant::now() + CONNECT_WAIT;
+    let mut buf = [0u8; 64];
+    while Instant::now() < deadline {
+        for socket in receivers.values().flatten() {
+            while let Ok((len, _)) = socket.recv_from(&mut buf) {
+                let datagram = &buf[..len];
+                if len == 12 && datagram[..8] == token.to_le_bytes() {
+                    let index = u32::from_le_bytes(datagram[8..12].try_into().expect("4 bytes"));
+                    if let Some(hit) = reached.get_mut(index as usize) {
+                        *hit = true;
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(tries
+        .into_iter()
+        .zip(reached)
+        .map(|(t, hit)| {
+            let probed = receivers
+                .get(&(t.to.clone(), t.path.guest_port))
+                .is_some_and(Option::is_some);
+            (t, probed.then_some(hit))
+        })
+        .collect())
+}
+
+/// One connection from `from` to `via` (see [`through_ports`]).
 fn connects(from: &Probe, via: SocketAddrV4) -> Result<bool> {
     let netns = Netns::open_path(&from.name, &from.netns).with_context(|| {
         format!(
@@ -251,6 +328,11 @@ fn connects(from: &Probe, via: SocketAddrV4) -> Result<bool> {
 
 /// A socket in the guest's namespace, on its address, non-blocking.
 fn open(probe: &Probe) -> Result<UdpSocket> {
+    open_on(probe, 0)
+}
+
+/// [`open`] on a given port (0: any).
+fn open_on(probe: &Probe, port: u16) -> Result<UdpSocket> {
     let netns = Netns::open_path(&probe.name, &probe.netns).with_context(|| {
         format!(
             "guest {}'s namespace is missing: `netd status` shows what is",
@@ -258,7 +340,7 @@ fn open(probe: &Probe) -> Result<UdpSocket> {
         )
     })?;
     let socket = netns
-        .run_in(|| UdpSocket::bind((probe.ip, 0)))?
+        .run_in(|| UdpSocket::bind((probe.ip, port)))?
         .with_context(|| {
             format!(
                 "binding a UDP socket to guest {}'s address {} in its namespace \

@@ -24,7 +24,7 @@ use crate::daemon::{
     requests::{PartitionRequest, PartitionView, StepView, VerifyReport},
 };
 use crate::{
-    partition::{self, PartitionRules, PartitionState},
+    partition::{self, PartitionRules, PartitionState, through_ports::PortPath},
     ports::Proto,
 };
 
@@ -259,21 +259,21 @@ impl Service {
         partition::rtt::add_to_report(&mut report, &rtts);
         let through_ports = partition::through_ports::probes(&report, &published);
         let outcomes =
-            tokio::task::spawn_blocking(move || probe::connect_all(&probes, through_ports))
+            tokio::task::spawn_blocking(move || probe::through_ports(&probes, through_ports))
                 .await
                 .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
         partition::through_ports::add_to_report(&mut report, outcomes);
         Ok(report)
     }
 
-    /// Where each guest of `net` with a published TCP port answers from
-    /// inside: its first such port at the gateway's address, and at a host
-    /// address (the port's own, or the host's first outside netd's host
-    /// link).
+    /// Where each guest of `net` with published ports answers from inside:
+    /// its first TCP and its first UDP port, each at the gateway's address
+    /// and at a host address (the port's own, or the host's first outside
+    /// netd's host link).
     async fn published_addresses(
         &self,
         net: &crate::model::Network,
-    ) -> ServiceResult<BTreeMap<String, Vec<SocketAddrV4>>> {
+    ) -> ServiceResult<BTreeMap<String, Vec<PortPath>>> {
         let config = &self.topology.config;
         let host = crate::netlink::HostView::read().await?;
         let host_ip = host
@@ -284,14 +284,23 @@ impl Service {
             .guests
             .values()
             .filter_map(|guest| {
-                let port = guest.ports.iter().find(|p| p.proto == Proto::Tcp)?;
-                let first = port.host_ports.ports().next()?;
-                let addrs = [Some(config.gateway_ip()), port.host_ip.or(host_ip)]
+                let paths: Vec<PortPath> = [Proto::Tcp, Proto::Udp]
                     .into_iter()
-                    .flatten()
-                    .map(|ip| SocketAddrV4::new(ip, first))
+                    .filter_map(|proto| guest.ports.iter().find(|p| p.proto == proto))
+                    .flat_map(|port| {
+                        let host_port = port.host_ports.ports().next().unwrap_or(0);
+                        let guest_port = port.guest_ports.ports().next().unwrap_or(0);
+                        [Some(config.gateway_ip()), port.host_ip.or(host_ip)]
+                            .into_iter()
+                            .flatten()
+                            .map(move |ip| PortPath {
+                                proto: port.proto,
+                                via: SocketAddrV4::new(ip, host_port),
+                                guest_port,
+                            })
+                    })
                     .collect();
-                Some((guest.name.clone(), addrs))
+                (!paths.is_empty()).then(|| (guest.name.clone(), paths))
             })
             .collect())
     }
