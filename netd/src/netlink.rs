@@ -106,24 +106,21 @@ impl Netlink {
             .ok_or_else(|| anyhow!("no link named {name}"))
     }
 
-    /// Creates a veth pair `name` <-> `peer` in this namespace.
-    pub async fn add_veth(&self, name: &str, peer: &str) -> Result<()> {
-        self.handle
-            .link()
-            .add(LinkVeth::new(name, peer).build())
-            .execute()
+    /// Creates a veth pair whose end `port` stays here (down) while its
+    /// peer is made directly inside `peer_ns` as `peer_name` (down).
+    pub async fn add_veth_into(&self, port: &str, peer_ns: &Netns, peer_name: &str) -> Result<()> {
+        let port_end = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(port.to_owned());
+        let peer = LinkMessageBuilder::<LinkUnspec>::new().name(peer_name.to_owned());
+        self.add_veth_pair(port_end, peer, peer_ns, (port, peer_name))
             .await
-            .with_context(|| format!("creating veth pair {name} <-> {peer}"))
     }
 
-    /// Creates, in one request, a veth pair whose end `port` stays here,
-    /// enslaved to the bridge `bridge_index` and up, while its peer is made
-    /// directly inside `peer_ns` as `peer_name` with `peer_mac` (down: it is
-    /// set up from inside, once it has its address), both ends with `mtu`
-    /// if given. Made in
-    /// place, the peer is never moved between namespaces, which costs the
-    /// kernel an RCU grace period per move.
-    pub async fn add_veth_into(
+    /// Like [`Netlink::add_veth_into`], for a guest: the end `port` is
+    /// enslaved to the bridge `bridge_index` and up, the peer gets
+    /// `peer_mac` (and stays down: it is set up from inside, once it has
+    /// its address), both ends `mtu` if given.
+    pub async fn add_guest_veth(
         &self,
         port: &str,
         bridge_index: u32,
@@ -132,11 +129,9 @@ impl Netlink {
         peer_mac: [u8; 6],
         mtu: Option<u32>,
     ) -> Result<()> {
-        use std::os::fd::{AsFd, AsRawFd};
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer_name.to_owned())
-            .address(peer_mac.to_vec())
-            .setns_by_fd(peer_ns.as_fd().as_raw_fd());
+            .address(peer_mac.to_vec());
         let mut port_end = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(port.to_owned())
             .controller(bridge_index)
@@ -145,8 +140,24 @@ impl Netlink {
             peer = peer.mtu(mtu);
             port_end = port_end.mtu(mtu);
         }
+        self.add_veth_pair(port_end, peer, peer_ns, (port, peer_name))
+            .await
+    }
+
+    /// One request makes both ends, the peer in place in `peer_ns`: a link
+    /// moved between namespaces afterwards costs the kernel an RCU grace
+    /// period (`synchronize_net`) per move, under the RTNL lock.
+    async fn add_veth_pair(
+        &self,
+        port_end: LinkMessageBuilder<LinkVeth>,
+        peer: LinkMessageBuilder<LinkUnspec>,
+        peer_ns: &Netns,
+        (port, peer_name): (&str, &str),
+    ) -> Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let peer = peer.setns_by_fd(peer_ns.as_fd().as_raw_fd()).build();
         let message = port_end
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
         self.handle
             .link()

@@ -291,9 +291,7 @@ async fn plug(
     inside: &str,
     address: Ipv4Network,
 ) -> Result<()> {
-    let peer = format!("{port}-peer");
-    fabric.add_veth(port, &peer).await?;
-    fabric.move_to(&peer, ns, Some(inside)).await?;
+    fabric.add_veth_into(port, ns, inside).await?;
     fabric.set_controller(port, UNDERLAY).await?;
     fabric.set_up(port).await?;
     let nl = Netlink::connect(Some(ns))?;

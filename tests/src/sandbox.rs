@@ -254,10 +254,7 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) {
 async fn wire_up(host: &Netns, internet: &Netns) -> Result<()> {
     let host_nl = Netlink::connect(Some(host))?;
     let inet_nl = Netlink::connect(Some(internet))?;
-    host_nl.add_veth(UPLINK, "uplink-peer").await?;
-    host_nl
-        .move_to("uplink-peer", internet, Some(UPLINK))
-        .await?;
+    host_nl.add_veth_into(UPLINK, internet, UPLINK).await?;
     for (nl, addr) in [(&host_nl, HOST_UPLINK), (&inet_nl, INTERNET_GATEWAY)] {
         nl.set_up("lo").await?;
         nl.add_address(UPLINK, Ipv4Network::new(addr, 24)?).await?;

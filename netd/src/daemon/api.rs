@@ -124,7 +124,13 @@ async fn identify_caller(
         )
         .into_response();
     };
-    let caller = caller::identify(&peer, &service.lock().await.guest_namespaces());
+    // The host needs no look at the state: most requests never wait for
+    // the service here.
+    let caller = match caller::place(&peer) {
+        Ok(placed) if placed.is_host() => Ok(Caller::Host),
+        Ok(placed) => caller::identify(placed, &service.lock().await.guest_namespaces()),
+        Err(err) => Err(err),
+    };
     match caller {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
@@ -187,7 +193,12 @@ async fn create_network(
     State(svc): State<Shared>,
     Body(request): Body<CreateNetwork>,
 ) -> ApiResult<NetworkView> {
-    ok(svc.lock().await.create_network(request).await?)
+    let name = request.name.clone();
+    ok(svc
+        .change(name, |svc, _| async move {
+            svc.lock().await.create_network(request).await
+        })
+        .await?)
 }
 
 async fn inspect_network(
@@ -199,7 +210,11 @@ async fn inspect_network(
 }
 
 async fn remove_network(State(svc): State<Shared>, Path(network): Path<String>) -> ApiResult<()> {
-    ok(svc.lock().await.remove_network(&network).await?)
+    ok(svc
+        .change(network, |svc, network| async move {
+            svc.lock().await.remove_network(&network).await
+        })
+        .await?)
 }
 
 async fn list_guests(
@@ -214,7 +229,7 @@ async fn add_guest(
     Path(network): Path<String>,
     Body(request): Body<AddGuest>,
 ) -> ApiResult<GuestView> {
-    ok(svc.lock().await.add_guest(&network, request).await?)
+    ok(svc.add_guest(network, request).await?)
 }
 
 async fn inspect_guest(
@@ -229,14 +244,22 @@ async fn connect_guest(
     Path(network): Path<String>,
     Json(request): Json<crate::daemon::requests::ConnectGuest>,
 ) -> ApiResult<GuestView> {
-    ok(svc.lock().await.connect_guest(&network, request).await?)
+    ok(svc
+        .change(network, |svc, network| async move {
+            svc.lock().await.connect_guest(&network, request).await
+        })
+        .await?)
 }
 
 async fn disconnect_guest(
     State(svc): State<Shared>,
     Path((network, guest)): Path<(String, String)>,
 ) -> ApiResult<()> {
-    ok(svc.lock().await.disconnect_guest(&network, &guest).await?)
+    ok(svc
+        .change(network, |svc, network| async move {
+            svc.lock().await.disconnect_guest(&network, &guest).await
+        })
+        .await?)
 }
 
 /// Guests' addresses by name, as the networks' resolvers answer them; 404
@@ -259,7 +282,11 @@ async fn remove_guest(
     State(svc): State<Shared>,
     Path((network, guest)): Path<(String, String)>,
 ) -> ApiResult<()> {
-    ok(svc.lock().await.remove_guest(&network, &guest).await?)
+    ok(svc
+        .change(network, |svc, network| async move {
+            svc.lock().await.remove_guest(&network, &guest).await
+        })
+        .await?)
 }
 
 async fn list_all_ports(State(svc): State<Shared>) -> ApiResult<Vec<PortView>> {
@@ -278,15 +305,25 @@ async fn add_port(
     Path((network, guest)): Path<(String, String)>,
     Body(request): Body<AddPort>,
 ) -> ApiResult<PortView> {
-    let mut svc = svc.lock().await;
-    ok(svc.publish_port(&network, &guest, &request.spec).await?)
+    ok(svc
+        .change(network, |svc, network| async move {
+            svc.lock()
+                .await
+                .publish_port(&network, &guest, &request.spec)
+                .await
+        })
+        .await?)
 }
 
 async fn remove_port(
     State(svc): State<Shared>,
     Path((network, guest, spec)): Path<(String, String, String)>,
 ) -> ApiResult<()> {
-    ok(svc.lock().await.remove_port(&network, &guest, &spec)?)
+    ok(svc
+        .change(network, |svc, network| async move {
+            svc.lock().await.remove_port(&network, &guest, &spec)
+        })
+        .await?)
 }
 
 /// The service lock is held only to take the snapshot: reads never block
@@ -307,7 +344,13 @@ async fn desired_state(State(svc): State<Shared>) -> ApiResult<crate::model::Sta
 }
 
 async fn cleanup(State(svc): State<Shared>) -> ApiResult<CleanupReport> {
-    ok(svc.lock().await.cleanup().await?)
+    let shared = svc.clone();
+    ok(svc
+        .run_whole(async move {
+            let _networks = shared.every_network().await;
+            shared.lock().await.cleanup().await
+        })
+        .await?)
 }
 
 async fn show_partition(
@@ -369,9 +412,12 @@ async fn set(
     // The service checks the permission (`Caller::may_partition`) itself.
     let network = caller.named_network(network.as_deref())?;
     ok(svc
-        .lock()
-        .await
-        .set_partition_anywhere(&network, request, caller, arrived.0)
+        .change(network, move |svc, network| async move {
+            svc.lock()
+                .await
+                .set_partition_anywhere(&network, request, caller, arrived.0)
+                .await
+        })
         .await?)
 }
 
@@ -392,7 +438,7 @@ async fn verify_own_partition(
 
 async fn verify(svc: Shared, caller: Caller, network: Option<String>) -> ApiResult<VerifyReport> {
     let network = caller.partition_network(network.as_deref())?;
-    ok(svc.lock().await.verify_partition(&network).await?)
+    ok(svc.verify_partition(network).await?)
 }
 
 #[cfg(test)]
@@ -458,11 +504,8 @@ mod tests {
             .block_on(async { tokio::net::UnixListener::bind(&socket) })
             .unwrap();
         let telemetry = service.telemetry();
-        let app = router(
-            std::sync::Arc::new(tokio::sync::Mutex::new(service)),
-            telemetry,
-        )
-        .into_make_service_with_connect_info::<caller::PeerCred>();
+        let app = router(crate::daemon::service::Shared::new(service), telemetry)
+            .into_make_service_with_connect_info::<caller::PeerCred>();
         runtime.spawn(async move { axum::serve(listener, app).await });
         (runtime, Client::new(&socket))
     }

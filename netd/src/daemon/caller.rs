@@ -141,11 +141,12 @@ pub fn classify<'a>(
         })
 }
 
-/// Who `peer` is, among `guests` (network, guest, namespace path; as
-/// `Service::guest_namespaces` lists them). A caller that cannot be placed
-/// (no process id, an unreadable namespace, a namespace that is neither the
-/// host's nor a guest's) is refused: a guest must never pass for the host.
-pub fn identify(peer: &PeerCred, guests: &[(&str, &str, PathBuf)]) -> ServiceResult<Caller> {
+/// Which network namespace `peer` calls from, and the daemon's own; a
+/// caller whose namespace cannot be read is refused. Telling the host
+/// ([`Placed::is_host`]) needs no look at the state, so the common request
+/// never waits for the service to learn who sent it; other callers are
+/// placed among the guests by [`identify`].
+pub fn place(peer: &PeerCred) -> ServiceResult<Placed> {
     let Some(pid) = peer.pid else {
         return Err(ServiceError::Forbidden(
             "cannot tell where this request comes from: the kernel gave no process id for \
@@ -161,6 +162,29 @@ pub fn identify(peer: &PeerCred, guests: &[(&str, &str, PathBuf)]) -> ServiceRes
         ))
     })?;
     let host = namespace_inode("/proc/self/ns/net")?;
+    Ok(Placed { caller, host })
+}
+
+/// The caller's namespace and the daemon's, by inode (what [`place`]
+/// found).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    caller: u64,
+    host: u64,
+}
+
+impl Placed {
+    pub fn is_host(&self) -> bool {
+        self.caller == self.host
+    }
+}
+
+/// Who the caller `placed` is, among `guests` (network, guest, namespace
+/// path; as `Service::guest_namespaces` lists them). A caller that cannot
+/// be placed (a namespace that is neither the host's nor a guest's) is
+/// refused: a guest must never pass for the host.
+pub fn identify(placed: Placed, guests: &[(&str, &str, PathBuf)]) -> ServiceResult<Caller> {
+    let Placed { caller, host } = placed;
     let guests = guests.iter().map(|(network, guest, path)| {
         let inode = Netns::open_path(guest, path)
             .and_then(|netns| netns.inode())

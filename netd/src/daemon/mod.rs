@@ -15,11 +15,10 @@ pub mod service;
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use anyhow::{Context, Result};
-use tokio::{net::UnixListener, sync::Mutex};
+use tokio::net::UnixListener;
 use tracing::info;
 
 use crate::{
@@ -88,6 +87,11 @@ pub struct StartOptions {
     pub adopt_empty_state: bool,
 }
 
+/// How many fresh namespaces the daemon keeps ready (`netns::keep_spares`):
+/// enough for a burst of guest adds to find one each while the pool refills
+/// behind them; an empty namespace costs the kernel some tens of KiB.
+const SPARE_NAMESPACES: usize = 8;
+
 pub async fn run(config: Config, options: StartOptions) -> Result<()> {
     raise_fd_limit();
     check_host(&config).await?;
@@ -103,6 +107,7 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
         Some(settings) => Some(crate::cluster::Cluster::connect(&settings).await?),
         None => None,
     };
+    crate::netns::keep_spares(SPARE_NAMESPACES);
     let mut service = service::Service::new(Topology::new(config)?, store, state, dataplane);
     if let Some(cluster) = &cluster {
         service.set_cluster(cluster.clone());
@@ -120,7 +125,7 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
         events::Event::new("daemon.started")
             .detail(format!("{} networks", service.network_count())),
     );
-    let shared = Arc::new(Mutex::new(service));
+    let shared = service::Shared::new(service);
     let metrics_server = match metrics_listen {
         Some(addr) => Some(metrics::serve_tcp(addr, shared.clone()).await?),
         None => None,
@@ -266,7 +271,7 @@ const STEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200)
 
 /// Puts the next step of flapping and scheduled partitions in force on
 /// time (`Service::advance_schedules`).
-async fn advance_schedules(service: Arc<Mutex<service::Service>>) {
+async fn advance_schedules(service: service::Shared) {
     let mut ticks = tokio::time::interval(STEP_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -278,7 +283,7 @@ async fn advance_schedules(service: Arc<Mutex<service::Service>>) {
     }
 }
 
-async fn collect_garbage(service: Arc<Mutex<service::Service>>) {
+async fn collect_garbage(service: service::Shared) {
     let mut ticks = tokio::time::interval(GC_INTERVAL);
     loop {
         ticks.tick().await;

@@ -193,8 +193,8 @@ impl Topology {
         let gw_nl = Netlink::connect(Some(&gw))?;
         gw_nl.set_up("lo").await?;
         let host_link = &self.config.host_link;
-        host.add_veth(host_link, GATEWAY_HOST_SIDE).await?;
-        host.move_to(GATEWAY_HOST_SIDE, &gw, None).await?;
+        host.add_veth_into(host_link, &gw, GATEWAY_HOST_SIDE)
+            .await?;
         host.add_address(host_link, self.config.host_addr()).await?;
         host.set_up(host_link).await?;
         gw_nl
@@ -240,9 +240,8 @@ impl Topology {
         nl.set_up("lo").await?;
 
         let gw_port = ifname::gateway_port(net.uplink_slot);
-        gw_nl.add_veth(&gw_port, NETWORK_UPLINK).await?;
+        gw_nl.add_veth_into(&gw_port, &ns, NETWORK_UPLINK).await?;
         fail_point("network-after-uplink-veth")?;
-        gw_nl.move_to(NETWORK_UPLINK, &ns, None).await?;
         gw_nl.add_address(&gw_port, addrs.gateway_side).await?;
         gw_nl.set_up(&gw_port).await?;
         nl.add_address(NETWORK_UPLINK, addrs.network_side).await?;
@@ -280,8 +279,18 @@ impl Topology {
     /// with it), its gateway port and host route. Guests' own namespaces are
     /// the caller's to remove first. Idempotent.
     pub async fn teardown_network(&self, net: &Network) -> TeardownErrors {
-        self.forget_network_netlink(net);
         let mut errors = TeardownErrors::default();
+        if net.span.is_some() {
+            // Deleted now, not with the namespace: a VXLAN device holds its
+            // VNI's socket in the host namespace until the kernel's
+            // namespace cleanup destroys it, some time later, and a new
+            // device for that VNI (the network back on this node) would be
+            // refused meanwhile ("File exists").
+            if let Ok((_, nl)) = self.network_netlink(net) {
+                errors.note(nl.delete_link(crate::cluster::vxlan::VXLAN_DEVICE).await);
+            }
+        }
+        self.forget_network_netlink(net);
         errors.note(Netns::delete(&self.names.network_ns(&net.name)));
         // No gateway namespace: no gateway port to remove.
         if let Ok(gw) = Netns::open(&self.names.gateway_ns()) {
@@ -425,7 +434,7 @@ impl Topology {
             nl.delete_link(port).await?;
         }
         let bridge = nl.index(NETWORK_BRIDGE).await?;
-        nl.add_veth_into(port, bridge, &guest_ns, eth, net.mac_of(guest), net.mtu)
+        nl.add_guest_veth(port, bridge, &guest_ns, eth, net.mac_of(guest), net.mtu)
             .await?;
         fail_point("guest-after-veth")?;
         guest_nl.set_up("lo").await?;

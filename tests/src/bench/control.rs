@@ -93,6 +93,10 @@ pub fn netd_figures(case: &Case, settings: &Settings, log: &dyn Fn(&str)) -> Vec
         "{system}: 253 guests into one network through the CLI"
     ));
     guests_through_the_cli(netd, case.key, settings.partition_reps, &mut out);
+    log(&format!(
+        "{system}: {PARALLEL_NETWORKS} clients adding {PARALLEL_GUESTS} guests each to their own network, against one client"
+    ));
+    out.extend(parallel_against_sequential(netd, system));
     if case.key == CaseKey::NetdEbpf {
         log("delay line: timing error and throughput");
         out.extend(crate::bench::faults::delay_line(netd, system));
@@ -102,6 +106,105 @@ pub fn netd_figures(case: &Case, settings: &Settings, log: &dyn Fn(&str)) -> Vec
         out.push(store_commit(&netd.sandbox.root));
     }
     out
+}
+
+const PARALLEL_NETWORKS: usize = 8;
+const PARALLEL_GUESTS: usize = 16;
+
+/// The same work (16 guests into each of 8 networks, through the API) done
+/// by 8 clients at once, one per network, and by one client in sequence.
+/// The labels carry the wall-clock totals; the samples are the calls.
+fn parallel_against_sequential(netd: &crate::netd::Netd, system: &str) -> Vec<Timing> {
+    let mut sequential = Timing::new(
+        "guests into 8 networks",
+        format!("{system}, 1 client in sequence"),
+    );
+    let mut parallel = Timing::new(
+        "guests into 8 networks",
+        format!("{system}, {PARALLEL_NETWORKS} clients at once"),
+    );
+    let networks = |prefix: &str| -> Vec<String> {
+        (0..PARALLEL_NETWORKS)
+            .map(|n| format!("{prefix}{n}"))
+            .collect()
+    };
+    let (seq_names, par_names) = (networks("cpseq"), networks("cppar"));
+    let wall = match fill_in_sequence(netd, &seq_names, &mut sequential) {
+        Ok(wall) => wall,
+        Err(err) => {
+            sequential.fail(err);
+            return vec![sequential];
+        }
+    };
+    sequential.label = format!("{}: {:.2} s", sequential.label, wall.as_secs_f64());
+    match fill_at_once(netd, &par_names, &mut parallel) {
+        Ok(wall) => {
+            parallel.label = format!("{}: {:.2} s", parallel.label, wall.as_secs_f64());
+        }
+        Err(err) => parallel.fail(err),
+    }
+    if let Ok(mut helper) = ApiHelper::start(netd.sandbox, &netd.socket) {
+        for name in seq_names.iter().chain(&par_names) {
+            let _ = helper.call("DELETE", &format!("/v1/networks/{name}"), Value::Null);
+        }
+    }
+    vec![sequential, parallel]
+}
+
+fn fill_in_sequence(
+    netd: &crate::netd::Netd,
+    networks: &[String],
+    t: &mut Timing,
+) -> Result<Duration> {
+    let mut helper = ApiHelper::start(netd.sandbox, &netd.socket)?;
+    for name in networks {
+        helper.call("POST", "/v1/networks", json!({ "name": name }))?;
+    }
+    let started = Instant::now();
+    for g in 0..PARALLEL_GUESTS {
+        for name in networks {
+            let path = format!("/v1/networks/{name}/guests");
+            let (took, _) = helper.call("POST", &path, json!({ "name": format!("g{g}") }))?;
+            t.samples_us.push(took);
+        }
+    }
+    Ok(started.elapsed())
+}
+
+fn fill_at_once(netd: &crate::netd::Netd, networks: &[String], t: &mut Timing) -> Result<Duration> {
+    let mut helpers = Vec::new();
+    for name in networks {
+        let mut helper = ApiHelper::start(netd.sandbox, &netd.socket)?;
+        helper.call("POST", "/v1/networks", json!({ "name": name }))?;
+        helpers.push((name, helper));
+    }
+    let started = Instant::now();
+    let results: Vec<Result<Vec<f64>>> = std::thread::scope(|scope| {
+        let running: Vec<_> = helpers
+            .iter_mut()
+            .map(|(name, helper)| {
+                scope.spawn(move || -> Result<Vec<f64>> {
+                    let path = format!("/v1/networks/{name}/guests");
+                    (0..PARALLEL_GUESTS)
+                        .map(|g| {
+                            helper
+                                .call("POST", &path, json!({ "name": format!("g{g}") }))
+                                .map(|(took, _)| took)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| thread.join().unwrap_or_else(|_| bail!("a client panicked")))
+            .collect()
+    });
+    let wall = started.elapsed();
+    for samples in results {
+        t.samples_us.extend(samples?);
+    }
+    Ok(wall)
 }
 
 /// A network filled to its 253 guests, one `netd guest add` process each

@@ -16,12 +16,15 @@
 //! - `telemetry`: events, the metrics scrape, drift counted as repaired.
 
 mod connect_requests;
+pub mod guest_add;
 pub mod partition_requests;
 mod port_requests;
+mod shared;
 pub mod span_requests;
 mod status;
 mod telemetry;
 
+pub use shared::{NetworkGuard, Shared};
 pub use status::StatusSnapshot;
 
 use std::{
@@ -38,7 +41,7 @@ use super::{
     error::{ServiceError, ServiceResult},
     events::Event,
     metrics::Telemetry,
-    requests::{AddGuest, CleanupReport, CreateNetwork, GuestView, NetworkView},
+    requests::{CleanupReport, CreateNetwork, GuestView, NetworkView},
 };
 use crate::{
     dataplane::Dataplane,
@@ -51,12 +54,10 @@ use crate::{
     topology::Topology,
 };
 
-/// The service as the API's handlers and middleware share it: one request
-/// at a time.
-pub type Shared = Arc<tokio::sync::Mutex<Service>>;
-
 pub struct Service {
-    topology: Topology,
+    /// Shared with the steps of a request that run without the service
+    /// lock (`guest_add`).
+    topology: Arc<Topology>,
     store: Store,
     state: State,
     dataplane: Box<dyn Dataplane>,
@@ -87,7 +88,7 @@ impl Service {
         let resolvers = Resolvers::new(Upstreams::from_config(&upstreams));
         resolvers.update(&state);
         Service {
-            topology,
+            topology: Arc::new(topology),
             store,
             state,
             dataplane,
@@ -419,134 +420,6 @@ impl Service {
                 .await
                 .log("removing the gateway");
         }
-    }
-
-    pub async fn add_guest(
-        &mut self,
-        network: &str,
-        request: AddGuest,
-    ) -> ServiceResult<GuestView> {
-        // A spanned network's first guest on this node brings its part
-        // here, and takes it away again if the guest is refused.
-        let adopted = self.adopt_spanned(network).await?;
-        let added = self.add_guest_here(network, request).await;
-        if added.is_err() && adopted {
-            self.drop_spanned_part(network).await;
-        }
-        added
-    }
-
-    async fn add_guest_here(
-        &mut self,
-        network: &str,
-        request: AddGuest,
-    ) -> ServiceResult<GuestView> {
-        let net = self.network(network)?.clone();
-        model::validate_name(NameKind::Guest, &request.name)?;
-        crate::labels::validate(&request.labels)
-            .map_err(|err| ServiceError::Invalid(err.to_string()))?;
-        let requested_ip = parse_guest_ip(request.ip.as_deref())?;
-        let requested_mac = request
-            .mac
-            .as_deref()
-            .map(|text| {
-                text.parse::<crate::mac::Mac>()
-                    .and_then(crate::mac::Mac::check_guest)
-                    .map_err(|err| ServiceError::Invalid(err.to_string()))
-            })
-            .transpose()?;
-        let netns = match &request.netns {
-            None => GuestNetns::Owned,
-            Some(path) => match self.existing_guest_netns(network, &request.name, path) {
-                Some(same) => same,
-                None => self.check_external_netns(path)?,
-            },
-        };
-        if let Some(existing) = net.guests.get(&request.name) {
-            let same = requested_ip.is_none_or(|ip| ip == existing.ip)
-                && requested_mac.is_none_or(|mac| Some(mac) == existing.mac)
-                && netns == existing.netns;
-            return if same {
-                Ok(self.guest_view(&net, existing))
-            } else {
-                Err(ServiceError::Conflict(format!(
-                    "guest {:?} exists in network {network:?} with address {}: remove it first to change it",
-                    existing.name, existing.ip
-                )))
-            };
-        }
-        // A spanned network's addresses and slots are the cluster's.
-        let (ip, slot) = match net.span {
-            None => (guest_address(&net, requested_ip)?, net.free_slot()),
-            Some(_) => {
-                let allocated = self
-                    .allocate_span_guest(&net, &request.name, requested_ip, requested_mac)
-                    .await?;
-                (allocated.ip, allocated.slot)
-            }
-        };
-        let guest = Guest {
-            name: request.name.clone(),
-            ip,
-            netns,
-            created_at: now(),
-            ports: Vec::new(),
-            slot,
-            bridge_port: ifname::bridge_port(&request.name, &net.bridge_ports()),
-            labels: request.labels.clone(),
-            mac: requested_mac,
-            interface: None,
-        };
-        let built = match net.guest_with_mac(net.mac_of(&guest), &guest.name) {
-            Some(holder) => Err(ServiceError::Conflict(format!(
-                "MAC address {} is guest {:?}'s in network {network:?}: give another --mac, or \
-                 leave it out to get one derived from the address",
-                crate::mac::Mac(net.mac_of(&guest)),
-                holder.name
-            ))),
-            None => self
-                .build_guest(&net, &guest)
-                .await
-                .map_err(ServiceError::from),
-        };
-        if let Err(err) = built {
-            if net.span.is_some()
-                && let Err(release) = self.release_span_guest(network, &guest.name).await
-            {
-                warn!("rolling back guest {network}/{}: {release}", guest.name);
-            }
-            return Err(err);
-        }
-        crash_point("guest-built");
-        let stored = self.state.networks.get_mut(network).expect("checked above");
-        let previous_cursor = stored.guest_cursor;
-        stored.guests.insert(guest.name.clone(), guest.clone());
-        if requested_ip.is_none() {
-            stored.guest_cursor = Some(ip);
-        }
-        self.names_changed();
-        if let Err(err) = self.store.save_network(&self.state, network) {
-            let stored = self.state.networks.get_mut(network).expect("checked above");
-            stored.guests.remove(&guest.name);
-            stored.guest_cursor = previous_cursor;
-            self.names_changed();
-            self.teardown_guest(&net, &guest).await;
-            if net.span.is_some()
-                && let Err(release) = self.release_span_guest(network, &guest.name).await
-            {
-                warn!("rolling back guest {network}/{}: {release}", guest.name);
-            }
-            return Err(err.into());
-        }
-        info!(network, guest = %guest.name, %ip, "guest added");
-        self.emit(
-            Event::new("guest.added")
-                .network(network)
-                .guest(&guest.name)
-                .detail(ip.to_string()),
-        );
-        let net = self.network(network)?;
-        Ok(self.guest_view(net, &guest))
     }
 
     pub async fn remove_guest(&mut self, network: &str, name: &str) -> ServiceResult<()> {

@@ -25,7 +25,7 @@ use crate::daemon::{
 };
 use crate::{
     partition::{self, PartitionRules, PartitionState, through_ports::PortPath},
-    ports::Proto,
+    ports::{PortForward, Proto},
 };
 
 impl Service {
@@ -220,7 +220,9 @@ impl Service {
 
     /// Sends real datagrams between every ordered pair of `network`'s guests
     /// and reports what arrived against what the partition intends.
-    pub async fn verify_partition(&self, network: &str) -> ServiceResult<VerifyReport> {
+    /// What `verify` will probe in `network`, taken from the state; the
+    /// probing itself ([`VerifyPlan::run`]) needs no service lock.
+    pub fn plan_verify(&self, network: &str) -> ServiceResult<VerifyPlan> {
         let net = self.network(network)?;
         let probes: Vec<Probe> = net
             .guests
@@ -242,67 +244,16 @@ impl Service {
         } else {
             probe::DATAGRAMS_PER_PAIR
         };
-        let timed = partition::rtt::pairs_to_time(&rules, &slots);
-        let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
-        let published = self.published_addresses(net).await?;
-        let (received, rtts) = tokio::task::spawn_blocking({
-            let probes = probes.clone();
-            move || {
-                let received = probe::exchange(&probes, per_pair, held)?;
-                let rtts = probe::time_pairs(&probes, timed)?;
-                anyhow::Ok((received, rtts))
-            }
+        Ok(VerifyPlan {
+            network: network.to_owned(),
+            probes,
+            rules,
+            slots,
+            per_pair,
+            published: published_ports(net),
+            gateway_ip: self.topology.config.gateway_ip(),
+            host_link_net: self.topology.config.host_link_net,
         })
-        .await
-        .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
-        let mut report = partition::judge(network, &rules, &slots, &received, per_pair);
-        partition::rtt::add_to_report(&mut report, &rtts);
-        let through_ports = partition::through_ports::probes(&report, &published);
-        let outcomes =
-            tokio::task::spawn_blocking(move || probe::through_ports(&probes, through_ports))
-                .await
-                .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
-        partition::through_ports::add_to_report(&mut report, outcomes);
-        Ok(report)
-    }
-
-    /// Where each guest of `net` with published ports answers from inside:
-    /// its first TCP and its first UDP port, each at the gateway's address
-    /// and at a host address (the port's own, or the host's first outside
-    /// netd's host link).
-    async fn published_addresses(
-        &self,
-        net: &crate::model::Network,
-    ) -> ServiceResult<BTreeMap<String, Vec<PortPath>>> {
-        let config = &self.topology.config;
-        let host = crate::netlink::HostView::read().await?;
-        let host_ip = host
-            .reachable_ips()
-            .into_iter()
-            .find(|ip| !config.host_link_net.contains(*ip));
-        Ok(net
-            .guests
-            .values()
-            .filter_map(|guest| {
-                let paths: Vec<PortPath> = [Proto::Tcp, Proto::Udp]
-                    .into_iter()
-                    .filter_map(|proto| guest.ports.iter().find(|p| p.proto == proto))
-                    .flat_map(|port| {
-                        let host_port = port.host_ports.ports().next().unwrap_or(0);
-                        let guest_port = port.guest_ports.ports().next().unwrap_or(0);
-                        [Some(config.gateway_ip()), port.host_ip.or(host_ip)]
-                            .into_iter()
-                            .flatten()
-                            .map(move |ip| PortPath {
-                                proto: port.proto,
-                                via: SocketAddrV4::new(ip, host_port),
-                                guest_port,
-                            })
-                    })
-                    .collect();
-                (!paths.is_empty()).then(|| (guest.name.clone(), paths))
-            })
-            .collect())
     }
 
     /// Makes `state` (compiled to `rules`) the network's partition: applied
@@ -335,11 +286,134 @@ impl Service {
     }
 
     /// A network the caller has already looked up.
-    fn network_mut(&mut self, network: &str) -> &mut crate::model::Network {
+    pub(super) fn network_mut(&mut self, network: &str) -> &mut crate::model::Network {
         self.state
             .networks
             .get_mut(network)
             .expect("looked up above")
+    }
+}
+
+/// A verify's probes and what to judge them against.
+pub struct VerifyPlan {
+    network: String,
+    probes: Vec<Probe>,
+    rules: PartitionRules,
+    slots: std::collections::BTreeMap<String, u8>,
+    per_pair: u32,
+    /// Each guest's first published TCP and UDP port, for the probes of
+    /// cut pairs through them.
+    published: BTreeMap<String, Vec<PortForward>>,
+    gateway_ip: std::net::Ipv4Addr,
+    host_link_net: ipnetwork::Ipv4Network,
+}
+
+/// Each guest's first published TCP port and first UDP port.
+fn published_ports(net: &crate::model::Network) -> BTreeMap<String, Vec<PortForward>> {
+    net.guests
+        .values()
+        .map(|guest| {
+            let ports: Vec<PortForward> = [Proto::Tcp, Proto::Udp]
+                .into_iter()
+                .filter_map(|proto| guest.ports.iter().find(|p| p.proto == proto).cloned())
+                .collect();
+            (guest.name.clone(), ports)
+        })
+        .filter(|(_, ports)| !ports.is_empty())
+        .collect()
+}
+
+/// Where each port of `published` answers from inside a network: at the
+/// gateway's address, and at a host address (the port's own, or the
+/// host's first outside netd's host link).
+async fn published_paths(
+    published: &BTreeMap<String, Vec<PortForward>>,
+    gateway_ip: std::net::Ipv4Addr,
+    host_link_net: ipnetwork::Ipv4Network,
+) -> ServiceResult<BTreeMap<String, Vec<PortPath>>> {
+    if published.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let host = crate::netlink::HostView::read().await?;
+    let host_ip = host
+        .reachable_ips()
+        .into_iter()
+        .find(|ip| !host_link_net.contains(*ip));
+    Ok(published
+        .iter()
+        .map(|(guest, ports)| {
+            let paths = ports
+                .iter()
+                .flat_map(|port| {
+                    let host_port = port.host_ports.ports().next().unwrap_or(0);
+                    let guest_port = port.guest_ports.ports().next().unwrap_or(0);
+                    [Some(gateway_ip), port.host_ip.or(host_ip)]
+                        .into_iter()
+                        .flatten()
+                        .map(move |ip| PortPath {
+                            proto: port.proto,
+                            via: SocketAddrV4::new(ip, host_port),
+                            guest_port,
+                        })
+                })
+                .collect();
+            (guest.clone(), paths)
+        })
+        .collect())
+}
+
+impl VerifyPlan {
+    /// Sends the probes' traffic (seconds, when faults are measured) and
+    /// judges what arrived.
+    pub async fn run(self) -> ServiceResult<VerifyReport> {
+        let VerifyPlan {
+            network,
+            probes,
+            rules,
+            slots,
+            per_pair,
+            published,
+            gateway_ip,
+            host_link_net,
+        } = self;
+        let timed = partition::rtt::pairs_to_time(&rules, &slots);
+        let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
+        let published = published_paths(&published, gateway_ip, host_link_net).await?;
+        let (received, rtts) = tokio::task::spawn_blocking({
+            let probes = probes.clone();
+            move || {
+                let received = probe::exchange(&probes, per_pair, held)?;
+                let rtts = probe::time_pairs(&probes, timed)?;
+                anyhow::Ok((received, rtts))
+            }
+        })
+        .await
+        .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
+        let mut report = partition::judge(&network, &rules, &slots, &received, per_pair);
+        partition::rtt::add_to_report(&mut report, &rtts);
+        // Cut pairs again, through the receivers' published ports.
+        let through_ports = partition::through_ports::probes(&report, &published);
+        let outcomes =
+            tokio::task::spawn_blocking(move || probe::through_ports(&probes, through_ports))
+                .await
+                .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
+        partition::through_ports::add_to_report(&mut report, outcomes);
+        Ok(report)
+    }
+}
+
+impl super::Shared {
+    /// `netd partition verify`: the network's lock is held throughout (its
+    /// partition cannot change under the probes), the service lock only
+    /// while the probes are planned.
+    pub async fn verify_partition(&self, network: String) -> ServiceResult<VerifyReport> {
+        let shared = self.clone();
+        self.run_whole(async move {
+            let _network = shared.network(&network).await;
+            let plan = shared.lock().await.plan_verify(&network)?;
+            plan.run().await
+        })
+        .await
     }
 }
 
