@@ -208,6 +208,12 @@ pub struct Config {
     /// destination of its VXLAN traffic.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub underlay_address: Option<Ipv4Addr>,
+    /// Whether guests may open connections to the host's own addresses
+    /// (the host link's 172.18.255.1 and every other): true, as any routed
+    /// client could. False limits guests to published ports and the
+    /// outside: the host refuses what comes in from its host link other
+    /// than replies (netd's host table, chain `input`).
+    pub guests_reach_host: bool,
     /// The file these settings came from, named in every error so that the
     /// user edits the right one. Not a setting: never read from or written
     /// to TOML.
@@ -256,6 +262,7 @@ impl Default for Config {
             },
             metrics_listen: None,
             dns_upstreams: Vec::new(),
+            guests_reach_host: true,
             cluster_endpoints: Vec::new(),
             node: None,
             underlay_address: None,

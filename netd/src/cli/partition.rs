@@ -391,6 +391,20 @@ fn print_report(report: &VerifyReport) {
             );
         }
     }
+    for check in &report.published {
+        println!(
+            "  {} -> {} through {}/{}: {}",
+            check.from,
+            check.to,
+            check.via,
+            check.proto,
+            match check.reached {
+                None => "not probed (the guest's own service holds the port)",
+                Some(false) => "held",
+                Some(true) => "got through  MISMATCH",
+            }
+        );
+    }
     for note in &report.notes {
         println!("  note: {note}");
     }

@@ -10,14 +10,19 @@
 use std::{
     collections::BTreeMap,
     io,
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
     path::PathBuf,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, Result};
 
-use crate::{netns::Netns, partition::rtt};
+use crate::{
+    netns::Netns,
+    partition::{rtt, through_ports::Probe as PortProbe},
+    ports::Proto,
+};
 
 /// Datagrams each guest sends to each other guest: a pair is delivered if
 /// one arrives, so a lossy cut is rarely taken for a full one.
@@ -171,8 +176,163 @@ pub fn time_pairs(probes: &[Probe], pairs: Vec<rtt::Pair>) -> Result<Vec<rtt::Ti
     })
 }
 
+/// How long a connection through a published port may take to be
+/// answered: a cut one never is.
+pub const CONNECT_WAIT: Duration = Duration::from_millis(700);
+
+/// At most this many connections are tried at once.
+const CONNECTS_AT_ONCE: usize = 64;
+
+/// Tries each probe through a published port: TCP ones as connections,
+/// many at once; UDP ones as one datagram each to netd's own socket on the
+/// receiver's guest port, all at once. In the order given.
+pub fn through_ports(
+    probes: &[Probe],
+    tries: Vec<PortProbe>,
+) -> Result<Vec<(PortProbe, Option<bool>)>> {
+    let (tcp, udp): (Vec<PortProbe>, Vec<PortProbe>) = tries
+        .iter()
+        .cloned()
+        .partition(|t| t.path.proto == Proto::Tcp);
+    let mut outcomes = connect_all(probes, tcp)?;
+    outcomes.extend(datagrams(probes, udp)?);
+    // Back into the order given.
+    let mut ordered = Vec::with_capacity(tries.len());
+    for wanted in tries {
+        if let Some(at) = outcomes.iter().position(|(t, _)| *t == wanted) {
+            ordered.push(outcomes.swap_remove(at));
+        }
+    }
+    Ok(ordered)
+}
+
+/// TCP probes: a connection from the sender's namespace and address;
+/// reached if the receiver answered (accepted, or refused: a reset came
+/// back from it).
+fn connect_all(probes: &[Probe], tries: Vec<PortProbe>) -> Result<Vec<(PortProbe, Option<bool>)>> {
+    let find = |name: &str| probes.iter().find(|probe| probe.name == name);
+    let mut outcomes = Vec::with_capacity(tries.len());
+    for chunk in tries.chunks(CONNECTS_AT_ONCE) {
+        let reached = std::thread::scope(|scope| {
+            let runs: Vec<_> = chunk
+                .iter()
+                .map(|t| {
+                    let from = find(&t.from);
+                    let via = t.path.via;
+                    scope.spawn(move || match from {
+                        Some(from) => connects(from, via),
+                        None => Ok(false),
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|run| {
+                    run.join()
+                        .map_err(|_| anyhow::anyhow!("a connection probe panicked"))?
+                })
+                .collect::<Result<Vec<bool>>>()
+        })?;
+        outcomes.extend(chunk.iter().cloned().zip(reached.into_iter().map(Some)));
+    }
+    Ok(outcomes)
+}
+
+/// UDP probes: netd binds the receiver's guest port itself (a port its own
+/// service holds is not probed: None), each sender sends one datagram
+/// with its probe's index, and what arrives within [`CONNECT_WAIT`] got
+/// through.
+fn datagrams(probes: &[Probe], tries: Vec<PortProbe>) -> Result<Vec<(PortProbe, Option<bool>)>> {
+    let find = |name: &str| probes.iter().find(|probe| probe.name == name);
+    let mut receivers: BTreeMap<(String, u16), Option<UdpSocket>> = BTreeMap::new();
+    for t in &tries {
+        let key = (t.to.clone(), t.path.guest_port);
+        if receivers.contains_key(&key) {
+            continue;
+        }
+        let socket = match find(&t.to) {
+            Some(to) => open_on(to, t.path.guest_port).ok(),
+            None => None,
+        };
+        receivers.insert(key, socket);
+    }
+    let token = token();
+    let mut reached = vec![false; tries.len()];
+    for (index, t) in tries.iter().enumerate() {
+        let Some(from) = find(&t.from) else { continue };
+        let mut payload = token.to_le_bytes().to_vec();
+        payload.extend_from_slice(&(index as u32).to_le_bytes());
+        if let Ok(socket) = open(from) {
+            let _ = socket.send_to(&payload, t.path.via);
+        }
+    }
+    let deadline = Instant::now() + CONNECT_WAIT;
+    let mut buf = [0u8; 64];
+    while Instant::now() < deadline {
+        for socket in receivers.values().flatten() {
+            while let Ok((len, _)) = socket.recv_from(&mut buf) {
+                let datagram = &buf[..len];
+                if len == 12 && datagram[..8] == token.to_le_bytes() {
+                    let index = u32::from_le_bytes(datagram[8..12].try_into().expect("4 bytes"));
+                    if let Some(hit) = reached.get_mut(index as usize) {
+                        *hit = true;
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(tries
+        .into_iter()
+        .zip(reached)
+        .map(|(t, hit)| {
+            let probed = receivers
+                .get(&(t.to.clone(), t.path.guest_port))
+                .is_some_and(Option::is_some);
+            (t, probed.then_some(hit))
+        })
+        .collect())
+}
+
+/// One connection from `from` to `via` (see [`through_ports`]).
+fn connects(from: &Probe, via: SocketAddrV4) -> Result<bool> {
+    let netns = Netns::open_path(&from.name, &from.netns).with_context(|| {
+        format!(
+            "guest {}'s namespace is missing: `netd status` shows what is",
+            from.name
+        )
+    })?;
+    let ip = from.ip;
+    netns.run_in(move || -> Result<bool> {
+        let socket = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        nix::sys::socket::bind(
+            socket.as_raw_fd(),
+            &nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(ip, 0)),
+        )?;
+        let stream = TcpStream::from(socket);
+        // connect_timeout needs a socket it makes itself: connect here
+        // with a send timeout, which bounds a blocking connect on Linux.
+        stream.set_write_timeout(Some(CONNECT_WAIT))?;
+        let addr = nix::sys::socket::SockaddrIn::from(via);
+        Ok(match nix::sys::socket::connect(stream.as_raw_fd(), &addr) {
+            Ok(()) => true,
+            Err(nix::errno::Errno::ECONNREFUSED) => true,
+            Err(_) => false,
+        })
+    })?
+}
+
 /// A socket in the guest's namespace, on its address, non-blocking.
 pub(super) fn open(probe: &Probe) -> Result<UdpSocket> {
+    open_on(probe, 0)
+}
+
+/// [`open`] on a given port (0: any).
+fn open_on(probe: &Probe, port: u16) -> Result<UdpSocket> {
     let netns = Netns::open_path(&probe.name, &probe.netns).with_context(|| {
         format!(
             "guest {}'s namespace is missing: `netd status` shows what is",
@@ -180,7 +340,7 @@ pub(super) fn open(probe: &Probe) -> Result<UdpSocket> {
         )
     })?;
     let socket = netns
-        .run_in(|| UdpSocket::bind((probe.ip, 0)))?
+        .run_in(|| UdpSocket::bind((probe.ip, port)))?
         .with_context(|| {
             format!(
                 "binding a UDP socket to guest {}'s address {} in its namespace \

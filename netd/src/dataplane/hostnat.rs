@@ -45,7 +45,7 @@ pub const TABLE: &str = "inet netd";
 const TABLE_COMMENT: &str = "owned by netd: every sync replaces this table, so edits here are lost";
 
 /// The table's sets, as `table_definition` declares them.
-const SETS: [SetDecl; 3] = [
+const SETS: [SetDecl; 4] = [
     SetDecl {
         name: "masq_sources",
         kind: "set",
@@ -61,10 +61,20 @@ const SETS: [SetDecl; 3] = [
         kind: "set",
         spec: &["type ipv4_addr . inet_proto . inet_service"],
     },
+    SetDecl {
+        name: "guests_refused",
+        kind: "set",
+        spec: &["type ifname"],
+    },
 ];
 
 /// The chains [`HostNat::present`] expects, with their number of rules.
-const CHAINS: [(&str, usize); 3] = [("prerouting", 2), ("output", 3), ("postrouting", 1)];
+const CHAINS: [(&str, usize); 4] = [
+    ("prerouting", 2),
+    ("output", 3),
+    ("postrouting", 1),
+    ("input", 1),
+];
 
 /// The sysctl that turns on IPv4 forwarding; each network namespace has its
 /// own, read and written in the namespace of the thread that opens it.
@@ -86,6 +96,10 @@ pub struct HostNatPlan {
     /// Published ports; only `proto`, `host_ip` and `host_port` matter here
     /// (the gateway maps them on to the guest).
     pub ports: Vec<PortMapping>,
+    /// Guests may open connections to the host's own addresses (the
+    /// `guests_reach_host` setting); false: what comes in from the host
+    /// link to the host itself, other than replies, is refused.
+    pub guests_reach_host: bool,
 }
 
 fn sorted<T: Ord + Clone>(items: &[T]) -> Vec<T> {
@@ -106,6 +120,7 @@ impl HostNatPlan {
                 .chain(host.routable_subnets.iter().copied())
                 .collect(),
             ports: host.ports.clone(),
+            guests_reach_host: host.guests_reach_host,
         }
     }
 
@@ -120,6 +135,7 @@ impl HostNatPlan {
     pub fn same_but_sources(&self, other: &HostNatPlan) -> bool {
         self.host_link == other.host_link
             && self.gateway_ip == other.gateway_ip
+            && self.guests_reach_host == other.guests_reach_host
             && sorted(&self.ports) == sorted(&other.ports)
     }
 
@@ -168,7 +184,7 @@ pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
     // comes from.
     let mut out = String::new();
     write_table_start(&mut out, TABLE, TABLE_COMMENT);
-    let [masq_sources, ports_any, ports_on_ip] = &SETS;
+    let [masq_sources, ports_any, ports_on_ip, guests_refused] = &SETS;
     write_set(
         &mut out,
         masq_sources,
@@ -177,6 +193,12 @@ pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
     );
     write_set(&mut out, ports_any, None, &any);
     write_set(&mut out, ports_on_ip, None, &on_ip);
+    let refused: Vec<String> = if plan.guests_reach_host {
+        Vec::new()
+    } else {
+        vec![format!("\"{link}\"")]
+    };
+    write_set(&mut out, guests_refused, None, &refused);
     let dnat_any =
         format!("fib daddr type local meta l4proto . th dport @ports_any dnat ip to {gateway}");
     let dnat_on_ip =
@@ -207,6 +229,19 @@ pub fn table_definition(plan: &HostNatPlan) -> Result<String, PlanError> {
         &[&format!(
             "ip saddr @masq_sources oifname != \"{link}\" masquerade"
         )],
+    );
+    // Connections from guests (and the gateway) to the host itself, with
+    // `guests_reach_host = false`: the host link is then in
+    // `@guests_refused`. Replies to the host's own connections (to
+    // published ports, to routable guests) are let in. Published ports on
+    // host addresses never get here: the gateway translates guests' ones
+    // itself, and the outside's are DNATed to the gateway in prerouting.
+    write_chain(
+        &mut out,
+        "input",
+        "type filter hook input priority filter; policy accept;",
+        None,
+        &["iifname @guests_refused ct state != { established, related } counter reject"],
     );
     out.push_str("}\n");
     Ok(out)
@@ -667,6 +702,24 @@ mod tests {
         let mut moved = example_plan();
         moved.host_link = "other0".to_owned();
         assert!(!plan.same_but_sources(&moved));
+        let mut guarded = example_plan();
+        guarded.guests_reach_host = false;
+        assert!(!plan.same_but_sources(&guarded));
+    }
+
+    #[test]
+    fn guests_kept_from_the_host_put_the_host_link_in_the_refused_set() {
+        let plan = HostNatPlan {
+            guests_reach_host: false,
+            ..example_plan()
+        };
+        let table = table_definition(&plan).unwrap();
+        assert!(
+            table.contains(
+                "\tset guests_refused {\n\t\ttype ifname\n\t\telements = { \"netd0\" }\n\t}\n"
+            ),
+            "{table}"
+        );
     }
 
     fn example_plan() -> HostNatPlan {
@@ -679,6 +732,7 @@ mod tests {
                 port(Proto::Tcp, None, 8080),
                 port(Proto::Tcp, Some([198, 51, 100, 2]), 8443),
             ],
+            guests_reach_host: true,
         }
     }
 
@@ -697,6 +751,9 @@ mod tests {
 		type ipv4_addr . inet_proto . inet_service
 		elements = { 198.51.100.2 . tcp . 8443 }
 	}
+	set guests_refused {
+		type ifname
+	}
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
 		fib daddr type local meta l4proto . th dport @ports_any dnat ip to 172.18.255.2 comment "netd"
@@ -711,6 +768,10 @@ mod tests {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr @masq_sources oifname != "netd0" masquerade comment "netd"
+	}
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname @guests_refused ct state != { established, related } counter reject comment "netd"
 	}
 }
 "#;
@@ -906,6 +967,8 @@ mod tests {
             rule("output"),
             chain("postrouting"),
             rule("postrouting"),
+            chain("input"),
+            rule("input"),
         ];
         let listing = |objects: &[serde_json::Value]| serde_json::json!({ "nftables": objects });
         assert!(chains_intact(&listing(&objects)));
@@ -1003,6 +1066,7 @@ mod root_tests {
                 mapping(Proto::Tcp, None, 8080),
                 mapping(Proto::Udp, Some(Ipv4Addr::new(198, 51, 100, 2)), 5353),
             ],
+            guests_reach_host: true,
         }
     }
 

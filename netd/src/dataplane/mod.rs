@@ -56,6 +56,32 @@ pub struct DataplaneStatus {
     pub counters: Vec<ZoneCounters>,
 }
 
+/// A backend's drift check and figures for `netd status`, made when the
+/// service lock is already released: either made already (map reads, which
+/// are quick) or what the kernel is to be asked, captured while the lock
+/// was held (`nft list` per namespace, which is not).
+pub struct StatusRead(Box<dyn FnOnce() -> StatusFound + Send>);
+
+/// The drift lines, and the figures or why they are unreadable.
+pub type StatusFound = (Vec<String>, Result<DataplaneStatus, String>);
+
+impl StatusRead {
+    /// A check and figures made already.
+    pub fn ready(drift: Vec<String>, figures: Result<DataplaneStatus, String>) -> StatusRead {
+        StatusRead(Box::new(move || (drift, figures)))
+    }
+
+    /// A check and figures made by `read`, later.
+    pub fn later(read: impl FnOnce() -> StatusFound + Send + 'static) -> StatusRead {
+        StatusRead(Box::new(read))
+    }
+
+    /// What was found. Blocking: run off the async runtime.
+    pub fn read(self) -> StatusFound {
+        (self.0)()
+    }
+}
+
 /// What one garbage-collection pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -150,6 +176,16 @@ pub trait Dataplane: Send + Sync {
     /// is well. Shown by `netd status` as drift.
     fn check(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// [`Dataplane::check`] and [`Dataplane::status`] for `netd status`,
+    /// called under the service lock: a backend whose check is slow
+    /// captures what it needs here and asks the kernel in
+    /// [`StatusRead::read`], after the lock is released.
+    fn status_read(&self, zone_name: &dyn Fn(u32) -> String) -> StatusRead {
+        StatusRead::ready(
+            self.check(),
+            self.status(zone_name).map_err(|err| format!("{err:#}")),
+        )
     }
     /// Puts back what [`Dataplane::check`] finds missing or altered, host
     /// side first. Called by the daemon every few seconds.

@@ -193,6 +193,9 @@ pub struct VerifyReport {
     /// What was not measured, and why (pairs under a rate beyond the cap).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Cut pairs probed through the receiver's published ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<super::through_ports::PublishedCheck>,
 }
 
 /// Judges what arrived (`received[(from, to)]`, by guest name; missing
@@ -272,6 +275,7 @@ pub fn judge(
         mismatches,
         matrix,
         notes: Vec::new(),
+        published: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ mod rules;
 pub mod schedule;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod through_ports;
 mod words;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -99,6 +99,7 @@ impl Topology {
             gateway_ip: self.config.gateway_ip(),
             routable_subnets,
             ports,
+            guests_reach_host: self.config.guests_reach_host,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct HostPlumbing {
     pub routable_subnets: Vec<Ipv4Network>,
     /// Every published port.
     pub ports: Vec<PortMapping>,
+    /// The `guests_reach_host` setting: false refuses connections from the
+    /// host link to the host itself.
+    pub guests_reach_host: bool,
 }
 
 /// The gateway namespace as the dataplane needs to know it.

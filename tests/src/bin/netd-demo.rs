@@ -468,7 +468,17 @@ fn nftables_dataplane(sb: &Sandbox) {
         "ping web/a -> {INTERNET_SERVER}: {}/2 replies",
         ping(&a, INTERNET_SERVER, 2)
     );
-    show(&netd, &["partition", "web", "isolate", "b"]);
+    // The cut holds through a's published port too: the gateway checks
+    // the hairpin against the network's cut, and verify probes that path.
+    show(
+        &netd,
+        &["partition", "web", "isolate", "b", "--keep-outside"],
+    );
+    let b = Netns::open(&format!("{prefix}g-web.b")).expect("guest namespace");
+    let through_port = tcp_connect(&b, SocketAddrV4::new(HOST_UPLINK, 8080), None)
+        .map(|mut s| tcp_ask(&mut s, "hi"))
+        .unwrap_or_else(|err| format!("no answer ({err})"));
+    println!("web/b -> a's published port {HOST_UPLINK}:8080: {through_port}");
     show(&netd, &["partition", "web", "verify"]);
     // A delay (netdev hooks to the delay line's TAP) and a rate, measured.
     show(

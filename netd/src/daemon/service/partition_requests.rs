@@ -4,6 +4,8 @@
 //! nothing. Timed partitions heal from the persisted deadline, so a daemon
 //! restart does not forget them.
 
+use std::{collections::BTreeMap, net::SocketAddrV4};
+
 use anyhow::anyhow;
 use tracing::{info, warn};
 
@@ -21,7 +23,10 @@ use crate::daemon::{
     probe::{self, Probe},
     requests::{PartitionRequest, PartitionView, StepView, VerifyReport},
 };
-use crate::partition::{self, PartitionRules, PartitionState};
+use crate::{
+    partition::{self, PartitionRules, PartitionState, through_ports::PortPath},
+    ports::{PortForward, Proto},
+};
 
 impl Service {
     /// Puts `request` in force on `network`, replacing whatever was: the
@@ -245,6 +250,9 @@ impl Service {
             rules,
             slots,
             per_pair,
+            published: published_ports(net),
+            gateway_ip: self.topology.config.gateway_ip(),
+            host_link_net: self.topology.config.host_link_net,
         })
     }
 
@@ -293,6 +301,65 @@ pub struct VerifyPlan {
     rules: PartitionRules,
     slots: std::collections::BTreeMap<String, u8>,
     per_pair: u32,
+    /// Each guest's first published TCP and UDP port, for the probes of
+    /// cut pairs through them.
+    published: BTreeMap<String, Vec<PortForward>>,
+    gateway_ip: std::net::Ipv4Addr,
+    host_link_net: ipnetwork::Ipv4Network,
+}
+
+/// Each guest's first published TCP port and first UDP port.
+fn published_ports(net: &crate::model::Network) -> BTreeMap<String, Vec<PortForward>> {
+    net.guests
+        .values()
+        .map(|guest| {
+            let ports: Vec<PortForward> = [Proto::Tcp, Proto::Udp]
+                .into_iter()
+                .filter_map(|proto| guest.ports.iter().find(|p| p.proto == proto).cloned())
+                .collect();
+            (guest.name.clone(), ports)
+        })
+        .filter(|(_, ports)| !ports.is_empty())
+        .collect()
+}
+
+/// Where each port of `published` answers from inside a network: at the
+/// gateway's address, and at a host address (the port's own, or the
+/// host's first outside netd's host link).
+async fn published_paths(
+    published: &BTreeMap<String, Vec<PortForward>>,
+    gateway_ip: std::net::Ipv4Addr,
+    host_link_net: ipnetwork::Ipv4Network,
+) -> ServiceResult<BTreeMap<String, Vec<PortPath>>> {
+    if published.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let host = crate::netlink::HostView::read().await?;
+    let host_ip = host
+        .reachable_ips()
+        .into_iter()
+        .find(|ip| !host_link_net.contains(*ip));
+    Ok(published
+        .iter()
+        .map(|(guest, ports)| {
+            let paths = ports
+                .iter()
+                .flat_map(|port| {
+                    let host_port = port.host_ports.ports().next().unwrap_or(0);
+                    let guest_port = port.guest_ports.ports().next().unwrap_or(0);
+                    [Some(gateway_ip), port.host_ip.or(host_ip)]
+                        .into_iter()
+                        .flatten()
+                        .map(move |ip| PortPath {
+                            proto: port.proto,
+                            via: SocketAddrV4::new(ip, host_port),
+                            guest_port,
+                        })
+                })
+                .collect();
+            (guest.clone(), paths)
+        })
+        .collect())
 }
 
 impl VerifyPlan {
@@ -305,22 +372,36 @@ impl VerifyPlan {
             rules,
             slots,
             per_pair,
+            published,
+            gateway_ip,
+            host_link_net,
         } = self;
         let timed = partition::rtt::pairs_to_time(&rules, &slots);
         // Rates are measured pair by pair, at most rate::MAX_PAIRS of them.
         let (rated, unrated) = partition::rate::pairs_to_measure(&rules, &slots);
         let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
-        let (received, rtts, rates) = tokio::task::spawn_blocking(move || {
-            let received = probe::exchange(&probes, per_pair, held)?;
-            let rtts = probe::time_pairs(&probes, timed)?;
-            let rates = crate::daemon::rate_probe::measure_pairs(&probes, rated, held)?;
-            anyhow::Ok((received, rtts, rates))
+        let published = published_paths(&published, gateway_ip, host_link_net).await?;
+        let (received, rtts, rates) = tokio::task::spawn_blocking({
+            let probes = probes.clone();
+            move || {
+                let received = probe::exchange(&probes, per_pair, held)?;
+                let rtts = probe::time_pairs(&probes, timed)?;
+                let rates = crate::daemon::rate_probe::measure_pairs(&probes, rated, held)?;
+                anyhow::Ok((received, rtts, rates))
+            }
         })
         .await
         .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
         let mut report = partition::judge(&network, &rules, &slots, &received, per_pair);
         partition::rtt::add_to_report(&mut report, &rtts);
         partition::rate::add_to_report(&mut report, &rates, &unrated);
+        // Cut pairs again, through the receivers' published ports.
+        let through_ports = partition::through_ports::probes(&report, &published);
+        let outcomes =
+            tokio::task::spawn_blocking(move || probe::through_ports(&probes, through_ports))
+                .await
+                .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
+        partition::through_ports::add_to_report(&mut report, outcomes);
         Ok(report)
     }
 }

@@ -15,8 +15,9 @@ use crate::{
 };
 
 /// What `status` needs from the service, taken under its lock (the state,
-/// the dataplane's own check and figures: map reads, no netlink); the
-/// rest, one netlink round per namespace, runs after the lock is released
+/// and what the dataplane's check and figures need: eBPF map reads, or the
+/// nftables tables to list); the rest, one netlink round and `nft list`
+/// per namespace, runs after the lock is released
 /// (`StatusSnapshot::finish`), so that a status of hundreds of networks
 /// never holds up a change.
 pub struct StatusSnapshot {
@@ -24,8 +25,7 @@ pub struct StatusSnapshot {
     state: State,
     wanted: BTreeSet<String>,
     dataplane: String,
-    dataplane_drift: Vec<String>,
-    figures: Result<crate::dataplane::DataplaneStatus, String>,
+    dataplane_read: crate::dataplane::StatusRead,
 }
 
 impl Service {
@@ -47,19 +47,14 @@ impl Service {
                 .find(|net| net.zone() == zone)
                 .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
         };
-        let dataplane_drift = self.dataplane.check();
-        let figures = self
-            .dataplane
-            .status(&zone_name)
-            .map_err(|err| format!("{err:#}"));
+        let dataplane_read = self.dataplane.status_read(&zone_name);
         StatusSnapshot {
             topology: Topology::new(self.topology.config.clone())
                 .expect("the running topology's config is valid"),
             state: self.state.clone(),
             wanted: self.wanted_namespaces(),
             dataplane: self.topology.config.dataplane.to_string(),
-            dataplane_drift,
-            figures,
+            dataplane_read,
         }
     }
 }
@@ -146,8 +141,17 @@ impl StatusSnapshot {
             }
             Err(err) => drift.push(format!("host routes unreadable: {err:#}")),
         }
-        drift.extend(self.dataplane_drift);
-        let figures = match self.figures {
+        let read = self.dataplane_read;
+        let (dataplane_drift, figures) = tokio::task::spawn_blocking(move || read.read())
+            .await
+            .unwrap_or_else(|err| {
+                (
+                    Vec::new(),
+                    Err(format!("the dataplane's check failed: {err}")),
+                )
+            });
+        drift.extend(dataplane_drift);
+        let figures = match figures {
             Ok(figures) => Some(figures),
             Err(err) => {
                 drift.push(format!("dataplane unreadable: {err}"));

@@ -67,6 +67,7 @@ struct Gateway {
     host_side: String,
     gateway_ip: Ipv4Addr,
     host_addrs: BTreeSet<Ipv4Addr>,
+    nat_ports: crate::config::PortSpan,
     applied: Option<Applied>,
     /// A previous daemon's table is in place and the start-up reconcile is
     /// still telling this one what it should hold: the table is left as it
@@ -108,6 +109,16 @@ impl Network {
 
     fn nft(&self) -> Result<Nft> {
         Nft::open(&self.plumbing.name, &self.plumbing.netns)
+    }
+
+    /// The partition in force as set elements (none before one is known),
+    /// for the gateway's copy of it.
+    fn partition_elements(&self) -> BTreeMap<&'static str, BTreeSet<String>> {
+        let spec = self.spec();
+        spec.partition
+            .as_ref()
+            .map(|rules| script::partition_elements(&spec.guests, rules))
+            .unwrap_or_default()
     }
 }
 
@@ -155,11 +166,13 @@ impl NftDataplane {
                     let port = NetworkPort {
                         port: net.plumbing.gateway_port.clone(),
                         routable: net.plumbing.routable,
+                        partition: net.partition_elements(),
                     };
                     (*zone, port)
                 })
                 .collect(),
             forwards: self.forwards.values().copied().collect(),
+            nat_ports: gw.nat_ports,
         })
     }
 
@@ -267,59 +280,98 @@ impl NftDataplane {
         Ok(())
     }
 
-    /// Drift of the gateway: its table's shape and the policy routing rules.
-    fn gateway_problems(&self) -> Vec<String> {
-        let (Some(gw), Some(spec)) = (&self.gateway, self.gateway_spec()) else {
-            return Vec::new();
-        };
-        if !gw.netns.exists() {
-            // The topology reports a missing namespace.
-            return Vec::new();
-        }
-        let mut problems = table_problems(
-            "gateway",
-            &gw.netns,
-            &script::gateway_layout(&spec),
-            &script::gateway_content(&spec).counters,
-        );
-        match routing::zones_routed(&gw.netns) {
-            Ok(routed) => {
-                for (zone, net) in &self.networks {
-                    if !routed.contains(zone) {
-                        problems.push(format!(
-                            "gateway: routing rule fwmark {zone} lookup {} of network {} is missing",
-                            script::route_table(*zone),
-                            net.plumbing.name
-                        ));
-                    }
-                }
-            }
-            Err(err) => problems.push(format!("gateway: {COULD_NOT_CHECK} routing rules: {err:#}")),
-        }
-        problems
+    /// What the gateway's drift check reads: its table's shape and the
+    /// policy routing rules.
+    fn gateway_check(&self) -> Option<GatewayCheck> {
+        let (gw, spec) = (self.gateway.as_ref()?, self.gateway_spec()?);
+        Some(GatewayCheck {
+            table: TableCheck {
+                place: "gateway".to_owned(),
+                netns: gw.netns.clone(),
+                layout: script::gateway_layout(&spec),
+                counters: script::gateway_content(&spec).counters,
+                delay_table: false,
+            },
+            zones: self
+                .networks
+                .iter()
+                .map(|(zone, net)| (*zone, net.plumbing.name.clone()))
+                .collect(),
+        })
     }
 
-    fn network_problems(&self, net: &Network) -> Vec<String> {
-        if !net.plumbing.netns.exists() {
-            return Vec::new();
-        }
+    /// Drift of the gateway: its table's shape and the policy routing rules.
+    fn gateway_problems(&self) -> Vec<String> {
+        self.gateway_check()
+            .map(|check| check.problems())
+            .unwrap_or_default()
+    }
+
+    fn network_check(net: &Network) -> TableCheck {
         let spec = net.spec();
-        let place = format!("network {}", net.plumbing.name);
-        let mut problems = table_problems(
-            &place,
-            &net.plumbing.netns,
-            &script::network_layout_for(&spec),
-            &script::network_content(&spec).counters,
-        );
-        // The delay table: there while the policy delays (its rules are
-        // replaced whole with each change, and not compared here).
         let delays = net
             .partition
             .as_ref()
             .is_some_and(|rules| !delay::delaying_classes(rules).is_empty());
-        if delays && !net.adopting {
-            let listing = Nft::open(&place, &net.plumbing.netns)
-                .and_then(|nft| nft.table(delay::DELAY_TABLE));
+        TableCheck {
+            place: format!("network {}", net.plumbing.name),
+            netns: net.plumbing.netns.clone(),
+            layout: script::network_layout_for(&spec),
+            counters: script::network_content(&spec).counters,
+            delay_table: delays && !net.adopting,
+        }
+    }
+
+    fn network_problems(&self, net: &Network) -> Vec<String> {
+        Self::network_check(net).problems()
+    }
+
+    /// Where `status` reads the tables' counters, with the networks' names.
+    fn counters_read(&self, zone_name: &dyn Fn(u32) -> String) -> CountersRead {
+        CountersRead {
+            gateway: self.gateway.as_ref().map(|gw| gw.netns.clone()),
+            networks: self
+                .networks
+                .iter()
+                .map(|(zone, net)| (*zone, net.plumbing.name.clone(), net.plumbing.netns.clone()))
+                .collect(),
+            delay_lines: self
+                .networks
+                .iter()
+                .map(|(zone, net)| (*zone, net.delay_lines.counters()))
+                .collect(),
+            names: std::iter::once(0)
+                .chain(self.networks.keys().copied())
+                .map(|zone| (zone, zone_name(zone)))
+                .collect(),
+        }
+    }
+}
+
+/// One table's drift check, captured from the dataplane so that it can run
+/// without it (after the service lock is released).
+#[derive(Debug, Clone)]
+struct TableCheck {
+    place: String,
+    netns: PathBuf,
+    layout: Layout,
+    counters: BTreeSet<String>,
+    /// The delay table is expected too: the policy delays. Its rules are
+    /// replaced whole with each change, so only its presence is checked.
+    delay_table: bool,
+}
+
+impl TableCheck {
+    fn problems(&self) -> Vec<String> {
+        if !self.netns.exists() {
+            // The topology reports a missing namespace.
+            return Vec::new();
+        }
+        let mut problems = table_problems(&self.place, &self.netns, &self.layout, &self.counters);
+        if self.delay_table {
+            let place = &self.place;
+            let listing =
+                Nft::open(place, &self.netns).and_then(|nft| nft.table(delay::DELAY_TABLE));
             match listing {
                 Ok(Some(_)) => {}
                 Ok(None) => problems.push(format!(
@@ -334,22 +386,125 @@ impl NftDataplane {
         }
         problems
     }
+}
 
-    /// The gateway's conntrack table, counted.
-    fn nat_summary(&self) -> NatSummary {
-        let Some(gw) = &self.gateway else {
-            return NatSummary::default();
-        };
-        let table = Netns::open_path("gateway", &gw.netns).and_then(|netns| {
-            // /proc/net follows the process's namespace, thread-self the
-            // thread's (the one run_in moved).
-            netns.run_in(|| std::fs::read_to_string("/proc/thread-self/net/nf_conntrack"))
-        });
-        match table {
-            Ok(Ok(text)) => conntrack::summarize(&text),
-            // No conntrack yet, or no procfs support: nothing to count.
-            _ => NatSummary::default(),
+/// The gateway's: its table, and each network's routing rule there.
+#[derive(Debug, Clone)]
+struct GatewayCheck {
+    table: TableCheck,
+    /// Networks by zone.
+    zones: Vec<(u32, String)>,
+}
+
+impl GatewayCheck {
+    fn problems(&self) -> Vec<String> {
+        if !self.table.netns.exists() {
+            return Vec::new();
         }
+        let mut problems = self.table.problems();
+        match routing::zones_routed(&self.table.netns) {
+            Ok(routed) => {
+                for (zone, name) in &self.zones {
+                    if !routed.contains(zone) {
+                        problems.push(format!(
+                            "gateway: routing rule fwmark {zone} lookup {} of network {name} is missing",
+                            script::route_table(*zone),
+                        ));
+                    }
+                }
+            }
+            Err(err) => problems.push(format!("gateway: {COULD_NOT_CHECK} routing rules: {err:#}")),
+        }
+        problems
+    }
+}
+
+/// Where `status` reads counters and conntrack figures: the gateway's
+/// namespace and each network's, and the names zones are shown by.
+#[derive(Debug, Clone)]
+struct CountersRead {
+    gateway: Option<PathBuf>,
+    /// (zone, name, namespace).
+    networks: Vec<(u32, String, PathBuf)>,
+    /// The delay lines' own counters (held by the daemon, not the kernel).
+    delay_lines: Vec<(u32, Vec<(String, u64)>)>,
+    names: BTreeMap<u32, String>,
+}
+
+impl CountersRead {
+    /// The figures, from one `nft list` per table and the gateway's
+    /// conntrack table.
+    fn read(&self) -> DataplaneStatus {
+        let mut counters: BTreeMap<u32, Vec<(String, u64)>> =
+            std::iter::once((0, Vec::new())).collect();
+        for (zone, _, _) in &self.networks {
+            counters.insert(*zone, Vec::new());
+        }
+        if let Some(netns) = &self.gateway {
+            for (name, packets) in table_counters("gateway", netns, GATEWAY_TABLE) {
+                let (zone, name) = match gateway_counter_zone(&name) {
+                    Some(Ok(zoned)) => zoned,
+                    Some(Err(())) => continue,
+                    None => (0, name),
+                };
+                counters.entry(zone).or_default().push((name, packets));
+            }
+        }
+        for (zone, name, netns) in &self.networks {
+            let found = table_counters(name, netns, NETWORK_TABLE);
+            counters.entry(*zone).or_default().extend(found);
+        }
+        for (zone, found) in &self.delay_lines {
+            counters
+                .entry(*zone)
+                .or_default()
+                .extend(found.iter().cloned());
+        }
+        // A partition's drops in the network's table and at the gateway
+        // (through published ports) are one counter.
+        for zoned in counters.values_mut() {
+            let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+            for (name, packets) in zoned.drain(..) {
+                *merged.entry(name).or_default() += packets;
+            }
+            zoned.extend(merged);
+        }
+        DataplaneStatus {
+            host_datapath: crate::config::HostDatapath::Nftables.to_string(),
+            nat: nat_summary(self.gateway.as_deref()),
+            counters: counters
+                .into_iter()
+                .map(|(zone, mut counters)| {
+                    counters.retain(|(_, packets)| *packets > 0);
+                    counters.sort();
+                    ZoneCounters {
+                        zone: self
+                            .names
+                            .get(&zone)
+                            .cloned()
+                            .unwrap_or_else(|| format!("zone {zone} (removed)")),
+                        counters,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The gateway's conntrack table, counted.
+fn nat_summary(gateway: Option<&Path>) -> NatSummary {
+    let Some(netns) = gateway else {
+        return NatSummary::default();
+    };
+    let table = Netns::open_path("gateway", netns).and_then(|netns| {
+        // /proc/net follows the process's namespace, thread-self the
+        // thread's (the one run_in moved).
+        netns.run_in(|| std::fs::read_to_string("/proc/thread-self/net/nf_conntrack"))
+    });
+    match table {
+        Ok(Ok(text)) => conntrack::summarize(&text),
+        // No conntrack yet, or no procfs support: nothing to count.
+        _ => NatSummary::default(),
     }
 }
 
@@ -402,6 +557,25 @@ fn table_counters(name: &str, netns: &Path, table: &str) -> Vec<(String, u64)> {
         .unwrap_or_default()
 }
 
+/// A per-zone gateway counter's zone and the name `status` gives it; None
+/// for the gateway's own counters, Err for a zone that does not parse.
+fn gateway_counter_zone(name: &str) -> Option<Result<(u32, String), ()>> {
+    [
+        (script::CROSS_NETWORK_PREFIX, "dropped_cross_network"),
+        (script::HAIRPIN_PARTITION_PREFIX, "dropped_partition"),
+        (script::PORT_SHARE_PREFIX, "dropped_port_share"),
+    ]
+    .into_iter()
+    .find_map(|(prefix, shown)| {
+        let zone = name.strip_prefix(prefix)?;
+        Some(
+            zone.parse()
+                .map(|zone| (zone, shown.to_owned()))
+                .map_err(drop),
+        )
+    })
+}
+
 fn key(port: &PortMapping) -> (Proto, u16) {
     (port.proto, port.host_port)
 }
@@ -427,6 +601,7 @@ impl Dataplane for NftDataplane {
                 gw.host_side = plumbing.host_side.clone();
                 gw.gateway_ip = plumbing.gateway_ip;
                 gw.host_addrs = host_addrs;
+                gw.nat_ports = plumbing.host_nat_ports;
             }
             _ => {
                 let nft = Nft::open("gateway", &plumbing.netns)?;
@@ -439,6 +614,7 @@ impl Dataplane for NftDataplane {
                     host_side: plumbing.host_side.clone(),
                     gateway_ip: plumbing.gateway_ip,
                     host_addrs,
+                    nat_ports: plumbing.host_nat_ports,
                     applied: None,
                     adopting,
                 });
@@ -513,9 +689,11 @@ impl Dataplane for NftDataplane {
                 plumbing.name
             )
         })?;
+        let cut_before = net.partition_elements();
         let previous = net
             .guests
             .insert(plumbing.name.clone(), (plumbing.port.clone(), guest));
+        let cut_changed = net.partition_elements() != cut_before;
         if let Err(err) = self.sync_network(plumbing.zone) {
             let net = self
                 .networks
@@ -529,6 +707,12 @@ impl Dataplane for NftDataplane {
                 format!("registering guest {}/{}", plumbing.network, plumbing.name)
             });
         }
+        // The gateway's copy of the partition names guests by address: a
+        // guest that takes a cut slot brings its address there (the
+        // gateway's content is not even rendered otherwise).
+        if cut_changed && let Err(err) = self.sync_gateway() {
+            warn!(network = %plumbing.network, guest = %plumbing.name, "updating the gateway's partition: {err:#}");
+        }
         Ok(())
     }
 
@@ -536,11 +720,17 @@ impl Dataplane for NftDataplane {
         let Some(net) = self.networks.get_mut(&plumbing.zone) else {
             return;
         };
-        if net.guests.remove(&plumbing.name).is_some()
-            && plumbing.network_netns.exists()
-            && let Err(err) = self.sync_network(plumbing.zone)
-        {
-            warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest: {err:#}");
+        let cut_before = net.partition_elements();
+        if net.guests.remove(&plumbing.name).is_some() {
+            let cut_changed = net.partition_elements() != cut_before;
+            if plumbing.network_netns.exists()
+                && let Err(err) = self.sync_network(plumbing.zone)
+            {
+                warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest: {err:#}");
+            }
+            if cut_changed && let Err(err) = self.sync_gateway() {
+                warn!(network = %plumbing.network, guest = %plumbing.name, "forgetting the guest in the gateway: {err:#}");
+            }
         }
     }
 
@@ -574,12 +764,18 @@ impl Dataplane for NftDataplane {
             }
             Err(_) => self.sync_network(zone),
         };
+        // The gateway's copy, for packets through published ports.
+        let result = result.and_then(|()| {
+            self.sync_gateway()
+                .context("putting the partition in force at the gateway")
+        });
         if let Err(err) = result {
             if let Some(net) = self.networks.get_mut(&zone) {
                 net.partition = previous;
             }
-            // The previous policy back in the kernel, delays and all.
-            if let Err(undo) = self.sync_network(zone) {
+            // Both tables back to the previous policy, delays and all, as
+            // far as they go.
+            if let Err(undo) = self.sync_network(zone).and_then(|()| self.sync_gateway()) {
                 warn!("restoring the previous partition: {undo:#}");
             }
             return Err(err).context("putting the partition in force");
@@ -655,50 +851,22 @@ impl Dataplane for NftDataplane {
     }
 
     fn status(&self, zone_name: &dyn Fn(u32) -> String) -> Result<DataplaneStatus> {
-        let mut counters: BTreeMap<u32, Vec<(String, u64)>> =
-            std::iter::once((0, Vec::new())).collect();
-        for zone in self.networks.keys() {
-            counters.insert(*zone, Vec::new());
-        }
-        if let Some(gw) = &self.gateway {
-            for (name, packets) in table_counters("gateway", &gw.netns, GATEWAY_TABLE) {
-                let zone = match name.strip_prefix(script::CROSS_NETWORK_PREFIX) {
-                    Some(zone) => match zone.parse() {
-                        Ok(zone) => zone,
-                        Err(_) => continue,
-                    },
-                    None => 0,
-                };
-                let name = if zone == 0 {
-                    name
-                } else {
-                    "dropped_cross_network".to_owned()
-                };
-                counters.entry(zone).or_default().push((name, packets));
-            }
-        }
-        for (zone, net) in &self.networks {
-            let found = table_counters(&net.plumbing.name, &net.plumbing.netns, NETWORK_TABLE);
-            counters.entry(*zone).or_default().extend(found);
-            counters
-                .entry(*zone)
-                .or_default()
-                .extend(net.delay_lines.counters());
-        }
-        Ok(DataplaneStatus {
-            host_datapath: crate::config::HostDatapath::Nftables.to_string(),
-            nat: self.nat_summary(),
-            counters: counters
-                .into_iter()
-                .map(|(zone, mut counters)| {
-                    counters.retain(|(_, packets)| *packets > 0);
-                    counters.sort();
-                    ZoneCounters {
-                        zone: zone_name(zone),
-                        counters,
-                    }
-                })
-                .collect(),
+        Ok(self.counters_read(zone_name).read())
+    }
+
+    fn status_read(&self, zone_name: &dyn Fn(u32) -> String) -> super::StatusRead {
+        // Under the service lock: only what the reads need is copied (the
+        // host table's check is two nft runs whatever the networks, and
+        // stays here). Every network's `nft list` runs after.
+        let host_drift = self.host.check();
+        let gateway = self.gateway_check();
+        let networks: Vec<TableCheck> = self.networks.values().map(Self::network_check).collect();
+        let counters = self.counters_read(zone_name);
+        super::StatusRead::later(move || {
+            let mut drift = host_drift;
+            drift.extend(gateway.iter().flat_map(GatewayCheck::problems));
+            drift.extend(networks.iter().flat_map(TableCheck::problems));
+            (drift, Ok(counters.read()))
         })
     }
 

@@ -60,6 +60,31 @@ pub fn cross_network_counter(zone: u32) -> String {
 /// zone number.
 pub const CROSS_NETWORK_PREFIX: &str = "dropped_cross_network_z";
 
+/// Per-zone counter of the gateway's partition drops: packets between two
+/// guests of one network that took a published port (hairpin).
+pub fn hairpin_partition_counter(zone: u32) -> String {
+    format!("{HAIRPIN_PARTITION_PREFIX}{zone}")
+}
+
+/// Prefix of [`hairpin_partition_counter`]s; the rest is the zone number.
+pub const HAIRPIN_PARTITION_PREFIX: &str = "dropped_partition_z";
+
+/// Per-zone counter of new connections refused because their guest holds
+/// its share of the gateway's ports towards that destination.
+pub fn port_share_counter(zone: u32) -> String {
+    format!("{PORT_SHARE_PREFIX}{zone}")
+}
+
+/// Prefix of [`port_share_counter`]s; the rest is the zone number.
+pub const PORT_SHARE_PREFIX: &str = "dropped_port_share_z";
+
+/// The share of the translation's ports one guest may hold towards one
+/// destination (address, protocol and port): a quarter of them, as on the
+/// eBPF dataplane, so that one guest leaves three quarters to the others.
+pub fn port_share(ports: crate::config::PortSpan) -> u32 {
+    ((u32::from(ports.max) - u32::from(ports.min) + 1) / 4).max(1)
+}
+
 /// The gateway counter of packets conntrack found invalid (reported for the
 /// host side).
 pub const INVALID_COUNTER: &str = "dropped_invalid";
@@ -93,6 +118,10 @@ pub struct NetworkPort {
     pub port: String,
     /// Routable networks leave untranslated (the host masquerades them).
     pub routable: bool,
+    /// The network's partition as set elements ([`partition_elements`]):
+    /// the gateway holds it too, for packets between two of its guests
+    /// that go through a published port. Empty: no partition.
+    pub partition: BTreeMap<&'static str, BTreeSet<String>>,
 }
 
 /// Everything the gateway table holds.
@@ -108,6 +137,9 @@ pub struct GatewaySpec {
     pub networks: BTreeMap<u32, NetworkPort>,
     /// Published ports, one per protocol and host port.
     pub forwards: Vec<PortMapping>,
+    /// The source ports guests' TCP and UDP connections are translated to
+    /// (`host_nat_ports`).
+    pub nat_ports: crate::config::PortSpan,
 }
 
 /// One guest as its network's table knows it.
@@ -181,6 +213,51 @@ const GATEWAY_SETS: &[SetDecl] = &[
         kind: "set",
         spec: &["type ipv4_addr . inet_proto . inet_service"],
     },
+    SetDecl {
+        name: "hairpin_own",
+        kind: "set",
+        spec: &["typeof ct original zone . ct mark"],
+    },
+    SetDecl {
+        name: "hairpin_cut",
+        kind: "set",
+        spec: &["type mark . ipv4_addr . ipv4_addr"],
+    },
+    SetDecl {
+        name: "hairpin_port_cut",
+        kind: "set",
+        spec: &[
+            "type mark . ipv4_addr . ipv4_addr . inet_proto . inet_service",
+            "flags interval",
+        ],
+    },
+    SetDecl {
+        name: "hairpin_loss",
+        kind: "set",
+        spec: &["typeof ct mark . numgen random mod 100", "flags interval"],
+    },
+    SetDecl {
+        name: "hairpin_counters",
+        kind: "map",
+        spec: &["type ifname : counter"],
+    },
+    SetDecl {
+        name: "port_shares",
+        kind: "set",
+        spec: &[
+            // Not `typeof ct original zone ...`: nft 1.0.6 aborts listing
+            // a dynamic set of that key with elements. A new connection's
+            // iifname is its network's port.
+            "type ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service",
+            "size 262144",
+            "flags dynamic",
+        ],
+    },
+    SetDecl {
+        name: "share_counters",
+        kind: "map",
+        spec: &["type ifname : counter"],
+    },
 ];
 
 /// The gateway table's sets and chains.
@@ -193,12 +270,35 @@ const GATEWAY_SETS: &[SetDecl] = &[
 /// with its zone and policy routing (`fwmark ZONE lookup 1000+ZONE`) sends
 /// them to its port: replies by the zone the connection came from, packets
 /// to a published port by the zone the port leads to (kept in `ct mark`).
+///
+/// A guest reaching another guest of its network through a published port
+/// (hairpin) leaves the network and comes back translated from the gateway
+/// address, so the network's own partition check cannot tell who sent it.
+/// The gateway checks such packets itself, in forward, where it sees both
+/// guests' addresses (after DNAT, before SNAT), against the network's cut
+/// kept in the `hairpin_*` sets, keyed by zone. `hairpin_own` holds `Z . Z`
+/// for every network: the connection came from the zone (`ct original
+/// zone`) its published port leads to (`ct mark`), in either direction, so
+/// a guest of another network with the same addresses is never taken for
+/// one of these.
+///
+/// Guests' TCP and UDP connections leave with a source port of
+/// `nat_ports`, and a guest holding a quarter of them towards one
+/// destination ([`port_share`], counted by `ct count` in `@port_shares`)
+/// gets no new connection there until some of its own end: one noisy guest
+/// cannot take every port towards a shared server (a DNS server, say) from
+/// the other networks.
 pub fn gateway_layout(spec: &GatewaySpec) -> Layout {
     let gw = spec.gateway_ip;
     let host_side = &spec.host_side;
     let to_forward = "ct mark set meta l4proto . th dport map @forward_zones \
                       meta mark set ct mark \
                       dnat ip to meta l4proto . th dport map @forwards";
+    let hairpin = "ct original zone . ct mark @hairpin_own";
+    let nat_ports = spec.nat_ports;
+    let share = port_share(nat_ports);
+    let hairpin_drop = "ct mark . numgen random mod 100 @hairpin_loss \
+                        counter name oifname map @hairpin_counters drop";
     Layout {
         table: GATEWAY_TABLE,
         sets: GATEWAY_SETS,
@@ -236,6 +336,10 @@ pub fn gateway_layout(spec: &GatewaySpec) -> Layout {
                 hook: "type nat hook postrouting priority srcnat; policy accept;",
                 rules: vec![
                     format!("iifname @net_ports oifname @net_ports ct status dnat snat ip to {gw}"),
+                    format!(
+                        "iifname @snat_ports oifname \"{host_side}\" meta l4proto {{ tcp, udp }} \
+                         snat ip to {gw}:{nat_ports}"
+                    ),
                     format!("iifname @snat_ports oifname \"{host_side}\" snat ip to {gw}"),
                 ],
             },
@@ -244,6 +348,25 @@ pub fn gateway_layout(spec: &GatewaySpec) -> Layout {
                 hook: "type filter hook forward priority filter; policy accept;",
                 rules: vec![
                     format!("ct state invalid counter name \"{INVALID_COUNTER}\" drop"),
+                    format!(
+                        "ct state new iifname @snat_ports oifname \"{host_side}\" \
+                         meta l4proto {{ tcp, udp }} add @port_shares {{ iifname . ip saddr \
+                         . ip daddr . meta l4proto . th dport ct count over {share} }} \
+                         counter name iifname map @share_counters drop"
+                    ),
+                    format!("{hairpin} ct mark . ip saddr . ip daddr @hairpin_cut {hairpin_drop}"),
+                    // As in the network's table: tried by the destination
+                    // port, else by the source port, so it is drawn once.
+                    format!(
+                        "{hairpin} ct mark . ip saddr . ip daddr . meta l4proto . th dport \
+                         @hairpin_port_cut {hairpin_drop}"
+                    ),
+                    format!(
+                        "{hairpin} ct mark . ip saddr . ip daddr . meta l4proto . th dport \
+                         != @hairpin_port_cut \
+                         ct mark . ip saddr . ip daddr . meta l4proto . th sport \
+                         @hairpin_port_cut {hairpin_drop}"
+                    ),
                     "iifname @net_ports oifname @net_ports ct status ! dnat \
                      counter name iifname map @cross_counters drop"
                         .to_owned(),
@@ -270,6 +393,20 @@ pub fn gateway_content(spec: &GatewaySpec) -> Content {
             "cross_counters",
             format!("\"{port}\" : \"{}\"", cross_network_counter(*zone)),
         );
+        put("hairpin_own", format!("{zone} . {zone}"));
+        put(
+            "share_counters",
+            format!("\"{port}\" : \"{}\"", port_share_counter(*zone)),
+        );
+        put(
+            "hairpin_counters",
+            format!("\"{port}\" : \"{}\"", hairpin_partition_counter(*zone)),
+        );
+        for (set, elements) in hairpin_elements(*zone, &net.partition) {
+            for element in elements {
+                put(set, element);
+            }
+        }
     }
     for addr in &spec.host_addrs {
         put("host_addrs", addr.to_string());
@@ -287,13 +424,50 @@ pub fn gateway_content(spec: &GatewaySpec) -> Content {
         }
     }
     content.counters = std::iter::once(INVALID_COUNTER.to_owned())
-        .chain(
-            spec.networks
-                .keys()
-                .map(|zone| cross_network_counter(*zone)),
-        )
+        .chain(spec.networks.keys().flat_map(|zone| {
+            [
+                cross_network_counter(*zone),
+                hairpin_partition_counter(*zone),
+                port_share_counter(*zone),
+            ]
+        }))
         .collect();
     content
+}
+
+/// A network's partition elements ([`partition_elements`]) as the
+/// gateway's `hairpin_*` sets hold them: each behind the network's zone.
+/// Single ports are written as ranges (`80-80`): nft 1.0.6 deletes a single
+/// value from a concatenated interval set only in that form.
+pub fn hairpin_elements(
+    zone: u32,
+    partition: &BTreeMap<&'static str, BTreeSet<String>>,
+) -> Vec<(&'static str, Vec<String>)> {
+    let of = |set: &str| partition.get(set).into_iter().flatten();
+    vec![
+        (
+            "hairpin_cut",
+            of("cut").map(|pair| format!("{zone} . {pair}")).collect(),
+        ),
+        (
+            "hairpin_port_cut",
+            of("port_cut")
+                .map(|element| {
+                    let ports_at = element.rfind(' ').map_or(0, |at| at + 1);
+                    let (head, ports) = element.split_at(ports_at);
+                    if ports.contains('-') {
+                        format!("{zone} . {element}")
+                    } else {
+                        format!("{zone} . {head}{ports}-{ports}")
+                    }
+                })
+                .collect(),
+        ),
+        (
+            "hairpin_loss",
+            of("loss").map(|loss| format!("{zone} . {loss}")).collect(),
+        ),
+    ]
 }
 
 /// Checks what goes into a gateway script unquoted or inside quotes.
@@ -729,6 +903,7 @@ mod tests {
                     NetworkPort {
                         port: "nu0".to_owned(),
                         routable: false,
+                        partition: BTreeMap::new(),
                     },
                 ),
                 (
@@ -736,10 +911,15 @@ mod tests {
                     NetworkPort {
                         port: "nu1".to_owned(),
                         routable: true,
+                        partition: BTreeMap::new(),
                     },
                 ),
             ]),
             forwards: vec![mapping(Proto::Tcp, None, 8080, 1)],
+            nat_ports: crate::config::PortSpan {
+                min: 40000,
+                max: 65535,
+            },
         }
     }
 
@@ -752,6 +932,18 @@ mod tests {
 		comment "netd"
 	}
 	counter dropped_invalid {
+		comment "netd"
+	}
+	counter dropped_partition_z1 {
+		comment "netd"
+	}
+	counter dropped_partition_z2 {
+		comment "netd"
+	}
+	counter dropped_port_share_z1 {
+		comment "netd"
+	}
+	counter dropped_port_share_z2 {
 		comment "netd"
 	}
 	map zone_of_port {
@@ -798,6 +990,41 @@ mod tests {
 		type ipv4_addr . inet_proto . inet_service
 		comment "netd"
 	}
+	set hairpin_own {
+		typeof ct original zone . ct mark
+		comment "netd"
+		elements = { 1 . 1, 2 . 2 }
+	}
+	set hairpin_cut {
+		type mark . ipv4_addr . ipv4_addr
+		comment "netd"
+	}
+	set hairpin_port_cut {
+		type mark . ipv4_addr . ipv4_addr . inet_proto . inet_service
+		flags interval
+		comment "netd"
+	}
+	set hairpin_loss {
+		typeof ct mark . numgen random mod 100
+		flags interval
+		comment "netd"
+	}
+	map hairpin_counters {
+		type ifname : counter
+		comment "netd"
+		elements = { "nu0" : "dropped_partition_z1", "nu1" : "dropped_partition_z2" }
+	}
+	set port_shares {
+		type ifname . ipv4_addr . ipv4_addr . inet_proto . inet_service
+		size 262144
+		flags dynamic
+		comment "netd"
+	}
+	map share_counters {
+		type ifname : counter
+		comment "netd"
+		elements = { "nu0" : "dropped_port_share_z1", "nu1" : "dropped_port_share_z2" }
+	}
 	chain zones {
 		type filter hook prerouting priority raw; policy accept;
 		comment "netd"
@@ -820,12 +1047,17 @@ mod tests {
 		type nat hook postrouting priority srcnat; policy accept;
 		comment "netd"
 		iifname @net_ports oifname @net_ports ct status dnat snat ip to 172.18.255.2 comment "netd"
+		iifname @snat_ports oifname "host0" meta l4proto { tcp, udp } snat ip to 172.18.255.2:40000-65535 comment "netd"
 		iifname @snat_ports oifname "host0" snat ip to 172.18.255.2 comment "netd"
 	}
 	chain between {
 		type filter hook forward priority filter; policy accept;
 		comment "netd"
 		ct state invalid counter name "dropped_invalid" drop comment "netd"
+		ct state new iifname @snat_ports oifname "host0" meta l4proto { tcp, udp } add @port_shares { iifname . ip saddr . ip daddr . meta l4proto . th dport ct count over 6384 } counter name iifname map @share_counters drop comment "netd"
+		ct original zone . ct mark @hairpin_own ct mark . ip saddr . ip daddr @hairpin_cut ct mark . numgen random mod 100 @hairpin_loss counter name oifname map @hairpin_counters drop comment "netd"
+		ct original zone . ct mark @hairpin_own ct mark . ip saddr . ip daddr . meta l4proto . th dport @hairpin_port_cut ct mark . numgen random mod 100 @hairpin_loss counter name oifname map @hairpin_counters drop comment "netd"
+		ct original zone . ct mark @hairpin_own ct mark . ip saddr . ip daddr . meta l4proto . th dport != @hairpin_port_cut ct mark . ip saddr . ip daddr . meta l4proto . th sport @hairpin_port_cut ct mark . numgen random mod 100 @hairpin_loss counter name oifname map @hairpin_counters drop comment "netd"
 		iifname @net_ports oifname @net_ports ct status ! dnat counter name iifname map @cross_counters drop comment "netd"
 	}
 }
@@ -902,8 +1134,13 @@ mod tests {
                 &gateway_content(&after)
             ),
             "add counter inet netd dropped_cross_network_z2 { comment \"netd\"; }\n\
+             add counter inet netd dropped_partition_z2 { comment \"netd\"; }\n\
+             add counter inet netd dropped_port_share_z2 { comment \"netd\"; }\n\
              add element inet netd cross_counters { \"nu1\" : \"dropped_cross_network_z2\" }\n\
+             add element inet netd hairpin_counters { \"nu1\" : \"dropped_partition_z2\" }\n\
+             add element inet netd hairpin_own { 2 . 2 }\n\
              add element inet netd net_ports { \"nu1\" }\n\
+             add element inet netd share_counters { \"nu1\" : \"dropped_port_share_z2\" }\n\
              add element inet netd zone_of_port { \"nu1\" : 2 }\n"
         );
         assert_eq!(
@@ -913,9 +1150,14 @@ mod tests {
                 &gateway_content(&before)
             ),
             "delete element inet netd cross_counters { \"nu1\" : \"dropped_cross_network_z2\" }\n\
+             delete element inet netd hairpin_counters { \"nu1\" : \"dropped_partition_z2\" }\n\
+             delete element inet netd hairpin_own { 2 . 2 }\n\
              delete element inet netd net_ports { \"nu1\" }\n\
+             delete element inet netd share_counters { \"nu1\" : \"dropped_port_share_z2\" }\n\
              delete element inet netd zone_of_port { \"nu1\" : 2 }\n\
-             delete counter inet netd dropped_cross_network_z2\n"
+             delete counter inet netd dropped_cross_network_z2\n\
+             delete counter inet netd dropped_partition_z2\n\
+             delete counter inet netd dropped_port_share_z2\n"
         );
     }
 
@@ -1064,6 +1306,59 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             partition_script(&BTreeMap::new(), &all)
                 .ends_with("loss { 0-99 }\nflush chain bridge netd rates\n")
         );
+    }
+
+    #[test]
+    fn a_guest_may_hold_a_quarter_of_the_ports() {
+        use crate::config::PortSpan;
+        assert_eq!(
+            port_share(PortSpan {
+                min: 40000,
+                max: 65535
+            }),
+            6384
+        );
+        assert_eq!(
+            port_share(PortSpan {
+                min: 61000,
+                max: 65535
+            }),
+            1134
+        );
+        assert_eq!(port_share(PortSpan { min: 1, max: 65535 }), 16383);
+        assert_eq!(port_share(PortSpan { min: 80, max: 80 }), 1);
+    }
+
+    #[test]
+    fn the_gateway_holds_each_networks_cut_behind_its_zone() {
+        let rules = compiled(
+            "cut --from a --to b + cut --from b --to c --port 53",
+            "a b c",
+        );
+        let mut before = gateway();
+        before.networks.remove(&2);
+        let mut after = before.clone();
+        after.networks.get_mut(&1).unwrap().partition =
+            partition_elements(&network(None).guests, &rules);
+        let diff = diff_script(
+            GATEWAY_TABLE,
+            &gateway_content(&before),
+            &gateway_content(&after),
+        );
+        assert_eq!(
+            diff,
+            "add element inet netd hairpin_cut { 1 . 172.18.0.1 . 172.18.0.2 }\n\
+             add element inet netd hairpin_loss { 1 . 0-99 }\n\
+             add element inet netd hairpin_port_cut { 1 . 172.18.0.2 . 172.18.0.3 . tcp . 53-53, 1 . 172.18.0.2 . 172.18.0.3 . udp . 53-53 }\n"
+        );
+        // Healed: the elements go, the network's own ones stay.
+        let healed = diff_script(
+            GATEWAY_TABLE,
+            &gateway_content(&after),
+            &gateway_content(&before),
+        );
+        assert!(healed.starts_with("delete element inet netd hairpin_cut"));
+        assert!(!healed.contains("hairpin_own"), "{healed}");
     }
 
     #[test]
