@@ -392,6 +392,28 @@ fn a_recreated_guest_is_reachable_at_once(dataplane: &str) {
         "reconcile rebuilds a with its MAC"
     );
     assert_eq!(ping(&b, a_ip, 1), 1, "b reaches the rebuilt a at once");
+
+    // Added again with another MAC: b's entry for a's address is stale;
+    // the gratuitous ARP a sends when its eth0 comes up replaces it.
+    netd.ok(&["guest", "rm", "web", "a"]);
+    netd.ok(&[
+        "guest",
+        "add",
+        "web",
+        "a",
+        "--ip",
+        "172.18.0.10",
+        "--mac",
+        "02:00:5e:00:aa:01",
+    ]);
+    netd.ok(&["port", "add", "web", "a", "8080:80"]);
+    serve(&netd);
+    assert_ne!(guest(&netd, "web", "a").mac("eth0").unwrap(), mac_before);
+    assert_eq!(ping(&b, a_ip, 1), 1, "b reaches a with its new MAC at once");
+    assert!(
+        reaches(&sandbox.internet, published),
+        "a's port answers at once with its new MAC"
+    );
 }
 
 netd_tests::conformance!(

@@ -11,6 +11,7 @@
 //! A teardown returns every failure it went past ([`TeardownErrors`]), for
 //! the caller to report; none is dropped.
 
+pub mod announce;
 pub mod names;
 pub mod plumbing;
 
@@ -476,6 +477,13 @@ impl Topology {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The guest's gratuitous ARP (see [`announce`]), once its port is
+    /// programmed (an announcement before that is dropped as spoofed).
+    pub fn announce_guest(&self, net: &Network, guest: &Guest) -> Result<()> {
+        let netns = Netns::open_path(&guest.name, &self.guest_netns_path(net, guest))?;
+        announce::announce(&netns, guest.ifname(), net.mac_of(guest), guest.ip)
     }
 
     /// Removes a guest as `guest rm` does: a namespace netd made just goes,

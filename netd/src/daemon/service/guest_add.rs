@@ -198,6 +198,11 @@ impl Service {
             return Err(err.into());
         }
         crash_point("guest-built");
+        if let Err(err) = self.topology.announce_guest(net, guest) {
+            // Peers learn the guest by ARP as usual; only a stale entry of
+            // an earlier guest at its address waits to go stale.
+            tracing::warn!("announcing guest {}/{}: {err:#}", net.name, guest.name);
+        }
         let stored = self.network_mut(network);
         let previous_cursor = stored.guest_cursor;
         stored.guests.insert(guest.name.clone(), guest.clone());

@@ -214,6 +214,11 @@ impl Service {
             self.teardown_guest(net, guest).await;
             return Err(err);
         }
+        if let Err(err) = self.topology.announce_guest(net, guest) {
+            // Peers learn the guest by ARP as usual; only a stale entry of
+            // an earlier guest at its address waits to go stale.
+            tracing::warn!("announcing guest {}/{}: {err:#}", net.name, guest.name);
+        }
         Ok(())
     }
 
