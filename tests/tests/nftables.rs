@@ -200,11 +200,11 @@ fn netds_tables_are_in_the_gateway_and_network_namespaces_every_object_tagged() 
     // for cuts through published ports, other networks).
     assert_eq!(kinds["rule"], 15, "{kinds:?}");
     let kinds = assert_tagged(&net, "bridge");
-    // The hooks' four chains and `rates` (empty without a --rate).
-    assert_eq!(kinds["chain"], 5, "{kinds:?}");
+    // The hooks' four chains (rates go through shapers, not this table).
+    assert_eq!(kinds["chain"], 4, "{kinds:?}");
     // The first nine, two that drop what crosses an internal network's
-    // edge, the port-fault rules and the jump to `rates`.
-    assert_eq!(kinds["rule"], 14, "{kinds:?}");
+    // edge and the port-fault rules.
+    assert_eq!(kinds["rule"], 13, "{kinds:?}");
 
     // The forward is a map element; the network a map element and a route.
     let forwards = nft(&gw, &["list", "map", "inet", "netd", "forwards"]);
