@@ -445,6 +445,32 @@ fn a_deleted_table_is_drift_and_the_daemon_restores_it_with_traffic() {
     assert_eq!(ping(&a, INTERNET_SERVER, 1), 1);
 }
 
+/// An older netd's network table held its rates as `limit` rules in a
+/// `rates` chain (with their counter): a restarted daemon syncs the table
+/// in place without them, and nothing is drift.
+#[test]
+fn an_older_netds_rates_chain_goes_at_a_restart() {
+    let sandbox = Sandbox::new();
+    let mut netd = web(&sandbox);
+    netd.stop();
+    let net = network(&netd, "web");
+    nft_script(
+        &net,
+        "add counter bridge netd dropped_rate { comment \"netd\"; }\n\
+         add chain bridge netd rates { comment \"netd\"; }\n\
+         add rule bridge netd rates ip saddr 172.18.0.1 limit rate over 125000 bytes/second \
+         burst 6250 bytes counter name \"dropped_rate\" drop comment \"netd\"\n\
+         add rule bridge netd between_guests jump rates comment \"netd\"\n",
+    );
+    netd.restart();
+    let gone = eventually(Duration::from_secs(10), || {
+        let listing = nft(&net, &["list", "table", "bridge", "netd"]);
+        !listing.contains("rates") && !listing.contains("dropped_rate")
+    });
+    assert!(gone, "{}", nft(&net, &["list", "table", "bridge", "netd"]));
+    assert_eq!(netd.cli(&["status"]).status.code(), Some(0), "no drift");
+}
+
 #[test]
 fn a_thousand_forwards_are_map_elements_and_rewrite_no_rule() {
     let sandbox = Sandbox::new();

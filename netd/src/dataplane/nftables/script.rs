@@ -769,14 +769,26 @@ pub fn validate_network(spec: &NetworkSpec) -> Result<(), ScriptError> {
 /// not), every set netd manages is flushed and refilled and every chain
 /// flushed and refilled, in one transaction. The partition sets are left
 /// as they are when the partition is unknown, so a restarted daemon does not
-/// heal a partition it has not been told about yet.
+/// heal a partition it has not been told about yet. What an older netd's
+/// table held and this one does not ([`OLDER_LAYOUTS_LEFTOVERS`]) goes in
+/// the same transaction.
 pub fn network_sync_script(spec: &NetworkSpec) -> Result<String, ScriptError> {
     validate_network(spec)?;
-    Ok(in_place_script(
-        &network_layout_for(spec),
-        &network_content(spec),
+    Ok(format!(
+        "{}{OLDER_LAYOUTS_LEFTOVERS}",
+        in_place_script(&network_layout_for(spec), &network_content(spec))
     ))
 }
+
+/// An older netd's `rates` chain (its `limit` rules, before the rate
+/// shapers) and their counter, removed by a sync in place once
+/// `between_guests` no longer jumps there (each added first, so that the
+/// deletion finds it in a table that never had it).
+pub const OLDER_LAYOUTS_LEFTOVERS: &str = "add chain bridge netd rates\n\
+     flush chain bridge netd rates\n\
+     delete chain bridge netd rates\n\
+     add counter bridge netd dropped_rate\n\
+     delete counter bridge netd dropped_rate\n";
 
 /// The fallback when an in-place sync fails (a table of another layout):
 /// deleted and recreated, in one transaction.
@@ -1196,6 +1208,11 @@ add chain bridge netd from_outside { type filter hook output priority filter; po
 flush chain bridge netd from_outside
 add rule bridge netd from_outside ip daddr @internal ip saddr != @internal counter name "dropped_internal" drop comment "netd"
 add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add chain bridge netd rates
+flush chain bridge netd rates
+delete chain bridge netd rates
+add counter bridge netd dropped_rate
+delete counter bridge netd dropped_rate
 "#
         );
     }
