@@ -24,6 +24,19 @@ pub const GUEST_ETH: &str = "eth0";
 /// A network's delay line (a TAP device), while a fault delays packets.
 pub const NETWORK_DELAY_LINE: &str = "delay0";
 
+/// Prefix of a delay line's TAP: the eBPF dataplane's one is
+/// [`NETWORK_DELAY_LINE`], the nftables dataplane's are one per delaying
+/// clause ([`clause_delay_line`]).
+const DELAY_LINE_PREFIX: &str = "delay";
+
+/// Prefix of a rate clause's shaper on the nftables dataplane: a veth pair
+/// in the network's namespace, `shape<clause>` (its tbf qdisc, where the
+/// clause's packets go in) and `shape<clause>-out` (where they come out).
+const RATE_SHAPER_PREFIX: &str = "shape";
+
+/// The suffix of a shaper's peer, where its packets come out.
+const RATE_SHAPER_OUT: &str = "-out";
+
 /// Prefix of a network's veth end in the gateway namespace.
 const GATEWAY_PORT_PREFIX: &str = "nu";
 
@@ -62,6 +75,39 @@ pub enum IfnameError {
 /// "nu65535". Slots are unique, so these names are too.
 pub fn gateway_port(slot: u16) -> String {
     format!("{GATEWAY_PORT_PREFIX}{slot}")
+}
+
+/// The nftables dataplane's TAP of delaying clause `class`: "delay0",
+/// "delay1"...
+pub fn clause_delay_line(class: usize) -> String {
+    format!("{DELAY_LINE_PREFIX}{class}")
+}
+
+/// Whether `name` is a delay line's TAP ([`NETWORK_DELAY_LINE`] or a
+/// [`clause_delay_line`]): a network namespace's link the dataplane owns.
+pub fn is_delay_line(name: &str) -> bool {
+    name.strip_prefix(DELAY_LINE_PREFIX)
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The veth end of rate clause `class`'s shaper that its packets are sent
+/// into (its tbf qdisc): "shape0", "shape1"...
+pub fn rate_shaper(class: usize) -> String {
+    format!("{RATE_SHAPER_PREFIX}{class}")
+}
+
+/// The peer of [`rate_shaper`], where the shaped packets come out.
+pub fn rate_shaper_out(class: usize) -> String {
+    format!("{RATE_SHAPER_PREFIX}{class}{RATE_SHAPER_OUT}")
+}
+
+/// Whether `name` is either end of a rate clause's shaper (see
+/// [`rate_shaper`]): a network namespace's link the dataplane owns, not an
+/// orphan.
+pub fn is_rate_shaper(name: &str) -> bool {
+    name.strip_prefix(RATE_SHAPER_PREFIX)
+        .map(|rest| rest.strip_suffix(RATE_SHAPER_OUT).unwrap_or(rest))
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Whether `name` is a gateway port (`nu<slot>`, see [`gateway_port`]), so
@@ -171,6 +217,38 @@ mod tests {
         assert_eq!(gateway_port(0), "nu0");
         assert_eq!(gateway_port(2047), "nu2047");
         assert!(gateway_port(u16::MAX).len() <= IFNAMSIZ_MAX);
+    }
+
+    #[test]
+    fn rate_shapers_are_shape_and_the_clause_and_are_known_by_their_prefix() {
+        assert_eq!(rate_shaper(0), "shape0");
+        assert_eq!(rate_shaper_out(3), "shape3-out");
+        let last = netd_common::partition::MAX_FAULTS - 1;
+        for name in [rate_shaper(last), rate_shaper_out(last)] {
+            assert_eq!(validate_ifname(&name), Ok(()));
+            assert_eq!(unquotable_char(&name), None);
+            assert!(is_rate_shaper(&name), "{name}");
+        }
+        for other in [
+            "shape",
+            "shape-out",
+            "shapex",
+            "shape1-in",
+            "g-shape1",
+            "delay0",
+        ] {
+            assert!(!is_rate_shaper(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn delay_lines_are_delay_and_the_clause() {
+        assert_eq!(clause_delay_line(0), NETWORK_DELAY_LINE);
+        assert_eq!(clause_delay_line(2), "delay2");
+        assert!(is_delay_line(NETWORK_DELAY_LINE) && is_delay_line("delay3"));
+        for other in ["delay", "delayx", "g-delay1", "shape0"] {
+            assert!(!is_delay_line(other), "{other}");
+        }
     }
 
     #[test]

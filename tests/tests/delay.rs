@@ -437,6 +437,98 @@ fn a_deleted_delay_table_is_drift_and_restored(dataplane: &str) {
     assert!(median(&mut there) >= 50.0, "delayed again: {there:?}");
 }
 
+/// The nftables dataplane's rate shaper in the network's namespace
+/// (`shape<clause>`, a veth with a tbf qdisc; its peer `shape<clause>-out`):
+/// its ifindex, if any.
+fn rate_shaper(netd: &Netd) -> Option<u32> {
+    network(netd)
+        .run_in(|| {
+            (0..4).find_map(|class| {
+                let into = nix::net::if_::if_nametoindex(format!("shape{class}").as_str()).ok()?;
+                nix::net::if_::if_nametoindex(format!("shape{class}-out").as_str()).ok()?;
+                Some(into)
+            })
+        })
+        .unwrap()
+}
+
+/// nftables: a rate clause's packets go through a real shaper, made with
+/// the policy, kept with a new rate and across a restart, drift when
+/// deleted by hand and put back, removed by a policy without rates, a heal
+/// and cleanup. A clause with a rate and a delay is shaped, then delayed.
+fn a_rate_shaper_comes_and_goes_with_the_policy(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let mut netd = web(&sandbox, dataplane);
+    assert_eq!(rate_shaper(&netd), None, "no rate, no shaper");
+    partition(
+        &netd,
+        "isolate c + cut --from a --to b --rate 1mbit --delay 20ms",
+    );
+    let made = rate_shaper(&netd).expect("a shaper while a rate is in force");
+    let mut there = rtts(&netd, "a", "b");
+    let p50 = median(&mut there);
+    eprintln!("--rate 1mbit --delay 20ms (nftables): ping p50 {p50:.2} ms");
+    assert!(
+        (20.0..=30.0).contains(&p50),
+        "shaped, then delayed: {there:?}"
+    );
+    let status = netd.json(&["status"]);
+    assert!(counter(&status, "web", "delayed") >= 18, "{status}");
+
+    partition(&netd, "isolate c + cut --from a --to b --rate 2mbit");
+    assert_eq!(rate_shaper(&netd), Some(made), "kept with a new rate");
+    netd.restart();
+    assert_eq!(rate_shaper(&netd), Some(made), "adopted at a restart");
+
+    // Deleted by hand: drift, and put back (again if the daemon's repair
+    // was quicker than the look).
+    let mut seen = None;
+    for _ in 0..5 {
+        if rate_shaper(&netd).is_some() {
+            let deleted = network(&netd)
+                .command("ip")
+                .args(["link", "del", "shape1"])
+                .status()
+                .unwrap();
+            assert!(deleted.success(), "ip link del shape1");
+        }
+        let out = netd.cli(&["status"]);
+        if out.status.code() == Some(3) {
+            seen = Some(String::from_utf8_lossy(&out.stdout).into_owned());
+            break;
+        }
+    }
+    let report = seen.expect("a deleted shaper is drift (status exit code 3)");
+    assert!(report.contains("rate shaper shape1 is missing"), "{report}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while netd.cli(&["status"]).status.code() != Some(0) {
+        assert!(Instant::now() < deadline, "the shaper was not restored");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(rate_shaper(&netd).is_some(), "restored");
+    let mut plain = rtts(&netd, "a", "b");
+    assert!(median(&mut plain) < 20.0, "through the shaper: {plain:?}");
+
+    partition(&netd, "isolate c");
+    assert_eq!(rate_shaper(&netd), None, "a policy without rates drops it");
+    partition(&netd, "all --rate 1mbit");
+    assert!(rate_shaper(&netd).is_some());
+    partition(&netd, "heal");
+    assert_eq!(rate_shaper(&netd), None, "a heal drops it");
+    partition(&netd, "all --rate 1mbit");
+    assert!(rate_shaper(&netd).is_some());
+    netd.ok(&["cleanup"]);
+    assert_eq!(
+        Netns::list_with_prefix(&netd.prefix()),
+        Vec::<String>::new(),
+        "namespaces left after cleanup"
+    );
+    assert!(
+        !std::path::Path::new("/sys/class/net/shape0").exists(),
+        "no shaper escaped to the root namespace"
+    );
+}
+
 netd_tests::conformance!(
     ping_round_trips_take_the_delay_of_50ms,
     jitter_spreads_the_round_trips,
@@ -455,6 +547,11 @@ mod nftables_only {
     #[test]
     fn a_deleted_delay_table_is_drift_and_restored() {
         super::a_deleted_delay_table_is_drift_and_restored("nftables")
+    }
+
+    #[test]
+    fn a_rate_shaper_comes_and_goes_with_the_policy() {
+        super::a_rate_shaper_comes_and_goes_with_the_policy("nftables")
     }
 }
 

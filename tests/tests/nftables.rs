@@ -200,11 +200,11 @@ fn netds_tables_are_in_the_gateway_and_network_namespaces_every_object_tagged() 
     // for cuts through published ports, other networks).
     assert_eq!(kinds["rule"], 15, "{kinds:?}");
     let kinds = assert_tagged(&net, "bridge");
-    // The hooks' four chains and `rates` (empty without a --rate).
-    assert_eq!(kinds["chain"], 5, "{kinds:?}");
+    // The hooks' four chains (rates go through shapers, not this table).
+    assert_eq!(kinds["chain"], 4, "{kinds:?}");
     // The first nine, two that drop what crosses an internal network's
-    // edge, the port-fault rules and the jump to `rates`.
-    assert_eq!(kinds["rule"], 14, "{kinds:?}");
+    // edge and the port-fault rules.
+    assert_eq!(kinds["rule"], 13, "{kinds:?}");
 
     // The forward is a map element; the network a map element and a route.
     let forwards = nft(&gw, &["list", "map", "inet", "netd", "forwards"]);
@@ -443,6 +443,32 @@ fn a_deleted_table_is_drift_and_the_daemon_restores_it_with_traffic() {
     );
     repaired(&netd);
     assert_eq!(ping(&a, INTERNET_SERVER, 1), 1);
+}
+
+/// An older netd's network table held its rates as `limit` rules in a
+/// `rates` chain (with their counter): a restarted daemon syncs the table
+/// in place without them, and nothing is drift.
+#[test]
+fn an_older_netds_rates_chain_goes_at_a_restart() {
+    let sandbox = Sandbox::new();
+    let mut netd = web(&sandbox);
+    netd.stop();
+    let net = network(&netd, "web");
+    nft_script(
+        &net,
+        "add counter bridge netd dropped_rate { comment \"netd\"; }\n\
+         add chain bridge netd rates { comment \"netd\"; }\n\
+         add rule bridge netd rates ip saddr 172.18.0.1 limit rate over 125000 bytes/second \
+         burst 6250 bytes counter name \"dropped_rate\" drop comment \"netd\"\n\
+         add rule bridge netd between_guests jump rates comment \"netd\"\n",
+    );
+    netd.restart();
+    let gone = eventually(Duration::from_secs(10), || {
+        let listing = nft(&net, &["list", "table", "bridge", "netd"]);
+        !listing.contains("rates") && !listing.contains("dropped_rate")
+    });
+    assert!(gone, "{}", nft(&net, &["list", "table", "bridge", "netd"]));
+    assert_eq!(netd.cli(&["status"]).status.code(), Some(0), "no drift");
 }
 
 #[test]

@@ -7,8 +7,9 @@
 //! the rate (a limiter drops what is over it, whatever the pacing; TCP
 //! would instead slow down to what its congestion window finds, which
 //! measures TCP, not the limiter). First a warm-up long enough to drain the
-//! fullest bucket either dataplane keeps (nftables' `limit` holds one second
-//! of the rate plus the burst), then a window of [`WINDOW_MS`] in which the
+//! fullest bucket a dataplane kept (nftables' `limit` held one second of
+//! the rate plus the burst; its tbf shapers now hold 100 ms: the warm-up
+//! has not been shortened yet), then a window of [`WINDOW_MS`] in which the
 //! bytes of the datagrams sent are counted at the receiver (IP bytes: the
 //! eBPF bucket counts Ethernet frames, 14 bytes more per datagram, about
 //! 1 % here). The delivered rate fits when it is within [`TOLERANCE`] of
@@ -106,8 +107,9 @@ impl Plan {
         }
         let rate = bits_per_sec / 8;
         let offered = (rate * OVERLOAD).min(FASTEST_OFFER / 8);
-        // The fuller bucket of the two dataplanes: one second of the rate
-        // and a burst of 50 ms of it (at least two full-size frames).
+        // The fullest bucket a dataplane kept: one second of the rate and
+        // a burst of 50 ms of it (at least two full-size frames), as
+        // nftables' `limit` did (its tbf shapers hold less).
         let bucket = rate + (rate / 20).max(2 * 1514);
         let over = offered.saturating_sub(rate);
         if over < rate / 2 {

@@ -315,9 +315,10 @@ impl Topology {
     /// Links in the network's namespace that belong to no guest of the
     /// state (a bridge port and its peer left by a daemon killed while
     /// plugging a guest in): the namespace is netd's alone, so anything
-    /// but `lo`, the uplink, the bridge, the guests' ports and the delay
-    /// line is an orphan (the dataplane removes a delay line nothing needs
-    /// when it applies the network's policy).
+    /// but `lo`, the uplink, the bridge, the guests' ports, the delay line
+    /// and the rate shapers is an orphan (the dataplane removes a delay
+    /// line or a shaper nothing needs when it applies the network's
+    /// policy).
     pub async fn orphan_network_links(&self, net: &Network) -> Vec<String> {
         self.network_health(net)
             .await
@@ -347,6 +348,9 @@ impl Topology {
             .iter()
             .map(|link| &link.name)
             .filter(|name| !wanted.contains(name.as_str()))
+            // The nftables dataplane's delay lines (one per delaying
+            // clause) and rate shapers: it removes those no policy needs.
+            .filter(|name| !ifname::is_delay_line(name) && !ifname::is_rate_shaper(name))
             .cloned()
             .collect();
         let broken_guests = net

@@ -3,7 +3,9 @@
 //! its own), made when a policy first needs one, kept (with new delays)
 //! while policies do, removed with the policy that no longer does, with
 //! the network, and at cleanup. A restarted daemon adopts the TAPs
-//! (persistent) when it applies the policy again.
+//! (persistent) when it applies the policy again. The rate clauses'
+//! shapers ([`shapers`]) are made and removed in the same steps, around
+//! the same delay table.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +13,7 @@ use anyhow::{Context, Result};
 use netd_common::partition::MAX_FAULTS;
 use tracing::info;
 
-use super::{delay, script::GuestSpec};
+use super::{delay, script::GuestSpec, shapers};
 use crate::{
     delay::{DelayLine, tap},
     netns::Netns,
@@ -33,10 +35,12 @@ impl std::fmt::Debug for DelayLines {
 }
 
 impl DelayLines {
-    /// Puts `rules`' delays in force in the network `plumbing` (`nft` open
-    /// in its namespace) with `guests` by bridge port: the lines each
-    /// delaying class needs started or given the new delays, the delay
-    /// table replaced, and the lines no class needs any more removed.
+    /// Puts `rules`' delays and rates in force in the network `plumbing`
+    /// (`nft` open in its namespace) with `guests` by bridge port: the
+    /// lines each delaying class needs started or given the new delays,
+    /// the shapers each rate class needs made or given the new rate, the
+    /// delay table replaced, and the lines and shapers no class needs any
+    /// more removed.
     pub fn sync(
         &mut self,
         plumbing: &NetworkPlumbing,
@@ -46,17 +50,19 @@ impl DelayLines {
     ) -> Result<()> {
         let wanted = delay::delaying_classes(rules);
         let netns = Netns::open_path(&plumbing.name, &plumbing.netns)?;
-        let present = |class: usize| {
-            netns
-                .run_in(|| nix::net::if_::if_nametoindex(delay::tap_name(class).as_str()).is_ok())
-                .unwrap_or(false)
-        };
+        let present = |class: usize| present_link(&netns, &delay::tap_name(class));
         let unwanted: Vec<usize> = (0..MAX_FAULTS)
             .filter(|class| !wanted.contains(class))
             .filter(|&class| self.lines.contains_key(&class) || present(class))
             .collect();
-        if wanted.is_empty() && unwanted.is_empty() {
-            // Nothing delays, nothing did: no table to remove either.
+        let mtu = plumbing.mtu.unwrap_or(1500);
+        let shaped = shapers::shaped_classes(rules, mtu);
+        let stale_shapers = (0..MAX_FAULTS)
+            .filter(|class| !shaped.contains_key(class))
+            .any(|class| present_link(&netns, &crate::ifname::rate_shaper(class)));
+        if wanted.is_empty() && unwanted.is_empty() && shaped.is_empty() && !stale_shapers {
+            // Nothing delays or is shaped, nothing was: no table to remove
+            // either.
             return Ok(());
         }
         if let Some(classes) = crate::delay::classes_of(rules) {
@@ -72,8 +78,14 @@ impl DelayLines {
                 self.lines.insert(class, line);
             }
         }
-        nft.apply(&delay::script(guests, rules))
-            .with_context(|| format!("putting the delays in force ({})", delay::DELAY_TABLE))?;
+        shapers::make(&netns, mtu, &shaped)?;
+        nft.apply(&delay::script(guests, rules)).with_context(|| {
+            format!(
+                "putting the delays and rates in force ({})",
+                delay::DELAY_TABLE
+            )
+        })?;
+        shapers::remove_unwanted(&netns, &shaped)?;
         for class in unwanted {
             match self.lines.remove(&class) {
                 Some(line) => line.remove(),
@@ -84,7 +96,8 @@ impl DelayLines {
         Ok(())
     }
 
-    /// Stops every line and removes its TAP.
+    /// Stops every line and removes its TAP (the shapers go with the
+    /// namespace, or with the next policy).
     pub fn remove_all(&mut self) {
         for line in std::mem::take(&mut self.lines).into_values() {
             line.remove();
@@ -104,4 +117,10 @@ impl DelayLines {
             ("dropped_delay_queue".to_owned(), dropped),
         ]
     }
+}
+
+fn present_link(netns: &Netns, name: &str) -> bool {
+    netns
+        .run_in(|| nix::net::if_::if_nametoindex(name).is_ok())
+        .unwrap_or(false)
 }

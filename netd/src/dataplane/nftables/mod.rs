@@ -26,6 +26,7 @@ pub mod delay;
 pub mod delay_lines;
 pub mod routing;
 pub mod script;
+pub mod shapers;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -109,6 +110,14 @@ impl Network {
 
     fn nft(&self) -> Result<Nft> {
         Nft::open(&self.plumbing.name, &self.plumbing.netns)
+    }
+
+    /// The rate shapers the partition in force needs, by class.
+    fn shapers(&self) -> BTreeMap<usize, shapers::Tbf> {
+        self.partition
+            .as_ref()
+            .map(|rules| shapers::shaped_classes(rules, self.plumbing.mtu.unwrap_or(1500)))
+            .unwrap_or_default()
     }
 
     /// The partition in force as set elements (none before one is known),
@@ -291,6 +300,7 @@ impl NftDataplane {
                 layout: script::gateway_layout(&spec),
                 counters: script::gateway_content(&spec).counters,
                 delay_table: false,
+                shapers: BTreeMap::new(),
             },
             zones: self
                 .networks
@@ -309,16 +319,18 @@ impl NftDataplane {
 
     fn network_check(net: &Network) -> TableCheck {
         let spec = net.spec();
-        let delays = net
-            .partition
-            .as_ref()
-            .is_some_and(|rules| !delay::delaying_classes(rules).is_empty());
+        let needed = net.partition.as_ref().is_some_and(delay::needed);
         TableCheck {
             place: format!("network {}", net.plumbing.name),
             netns: net.plumbing.netns.clone(),
             layout: script::network_layout_for(&spec),
             counters: script::network_content(&spec).counters,
-            delay_table: delays && !net.adopting,
+            delay_table: needed && !net.adopting,
+            shapers: if net.adopting {
+                BTreeMap::new()
+            } else {
+                net.shapers()
+            },
         }
     }
 
@@ -340,6 +352,12 @@ impl NftDataplane {
                 .iter()
                 .map(|(zone, net)| (*zone, net.delay_lines.counters()))
                 .collect(),
+            shaped: self
+                .networks
+                .iter()
+                .filter(|(_, net)| !net.shapers().is_empty())
+                .map(|(zone, net)| (*zone, net.plumbing.name.clone(), net.plumbing.netns.clone()))
+                .collect(),
             names: std::iter::once(0)
                 .chain(self.networks.keys().copied())
                 .map(|zone| (zone, zone_name(zone)))
@@ -356,9 +374,12 @@ struct TableCheck {
     netns: PathBuf,
     layout: Layout,
     counters: BTreeSet<String>,
-    /// The delay table is expected too: the policy delays. Its rules are
-    /// replaced whole with each change, so only its presence is checked.
+    /// The delay table is expected too: the policy delays or has a rate.
+    /// Its rules are replaced whole with each change, so only its presence
+    /// is checked.
     delay_table: bool,
+    /// The rate shapers expected, each with its tbf.
+    shapers: BTreeMap<usize, shapers::Tbf>,
 }
 
 impl TableCheck {
@@ -381,6 +402,15 @@ impl TableCheck {
                 Err(err) => problems.push(format!(
                     "{place}: {COULD_NOT_CHECK} nftables table {}: {err:#}",
                     delay::DELAY_TABLE
+                )),
+            }
+        }
+        if !self.shapers.is_empty() {
+            let place = &self.place;
+            match Netns::open_path(place, &self.netns).and_then(|netns| shapers::read(&netns)) {
+                Ok(found) => problems.extend(shapers::problems(place, &self.shapers, &found)),
+                Err(err) => problems.push(format!(
+                    "{place}: {COULD_NOT_CHECK} the rate shapers: {err:#}"
                 )),
             }
         }
@@ -428,6 +458,8 @@ struct CountersRead {
     networks: Vec<(u32, String, PathBuf)>,
     /// The delay lines' own counters (held by the daemon, not the kernel).
     delay_lines: Vec<(u32, Vec<(String, u64)>)>,
+    /// The networks with rate shapers, whose drops are `dropped_rate`.
+    shaped: Vec<(u32, String, PathBuf)>,
     names: BTreeMap<u32, String>,
 }
 
@@ -459,6 +491,13 @@ impl CountersRead {
                 .entry(*zone)
                 .or_default()
                 .extend(found.iter().cloned());
+        }
+        for (zone, name, netns) in &self.shaped {
+            if let Ok(found) = Netns::open_path(name, netns).and_then(|netns| shapers::read(&netns))
+            {
+                let dropped = ("dropped_rate".to_owned(), shapers::drops(&found));
+                counters.entry(*zone).or_default().push(dropped);
+            }
         }
         // A partition's drops in the network's table and at the gateway
         // (through published ports) are one counter.

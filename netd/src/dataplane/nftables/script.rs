@@ -89,13 +89,13 @@ pub fn port_share(ports: crate::config::PortSpan) -> u32 {
 /// host side).
 pub const INVALID_COUNTER: &str = "dropped_invalid";
 
-/// Counters in each network's table, named as `netd status` shows them.
-pub const NETWORK_COUNTERS: [&str; 5] = [
+/// Counters in each network's table, named as `netd status` shows them
+/// (and `dropped_rate`: the rate shapers' drops, `shapers`).
+pub const NETWORK_COUNTERS: [&str; 4] = [
     "dropped_spoofed",
     "dropped_unsupported",
     "dropped_partition",
     "dropped_internal",
-    "dropped_rate",
 ];
 
 /// Why a spec cannot be rendered.
@@ -558,55 +558,14 @@ pub const PARTITION_SETS: [&str; 4] = ["cut", "outside_cut", "loss", "port_cut"]
 /// `@internal` holds an internal network's subnet (and is empty otherwise):
 /// then nothing crosses between the router and the guests unless both ends
 /// are inside it (the bridge's own address is).
+/// The layout of `spec`'s table: the same for every network (rates are
+/// not here but in the shapers the delay table sends packets through,
+/// `shapers`).
+pub fn network_layout_for(_spec: &NetworkSpec) -> Layout {
+    network_layout()
+}
+
 pub fn network_layout() -> Layout {
-    network_layout_with_rates(Vec::new())
-}
-
-/// The layout with the partition's rate rules in the `rates` chain (which
-/// the guest-to-guest chain jumps to): they carry each clause's rate, so
-/// they change with the policy, in the same transaction as its sets.
-pub fn network_layout_for(spec: &NetworkSpec) -> Layout {
-    network_layout_with_rates(
-        spec.partition
-            .as_ref()
-            .map_or_else(Vec::new, |rules| rate_rules(&spec.guests, rules)),
-    )
-}
-
-/// One `limit rate over` rule per clause with a rate: the clause's pairs
-/// (as addresses, in an anonymous set), its protocol, and the rate and
-/// burst (50 ms of it, at least two full-size frames) shared by all its
-/// senders.
-pub fn rate_rules(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionRules) -> Vec<String> {
-    let ip_of: BTreeMap<u8, Ipv4Addr> = guests.values().map(|g| (g.slot, g.ip)).collect();
-    rules
-        .faults
-        .iter()
-        .filter_map(|fault| {
-            let bits = fault.impair.rate_bits_per_sec?;
-            let pairs: Vec<String> = fault
-                .pairs
-                .iter()
-                .filter_map(|(from, to)| Some(format!("{} . {}", ip_of.get(from)?, ip_of.get(to)?)))
-                .collect();
-            if pairs.is_empty() {
-                return None;
-            }
-            let proto = fault
-                .traffic
-                .proto
-                .map_or_else(String::new, |proto| format!(" meta l4proto {proto}"));
-            let bytes = bits / 8;
-            let burst = (bytes / 20).max(2 * 1514);
-            Some(format!(
-                "ip saddr . ip daddr {{ {} }}{proto} limit rate over {bytes} bytes/second burst {burst} bytes counter name \"dropped_rate\" drop",
-                pairs.join(", ")
-            ))
-        })
-        .collect()
-}
-
-fn network_layout_with_rates(rates: Vec<String>) -> Layout {
     let lossy = "numgen random mod 100 @loss counter name \"dropped_partition\" drop";
     let internal = "counter name \"dropped_internal\" drop";
     Layout {
@@ -639,13 +598,7 @@ fn network_layout_with_rates(rates: Vec<String>) -> Layout {
                         "ip saddr . ip daddr . meta l4proto . th dport != @port_cut \
                          ip saddr . ip daddr . meta l4proto . th sport @port_cut {lossy}"
                     ),
-                    "jump rates".to_owned(),
                 ],
-            },
-            ChainDecl {
-                name: "rates",
-                hook: "",
-                rules: rates,
             },
             ChainDecl {
                 name: "to_outside",
@@ -816,14 +769,26 @@ pub fn validate_network(spec: &NetworkSpec) -> Result<(), ScriptError> {
 /// not), every set netd manages is flushed and refilled and every chain
 /// flushed and refilled, in one transaction. The partition sets are left
 /// as they are when the partition is unknown, so a restarted daemon does not
-/// heal a partition it has not been told about yet.
+/// heal a partition it has not been told about yet. What an older netd's
+/// table held and this one does not ([`OLDER_LAYOUTS_LEFTOVERS`]) goes in
+/// the same transaction.
 pub fn network_sync_script(spec: &NetworkSpec) -> Result<String, ScriptError> {
     validate_network(spec)?;
-    Ok(in_place_script(
-        &network_layout_for(spec),
-        &network_content(spec),
+    Ok(format!(
+        "{}{OLDER_LAYOUTS_LEFTOVERS}",
+        in_place_script(&network_layout_for(spec), &network_content(spec))
     ))
 }
+
+/// An older netd's `rates` chain (its `limit` rules, before the rate
+/// shapers) and their counter, removed by a sync in place once
+/// `between_guests` no longer jumps there (each added first, so that the
+/// deletion finds it in a table that never had it).
+pub const OLDER_LAYOUTS_LEFTOVERS: &str = "add chain bridge netd rates\n\
+     flush chain bridge netd rates\n\
+     delete chain bridge netd rates\n\
+     add counter bridge netd dropped_rate\n\
+     delete counter bridge netd dropped_rate\n";
 
 /// The fallback when an in-place sync fails (a table of another layout):
 /// deleted and recreated, in one transaction.
@@ -846,14 +811,6 @@ pub fn partition_script(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionR
     }
     for (set, elements) in &elements {
         write_elements(&mut out, "add", NETWORK_TABLE, set, elements);
-    }
-    let _ = writeln!(out, "flush chain {NETWORK_TABLE} rates");
-    for rule in rate_rules(guests, rules) {
-        let _ = writeln!(
-            out,
-            "add rule {NETWORK_TABLE} rates {rule} comment \"{}\"",
-            crate::nft::render::OWNER
-        );
     }
     out
 }
@@ -1213,7 +1170,6 @@ mod tests {
             r#"add table bridge netd { comment "netd"; }
 add counter bridge netd dropped_internal { comment "netd"; }
 add counter bridge netd dropped_partition { comment "netd"; }
-add counter bridge netd dropped_rate { comment "netd"; }
 add counter bridge netd dropped_spoofed { comment "netd"; }
 add counter bridge netd dropped_unsupported { comment "netd"; }
 add set bridge netd guest_ports { type ifname; comment "netd"; }
@@ -1244,9 +1200,6 @@ add rule bridge netd between_guests ip saddr . ip daddr @cut numgen random mod 1
 add rule bridge netd between_guests ip saddr @outside_cut ip daddr != @guest_ips numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 add rule bridge netd between_guests ip saddr . ip daddr . meta l4proto . th dport @port_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
 add rule bridge netd between_guests ip saddr . ip daddr . meta l4proto . th dport != @port_cut ip saddr . ip daddr . meta l4proto . th sport @port_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
-add rule bridge netd between_guests jump rates comment "netd"
-add chain bridge netd rates {  comment "netd"; }
-flush chain bridge netd rates
 add chain bridge netd to_outside { type filter hook input priority filter; policy accept; comment "netd"; }
 flush chain bridge netd to_outside
 add rule bridge netd to_outside ip saddr @internal ip daddr != @internal counter name "dropped_internal" drop comment "netd"
@@ -1255,6 +1208,11 @@ add chain bridge netd from_outside { type filter hook output priority filter; po
 flush chain bridge netd from_outside
 add rule bridge netd from_outside ip daddr @internal ip saddr != @internal counter name "dropped_internal" drop comment "netd"
 add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @loss counter name "dropped_partition" drop comment "netd"
+add chain bridge netd rates
+flush chain bridge netd rates
+delete chain bridge netd rates
+add counter bridge netd dropped_rate
+delete counter bridge netd dropped_rate
 "#
         );
     }
@@ -1288,8 +1246,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
              flush set bridge netd port_cut\n\
              add element bridge netd cut { 172.18.0.1 . 172.18.0.2, 172.18.0.2 . 172.18.0.1, 172.18.0.3 . 172.18.0.1 }\n\
              add element bridge netd loss { 0-29 }\n\
-             add element bridge netd outside_cut { 172.18.0.3 }\n\
-             flush chain bridge netd rates\n"
+             add element bridge netd outside_cut { 172.18.0.3 }\n"
         );
         // Healing: empty sets, every packet would be dropped if cut.
         assert_eq!(
@@ -1298,14 +1255,10 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
              flush set bridge netd outside_cut\n\
              flush set bridge netd loss\n\
              flush set bridge netd port_cut\n\
-             add element bridge netd loss { 0-99 }\n\
-             flush chain bridge netd rates\n"
+             add element bridge netd loss { 0-99 }\n"
         );
         let all = PartitionRules::cutting(BTreeSet::new(), BTreeSet::new(), 100);
-        assert!(
-            partition_script(&BTreeMap::new(), &all)
-                .ends_with("loss { 0-99 }\nflush chain bridge netd rates\n")
-        );
+        assert!(partition_script(&BTreeMap::new(), &all).ends_with("loss { 0-99 }\n"));
     }
 
     #[test]
@@ -1381,24 +1334,12 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
     }
 
     #[test]
-    fn a_rate_is_a_limit_rule_and_no_cut() {
+    fn a_rate_is_no_cut_and_no_rule_of_the_bridge_table() {
         let rules = compiled("isolate c + all --rate 1mbit --proto udp", "a b c");
         let guests = network(None).guests;
         assert!(partition_elements(&guests, &rules)["port_cut"].is_empty());
-        let limits = rate_rules(&guests, &rules);
-        assert_eq!(limits.len(), 1);
-        assert!(
-            limits[0].contains("172.18.0.1 . 172.18.0.2")
-                && limits[0].ends_with(
-                    " meta l4proto udp limit rate over 125000 bytes/second burst 6250 bytes counter name \"dropped_rate\" drop"
-                ),
-            "{}",
-            limits[0]
-        );
-        assert!(
-            partition_script(&guests, &rules)
-                .contains("flush chain bridge netd rates\nadd rule bridge netd rates ip saddr")
-        );
+        let script = partition_script(&guests, &rules);
+        assert!(!script.contains("limit"), "{script}");
     }
 
     #[test]
@@ -1473,7 +1414,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
             .lines()
             .filter(|l| *l == "\t\tcomment \"netd\"")
             .count();
-        assert_eq!(objects, 5 + 8 + 5);
+        assert_eq!(objects, 4 + 8 + 4);
         assert_eq!(tagged_objects, objects);
         let rules: Vec<&str> = text
             .lines()
@@ -1486,7 +1427,7 @@ add rule bridge netd from_outside ip daddr @outside_cut numgen random mod 100 @l
                     && !l.starts_with("\t\ttypeof")
             })
             .collect();
-        assert_eq!(rules.len(), 14, "{rules:?}");
+        assert_eq!(rules.len(), 13, "{rules:?}");
         assert!(
             rules.iter().all(|r| r.ends_with(" comment \"netd\"")),
             "{rules:?}"
@@ -1576,6 +1517,6 @@ mod drift_tests {
             ]
         );
         let bare = listing(&[json!({"table": {"family": "bridge", "name": "netd"}})]);
-        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 5 + 8);
+        assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 4 + 8);
     }
 }
