@@ -300,7 +300,37 @@ fn a_guest_gets_the_mac_it_asks_for_and_bad_or_taken_macs_are_refused(dataplane:
     netd.ok(&["guest", "add", "db", "c", "--mac", "02:aa:bb:cc:dd:01"]);
 }
 
+/// A full uplink pool refuses the next network with an error that names
+/// the pool and the fix, and leaves nothing behind. The default /19 links
+/// 2,048 networks (the scale bench fills it: `netd-bench --only scale`);
+/// here a /28 of 4 keeps the test short.
+fn the_network_after_a_full_uplink_pool_is_refused_with_the_fix(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_settings(&sandbox, dataplane, "uplink_pool = \"172.18.192.0/28\"");
+    for n in 0..4 {
+        netd.ok(&["network", "create", &format!("n{n}")]);
+    }
+    let before = netd.json(&["network", "ls"]);
+    let err = netd.err(&["network", "create", "n4"]);
+    for says in [
+        "all 4 network uplinks of 172.18.192.0/28 are in use",
+        "remove a network",
+        "`uplink_pool` in netd.toml",
+    ] {
+        assert!(err.contains(says), "{says:?}: {err}");
+    }
+    assert_eq!(netd.json(&["network", "ls"]), before, "nothing added");
+    assert!(
+        Netns::open(&format!("{}n-n4", netd.prefix())).is_err(),
+        "no namespace left by a refused network"
+    );
+    // A removed network gives its uplink back.
+    netd.ok(&["network", "rm", "n1"]);
+    netd.ok(&["network", "create", "n4"]);
+}
+
 netd_tests::conformance!(
+    the_network_after_a_full_uplink_pool_is_refused_with_the_fix,
     internal_guests_talk_to_each_other_and_to_nothing_outside,
     a_routable_internal_network_is_unreachable_from_the_host_although_routed,
     a_networks_mtu_is_on_its_bridge_ports_and_guests_and_packets_keep_to_it,

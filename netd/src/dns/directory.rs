@@ -10,7 +10,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::wire::TYPE_A;
-use crate::model::State;
+use crate::model::{Network, State};
 
 /// What one network's resolver knows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,42 +54,61 @@ pub struct Resolved {
     pub ip: Ipv4Addr,
 }
 
+impl NetworkNames {
+    /// What `net`'s resolver knows.
+    pub fn of(net: &Network) -> NetworkNames {
+        let guests = net
+            .guests
+            .values()
+            .map(|g| (g.name.clone(), g.ip))
+            .collect();
+        // The policy in force now (a flap's or schedule's step
+        // included), compiled as the dataplane has it.
+        let cut_from_outside = net
+            .partition
+            .as_ref()
+            .and_then(|p| p.compile(&net.name, &net.slots(), now_ms()).ok())
+            .filter(|rules| rules.loss_percent() == 100)
+            .map(|rules| {
+                let outside_cut = rules.outside_cut();
+                net.guests
+                    .values()
+                    .filter(|g| outside_cut.contains(&g.slot))
+                    .map(|g| g.ip)
+                    .collect()
+            })
+            .unwrap_or_default();
+        NetworkNames {
+            guests,
+            internal: net.internal,
+            cut_from_outside,
+        }
+    }
+}
+
 impl Directory {
     pub fn from_state(state: &State) -> Directory {
         let networks = state
             .networks
             .values()
-            .map(|net| {
-                let guests = net
-                    .guests
-                    .values()
-                    .map(|g| (g.name.clone(), g.ip))
-                    .collect();
-                // The policy in force now (a flap's or schedule's step
-                // included), compiled as the dataplane has it.
-                let cut_from_outside = net
-                    .partition
-                    .as_ref()
-                    .and_then(|p| p.compile(&net.name, &net.slots(), now_ms()).ok())
-                    .filter(|rules| rules.loss_percent() == 100)
-                    .map(|rules| {
-                        let outside_cut = rules.outside_cut();
-                        net.guests
-                            .values()
-                            .filter(|g| outside_cut.contains(&g.slot))
-                            .map(|g| g.ip)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let names = NetworkNames {
-                    guests,
-                    internal: net.internal,
-                    cut_from_outside,
-                };
-                (net.name.clone(), names)
-            })
+            .map(|net| (net.name.clone(), NetworkNames::of(net)))
             .collect();
         Directory { networks }
+    }
+
+    /// Takes `network`'s names from `state` again (drops them if it is gone
+    /// from it), leaving every other network's as they are: a change to one
+    /// network costs its own guests, not every guest of the host.
+    pub fn update_network(&mut self, state: &State, network: &str) {
+        match state.networks.get(network) {
+            Some(net) => {
+                self.networks
+                    .insert(network.to_owned(), NetworkNames::of(net));
+            }
+            None => {
+                self.networks.remove(network);
+            }
+        }
     }
 
     /// The answer of `network`'s resolver to `client` asking for `name`
@@ -286,6 +305,31 @@ mod tests {
                 .cut_from_outside
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn one_networks_update_equals_a_rebuild_and_leaves_the_others() {
+        use crate::model::test_support;
+        let mut state = State {
+            networks: BTreeMap::new(),
+            uplink_cursor: None,
+        };
+        for (n, name) in ["web", "db"].into_iter().enumerate() {
+            let mut net = test_support::network(name, "172.18.0.0/24", n as u16);
+            let g = test_support::guest("a", &ip(1).to_string(), 0);
+            net.guests.insert(g.name.clone(), g);
+            state.networks.insert(name.to_owned(), net);
+        }
+        let mut d = Directory::from_state(&state);
+        let g = test_support::guest("b", &ip(2).to_string(), 1);
+        let web = state.networks.get_mut("web").unwrap();
+        web.guests.insert(g.name.clone(), g);
+        d.update_network(&state, "web");
+        assert_eq!(d, Directory::from_state(&state));
+        state.networks.remove("db");
+        d.update_network(&state, "db");
+        assert_eq!(d, Directory::from_state(&state));
+        assert_eq!(d.networks["web"].guests.len(), 2);
     }
 
     #[test]

@@ -66,6 +66,16 @@ impl Resolvers {
         }
     }
 
+    /// Takes `network`'s names from `state` (none if it is gone), the
+    /// other networks' left as they are: answered from the next query on.
+    pub fn update_network(&self, state: &State, network: &str) {
+        self.shared
+            .directory
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .update_network(state, network);
+    }
+
     /// Takes the names of `state`: answered from the next query on.
     pub fn update(&self, state: &State) {
         let directory = Directory::from_state(state);

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod load;
 pub mod progcost;
 pub mod report;
+pub mod scale;
 pub mod stats;
 pub mod svg;
 
@@ -76,6 +77,16 @@ pub struct Settings {
     /// one figure, still side by side with the limit.
     pub only_tests: Option<Vec<Test>>,
     pub only_paths: Option<Vec<PathKind>>,
+    /// Run the scale section (issue 14): a daemon of its own filled to
+    /// each of `scale_levels` networks, 10 guests in each.
+    pub scale: bool,
+    pub scale_levels: Vec<usize>,
+    /// Guest adds timed at each level.
+    pub scale_samples: usize,
+    /// `GET /v1/status` and `GET /v1/networks` calls timed at each level.
+    pub scale_reads: usize,
+    /// The dataplanes the scale section runs on (`ebpf`, `nftables`).
+    pub scale_dataplanes: Vec<String>,
 }
 
 impl Settings {
@@ -105,6 +116,11 @@ impl Settings {
                 only_cases: None,
                 only_tests: None,
                 only_paths: None,
+                scale: true,
+                scale_levels: vec![1, 100],
+                scale_samples: 20,
+                scale_reads: 5,
+                scale_dataplanes: vec!["ebpf".into()],
             }
         } else {
             Settings {
@@ -136,6 +152,12 @@ impl Settings {
                 only_cases: None,
                 only_tests: None,
                 only_paths: None,
+                // 2,000 networks of 10 guests: 20,000 guests.
+                scale: true,
+                scale_levels: vec![1, 100, 1_000, 2_000],
+                scale_samples: 20,
+                scale_reads: 3,
+                scale_dataplanes: vec!["ebpf".into()],
             }
         }
     }
@@ -407,6 +429,8 @@ pub struct Results {
     /// BPF_PROG_TEST_RUN costs of this build's programs, and of the
     /// commit before the fast path when they were measured.
     pub prog_costs: Vec<progcost::ProgramCosts>,
+    /// The scale section's runs, one per dataplane.
+    pub scale: Vec<scale::Run>,
     pub elapsed: Duration,
 }
 
@@ -567,6 +591,11 @@ pub fn run(settings: &Settings) -> Result<PathBuf> {
                 .notes
                 .push(format!("sandbox teardown: {}", panic_message(&panic)));
         }
+    }
+    if settings.scale {
+        // Last, in a sandbox of its own: it leaves 20,000 namespaces to
+        // the kernel's cleanup, which should not run under other figures.
+        results.scale = scale::run(settings, &log);
     }
     results.elapsed = started.elapsed();
     results
@@ -779,7 +808,7 @@ fn load_average() -> String {
         .join(" ")
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<String>()
         .cloned()

@@ -10,7 +10,7 @@ use crate::bench::{
     Metric, Results, Settings,
     cases::{CaseKey, PathKind},
     control::Timing,
-    load, progcost,
+    load, progcost, scale,
     stats::Summary,
     svg::{self, Bar, Chart, Group},
 };
@@ -109,6 +109,7 @@ pub fn write(settings: &Settings, results: &Results) -> Result<PathBuf> {
         std::fs::write(dir.join(format!("{}.svg", metric.file())), chart)?;
     }
     control_sections(&mut md, results, dir)?;
+    scale_section(&mut md, results, dir)?;
     footer(&mut md, results);
     let report = dir.join("report.md");
     std::fs::write(&report, md).with_context(|| format!("writing {}", report.display()))?;
@@ -808,6 +809,146 @@ fn control_sections(md: &mut String, results: &Results, dir: &std::path::Path) -
     Ok(())
 }
 
+/// Issue 14's scale: guest add against the number of networks, the reads
+/// that walk them, the daemon's RSS; a table and two charts per run.
+fn scale_section(md: &mut String, results: &Results, dir: &std::path::Path) -> Result<()> {
+    if results.scale.is_empty() {
+        return Ok(());
+    }
+    let _ = writeln!(
+        md,
+        "## Scale: guest add against the number of networks\n\n\
+         One daemon of its own (a fresh sandbox), filled through the API by {} clients at \
+         once to each level of networks with {} guests in each (2,000 networks: 20,000 \
+         guests). At each level, through the API helper (calls alone): {} guest adds into \
+         fresh guests of existing networks, spread over them (removed again afterwards), \
+         then `GET /v1/status` and `GET /v1/networks` in turn; the daemon's VmRSS after \
+         them. \"× 1\" is the guest add p50 over the 1-network level's. Targets: status \
+         and network ls < 1 s, guest add at 2,000 networks ≤ 1.2× its figure at 1.\n",
+        scale::FILL_CLIENTS,
+        scale::GUESTS_PER_NETWORK,
+        results
+            .scale
+            .iter()
+            .flat_map(|r| &r.levels)
+            .map(|l| l.guest_add_us.len())
+            .max()
+            .unwrap_or(0),
+    );
+    let mut add_bars = Vec::new();
+    let mut read_bars = Vec::new();
+    for run in &results.scale {
+        let _ = writeln!(
+            md,
+            "### {}\n\n![guest add at scale](cp_scale_guest_add.svg)\n\n\
+             ![status and network ls at scale](cp_scale_reads.svg)\n\n\
+             | networks | guests | guest add p50 | p99 | × 1 | status p50 | status max | \
+             network ls p50 | network ls max | RSS (MiB) | load | filling (s) |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            run.system
+        );
+        let base = run
+            .levels
+            .first()
+            .map(|l| scale::quantile(&l.guest_add_us, 0.5))
+            .filter(|v| v.is_finite() && *v > 0.0);
+        for level in &run.levels {
+            let (p50, p99) = percentiles(&level.guest_add_us);
+            let (s50, _) = percentiles(&level.status_us);
+            let (l50, _) = percentiles(&level.network_ls_us);
+            let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} |",
+                super::group_thousands(level.networks as u64),
+                super::group_thousands(level.guests as u64),
+                ms(p50),
+                ms(p99),
+                base.map_or("—".to_owned(), |b| format!("{:.2}×", p50 / b)),
+                ms(s50),
+                ms(max(&level.status_us)),
+                ms(l50),
+                ms(max(&level.network_ls_us)),
+                level
+                    .rss_kb
+                    .map_or("—".to_owned(), |kb| format!("{:.0}", kb as f64 / 1024.0)),
+                level.load,
+                level.fill_secs,
+            );
+            let label = format!(
+                "{}, {} networks",
+                run.system,
+                super::group_thousands(level.networks as u64)
+            );
+            let colour = if run.system.contains("nftables") {
+                CaseKey::NetdNft.colour()
+            } else {
+                CaseKey::NetdEbpf.colour()
+            };
+            add_bars.push(Bar {
+                label: label.clone(),
+                colour: colour.to_owned(),
+                value: Some(p50 / 1000.0).filter(|v| v.is_finite()),
+                spread: Some((p50 / 1000.0, p99 / 1000.0)).filter(|s| s.1.is_finite()),
+                text: format!("p50 {} ms, p99 {} ms", ms(p50), ms(p99)),
+            });
+            for (what, samples) in [
+                ("status", &level.status_us),
+                ("network ls", &level.network_ls_us),
+            ] {
+                let (p50, _) = percentiles(samples);
+                let top = max(samples);
+                read_bars.push(Bar {
+                    label: format!("{label}: {what}"),
+                    colour: colour.to_owned(),
+                    value: Some(p50 / 1000.0).filter(|v| v.is_finite()),
+                    spread: Some((p50 / 1000.0, top / 1000.0)).filter(|s| s.1.is_finite()),
+                    text: format!("p50 {} ms, max {} ms", ms(p50), ms(top)),
+                });
+            }
+        }
+        let _ = writeln!(md);
+        match &run.refusal {
+            Some(Ok(message)) => {
+                let _ = writeln!(md, "- the 2,049th network is refused: {}", cell(message));
+            }
+            Some(Err(err)) => {
+                let _ = writeln!(md, "- the 2,049th network's refusal: FAILED: {}", cell(err));
+            }
+            None => {}
+        }
+        if let Some(err) = &run.error {
+            let _ = writeln!(md, "- {}: {}", run.system, cell(err));
+        }
+        let _ = writeln!(md);
+    }
+    let chart = |title: &str, subtitle: &str, bars| Chart {
+        title: title.to_owned(),
+        subtitle: subtitle.to_owned(),
+        groups: vec![Group {
+            title: "by the number of networks (10 guests each)".to_owned(),
+            bars,
+        }],
+    };
+    std::fs::write(
+        dir.join("cp_scale_guest_add.svg"),
+        svg::render(&chart(
+            "Control plane at scale: guest add",
+            "milliseconds; bar p50, whisker p50–p99; lower is better",
+            add_bars,
+        )),
+    )?;
+    std::fs::write(
+        dir.join("cp_scale_reads.svg"),
+        svg::render(&chart(
+            "Control plane at scale: GET /v1/status and GET /v1/networks",
+            "milliseconds; bar p50, whisker p50–max; lower is better",
+            read_bars,
+        )),
+    )?;
+    Ok(())
+}
+
 /// p50 and p99 of samples.
 fn percentiles(samples: &[f64]) -> (f64, f64) {
     let mut sorted = samples.to_vec();
@@ -926,6 +1067,15 @@ fn raw(settings: &Settings, results: &Results) -> String {
         "unavailable": results.unavailable.iter().map(|(k, why)| json!({"case": k.short(), "why": why})).collect::<Vec<_>>(),
         "traffic": traffic,
         "control": control,
+        "scale": results.scale.iter().map(|r| json!({
+            "system": r.system, "error": r.error,
+            "refusal": r.refusal.as_ref().map(|r| match r { Ok(m) => json!({"refused": m}), Err(e) => json!({"failed": e}) }),
+            "levels": r.levels.iter().map(|l| json!({
+                "networks": l.networks, "guests": l.guests, "guest_add_us": l.guest_add_us,
+                "status_us": l.status_us, "network_ls_us": l.network_ls_us, "rss_kb": l.rss_kb,
+                "load": l.load, "fill_secs": l.fill_secs,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "round_loads": results.round_loads,
         "crr_slow": results.crr_slow.iter().map(|((p, k), n)| json!({"path": p.title(), "case": k.short(), "slow": n})).collect::<Vec<_>>(),
         "prog_costs": results.prog_costs.iter().map(|c| c.to_json()).collect::<Vec<_>>(),

@@ -12,7 +12,7 @@ use netd_tests::bench::{
     cases::{CaseKey, PathKind},
 };
 
-const USAGE: &str = "usage: netd-bench [--quick] [--out DIR] [--only traffic|control|progcost] \
+const USAGE: &str = "usage: netd-bench [--quick] [--out DIR] [--only traffic|control|progcost|scale] [--scale-levels N,N,..] [--scale-dataplanes ebpf,nftables] \
      [--rounds N] [--secs S] [--sockperf-rounds N] [--prog-costs-before FILE] \
      [--prog-costs-out FILE] [--prog-costs-as LABEL[:COMMIT]] \
      [--cases limit,netd-ebpf,netd-nft,netavark,cni] \
@@ -39,6 +39,7 @@ fn main() {
     let mut costs_out = None;
     let mut costs_as = None;
     let (mut cases, mut tests, mut paths) = (None, None, None);
+    let (mut scale_levels, mut scale_dataplanes) = (None, None);
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -48,7 +49,9 @@ fn main() {
                 None => usage(),
             },
             "--only" => match rest.next().map(String::as_str) {
-                Some(part @ ("traffic" | "control" | "progcost")) => only = Some(part.to_owned()),
+                Some(part @ ("traffic" | "control" | "progcost" | "scale")) => {
+                    only = Some(part.to_owned())
+                }
                 _ => usage(),
             },
             flag @ ("--rounds" | "--secs" | "--sockperf-rounds") => {
@@ -64,6 +67,22 @@ fn main() {
                 costs_out = Some(PathBuf::from(rest.next().unwrap_or_else(|| usage())))
             }
             "--prog-costs-as" => costs_as = Some(rest.next().unwrap_or_else(|| usage()).clone()),
+            "--scale-levels" => {
+                let levels: Option<Vec<usize>> = rest
+                    .next()
+                    .map(|list| list.split(',').map(|n| n.parse().ok()).collect())
+                    .unwrap_or(None);
+                match levels {
+                    Some(levels) if !levels.is_empty() => scale_levels = Some(levels),
+                    _ => usage(),
+                }
+            }
+            "--scale-dataplanes" => match rest.next() {
+                Some(list) if list.split(',').all(|d| matches!(d, "ebpf" | "nftables")) => {
+                    scale_dataplanes = Some(list.split(',').map(str::to_owned).collect())
+                }
+                _ => usage(),
+            },
             "--cases" => cases = Some(pick(rest.next(), &CaseKey::ALL, |c| c.key())),
             "--tests" => tests = Some(pick(rest.next(), &Test::ALL, |t| t.key())),
             "--paths" => paths = Some(pick(rest.next(), &PathKind::ALL, |p| p.key())),
@@ -83,10 +102,21 @@ fn main() {
     if let Some(part) = only {
         settings.traffic = part == "traffic";
         settings.control = part == "control";
-        settings.prog_costs = part != "control";
+        settings.prog_costs = part == "traffic" || part == "progcost";
+        settings.scale = part == "scale";
         if part == "progcost" {
             settings.only_cases = Some(vec![bench::cases::CaseKey::NetdEbpf]);
         }
+        if part == "scale" {
+            // The scale section builds its own sandbox and daemon.
+            settings.only_cases = Some(Vec::new());
+        }
+    }
+    if let Some(levels) = scale_levels {
+        settings.scale_levels = levels;
+    }
+    if let Some(dataplanes) = scale_dataplanes {
+        settings.scale_dataplanes = dataplanes;
     }
     for (flag, n) in numbers {
         match flag.as_str() {
@@ -116,6 +146,7 @@ fn main() {
         // A targeted traffic run: no control-plane figures or program costs.
         settings.control = false;
         settings.prog_costs = false;
+        settings.scale = false;
     }
     settings.only_tests = tests;
     settings.prog_costs_before = before;

@@ -108,12 +108,12 @@ impl Service {
         if requested_ip.is_none() {
             stored.guest_cursor = Some(ip);
         }
-        self.names_changed();
+        self.network_names_changed(network);
         if let Err(err) = self.store.save_network(&self.state, network) {
             let stored = self.state.networks.get_mut(network).expect("checked above");
             stored.guests.remove(name);
             stored.guest_cursor = previous_cursor;
-            self.names_changed();
+            self.network_names_changed(network);
             self.teardown_guest(&net, &guest).await;
             return Err(err.into());
         }
@@ -160,7 +160,7 @@ impl Service {
         if let Some(stored) = self.state.networks.get_mut(network) {
             stored.guests.remove(name);
         }
-        self.names_changed();
+        self.network_names_changed(network);
         self.store.save_network(&self.state, network)?;
         info!(network, guest = name, "guest disconnected");
         self.emit(

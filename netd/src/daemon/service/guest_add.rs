@@ -209,12 +209,12 @@ impl Service {
         if planned.picked_address {
             stored.guest_cursor = Some(guest.ip);
         }
-        self.names_changed();
+        self.network_names_changed(network);
         if let Err(err) = self.store.save_network(&self.state, network) {
             let stored = self.network_mut(network);
             stored.guests.remove(&guest.name);
             stored.guest_cursor = previous_cursor;
-            self.names_changed();
+            self.network_names_changed(network);
             self.teardown_guest(net, guest).await;
             return Err(err.into());
         }

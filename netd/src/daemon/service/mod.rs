@@ -106,6 +106,12 @@ impl Service {
         self.resolvers.update(&self.state);
     }
 
+    /// The same for a change to one network (most requests): its names
+    /// only, whatever the number of networks and guests.
+    fn network_names_changed(&self, network: &str) {
+        self.resolvers.update_network(&self.state, network);
+    }
+
     /// Serves `network`'s resolver on its bridge address, in its namespace
     /// (a no-op while it runs there already).
     fn start_resolver(&mut self, network: &Network) -> anyhow::Result<()> {
@@ -345,12 +351,12 @@ impl Service {
             .networks
             .insert(network.name.clone(), network.clone());
         self.state.uplink_cursor = Some(slot);
-        self.names_changed();
+        self.network_names_changed(&network.name);
         if let Err(err) = self.store.save_network(&self.state, &network.name) {
-            self.names_changed();
+            self.network_names_changed(&network.name);
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
-            self.names_changed();
+            self.network_names_changed(&network.name);
             return Err(err.into());
         }
         crash_point("network-saved");
@@ -365,7 +371,7 @@ impl Service {
         if let Err(err) = built {
             self.state.networks.remove(&network.name);
             self.state.uplink_cursor = previous_cursor;
-            self.names_changed();
+            self.network_names_changed(&network.name);
             self.teardown_network(&network).await;
             self.drop_gateway_if_unused().await;
             if let Err(save) = self.store.save_network(&self.state, &network.name) {
@@ -404,7 +410,7 @@ impl Service {
         self.teardown_network(&network).await;
         crash_point("network-torn-down");
         self.state.networks.remove(name);
-        self.names_changed();
+        self.network_names_changed(name);
         self.store.save_network(&self.state, name)?;
         crash_point("network-rm-saved");
         if let Err(err) = self.sync_host() {
@@ -462,7 +468,7 @@ impl Service {
             .expect("checked above")
             .guests
             .remove(name);
-        self.names_changed();
+        self.network_names_changed(network);
         self.store.save_network(&self.state, network)?;
         info!(network, guest = name, "guest removed");
         self.emit(Event::new("guest.removed").network(network).guest(name));

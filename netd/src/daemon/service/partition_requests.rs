@@ -281,7 +281,7 @@ impl Service {
             self.network_mut(network).partition = previous;
             return Err(err.into());
         }
-        self.names_changed();
+        self.network_names_changed(network);
         Ok(in_force_after)
     }
 

@@ -148,7 +148,7 @@ impl Service {
         let Some(network) = self.state.networks.remove(name) else {
             return;
         };
-        self.names_changed();
+        self.network_names_changed(name);
         self.teardown_network(&network).await;
         if let Err(err) = self.store.save_network(&self.state, name) {
             warn!(network = name, "removing this node's part again: {err}");
@@ -253,7 +253,7 @@ impl Service {
         span.remote = remote;
         let net = net.clone();
         self.store.save_network(&self.state, name)?;
-        self.names_changed();
+        self.network_names_changed(name);
         if let Some(plumbing) = self.topology.overlay_plumbing(&net) {
             self.dataplane.sync_remote_guests(&plumbing)?;
         }

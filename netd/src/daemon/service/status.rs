@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use futures::StreamExt;
+
 use super::Service;
 use crate::{
     daemon::requests::{LinkStatus, NamespaceStatus, Status},
@@ -21,12 +23,17 @@ use crate::{
 /// (`StatusSnapshot::finish`), so that a status of hundreds of networks
 /// never holds up a change.
 pub struct StatusSnapshot {
-    topology: Topology,
+    /// The service's own: its long-lived netlink socket per network is
+    /// reused, not opened again per network per status.
+    topology: std::sync::Arc<Topology>,
     state: State,
     wanted: BTreeSet<String>,
     dataplane: String,
     dataplane_read: crate::dataplane::StatusRead,
 }
+
+/// Networks whose links `status` reads at once.
+const HEALTH_READS_AT_ONCE: usize = 16;
 
 impl Service {
     /// The live kernel state of every namespace this instance owns, the
@@ -37,20 +44,25 @@ impl Service {
 
     /// The part of `status` that needs the service (see [`StatusSnapshot`]).
     pub fn status_snapshot(&self) -> StatusSnapshot {
+        // Looked up once per zone: a map, not a walk of every network.
+        let zones: std::collections::HashMap<u32, &str> = self
+            .state
+            .networks
+            .values()
+            .map(|net| (net.zone(), net.name.as_str()))
+            .collect();
         let zone_name = |zone: u32| {
             if zone == 0 {
                 return "host side".to_owned();
             }
-            self.state
-                .networks
-                .values()
-                .find(|net| net.zone() == zone)
-                .map_or_else(|| format!("zone {zone} (removed)"), |net| net.name.clone())
+            zones.get(&zone).map_or_else(
+                || format!("zone {zone} (removed)"),
+                |name| (*name).to_owned(),
+            )
         };
         let dataplane_read = self.dataplane.status_read(&zone_name);
         StatusSnapshot {
-            topology: Topology::new(self.topology.config.clone())
-                .expect("the running topology's config is valid"),
+            topology: self.topology.clone(),
             state: self.state.clone(),
             wanted: self.wanted_namespaces(),
             dataplane: self.topology.config.dataplane.to_string(),
@@ -89,11 +101,24 @@ impl StatusSnapshot {
                 "namespace {orphan} is not in the desired state (orphan)"
             ));
         }
-        for net in self.state.networks.values() {
-            if !live.contains(&self.topology.names.network_ns(&net.name)) {
-                continue;
-            }
-            let Some(health) = self.topology.network_health(net).await else {
+        // One link dump per network, a few at once (each waits on the
+        // kernel), in the networks' order.
+        let present: Vec<&crate::model::Network> = self
+            .state
+            .networks
+            .values()
+            .filter(|net| live.contains(&self.topology.names.network_ns(&net.name)))
+            .collect();
+        let reads: Vec<_> = present
+            .iter()
+            .map(|net| self.topology.network_health(net))
+            .collect();
+        let healths: Vec<_> = futures::stream::iter(reads)
+            .buffered(HEALTH_READS_AT_ONCE)
+            .collect()
+            .await;
+        for (net, health) in present.into_iter().zip(healths) {
+            let Some(health) = health else {
                 drift.push(format!("network {}: its namespace is unreadable", net.name));
                 continue;
             };
