@@ -278,10 +278,17 @@ impl Netlink {
     pub async fn bpf_filters(&self, index: u32) -> Result<Vec<String>> {
         use rtnetlink::packet_route::tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcOption};
         let mut out = Vec::new();
+        // An `ingress` qdisc (netd's ports today) has one block, which the
+        // kernel also lists for a dump of the egress parent; only a clsact
+        // has an egress block of its own.
+        let clsact = self.has_clsact(index).await;
         for (direction, minor) in [
             ("ingress", TcHandle::MIN_INGRESS),
             ("egress", TcHandle::MIN_EGRESS),
         ] {
+            if minor == TcHandle::MIN_EGRESS && !clsact {
+                continue;
+            }
             let request = self.handle.traffic_filter(index as i32).get();
             let request = if minor == TcHandle::MIN_INGRESS {
                 request.ingress()
@@ -307,6 +314,22 @@ impl Netlink {
             }
         }
         Ok(out)
+    }
+
+    /// Whether link `index` has a clsact qdisc (a dump of the namespace's
+    /// qdiscs, filtered here: older kernels ignore the index asked for).
+    async fn has_clsact(&self, index: u32) -> bool {
+        use rtnetlink::packet_route::tc::TcAttribute;
+        let request = self.handle.qdisc().get().index(index as i32);
+        let Ok(messages) = request.execute().try_collect::<Vec<_>>().await else {
+            return false;
+        };
+        messages.iter().any(|message| {
+            message.header.index == index as i32
+                && message.attributes.iter().any(
+                    |attribute| matches!(attribute, TcAttribute::Kind(kind) if kind == "clsact"),
+                )
+        })
     }
 
     pub async fn add_address(&self, link: &str, address: Ipv4Network) -> Result<()> {

@@ -311,9 +311,12 @@ fn wait_gone(pid: u32) {
     while std::path::Path::new(&format!("/proc/{pid}")).exists()
         && start.elapsed() < Duration::from_secs(10)
     {
-        // The sandbox owns the Child and reaps it; a zombie counts as gone.
+        // The sandbox owns the Child and reaps it; a zombie counts as gone
+        // once its other threads are gone too (until then they hold its
+        // files, the state lock among them).
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.split_whitespace().nth(2) == Some("Z") {
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |dir| dir.count());
+        if stat.split_whitespace().nth(2) == Some("Z") && threads <= 1 {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -28,9 +28,26 @@ pub struct StoreLock {
 
 impl StoreLock {
     /// Takes an exclusive lock on `dir/lock` for as long as the returned
-    /// guard lives, so two daemons never share a state directory. Does not
-    /// wait: a second daemon should fail at once and say who holds the lock.
+    /// guard lives, so two daemons never share a state directory. A live
+    /// holder makes a second daemon fail at once and say who holds the
+    /// lock; a holder that is exiting (killed, its main thread a zombie
+    /// while its other threads finish, still holding the file) is waited
+    /// for, up to [`EXITING_HOLDER_WAIT`].
     pub fn take(dir: &Path) -> Result<StoreLock, StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            match Self::try_take(dir) {
+                Err(StoreError::Locked { pid: Some(pid), .. })
+                    if holder_is_exiting(pid) && started.elapsed() < EXITING_HOLDER_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                taken => return taken,
+            }
+        }
+    }
+
+    fn try_take(dir: &Path) -> Result<StoreLock, StoreError> {
         create_dir(dir)?;
         let path = dir.join(LOCK_FILE);
         let lock_err = |error| StoreError::Lock {
@@ -64,6 +81,25 @@ impl StoreLock {
     }
 }
 
+/// How long a daemon waits for an exiting holder of the lock.
+pub const EXITING_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether process `pid` is exiting: gone, or a zombie (state Z or X in
+/// `/proc/PID/stat`).
+fn holder_is_exiting(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => exiting_in_stat(&stat),
+        Err(_) => true,
+    }
+}
+
+/// The state field of a `/proc/PID/stat` line says the process is exiting
+/// (the name before it, in parentheses, may hold spaces and parentheses).
+fn exiting_in_stat(stat: &str) -> bool {
+    let after_name = stat.rfind(')').map_or("", |end| &stat[end + 1..]);
+    matches!(after_name.split_whitespace().next(), Some("Z" | "X"))
+}
+
 /// The pid the lock's holder wrote, if it got that far; only used in the
 /// error message, so anything unreadable is just "unknown".
 fn read_pid(file: &mut File) -> Option<i32> {
@@ -81,6 +117,15 @@ fn write_pid(file: &mut File) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_holder_is_exiting_a_running_one_is_not() {
+        assert!(exiting_in_stat("17932 (netd) Z 1 17932 17932 0 -1"));
+        assert!(exiting_in_stat("17932 (a (b) c) X 1 2 3"));
+        assert!(!exiting_in_stat("17932 (netd) S 1 17932 17932 0 -1"));
+        assert!(!exiting_in_stat("17932 (Z) R 1"));
+        assert!(!holder_is_exiting(std::process::id() as i32));
+    }
 
     #[test]
     fn second_lock_fails_while_the_first_is_held() {
