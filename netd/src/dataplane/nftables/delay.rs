@@ -94,7 +94,19 @@ pub fn script(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionRules) -> S
             "  chain to_{} {{\n    type filter hook egress device \"{port}\" priority filter; policy accept;",
             guest.slot
         );
-        for &class in &shaped {
+        // Shaping first (a slow link, then a long wire): what the shaper
+        // sends on carries its mark and goes to the delay line after.
+        let shaper_marks = format!("meta mark != {RETURNED_MARK:#x} meta mark != {SHAPED_MARK:#x}");
+        let delay_marks = format!("meta mark != {RETURNED_MARK:#x}");
+        let diversions = shaped
+            .iter()
+            .map(|&class| (class, &shaper_marks, ifname::rate_shaper(class)))
+            .chain(
+                classes
+                    .iter()
+                    .map(|&class| (class, &delay_marks, tap_name(class))),
+            );
+        for (class, marks, device) in diversions {
             let fault = &rules.faults[class];
             let senders = senders_to(fault, guest, &ip_of);
             if senders.is_empty() {
@@ -103,26 +115,9 @@ pub fn script(guests: &BTreeMap<String, GuestSpec>, rules: &PartitionRules) -> S
             for traffic in traffic_matches(fault) {
                 let _ = writeln!(
                     out,
-                    "    meta mark != {RETURNED_MARK:#x} meta mark != {SHAPED_MARK:#x} ip saddr {{ {} }} ip daddr {}{traffic} fwd to \"{}\"",
+                    "    {marks} ip saddr {{ {} }} ip daddr {}{traffic} fwd to \"{device}\"",
                     senders.join(", "),
                     guest.ip,
-                    ifname::rate_shaper(class)
-                );
-            }
-        }
-        for &class in &classes {
-            let fault = &rules.faults[class];
-            let senders = senders_to(fault, guest, &ip_of);
-            if senders.is_empty() {
-                continue;
-            }
-            for traffic in traffic_matches(fault) {
-                let _ = writeln!(
-                    out,
-                    "    meta mark != {RETURNED_MARK:#x} ip saddr {{ {} }} ip daddr {}{traffic} fwd to \"{}\"",
-                    senders.join(", "),
-                    guest.ip,
-                    tap_name(class)
                 );
             }
         }
