@@ -199,6 +199,12 @@ fn send(ctx: &TcContext, rc: u32, params: &bpf_fib_lookup, zone: u32) -> i32 {
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
     }
+    if maps::egress_by_peer(params.ifindex) {
+        // A veth with nothing on its egress: straight into its peer's
+        // ingress, past the backlog queue its transmit would go through.
+        // SAFETY: plain helper call.
+        return unsafe { bpf_redirect_peer(params.ifindex, 0) as i32 };
+    }
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(params.ifindex, 0) as i32 }
 }

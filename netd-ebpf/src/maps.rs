@@ -12,9 +12,9 @@ use netd_common::{
     filter::Ipv4Key,
     maps as names,
     maps::{
-        CONNTRACK_MAX_ENTRIES, FORWARDS_MAX_ENTRIES, GUEST_PORTS_MAX_ENTRIES,
-        HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES, PORT_SHARES_MAX_ENTRIES,
-        RATE_BUCKETS_MAX_ENTRIES,
+        CONNTRACK_MAX_ENTRIES, EGRESS_PEER_MAX_ENTRIES, FORWARDS_MAX_ENTRIES,
+        GUEST_PORTS_MAX_ENTRIES, HOST_ADDRS_MAX_ENTRIES, NETWORKS_MAX_ENTRIES,
+        PORT_SHARES_MAX_ENTRIES, RATE_BUCKETS_MAX_ENTRIES,
     },
     nat::{CtEntry, CtKey, ForwardKey, ForwardTarget, ShareKey},
     partition::{PartitionPolicy, RateBucket, RateKey},
@@ -44,6 +44,11 @@ netd_map! {
 netd_map! {
     "NETD_FIB_SCRATCH" == names::FIB_SCRATCH,
     pub static FIB_SCRATCH: PerCpuArray<bpf_fib_lookup> = PerCpuArray::with_max_entries(1, 0);
+}
+
+netd_map! {
+    "NETD_EGRESS_PEER" == names::EGRESS_PEER,
+    pub static EGRESS_PEER: HashMap<u32, u32> = HashMap::with_max_entries(EGRESS_PEER_MAX_ENTRIES, 0);
 }
 
 netd_map! {
@@ -144,6 +149,13 @@ pub fn forward(proto: u8, port: u16) -> Option<ForwardTarget> {
     };
     // SAFETY: copied out at once.
     unsafe { FORWARDS.get(key) }.copied()
+}
+
+/// Whether a packet leaving by host device `ifindex` may go straight into
+/// its veth peer (see `EGRESS_PEER`).
+#[inline(always)]
+pub fn egress_by_peer(ifindex: u32) -> bool {
+    EGRESS_PEER.get_ptr(ifindex).is_some()
 }
 
 #[inline(always)]

@@ -355,3 +355,75 @@ fn a_guest_keeps_its_port_or_gets_the_same_substitute_every_time() {
     let privileged = translated_port(&a, server(7000), 999);
     assert!((40000..=65535).contains(&privileged), "{privileged}");
 }
+
+/// Packets the host's uplink has sent, as its own counters say.
+fn uplink_tx_packets(sandbox: &Sandbox) -> u64 {
+    let out = sandbox
+        .host_command("ip")
+        .args(["-j", "-s", "link", "show", "dev", UPLINK])
+        .output()
+        .expect("running ip -s link");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+    links[0]["stats64"]["tx"]["packets"]
+        .as_u64()
+        .expect("tx packets in ip -j -s link")
+}
+
+/// How many of `count` datagrams from `from` to the internet server went
+/// through the uplink's own transmit (its queue), rather than straight into
+/// its peer.
+fn sent_through_the_uplinks_queue(sandbox: &Sandbox, from: &Netns, count: u64) -> u64 {
+    let socket = udp_socket(from, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    let before = uplink_tx_packets(sandbox);
+    for _ in 0..count {
+        socket
+            .send_to(b"x", server(7009))
+            .expect("sending a datagram");
+    }
+    thread::sleep(Duration::from_millis(200));
+    uplink_tx_packets(sandbox) - before
+}
+
+/// The sandbox's uplink is a veth into the internet namespace: with nothing
+/// on its egress, guests' packets go straight into its peer (past its
+/// queue, so its transmit counter stays still); a qdisc put on it later is
+/// honoured within a repair tick, and removed, the shortcut comes back.
+#[test]
+fn a_bare_veth_uplink_is_skipped_and_a_qdisc_on_it_is_honoured() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let a = guest(&netd, "web", "a");
+    // The neighbour known, so the program completes the frame itself.
+    assert_eq!(ping(&a, INTERNET_SERVER, 1), 1);
+    let through_queue = sent_through_the_uplinks_queue(&sandbox, &a, 200);
+    assert!(
+        through_queue < 20,
+        "{through_queue} of 200 datagrams went through the uplink's queue"
+    );
+
+    let tc = |args: &[&str]| {
+        run_ok({
+            let mut c = sandbox.host_command("tc");
+            c.args(args);
+            c
+        })
+    };
+    tc(&[
+        "qdisc", "add", "dev", UPLINK, "root", "tbf", "rate", "1gbit", "burst", "64k", "latency",
+        "50ms",
+    ]);
+    wait_for(
+        "the shaped uplink's queue is used",
+        Duration::from_secs(12),
+        || sent_through_the_uplinks_queue(&sandbox, &a, 50) >= 50,
+    );
+    tc(&["qdisc", "del", "dev", UPLINK, "root"]);
+    wait_for(
+        "the bare uplink is skipped again",
+        Duration::from_secs(12),
+        || sent_through_the_uplinks_queue(&sandbox, &a, 50) < 10,
+    );
+    assert_eq!(ping(&a, INTERNET_SERVER, 2), 2, "traffic flows throughout");
+}

@@ -5,6 +5,7 @@
 //! new programs (no moment without a program).
 
 mod delay_lines;
+mod egress_peer;
 pub mod gc;
 pub mod host;
 pub mod loader;
@@ -81,6 +82,8 @@ pub struct EbpfDataplane {
     networks: HashMap<MapData, u32, NetworkInfo>,
     zone_by_ifindex: HashMap<MapData, u32, u32>,
     host_addrs: HashMap<MapData, Ipv4Key, u32>,
+    /// Host devices whose egress guests' packets skip ([`egress_peer`]).
+    egress_peer: HashMap<MapData, u32, u32>,
     counters: PerCpuArray<MapData, u64>,
     zone_by_mac: HashMap<MapData, u64, u32>,
     guest_ports: HashMap<MapData, GuestKey, GuestPort>,
@@ -155,6 +158,7 @@ impl EbpfDataplane {
             networks: take(&mut loaded, maps::NETWORKS)?,
             zone_by_ifindex: take(&mut loaded, maps::ZONE_BY_IFINDEX)?,
             host_addrs: take(&mut loaded, maps::HOST_ADDRS)?,
+            egress_peer: take(&mut loaded, maps::EGRESS_PEER)?,
             counters: take(&mut loaded, maps::COUNTERS)?,
             zone_by_mac: take(&mut loaded, maps::ZONE_BY_MAC)?,
             guest_ports: take(&mut loaded, maps::GUEST_PORTS)?,
@@ -294,6 +298,16 @@ impl EbpfDataplane {
             .filter(|d| !host.has_program(d, maps::PROG_HOST_WORLD))
             .cloned()
             .collect();
+        let skippable: Vec<u32> = devices
+            .iter()
+            .filter_map(|device| match egress_peer::read(&host.netns, device) {
+                Ok((index, facts)) => facts.skippable().then_some(index),
+                Err(err) => {
+                    debug!(%device, "reading the device's egress: {err:#}");
+                    None
+                }
+            })
+            .collect();
         let host_netns = Netns::open_path("host", std::path::Path::new("/proc/self/ns/net"))?;
         for pin in host::stale_world_pins(&host::link_pins(&self.pins.link("")), &devices) {
             self.pins.remove_link(&pin);
@@ -310,7 +324,26 @@ impl EbpfDataplane {
                 debug!(%device, "attaching the host program: {err:#}");
             }
         }
+        self.set_egress_peers(&skippable);
         self.set_host_addrs(&addrs)
+    }
+
+    /// Makes the egress-peer map exactly `indexes`.
+    fn set_egress_peers(&mut self, indexes: &[u32]) {
+        let stale: Vec<u32> = self
+            .egress_peer
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter(|key| !indexes.contains(key))
+            .collect();
+        for key in stale {
+            let _ = self.egress_peer.remove(&key);
+        }
+        for index in indexes {
+            if let Err(err) = self.egress_peer.insert(index, 1, 0) {
+                warn!(index, "writing the egress-peer map: {err:#}");
+            }
+        }
     }
 
     /// Detaches the host programs: the host's nftables table serves.
@@ -328,6 +361,7 @@ impl EbpfDataplane {
             gw.flags &= !gateway_flags::HOST_EBPF;
             let _ = self.gateway.set(0, gw, 0);
         }
+        self.set_egress_peers(&[]);
         self.host_programs = None;
     }
 
