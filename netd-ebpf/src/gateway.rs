@@ -137,6 +137,13 @@ pub fn from_network(ctx: &TcContext) -> i32 {
     let Some(gw) = maps::gateway() else {
         return TC_ACT_OK;
     };
+    // Marked by the guest's port: for the host's programs, which translate
+    // it (see `guest_port::for_host_programs`); nothing to look up here.
+    if gw.flags & gateway_flags::HOST_EBPF != 0
+        && let Some(zone) = zone_of_mark(forward::mark(ctx))
+    {
+        return forward::to_host_programs(ctx, gw, zone);
+    }
     let Some(zone) = maps::zone_of_ifindex(forward::ingress_ifindex(ctx)) else {
         return TC_ACT_OK;
     };

@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use netd_common::{
     counters::Counter,
-    zones::{NetworkInfo, REMOTE_GUEST, network_flags},
+    zones::{NetworkInfo, REMOTE_GUEST, gateway_flags, network_flags, zone_mark},
 };
 
 use crate::{
@@ -24,7 +24,7 @@ use crate::{
     network::traffic_of,
     parse::{
         self, ARP_SENDER_IP_OFF, ARP_SENDER_MAC_OFF, ETH_DST_OFF, ETH_P_ARP, ETH_SRC_OFF,
-        ETH_TYPE_OFF, Parsed,
+        ETH_TYPE_OFF, IP_DST_OFF, Parsed,
     },
     partition::{self, Drop, Impairments, Peer, Sent},
     ttl::{self, Hop},
@@ -193,12 +193,36 @@ fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32, duplicate: bool) ->
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
     }
+    if for_host_programs(ctx, net) {
+        ctx.set_mark(zone_mark(zone));
+    }
     if duplicate {
         impairment::duplicate(ctx, zone, net.uplink_ifindex);
     }
     bump(zone, Counter::Forwarded);
     // SAFETY: plain helper call.
     unsafe { bpf_redirect_peer(net.uplink_ifindex, 0) as i32 }
+}
+
+/// Whether the packet is for the eBPF host side's programs, which
+/// translate it: not for the gateway, nor for one of the host's addresses
+/// (where published ports turn round at the gateway), nor from a routable
+/// network (the host's stack routes those). Such a packet is marked with
+/// its zone here, and the gateway's program sends it on at once, without
+/// lookups of its own; the mark survives the step into the gateway and no
+/// guest can set it (a veth clears it between namespaces).
+#[inline(always)]
+fn for_host_programs(ctx: &TcContext, net: &NetworkInfo) -> bool {
+    let Some(gw) = maps::gateway() else {
+        return false;
+    };
+    if gw.flags & gateway_flags::HOST_EBPF == 0 || net.flags & network_flags::ROUTABLE != 0 {
+        return false;
+    }
+    let Ok(dst) = ctx.load::<[u8; 4]>(IP_DST_OFF) else {
+        return false;
+    };
+    dst != gw.gateway_ip && !maps::is_host_addr(dst)
 }
 
 /// ARP passes when it speaks for the guest itself; everything else that is
