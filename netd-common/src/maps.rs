@@ -39,13 +39,14 @@ pub const HOST_ADDRS_MAX_ENTRIES: u32 = 256;
 /// kernel it did not return the device's namespace for forwarded packets.)
 pub const ZONE_BY_MAC: &str = "NETD_ZONE_MAC";
 
-/// Hash of the host's devices whose egress a guest's packet may skip
-/// (ifindex -> 1): veths into another namespace with nothing on their
-/// egress, so the host program puts the packet straight into the peer.
-/// Not pinned: the daemon fills it from the devices at every start and
-/// repair tick.
+/// Array by ifindex of the host's devices whose egress a guest's packet
+/// may skip (1): veths into another namespace with nothing on their egress,
+/// so the host program puts the packet straight into the peer. An array,
+/// not a hash: its lookup is a bounds check the JIT inlines. Devices with
+/// a larger ifindex are never skipped. Not pinned: the daemon fills it from
+/// the devices at every start and repair tick.
 pub const EGRESS_PEER: &str = "NETD_EGRESS_PEER";
-pub const EGRESS_PEER_MAX_ENTRIES: u32 = 256;
+pub const EGRESS_PEER_MAX_ENTRIES: u32 = 1024;
 
 /// A one-entry per-CPU array: the host link program's FIB lookup
 /// parameters, kept off its stack (not pinned: nothing outlives a packet).

@@ -48,7 +48,7 @@ netd_map! {
 
 netd_map! {
     "NETD_EGRESS_PEER" == names::EGRESS_PEER,
-    pub static EGRESS_PEER: HashMap<u32, u32> = HashMap::with_max_entries(EGRESS_PEER_MAX_ENTRIES, 0);
+    pub static EGRESS_PEER: Array<u32> = Array::with_max_entries(EGRESS_PEER_MAX_ENTRIES, 0);
 }
 
 netd_map! {
@@ -155,7 +155,7 @@ pub fn forward(proto: u8, port: u16) -> Option<ForwardTarget> {
 /// its veth peer (see `EGRESS_PEER`).
 #[inline(always)]
 pub fn egress_by_peer(ifindex: u32) -> bool {
-    EGRESS_PEER.get_ptr(ifindex).is_some()
+    EGRESS_PEER.get(ifindex).is_some_and(|skip| *skip != 0)
 }
 
 #[inline(always)]

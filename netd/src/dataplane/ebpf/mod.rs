@@ -83,7 +83,9 @@ pub struct EbpfDataplane {
     zone_by_ifindex: HashMap<MapData, u32, u32>,
     host_addrs: HashMap<MapData, Ipv4Key, u32>,
     /// Host devices whose egress guests' packets skip ([`egress_peer`]).
-    egress_peer: HashMap<MapData, u32, u32>,
+    egress_peer: Array<MapData, u32>,
+    /// The indexes set to 1 in it.
+    egress_peers: Vec<u32>,
     counters: PerCpuArray<MapData, u64>,
     zone_by_mac: HashMap<MapData, u64, u32>,
     guest_ports: HashMap<MapData, GuestKey, GuestPort>,
@@ -159,6 +161,7 @@ impl EbpfDataplane {
             zone_by_ifindex: take(&mut loaded, maps::ZONE_BY_IFINDEX)?,
             host_addrs: take(&mut loaded, maps::HOST_ADDRS)?,
             egress_peer: take(&mut loaded, maps::EGRESS_PEER)?,
+            egress_peers: Vec::new(),
             counters: take(&mut loaded, maps::COUNTERS)?,
             zone_by_mac: take(&mut loaded, maps::ZONE_BY_MAC)?,
             guest_ports: take(&mut loaded, maps::GUEST_PORTS)?,
@@ -328,22 +331,32 @@ impl EbpfDataplane {
         self.set_host_addrs(&addrs)
     }
 
-    /// Makes the egress-peer map exactly `indexes`.
+    /// Makes the egress-peer map 1 at exactly `indexes` (it is this start's
+    /// own, not pinned, so what was written is known).
     fn set_egress_peers(&mut self, indexes: &[u32]) {
-        let stale: Vec<u32> = self
-            .egress_peer
-            .keys()
-            .filter_map(|key| key.ok())
-            .filter(|key| !indexes.contains(key))
+        let wanted: Vec<u32> = indexes
+            .iter()
+            .copied()
+            .filter(|index| *index < maps::EGRESS_PEER_MAX_ENTRIES)
             .collect();
-        for key in stale {
-            let _ = self.egress_peer.remove(&key);
-        }
-        for index in indexes {
-            if let Err(err) = self.egress_peer.insert(index, 1, 0) {
+        let changes: Vec<(u32, u32)> = self
+            .egress_peers
+            .iter()
+            .filter(|index| !wanted.contains(index))
+            .map(|index| (*index, 0))
+            .chain(
+                wanted
+                    .iter()
+                    .filter(|index| !self.egress_peers.contains(index))
+                    .map(|index| (*index, 1)),
+            )
+            .collect();
+        for (index, value) in changes {
+            if let Err(err) = self.egress_peer.set(index, value, 0) {
                 warn!(index, "writing the egress-peer map: {err:#}");
             }
         }
+        self.egress_peers = wanted;
     }
 
     /// Detaches the host programs: the host's nftables table serves.
