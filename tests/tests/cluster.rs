@@ -208,7 +208,157 @@ fn guests_on_different_nodes_talk_over_the_spanned_network(dataplane: &str) {
     }
 }
 
-netd_tests::conformance!(guests_on_different_nodes_talk_over_the_spanned_network);
+/// The permanent neighbour entries on `netd`'s bridge of `network`:
+/// (address, MAC).
+fn bridge_neighbours(netd: &Netd, network: &str) -> BTreeSet<(String, String)> {
+    let ns = network_ns(netd, network);
+    let out = run_ok({
+        let mut c = ns.command("ip");
+        c.args(["-j", "neigh", "show", "dev", "br0", "nud", "permanent"]);
+        c
+    });
+    let entries: Value = serde_json::from_str(&out).unwrap_or(Value::Array(vec![]));
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["dst"].as_str()?.to_owned(), e["lladdr"].as_str()?.to_owned())))
+        .collect()
+}
+
+fn network_ns(netd: &Netd, network: &str) -> Netns {
+    Netns::open(&format!("{}n-{network}", netd.prefix())).expect("network namespace")
+}
+
+/// The MAC of `link` in `ns`.
+fn mac_of(ns: &Netns, link: &str) -> String {
+    let out = run_ok({
+        let mut c = ns.command("ip");
+        c.args(["-j", "link", "show", link]);
+        c
+    });
+    let links: Value = serde_json::from_str(&out).unwrap();
+    links[0]["address"].as_str().unwrap().to_owned()
+}
+
+/// The MAC a guest's neighbour entry holds for `ip` (None: no entry, or
+/// one without an address).
+fn neighbour_mac(guest: &Netns, ip: Ipv4Addr) -> Option<String> {
+    let out = run_ok({
+        let mut c = guest.command("ip");
+        c.args(["-j", "neigh", "show", &ip.to_string(), "dev", "eth0"]);
+        c
+    });
+    let entries: Value = serde_json::from_str(&out).ok()?;
+    Some(entries.as_array()?.first()?["lladdr"].as_str()?.to_owned())
+}
+
+fn flush_neighbours(guest: &Netns) {
+    run_ok({
+        let mut c = guest.command("ip");
+        c.args(["neigh", "flush", "dev", "eth0"]);
+        c
+    });
+}
+
+/// ARP across the overlay. Every node's bridge holds the gateway address:
+/// a guest's neighbour entry for it holds its own node's bridge MAC, every
+/// time, even while the other nodes' bridges keep sending ARP requests
+/// from that address over the overlay (for an address nobody has). And a
+/// guest resolves a remote guest with the overlay's broadcast path gone
+/// (the flood entries deleted behind netd's back): its own bridge answers
+/// from the neighbour entries netd programs from etcd.
+fn arp_for_the_gateway_stays_on_each_node_and_remote_guests_are_answered_locally(
+    dataplane: &str,
+) {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons(dataplane);
+    let ips = three_guests(&cluster, &daemons);
+    let gateway = Ipv4Addr::new(172, 18, 0, 254);
+    let macs: Vec<String> = daemons
+        .iter()
+        .zip(["a", "b", "c"])
+        .map(|(netd, name)| mac_of(&guest_ns(netd, "web", name), "eth0"))
+        .collect();
+    // Each bridge holds the other nodes' guests, and nothing of its own.
+    for (i, netd) in daemons.iter().enumerate() {
+        let expected: BTreeSet<(String, String)> = (0..NODES)
+            .filter(|&j| j != i)
+            .map(|j| (ips[j].to_string(), macs[j].clone()))
+            .collect();
+        eventually("the remote guests' neighbour entries", GUARD, || {
+            bridge_neighbours(netd, "web") == expected
+        });
+    }
+
+    // node2's and node3's bridges ARP from the gateway address meanwhile.
+    let mut askers: Vec<std::process::Child> = daemons[1..]
+        .iter()
+        .map(|netd| {
+            network_ns(netd, "web")
+                .command("ping")
+                .args(["-n", "-q", "-i", "0.3", "-c", "40", "172.18.0.200"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("ping from a bridge")
+        })
+        .collect();
+    let a = guest_ns(&daemons[0], "web", "a");
+    let own_bridge = mac_of(&network_ns(&daemons[0], "web"), "br0");
+    for round in 0..4 {
+        flush_neighbours(&a);
+        assert_eq!(ping(&a, gateway, 1), 1, "round {round}: a -> gateway");
+        // Past the neighbour table's lock time (1 s): a request from
+        // another bridge arriving now would take over the entry.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            neighbour_mac(&a, gateway).as_deref(),
+            Some(own_bridge.as_str()),
+            "round {round}: a's neighbour entry for the gateway"
+        );
+    }
+    for asker in &mut askers {
+        let _ = asker.kill();
+        let _ = asker.wait();
+    }
+    if dataplane != "nftables" {
+        let (_, status) = netd_tests::status::status(&daemons[0]);
+        assert!(
+            netd_tests::status::counter(&status, "web", "dropped_overlay_arp") > 0,
+            "{status}"
+        );
+    }
+
+    // The broadcast path over the overlay cut on node1: a still resolves b.
+    let vxlan = network_ns(&daemons[0], "web");
+    for j in 1..NODES {
+        run_ok({
+            let mut c = vxlan.command("bridge");
+            c.args(["fdb", "del", "00:00:00:00:00:00", "dev", "vxlan0", "dst"]);
+            c.arg(cluster.node_address(j).to_string());
+            c
+        });
+    }
+    flush_neighbours(&a);
+    assert_eq!(ping(&a, ips[1], 3), 3, "a -> b with no flood entries");
+    assert_eq!(neighbour_mac(&a, ips[1]), Some(macs[1].clone()));
+
+    // A guest removed is withdrawn from the other bridges' neighbours.
+    daemons[2].ok(&["guest", "rm", "web", "c"]);
+    for netd in &daemons[..2] {
+        eventually("c's neighbour entry withdrawn", GUARD, || {
+            !bridge_neighbours(netd, "web")
+                .iter()
+                .any(|(ip, _)| *ip == ips[2].to_string())
+        });
+    }
+}
+
+netd_tests::conformance!(
+    guests_on_different_nodes_talk_over_the_spanned_network,
+    arp_for_the_gateway_stays_on_each_node_and_remote_guests_are_answered_locally
+);
 
 /// Two nodes adding guests to one spanned network at the same moment, and
 /// asking for the same address at once: every guest gets its own address
@@ -349,6 +499,11 @@ fn a_node_killed_is_withdrawn_by_the_others_and_rejoins_when_back() {
     });
     for netd in &daemons[..2] {
         eventually("node3's entries withdrawn", GUARD, || !fdb_has(netd, node3));
+        eventually("c's neighbour entry withdrawn", GUARD, || {
+            !bridge_neighbours(netd, "web")
+                .iter()
+                .any(|(ip, _)| *ip == ips[2].to_string())
+        });
     }
     assert_eq!(ping(&a, ips[1], 3), 3, "a -> b with node3 gone");
     assert_eq!(ping(&a, ips[2], 2), 0, "a -> c with node3 withdrawn");

@@ -114,6 +114,7 @@ impl Etcd {
             underlay: self.config.underlay,
             lease,
             joined_at,
+            probe_port: Some(self.config.probe_port),
         };
         let value = to_json(&record);
         let key = keys::node(&record.name);

@@ -19,6 +19,10 @@ pub struct NodeRecord {
     pub lease: i64,
     /// Unix seconds of its registration.
     pub joined_at: u64,
+    /// The UDP port it answers the underlay probe on (None: a node of a
+    /// netd without the probe, not probed).
+    #[serde(default)]
+    pub probe_port: Option<u16>,
 }
 
 /// A spanned network's definition, the same for every node.

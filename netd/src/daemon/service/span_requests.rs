@@ -307,7 +307,8 @@ impl Service {
 
     /// Makes every spanned network's VXLAN forwarding entries what etcd
     /// says: each live remote node's guests, and one flood entry per such
-    /// node. Called on every change etcd reports, and after etcd returns.
+    /// node; and its bridge's neighbour entries for those guests (answered
+    /// here, not flooded). Called on every change etcd reports, and after etcd returns.
     pub async fn sync_overlay(&mut self) {
         let Some(cluster) = self.cluster.clone() else {
             return;
@@ -338,6 +339,7 @@ impl Service {
                 let desired = fdb::desired(&me, &live, &table);
                 let ns = Netns::open(&self.topology.names.network_ns(&net.name))?;
                 vxlan::sync_fdb(&ns, &desired).await?;
+                vxlan::sync_neighbours(&ns, &fdb::neighbours(&me, &live, &table)).await?;
                 anyhow::Ok(())
             };
             if let Err(err) = synced.await {
