@@ -812,3 +812,102 @@ fn contradicting_spanned_requests_are_refused_naming_the_fix() {
     );
     assert!(nodes[1]["networks"].get("web").is_none(), "{nodes}");
 }
+
+/// The underlay probe in `netd status` of node `netd`: each other node's
+/// (reachable, round trip in ms), and the exit code.
+fn underlay_of(netd: &Netd) -> (i32, std::collections::BTreeMap<String, (Option<bool>, Option<f64>)>) {
+    let out = netd.cli(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let peers = status["underlay"]["peers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no underlay peers: {status}"))
+        .iter()
+        .map(|p| {
+            (
+                p["node"].as_str().unwrap().to_owned(),
+                (p["reachable"].as_bool(), p["rtt_ms"].as_f64()),
+            )
+        })
+        .collect();
+    (out.status.code().unwrap(), peers)
+}
+
+/// Cuts (or heals) the underlay between node1 and the node at `peer`, in
+/// node1's host namespace: its datagrams to and from that address dropped.
+fn cut_underlay(cluster: &Cluster, peer: Ipv4Addr, cut: bool) {
+    let script = if cut {
+        format!(
+            "table inet netdtest_cut {{\n\
+             chain in {{ type filter hook input priority -300; ip saddr {peer} drop; }}\n\
+             chain out {{ type filter hook output priority -300; ip daddr {peer} drop; }}\n\
+             }}\n"
+        )
+    } else {
+        "delete table inet netdtest_cut\n".to_owned()
+    };
+    let mut nft = cluster.nodes[0].host_command("nft");
+    nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = nft.spawn().expect("nft");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "nft {script}");
+}
+
+/// The underlay probe: every node's status lists every other node as
+/// reachable with a round trip; the underlay cut between node1 and node2
+/// shows on both (UNREACHABLE in the text, exit code 4) while node3 stays
+/// reachable; healed, it clears.
+#[test]
+fn status_shows_which_nodes_the_underlay_reaches() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    all_joined(&daemons);
+    for netd in &daemons {
+        let (code, peers) = underlay_of(netd);
+        assert_eq!(code, 0, "{peers:?}");
+        assert_eq!(peers.len(), NODES - 1, "{peers:?}");
+        for (node, (reachable, rtt)) in &peers {
+            assert_eq!(*reachable, Some(true), "{node}");
+            assert!(rtt.is_some_and(|ms| ms < 500.0), "{node}: {rtt:?}");
+        }
+    }
+
+    cut_underlay(&cluster, cluster.node_address(1), true);
+    let (code, peers) = underlay_of(&daemons[0]);
+    assert_eq!(code, 4, "{peers:?}");
+    assert_eq!(peers["node2"], (Some(false), None));
+    assert_eq!(peers["node3"].0, Some(true));
+    let (code, peers) = underlay_of(&daemons[1]);
+    assert_eq!(code, 4, "{peers:?}");
+    assert_eq!(peers["node1"], (Some(false), None));
+    assert_eq!(peers["node3"].0, Some(true));
+    let text = String::from_utf8_lossy(&daemons[0].cli(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "underlay node2 {}:4790 UNREACHABLE",
+            cluster.node_address(1)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("underlay node3"), "{text}");
+
+    cut_underlay(&cluster, cluster.node_address(1), false);
+    let (code, peers) = underlay_of(&daemons[0]);
+    assert_eq!(code, 0, "{peers:?}");
+    assert_eq!(peers["node2"].0, Some(true));
+}
+
+/// A probe port that cannot be (0, or VXLAN's own) stops the start,
+/// naming the setting.
+#[test]
+fn a_bad_underlay_probe_port_is_refused_naming_the_setting() {
+    let cluster = Cluster::new();
+    let mut netd = Netd::start_with_args(&cluster.nodes[0], "ebpf", &cluster.daemon_args(0));
+    netd.stop();
+    let config = cluster.nodes[0].root.join("netd.toml");
+    let mut settings = std::fs::read_to_string(&config).unwrap();
+    settings.push_str("underlay_probe_port = 4789\n");
+    std::fs::write(&config, settings).unwrap();
+    let err = netd.try_restart().unwrap_err();
+    assert!(err.contains("underlay_probe_port"), "{err}");
+    assert!(err.contains("4790"), "{err}");
+}
