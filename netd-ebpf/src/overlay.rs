@@ -18,7 +18,9 @@ use crate::{
     counters::bump,
     maps,
     network::traffic_of,
-    parse::{self, ARP_SENDER_IP_OFF, ARP_TARGET_IP_OFF, ETH_DST_OFF, ETH_P_ARP, ETH_TYPE_OFF, Parsed},
+    parse::{
+        self, ARP_SENDER_IP_OFF, ARP_TARGET_IP_OFF, ETH_DST_OFF, ETH_P_ARP, ETH_TYPE_OFF, Parsed,
+    },
     partition,
 };
 

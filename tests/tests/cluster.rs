@@ -222,7 +222,12 @@ fn bridge_neighbours(netd: &Netd, network: &str) -> BTreeSet<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|e| Some((e["dst"].as_str()?.to_owned(), e["lladdr"].as_str()?.to_owned())))
+        .filter_map(|e| {
+            Some((
+                e["dst"].as_str()?.to_owned(),
+                e["lladdr"].as_str()?.to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -268,9 +273,7 @@ fn flush_neighbours(guest: &Netns) {
 /// guest resolves a remote guest with the overlay's broadcast path gone
 /// (the flood entries deleted behind netd's back): its own bridge answers
 /// from the neighbour entries netd programs from etcd.
-fn arp_for_the_gateway_stays_on_each_node_and_remote_guests_are_answered_locally(
-    dataplane: &str,
-) {
+fn arp_for_the_gateway_stays_on_each_node_and_remote_guests_are_answered_locally(dataplane: &str) {
     let cluster = Cluster::new();
     let daemons = cluster.start_daemons(dataplane);
     let ips = three_guests(&cluster, &daemons);
@@ -815,7 +818,12 @@ fn contradicting_spanned_requests_are_refused_naming_the_fix() {
 
 /// The underlay probe in `netd status` of node `netd`: each other node's
 /// (reachable, round trip in ms), and the exit code.
-fn underlay_of(netd: &Netd) -> (i32, std::collections::BTreeMap<String, (Option<bool>, Option<f64>)>) {
+fn underlay_of(
+    netd: &Netd,
+) -> (
+    i32,
+    std::collections::BTreeMap<String, (Option<bool>, Option<f64>)>,
+) {
     let out = netd.cli(&["status", "--json"]);
     let status: Value = serde_json::from_slice(&out.stdout).expect("status --json");
     let peers = status["underlay"]["peers"]

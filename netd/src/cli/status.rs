@@ -75,7 +75,10 @@ pub fn run(client: &Client, args: Args) -> Result<i32> {
             for peer in &underlay.peers {
                 match (peer.reachable, peer.rtt_ms) {
                     (Some(true), Some(rtt)) => {
-                        println!("underlay {} {} reachable, {rtt:.2} ms", peer.node, peer.address)
+                        println!(
+                            "underlay {} {} reachable, {rtt:.2} ms",
+                            peer.node, peer.address
+                        )
                     }
                     (Some(false), _) | (Some(true), None) => println!(
                         "underlay {} {} UNREACHABLE: no answer to the probe within {} ms",

@@ -156,7 +156,10 @@ mod tests {
 
     #[test]
     fn no_cluster_setting_is_a_single_host() {
-        assert_eq!(ClusterConfig::from_settings(&[], None, None, PORT), Ok(None));
+        assert_eq!(
+            ClusterConfig::from_settings(&[], None, None, PORT),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -174,7 +177,8 @@ mod tests {
             ClusterConfig::from_settings(&endpoints(), None, Some(UNDERLAY), PORT).unwrap_err();
         assert_eq!(setting, "node");
         assert!(problem.contains("--node NAME"), "{problem}");
-        let (setting, _, _) = ClusterConfig::from_settings(&[], Some("n1"), None, PORT).unwrap_err();
+        let (setting, _, _) =
+            ClusterConfig::from_settings(&[], Some("n1"), None, PORT).unwrap_err();
         assert_eq!(setting, "cluster_endpoints");
         let (setting, _, problem) =
             ClusterConfig::from_settings(&endpoints(), Some("n1"), None, PORT).unwrap_err();
@@ -216,7 +220,8 @@ mod tests {
             Ipv4Addr::new(239, 1, 1, 1),
         ] {
             let (setting, _, _) =
-                ClusterConfig::from_settings(&endpoints(), Some("n1"), Some(bad), PORT).unwrap_err();
+                ClusterConfig::from_settings(&endpoints(), Some("n1"), Some(bad), PORT)
+                    .unwrap_err();
             assert_eq!(setting, "underlay_address");
         }
     }

@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(got, expected);
         let all = neighbours("n2", &live(&[("n1", 1), ("n2", 2), ("n3", 3)]), &table());
         assert_eq!(all.len(), 2);
-        assert!(all.iter().all(|n| n.ip.octets()[3] == 1 || n.ip.octets()[3] == 4));
+        assert!(
+            all.iter()
+                .all(|n| n.ip.octets()[3] == 1 || n.ip.octets()[3] == 4)
+        );
     }
 
     #[test]

@@ -96,7 +96,11 @@ pub async fn probe(
         let nonce = base.wrapping_add(i as u64);
         results.insert(node, None);
         // A send that fails (no route) is an unreachable node, not an error.
-        if socket.send_to(&probe_datagram(nonce), address).await.is_ok() {
+        if socket
+            .send_to(&probe_datagram(nonce), address)
+            .await
+            .is_ok()
+        {
             pending.insert(nonce, (node, *address, Instant::now()));
         }
     }

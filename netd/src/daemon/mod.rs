@@ -113,10 +113,8 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
     // port stops the start naming the setting.
     let probe_socket = match &cluster {
         Some(cluster) => {
-            let at = std::net::SocketAddrV4::new(
-                cluster.config().underlay,
-                cluster.config().probe_port,
-            );
+            let at =
+                std::net::SocketAddrV4::new(cluster.config().underlay, cluster.config().probe_port);
             Some(tokio::net::UdpSocket::bind(at).await.with_context(|| {
                 format!(
                     "binding the underlay probe's UDP socket on {at}: free the port or set                      another underlay_probe_port in netd.toml"

@@ -98,12 +98,9 @@ async fn underlay_status(cluster: crate::cluster::Cluster) -> UnderlayStatus {
             None => unprobed.push(node.name),
         }
     }
-    let probed = crate::cluster::probe::probe(
-        me.underlay,
-        &targets,
-        crate::cluster::probe::PROBE_TIMEOUT,
-    )
-    .await;
+    let probed =
+        crate::cluster::probe::probe(me.underlay, &targets, crate::cluster::probe::PROBE_TIMEOUT)
+            .await;
     let mut peers: Vec<UnderlayPeer> = match probed {
         Ok(results) => results
             .into_iter()
@@ -145,7 +142,10 @@ impl StatusSnapshot {
     /// namespace: seconds at 20,000 guests, so only when asked).
     pub async fn finish(self, namespaces_too: bool) -> Status {
         // The probe waits on other nodes: it runs meanwhile.
-        let underlay = self.cluster.clone().map(|c| tokio::spawn(underlay_status(c)));
+        let underlay = self
+            .cluster
+            .clone()
+            .map(|c| tokio::spawn(underlay_status(c)));
         let prefix = self.topology.names.prefix();
         let mut namespaces = Vec::new();
         let live: BTreeSet<String> = Netns::list_with_prefix(prefix).into_iter().collect();
