@@ -818,12 +818,11 @@ fn contradicting_spanned_requests_are_refused_naming_the_fix() {
 
 /// The underlay probe in `netd status` of node `netd`: each other node's
 /// (reachable, round trip in ms), and the exit code.
-fn underlay_of(
-    netd: &Netd,
-) -> (
-    i32,
-    std::collections::BTreeMap<String, (Option<bool>, Option<f64>)>,
-) {
+/// Each other node as the underlay probe found it: (reachable, round trip
+/// in ms).
+type UnderlayPeers = std::collections::BTreeMap<String, (Option<bool>, Option<f64>)>;
+
+fn underlay_of(netd: &Netd) -> (i32, UnderlayPeers) {
     let out = netd.cli(&["status", "--json"]);
     let status: Value = serde_json::from_slice(&out.stdout).expect("status --json");
     let peers = status["underlay"]["peers"]
@@ -918,4 +917,82 @@ fn a_bad_underlay_probe_port_is_refused_naming_the_setting() {
     let err = netd.try_restart().unwrap_err();
     assert!(err.contains("underlay_probe_port"), "{err}");
     assert!(err.contains("4790"), "{err}");
+}
+
+/// The pairs of a verify report: (from, to) -> delivered.
+fn verified_pairs(report: &Value) -> std::collections::BTreeMap<(String, String), bool> {
+    report["pairs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no pairs: {report}"))
+        .iter()
+        .map(|p| {
+            (
+                (
+                    p["from"].as_str().unwrap().to_owned(),
+                    p["to"].as_str().unwrap().to_owned(),
+                ),
+                p["delivered"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `verify` of a spanned network probes every pair across the nodes, in
+/// one round through etcd: with c (node3) isolated, the cut pairs to and
+/// from c show as cut and a <-> b as open, whichever node asks; a node
+/// whose daemon does not answer makes verify fail naming it, its guests'
+/// pairs not passed.
+#[test]
+fn verify_probes_every_pair_across_nodes_and_names_a_node_that_does_not_answer() {
+    let cluster = Cluster::new();
+    let mut daemons = cluster.start_daemons("ebpf");
+    three_guests(&cluster, &daemons);
+    for netd in &daemons {
+        eventually("every node knows every guest", GUARD, || {
+            netd.json(&["partition", "web", "show"])["slots"]
+                .as_object()
+                .is_some_and(|slots| slots.len() == 3)
+        });
+    }
+    let healed = daemons[1].json(&["partition", "web", "verify", "--json"]);
+    assert_eq!(healed["ok"], true, "{healed}");
+    let pairs = verified_pairs(&healed);
+    assert_eq!(pairs.len(), 6, "{healed}");
+    assert!(pairs.values().all(|d| *d), "{healed}");
+
+    daemons[0].ok(&["partition", "web", "isolate", "c", "--keep-outside"]);
+    for netd in &daemons {
+        eventually("every node applied the partition", GUARD, || {
+            let cluster = &netd.json(&["partition", "web", "show"])["cluster"];
+            cluster["nodes"]
+                .as_object()
+                .is_some_and(|nodes| nodes.len() == 3)
+                && cluster["spread_ms"].is_u64()
+        });
+    }
+    for asker in [0, 2] {
+        let report = daemons[asker].json(&["partition", "web", "verify", "--json"]);
+        assert_eq!(report["ok"], true, "node{}: {report}", asker + 1);
+        let pairs = verified_pairs(&report);
+        let pair = |a: &str, b: &str| pairs[&(a.to_owned(), b.to_owned())];
+        assert!(pair("a", "b") && pair("b", "a"), "{report}");
+        for other in ["a", "b"] {
+            assert!(!pair(other, "c") && !pair("c", other), "{report}");
+        }
+    }
+    let text = daemons[0].ok(&["partition", "web", "verify"]);
+    assert!(!text.contains("node node"), "{text}");
+
+    daemons[2].kill9();
+    let failed = daemons[0].cli(&["partition", "web", "verify"]);
+    let out = String::from_utf8_lossy(&failed.stdout).into_owned();
+    assert_eq!(failed.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("node node3 did not answer verify's round"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the pairs to its guests c are not judged"),
+        "{out}"
+    );
 }
