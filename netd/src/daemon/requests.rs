@@ -48,6 +48,21 @@ pub struct AddGuest {
     pub mac: Option<String>,
 }
 
+/// The answer to `PUT /v1/networks/NAME` (a declarative resource).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ResourceView {
+    pub name: String,
+    /// Whether anything changed: false for the same resource applied again.
+    pub changed: bool,
+    /// What was done, in order (`guest c added`, ...).
+    pub steps: Vec<String>,
+    /// The network's namespace name (zos's `Namespace`).
+    pub namespace: String,
+    /// Each guest's namespace name.
+    pub namespaces: BTreeMap<String, String>,
+    pub network: NetworkView,
+}
+
 /// A guest as listings show it.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct GuestView {
