@@ -996,3 +996,28 @@ fn verify_probes_every_pair_across_nodes_and_names_a_node_that_does_not_answer()
         "{out}"
     );
 }
+
+/// The declarative API on spanned networks: each node applies its part of
+/// one spanned network (its own guests); the guests talk across nodes, and
+/// the same resource again changes nothing.
+#[test]
+fn a_spanned_network_resource_is_applied_per_node() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    all_joined(&daemons);
+    let put = |netd: &Netd, guest: &str| -> Value {
+        let body = serde_json::json!({"span": true, "guests": [{"name": guest}]});
+        let file = netd.sandbox.root.join("web.json");
+        std::fs::write(&file, body.to_string()).unwrap();
+        netd.json(&["network", "apply", "web", file.to_str().unwrap()])
+    };
+    let first = put(&daemons[0], "a");
+    assert_eq!(first["changed"], true, "{first}");
+    assert!(first["network"]["vni"].is_u64(), "{first}");
+    put(&daemons[1], "b");
+    let again = put(&daemons[1], "b");
+    assert_eq!(again["changed"], false, "{again}");
+    let b = ip_of(&daemons[1].json(&["guest", "inspect", "web", "b"]));
+    let a = guest_ns(&daemons[0], "web", "a");
+    eventually("a reaches b across nodes", GUARD, || ping(&a, b, 1) == 1);
+}
