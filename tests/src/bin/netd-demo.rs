@@ -749,6 +749,10 @@ fn three_nodes(cluster: &Cluster) {
     }
     println!("[node2] $ netd partition web show");
     print!("{}", daemons[1].ok(&["partition", "web", "show"]));
+    println!(
+        "[node2] $ netd partition web verify   (every pair, on every node, one round through etcd)"
+    );
+    print!("{}", daemons[1].ok(&["partition", "web", "verify"]));
     for (peer, ip) in [("b", ips[1]), ("c", ips[2])] {
         println!(
             "ping web/a (node1) -> web/{peer} {ip}: {}/2 replies",
