@@ -847,3 +847,48 @@ fn verify_rounds(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_node_fails_the_verify_naming_it_and_its_pairs_are_not_passed() {
+        let slots: BTreeMap<String, u8> = [("a".to_owned(), 0), ("c".to_owned(), 2)].into();
+        // Nothing arrived at c: its node did not answer.
+        let received: BTreeMap<(String, String), u32> = [
+            (("a".to_owned(), "c".to_owned()), 0),
+            (("c".to_owned(), "a".to_owned()), 3),
+        ]
+        .into();
+        let rules = crate::partition::PartitionRules::default();
+        let mut report = crate::partition::judge("web", &rules, &slots, &received, 3);
+        assert!(!report.ok, "a -> c looks cut: {report:?}");
+        report_silent_nodes(
+            &mut report,
+            &[(
+                "node3".to_owned(),
+                "did not answer verify's round within 4300 ms".to_owned(),
+                vec!["c".to_owned()],
+            )],
+        );
+        assert!(!report.ok);
+        assert!(report.pairs.iter().all(|pair| pair.to != "c"), "{report:?}");
+        assert_eq!(
+            report.mismatches,
+            [
+                "node node3 did not answer verify's round within 4300 ms: the pairs to its \
+              guests c are not judged"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_rounds_port_is_the_same_everywhere_and_apart_from_ephemeral_ones() {
+        for token in [0, 1, 9_999, 10_000, u64::MAX] {
+            let port = verify_port(token);
+            assert!((20_000..30_000).contains(&port), "{port}");
+            assert_eq!(port, verify_port(token));
+        }
+    }
+}
