@@ -71,10 +71,14 @@ pub enum Counter {
     /// Dropped: a guest of an internal network addressing the outside, or
     /// the outside addressing one of its guests.
     DroppedInternal = 26,
+    /// Dropped where packets arrive from the overlay: ARP for or from the
+    /// network's gateway address, which every node's bridge holds (each
+    /// node's guests resolve their own node's bridge).
+    DroppedOverlayArp = 27,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 27] = [
+    pub const ALL: [Counter; 28] = [
         Counter::Passed,
         Counter::DroppedBlockedDst,
         Counter::NotIpv4,
@@ -102,6 +106,7 @@ impl Counter {
         Counter::Duplicated,
         Counter::Corrupted,
         Counter::DroppedInternal,
+        Counter::DroppedOverlayArp,
     ];
 
     /// Name shown to users (`netd status`, the demo).
@@ -134,6 +139,7 @@ impl Counter {
             Counter::Duplicated => "duplicated",
             Counter::Corrupted => "corrupted",
             Counter::DroppedInternal => "dropped_internal",
+            Counter::DroppedOverlayArp => "dropped_overlay_arp",
         }
     }
 

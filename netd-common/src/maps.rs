@@ -77,6 +77,12 @@ pub const RATE_BUCKETS_MAX_ENTRIES: u32 = 16_384;
 pub const PORT_SHARES: &str = "NETD_PORT_SHARES";
 pub const PORT_SHARES_MAX_ENTRIES: u32 = 65_536;
 
+/// Hash of spanned networks' gateway addresses (the bridge's, the same on
+/// every node; [`crate::filter::Ipv4Key`] -> zone): ARP for or from one is
+/// dropped where packets arrive from the overlay, so a guest resolves its
+/// own node's bridge, never another's.
+pub const OVERLAY_GATEWAYS: &str = "NETD_OVERLAY_GWS";
+
 /// `BPF_F_NO_PREALLOC`: entries allocated on update.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
 /// `BPF_F_NO_COMMON_LRU`: an LRU list per CPU, so that inserting a new
@@ -84,7 +90,7 @@ pub const BPF_F_NO_PREALLOC: u32 = 1;
 pub const BPF_F_NO_COMMON_LRU: u32 = 2;
 
 /// Every map the dataplane pins, in the order user space checks them.
-pub const PINNED_MAPS: [&str; 13] = [
+pub const PINNED_MAPS: [&str; 14] = [
     PORT_SHARES,
     GUEST_BY_MAC,
     PARTITIONS,
@@ -98,6 +104,7 @@ pub const PINNED_MAPS: [&str; 13] = [
     NETWORKS,
     ZONE_BY_IFINDEX,
     HOST_ADDRS,
+    OVERLAY_GATEWAYS,
 ];
 
 /// Program names, as the `#[classifier]` functions are called.

@@ -86,6 +86,11 @@ netd_map! {
     pub static RATE_BUCKETS: LruHashMap<RateKey, RateBucket> = LruHashMap::with_max_entries(RATE_BUCKETS_MAX_ENTRIES, 0);
 }
 
+netd_map! {
+    "NETD_OVERLAY_GWS" == names::OVERLAY_GATEWAYS,
+    pub static OVERLAY_GATEWAYS: HashMap<Ipv4Key, u32> = HashMap::with_max_entries(NETWORKS_MAX_ENTRIES, 0);
+}
+
 // No preallocation: a policy is 33 KiB and most networks have none.
 netd_map! {
     "NETD_PARTITIONS" == names::PARTITIONS,
@@ -156,6 +161,14 @@ pub fn forward(proto: u8, port: u16) -> Option<ForwardTarget> {
 #[inline(always)]
 pub fn egress_by_peer(ifindex: u32) -> bool {
     EGRESS_PEER.get(ifindex).is_some_and(|skip| *skip != 0)
+}
+
+/// The zone of the spanned network whose gateway address `addr` is, if
+/// it is one.
+#[inline(always)]
+pub fn overlay_gateway(addr: [u8; 4]) -> Option<u32> {
+    // SAFETY: copied out at once.
+    unsafe { OVERLAY_GATEWAYS.get(Ipv4Key::new(addr)) }.copied()
 }
 
 #[inline(always)]

@@ -23,6 +23,8 @@ pub const ETH_TYPE_OFF: usize = 12;
 /// The ARP sender's MAC and IPv4 address, from the start of the frame.
 pub const ARP_SENDER_MAC_OFF: usize = ETH_HDR_LEN + 8;
 pub const ARP_SENDER_IP_OFF: usize = ETH_HDR_LEN + 14;
+/// The ARP target's IPv4 address, from the start of the frame.
+pub const ARP_TARGET_IP_OFF: usize = ETH_HDR_LEN + 24;
 
 /// The IPv4 fields the programs decide on.
 pub struct Ipv4 {

@@ -208,6 +208,10 @@ pub struct Config {
     /// destination of its VXLAN traffic.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub underlay_address: Option<Ipv4Addr>,
+    /// The UDP port a cluster node answers the underlay probe on (on its
+    /// underlay address, in the daemon's namespace): `netd status` probes
+    /// every other node there. Not VXLAN's 4789.
+    pub underlay_probe_port: u16,
     /// Whether guests may open connections to the host's own addresses
     /// (the host link's 172.18.255.1 and every other): true, as any routed
     /// client could. False limits guests to published ports and the
@@ -266,6 +270,7 @@ impl Default for Config {
             cluster_endpoints: Vec::new(),
             node: None,
             underlay_address: None,
+            underlay_probe_port: crate::cluster::probe::DEFAULT_PROBE_PORT,
             file: PathBuf::from(DEFAULT_CONFIG_PATH),
         }
     }
@@ -368,6 +373,7 @@ impl Config {
             &self.cluster_endpoints,
             self.node.as_deref(),
             self.underlay_address,
+            self.underlay_probe_port,
         )
         .map_err(|(setting, value, problem)| self.invalid(setting, value, problem))
     }

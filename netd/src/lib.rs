@@ -38,6 +38,7 @@ pub mod netns;
 pub mod nft;
 pub mod partition;
 pub mod ports;
+pub mod resource;
 pub mod state_check;
 pub mod store;
 pub mod topology;

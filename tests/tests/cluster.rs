@@ -208,7 +208,160 @@ fn guests_on_different_nodes_talk_over_the_spanned_network(dataplane: &str) {
     }
 }
 
-netd_tests::conformance!(guests_on_different_nodes_talk_over_the_spanned_network);
+/// The permanent neighbour entries on `netd`'s bridge of `network`:
+/// (address, MAC).
+fn bridge_neighbours(netd: &Netd, network: &str) -> BTreeSet<(String, String)> {
+    let ns = network_ns(netd, network);
+    let out = run_ok({
+        let mut c = ns.command("ip");
+        c.args(["-j", "neigh", "show", "dev", "br0", "nud", "permanent"]);
+        c
+    });
+    let entries: Value = serde_json::from_str(&out).unwrap_or(Value::Array(vec![]));
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["dst"].as_str()?.to_owned(),
+                e["lladdr"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+fn network_ns(netd: &Netd, network: &str) -> Netns {
+    Netns::open(&format!("{}n-{network}", netd.prefix())).expect("network namespace")
+}
+
+/// The MAC of `link` in `ns`.
+fn mac_of(ns: &Netns, link: &str) -> String {
+    let out = run_ok({
+        let mut c = ns.command("ip");
+        c.args(["-j", "link", "show", link]);
+        c
+    });
+    let links: Value = serde_json::from_str(&out).unwrap();
+    links[0]["address"].as_str().unwrap().to_owned()
+}
+
+/// The MAC a guest's neighbour entry holds for `ip` (None: no entry, or
+/// one without an address).
+fn neighbour_mac(guest: &Netns, ip: Ipv4Addr) -> Option<String> {
+    let out = run_ok({
+        let mut c = guest.command("ip");
+        c.args(["-j", "neigh", "show", &ip.to_string(), "dev", "eth0"]);
+        c
+    });
+    let entries: Value = serde_json::from_str(&out).ok()?;
+    Some(entries.as_array()?.first()?["lladdr"].as_str()?.to_owned())
+}
+
+fn flush_neighbours(guest: &Netns) {
+    run_ok({
+        let mut c = guest.command("ip");
+        c.args(["neigh", "flush", "dev", "eth0"]);
+        c
+    });
+}
+
+/// ARP across the overlay. Every node's bridge holds the gateway address:
+/// a guest's neighbour entry for it holds its own node's bridge MAC, every
+/// time, even while the other nodes' bridges keep sending ARP requests
+/// from that address over the overlay (for an address nobody has). And a
+/// guest resolves a remote guest with the overlay's broadcast path gone
+/// (the flood entries deleted behind netd's back): its own bridge answers
+/// from the neighbour entries netd programs from etcd.
+fn arp_for_the_gateway_stays_on_each_node_and_remote_guests_are_answered_locally(dataplane: &str) {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons(dataplane);
+    let ips = three_guests(&cluster, &daemons);
+    let gateway = Ipv4Addr::new(172, 18, 0, 254);
+    let macs: Vec<String> = daemons
+        .iter()
+        .zip(["a", "b", "c"])
+        .map(|(netd, name)| mac_of(&guest_ns(netd, "web", name), "eth0"))
+        .collect();
+    // Each bridge holds the other nodes' guests, and nothing of its own.
+    for (i, netd) in daemons.iter().enumerate() {
+        let expected: BTreeSet<(String, String)> = (0..NODES)
+            .filter(|&j| j != i)
+            .map(|j| (ips[j].to_string(), macs[j].clone()))
+            .collect();
+        eventually("the remote guests' neighbour entries", GUARD, || {
+            bridge_neighbours(netd, "web") == expected
+        });
+    }
+
+    // node2's and node3's bridges ARP from the gateway address meanwhile.
+    let mut askers: Vec<std::process::Child> = daemons[1..]
+        .iter()
+        .map(|netd| {
+            network_ns(netd, "web")
+                .command("ping")
+                .args(["-n", "-q", "-i", "0.3", "-c", "40", "172.18.0.200"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("ping from a bridge")
+        })
+        .collect();
+    let a = guest_ns(&daemons[0], "web", "a");
+    let own_bridge = mac_of(&network_ns(&daemons[0], "web"), "br0");
+    for round in 0..4 {
+        flush_neighbours(&a);
+        assert_eq!(ping(&a, gateway, 1), 1, "round {round}: a -> gateway");
+        // Past the neighbour table's lock time (1 s): a request from
+        // another bridge arriving now would take over the entry.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            neighbour_mac(&a, gateway).as_deref(),
+            Some(own_bridge.as_str()),
+            "round {round}: a's neighbour entry for the gateway"
+        );
+    }
+    for asker in &mut askers {
+        let _ = asker.kill();
+        let _ = asker.wait();
+    }
+    if dataplane != "nftables" {
+        let (_, status) = netd_tests::status::status(&daemons[0]);
+        assert!(
+            netd_tests::status::counter(&status, "web", "dropped_overlay_arp") > 0,
+            "{status}"
+        );
+    }
+
+    // The broadcast path over the overlay cut on node1: a still resolves b.
+    let vxlan = network_ns(&daemons[0], "web");
+    for j in 1..NODES {
+        run_ok({
+            let mut c = vxlan.command("bridge");
+            c.args(["fdb", "del", "00:00:00:00:00:00", "dev", "vxlan0", "dst"]);
+            c.arg(cluster.node_address(j).to_string());
+            c
+        });
+    }
+    flush_neighbours(&a);
+    assert_eq!(ping(&a, ips[1], 3), 3, "a -> b with no flood entries");
+    assert_eq!(neighbour_mac(&a, ips[1]), Some(macs[1].clone()));
+
+    // A guest removed is withdrawn from the other bridges' neighbours.
+    daemons[2].ok(&["guest", "rm", "web", "c"]);
+    for netd in &daemons[..2] {
+        eventually("c's neighbour entry withdrawn", GUARD, || {
+            !bridge_neighbours(netd, "web")
+                .iter()
+                .any(|(ip, _)| *ip == ips[2].to_string())
+        });
+    }
+}
+
+netd_tests::conformance!(
+    guests_on_different_nodes_talk_over_the_spanned_network,
+    arp_for_the_gateway_stays_on_each_node_and_remote_guests_are_answered_locally
+);
 
 /// Two nodes adding guests to one spanned network at the same moment, and
 /// asking for the same address at once: every guest gets its own address
@@ -349,6 +502,11 @@ fn a_node_killed_is_withdrawn_by_the_others_and_rejoins_when_back() {
     });
     for netd in &daemons[..2] {
         eventually("node3's entries withdrawn", GUARD, || !fdb_has(netd, node3));
+        eventually("c's neighbour entry withdrawn", GUARD, || {
+            !bridge_neighbours(netd, "web")
+                .iter()
+                .any(|(ip, _)| *ip == ips[2].to_string())
+        });
     }
     assert_eq!(ping(&a, ips[1], 3), 3, "a -> b with node3 gone");
     assert_eq!(ping(&a, ips[2], 2), 0, "a -> c with node3 withdrawn");
@@ -656,4 +814,210 @@ fn contradicting_spanned_requests_are_refused_naming_the_fix() {
         "{nodes}"
     );
     assert!(nodes[1]["networks"].get("web").is_none(), "{nodes}");
+}
+
+/// The underlay probe in `netd status` of node `netd`: each other node's
+/// (reachable, round trip in ms), and the exit code.
+/// Each other node as the underlay probe found it: (reachable, round trip
+/// in ms).
+type UnderlayPeers = std::collections::BTreeMap<String, (Option<bool>, Option<f64>)>;
+
+fn underlay_of(netd: &Netd) -> (i32, UnderlayPeers) {
+    let out = netd.cli(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let peers = status["underlay"]["peers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no underlay peers: {status}"))
+        .iter()
+        .map(|p| {
+            (
+                p["node"].as_str().unwrap().to_owned(),
+                (p["reachable"].as_bool(), p["rtt_ms"].as_f64()),
+            )
+        })
+        .collect();
+    (out.status.code().unwrap(), peers)
+}
+
+/// Cuts (or heals) the underlay between node1 and the node at `peer`, in
+/// node1's host namespace: its datagrams to and from that address dropped.
+fn cut_underlay(cluster: &Cluster, peer: Ipv4Addr, cut: bool) {
+    let script = if cut {
+        format!(
+            "table inet netdtest_cut {{\n\
+             chain in {{ type filter hook input priority -300; ip saddr {peer} drop; }}\n\
+             chain out {{ type filter hook output priority -300; ip daddr {peer} drop; }}\n\
+             }}\n"
+        )
+    } else {
+        "delete table inet netdtest_cut\n".to_owned()
+    };
+    let mut nft = cluster.nodes[0].host_command("nft");
+    nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = nft.spawn().expect("nft");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "nft {script}");
+}
+
+/// The underlay probe: every node's status lists every other node as
+/// reachable with a round trip; the underlay cut between node1 and node2
+/// shows on both (UNREACHABLE in the text, exit code 4) while node3 stays
+/// reachable; healed, it clears.
+#[test]
+fn status_shows_which_nodes_the_underlay_reaches() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    all_joined(&daemons);
+    for netd in &daemons {
+        let (code, peers) = underlay_of(netd);
+        assert_eq!(code, 0, "{peers:?}");
+        assert_eq!(peers.len(), NODES - 1, "{peers:?}");
+        for (node, (reachable, rtt)) in &peers {
+            assert_eq!(*reachable, Some(true), "{node}");
+            assert!(rtt.is_some_and(|ms| ms < 500.0), "{node}: {rtt:?}");
+        }
+    }
+
+    cut_underlay(&cluster, cluster.node_address(1), true);
+    let (code, peers) = underlay_of(&daemons[0]);
+    assert_eq!(code, 4, "{peers:?}");
+    assert_eq!(peers["node2"], (Some(false), None));
+    assert_eq!(peers["node3"].0, Some(true));
+    let (code, peers) = underlay_of(&daemons[1]);
+    assert_eq!(code, 4, "{peers:?}");
+    assert_eq!(peers["node1"], (Some(false), None));
+    assert_eq!(peers["node3"].0, Some(true));
+    let text = String::from_utf8_lossy(&daemons[0].cli(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "underlay node2 {}:4790 UNREACHABLE",
+            cluster.node_address(1)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("underlay node3"), "{text}");
+
+    cut_underlay(&cluster, cluster.node_address(1), false);
+    let (code, peers) = underlay_of(&daemons[0]);
+    assert_eq!(code, 0, "{peers:?}");
+    assert_eq!(peers["node2"].0, Some(true));
+}
+
+/// A probe port that cannot be (0, or VXLAN's own) stops the start,
+/// naming the setting.
+#[test]
+fn a_bad_underlay_probe_port_is_refused_naming_the_setting() {
+    let cluster = Cluster::new();
+    let mut netd = Netd::start_with_args(&cluster.nodes[0], "ebpf", &cluster.daemon_args(0));
+    netd.stop();
+    let config = cluster.nodes[0].root.join("netd.toml");
+    let mut settings = std::fs::read_to_string(&config).unwrap();
+    settings.push_str("underlay_probe_port = 4789\n");
+    std::fs::write(&config, settings).unwrap();
+    let err = netd.try_restart().unwrap_err();
+    assert!(err.contains("underlay_probe_port"), "{err}");
+    assert!(err.contains("4790"), "{err}");
+}
+
+/// The pairs of a verify report: (from, to) -> delivered.
+fn verified_pairs(report: &Value) -> std::collections::BTreeMap<(String, String), bool> {
+    report["pairs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no pairs: {report}"))
+        .iter()
+        .map(|p| {
+            (
+                (
+                    p["from"].as_str().unwrap().to_owned(),
+                    p["to"].as_str().unwrap().to_owned(),
+                ),
+                p["delivered"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `verify` of a spanned network probes every pair across the nodes, in
+/// one round through etcd: with c (node3) isolated, the cut pairs to and
+/// from c show as cut and a <-> b as open, whichever node asks; a node
+/// whose daemon does not answer makes verify fail naming it, its guests'
+/// pairs not passed.
+#[test]
+fn verify_probes_every_pair_across_nodes_and_names_a_node_that_does_not_answer() {
+    let cluster = Cluster::new();
+    let mut daemons = cluster.start_daemons("ebpf");
+    three_guests(&cluster, &daemons);
+    for netd in &daemons {
+        eventually("every node knows every guest", GUARD, || {
+            netd.json(&["partition", "web", "show"])["slots"]
+                .as_object()
+                .is_some_and(|slots| slots.len() == 3)
+        });
+    }
+    let healed = daemons[1].json(&["partition", "web", "verify", "--json"]);
+    assert_eq!(healed["ok"], true, "{healed}");
+    let pairs = verified_pairs(&healed);
+    assert_eq!(pairs.len(), 6, "{healed}");
+    assert!(pairs.values().all(|d| *d), "{healed}");
+
+    daemons[0].ok(&["partition", "web", "isolate", "c", "--keep-outside"]);
+    for netd in &daemons {
+        eventually("every node applied the partition", GUARD, || {
+            let cluster = &netd.json(&["partition", "web", "show"])["cluster"];
+            cluster["nodes"]
+                .as_object()
+                .is_some_and(|nodes| nodes.len() == 3)
+                && cluster["spread_ms"].is_u64()
+        });
+    }
+    for asker in [0, 2] {
+        let report = daemons[asker].json(&["partition", "web", "verify", "--json"]);
+        assert_eq!(report["ok"], true, "node{}: {report}", asker + 1);
+        let pairs = verified_pairs(&report);
+        let pair = |a: &str, b: &str| pairs[&(a.to_owned(), b.to_owned())];
+        assert!(pair("a", "b") && pair("b", "a"), "{report}");
+        for other in ["a", "b"] {
+            assert!(!pair(other, "c") && !pair("c", other), "{report}");
+        }
+    }
+    let text = daemons[0].ok(&["partition", "web", "verify"]);
+    assert!(!text.contains("node node"), "{text}");
+
+    daemons[2].kill9();
+    let failed = daemons[0].cli(&["partition", "web", "verify"]);
+    let out = String::from_utf8_lossy(&failed.stdout).into_owned();
+    assert_eq!(failed.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("node node3 did not answer verify's round"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the pairs to its guests c are not judged"),
+        "{out}"
+    );
+}
+
+/// The declarative API on spanned networks: each node applies its part of
+/// one spanned network (its own guests); the guests talk across nodes, and
+/// the same resource again changes nothing.
+#[test]
+fn a_spanned_network_resource_is_applied_per_node() {
+    let cluster = Cluster::new();
+    let daemons = cluster.start_daemons("ebpf");
+    all_joined(&daemons);
+    let put = |netd: &Netd, guest: &str| -> Value {
+        let body = serde_json::json!({"span": true, "guests": [{"name": guest}]});
+        let file = netd.sandbox.root.join("web.json");
+        std::fs::write(&file, body.to_string()).unwrap();
+        netd.json(&["network", "apply", "web", file.to_str().unwrap()])
+    };
+    let first = put(&daemons[0], "a");
+    assert_eq!(first["changed"], true, "{first}");
+    assert!(first["network"]["vni"].is_u64(), "{first}");
+    put(&daemons[1], "b");
+    let again = put(&daemons[1], "b");
+    assert_eq!(again["changed"], false, "{again}");
+    let b = ip_of(&daemons[1].json(&["guest", "inspect", "web", "b"]));
+    let a = guest_ns(&daemons[0], "web", "a");
+    eventually("a reaches b across nodes", GUARD, || ping(&a, b, 1) == 1);
 }

@@ -58,6 +58,19 @@ pub enum Command {
         #[arg(add = super::names::network())]
         name: String,
     },
+    /// Make a network what a resource file says (`PUT /v1/networks/NAME`):
+    /// created, its guests and ports added and removed; the same file again
+    /// changes nothing.
+    Apply {
+        #[arg(add = super::names::network())]
+        name: String,
+        /// The JSON resource (`{"subnet", "internal", "mtu", "span",
+        /// "guests": [{"name", "ip", "mac"}], "ports": [{"guest", "spec"}]}`),
+        /// or `-` for stdin.
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// List networks.
     Ls {
         #[arg(long)]
@@ -134,6 +147,30 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
                 segment(&guest)
             ))?;
             println!("disconnected guest {guest} from network {network}");
+        }
+        Command::Apply { name, file, json } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|err| anyhow::anyhow!("reading {}: {err}", file.display()))?
+            };
+            let resource: netd::resource::NetworkResource = serde_json::from_str(&text)
+                .map_err(|err| anyhow::anyhow!("{}: {err}", file.display()))?;
+            let view: netd::daemon::requests::ResourceView =
+                client.put(&format!("/v1/networks/{}", segment(&name)), &resource)?;
+            super::print(json, &view, |view| {
+                if view.steps.is_empty() {
+                    println!("network {}: unchanged", view.name);
+                }
+                for step in &view.steps {
+                    println!("network {}: {step}", view.name);
+                }
+                println!("namespace {}", view.namespace);
+                for (guest, ns) in &view.namespaces {
+                    println!("  guest {guest} namespace {ns}");
+                }
+            });
         }
         Command::Rm { name } => {
             client.delete(&format!("/v1/networks/{}", segment(&name)))?;

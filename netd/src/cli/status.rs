@@ -68,6 +68,31 @@ pub fn run(client: &Client, args: Args) -> Result<i32> {
                 println!("  nft table {t}");
             }
         }
+        if let Some(underlay) = &s.underlay {
+            if let Some(problem) = &underlay.problem {
+                println!("underlay: {problem}");
+            }
+            for peer in &underlay.peers {
+                match (peer.reachable, peer.rtt_ms) {
+                    (Some(true), Some(rtt)) => {
+                        println!(
+                            "underlay {} {} reachable, {rtt:.2} ms",
+                            peer.node, peer.address
+                        )
+                    }
+                    (Some(false), _) | (Some(true), None) => println!(
+                        "underlay {} {} UNREACHABLE: no answer to the probe within {} ms",
+                        peer.node,
+                        peer.address,
+                        netd::cluster::probe::PROBE_TIMEOUT.as_millis()
+                    ),
+                    (None, _) => println!(
+                        "underlay {} not probed (its netd answers no underlay probe)",
+                        peer.node
+                    ),
+                }
+            }
+        }
         if s.drift.is_empty() {
             println!("no drift: the kernel matches the desired state");
         } else {
@@ -77,5 +102,21 @@ pub fn run(client: &Client, args: Args) -> Result<i32> {
             }
         }
     });
-    Ok(if status.drift.is_empty() { 0 } else { 3 })
+    Ok(exit_code(&status))
+}
+
+/// 3 on drift; else 4 when some other node did not answer the underlay
+/// probe (a fault netd cannot repair, told apart from its own drift); 0.
+fn exit_code(status: &Status) -> i32 {
+    if !status.drift.is_empty() {
+        3
+    } else if status
+        .underlay
+        .as_ref()
+        .is_some_and(|u| u.unreachable().next().is_some())
+    {
+        4
+    } else {
+        0
+    }
 }

@@ -12,6 +12,8 @@ pub struct ClusterConfig {
     pub node: String,
     /// The address other nodes send this node's VXLAN traffic to.
     pub underlay: Ipv4Addr,
+    /// The UDP port this node answers the underlay probe on.
+    pub probe_port: u16,
 }
 
 /// The longest node name: it is part of etcd keys and of `node ls`, and
@@ -27,6 +29,7 @@ impl ClusterConfig {
         endpoints: &[String],
         node: Option<&str>,
         underlay: Option<Ipv4Addr>,
+        probe_port: u16,
     ) -> Result<Option<ClusterConfig>, SettingError> {
         if endpoints.is_empty() && node.is_none() && underlay.is_none() {
             return Ok(None);
@@ -62,10 +65,22 @@ impl ClusterConfig {
                 "must be a unicast address of this host that the other nodes reach".to_owned(),
             ));
         }
+        if probe_port == 0 || probe_port == super::vxlan::VXLAN_PORT {
+            return Err((
+                "underlay_probe_port",
+                probe_port.to_string(),
+                format!(
+                    "must be a UDP port other than 0 and VXLAN's {}: leave it out for {}",
+                    super::vxlan::VXLAN_PORT,
+                    super::probe::DEFAULT_PROBE_PORT
+                ),
+            ));
+        }
         Ok(Some(ClusterConfig {
             endpoints: endpoints.to_vec(),
             node: node.to_owned(),
             underlay,
+            probe_port,
         }))
     }
 }
@@ -121,15 +136,35 @@ mod tests {
     }
 
     const UNDERLAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+    const PORT: u16 = crate::cluster::probe::DEFAULT_PROBE_PORT;
+
+    #[test]
+    fn the_probe_port_is_neither_zero_nor_vxlans() {
+        for bad in [0, 4789] {
+            let (setting, value, problem) =
+                ClusterConfig::from_settings(&endpoints(), Some("n1"), Some(UNDERLAY), bad)
+                    .unwrap_err();
+            assert_eq!(setting, "underlay_probe_port");
+            assert_eq!(value, bad.to_string());
+            assert!(problem.contains("4790"), "{problem}");
+        }
+        let config = ClusterConfig::from_settings(&endpoints(), Some("n1"), Some(UNDERLAY), 5000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.probe_port, 5000);
+    }
 
     #[test]
     fn no_cluster_setting_is_a_single_host() {
-        assert_eq!(ClusterConfig::from_settings(&[], None, None), Ok(None));
+        assert_eq!(
+            ClusterConfig::from_settings(&[], None, None, PORT),
+            Ok(None)
+        );
     }
 
     #[test]
     fn all_three_settings_make_a_node() {
-        let config = ClusterConfig::from_settings(&endpoints(), Some("n1"), Some(UNDERLAY))
+        let config = ClusterConfig::from_settings(&endpoints(), Some("n1"), Some(UNDERLAY), PORT)
             .unwrap()
             .unwrap();
         assert_eq!(config.node, "n1");
@@ -139,13 +174,14 @@ mod tests {
     #[test]
     fn a_missing_setting_is_named_with_its_flag() {
         let (setting, _, problem) =
-            ClusterConfig::from_settings(&endpoints(), None, Some(UNDERLAY)).unwrap_err();
+            ClusterConfig::from_settings(&endpoints(), None, Some(UNDERLAY), PORT).unwrap_err();
         assert_eq!(setting, "node");
         assert!(problem.contains("--node NAME"), "{problem}");
-        let (setting, _, _) = ClusterConfig::from_settings(&[], Some("n1"), None).unwrap_err();
+        let (setting, _, _) =
+            ClusterConfig::from_settings(&[], Some("n1"), None, PORT).unwrap_err();
         assert_eq!(setting, "cluster_endpoints");
         let (setting, _, problem) =
-            ClusterConfig::from_settings(&endpoints(), Some("n1"), None).unwrap_err();
+            ClusterConfig::from_settings(&endpoints(), Some("n1"), None, PORT).unwrap_err();
         assert_eq!(setting, "underlay_address");
         assert!(problem.contains("--underlay-address"), "{problem}");
     }
@@ -160,7 +196,7 @@ mod tests {
             "http://a:0",
         ] {
             let (setting, value, problem) =
-                ClusterConfig::from_settings(&[bad.to_owned()], Some("n1"), Some(UNDERLAY))
+                ClusterConfig::from_settings(&[bad.to_owned()], Some("n1"), Some(UNDERLAY), PORT)
                     .unwrap_err();
             assert_eq!(setting, "cluster_endpoints", "{bad}");
             assert!(value.contains(bad), "{value}");
@@ -184,7 +220,8 @@ mod tests {
             Ipv4Addr::new(239, 1, 1, 1),
         ] {
             let (setting, _, _) =
-                ClusterConfig::from_settings(&endpoints(), Some("n1"), Some(bad)).unwrap_err();
+                ClusterConfig::from_settings(&endpoints(), Some("n1"), Some(bad), PORT)
+                    .unwrap_err();
             assert_eq!(setting, "underlay_address");
         }
     }

@@ -114,6 +114,7 @@ impl Etcd {
             underlay: self.config.underlay,
             lease,
             joined_at,
+            probe_port: Some(self.config.probe_port),
         };
         let value = to_json(&record);
         let key = keys::node(&record.name);
@@ -382,6 +383,53 @@ impl Etcd {
     /// Every node's applied revision of `network`'s partition.
     pub async fn applied(&self, network: &str) -> Result<BTreeMap<String, Applied>, ClusterError> {
         self.list(&keys::applied_of(network)).await
+    }
+
+    /// Writes `value` at `key` under a lease of its own of `ttl_secs`: gone
+    /// by itself (verify rounds and their answers).
+    pub async fn put_leased<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl_secs: i64,
+    ) -> Result<(), ClusterError> {
+        let lease = self
+            .call(|mut c| async move { c.lease_grant(ttl_secs, None).await })
+            .await?
+            .id();
+        let value = to_json(value);
+        self.call(|mut c| {
+            let (key, value) = (key.to_owned(), value.clone());
+            async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                    .await
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Removes every key under `prefix` (and `prefix` itself).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), ClusterError> {
+        self.call(|mut c| async move {
+            c.delete(
+                prefix,
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            )
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The answers written so far to `network`'s verify round `token`, by
+    /// node.
+    pub async fn verify_answers(
+        &self,
+        network: &str,
+        token: u64,
+    ) -> Result<BTreeMap<String, super::records::VerifyAnswer>, ClusterError> {
+        self.list(&keys::verify_answers(network, token)).await
     }
 
     /// A watch of every key of netd's, from `revision` on.

@@ -47,6 +47,36 @@ pub fn desired(
     entries
 }
 
+/// A remote guest as this node's bridge answers ARP for it: a static
+/// neighbour entry (address -> MAC) on the bridge, and a static bridge FDB
+/// entry of the MAC on the VXLAN port, so that the bridge's neighbour
+/// suppression replies from here instead of flooding the request to every
+/// node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Neighbour {
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+}
+
+/// The neighbour entries `me`'s bridge of a network with `table` should
+/// hold: every guest on another live node (those of a node whose lease
+/// expired are withdrawn with its FDB entries).
+pub fn neighbours(
+    me: &str,
+    live: &BTreeMap<String, Ipv4Addr>,
+    table: &SpanGuests,
+) -> BTreeSet<Neighbour> {
+    table
+        .guests
+        .values()
+        .filter(|guest| guest.node != me && live.contains_key(&guest.node))
+        .map(|guest| Neighbour {
+            ip: guest.ip,
+            mac: guest.mac,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,9 +156,28 @@ mod tests {
     }
 
     #[test]
+    fn neighbours_are_the_live_remote_guests() {
+        let got = neighbours("n2", &live(&[("n1", 1), ("n2", 2)]), &table());
+        let expected: BTreeSet<Neighbour> = [Neighbour {
+            ip: Ipv4Addr::new(172, 18, 0, 1),
+            mac: Mac([2, 0, 0, 0, 0, 1]),
+        }]
+        .into();
+        // n2's own guests (b, c) are not neighbours; n3's lease expired.
+        assert_eq!(got, expected);
+        let all = neighbours("n2", &live(&[("n1", 1), ("n2", 2), ("n3", 3)]), &table());
+        assert_eq!(all.len(), 2);
+        assert!(
+            all.iter()
+                .all(|n| n.ip.octets()[3] == 1 || n.ip.octets()[3] == 4)
+        );
+    }
+
+    #[test]
     fn a_node_alone_in_a_network_needs_nothing() {
         let mut table = table();
         table.guests.retain(|_, g| g.node == "n1");
         assert!(desired("n1", &live(&[("n1", 1), ("n2", 2)]), &table).is_empty());
+        assert!(neighbours("n1", &live(&[("n1", 1), ("n2", 2)]), &table).is_empty());
     }
 }

@@ -51,6 +51,29 @@ pub fn applied(network: &str, node: &str) -> String {
     format!("{}{node}", applied_of(network))
 }
 
+/// Prefix of verify rounds of spanned networks: a round's key is
+/// `verify/NET/TOKEN`, each node's answer `verify/NET/TOKEN/NODE`, all
+/// under a lease of their own (gone in 30 s).
+pub const VERIFY: &str = "/netd/v1/verify/";
+
+/// The key of `network`'s verify round `token`.
+pub fn verify_round(network: &str, token: u64) -> String {
+    format!("{VERIFY}{network}/{token:016x}")
+}
+
+/// The prefix of the answers to a verify round.
+pub fn verify_answers(network: &str, token: u64) -> String {
+    format!("{}/", verify_round(network, token))
+}
+
+/// The network of a verify round's key (None for an answer's or another
+/// key).
+pub fn round_network(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(VERIFY)?;
+    let (network, token) = rest.split_once('/')?;
+    (!token.contains('/') && !token.is_empty()).then_some(network)
+}
+
 /// The key that holds `vni` taken.
 pub fn vni(vni: u32) -> String {
     format!("{VNIS}{vni}")
@@ -64,6 +87,15 @@ pub fn name_under<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verify_rounds_key_is_told_from_its_answers() {
+        let round = verify_round("web", 0xab);
+        assert_eq!(round_network(&round), Some("web"));
+        let answer = format!("{}node2", verify_answers("web", 0xab));
+        assert_eq!(round_network(&answer), None);
+        assert_eq!(round_network(&partition("web")), None);
+    }
 
     #[test]
     fn keys_round_trip_to_their_names() {

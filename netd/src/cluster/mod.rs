@@ -8,6 +8,7 @@
 //! - `fdb`: a node's VXLAN forwarding entries, pure;
 //! - `etcd`: the client side (registration under a lease, transactions);
 //! - `vxlan`: the device and its entries, over netlink;
+//! - `probe`: the underlay probe every node answers and `status` sends;
 //! - here: the node's membership loop and the errors.
 
 pub mod alloc;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod etcd;
 pub mod fdb;
 pub mod keys;
+pub mod probe;
 pub mod records;
 pub mod vxlan;
 

@@ -19,6 +19,10 @@ pub struct NodeRecord {
     pub lease: i64,
     /// Unix seconds of its registration.
     pub joined_at: u64,
+    /// The UDP port it answers the underlay probe on (None: a node of a
+    /// netd without the probe, not probed).
+    #[serde(default)]
+    pub probe_port: Option<u16>,
 }
 
 /// A spanned network's definition, the same for every node.
@@ -84,4 +88,33 @@ impl SpanGuests {
     ) -> impl Iterator<Item = (&'a String, &'a SpanGuest)> {
         self.guests.iter().filter(move |(_, g)| g.node == node)
     }
+}
+
+/// A verify round of a spanned network, written by the node asking: every
+/// node holding guests in it opens a receiver in each of its guests on
+/// `port`, sends `per_pair` datagrams (marked with `token`) from each to
+/// every guest of `guests` at `send_at_ms`, counts what arrived until
+/// `settle_ms` later, and writes its [`VerifyAnswer`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct VerifyRound {
+    pub asker: String,
+    pub token: u64,
+    pub port: u16,
+    pub per_pair: u32,
+    /// Unix milliseconds (nodes' clocks should agree, as for timed heals).
+    pub send_at_ms: u64,
+    pub settle_ms: u64,
+    /// Every guest of the network: name -> (address, slot).
+    pub guests: BTreeMap<String, (Ipv4Addr, u8)>,
+}
+
+/// What one node's guests received in a verify round: (sender, receiver,
+/// count) for each pair whose receiver is on that node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct VerifyAnswer {
+    pub node: String,
+    pub received: Vec<(String, String, u32)>,
+    /// Why the node could not take part, if it could not.
+    #[serde(default)]
+    pub problem: Option<String>,
 }

@@ -10,19 +10,20 @@ use std::{collections::BTreeSet, net::Ipv4Addr};
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use rtnetlink::{
-    LinkVxlan,
+    LinkBridgePort, LinkVxlan,
     packet_core::{
         NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
     },
     packet_route::{
         AddressFamily, RouteNetlinkMessage,
+        link::InfoBridgePort,
         neighbour::{
             NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
         },
     },
 };
 
-use super::fdb::FdbEntry;
+use super::fdb::{FdbEntry, Neighbour};
 use crate::{ifname::NETWORK_BRIDGE, mac::Mac, netlink::Netlink, netns::Netns};
 
 /// The VXLAN device's name in a network's namespace (one per namespace).
@@ -66,7 +67,158 @@ pub async fn ensure(ns: &Netns, vni: u32, underlay: Ipv4Addr, mtu: u32) -> Resul
     }
     nl.set_mtu(VXLAN_DEVICE, mtu).await?;
     nl.set_controller(VXLAN_DEVICE, NETWORK_BRIDGE).await?;
+    suppress_neighbours(&nl).await?;
     nl.set_up(VXLAN_DEVICE).await
+}
+
+/// `bridge link set dev vxlan0 neigh_suppress on`: an ARP request for an
+/// address the bridge has a neighbour entry of, for a MAC behind the VXLAN
+/// port, is answered by the bridge here and not flooded to the other
+/// nodes; nor are requests for the bridge's own (the gateway's) address.
+async fn suppress_neighbours(nl: &Netlink) -> Result<()> {
+    let index = nl.index(VXLAN_DEVICE).await?;
+    nl.handle()
+        .link()
+        .set_port(
+            LinkBridgePort::new(index)
+                .append_info_data(InfoBridgePort::NeighSupress(true))
+                .build(),
+        )
+        .execute()
+        .await
+        .context("turning neighbour suppression on for the VXLAN bridge port")
+}
+
+/// Makes the network's remote guests' neighbour entries exactly `desired`:
+/// a permanent neighbour (address -> MAC) on the bridge, and a static
+/// bridge FDB entry of the MAC on the VXLAN port, which neighbour
+/// suppression needs to answer for it. Entries the kernel learnt stay.
+pub async fn sync_neighbours(ns: &Netns, desired: &BTreeSet<Neighbour>) -> Result<()> {
+    let nl = Netlink::connect(Some(ns))?;
+    let port = nl.index(VXLAN_DEVICE).await?;
+    let bridge = nl.index(NETWORK_BRIDGE).await?;
+    let wanted_macs: BTreeSet<Mac> = desired.iter().map(|n| n.mac).collect();
+    let (present_macs, present_neighbours) = static_entries(&nl, port, bridge).await?;
+    for neighbour in present_neighbours.difference(desired) {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.ifindex = bridge;
+        message.header.state = NeighbourState::Permanent;
+        message
+            .attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                neighbour.ip,
+            )));
+        nl.handle()
+            .neighbours()
+            .del(message)
+            .execute()
+            .await
+            .with_context(|| format!("removing neighbour {}", neighbour.ip))?;
+    }
+    for mac in present_macs.difference(&wanted_macs) {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Bridge;
+        message.header.ifindex = port;
+        message.header.state = NeighbourState::Noarp;
+        message.header.flags = NeighbourFlags::Controller;
+        message
+            .attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()));
+        nl.handle()
+            .neighbours()
+            .del(message)
+            .execute()
+            .await
+            .with_context(|| format!("removing bridge FDB entry {mac}"))?;
+    }
+    for mac in wanted_macs.difference(&present_macs) {
+        nl.handle()
+            .neighbours()
+            .add_bridge(port, &mac.0)
+            .state(NeighbourState::Noarp)
+            .flags(NeighbourFlags::Controller)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("adding bridge FDB entry {mac} on {VXLAN_DEVICE}"))?;
+    }
+    for neighbour in desired.difference(&present_neighbours) {
+        nl.handle()
+            .neighbours()
+            .add(bridge, std::net::IpAddr::V4(neighbour.ip))
+            .link_layer_address(&neighbour.mac.0)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("adding neighbour {} -> {}", neighbour.ip, neighbour.mac))?;
+    }
+    Ok(())
+}
+
+/// The static bridge FDB entries of the VXLAN port (`port`) and the
+/// permanent neighbours of the bridge (`bridge`), as netd adds them.
+async fn static_entries(
+    nl: &Netlink,
+    port: u32,
+    bridge: u32,
+) -> Result<(BTreeSet<Mac>, BTreeSet<Neighbour>)> {
+    let fdb: Vec<NeighbourMessage> = nl
+        .handle()
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Bridge)
+        .execute()
+        .try_collect()
+        .await
+        .context("listing bridge FDB entries")?;
+    let macs = fdb
+        .iter()
+        .filter(|m| {
+            m.header.ifindex == port
+                && m.header.flags.contains(NeighbourFlags::Controller)
+                && m.header.state == NeighbourState::Noarp
+        })
+        .filter_map(|m| {
+            m.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::LinkLayerAddress(lla) if lla.len() == 6 => {
+                    Some(Mac(lla[..6].try_into().ok()?))
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    let inet: Vec<NeighbourMessage> = nl
+        .handle()
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Inet)
+        .execute()
+        .try_collect()
+        .await
+        .context("listing the bridge's neighbours")?;
+    let neighbours = inet
+        .iter()
+        .filter(|m| m.header.ifindex == bridge && m.header.state == NeighbourState::Permanent)
+        .filter_map(|m| {
+            let mut ip = None;
+            let mut mac = None;
+            for attribute in &m.attributes {
+                match attribute {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(addr)) => {
+                        ip = Some(*addr)
+                    }
+                    NeighbourAttribute::LinkLayerAddress(lla) if lla.len() == 6 => {
+                        mac = Some(Mac(lla[..6].try_into().ok()?));
+                    }
+                    _ => {}
+                }
+            }
+            Some(Neighbour { ip: ip?, mac: mac? })
+        })
+        .collect();
+    Ok((macs, neighbours))
 }
 
 /// Makes the device's FDB hold exactly `desired` (entries with a remote

@@ -68,7 +68,9 @@ fn host_routes() -> Router<Shared> {
         .route("/v1/networks", get(list_networks).post(create_network))
         .route(
             "/v1/networks/{network}",
-            get(inspect_network).delete(remove_network),
+            get(inspect_network)
+                .put(apply_resource)
+                .delete(remove_network),
         )
         .route(
             "/v1/networks/{network}/guests",
@@ -199,6 +201,15 @@ async fn create_network(
             svc.lock().await.create_network(request).await
         })
         .await?)
+}
+
+/// The declarative resource: the whole desired network.
+async fn apply_resource(
+    State(svc): State<Shared>,
+    Path(network): Path<String>,
+    Body(desired): Body<crate::resource::NetworkResource>,
+) -> ApiResult<crate::daemon::requests::ResourceView> {
+    ok(svc.apply_resource(network, desired).await?)
 }
 
 async fn inspect_network(

@@ -108,6 +108,21 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
         Some(settings) => Some(crate::cluster::Cluster::connect(&settings).await?),
         None => None,
     };
+    // The underlay probe's socket, in the daemon's namespace on the
+    // underlay address: bound before anything else is built, so a taken
+    // port stops the start naming the setting.
+    let probe_socket = match &cluster {
+        Some(cluster) => {
+            let at =
+                std::net::SocketAddrV4::new(cluster.config().underlay, cluster.config().probe_port);
+            Some(tokio::net::UdpSocket::bind(at).await.with_context(|| {
+                format!(
+                    "binding the underlay probe's UDP socket on {at}: free the port or set                      another underlay_probe_port in netd.toml"
+                )
+            })?)
+        }
+        None => None,
+    };
     crate::netns::keep_spares(SPARE_NAMESPACES);
     let mut service = service::Service::new(Topology::new(config)?, store, state, dataplane);
     if let Some(cluster) = &cluster {
@@ -137,6 +152,10 @@ pub async fn run(config: Config, options: StartOptions) -> Result<()> {
     // own: the API answers whether etcd does or not.
     let cluster_tasks = cluster.map(|cluster| {
         [
+            tokio::spawn(crate::cluster::probe::serve(
+                probe_socket.expect("bound with the cluster"),
+                cluster.config().node.clone(),
+            )),
             tokio::spawn(cluster.clone().keep_membership(service::now())),
             tokio::spawn(service::span_requests::follow_cluster(
                 shared.clone(),

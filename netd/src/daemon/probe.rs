@@ -97,6 +97,88 @@ pub fn exchange(
     Ok(tally.received)
 }
 
+/// This node's part of a verify round across nodes: a receiver on `port`
+/// in each of `local`'s guests, opened now; at `send_at`, `per_pair`
+/// datagrams marked with `token` from each to every other guest of `all`
+/// (name -> address, slot; on any node) at that port; what arrived at the
+/// local guests, counted until `settle` after the sending. Every pair with
+/// a local receiver is present, 0 if nothing arrived.
+pub fn exchange_across(
+    local: &[Probe],
+    all: &BTreeMap<String, (Ipv4Addr, u8)>,
+    port: u16,
+    per_pair: u32,
+    token: u64,
+    send_at: SystemTime,
+    settle: Duration,
+) -> Result<BTreeMap<(String, String), u32>> {
+    let sockets = local
+        .iter()
+        .map(|probe| open_on(probe, port))
+        .collect::<Result<Vec<_>>>()?;
+    let mut received: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for to in local {
+        for from in all.keys().filter(|from| **from != to.name) {
+            received.insert((from.clone(), to.name.clone()), 0);
+        }
+    }
+    let by_slot: BTreeMap<u8, (&String, Ipv4Addr)> = all
+        .iter()
+        .map(|(name, (ip, slot))| (*slot, (name, *ip)))
+        .collect();
+    let drain = |received: &mut BTreeMap<(String, String), u32>| {
+        let mut buf = [0u8; 64];
+        for (receiver, socket) in sockets.iter().enumerate() {
+            let mut errors = 0;
+            while errors < 8 {
+                match socket.recv_from(&mut buf) {
+                    Ok((len, from)) => {
+                        let Some(slot) = sender_slot(&buf[..len], token) else {
+                            continue;
+                        };
+                        let Some((sender, ip)) = by_slot.get(&slot) else {
+                            continue;
+                        };
+                        if from.ip() != *ip {
+                            continue;
+                        }
+                        let key = ((*sender).clone(), local[receiver].name.clone());
+                        if let Some(count) = received.get_mut(&key) {
+                            *count += 1;
+                        }
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => errors += 1,
+                }
+            }
+        }
+    };
+    if let Ok(wait) = send_at.duration_since(SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
+    for (sender, socket) in sockets.iter().enumerate() {
+        let from = &local[sender];
+        let payload = payload(token, from.slot);
+        let targets = all.iter().filter(|(name, _)| **name != from.name);
+        for (ip, _) in targets.map(|(_, target)| target) {
+            for index in 0..per_pair {
+                // A failed send is a datagram that did not arrive.
+                let _ = socket.send_to(&payload, SocketAddrV4::new(*ip, port));
+                if index % 50 == 49 {
+                    drain(&mut received);
+                }
+            }
+        }
+        drain(&mut received);
+    }
+    let deadline = Instant::now() + settle;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        drain(&mut received);
+    }
+    Ok(received)
+}
+
 /// Times `count` UDP echoes from `from` to `to` and back, one after the
 /// other (an echo not back within `wait` is lost, and left out): each
 /// round trip in milliseconds.

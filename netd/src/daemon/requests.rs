@@ -48,6 +48,21 @@ pub struct AddGuest {
     pub mac: Option<String>,
 }
 
+/// The answer to `PUT /v1/networks/NAME` (a declarative resource).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ResourceView {
+    pub name: String,
+    /// Whether anything changed: false for the same resource applied again.
+    pub changed: bool,
+    /// What was done, in order (`guest c added`, ...).
+    pub steps: Vec<String>,
+    /// The network's namespace name (zos's `Namespace`).
+    pub namespace: String,
+    /// Each guest's namespace name.
+    pub namespaces: BTreeMap<String, String>,
+    pub network: NetworkView,
+}
+
 /// A guest as listings show it.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct GuestView {
@@ -247,6 +262,41 @@ pub struct Status {
     pub namespaces: Vec<NamespaceStatus>,
     /// Differences between desired and live state; empty when all is well.
     pub drift: Vec<String>,
+    /// A cluster node's underlay probe of every other node (None on a
+    /// single host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<UnderlayStatus>,
+}
+
+/// What the underlay probe found (`netd status` on a cluster node).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct UnderlayStatus {
+    /// Every other registered node.
+    pub peers: Vec<UnderlayPeer>,
+    /// Why nothing was probed (etcd did not answer, no socket), if so.
+    #[serde(default)]
+    pub problem: Option<String>,
+}
+
+impl UnderlayStatus {
+    /// The nodes that did not answer.
+    pub fn unreachable(&self) -> impl Iterator<Item = &UnderlayPeer> {
+        self.peers.iter().filter(|p| p.reachable == Some(false))
+    }
+}
+
+/// One node as the underlay probe found it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct UnderlayPeer {
+    pub node: String,
+    /// Its probe address (`IP:PORT`); empty for a node not probed.
+    pub address: String,
+    /// Whether it answered within the probe's second; None: not probed (a
+    /// node of a netd without the probe).
+    pub reachable: Option<bool>,
+    /// The round trip, when it answered.
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

@@ -128,6 +128,7 @@ impl Topology {
             zone: net.zone(),
             netns: Path::new(crate::netns::NETNS_RUN_DIR).join(self.names.network_ns(&net.name)),
             device: crate::cluster::vxlan::VXLAN_DEVICE.to_owned(),
+            gateway: net.bridge_ip(),
             remotes: span
                 .remote
                 .values()

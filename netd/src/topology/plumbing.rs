@@ -91,6 +91,9 @@ pub struct OverlayPlumbing {
     pub netns: PathBuf,
     /// The VXLAN device.
     pub device: String,
+    /// The network's gateway address (its bridge's, the same on every
+    /// node): never resolved over the overlay.
+    pub gateway: Ipv4Addr,
     /// The other nodes' guests: address, MAC, slot.
     pub remotes: Vec<(Ipv4Addr, [u8; 6], u8)>,
 }

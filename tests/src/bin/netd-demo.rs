@@ -716,6 +716,26 @@ fn three_nodes(cluster: &Cluster) {
     {
         println!("  {line}");
     }
+    let neigh = ns
+        .command("ip")
+        .args(["neigh", "show", "dev", "br0", "nud", "permanent"])
+        .output()
+        .unwrap();
+    println!(
+        "node1's bridge answers ARP for the remote guests itself (neigh_suppress on vxlan0; \
+         ARP for the gateway never crosses the overlay):"
+    );
+    for line in String::from_utf8_lossy(&neigh.stdout).lines() {
+        println!("  {line}");
+    }
+    let status = daemons[0].cli(&["status"]);
+    println!("[node1] $ netd status   (the underlay probe's lines)");
+    for line in String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .filter(|l| l.starts_with("underlay"))
+    {
+        println!("  {line}");
+    }
     println!("[node1] $ netd partition web isolate c --keep-outside");
     print!(
         "{}",
@@ -729,6 +749,10 @@ fn three_nodes(cluster: &Cluster) {
     }
     println!("[node2] $ netd partition web show");
     print!("{}", daemons[1].ok(&["partition", "web", "show"]));
+    println!(
+        "[node2] $ netd partition web verify   (every pair, on every node, one round through etcd)"
+    );
+    print!("{}", daemons[1].ok(&["partition", "web", "verify"]));
     for (peer, ip) in [("b", ips[1]), ("c", ips[2])] {
         println!(
             "ping web/a (node1) -> web/{peer} {ip}: {}/2 replies",

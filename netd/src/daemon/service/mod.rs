@@ -19,6 +19,7 @@ mod connect_requests;
 pub mod guest_add;
 pub mod partition_requests;
 mod port_requests;
+mod resource_requests;
 mod shared;
 pub mod span_requests;
 mod status;

@@ -244,7 +244,9 @@ impl Service {
         } else {
             probe::DATAGRAMS_PER_PAIR
         };
+        let across = self.verify_across(net);
         Ok(VerifyPlan {
+            across,
             network: network.to_owned(),
             probes,
             rules,
@@ -296,6 +298,9 @@ impl Service {
 
 /// A verify's probes and what to judge them against.
 pub struct VerifyPlan {
+    /// A spanned network with guests on other nodes: its pairs are probed
+    /// by a round across the nodes (`super::span_requests`).
+    across: Option<super::span_requests::VerifyAcross>,
     network: String,
     probes: Vec<Probe>,
     rules: PartitionRules,
@@ -363,10 +368,16 @@ async fn published_paths(
 }
 
 impl VerifyPlan {
+    /// This node's guests of the plan.
+    pub fn local_probes(&self) -> Vec<Probe> {
+        self.probes.clone()
+    }
+
     /// Sends the probes' traffic (seconds, when faults are measured) and
     /// judges what arrived.
     pub async fn run(self) -> ServiceResult<VerifyReport> {
         let VerifyPlan {
+            across,
             network,
             probes,
             rules,
@@ -381,10 +392,24 @@ impl VerifyPlan {
         let (rated, unrated) = partition::rate::pairs_to_measure(&rules, &slots);
         let held = std::time::Duration::from_millis(partition::rtt::longest_hold_ms(&rules));
         let published = published_paths(&published, gateway_ip, host_link_net).await?;
+        // Across nodes: the round first (every node's guests, every pair),
+        // then this node's own timings and rates.
+        let (crossed, judged_slots) = match across {
+            Some(across) => {
+                let all = across.all_slots();
+                (Some(across.run(&probes, per_pair, held).await?), all)
+            }
+            None => (None, slots.clone()),
+        };
+        let local_exchange = crossed.is_none();
         let (received, rtts, rates) = tokio::task::spawn_blocking({
             let probes = probes.clone();
             move || {
-                let received = probe::exchange(&probes, per_pair, held)?;
+                let received = if local_exchange {
+                    probe::exchange(&probes, per_pair, held)?
+                } else {
+                    BTreeMap::new()
+                };
                 let rtts = probe::time_pairs(&probes, timed)?;
                 let rates = crate::daemon::rate_probe::measure_pairs(&probes, rated, held)?;
                 anyhow::Ok((received, rtts, rates))
@@ -392,7 +417,12 @@ impl VerifyPlan {
         })
         .await
         .map_err(|err| anyhow!("the verify thread failed: {err}"))??;
-        let mut report = partition::judge(&network, &rules, &slots, &received, per_pair);
+        let (received, silent) = match crossed {
+            Some(crossed) => (crossed.received, crossed.silent),
+            None => (received, Vec::new()),
+        };
+        let mut report = partition::judge(&network, &rules, &judged_slots, &received, per_pair);
+        super::span_requests::report_silent_nodes(&mut report, &silent);
         partition::rtt::add_to_report(&mut report, &rtts);
         partition::rate::add_to_report(&mut report, &rates, &unrated);
         // Cut pairs again, through the receivers' published ports.

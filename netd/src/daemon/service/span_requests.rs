@@ -5,7 +5,7 @@
 //! without a cluster refuses these requests, naming the fix, and changes
 //! nothing else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::{info, warn};
 
@@ -307,7 +307,8 @@ impl Service {
 
     /// Makes every spanned network's VXLAN forwarding entries what etcd
     /// says: each live remote node's guests, and one flood entry per such
-    /// node. Called on every change etcd reports, and after etcd returns.
+    /// node; and its bridge's neighbour entries for those guests (answered
+    /// here, not flooded). Called on every change etcd reports, and after etcd returns.
     pub async fn sync_overlay(&mut self) {
         let Some(cluster) = self.cluster.clone() else {
             return;
@@ -338,6 +339,7 @@ impl Service {
                 let desired = fdb::desired(&me, &live, &table);
                 let ns = Netns::open(&self.topology.names.network_ns(&net.name))?;
                 vxlan::sync_fdb(&ns, &desired).await?;
+                vxlan::sync_neighbours(&ns, &fdb::neighbours(&me, &live, &table)).await?;
                 anyhow::Ok(())
             };
             if let Err(err) = synced.await {
@@ -556,7 +558,23 @@ pub async fn follow_cluster(service: Shared, cluster: Cluster) {
                 .await
                 .map_err(|err| crate::cluster::ClusterError::Unreachable(err.to_string()))?
             {
-                if !answer.events().is_empty() {
+                let rounds = verify_rounds(answer.events(), &cluster.config().node);
+                for (network, round) in rounds {
+                    // Not under the watch: a round takes a second or two.
+                    tokio::spawn(answer_verify_round(
+                        service.clone(),
+                        cluster.clone(),
+                        round,
+                        network,
+                    ));
+                }
+                let only_verify = answer.events().iter().all(|event| {
+                    event.kv().is_some_and(|kv| {
+                        kv.key()
+                            .starts_with(crate::cluster::keys::VERIFY.as_bytes())
+                    })
+                });
+                if !answer.events().is_empty() && !only_verify {
                     service.lock().await.sync_overlay().await;
                 }
             }
@@ -566,5 +584,311 @@ pub async fn follow_cluster(service: Shared, cluster: Cluster) {
             warn!("following the cluster: {err}");
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// How long a verify round's key and answers live in etcd.
+const VERIFY_TTL_SECS: i64 = 30;
+/// How far ahead of its writing a round's datagrams are sent: time for
+/// every node to see the round and open its receivers.
+const VERIFY_LEAD_MS: u64 = 1_000;
+/// How long after the round's settling the asker waits for the answers.
+const VERIFY_ANSWER_WAIT_MS: u64 = 3_000;
+
+/// A verify of a spanned network whose guests live on several nodes: one
+/// round through etcd (see `records::VerifyRound`). Planned under the
+/// service lock, run without it.
+pub struct VerifyAcross {
+    cluster: Cluster,
+    network: String,
+    /// Every guest, on any node: name -> (address, slot).
+    guests: BTreeMap<String, (std::net::Ipv4Addr, u8)>,
+    /// The other nodes holding guests, and their guests.
+    nodes: BTreeMap<String, Vec<String>>,
+}
+
+/// What a round across nodes found.
+pub struct Crossed {
+    /// (sender, receiver) -> datagrams arrived, for every receiver on a
+    /// node that answered.
+    pub received: BTreeMap<(String, String), u32>,
+    /// The nodes that did not answer (or could not take part), why, and
+    /// their guests.
+    pub silent: Vec<(String, String, Vec<String>)>,
+}
+
+impl Service {
+    /// A verify across nodes of `net`, if it is a spanned network with
+    /// guests on other nodes.
+    pub(super) fn verify_across(&self, net: &Network) -> Option<VerifyAcross> {
+        let span = net.span.as_ref().filter(|span| !span.remote.is_empty())?;
+        let cluster = self.cluster.clone()?;
+        let mut guests: BTreeMap<String, (std::net::Ipv4Addr, u8)> = net
+            .guests
+            .values()
+            .map(|g| (g.name.clone(), (g.ip, g.slot)))
+            .collect();
+        let mut nodes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, remote) in &span.remote {
+            guests.insert(name.clone(), (remote.ip, remote.slot));
+            nodes
+                .entry(remote.node.clone())
+                .or_default()
+                .push(name.clone());
+        }
+        Some(VerifyAcross {
+            cluster,
+            network: net.name.clone(),
+            guests,
+            nodes,
+        })
+    }
+}
+
+impl VerifyAcross {
+    /// Every guest's slot, on any node: what the round is judged over.
+    pub fn all_slots(&self) -> BTreeMap<String, u8> {
+        self.guests
+            .iter()
+            .map(|(name, (_, slot))| (name.clone(), *slot))
+            .collect()
+    }
+
+    /// Writes the round, takes this node's part in it, and waits (bounded)
+    /// for every other node's answer.
+    pub async fn run(
+        self,
+        local: &[crate::daemon::probe::Probe],
+        per_pair: u32,
+        held: std::time::Duration,
+    ) -> ServiceResult<Crossed> {
+        let token = crate::daemon::probe::token();
+        let settle = crate::daemon::probe::SETTLE + held;
+        let round = crate::cluster::records::VerifyRound {
+            asker: self.cluster.config().node.clone(),
+            token,
+            port: verify_port(token),
+            per_pair,
+            send_at_ms: super::partition_requests::now_ms() + VERIFY_LEAD_MS,
+            settle_ms: settle.as_millis() as u64,
+            guests: self.guests.clone(),
+        };
+        let key = crate::cluster::keys::verify_round(&self.network, token);
+        self.cluster
+            .etcd
+            .put_leased(&key, &round, VERIFY_TTL_SECS)
+            .await?;
+        let mut received = take_part(local.to_vec(), round.clone()).await?;
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(VERIFY_ANSWER_WAIT_MS);
+        let mut answers = BTreeMap::new();
+        loop {
+            answers = match self.cluster.etcd.verify_answers(&self.network, token).await {
+                Ok(answers) => answers,
+                Err(err) => {
+                    warn!(network = %self.network, "verify's answers: {err}");
+                    answers
+                }
+            };
+            let all_in = self.nodes.keys().all(|node| answers.contains_key(node));
+            if all_in || std::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mut silent = Vec::new();
+        for (node, guests) in &self.nodes {
+            match answers.get(node) {
+                Some(answer) if answer.problem.is_none() => {
+                    for (from, to, count) in &answer.received {
+                        if guests.contains(to) {
+                            received.insert((from.clone(), to.clone()), *count);
+                        }
+                    }
+                }
+                Some(answer) => silent.push((
+                    node.clone(),
+                    answer.problem.clone().unwrap_or_default(),
+                    guests.clone(),
+                )),
+                None => silent.push((
+                    node.clone(),
+                    format!(
+                        "did not answer verify's round within {} ms",
+                        VERIFY_LEAD_MS + round.settle_ms + VERIFY_ANSWER_WAIT_MS
+                    ),
+                    guests.clone(),
+                )),
+            }
+        }
+        if let Err(err) = self.cluster.etcd.delete_prefix(&key).await {
+            warn!(network = %self.network, "removing verify's round: {err}");
+        }
+        Ok(Crossed { received, silent })
+    }
+}
+
+/// A round's UDP port, from its token: the same on every node, and apart
+/// from the ephemeral ports guests' own sockets take.
+fn verify_port(token: u64) -> u16 {
+    20_000 + (token % 10_000) as u16
+}
+
+/// This node's guests' part of `round` (off the async runtime).
+async fn take_part(
+    local: Vec<crate::daemon::probe::Probe>,
+    round: crate::cluster::records::VerifyRound,
+) -> ServiceResult<BTreeMap<(String, String), u32>> {
+    let send_at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(round.send_at_ms);
+    let settle = std::time::Duration::from_millis(round.settle_ms);
+    Ok(tokio::task::spawn_blocking(move || {
+        crate::daemon::probe::exchange_across(
+            &local,
+            &round.guests,
+            round.port,
+            round.per_pair,
+            round.token,
+            send_at,
+            settle,
+        )
+    })
+    .await
+    .map_err(|err| anyhow::anyhow!("the verify thread failed: {err}"))??)
+}
+
+/// A node that did not take part makes the verify fail, naming it: the
+/// pairs to its guests were not probed, and are not passed.
+pub fn report_silent_nodes(
+    report: &mut crate::partition::VerifyReport,
+    silent: &[(String, String, Vec<String>)],
+) {
+    for (node, why, guests) in silent {
+        let guests: BTreeSet<&String> = guests.iter().collect();
+        report.pairs.retain(|pair| !guests.contains(&pair.to));
+        report
+            .mismatches
+            .retain(|line| !guests.iter().any(|g| line.contains(&format!("-> {g}:"))));
+        report.mismatches.push(format!(
+            "node {node} {why}: the pairs to its guests {} are not judged",
+            guests
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        report.ok = false;
+    }
+}
+
+/// Another node's verify round of a spanned network this node holds
+/// guests of: this node's guests take part, and the counts go back to
+/// etcd (or why they could not).
+async fn answer_verify_round(
+    service: Shared,
+    cluster: Cluster,
+    round: crate::cluster::records::VerifyRound,
+    network: String,
+) {
+    let me = cluster.config().node.clone();
+    let probes = {
+        let svc = service.lock().await;
+        let Ok(plan) = svc.plan_verify(&network) else {
+            return;
+        };
+        plan.local_probes()
+    };
+    if probes.is_empty() {
+        return;
+    }
+    let token = round.token;
+    let answer = match take_part(probes, round).await {
+        Ok(received) => crate::cluster::records::VerifyAnswer {
+            node: me.clone(),
+            received: received
+                .into_iter()
+                .map(|((from, to), count)| (from, to, count))
+                .collect(),
+            problem: None,
+        },
+        Err(err) => crate::cluster::records::VerifyAnswer {
+            node: me.clone(),
+            received: Vec::new(),
+            problem: Some(format!("could not take part: {err}")),
+        },
+    };
+    let key = format!(
+        "{}{me}",
+        crate::cluster::keys::verify_answers(&network, token)
+    );
+    if let Err(err) = cluster
+        .etcd
+        .put_leased(&key, &answer, VERIFY_TTL_SECS)
+        .await
+    {
+        warn!(network, "answering a verify round: {err}");
+    }
+}
+
+/// The verify rounds of other nodes among a watch answer's events.
+fn verify_rounds(
+    events: &[etcd_client::Event],
+    me: &str,
+) -> Vec<(String, crate::cluster::records::VerifyRound)> {
+    events
+        .iter()
+        .filter(|event| event.event_type() == etcd_client::EventType::Put)
+        .filter_map(|event| {
+            let kv = event.kv()?;
+            let key = std::str::from_utf8(kv.key()).ok()?;
+            let network = crate::cluster::keys::round_network(key)?;
+            let round: crate::cluster::records::VerifyRound =
+                serde_json::from_slice(kv.value()).ok()?;
+            (round.asker != me).then(|| (network.to_owned(), round))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_node_fails_the_verify_naming_it_and_its_pairs_are_not_passed() {
+        let slots: BTreeMap<String, u8> = [("a".to_owned(), 0), ("c".to_owned(), 2)].into();
+        // Nothing arrived at c: its node did not answer.
+        let received: BTreeMap<(String, String), u32> = [
+            (("a".to_owned(), "c".to_owned()), 0),
+            (("c".to_owned(), "a".to_owned()), 3),
+        ]
+        .into();
+        let rules = crate::partition::PartitionRules::default();
+        let mut report = crate::partition::judge("web", &rules, &slots, &received, 3);
+        assert!(!report.ok, "a -> c looks cut: {report:?}");
+        report_silent_nodes(
+            &mut report,
+            &[(
+                "node3".to_owned(),
+                "did not answer verify's round within 4300 ms".to_owned(),
+                vec!["c".to_owned()],
+            )],
+        );
+        assert!(!report.ok);
+        assert!(report.pairs.iter().all(|pair| pair.to != "c"), "{report:?}");
+        assert_eq!(
+            report.mismatches,
+            [
+                "node node3 did not answer verify's round within 4300 ms: the pairs to its \
+              guests c are not judged"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_rounds_port_is_the_same_everywhere_and_apart_from_ephemeral_ones() {
+        for token in [0, 1, 9_999, 10_000, u64::MAX] {
+            let port = verify_port(token);
+            assert!((20_000..30_000).contains(&port), "{port}");
+            assert_eq!(port, verify_port(token));
+        }
     }
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::Service;
 use crate::{
-    daemon::requests::{LinkStatus, NamespaceStatus, Status},
+    daemon::requests::{LinkStatus, NamespaceStatus, Status, UnderlayPeer, UnderlayStatus},
     model::State,
     netlink::Netlink,
     netns::Netns,
@@ -30,6 +30,8 @@ pub struct StatusSnapshot {
     wanted: BTreeSet<String>,
     dataplane: String,
     dataplane_read: crate::dataplane::StatusRead,
+    /// A cluster node's connection, for the underlay probe.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Networks whose links `status` reads at once.
@@ -67,7 +69,69 @@ impl Service {
             wanted: self.wanted_namespaces(),
             dataplane: self.topology.config.dataplane.to_string(),
             dataplane_read,
+            cluster: self.cluster.clone(),
         }
+    }
+}
+
+/// The underlay probe of `status` (see `cluster::probe`): every other
+/// registered node, whether it answered and the round trip.
+async fn underlay_status(cluster: crate::cluster::Cluster) -> UnderlayStatus {
+    use std::{collections::BTreeMap, net::SocketAddrV4};
+    let me = cluster.config().clone();
+    let nodes = match cluster.etcd.nodes().await {
+        Ok(nodes) => nodes,
+        Err(err) => {
+            return UnderlayStatus {
+                peers: Vec::new(),
+                problem: Some(format!("not probed: {err}")),
+            };
+        }
+    };
+    let mut targets = BTreeMap::new();
+    let mut unprobed = Vec::new();
+    for (node, _) in nodes.into_iter().filter(|(node, _)| node.name != me.node) {
+        match node.probe_port {
+            Some(port) => {
+                targets.insert(node.name, SocketAddrV4::new(node.underlay, port));
+            }
+            None => unprobed.push(node.name),
+        }
+    }
+    let probed =
+        crate::cluster::probe::probe(me.underlay, &targets, crate::cluster::probe::PROBE_TIMEOUT)
+            .await;
+    let mut peers: Vec<UnderlayPeer> = match probed {
+        Ok(results) => results
+            .into_iter()
+            .map(|result| UnderlayPeer {
+                node: result.node,
+                address: result.address.to_string(),
+                reachable: Some(result.rtt.is_some()),
+                rtt_ms: result.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+            })
+            .collect(),
+        Err(err) => {
+            return UnderlayStatus {
+                peers: Vec::new(),
+                problem: Some(format!(
+                    "not probed: no socket on underlay address {}: {err}",
+                    me.underlay
+                )),
+            };
+        }
+    };
+    // A node of a netd without the probe: listed, neither way judged.
+    peers.extend(unprobed.into_iter().map(|node| UnderlayPeer {
+        node,
+        address: String::new(),
+        reachable: None,
+        rtt_ms: None,
+    }));
+    peers.sort_by(|a, b| a.node.cmp(&b.node));
+    UnderlayStatus {
+        peers,
+        problem: None,
     }
 }
 
@@ -77,6 +141,11 @@ impl StatusSnapshot {
     /// addresses, routes and programs as they are (a netlink round per
     /// namespace: seconds at 20,000 guests, so only when asked).
     pub async fn finish(self, namespaces_too: bool) -> Status {
+        // The probe waits on other nodes: it runs meanwhile.
+        let underlay = self
+            .cluster
+            .clone()
+            .map(|c| tokio::spawn(underlay_status(c)));
         let prefix = self.topology.names.prefix();
         let mut namespaces = Vec::new();
         let live: BTreeSet<String> = Netns::list_with_prefix(prefix).into_iter().collect();
@@ -196,6 +265,13 @@ impl StatusSnapshot {
                 .sum(),
             namespaces,
             drift,
+            underlay: match underlay {
+                Some(probe) => Some(probe.await.unwrap_or_else(|err| UnderlayStatus {
+                    peers: Vec::new(),
+                    problem: Some(format!("not probed: {err}")),
+                })),
+                None => None,
+            },
         }
     }
 }

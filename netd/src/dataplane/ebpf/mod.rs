@@ -86,6 +86,11 @@ pub struct EbpfDataplane {
     egress_peer: Array<MapData, u32>,
     /// The indexes set to 1 in it.
     egress_peers: Vec<u32>,
+    /// Spanned networks' gateway addresses, to their zone: ARP for them is
+    /// dropped where packets arrive from the overlay.
+    overlay_gateways: HashMap<MapData, Ipv4Key, u32>,
+    /// Each attached overlay's gateway address, by zone.
+    overlays_attached: BTreeMap<u32, Ipv4Addr>,
     counters: PerCpuArray<MapData, u64>,
     zone_by_mac: HashMap<MapData, u64, u32>,
     guest_ports: HashMap<MapData, GuestKey, GuestPort>,
@@ -162,6 +167,8 @@ impl EbpfDataplane {
             host_addrs: take(&mut loaded, maps::HOST_ADDRS)?,
             egress_peer: take(&mut loaded, maps::EGRESS_PEER)?,
             egress_peers: Vec::new(),
+            overlay_gateways: take(&mut loaded, maps::OVERLAY_GATEWAYS)?,
+            overlays_attached: BTreeMap::new(),
             counters: take(&mut loaded, maps::COUNTERS)?,
             zone_by_mac: take(&mut loaded, maps::ZONE_BY_MAC)?,
             guest_ports: take(&mut loaded, maps::GUEST_PORTS)?,
@@ -750,6 +757,10 @@ impl Dataplane for EbpfDataplane {
 
     fn attach_overlay(&mut self, overlay: &OverlayPlumbing) -> Result<()> {
         self.sync_remote_guests(overlay)?;
+        self.overlay_gateways
+            .insert(Ipv4Key::new(overlay.gateway.octets()), overlay.zone, 0)
+            .with_context(|| format!("registering the gateway address of {}", overlay.name))?;
+        self.overlays_attached.insert(overlay.zone, overlay.gateway);
         let netns = Netns::open_path(&overlay.name, &overlay.netns)?;
         port_filter::attach(
             &netns,
@@ -805,6 +816,21 @@ impl Dataplane for EbpfDataplane {
         remove_where(&mut self.guest_ports, |key, port| {
             key.zone == overlay.zone && port.port_ifindex == REMOTE_GUEST
         });
+        // Another spanned network of the same gateway address keeps it.
+        self.overlays_attached.remove(&overlay.zone);
+        let key = Ipv4Key::new(overlay.gateway.octets());
+        match self
+            .overlays_attached
+            .iter()
+            .find(|(_, gateway)| **gateway == overlay.gateway)
+        {
+            Some((zone, _)) => {
+                let _ = self.overlay_gateways.insert(key, *zone, 0);
+            }
+            None => {
+                let _ = self.overlay_gateways.remove(&key);
+            }
+        }
     }
 
     fn cannot_partition_across_nodes(&self) -> Option<String> {

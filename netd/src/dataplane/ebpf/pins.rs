@@ -55,7 +55,7 @@ impl MapSpec {
 }
 
 /// Every map the dataplane pins, as the programs in `netd-ebpf` declare them.
-pub const MAP_SPECS: [MapSpec; 13] = [
+pub const MAP_SPECS: [MapSpec; 14] = [
     spec::<ShareKey, u32>(
         maps::PORT_SHARES,
         MapType::LruHash,
@@ -103,6 +103,11 @@ pub const MAP_SPECS: [MapSpec; 13] = [
         maps::HOST_ADDRS,
         MapType::Hash,
         maps::HOST_ADDRS_MAX_ENTRIES,
+    ),
+    spec::<Ipv4Key, u32>(
+        maps::OVERLAY_GATEWAYS,
+        MapType::Hash,
+        maps::NETWORKS_MAX_ENTRIES,
     ),
 ];
 

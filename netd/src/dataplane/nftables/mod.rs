@@ -666,6 +666,18 @@ impl Dataplane for NftDataplane {
         self.gateway = None;
     }
 
+    /// ARP for or from the gateway address dropped where packets arrive
+    /// from the overlay (every node's bridge holds that address): a table of
+    /// its own on `vxlan0`'s ingress, replaced whole in one transaction.
+    /// Partitions across nodes stay refused
+    /// ([`Dataplane::cannot_partition_across_nodes`]).
+    fn attach_overlay(&mut self, overlay: &super::OverlayPlumbing) -> Result<()> {
+        script::validate_ifname(&overlay.device)?;
+        Nft::open(&overlay.name, &overlay.netns)?
+            .apply(&script::overlay_table(&overlay.device, overlay.gateway))
+            .with_context(|| format!("the overlay's ARP filter of network {}", overlay.name))
+    }
+
     fn attach_network(&mut self, plumbing: &NetworkPlumbing) -> Result<()> {
         script::validate_ifname(&plumbing.gateway_port)?;
         match self.networks.get_mut(&plumbing.zone) {

@@ -1520,3 +1520,26 @@ mod drift_tests {
         assert_eq!(problems(&bare, &layout, &BTreeSet::new()).len(), 4 + 8);
     }
 }
+
+/// The table on a spanned network's VXLAN device (netdev family, its own:
+/// a device hook): ARP for or from the network's gateway address arriving
+/// from the overlay is dropped, so guests resolve their own node's bridge.
+pub const OVERLAY_TABLE: &str = "netdev netd_overlay";
+
+/// The script that makes [`OVERLAY_TABLE`] exactly this, in one
+/// transaction.
+pub fn overlay_table(device: &str, gateway: std::net::Ipv4Addr) -> String {
+    format!(
+        "table {OVERLAY_TABLE} {{ comment \"netd\"; }}\n\
+         delete table {OVERLAY_TABLE}\n\
+         table {OVERLAY_TABLE} {{\n\
+         \tcomment \"netd\"\n\
+         \tchain overlay_in {{\n\
+         \t\tcomment \"netd\"\n\
+         \t\ttype filter hook ingress device \"{device}\" priority 0; policy accept;\n\
+         \t\tarp saddr ip {gateway} counter drop comment \"dropped_overlay_arp\"\n\
+         \t\tarp daddr ip {gateway} counter drop comment \"dropped_overlay_arp\"\n\
+         \t}}\n\
+         }}\n"
+    )
+}
