@@ -12,7 +12,7 @@ use netd_tests::bench::{
     cases::{CaseKey, PathKind},
 };
 
-const USAGE: &str = "usage: netd-bench [--quick] [--out DIR] [--only traffic|control|progcost|scale] [--scale-levels N,N,..] [--scale-dataplanes ebpf,nftables] \
+const USAGE: &str = "usage: netd-bench [--quick] [--out DIR] [--only traffic|control|progcost|scale] [--scale-levels N,N,..] [--scale-dataplanes ebpf,nftables] [--scale-samples N] \
      [--rounds N] [--secs S] [--sockperf-rounds N] [--prog-costs-before FILE] \
      [--prog-costs-out FILE] [--prog-costs-as LABEL[:COMMIT]] \
      [--cases limit,netd-ebpf,netd-nft,netavark,cni] \
@@ -54,7 +54,7 @@ fn main() {
                 }
                 _ => usage(),
             },
-            flag @ ("--rounds" | "--secs" | "--sockperf-rounds") => {
+            flag @ ("--rounds" | "--secs" | "--sockperf-rounds" | "--scale-samples") => {
                 match rest.next().and_then(|n| n.parse().ok()) {
                     Some(n) => numbers.push((flag.to_owned(), n)),
                     None => usage(),
@@ -125,6 +125,7 @@ fn main() {
                 settings.secs = std::time::Duration::from_secs(n);
                 settings.iperf_secs = n as u32;
             }
+            "--scale-samples" => settings.scale_samples = (n as usize).max(1),
             _ => settings.sockperf_rounds = n as usize,
         }
     }
