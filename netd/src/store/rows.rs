@@ -81,7 +81,24 @@ pub enum Change {
 /// A network's document: everything but its guests, which have rows of
 /// their own.
 pub fn network_doc(network: &Network) -> serde_json::Result<String> {
-    let mut value = serde_json::to_value(network)?;
+    // Serialised without its guests at all: through a value of the whole
+    // network, a port add to a guest of 10,000 built and dropped 10,000
+    // forwards' maps (most of its time). Every field named, so that a new
+    // one is not forgotten here.
+    let shell = Network {
+        name: network.name.clone(),
+        subnet: network.subnet,
+        routable: network.routable,
+        uplink_slot: network.uplink_slot,
+        guests: BTreeMap::new(),
+        guest_cursor: network.guest_cursor,
+        created_at: network.created_at,
+        partition: network.partition.clone(),
+        internal: network.internal,
+        mtu: network.mtu,
+        span: network.span.clone(),
+    };
+    let mut value = serde_json::to_value(&shell)?;
     if let Some(fields) = value.as_object_mut() {
         fields.remove("guests");
     }
