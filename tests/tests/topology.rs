@@ -888,7 +888,11 @@ fn one_guest_add_with_several_names_adds_each_in_order(dataplane: &str) {
     let netd = Netd::start_with_dataplane(&sandbox, dataplane);
     netd.ok(&["network", "create", "web"]);
     let out = netd.ok(&["guest", "add", "web", "w1", "w2", "w3"]);
-    for (name, ip) in [("w1", "172.18.0.1"), ("w2", "172.18.0.2"), ("w3", "172.18.0.3")] {
+    for (name, ip) in [
+        ("w1", "172.18.0.1"),
+        ("w2", "172.18.0.2"),
+        ("w3", "172.18.0.3"),
+    ] {
         assert!(
             out.contains(&format!("guest web/{name} {ip}/24 ")),
             "{name} at {ip}: {out}"

@@ -145,7 +145,11 @@ impl Db {
         for row in ports.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))? {
             let (network, guest, doc): (String, String, String) = row?;
             let forward = serde_json::from_str(&doc).map_err(|err| {
-                rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, err.into())
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Text,
+                    err.into(),
+                )
             })?;
             rows.networks
                 .entry(network)

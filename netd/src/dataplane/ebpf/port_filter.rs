@@ -142,8 +142,13 @@ fn attach_here(iface: &str, program: &mut SchedClassifier) -> Result<()> {
     let id = match added {
         Ok(id) => id,
         Err(_) => {
-            let existing =
-                SchedClassifierLink::attached(iface, TcAttachType::Ingress, PRIORITY, HANDLE, None)?;
+            let existing = SchedClassifierLink::attached(
+                iface,
+                TcAttachType::Ingress,
+                PRIORITY,
+                HANDLE,
+                None,
+            )?;
             program
                 .attach_to_link(existing)
                 .context("replacing the cls_bpf filter")?
@@ -171,7 +176,11 @@ fn set_block_filter(block: u32, fd: i32, name: &str, exclusive: bool) -> std::io
     let mut name = name.as_bytes().to_vec();
     name.push(0);
     put_attr(&mut options, TCA_BPF_NAME, &name);
-    put_attr(&mut options, TCA_BPF_FLAGS, &TCA_BPF_FLAG_ACT_DIRECT.to_ne_bytes());
+    put_attr(
+        &mut options,
+        TCA_BPF_FLAGS,
+        &TCA_BPF_FLAG_ACT_DIRECT.to_ne_bytes(),
+    );
     let mut attrs = Vec::new();
     put_attr(&mut attrs, TCA_KIND, b"bpf\0");
     put_attr(&mut attrs, TCA_OPTIONS | NLA_F_NESTED, &options);
