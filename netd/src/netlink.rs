@@ -75,11 +75,18 @@ impl Netlink {
         &self.handle
     }
 
+    /// Every link of the namespace, without their counters (the kernel
+    /// skips filling each link's stats and IPv6 statistics, most of a
+    /// dump's cost: `status` dumps every network's links).
     pub async fn links(&self) -> Result<Vec<LinkInfo>> {
         let messages: Vec<LinkMessage> = self
             .handle
             .link()
             .get()
+            .set_filter_mask(
+                rtnetlink::packet_route::AddressFamily::Unspec,
+                vec![rtnetlink::packet_route::link::LinkExtentMask::SkipStats],
+            )
             .execute()
             .try_collect()
             .await

@@ -111,7 +111,7 @@ impl fmt::Display for PortRange {
 }
 
 /// One published port or range, as the user asked for it. Belongs to a guest.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PortForward {
     /// Only traffic to this host address is forwarded; None (written
     /// `0.0.0.0` or left out): any address that reaches the gateway.

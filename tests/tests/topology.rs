@@ -883,7 +883,41 @@ fn the_bridge_keeps_its_mac_while_guests_come_and_go(dataplane: &str) {
     assert_exec_ping(&netd, "web", "g7", DEFAULT_BRIDGE);
 }
 
+fn one_guest_add_with_several_names_adds_each_in_order(dataplane: &str) {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, dataplane);
+    netd.ok(&["network", "create", "web"]);
+    let out = netd.ok(&["guest", "add", "web", "w1", "w2", "w3"]);
+    for (name, ip) in [
+        ("w1", "172.18.0.1"),
+        ("w2", "172.18.0.2"),
+        ("w3", "172.18.0.3"),
+    ] {
+        assert!(
+            out.contains(&format!("guest web/{name} {ip}/24 ")),
+            "{name} at {ip}: {out}"
+        );
+    }
+    assert_exec_ping(&netd, "web", "w3", "172.18.0.1");
+    // --ip names one guest's address: refused with several, nothing added.
+    let err = netd.err(&["guest", "add", "web", "x1", "x2", "--ip", "172.18.0.50"]);
+    assert!(err.contains("one guest name"), "{err}");
+    // The first refused name stops the rest.
+    let err = netd.err(&["guest", "add", "web", "w4", "bad name", "w5"]);
+    assert!(err.contains("bad name"), "{err}");
+    let listed = netd.json(&["guest", "ls", "web"]);
+    let names: BTreeSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["w1", "w2", "w3", "w4"]));
+    assert_no_drift(&netd);
+}
+
 netd_tests::conformance!(
+    one_guest_add_with_several_names_adds_each_in_order,
     three_networks_with_the_same_subnet_keep_their_guests_apart,
     status_reports_the_live_kernel_state_and_flags_drift,
     restarting_the_daemon_keeps_everything,

@@ -11,10 +11,13 @@ use netd::{
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Add a guest: a namespace (or --netns) with eth0 on the network's bridge.
+    /// Several names add several guests, one after the other, from one
+    /// process (each with the next free address; stops at the first error).
     Add {
         #[arg(add = super::names::network())]
         network: String,
-        name: String,
+        #[arg(required = true, num_args = 1..)]
+        names: Vec<String>,
         /// Address in the network's subnet; the next free one if omitted.
         #[arg(long)]
         ip: Option<String>,
@@ -60,32 +63,42 @@ pub fn run(client: &Client, command: Command) -> Result<i32> {
     match command {
         Command::Add {
             network,
-            name,
+            names,
             ip,
             netns,
             labels,
             mac,
         } => {
-            let labels = labels.into_iter().collect();
-            let g: GuestView = client.post(
-                &format!("/v1/networks/{}/guests", segment(&network)),
-                &AddGuest {
-                    name,
-                    ip,
-                    netns,
-                    labels,
-                    mac,
-                },
-            )?;
-            println!(
-                "guest {}/{} {} in {}",
-                g.network,
-                g.name,
-                g.ip,
-                g.netns.display()
-            );
-            println!("mac {}", g.mac);
-            println!("nameserver {}", g.nameserver);
+            if names.len() > 1 && (ip.is_some() || netns.is_some() || mac.is_some()) {
+                anyhow::bail!(
+                    "--ip, --netns and --mac name one guest's: give one guest name with them, \
+                     not {}",
+                    names.len()
+                );
+            }
+            let labels: netd::labels::Labels = labels.into_iter().collect();
+            let path = format!("/v1/networks/{}/guests", segment(&network));
+            for name in names {
+                let g: GuestView = client.post(
+                    &path,
+                    &AddGuest {
+                        name,
+                        ip: ip.clone(),
+                        netns: netns.clone(),
+                        labels: labels.clone(),
+                        mac: mac.clone(),
+                    },
+                )?;
+                println!(
+                    "guest {}/{} {} in {}",
+                    g.network,
+                    g.name,
+                    g.ip,
+                    g.netns.display()
+                );
+                println!("mac {}", g.mac);
+                println!("nameserver {}", g.nameserver);
+            }
         }
         Command::Inspect {
             network,

@@ -10,9 +10,22 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use super::rows::{Change, NetworkRows, Rows};
 
-/// `PRAGMA user_version` of the schema below. A file with another version
-/// was written by another netd; it is refused, never rewritten.
-pub const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA user_version` of the schema below. A file of version 1 (before
+/// port rows: a guest's document held its ports) gets the ports table at
+/// open; a file with another version was written by another netd; it is
+/// refused, never rewritten.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 2's addition: a row per published port, in publication order
+/// (rowid: a new row's is above every other's).
+const PORTS_TABLE: &str = "
+CREATE TABLE ports (
+    network TEXT NOT NULL,
+    guest   TEXT NOT NULL,
+    doc     TEXT NOT NULL,
+    PRIMARY KEY (network, guest, doc)
+) STRICT;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE networks (
@@ -34,6 +47,8 @@ CREATE TABLE meta (
 /// An open state database.
 pub struct Db {
     conn: Connection,
+    /// False for a version-1 file opened read-only (it has no port rows).
+    ports_table: bool,
 }
 
 impl Db {
@@ -45,9 +60,13 @@ impl Db {
         // A reader (`netd state dump` in another process, a backup) may hold
         // the file for a moment; wait for it rather than fail a request.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let db = Db { conn };
+        let db = Db {
+            conn,
+            ports_table: true,
+        };
         match db.version()? {
             0 => db.create_schema()?,
+            1 => db.add_ports_table()?,
             SCHEMA_VERSION => {}
             other => {
                 return Err(foreign_schema(other));
@@ -63,10 +82,14 @@ impl Db {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let db = Db { conn };
-        let version = db.version()?;
-        if version != SCHEMA_VERSION {
-            return Err(foreign_schema(version));
+        let mut db = Db {
+            conn,
+            ports_table: true,
+        };
+        match db.version()? {
+            1 => db.ports_table = false,
+            SCHEMA_VERSION => {}
+            other => return Err(foreign_schema(other)),
         }
         Ok(db)
     }
@@ -78,7 +101,15 @@ impl Db {
 
     fn create_schema(&self) -> rusqlite::Result<()> {
         self.conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {SCHEMA} {PORTS_TABLE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+    }
+
+    /// Version 1 to 2 in one transaction: its guests' documents keep their
+    /// ports until the next save of their network moves them to rows.
+    fn add_ports_table(&self) -> rusqlite::Result<()> {
+        self.conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {PORTS_TABLE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
     }
 
@@ -105,6 +136,29 @@ impl Db {
                 .guests
                 .insert(name, doc);
         }
+        let ports_query = if self.ports_table {
+            "SELECT network, guest, doc FROM ports ORDER BY rowid"
+        } else {
+            "SELECT '', '', '' WHERE 0"
+        };
+        let mut ports = self.conn.prepare(ports_query)?;
+        for row in ports.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))? {
+            let (network, guest, doc): (String, String, String) = row?;
+            let forward = serde_json::from_str(&doc).map_err(|err| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Text,
+                    err.into(),
+                )
+            })?;
+            rows.networks
+                .entry(network)
+                .or_default()
+                .ports
+                .entry(guest)
+                .or_default()
+                .push(forward);
+        }
         let mut meta = self.conn.prepare("SELECT key, value FROM meta")?;
         for row in meta.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
             let (key, value): (String, String) = row?;
@@ -127,6 +181,8 @@ impl Db {
                     .prepare_cached("INSERT OR REPLACE INTO networks (name, doc) VALUES (?1, ?2)")?
                     .execute(params![name, doc])?,
                 Change::DeleteNetwork { name } => {
+                    tx.prepare_cached("DELETE FROM ports WHERE network = ?1")?
+                        .execute(params![name])?;
                     tx.prepare_cached("DELETE FROM guests WHERE network = ?1")?
                         .execute(params![name])?;
                     tx.prepare_cached("DELETE FROM networks WHERE name = ?1")?
@@ -137,9 +193,32 @@ impl Db {
                         "INSERT OR REPLACE INTO guests (network, name, doc) VALUES (?1, ?2, ?3)",
                     )?
                     .execute(params![network, name, doc])?,
-                Change::DeleteGuest { network, name } => tx
-                    .prepare_cached("DELETE FROM guests WHERE network = ?1 AND name = ?2")?
-                    .execute(params![network, name])?,
+                Change::DeleteGuest { network, name } => {
+                    tx.prepare_cached("DELETE FROM ports WHERE network = ?1 AND guest = ?2")?
+                        .execute(params![network, name])?;
+                    tx.prepare_cached("DELETE FROM guests WHERE network = ?1 AND name = ?2")?
+                        .execute(params![network, name])?
+                }
+                Change::PutPort {
+                    network,
+                    guest,
+                    doc,
+                    ..
+                } => tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO ports (network, guest, doc) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![network, guest, doc])?,
+                Change::DeletePort {
+                    network,
+                    guest,
+                    doc,
+                    ..
+                } => tx
+                    .prepare_cached(
+                        "DELETE FROM ports WHERE network = ?1 AND guest = ?2 AND doc = ?3",
+                    )?
+                    .execute(params![network, guest, doc])?,
                 Change::PutMeta { key, value } => tx
                     .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
                     .execute(params![key, value])?,

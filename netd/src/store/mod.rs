@@ -331,9 +331,12 @@ fn rows_to_state(rows: &Rows, path: &Path) -> Result<State, StoreError> {
     };
     let mut state = State::default();
     for (name, network) in &rows.networks {
-        let net =
-            rows::network_from_docs(&network.doc, network.guests.values().map(String::as_str))
-                .map_err(corrupt(format!("network {name:?}")))?;
+        let net = rows::network_from_docs(
+            &network.doc,
+            network.guests.values().map(String::as_str),
+            &network.ports,
+        )
+        .map_err(corrupt(format!("network {name:?}")))?;
         state.networks.insert(name.clone(), net);
     }
     if let Some(cursor) = rows.meta.get(rows::META_UPLINK_CURSOR) {

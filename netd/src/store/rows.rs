@@ -1,23 +1,32 @@
 //! What a save writes: the desired state as rows (one per network, one per
-//! guest, a few settings), and the changes that turn the rows last written
-//! into the rows of a new state. Pure: no database here.
+//! guest, one per published port, a few settings), and the changes that
+//! turn the rows last written into the rows of a new state. Pure: no
+//! database here.
 //!
 //! A save names the network it changed, so its cost is that network's rows
-//! (at most a few hundred guests), not the whole state's.
+//! (at most a few hundred guests), not the whole state's; a port added or
+//! removed writes that port's row alone, however many the guest publishes
+//! (a guest's document holds no ports).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::model::{Guest, Network, State};
+use crate::{
+    model::{Guest, Network, State},
+    ports::PortForward,
+};
 
 /// The settings row holding `State::uplink_cursor`.
 pub const META_UPLINK_CURSOR: &str = "uplink_cursor";
 
 /// One network's rows as last written: its document (the network without
-/// its guests) and each guest's document, all JSON.
+/// its guests) and each guest's document (without its ports), all JSON,
+/// and each guest's published ports in publication order (a row each).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetworkRows {
     pub doc: String,
     pub guests: HashMap<String, String>,
+    /// Guests without ports have no entry.
+    pub ports: HashMap<String, Vec<PortForward>>,
 }
 
 /// Every row as last written (what the database holds).
@@ -34,7 +43,7 @@ pub enum Change {
         name: String,
         doc: String,
     },
-    /// The network's guests go with it.
+    /// The network's guests and ports go with it.
     DeleteNetwork {
         name: String,
     },
@@ -43,9 +52,25 @@ pub enum Change {
         name: String,
         doc: String,
     },
+    /// The guest's ports go with it.
     DeleteGuest {
         network: String,
         name: String,
+    },
+    /// A port published by a guest (its row's key is `doc`, the forward's
+    /// JSON); a new row sorts after every other, so rows read in their
+    /// order are the publication order.
+    PutPort {
+        network: String,
+        guest: String,
+        forward: PortForward,
+        doc: String,
+    },
+    DeletePort {
+        network: String,
+        guest: String,
+        forward: PortForward,
+        doc: String,
     },
     PutMeta {
         key: String,
@@ -56,21 +81,53 @@ pub enum Change {
 /// A network's document: everything but its guests, which have rows of
 /// their own.
 pub fn network_doc(network: &Network) -> serde_json::Result<String> {
-    let mut value = serde_json::to_value(network)?;
+    // Serialised without its guests at all: through a value of the whole
+    // network, a port add to a guest of 10,000 built and dropped 10,000
+    // forwards' maps (most of its time). Every field named, so that a new
+    // one is not forgotten here.
+    let shell = Network {
+        name: network.name.clone(),
+        subnet: network.subnet,
+        routable: network.routable,
+        uplink_slot: network.uplink_slot,
+        guests: BTreeMap::new(),
+        guest_cursor: network.guest_cursor,
+        created_at: network.created_at,
+        partition: network.partition.clone(),
+        internal: network.internal,
+        mtu: network.mtu,
+        span: network.span.clone(),
+    };
+    let mut value = serde_json::to_value(&shell)?;
     if let Some(fields) = value.as_object_mut() {
         fields.remove("guests");
     }
     serde_json::to_string(&value)
 }
 
+/// A guest's document: everything but its ports, which have rows of their
+/// own.
 pub fn guest_doc(guest: &Guest) -> serde_json::Result<String> {
-    serde_json::to_string(guest)
+    if guest.ports.is_empty() {
+        return serde_json::to_string(guest);
+    }
+    let mut shell = guest.clone();
+    shell.ports.clear();
+    serde_json::to_string(&shell)
 }
 
-/// A network back from its document and its guests' documents.
+/// A port's row: the forward's JSON.
+pub fn port_doc(forward: &PortForward) -> serde_json::Result<String> {
+    serde_json::to_string(forward)
+}
+
+/// A network back from its document, its guests' documents and their port
+/// rows. A guest document written by a netd before port rows holds its
+/// ports itself (kept; a later save moves them to rows).
 pub fn network_from_docs<'a>(
     doc: &str,
     guests: impl IntoIterator<Item = &'a str>,
+    ports: &HashMap<String, Vec<PortForward>>,
 ) -> serde_json::Result<Network> {
     let mut value: serde_json::Value = serde_json::from_str(doc)?;
     if let Some(fields) = value.as_object_mut() {
@@ -78,7 +135,10 @@ pub fn network_from_docs<'a>(
     }
     let mut network: Network = serde_json::from_value(value)?;
     for guest in guests {
-        let guest: Guest = serde_json::from_str(guest)?;
+        let mut guest: Guest = serde_json::from_str(guest)?;
+        if let Some(rows) = ports.get(&guest.name) {
+            guest.ports.extend(rows.iter().cloned());
+        }
         network.guests.insert(guest.name.clone(), guest);
     }
     Ok(network)
@@ -107,12 +167,69 @@ pub fn rows_of(state: &State) -> serde_json::Result<Rows> {
 
 fn network_rows(network: &Network) -> serde_json::Result<NetworkRows> {
     let mut guests = HashMap::with_capacity(network.guests.len());
+    let mut ports = HashMap::new();
+    for (name, guest) in &network.guests {
+        guests.insert(name.clone(), guest_doc(guest)?);
+        if !guest.ports.is_empty() {
+            ports.insert(name.clone(), guest.ports.clone());
+        }
+    }
+    Ok(NetworkRows {
+        doc: network_doc(network)?,
+        guests,
+        ports,
+    })
+}
+
+/// What turns a guest's port rows `before` into `after`: the forwards
+/// withdrawn, then those published (in `after`'s order). Compares the
+/// forwards, never serialises the unchanged ones: a port added to a guest
+/// of 10,000 costs one comparison per port and one row.
+fn port_changes(
+    network: &str,
+    guest: &str,
+    before: &[PortForward],
+    after: &[PortForward],
+) -> serde_json::Result<Vec<Change>> {
+    let put = |forward: &PortForward| -> serde_json::Result<Change> {
+        Ok(Change::PutPort {
+            network: network.to_owned(),
+            guest: guest.to_owned(),
+            forward: forward.clone(),
+            doc: port_doc(forward)?,
+        })
+    };
+    // The usual case: ports only appended since.
+    if after.len() >= before.len() && after[..before.len()] == *before {
+        return after[before.len()..].iter().map(put).collect();
+    }
+    let kept: HashSet<&PortForward> = after.iter().collect();
+    let had: HashSet<&PortForward> = before.iter().collect();
+    let mut changes = Vec::new();
+    for gone in before.iter().filter(|forward| !kept.contains(forward)) {
+        changes.push(Change::DeletePort {
+            network: network.to_owned(),
+            guest: guest.to_owned(),
+            forward: gone.clone(),
+            doc: port_doc(gone)?,
+        });
+    }
+    for new in after.iter().filter(|forward| !had.contains(forward)) {
+        changes.push(put(new)?);
+    }
+    Ok(changes)
+}
+
+/// A network's rows but its ports (compared by [`port_changes`]).
+fn network_rows_without_ports(network: &Network) -> serde_json::Result<NetworkRows> {
+    let mut guests = HashMap::with_capacity(network.guests.len());
     for (name, guest) in &network.guests {
         guests.insert(name.clone(), guest_doc(guest)?);
     }
     Ok(NetworkRows {
         doc: network_doc(network)?,
         guests,
+        ports: HashMap::new(),
     })
 }
 
@@ -131,7 +248,7 @@ pub fn network_changes(
             name: name.to_owned(),
         }),
         (before, Some(network)) => {
-            let after = network_rows(network)?;
+            let after = network_rows_without_ports(network)?;
             let empty = NetworkRows::default();
             let before = before.unwrap_or(&empty);
             if before.doc != after.doc {
@@ -164,6 +281,13 @@ pub fn network_changes(
                     name: guest,
                     doc,
                 });
+            }
+            // Ports of the guests that stay (a removed guest's go with it).
+            let mut guests: Vec<&Guest> = network.guests.values().collect();
+            guests.sort_by(|a, b| a.name.cmp(&b.name));
+            for guest in guests {
+                let had = before.ports.get(&guest.name).map_or(&[][..], Vec::as_slice);
+                changes.extend(port_changes(name, &guest.name, had, &guest.ports)?);
             }
         }
     }
@@ -227,6 +351,37 @@ pub fn apply(written: &mut Rows, changes: &[Change]) {
             Change::DeleteGuest { network, name } => {
                 if let Some(rows) = written.networks.get_mut(network) {
                     rows.guests.remove(name);
+                    rows.ports.remove(name);
+                }
+            }
+            Change::PutPort {
+                network,
+                guest,
+                forward,
+                ..
+            } => {
+                written
+                    .networks
+                    .entry(network.clone())
+                    .or_default()
+                    .ports
+                    .entry(guest.clone())
+                    .or_default()
+                    .push(forward.clone());
+            }
+            Change::DeletePort {
+                network,
+                guest,
+                forward,
+                ..
+            } => {
+                if let Some(rows) = written.networks.get_mut(network)
+                    && let Some(ports) = rows.ports.get_mut(guest)
+                {
+                    ports.retain(|held| held != forward);
+                    if ports.is_empty() {
+                        rows.ports.remove(guest);
+                    }
                 }
             }
             Change::PutMeta { key, value } => {
@@ -255,7 +410,8 @@ mod tests {
         let doc = network_doc(&web).unwrap();
         assert!(!doc.contains("\"guests\""), "{doc}");
         let guests = [guest_doc(&web.guests["a"]).unwrap()];
-        let back = network_from_docs(&doc, guests.iter().map(String::as_str)).unwrap();
+        let back =
+            network_from_docs(&doc, guests.iter().map(String::as_str), &HashMap::new()).unwrap();
         assert_eq!(back, web);
     }
 

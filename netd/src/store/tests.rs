@@ -178,3 +178,96 @@ fn replace_puts_a_backup_or_a_json_file_in_place() {
         .to_string();
     assert!(message.contains("nothing-here"), "{message}");
 }
+
+#[test]
+fn ports_are_rows_of_their_own_in_publication_order_across_a_reopen() {
+    let (_tmp, dir) = temp_dir();
+    let mut state = sample();
+    let mut store = Store::open(&dir).unwrap();
+    store.save(&state).unwrap();
+    fn guest_a(state: &mut State) -> &mut crate::model::Guest {
+        state
+            .networks
+            .get_mut("web")
+            .unwrap()
+            .guests
+            .get_mut("a")
+            .unwrap()
+    }
+    for spec in ["9000:80", "8080:80/udp", "7000-7001:70-71"] {
+        guest_a(&mut state).ports.push(spec.parse().unwrap());
+        let changes = rows::network_changes(&store.written, &state, "web").unwrap();
+        assert!(
+            matches!(changes.as_slice(), [rows::Change::PutPort { .. }]),
+            "one port added writes its row alone: {changes:?}"
+        );
+        store.save_network(&state, "web").unwrap();
+    }
+    guest_a(&mut state).ports.remove(1);
+    let changes = rows::network_changes(&store.written, &state, "web").unwrap();
+    assert!(
+        matches!(changes.as_slice(), [rows::Change::DeletePort { .. }]),
+        "{changes:?}"
+    );
+    store.save_network(&state, "web").unwrap();
+    let reopened = Store::open(&dir).unwrap().load().unwrap().unwrap();
+    assert_eq!(reopened, state);
+    // The guest is removed with its ports.
+    state.networks.get_mut("web").unwrap().guests.remove("a");
+    store.save_network(&state, "web").unwrap();
+    assert_eq!(Store::open(&dir).unwrap().load().unwrap().unwrap(), state);
+}
+
+#[test]
+fn a_version_1_file_with_ports_in_guest_documents_is_read_and_moved_to_rows() {
+    let (_tmp, dir) = temp_dir();
+    let mut state = sample();
+    state
+        .networks
+        .get_mut("web")
+        .unwrap()
+        .guests
+        .get_mut("a")
+        .unwrap()
+        .ports
+        .push("9000:80".parse().unwrap());
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(STATE_DB);
+    {
+        // Version 1: no ports table, each guest's ports in its document.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE networks (name TEXT PRIMARY KEY NOT NULL, doc TEXT NOT NULL) STRICT;
+             CREATE TABLE guests (network TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
+                 PRIMARY KEY (network, name)) STRICT;
+             CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        for (name, net) in &state.networks {
+            conn.execute(
+                "INSERT INTO networks VALUES (?1, ?2)",
+                rusqlite::params![name, rows::network_doc(net).unwrap()],
+            )
+            .unwrap();
+            for (guest, g) in &net.guests {
+                conn.execute(
+                    "INSERT INTO guests VALUES (?1, ?2, ?3)",
+                    rusqlite::params![name, guest, serde_json::to_string(g).unwrap()],
+                )
+                .unwrap();
+            }
+        }
+        conn.execute("INSERT INTO meta VALUES ('uplink_cursor', '2')", [])
+            .unwrap();
+    }
+    let mut store = Store::open(&dir).unwrap();
+    assert_eq!(store.load().unwrap().unwrap(), state);
+    store.save_network(&state, "web").unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let ports: i64 = conn
+        .query_row("SELECT count(*) FROM ports", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(ports, 1, "the save moved the port to its row");
+    assert_eq!(Store::open(&dir).unwrap().load().unwrap().unwrap(), state);
+}

@@ -50,8 +50,9 @@ const GROUPS: [(&str, &str); 13] = [
     ),
     (
         "guests through the CLI",
-        "A network filled to its 253 guests with one `netd guest add NET NAME` process each, \
-         as a test suite's setup script would (spawn to exit; the label gives the total).",
+        "A network filled to its 253 guests by one `netd guest add NET NAME...` process (the \
+         batch form: one request per guest; spawn to exit, the label gives the total and the \
+         sample is the process's wall time).",
     ),
     (
         "fault policy apply",

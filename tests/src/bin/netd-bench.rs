@@ -12,7 +12,7 @@ use netd_tests::bench::{
     cases::{CaseKey, PathKind},
 };
 
-const USAGE: &str = "usage: netd-bench [--quick] [--out DIR] [--only traffic|control|progcost|scale] [--scale-levels N,N,..] [--scale-dataplanes ebpf,nftables] \
+const USAGE: &str = "usage: netd-bench [--quick] [--out DIR] [--only traffic|control|progcost|scale] [--scale-levels N,N,..] [--scale-dataplanes ebpf,nftables] [--scale-samples N] [--forward-levels N,N,..] \
      [--rounds N] [--secs S] [--sockperf-rounds N] [--prog-costs-before FILE] \
      [--prog-costs-out FILE] [--prog-costs-as LABEL[:COMMIT]] \
      [--cases limit,netd-ebpf,netd-nft,netavark,cni] \
@@ -40,6 +40,7 @@ fn main() {
     let mut costs_as = None;
     let (mut cases, mut tests, mut paths) = (None, None, None);
     let (mut scale_levels, mut scale_dataplanes) = (None, None);
+    let mut forward_levels = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -54,7 +55,7 @@ fn main() {
                 }
                 _ => usage(),
             },
-            flag @ ("--rounds" | "--secs" | "--sockperf-rounds") => {
+            flag @ ("--rounds" | "--secs" | "--sockperf-rounds" | "--scale-samples") => {
                 match rest.next().and_then(|n| n.parse().ok()) {
                     Some(n) => numbers.push((flag.to_owned(), n)),
                     None => usage(),
@@ -74,6 +75,16 @@ fn main() {
                     .unwrap_or(None);
                 match levels {
                     Some(levels) if !levels.is_empty() => scale_levels = Some(levels),
+                    _ => usage(),
+                }
+            }
+            "--forward-levels" => {
+                let levels: Option<Vec<usize>> = rest
+                    .next()
+                    .map(|list| list.split(',').map(|n| n.parse().ok()).collect())
+                    .unwrap_or(None);
+                match levels {
+                    Some(levels) if !levels.is_empty() => forward_levels = Some(levels),
                     _ => usage(),
                 }
             }
@@ -115,6 +126,9 @@ fn main() {
     if let Some(levels) = scale_levels {
         settings.scale_levels = levels;
     }
+    if let Some(levels) = forward_levels {
+        settings.forward_levels = levels;
+    }
     if let Some(dataplanes) = scale_dataplanes {
         settings.scale_dataplanes = dataplanes;
     }
@@ -125,6 +139,7 @@ fn main() {
                 settings.secs = std::time::Duration::from_secs(n);
                 settings.iperf_secs = n as u32;
             }
+            "--scale-samples" => settings.scale_samples = (n as usize).max(1),
             _ => settings.sockperf_rounds = n as usize,
         }
     }

@@ -109,6 +109,9 @@ pub struct EbpfDataplane {
     host: Box<dyn HostSide>,
     /// Networks as attached, by zone: where a delay line goes.
     networks_attached: BTreeMap<u32, NetworkPlumbing>,
+    /// Zones whose guest block this daemon has written its program to
+    /// (`port_filter::attach_guest_port`).
+    guest_blocks_set: std::collections::HashSet<u32>,
     /// Running delay lines, by zone.
     delay_lines: BTreeMap<u32, crate::delay::DelayLine>,
     /// Zones where an earlier daemon left a delay line this one runs not.
@@ -186,6 +189,7 @@ impl EbpfDataplane {
             replaced_maps,
             host: Box::new(NftHostSide::new()),
             networks_attached: BTreeMap::new(),
+            guest_blocks_set: std::collections::HashSet::new(),
             delay_lines: BTreeMap::new(),
             stale_delay_lines: Default::default(),
         })
@@ -727,11 +731,21 @@ impl Dataplane for EbpfDataplane {
             .insert(mac_key(guest_mac), identity, 0)
             .and_then(|()| self.guest_ports.insert(key, port, 0))
             .with_context(|| format!("registering guest {}/{}", guest.network, guest.name))?;
-        port_filter::attach(
+        // The network's guest block gets this daemon's program with its
+        // first guest (over an earlier daemon's, in place); later guests
+        // only join the block.
+        let replace = self.guest_blocks_set.insert(guest.zone);
+        let attached = port_filter::attach_guest_port(
             &network_netns,
             &guest.port,
             program(&mut self.loaded, maps::PROG_GUEST_PORT)?,
-        )?;
+            maps::PROG_GUEST_PORT,
+            replace,
+        );
+        if attached.is_err() && replace {
+            self.guest_blocks_set.remove(&guest.zone);
+        }
+        attached?;
         // A TCX link an older netd pinned for this port goes once the
         // filter is in place.
         self.pins
@@ -885,6 +899,7 @@ impl Dataplane for EbpfDataplane {
     fn detach_network(&mut self, net: &NetworkPlumbing) {
         self.remove_delay_line(net.zone);
         self.networks_attached.remove(&net.zone);
+        self.guest_blocks_set.remove(&net.zone);
         if let Ok(gw_netns) = Netns::open_path("gateway", &net.gateway_netns) {
             port_filter::detach(&gw_netns, &net.gateway_port);
         }
