@@ -309,6 +309,37 @@ fn nat_and_ports(sb: &Sandbox, netd: &mut Netd) {
         "host namespace: conntrack -L lists {tracked} entries for the guests' traffic \
          (it crossed the host past its stack and netfilter)"
     );
+    // The sandbox's uplink is a veth into the internet namespace with
+    // nothing on its egress: the host program puts guests' packets straight
+    // into its peer, so the uplink's own transmit counter stays still.
+    let uplink_sent = || {
+        sb.host_command("ip")
+            .args(["-j", "-s", "link", "show", "dev", UPLINK])
+            .output()
+            .ok()
+            .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+            .and_then(|links| links[0]["stats64"]["tx"]["packets"].as_u64())
+            .unwrap_or(0)
+    };
+    let before = uplink_sent();
+    let sent = guest_ns("blue", "web")
+        .run_in(|| {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            for _ in 0..100 {
+                socket.send_to(b"x", SocketAddrV4::new(INTERNET_SERVER, 7009))?;
+            }
+            Ok::<_, std::io::Error>(100)
+        })
+        .ok()
+        .and_then(|sent| sent.ok())
+        .unwrap_or(0);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    println!(
+        "blue/web sent {sent} datagrams out; the host's uplink {UPLINK} (a bare veth) transmitted \
+         {} packets itself: the host program put them straight into its peer (one veth queue \
+         out, as on a direct veth)",
+        uplink_sent() - before
+    );
 
     println!("\nkill -9 the daemon while connections are open:");
     netd.kill9();
