@@ -38,7 +38,7 @@ pub fn from_daemon(ctx: &TcContext) -> i32 {
     } else {
         None
     };
-    match next_hop(&net, other, inside, dst_mac) {
+    match next_hop(&net, other, ip.dst, inside, dst_mac) {
         Some(next) => deliver(ctx, &net, me.zone, next, false),
         // The destination left meanwhile; the TAP's own stack would drop it.
         None => TC_ACT_SHOT,

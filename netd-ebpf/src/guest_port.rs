@@ -24,7 +24,7 @@ use crate::{
     network::traffic_of,
     parse::{
         self, ARP_SENDER_IP_OFF, ARP_SENDER_MAC_OFF, ETH_DST_OFF, ETH_P_ARP, ETH_SRC_OFF,
-        ETH_TYPE_OFF, IP_DST_OFF, Parsed,
+        ETH_TYPE_OFF, Parsed,
     },
     partition::{self, Drop, Impairments, Peer, Sent},
     ttl::{self, Hop},
@@ -102,7 +102,7 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
     let Ok(dst_mac) = ctx.load::<[u8; 6]>(ETH_DST_OFF) else {
         return TC_ACT_OK;
     };
-    let Some(next) = next_hop(&net, other, inside, dst_mac) else {
+    let Some(next) = next_hop(&net, other, ip.dst, inside, dst_mac) else {
         return TC_ACT_OK;
     };
     if impair.delay_ifindex != 0 {
@@ -122,8 +122,8 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
 pub enum NextHop {
     /// Another guest's veth (its bridge port's ifindex).
     Guest(u32),
-    /// The gateway, through the network's uplink.
-    Gateway,
+    /// The gateway, through the network's uplink; the packet's destination.
+    Gateway([u8; 4]),
 }
 
 /// Where the packet goes in one step, or None when the bridge and the
@@ -133,6 +133,7 @@ pub enum NextHop {
 pub fn next_hop(
     net: &NetworkInfo,
     other: Option<netd_common::zones::GuestPort>,
+    dst: [u8; 4],
     inside: bool,
     dst_mac: [u8; 6],
 ) -> Option<NextHop> {
@@ -144,7 +145,7 @@ pub fn next_hop(
             Some(NextHop::Guest(other.port_ifindex))
         }
         None if !inside && dst_mac == net.bridge_mac && net.uplink_mac != [0; 6] => {
-            Some(NextHop::Gateway)
+            Some(NextHop::Gateway(dst))
         }
         _ => None,
     }
@@ -170,14 +171,14 @@ pub fn deliver(
             // SAFETY: plain helper call.
             unsafe { bpf_redirect_peer(port_ifindex, 0) as i32 }
         }
-        NextHop::Gateway => to_gateway(ctx, net, zone, duplicate),
+        NextHop::Gateway(dst) => to_gateway(ctx, net, zone, dst, duplicate),
     }
 }
 
 /// Routes a packet for the outside as the network namespace would, and
 /// puts it straight into the gateway's port for this network.
 #[inline(always)]
-fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32, duplicate: bool) -> i32 {
+fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32, dst: [u8; 4], duplicate: bool) -> i32 {
     match ttl::decrement(ctx) {
         Hop::Done => {}
         // The namespace's stack sends "time exceeded".
@@ -193,7 +194,7 @@ fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32, duplicate: bool) ->
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
     }
-    if for_host_programs(ctx, net) {
+    if for_host_programs(net, dst) {
         ctx.set_mark(zone_mark(zone));
     }
     if duplicate {
@@ -212,16 +213,13 @@ fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32, duplicate: bool) ->
 /// lookups of its own; the mark survives the step into the gateway and no
 /// guest can set it (a veth clears it between namespaces).
 #[inline(always)]
-fn for_host_programs(ctx: &TcContext, net: &NetworkInfo) -> bool {
+fn for_host_programs(net: &NetworkInfo, dst: [u8; 4]) -> bool {
     let Some(gw) = maps::gateway() else {
         return false;
     };
     if gw.flags & gateway_flags::HOST_EBPF == 0 || net.flags & network_flags::ROUTABLE != 0 {
         return false;
     }
-    let Ok(dst) = ctx.load::<[u8; 4]>(IP_DST_OFF) else {
-        return false;
-    };
     dst != gw.gateway_ip && !maps::is_host_addr(dst)
 }
 

@@ -164,15 +164,7 @@ async fn static_entries(
     port: u32,
     bridge: u32,
 ) -> Result<(BTreeSet<Mac>, BTreeSet<Neighbour>)> {
-    let fdb: Vec<NeighbourMessage> = nl
-        .handle()
-        .neighbours()
-        .get()
-        .set_address_family(AddressFamily::Bridge)
-        .execute()
-        .try_collect()
-        .await
-        .context("listing bridge FDB entries")?;
+    let fdb = neighbour_dump(nl, AddressFamily::Bridge, "listing bridge FDB entries").await?;
     let macs = fdb
         .iter()
         .filter(|m| {
@@ -180,24 +172,9 @@ async fn static_entries(
                 && m.header.flags.contains(NeighbourFlags::Controller)
                 && m.header.state == NeighbourState::Noarp
         })
-        .filter_map(|m| {
-            m.attributes.iter().find_map(|a| match a {
-                NeighbourAttribute::LinkLayerAddress(lla) if lla.len() == 6 => {
-                    Some(Mac(lla[..6].try_into().ok()?))
-                }
-                _ => None,
-            })
-        })
+        .filter_map(|m| m.attributes.iter().find_map(mac_of))
         .collect();
-    let inet: Vec<NeighbourMessage> = nl
-        .handle()
-        .neighbours()
-        .get()
-        .set_address_family(AddressFamily::Inet)
-        .execute()
-        .try_collect()
-        .await
-        .context("listing the bridge's neighbours")?;
+    let inet = neighbour_dump(nl, AddressFamily::Inet, "listing the bridge's neighbours").await?;
     let neighbours = inet
         .iter()
         .filter(|m| m.header.ifindex == bridge && m.header.state == NeighbourState::Permanent)
@@ -209,9 +186,7 @@ async fn static_entries(
                     NeighbourAttribute::Destination(NeighbourAddress::Inet(addr)) => {
                         ip = Some(*addr)
                     }
-                    NeighbourAttribute::LinkLayerAddress(lla) if lla.len() == 6 => {
-                        mac = Some(Mac(lla[..6].try_into().ok()?));
-                    }
+                    NeighbourAttribute::LinkLayerAddress(_) => mac = mac_of(attribute),
                     _ => {}
                 }
             }
@@ -219,6 +194,33 @@ async fn static_entries(
         })
         .collect();
     Ok((macs, neighbours))
+}
+
+/// One dump of the namespace's neighbour table of `family` (`Bridge`: the
+/// FDB).
+async fn neighbour_dump(
+    nl: &Netlink,
+    family: AddressFamily,
+    what: &str,
+) -> Result<Vec<NeighbourMessage>> {
+    nl.handle()
+        .neighbours()
+        .get()
+        .set_address_family(family)
+        .execute()
+        .try_collect()
+        .await
+        .context(what.to_owned())
+}
+
+/// The MAC a neighbour attribute carries, if it is one.
+fn mac_of(attribute: &NeighbourAttribute) -> Option<Mac> {
+    match attribute {
+        NeighbourAttribute::LinkLayerAddress(lla) if lla.len() == 6 => {
+            Some(Mac(lla[..6].try_into().ok()?))
+        }
+        _ => None,
+    }
 }
 
 /// Makes the device's FDB hold exactly `desired` (entries with a remote
@@ -243,15 +245,7 @@ pub async fn sync_fdb(ns: &Netns, desired: &BTreeSet<FdbEntry>) -> Result<()> {
 
 /// The device's FDB entries that have a remote address.
 pub async fn entries(nl: &Netlink, index: u32) -> Result<BTreeSet<FdbEntry>> {
-    let messages: Vec<NeighbourMessage> = nl
-        .handle()
-        .neighbours()
-        .get()
-        .set_address_family(AddressFamily::Bridge)
-        .execute()
-        .try_collect()
-        .await
-        .context("listing FDB entries")?;
+    let messages = neighbour_dump(nl, AddressFamily::Bridge, "listing FDB entries").await?;
     Ok(messages
         .iter()
         .filter(|m| m.header.ifindex == index)
@@ -260,9 +254,7 @@ pub async fn entries(nl: &Netlink, index: u32) -> Result<BTreeSet<FdbEntry>> {
             let mut remote = None;
             for attribute in &m.attributes {
                 match attribute {
-                    NeighbourAttribute::LinkLayerAddress(lla) if lla.len() == 6 => {
-                        mac = Some(Mac(lla[..6].try_into().ok()?));
-                    }
+                    NeighbourAttribute::LinkLayerAddress(_) => mac = mac_of(attribute),
                     // The kernel's bridge-family answers carry the
                     // address as bytes.
                     NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {

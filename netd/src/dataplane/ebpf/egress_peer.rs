@@ -56,39 +56,50 @@ impl EgressFacts {
     }
 }
 
-/// The index and facts of `device` in `netns`.
-pub fn read(netns: &Netns, device: &str) -> Result<(u32, EgressFacts)> {
-    let device = device.to_owned();
-    netns.run_in(move || -> Result<(u32, EgressFacts)> {
-        let index = nix::net::if_::if_nametoindex(device.as_str())
-            .with_context(|| format!("looking up device {device}"))?;
+/// The devices of `netns` whose egress may be skipped, by index: one link
+/// dump and one qdisc dump for all of them, and a TCX query for each veth
+/// whose peer is elsewhere. Loopback and `except` (the host link) never are.
+pub fn skippable(netns: &Netns, except: &str) -> Result<Vec<u32>> {
+    let except = except.to_owned();
+    netns.run_in(move || -> Result<Vec<u32>> {
         let socket = connect()?;
-        let mut link = LinkMessage::default();
-        link.header.index = index;
-        let links = request(&socket, RouteNetlinkMessage::GetLink(link), NLM_F_REQUEST)
-            .with_context(|| format!("reading link {device}"))?;
-        let mut facts = EgressFacts::default();
-        for message in links {
-            let RouteNetlinkMessage::NewLink(link) = message else {
-                continue;
-            };
-            if link.header.index != index {
-                continue;
-            }
-            for attribute in &link.attributes {
-                match attribute {
-                    LinkAttribute::LinkInfo(infos) => {
-                        facts.veth |= infos
-                            .iter()
-                            .any(|info| matches!(info, LinkInfo::Kind(InfoKind::Veth)));
+        let links = request(
+            &socket,
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_REQUEST | NLM_F_DUMP,
+        )
+        .context("listing links")?;
+        let mut candidates: Vec<(u32, String, EgressFacts)> = links
+            .iter()
+            .filter_map(|message| match message {
+                RouteNetlinkMessage::NewLink(link) => Some(link),
+                _ => None,
+            })
+            .filter_map(|link| {
+                let mut name = None;
+                let mut facts = EgressFacts::default();
+                for attribute in &link.attributes {
+                    match attribute {
+                        LinkAttribute::IfName(ifname) => name = Some(ifname.clone()),
+                        LinkAttribute::LinkInfo(infos) => {
+                            facts.veth |= infos
+                                .iter()
+                                .any(|info| matches!(info, LinkInfo::Kind(InfoKind::Veth)));
+                        }
+                        LinkAttribute::LinkNetNsId(_) => facts.peer_elsewhere = true,
+                        _ => {}
                     }
-                    LinkAttribute::LinkNetNsId(_) => facts.peer_elsewhere = true,
-                    _ => {}
                 }
-            }
-        }
-        if !facts.veth || !facts.peer_elsewhere {
-            return Ok((index, facts));
+                let name = name?;
+                (facts.veth && facts.peer_elsewhere && name != except).then_some((
+                    link.header.index,
+                    name,
+                    facts,
+                ))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
         }
         let qdiscs = request(
             &socket,
@@ -96,24 +107,34 @@ pub fn read(netns: &Netns, device: &str) -> Result<(u32, EgressFacts)> {
             NLM_F_REQUEST | NLM_F_DUMP,
         )
         .context("listing qdiscs")?;
-        for message in qdiscs {
+        for message in &qdiscs {
             let RouteNetlinkMessage::NewQueueDiscipline(qdisc) = message else {
                 continue;
             };
-            if qdisc.header.index != index as i32 {
+            let Some((_, _, facts)) = candidates
+                .iter_mut()
+                .find(|(index, _, _)| *index as i32 == qdisc.header.index)
+            else {
                 continue;
-            }
+            };
             for attribute in &qdisc.attributes {
                 if let TcAttribute::Kind(kind) = attribute {
                     facts.qdiscs.push(kind.clone());
                 }
             }
         }
-        facts.tcx_egress = SchedClassifier::query_tcx(&device, TcAttachType::Egress)
-            .map(|(_, programs)| programs.len())
-            // No answer: count it as occupied rather than skip what may be there.
-            .unwrap_or(1);
-        Ok((index, facts))
+        for (_, name, facts) in &mut candidates {
+            facts.tcx_egress = SchedClassifier::query_tcx(name.as_str(), TcAttachType::Egress)
+                .map(|(_, programs)| programs.len())
+                // No answer: count it as occupied rather than skip what may
+                // be there.
+                .unwrap_or(1);
+        }
+        Ok(candidates
+            .into_iter()
+            .filter(|(_, _, facts)| facts.skippable())
+            .map(|(index, _, _)| index)
+            .collect())
     })?
 }
 

@@ -312,16 +312,10 @@ impl EbpfDataplane {
             .filter(|d| !host.has_program(d, maps::PROG_HOST_WORLD))
             .cloned()
             .collect();
-        let skippable: Vec<u32> = devices
-            .iter()
-            .filter_map(|device| match egress_peer::read(&host.netns, device) {
-                Ok((index, facts)) => facts.skippable().then_some(index),
-                Err(err) => {
-                    debug!(%device, "reading the device's egress: {err:#}");
-                    None
-                }
-            })
-            .collect();
+        let skippable = egress_peer::skippable(&host.netns, &host_link).unwrap_or_else(|err| {
+            debug!("reading the host devices' egress: {err:#}");
+            Vec::new()
+        });
         let host_netns = Netns::open_path("host", std::path::Path::new("/proc/self/ns/net"))?;
         for pin in host::stale_world_pins(&host::link_pins(&self.pins.link("")), &devices) {
             self.pins.remove_link(&pin);

@@ -50,36 +50,7 @@ pub fn attach(netns: &Netns, iface: &str, program: &mut SchedClassifier) -> Resu
                 Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {}
                 Err(err) => return Err(err).context("adding the ingress qdisc"),
             }
-            // A fresh port (every guest add) has no filter: add it; only a
-            // restarted daemon finds one, and replaces it.
-            let added = program.attach_with_options(
-                iface,
-                TcAttachType::Ingress,
-                TcAttachOptions::Netlink(NlOptions {
-                    priority: PRIORITY,
-                    handle: HANDLE,
-                    ..NlOptions::default()
-                }),
-            );
-            let id = match added {
-                Ok(id) => id,
-                Err(_) => {
-                    let existing = SchedClassifierLink::attached(
-                        iface,
-                        TcAttachType::Ingress,
-                        PRIORITY,
-                        HANDLE,
-                        None,
-                    )?;
-                    program
-                        .attach_to_link(existing)
-                        .context("replacing the cls_bpf filter")?
-                }
-            };
-            // The filter stays with the device: dropping aya's handle would
-            // remove it.
-            std::mem::forget(program.take_link(id)?);
-            Ok(())
+            attach_here(iface, program)
         })?
         .with_context(|| format!("attaching a cls_bpf filter to {iface} in {}", netns.name()))
 }
@@ -128,7 +99,9 @@ pub fn attach_guest_port(
         .with_context(|| format!("attaching guest port {iface} in {}", netns.name()))
 }
 
-/// [`attach`]'s filter on a device (calling thread's namespace).
+/// netd's filter on a device (calling thread's namespace): added on a
+/// fresh port (every guest add); only a restarted daemon finds one, and
+/// replaces it in place.
 fn attach_here(iface: &str, program: &mut SchedClassifier) -> Result<()> {
     let added = program.attach_with_options(
         iface,
@@ -154,6 +127,8 @@ fn attach_here(iface: &str, program: &mut SchedClassifier) -> Result<()> {
                 .context("replacing the cls_bpf filter")?
         }
     };
+    // The filter stays with the device: dropping aya's handle would
+    // remove it.
     std::mem::forget(program.take_link(id)?);
     Ok(())
 }
