@@ -8,6 +8,7 @@
 pub mod counters;
 pub mod csum;
 pub mod filter;
+pub mod head;
 pub mod maps;
 pub mod nat;
 pub mod partition;

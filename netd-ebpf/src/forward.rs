@@ -24,7 +24,7 @@ use netd_common::{
     zones::{GatewayInfo, NetworkInfo, network_flags, zone_mark},
 };
 
-use crate::{counters::bump, maps};
+use crate::{counters::bump, head, maps};
 
 pub const AF_INET: u8 = 2;
 
@@ -49,9 +49,7 @@ pub fn to_zone(ctx: &TcContext, gw: &GatewayInfo, zone: u32, counted: u32) -> i3
 pub fn to_network(ctx: &TcContext, net: &NetworkInfo, counted: u32) -> i32 {
     if net.uplink_mac != [0; 6] {
         // Both ends of the /30 are known: no lookup at all.
-        if ctx.store(0, &net.uplink_mac, 0).is_err()
-            || ctx.store(6, &net.gateway_port_mac, 0).is_err()
-        {
+        if head::store_macs(ctx, net.uplink_mac, net.gateway_port_mac).is_err() {
             bump(counted, Counter::Malformed);
             return TC_ACT_SHOT;
         }
@@ -208,7 +206,7 @@ pub fn fib_flags(ctx: &TcContext, params: &mut bpf_fib_lookup, flags: u32) -> u3
 
 #[inline(always)]
 fn redirect_peer(ctx: &TcContext, params: &bpf_fib_lookup, counted: u32) -> i32 {
-    if ctx.store(0, &params.dmac, 0).is_err() || ctx.store(6, &params.smac, 0).is_err() {
+    if head::store_macs(ctx, params.dmac, params.smac).is_err() {
         bump(counted, Counter::Malformed);
         return TC_ACT_SHOT;
     }

@@ -14,26 +14,29 @@ use aya_ebpf::{
 };
 use netd_common::{
     counters::Counter,
+    head::Ttl,
     zones::{NetworkInfo, REMOTE_GUEST, gateway_flags, network_flags, zone_mark},
 };
 
 use crate::{
     counters::bump,
     forward::ingress_ifindex,
-    impairment, maps,
+    head, impairment, maps,
     network::traffic_of,
     parse::{
-        self, ARP_SENDER_IP_OFF, ARP_SENDER_MAC_OFF, ETH_DST_OFF, ETH_P_ARP, ETH_SRC_OFF,
-        ETH_TYPE_OFF, Parsed,
+        self, ARP_SENDER_IP_OFF, ARP_SENDER_MAC_OFF, ETH_DST_OFF, ETH_P_ARP, ETH_TYPE_OFF, Parsed,
     },
     partition::{self, Drop, Impairments, Peer, Sent},
-    ttl::{self, Hop},
 };
 
 pub fn from_guest(ctx: &TcContext) -> i32 {
-    let Ok(src_mac) = ctx.load::<[u8; 6]>(ETH_SRC_OFF) else {
+    // Both MACs in one load: the source says who sends, the destination
+    // where to.
+    let Ok(macs) = ctx.load::<[u8; 12]>(ETH_DST_OFF) else {
         return TC_ACT_SHOT;
     };
+    let src_mac = [macs[6], macs[7], macs[8], macs[9], macs[10], macs[11]];
+    let dst_mac = [macs[0], macs[1], macs[2], macs[3], macs[4], macs[5]];
     // Unknown MAC, or a known one on another guest's port: forged.
     let Some(me) = maps::guest_by_mac(src_mac) else {
         bump(0, Counter::DroppedSpoofed);
@@ -99,9 +102,6 @@ pub fn from_guest(ctx: &TcContext) -> i32 {
             impairment::corrupt(ctx, me.zone, ip.l4);
         }
     }
-    let Ok(dst_mac) = ctx.load::<[u8; 6]>(ETH_DST_OFF) else {
-        return TC_ACT_OK;
-    };
     let Some(next) = next_hop(&net, other, ip.dst, inside, dst_mac) else {
         return TC_ACT_OK;
     };
@@ -176,21 +176,21 @@ pub fn deliver(
 }
 
 /// Routes a packet for the outside as the network namespace would, and
-/// puts it straight into the gateway's port for this network.
-#[inline(always)]
+/// puts it straight into the gateway's port for this network. A function
+/// of its own in the object: its frame head would not fit in the guest
+/// port's stack beside the partition's.
+#[inline(never)]
 fn to_gateway(ctx: &TcContext, net: &NetworkInfo, zone: u32, dst: [u8; 4], duplicate: bool) -> i32 {
-    match ttl::decrement(ctx) {
-        Hop::Done => {}
+    let Ok(mut frame) = head::load(ctx) else {
+        bump(zone, Counter::Malformed);
+        return TC_ACT_SHOT;
+    };
+    if frame.decrement_ttl() == Ttl::Expired {
         // The namespace's stack sends "time exceeded".
-        Hop::Expired => return TC_ACT_OK,
-        Hop::Malformed => {
-            bump(zone, Counter::Malformed);
-            return TC_ACT_SHOT;
-        }
+        return TC_ACT_OK;
     }
-    if ctx.store(ETH_DST_OFF, &net.gateway_port_mac, 0).is_err()
-        || ctx.store(ETH_SRC_OFF, &net.uplink_mac, 0).is_err()
-    {
+    frame.set_macs(net.gateway_port_mac, net.uplink_mac);
+    if head::store(ctx, &frame).is_err() {
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
     }

@@ -23,6 +23,7 @@ use aya_ebpf::{
 use netd_common::{
     counters::Counter,
     csum::{FRAG_NEEDED_LEN, FRAG_NEEDED_QUOTE, ICMP_ECHO_REQUEST, frag_needed},
+    head::{FrameHead, Ttl},
     nat::{CtEntry, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ZONE_HOST, kind, substitute_salt},
     zones::{GatewayInfo, gateway_flags, zone_mark, zone_of_mark},
 };
@@ -32,9 +33,8 @@ use crate::{
     counters::bump,
     flow::{Flow, classify, is_error},
     forward::{self, fib_flags, scratch_params},
-    icmp_error, maps, nat,
-    parse::{ETH_DST_OFF, ETH_HDR_LEN, ETH_SRC_OFF},
-    ttl::{self, Hop},
+    head, icmp_error, maps, nat,
+    parse::ETH_HDR_LEN,
 };
 
 /// The host's gateway facts, when the eBPF host side is in force.
@@ -107,12 +107,17 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
             }
         },
     };
-    if nat::rewrite(ctx, &flow.ip, &flow.t, &entry).is_err() {
+    let Ok(mut frame) = head::load(ctx) else {
+        bump(zone, Counter::Malformed);
+        return TC_ACT_SHOT;
+    };
+    if nat::transport(ctx, &flow.ip, &flow.t, &entry).is_err() {
         bump(zone, Counter::Malformed);
         return TC_ACT_SHOT;
     }
+    nat::translate(&mut frame, &entry);
     bump(zone, Counter::Translated);
-    send(ctx, rc, params, zone)
+    send(ctx, frame, rc, params, zone)
 }
 
 /// A guest's new connection out: its source becomes the address the host
@@ -167,7 +172,11 @@ fn out_of_host(ctx: &TcContext, gw: &GatewayInfo, dst: [u8; 4], zone: u32) -> i3
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH
             if params.ifindex != gw.host_link_ifindex =>
         {
-            send(ctx, rc, params, zone)
+            let Ok(frame) = head::load(ctx) else {
+                bump(zone, Counter::Malformed);
+                return TC_ACT_SHOT;
+            };
+            send(ctx, frame, rc, params, zone)
         }
         _ => {
             bump(zone, Counter::DroppedNoRoute);
@@ -178,26 +187,25 @@ fn out_of_host(ctx: &TcContext, gw: &GatewayInfo, dst: [u8; 4], zone: u32) -> i3
 
 /// Out by the device the lookup found: the host routes it, so the TTL
 /// drops by one; with the neighbour known the frame is complete, else the
-/// kernel resolves it.
+/// kernel resolves it. `frame` is the packet's head with whatever the
+/// caller changed in it, stored here with the hop in one write.
 #[inline(always)]
-fn send(ctx: &TcContext, rc: u32, params: &bpf_fib_lookup, zone: u32) -> i32 {
-    match ttl::decrement(ctx) {
-        Hop::Done => {}
-        Hop::Expired | Hop::Malformed => {
-            bump(zone, Counter::DroppedNoRoute);
-            return TC_ACT_SHOT;
-        }
+fn send(ctx: &TcContext, mut frame: FrameHead, rc: u32, params: &bpf_fib_lookup, zone: u32) -> i32 {
+    if frame.decrement_ttl() == Ttl::Expired {
+        bump(zone, Counter::DroppedNoRoute);
+        return TC_ACT_SHOT;
+    }
+    if rc != BPF_FIB_LKUP_RET_NO_NEIGH {
+        frame.set_macs(params.dmac, params.smac);
+    }
+    if head::store(ctx, &frame).is_err() {
+        bump(zone, Counter::Malformed);
+        return TC_ACT_SHOT;
     }
     bump(zone, Counter::Forwarded);
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
         // SAFETY: no parameters: the kernel looks the next hop up itself.
         return unsafe { bpf_redirect_neigh(params.ifindex, core::ptr::null_mut(), 0, 0) as i32 };
-    }
-    if ctx.store(ETH_DST_OFF, &params.dmac, 0).is_err()
-        || ctx.store(ETH_SRC_OFF, &params.smac, 0).is_err()
-    {
-        bump(zone, Counter::Malformed);
-        return TC_ACT_SHOT;
     }
     if maps::egress_by_peer(params.ifindex) {
         // A veth with nothing on its egress: straight into its peer's
@@ -296,16 +304,19 @@ pub fn from_world(ctx: &TcContext) -> i32 {
     if entry.out_zone == ZONE_HOST {
         return TC_ACT_OK;
     }
-    if nat::rewrite(ctx, &flow.ip, &flow.t, &entry).is_err() {
+    let Ok(mut frame) = head::load(ctx) else {
         bump(entry.out_zone, Counter::Malformed);
         return TC_ACT_SHOT;
+    };
+    if frame.decrement_ttl() == Ttl::Expired {
+        bump(entry.out_zone, Counter::DroppedNoRoute);
+        return TC_ACT_SHOT;
     }
-    match ttl::decrement(ctx) {
-        Hop::Done => {}
-        Hop::Expired | Hop::Malformed => {
-            bump(entry.out_zone, Counter::DroppedNoRoute);
-            return TC_ACT_SHOT;
-        }
+    nat::translate(&mut frame, &entry);
+    if nat::transport(ctx, &flow.ip, &flow.t, &entry).is_err() || head::store(ctx, &frame).is_err()
+    {
+        bump(entry.out_zone, Counter::Malformed);
+        return TC_ACT_SHOT;
     }
     bump(entry.out_zone, Counter::Translated);
     deliver(ctx, gw, entry.out_zone)

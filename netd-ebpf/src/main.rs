@@ -42,6 +42,7 @@ mod flow;
 mod forward;
 mod gateway;
 mod guest_port;
+mod head;
 mod host;
 mod icmp_error;
 mod impairment;
@@ -51,7 +52,6 @@ mod network;
 mod overlay;
 mod parse;
 mod partition;
-mod ttl;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 

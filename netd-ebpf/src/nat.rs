@@ -1,7 +1,9 @@
 //! Rewriting a packet to a conntrack entry's identity, keeping the IPv4,
-//! TCP, UDP and ICMP checksums right. The kernel helpers update checksums
-//! incrementally and handle offloaded (CHECKSUM_PARTIAL) packets, whose
-//! checksum field holds only the pseudo-header sum.
+//! TCP, UDP and ICMP checksums right. The transport checksum goes through
+//! the kernel's helpers, which update it incrementally and handle
+//! offloaded (CHECKSUM_PARTIAL) packets, whose checksum field holds only
+//! the pseudo-header sum; the IPv4 header is changed in the frame's head
+//! ([`FrameHead`]), one store for every field.
 
 use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
@@ -9,10 +11,14 @@ use aya_ebpf::{
 };
 use netd_common::{
     csum::ICMP_ECHO_REQUEST,
+    head::FrameHead,
     nat::{CtEntry, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
 
-use crate::parse::{IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, Ipv4, Transport};
+use crate::{
+    head,
+    parse::{Ipv4, Transport},
+};
 
 /// Where the transport checksum is and how the helper must treat it.
 struct L4Csum {
@@ -36,33 +42,40 @@ fn l4_csum(ip: &Ipv4) -> Option<L4Csum> {
     }
 }
 
-/// Rewrites addresses and ports (or the echo identifier) to `to`.
+/// Rewrites the whole packet to `to`: for a program that holds no head of
+/// its own.
 #[inline(always)]
 pub fn rewrite(ctx: &TcContext, ip: &Ipv4, t: &Transport, to: &CtEntry) -> Result<(), ()> {
+    let mut frame = head::load(ctx)?;
+    transport(ctx, ip, t, to)?;
+    translate(&mut frame, to);
+    head::store(ctx, &frame)
+}
+
+/// The IPv4 side of a translation, in the frame's head (stored by the
+/// caller, with whatever else it changes there).
+#[inline(always)]
+pub fn translate(frame: &mut FrameHead, to: &CtEntry) {
+    frame.set_addresses(to.new_src, to.new_dst);
+}
+
+/// The transport side of a translation, in the packet: ports (or the echo
+/// identifier), and the checksum over them and the addresses' pseudo-header.
+#[inline(always)]
+pub fn transport(ctx: &TcContext, ip: &Ipv4, t: &Transport, to: &CtEntry) -> Result<(), ()> {
     let csum = l4_csum(ip);
-    for (offset, old, new) in [
-        (IP_SRC_OFF, ip.src, to.new_src),
-        (IP_DST_OFF, ip.dst, to.new_dst),
-    ] {
-        if old == new {
-            continue;
+    if let Some(c) = &csum {
+        for (old, new) in [(ip.src, to.new_src), (ip.dst, to.new_dst)] {
+            if old != new {
+                ctx.l4_csum_replace(
+                    c.offset,
+                    u32::from_ne_bytes(old) as u64,
+                    u32::from_ne_bytes(new) as u64,
+                    c.flags | BPF_F_PSEUDO_HDR as u64 | 4,
+                )
+                .map_err(|_| ())?;
+            }
         }
-        let (old32, new32) = (
-            u32::from_ne_bytes(old) as u64,
-            u32::from_ne_bytes(new) as u64,
-        );
-        if let Some(c) = &csum {
-            ctx.l4_csum_replace(
-                c.offset,
-                old32,
-                new32,
-                c.flags | BPF_F_PSEUDO_HDR as u64 | 4,
-            )
-            .map_err(|_| ())?;
-        }
-        ctx.l3_csum_replace(IP_CSUM_OFF, old32, new32, 4)
-            .map_err(|_| ())?;
-        ctx.store(offset, &new, 0).map_err(|_| ())?;
     }
     match ip.proto {
         IPPROTO_TCP | IPPROTO_UDP => {

@@ -8,14 +8,13 @@ use aya_ebpf::{
     helpers::generated::bpf_redirect_peer,
     programs::TcContext,
 };
-use netd_common::{counters::Counter, zones::network_flags};
+use netd_common::{counters::Counter, head::Ttl, zones::network_flags};
 
 use crate::{
     counters::bump,
-    maps,
-    parse::{self, ETH_DST_OFF, ETH_HDR_LEN, ETH_SRC_OFF, Parsed},
+    head, maps,
+    parse::{self, ETH_DST_OFF, ETH_HDR_LEN, Parsed},
     partition::{self, Peer, Traffic},
-    ttl::{self, Hop},
 };
 
 pub fn from_gateway(ctx: &TcContext) -> i32 {
@@ -62,18 +61,16 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
         return TC_ACT_SHOT;
     }
     // Routing would decrement the TTL; so does the shortcut.
-    match ttl::decrement(ctx) {
-        Hop::Done => {}
+    let Ok(mut frame) = head::load(ctx) else {
+        bump(zone, Counter::Malformed);
+        return TC_ACT_OK;
+    };
+    if frame.decrement_ttl() == Ttl::Expired {
         // The stack sends "time exceeded".
-        Hop::Expired => return TC_ACT_OK,
-        Hop::Malformed => {
-            bump(zone, Counter::Malformed);
-            return TC_ACT_OK;
-        }
+        return TC_ACT_OK;
     }
-    if ctx.store(ETH_DST_OFF, &port.guest_mac, 0).is_err()
-        || ctx.store(ETH_SRC_OFF, &port.bridge_mac, 0).is_err()
-    {
+    frame.set_macs(port.guest_mac, port.bridge_mac);
+    if head::store(ctx, &frame).is_err() {
         bump(zone, Counter::Malformed);
         return TC_ACT_OK;
     }

@@ -14,8 +14,6 @@ pub const ETH_P_ARP: u16 = 0x0806;
 pub const IP_CSUM_OFF: usize = ETH_HDR_LEN + 10;
 pub const IP_SRC_OFF: usize = ETH_HDR_LEN + 12;
 pub const IP_DST_OFF: usize = ETH_HDR_LEN + 16;
-/// Offset of the TTL (and, in the same 16-bit word, the protocol).
-pub const IP_TTL_OFF: usize = ETH_HDR_LEN + 8;
 /// Offsets in the Ethernet header.
 pub const ETH_DST_OFF: usize = 0;
 pub const ETH_SRC_OFF: usize = 6;
