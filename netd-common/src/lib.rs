@@ -11,5 +11,6 @@ pub mod filter;
 pub mod head;
 pub mod maps;
 pub mod nat;
+pub mod next_hop;
 pub mod partition;
 pub mod zones;

@@ -48,6 +48,18 @@ pub const ZONE_BY_MAC: &str = "NETD_ZONE_MAC";
 pub const EGRESS_PEER: &str = "NETD_EGRESS_PEER";
 pub const EGRESS_PEER_MAX_ENTRIES: u32 = 1024;
 
+/// LRU hash from a destination address to the host side's next hop for
+/// it ([`crate::next_hop::NextHop`]): an established connection's packets skip
+/// the FIB lookup while the entry is good. Not pinned: a new start begins
+/// empty.
+pub const NEXT_HOPS: &str = "NETD_NEXT_HOPS";
+pub const NEXT_HOPS_MAX_ENTRIES: u32 = 4096;
+
+/// A one-entry array: the host's routing epoch, which the daemon bumps for
+/// every change of the host's routes, neighbours, links and addresses it is
+/// told of (0: no daemon watches, so nothing is remembered). Not pinned.
+pub const ROUTE_EPOCH: &str = "NETD_ROUTE_EPOCH";
+
 /// A one-entry per-CPU array: the host link program's FIB lookup
 /// parameters, kept off its stack (not pinned: nothing outlives a packet).
 pub const FIB_SCRATCH: &str = "NETD_FIB_SCRATCH";

@@ -26,7 +26,7 @@ pub fn now() -> u64 {
 /// A clock good to a jiffy and cheaper to read: enough to decide whether an
 /// entry's last-seen time, kept to the second, is due for a refresh.
 #[inline(always)]
-fn coarse_now() -> u64 {
+pub fn coarse_now() -> u64 {
     // SAFETY: plain helper call.
     unsafe { bpf_ktime_get_coarse_ns() }
 }

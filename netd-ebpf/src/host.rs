@@ -33,7 +33,7 @@ use crate::{
     counters::bump,
     flow::{Flow, classify, is_error},
     forward::{self, fib_flags, scratch_params},
-    head, icmp_error, maps, nat,
+    head, icmp_error, maps, nat, next_hop,
     parse::ETH_HDR_LEN,
 };
 
@@ -74,12 +74,23 @@ pub fn from_gateway(ctx: &TcContext) -> i32 {
         return TC_ACT_SHOT;
     };
     let known = conntrack::lookup(&flow.key, flow.t.tcp_flags);
-    let flags = if known.is_some() {
-        0
+    // An established connection's next hop is remembered; a new one needs
+    // the lookup's source address.
+    let rc = if known.is_some() && next_hop::recall(ctx, flow.ip.dst, params) {
+        BPF_FIB_LKUP_RET_SUCCESS
     } else {
-        BPF_FIB_LOOKUP_SRC
+        let epoch = next_hop::epoch();
+        let flags = if known.is_some() {
+            0
+        } else {
+            BPF_FIB_LOOKUP_SRC
+        };
+        let rc = fib_flags(ctx, params, flags);
+        if rc == BPF_FIB_LKUP_RET_SUCCESS {
+            next_hop::remember(flow.ip.dst, params, epoch);
+        }
+        rc
     };
-    let rc = fib_flags(ctx, params, flags);
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => {}
         BPF_FIB_LKUP_RET_FRAG_NEEDED => return too_big(ctx, gw, params, zone),

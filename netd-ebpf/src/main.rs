@@ -49,6 +49,7 @@ mod impairment;
 mod maps;
 mod nat;
 mod network;
+mod next_hop;
 mod overlay;
 mod parse;
 mod partition;

@@ -427,3 +427,85 @@ fn a_bare_veth_uplink_is_skipped_and_a_qdisc_on_it_is_honoured() {
     );
     assert_eq!(ping(&a, INTERNET_SERVER, 2), 2, "traffic flows throughout");
 }
+
+/// Packets a device of a namespace has received, as its own counters say.
+fn rx_packets(netns: &Netns, device: &str) -> u64 {
+    let out = netns
+        .command("ip")
+        .args(["-j", "-s", "link", "show", "dev", device])
+        .output()
+        .expect("running ip -s link");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+    links[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .expect("rx packets in ip -j -s link")
+}
+
+/// An established connection's packets skip the host's FIB lookup (the
+/// program remembers the next hop), yet follow a route change: the
+/// daemon's route watcher moves the host's routing epoch on, and the next
+/// packets are looked up again and leave by the new way.
+#[test]
+fn an_established_flow_follows_a_route_change_of_the_host() {
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let a = guest(&netd, "web", "a");
+    assert_eq!(ping(&a, INTERNET_SERVER, 1), 1);
+    let socket = udp_socket(&a, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    let send = |count: usize| {
+        for _ in 0..count {
+            socket
+                .send_to(b"x", server(7010))
+                .expect("sending a datagram");
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    // Established, and its next hop remembered.
+    send(20);
+
+    // A second way to the internet namespace, and the server's route moved
+    // onto it while the flow goes on.
+    let host_ip = |args: &[&str]| {
+        run_ok({
+            let mut c = sandbox.host_command("ip");
+            c.args(args);
+            c
+        })
+    };
+    let internet_ip = |args: &[&str]| {
+        run_ok({
+            let mut c = sandbox.internet.command("ip");
+            c.args(args);
+            c
+        })
+    };
+    host_ip(&[
+        "link", "add", "alt0", "type", "veth", "peer", "name", "alt1",
+    ]);
+    host_ip(&["link", "set", "alt1", "netns", sandbox.internet.name()]);
+    host_ip(&["addr", "add", "192.0.2.1/30", "dev", "alt0"]);
+    host_ip(&["link", "set", "alt0", "up"]);
+    internet_ip(&["addr", "add", "192.0.2.2/30", "dev", "alt1"]);
+    internet_ip(&["link", "set", "alt1", "up"]);
+    let before = rx_packets(&sandbox.internet, "alt1");
+    host_ip(&[
+        "route",
+        "replace",
+        &format!("{INTERNET_SERVER}/32"),
+        "via",
+        "192.0.2.2",
+        "dev",
+        "alt0",
+    ]);
+    // The watcher's notification is asynchronous: a moment for it, far
+    // below the second a remembered hop may otherwise live.
+    thread::sleep(Duration::from_millis(100));
+    send(50);
+    let arrived = rx_packets(&sandbox.internet, "alt1") - before;
+    assert!(
+        arrived >= 50,
+        "{arrived} of 50 datagrams after the route change came by the new way"
+    );
+}

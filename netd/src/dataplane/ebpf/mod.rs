@@ -11,6 +11,7 @@ pub mod host;
 pub mod loader;
 pub mod pins;
 mod port_filter;
+mod route_watch;
 pub mod test_run;
 
 use std::{
@@ -86,6 +87,11 @@ pub struct EbpfDataplane {
     egress_peer: Array<MapData, u32>,
     /// The indexes set to 1 in it.
     egress_peers: Vec<u32>,
+    /// The host's routing epoch, until the host side starts its watcher.
+    route_epoch: Option<Array<MapData, u32>>,
+    /// The watcher of the host's routing, while the eBPF host side is in
+    /// force ([`route_watch`]).
+    route_watch: Option<route_watch::RouteWatch>,
     /// Spanned networks' gateway addresses, to their zone: ARP for them is
     /// dropped where packets arrive from the overlay.
     overlay_gateways: HashMap<MapData, Ipv4Key, u32>,
@@ -170,6 +176,8 @@ impl EbpfDataplane {
             host_addrs: take(&mut loaded, maps::HOST_ADDRS)?,
             egress_peer: take(&mut loaded, maps::EGRESS_PEER)?,
             egress_peers: Vec::new(),
+            route_epoch: Some(take(&mut loaded, maps::ROUTE_EPOCH)?),
+            route_watch: None,
             overlay_gateways: take(&mut loaded, maps::OVERLAY_GATEWAYS)?,
             overlays_attached: BTreeMap::new(),
             counters: take(&mut loaded, maps::COUNTERS)?,
@@ -291,6 +299,14 @@ impl EbpfDataplane {
                 debug!(%device, "attaching the host program: {err:#}");
             }
         }
+        if let Some(epoch) = self.route_epoch.take() {
+            // Without it the host link program looks every packet's next
+            // hop up: slower, never wrong.
+            match route_watch::start(&host_netns, epoch) {
+                Ok(watch) => self.route_watch = Some(watch),
+                Err(err) => warn!("not remembering the host's next hops: {err:#}"),
+            }
+        }
         self.host_programs = Some(host);
         self.follow_host()
     }
@@ -380,6 +396,7 @@ impl EbpfDataplane {
             let _ = self.gateway.set(0, gw, 0);
         }
         self.set_egress_peers(&[]);
+        self.route_watch = None;
         self.host_programs = None;
     }
 
