@@ -36,7 +36,7 @@ pub fn epoch() -> u32 {
 /// still holds for this packet.
 #[inline(always)]
 pub fn recall(ctx: &TcContext, dst: [u8; 4], params: &mut bpf_fib_lookup) -> bool {
-    let Some(hop) = NEXT_HOPS.get_ptr(&dst) else {
+    let Some(hop) = NEXT_HOPS.get_ptr(dst) else {
         return false;
     };
     // SAFETY: reading the skb's fields the program was given, and a map
@@ -62,7 +62,7 @@ pub fn remember(dst: [u8; 4], params: &bpf_fib_lookup, epoch: u32) {
     if epoch == 0 {
         return;
     }
-    if let Some(hop) = NEXT_HOPS.get_ptr(&dst) {
+    if let Some(hop) = NEXT_HOPS.get_ptr(dst) {
         // SAFETY: as in `recall`.
         let hop = unsafe { &*hop };
         if hop.epoch == epoch
@@ -84,5 +84,5 @@ pub fn remember(dst: [u8; 4], params: &bpf_fib_lookup, epoch: u32) {
         // device's MTU in the union.
         mtu: u32::from(unsafe { params.__bindgen_anon_1.mtu_result }),
     };
-    let _ = NEXT_HOPS.insert(&dst, &hop, 0);
+    let _ = NEXT_HOPS.insert(dst, hop, 0);
 }
