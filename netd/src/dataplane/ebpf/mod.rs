@@ -1072,6 +1072,10 @@ impl Dataplane for EbpfDataplane {
             })
             .collect();
         let host_datapath = match (&self.host_programs, &self.host_fallback) {
+            (Some(_), _) if !self.route_watch.as_ref().is_some_and(|w| w.alive()) => format!(
+                "{} (next hops looked up for every packet: the host's route watcher is not running, see the daemon's log)",
+                HostDatapath::Ebpf
+            ),
             (Some(_), _) => HostDatapath::Ebpf.to_string(),
             (None, Some(why)) => format!("nftables (the eBPF host side cannot run: {why})"),
             (None, None) => HostDatapath::Nftables.to_string(),

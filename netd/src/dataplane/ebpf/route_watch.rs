@@ -1,5 +1,5 @@
 //! The host's routing epoch ([`netd_common::maps::ROUTE_EPOCH`]): a thread that listens
-//! to the host namespace's route, neighbour, link and address
+//! to the host namespace's route, rule, neighbour, link and address
 //! notifications and bumps the epoch for each, so that the host link
 //! program's remembered next hops ([`netd_common::next_hop`]) stop serving
 //! the moment the host's routing may have changed. The program trusts a
@@ -32,6 +32,7 @@ const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_NEIGH: u32 = 0x4;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
+const RTMGRP_IPV4_RULE: u32 = 0x80;
 
 /// How often the thread looks up from its socket to see whether to stop.
 const STOP_POLL: Duration = Duration::from_millis(500);
@@ -39,6 +40,15 @@ const STOP_POLL: Duration = Duration::from_millis(500);
 /// The running watcher; stops when dropped.
 pub struct RouteWatch {
     stop: Arc<AtomicBool>,
+    /// Cleared when the thread gives up (its socket failed).
+    alive: Arc<AtomicBool>,
+}
+
+impl RouteWatch {
+    /// Whether the epoch still follows the host's changes.
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for RouteWatch {
@@ -55,17 +65,22 @@ pub fn start(netns: &Netns, mut epoch: Array<MapData, u32>) -> Result<RouteWatch
         .set(0, 1, 0)
         .context("writing the host's routing epoch")?;
     let stop = Arc::new(AtomicBool::new(false));
-    let stopping = stop.clone();
+    let alive = Arc::new(AtomicBool::new(true));
+    let (stopping, living) = (stop.clone(), alive.clone());
     thread::Builder::new()
         .name("netd-route-watch".into())
-        .spawn(move || watch(socket, epoch, &stopping))
+        .spawn(move || {
+            watch(socket, epoch, &stopping);
+            living.store(false, Ordering::Relaxed);
+        })
         .context("starting the host's route watcher")?;
-    Ok(RouteWatch { stop })
+    Ok(RouteWatch { stop, alive })
 }
 
 fn subscribe() -> Result<Socket> {
     let mut socket = Socket::new(NETLINK_ROUTE).context("opening a netlink socket")?;
-    let groups = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE;
+    let groups =
+        RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV4_RULE;
     socket
         .bind(&SocketAddr::new(0, groups))
         .context("subscribing to the host's routing notifications")?;
