@@ -176,6 +176,18 @@ pub const fn tcp_closed(original_flags: u8, reply_flags: u8) -> bool {
         || (original_flags & TCP_FIN != 0 && reply_flags & TCP_FIN != 0)
 }
 
+/// Whether a TCP packet with `packet_flags` opens a new connection on the
+/// tuple of an entry whose direction has seen `entry_flags`: a bare SYN
+/// where that direction already sent a FIN or a reset. A guest that
+/// reconnects from the same port (its own kept port, or its fixed
+/// substitute) meets its last connection's entries; the translation is the
+/// same, but their state must start over, else the collector takes the new
+/// connection for ended and removes its entries under it.
+pub const fn tcp_reopens(packet_flags: u8, entry_flags: u8) -> bool {
+    packet_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN
+        && entry_flags & (TCP_FIN | TCP_RST) != 0
+}
+
 pub const TCP_ESTABLISHED_SECS: u64 = 6 * 3600;
 pub const TCP_OPENING_SECS: u64 = 60;
 pub const TCP_CLOSING_SECS: u64 = 10;
@@ -419,6 +431,15 @@ mod tests {
         assert!(host.keeps(60999));
         assert!(!host.keeps(1023), "privileged");
         assert!(!host.keeps(80));
+    }
+
+    #[test]
+    fn a_bare_syn_on_an_ended_connections_tuple_reopens_it() {
+        assert!(tcp_reopens(TCP_SYN, TCP_SYN | TCP_ACK | TCP_FIN));
+        assert!(tcp_reopens(TCP_SYN, TCP_RST));
+        assert!(!tcp_reopens(TCP_SYN, TCP_SYN), "a retransmitted SYN");
+        assert!(!tcp_reopens(TCP_SYN | TCP_ACK, TCP_FIN), "a SYN-ACK");
+        assert!(!tcp_reopens(TCP_ACK, TCP_FIN), "the last ACK of a close");
     }
 
     #[test]

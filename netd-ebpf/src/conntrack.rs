@@ -10,7 +10,7 @@ use netd_common::{
     counters::Counter,
     nat::{
         CtEntry, CtKey, IPPROTO_ICMP, IPPROTO_TCP, LAST_SEEN_GRANULARITY_NS, NAT_PORT_PROBES,
-        ORPHAN_SECS, PortRange, ShareKey, idle_timeout_ns, kind, tcp_closed,
+        ORPHAN_SECS, PortRange, ShareKey, idle_timeout_ns, kind, tcp_closed, tcp_reopens,
     },
 };
 
@@ -32,10 +32,22 @@ pub fn coarse_now() -> u64 {
 }
 
 /// The entry for a packet arriving with `key`, refreshed: last-seen time
-/// (at most once per granule) and the TCP flags of its direction.
+/// (at most once per granule) and the TCP flags of its direction. A new
+/// connection on an ended one's tuple keeps the translation and starts the
+/// pair's state over ([`tcp_reopens`]).
 #[inline(always)]
 pub fn lookup(key: &CtKey, tcp_flags: u8) -> Option<CtEntry> {
     let entry = CONNTRACK.get_ptr_mut(key)?;
+    // SAFETY: as below; both entries' flags start over, a lost race with
+    // another CPU only leaves more flag bits, which the next packets add.
+    unsafe {
+        if key.proto == IPPROTO_TCP && tcp_reopens(tcp_flags, (*entry).tcp_flags) {
+            (*entry).tcp_flags = 0;
+            if let Some(partner) = CONNTRACK.get_ptr_mut((*entry).reply_key(key.proto)) {
+                (*partner).tcp_flags = 0;
+            }
+        }
+    }
     let now = coarse_now();
     // SAFETY: a pointer into the map's value; concurrent writers only ever
     // store a newer time or more flag bits, so a lost update is harmless.
@@ -128,10 +140,15 @@ pub fn create(
                 }
                 wanted.new_sport = candidate;
                 let reply_key = wanted.reply_key(key.proto);
+                // An ended connection's port is as good as free, beyond the
+                // share too: the share bounds the ports a guest holds live,
+                // and its count lags (the collector recounts every tick), so
+                // a guest reconnecting fast is over it on paper long before
+                // it holds that many.
                 if CONNTRACK
                     .insert(reply_key, reply_entry, BPF_NOEXIST as u64)
                     .is_ok()
-                    || (!over && take_over(&reply_key, reply_entry, now))
+                    || take_over(&reply_key, reply_entry, now)
                 {
                     claimed = true;
                     break;

@@ -509,3 +509,70 @@ fn an_established_flow_follows_a_route_change_of_the_host() {
         "{arrived} of 50 datagrams after the route change came by the new way"
     );
 }
+
+/// A guest reconnecting from the port of a connection that has ended (the
+/// server closed first, so the tuple waits in its TIME_WAIT) meets that
+/// connection's conntrack entries: the new connection keeps the translation
+/// and starts their state over. Else they stay marked as closing, and the
+/// collector removes them after 10 s idle under the live connection: the
+/// server's next packet then meets no entry, and the host's reset.
+#[test]
+fn a_connection_reopened_on_an_ended_ones_tuple_survives_an_idle_spell() {
+    use std::io::{Read, Write};
+    let sandbox = Sandbox::new();
+    let netd = Netd::start_with_dataplane(&sandbox, "ebpf");
+    netd.ok(&["network", "create", "web"]);
+    netd.ok(&["guest", "add", "web", "a"]);
+    let a = guest(&netd, "web", "a");
+    let listener = tcp_listener(&sandbox.internet, server(7011));
+    // Past the closing timeout (10 s) and one collector tick (5 s).
+    let idle = Duration::from_secs(17);
+    thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        // The first connection: one byte each way, and the server closes.
+        if let Ok((mut first, _)) = listener.accept()
+            && first.read_exact(&mut byte).is_ok()
+        {
+            let _ = first.write_all(&byte);
+        }
+        // The second, on the same tuple: quiet, then the server speaks.
+        if let Ok((mut second, _)) = listener.accept()
+            && second.read_exact(&mut byte).is_ok()
+        {
+            thread::sleep(idle);
+            let _ = second.write_all(b"late");
+            thread::sleep(Duration::from_secs(2));
+        }
+    });
+    let local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 45_000);
+    let mut first = tcp_connect(&a, server(7011), Some(local)).expect("the first connection");
+    first.write_all(&[1]).expect("writing");
+    let mut byte = [0u8; 1];
+    first.read_exact(&mut byte).expect("the server's byte");
+    assert_eq!(first.read(&mut byte).expect("the server's close"), 0);
+    drop(first);
+    // The guest's own socket may still be closing: a moment, then again.
+    let mut second = None;
+    for _ in 0..50 {
+        match tcp_connect(&a, server(7011), Some(local)) {
+            Ok(stream) => {
+                second = Some(stream);
+                break;
+            }
+            Err(err) if err.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) => panic!("the second connection: {err}"),
+        }
+    }
+    let mut second = second.expect("the second connection from the same port");
+    second.write_all(&[2]).expect("writing");
+    second
+        .set_read_timeout(Some(idle + Duration::from_secs(8)))
+        .expect("read timeout");
+    let mut late = [0u8; 4];
+    second
+        .read_exact(&mut late)
+        .expect("the server's bytes after the idle spell");
+    assert_eq!(&late, b"late");
+}
